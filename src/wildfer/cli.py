@@ -1,0 +1,92 @@
+"""The ``wildfer`` command line. Each stage registers its commands from its own package
+(``wildfer/<stage>/commands.py``); this file only assembles them under help panels.
+
+User mistakes (:class:`wildfer.errors.WildferError`) print one red line and exit with 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+from rich.console import Console
+
+from . import __version__
+from .errors import WildferError
+
+console = Console(stderr=True)
+app = typer.Typer(
+    name="wildfer",
+    help="Facial expression recognition on wild photos: data, models, training, evaluation, "
+    "saliency maps, detect-align-classify, and an HTTP service.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+#: (module, help panel) for every stage; each module has ``register(app)``.
+STAGES = [
+    ("wildfer.data.commands", "Data"),
+    ("wildfer.models.commands", "Models"),
+    ("wildfer.train.commands", "Train"),
+    ("wildfer.evaluate.commands", "Evaluate"),
+    ("wildfer.explain.commands", "Explain"),
+    ("wildfer.wild.commands", "Predict"),
+    ("wildfer.serve.commands", "Serve"),
+]
+
+
+def _version(value: bool):
+    if value:
+        typer.echo(f"wildfer {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+):
+    pass
+
+
+for _mod, _panel in STAGES:
+    try:
+        _m = importlib.import_module(_mod)
+    except ModuleNotFoundError as e:  # a stage not written yet
+        if e.name != _mod:
+            raise
+        continue
+    _m.register(app, _panel)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app, turning user errors into one line and exit code 2."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except WildferError as e:
+        console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        return 2
+    except typer.Exit as e:
+        return e.exit_code
+    except typer.Abort:
+        console.print("aborted")
+        return 130
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        return 130
+    except SystemExit as e:
+        return int(e.code or 0) if isinstance(e.code, int) or e.code is None else 1
+    except Exception as e:  # click usage errors
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            return e.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Class names and label normalisation shared by every stage."""
+
+from __future__ import annotations
+
+#: FER2013's seven classes, in the dataset's index order.
+FER2013_CLASSES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
+#: FER+ classes (majority-vote protocol keeps these 8; unknown / NF rows are dropped).
+FERPLUS_CLASSES: tuple[str, ...] = (
+    "neutral", "happy", "surprise", "sad", "angry", "disgust", "fear", "contempt",
+)
+
+_ALIASES = {
+    "anger": "angry", "angry": "angry", "mad": "angry",
+    "disgust": "disgust", "disgusted": "disgust",
+    "fear": "fear", "fearful": "fear", "afraid": "fear", "scared": "fear",
+    "happy": "happy", "happiness": "happy", "joy": "happy", "smile": "happy",
+    "sad": "sad", "sadness": "sad",
+    "surprise": "surprise", "surprised": "surprise",
+    "neutral": "neutral", "calm": "neutral",
+    "contempt": "contempt",
+}
+
+
+def normalize_label(name: str) -> str:
+    """Map a label spelling (``Anger``, ``happiness``, ``Surprised`` ...) to wildfer's name.
+
+    Unknown names are returned lower-cased and stripped so callers can report them.
+    """
+    key = str(name).strip().lower().replace("-", "").replace("_", "")
+    return _ALIASES.get(key, key)
+
+
+def ferplus_to_fer2013(name: str) -> str | None:
+    """FER+ class name -> FER2013 class name; ``contempt`` has no FER2013 class (None)."""
+    return None if name == "contempt" else name

@@ -1,0 +1,277 @@
+"""Load and save models: training checkpoints (``.pt``), shipped weights (``.safetensors`` +
+``.json`` metadata) and the built-in models inside the package (``"default"``, ``"fast"``,
+``"ferplus"``).
+
+:class:`Classifier` wraps a network with its class names and preprocessing, so every stage
+(evaluate, explain, wild, serve) feeds faces the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..errors import ModelError
+from ..labels import FER2013_CLASSES
+from .registry import create_model, list_models
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+BUILTIN = ("default", "fast", "ferplus")
+CHECKPOINT_FORMAT = "wildfer-checkpoint-v1"
+
+#: FER2013 pixel statistics used to normalise inputs (x / 255 - mean) / std.
+DEFAULT_PREPROCESS = {"size": 48, "mean": 0.5, "std": 0.25, "grayscale": True}
+
+
+@dataclass
+class Classifier:
+    """A trained network plus what is needed to use it.
+
+    ``predict_proba(faces)`` takes uint8 faces ``N x 48 x 48`` (or ``N x H x W`` that are
+    resized) and returns probabilities ``N x C`` as numpy.
+    """
+
+    net: nn.Module
+    classes: tuple[str, ...] = FER2013_CLASSES
+    preprocess: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_PREPROCESS))
+    name: str = ""
+    arch: str = ""
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    class_map: np.ndarray | None = None  # optional C_out x C_net matrix (e.g. FER+ 8 -> FER2013 7)
+    out_classes: tuple[str, ...] | None = None
+
+    def __post_init__(self):
+        self.net.eval()
+
+    @property
+    def size(self) -> int:
+        return int(self.preprocess.get("size", 48))
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.out_classes or self.classes
+
+    def to_tensor(self, faces) -> torch.Tensor:
+        """uint8/float faces (N x H x W or N x 1 x H x W, 0-255) -> normalised float tensor."""
+        x = torch.as_tensor(np.asarray(faces) if not isinstance(faces, torch.Tensor) else faces)
+        if x.dim() == 2:
+            x = x[None]
+        if x.dim() == 3:
+            x = x[:, None]
+        x = x.float() / 255.0
+        if x.shape[-1] != self.size or x.shape[-2] != self.size:
+            x = torch.nn.functional.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        return self.normalize(x)
+
+    def normalize(self, x01: torch.Tensor) -> torch.Tensor:
+        return (x01 - float(self.preprocess.get("mean", 0.5))) / float(self.preprocess.get("std", 0.25))
+
+    @torch.inference_mode()
+    def logits(self, faces, batch_size: int = 256) -> torch.Tensor:
+        x = self.to_tensor(faces)
+        outs = [self.net(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)]
+        return torch.cat(outs) if outs else torch.zeros(0, len(self.classes))
+
+    def predict_proba(self, faces, batch_size: int = 256, tta: bool = False) -> np.ndarray:
+        p = torch.softmax(self.logits(faces, batch_size).float(), dim=1)
+        if tta:
+            flipped = np.asarray(faces)[..., ::-1].copy()
+            p = 0.5 * (p + torch.softmax(self.logits(flipped, batch_size).float(), dim=1))
+        p = p.numpy()
+        if self.class_map is not None:
+            p = p @ self.class_map.T
+            p = p / np.clip(p.sum(1, keepdims=True), 1e-12, None)
+        return p
+
+    def predict(self, faces, **kw) -> list[str]:
+        return [self.labels[i] for i in self.predict_proba(faces, **kw).argmax(1)]
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.net.parameters())
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(path: str | os.PathLike, net: nn.Module, *, arch: str, model_kwargs: dict, classes,
+                    preprocess: dict | None = None, **extra) -> None:
+    """Save a training checkpoint loadable with ``torch.load(weights_only=True)``."""
+    state = {k: v.detach().cpu() for k, v in _unwrap(net).state_dict().items()}
+    ckpt = {
+        "format": CHECKPOINT_FORMAT,
+        "arch": arch,
+        "model_kwargs": _plain(model_kwargs),
+        "classes": list(classes),
+        "in_chans": int(getattr(_unwrap(net), "in_chans", 1)),
+        "preprocess": dict(preprocess or DEFAULT_PREPROCESS),
+        "state_dict": state,
+    }
+    ckpt.update(extra)
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(ckpt, tmp)
+    os.replace(tmp, path)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise ModelError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling problem is a bad file for the user
+        raise ModelError(f"{path}: not a readable wildfer checkpoint ({type(e).__name__}: {str(e)[:120]})") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "arch" not in ckpt:
+        raise ModelError(f"{path}: not a wildfer checkpoint (no 'arch' / 'state_dict')")
+    return ckpt
+
+
+def _unwrap(net: nn.Module) -> nn.Module:
+    return net.module if hasattr(net, "module") else net
+
+
+def _plain(obj):
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _build(arch: str, model_kwargs: dict, num_classes: int, in_chans: int) -> nn.Module:
+    kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in (model_kwargs or {}).items()}
+    return create_model(arch, num_classes=num_classes, in_chans=in_chans, **kw)
+
+
+def classifier_from_checkpoint(path: str | os.PathLike) -> Classifier:
+    ckpt = read_checkpoint(path)
+    classes = tuple(ckpt.get("classes") or FER2013_CLASSES)
+    net = _build(ckpt["arch"], ckpt.get("model_kwargs", {}), len(classes), int(ckpt.get("in_chans", 1)))
+    try:
+        net.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:
+        raise ModelError(f"{path}: weights do not fit architecture {ckpt['arch']!r} ({str(e)[:160]})") from None
+    meta = {k: v for k, v in ckpt.items() if k in ("epoch", "metrics", "config")}
+    return Classifier(net, classes, dict(ckpt.get("preprocess") or DEFAULT_PREPROCESS), name=str(path),
+                      arch=ckpt["arch"], model_kwargs=ckpt.get("model_kwargs", {}), meta=meta)
+
+
+# ----------------------------------------------------------------------------- shipped weights
+
+
+def export_weights(clf_or_ckpt, out: str | os.PathLike, *, half: bool = True, card: dict | None = None) -> Path:
+    """Write ``out.safetensors`` (fp16 by default) and ``out.json`` metadata."""
+    from safetensors.torch import save_file
+
+    clf = clf_or_ckpt if isinstance(clf_or_ckpt, Classifier) else classifier_from_checkpoint(clf_or_ckpt)
+    out = Path(out)
+    if out.suffix == ".safetensors":
+        out = out.with_suffix("")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    state = {}
+    for k, v in clf.net.state_dict().items():
+        v = v.detach().cpu().contiguous()
+        if half and v.is_floating_point() and "running_var" not in k and "running_mean" not in k:
+            v = v.half()
+        state[k] = v
+    save_file(state, str(out) + ".safetensors")
+    meta = {
+        "arch": clf.arch,
+        "model_kwargs": _plain(clf.model_kwargs),
+        "classes": list(clf.classes),
+        "in_chans": int(getattr(clf.net, "in_chans", 1)),
+        "preprocess": clf.preprocess,
+    }
+    meta.update(card or {})
+    Path(str(out) + ".json").write_text(json.dumps(meta, indent=2))
+    return Path(str(out) + ".safetensors")
+
+
+def classifier_from_safetensors(path: str | os.PathLike, name: str = "") -> Classifier:
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    meta_path = path.with_suffix(".json")
+    if not path.exists():
+        raise ModelError(f"{path}: weights file not found")
+    if not meta_path.exists():
+        raise ModelError(f"{path}: metadata {meta_path.name} missing beside the weights")
+    meta = json.loads(meta_path.read_text())
+    classes = tuple(meta.get("classes") or FER2013_CLASSES)
+    net = _build(meta["arch"], meta.get("model_kwargs", {}), len(classes), int(meta.get("in_chans", 1)))
+    try:
+        state = load_file(str(path))
+    except Exception as e:  # noqa: BLE001
+        raise ModelError(f"{path}: cannot read safetensors ({str(e)[:120]})") from None
+    ref = net.state_dict()
+    state = {k: v.to(ref[k].dtype) if k in ref else v for k, v in state.items()}
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as e:
+        raise ModelError(f"{path}: weights do not fit architecture {meta['arch']!r} ({str(e)[:160]})") from None
+    return Classifier(net, classes, dict(meta.get("preprocess") or DEFAULT_PREPROCESS), name=name or str(path),
+                      arch=meta["arch"], model_kwargs=meta.get("model_kwargs", {}), meta=meta)
+
+
+def builtin_models() -> list[str]:
+    """Names of built-in models whose weights ship in this installation."""
+    return [n for n in BUILTIN if (WEIGHTS_DIR / f"{n}.safetensors").exists()]
+
+
+def load_model(name_or_path: str | os.PathLike = "default", *, classes: str | None = None) -> Classifier:
+    """A built-in name (``default``, ``fast``, ``ferplus``), a ``.pt`` checkpoint or a
+    ``.safetensors`` file (with its ``.json`` beside it). Nothing is downloaded.
+
+    ``classes="fer2013"`` maps an 8-class FER+ model's output to FER2013's 7 classes
+    (contempt folded away, probabilities renormalised).
+    """
+    s = str(name_or_path)
+    if s in BUILTIN:
+        f = WEIGHTS_DIR / f"{s}.safetensors"
+        if not f.exists():
+            have = builtin_models()
+            raise ModelError(
+                f"built-in model {s!r} is not in this installation (weights {f} missing); "
+                f"available: {', '.join(have) or 'none'}"
+            )
+        clf = classifier_from_safetensors(f, name=s)
+    elif s.endswith(".safetensors"):
+        clf = classifier_from_safetensors(s)
+    elif os.path.exists(s) and os.path.isdir(s):
+        for cand in ("best.pt", "last.pt"):
+            if (Path(s) / cand).exists():
+                return load_model(Path(s) / cand, classes=classes)
+        raise ModelError(f"{s}: folder has no best.pt or last.pt checkpoint")
+    elif os.path.exists(s):
+        clf = classifier_from_checkpoint(s)
+    elif s in list_models():
+        raise ModelError(
+            f"{s!r} is an architecture, not trained weights: train it with 'wildfer train' and pass the "
+            f"checkpoint, or use a built-in model ({', '.join(BUILTIN)})"
+        )
+    else:
+        raise ModelError(f"{s}: no such built-in model, checkpoint or weights file")
+    if classes:
+        clf = with_fer2013_classes(clf) if classes.lower() == "fer2013" else clf
+    return clf
+
+
+def with_fer2013_classes(clf: Classifier) -> Classifier:
+    """Fold a model's classes onto FER2013's 7 (drops classes FER2013 lacks, e.g. contempt)."""
+    if tuple(clf.classes) == FER2013_CLASSES:
+        return clf
+    m = np.zeros((len(FER2013_CLASSES), len(clf.classes)), dtype=np.float32)
+    for j, c in enumerate(clf.classes):
+        if c in FER2013_CLASSES:
+            m[FER2013_CLASSES.index(c), j] = 1.0
+    clf.class_map = m
+    clf.out_classes = FER2013_CLASSES
+    return clf

@@ -1,0 +1,78 @@
+"""A timm-style model registry: ``@register_model`` on a factory, then ``create_model(name)``.
+
+Each architecture family lives in its own module under :mod:`wildfer.models`; importing
+:mod:`wildfer.models` imports them all, which registers their factories.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch.nn as nn
+
+from ..errors import ModelError
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    factory: Callable[..., nn.Module]
+    family: str
+    input_size: int
+    in_chans: int
+    description: str
+
+
+_REGISTRY: dict[str, ModelInfo] = {}
+
+
+def register_model(
+    name: str | None = None,
+    *,
+    input_size: int = 48,
+    in_chans: int = 1,
+    description: str = "",
+):
+    """Decorator: register ``fn(num_classes=7, in_chans=1, **kw) -> nn.Module`` under ``name``."""
+
+    def deco(fn):
+        key = name or fn.__name__
+        if key in _REGISTRY:
+            raise ValueError(f"model {key!r} registered twice")
+        family = fn.__module__.rsplit(".", 1)[-1]
+        doc = description or (fn.__doc__ or "").strip().splitlines()[0:1]
+        if isinstance(doc, list):
+            doc = doc[0] if doc else ""
+        _REGISTRY[key] = ModelInfo(key, fn, family, input_size, in_chans, doc)
+        return fn
+
+    return deco
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Registered model names, sorted; ``pattern`` is an fnmatch pattern (``"vgg*"``)."""
+    import fnmatch
+
+    names = sorted(_REGISTRY)
+    if pattern:
+        names = [n for n in names if fnmatch.fnmatch(n, pattern)]
+    return names
+
+
+def model_info(name: str) -> ModelInfo:
+    if name not in _REGISTRY:
+        raise ModelError(f"unknown model {name!r}; known: {', '.join(list_models())}")
+    return _REGISTRY[name]
+
+
+def create_model(name: str, num_classes: int = 7, in_chans: int | None = None, **kwargs) -> nn.Module:
+    """Build a registered model. ``in_chans`` defaults to the architecture's own (1 for 48x48)."""
+    info = model_info(name)
+    if in_chans is None:
+        in_chans = info.in_chans
+    model = info.factory(num_classes=num_classes, in_chans=in_chans, **kwargs)
+    model.wildfer_name = name  # type: ignore[attr-defined]
+    model.input_size = info.input_size  # type: ignore[attr-defined]
+    model.in_chans = in_chans  # type: ignore[attr-defined]
+    return model

@@ -1,0 +1,146 @@
+"""Training configuration: one dataclass, loaded from YAML or TOML, overridable from the CLI.
+
+``wildfer train --config configs/default.yaml epochs=30 optimizer.lr=0.05`` -- overrides are
+``key=value`` pairs (values parsed as YAML scalars); dotted keys are flattened with ``_``
+(``optim.lr`` == ``lr``), so both spellings work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import WildferError
+
+
+@dataclass
+class TrainConfig:
+    # what to train
+    model: str = "shallow"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    # data
+    data: str = "../shared/data/fer2013/fer2013.csv.gz"
+    dataset: str = "fer2013"  # fer2013 | ferplus
+    ferplus_labels: str | None = None  # path to fer2013new.csv when dataset == ferplus
+    ferplus_soft: bool = False  # train on FER+ vote distributions instead of majority labels
+    train_split: str = "Training"
+    val_split: str = "PublicTest"
+    subset: int | None = None  # use only the first N training rows (quick runs / tests)
+    val_subset: int | None = None
+    augment: bool = True
+    aug: dict[str, Any] = field(default_factory=dict)  # Augment(...) overrides
+    # optimisation
+    epochs: int = 10
+    batch_size: int = 64
+    optimizer: str = "momentum"  # sgd | momentum | nesterov | rmsprop | adam | adamw
+    lr: float = 0.01
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"  # none | step | cosine | plateau | onecycle
+    step_size: int = 10  # epochs, for step
+    gamma: float = 0.1
+    plateau_patience: int = 3
+    warmup_epochs: float = 0.0
+    min_lr: float = 0.0
+    label_smoothing: float = 0.0
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    class_weights: str | None = None  # None | "balanced" | "sqrt"
+    grad_clip: float | None = None
+    early_stop: int | None = None  # patience in epochs on the validation metric
+    # distillation (teacher checkpoint or built-in name)
+    teacher: str | None = None
+    distill_alpha: float = 0.5
+    distill_temperature: float = 4.0
+    # runtime
+    seed: int = 0
+    out: str = "runs/run"
+    device: str = "auto"  # auto | cpu | cuda
+    bf16: bool = False  # bf16 autocast on CPU (fast only where the CPU has bf16 units)
+    amp: bool = True  # fp16/bf16 autocast on CUDA
+    channels_last: bool = True
+    threads: int | None = None
+    keep_epoch_checkpoints: bool = False  # weights of every epoch (for saliency over training)
+    log_every: int = 1  # iterations between loss records in the JSONL log
+    progress: bool = True
+    max_iters_per_epoch: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        flat = _flatten(d)
+        unknown = sorted(set(flat) - names)
+        if unknown:
+            raise WildferError(f"unknown config keys: {', '.join(unknown)}")
+        return cls(**flat)
+
+
+def _flatten(d: dict[str, Any]) -> dict[str, Any]:
+    """Accept nested sections ({optim: {lr: ..}}) as well as flat keys; model_kwargs/aug stay dicts."""
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        k = k.replace("-", "_")
+        if isinstance(v, dict) and k not in ("model_kwargs", "aug"):
+            for kk, vv in _flatten(v).items():
+                out[kk if kk in names else f"{k}_{kk}"] = vv
+        else:
+            out[k] = v
+    return out
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise WildferError(f"{path}: config file not found")
+    text = path.read_text()
+    try:
+        if path.suffix.lower() == ".toml":
+            return tomllib.loads(text)
+        if path.suffix.lower() == ".json":
+            return json.loads(text)
+        data = yaml.safe_load(text) or {}
+    except (yaml.YAMLError, tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
+        raise WildferError(f"{path}: cannot parse config ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise WildferError(f"{path}: config must be a mapping of keys to values")
+    return data
+
+
+def apply_overrides(d: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    d = dict(d)
+    for item in overrides:
+        if "=" not in item:
+            raise WildferError(f"override {item!r} must look like key=value")
+        k, v = item.split("=", 1)
+        k = k.strip().replace("-", "_")
+        val = yaml.safe_load(v) if v != "" else None
+        if "." in k:
+            head, tail = k.split(".", 1)
+            if head in ("model_kwargs", "aug"):
+                sub = dict(d.get(head) or {})
+                sub[tail] = val
+                d[head] = sub
+                continue
+            k = tail if tail in {f.name for f in dataclasses.fields(TrainConfig)} else k.replace(".", "_")
+        d[k] = val
+    return d
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    base = read_config_file(path) if path else {}
+    return TrainConfig.from_dict(apply_overrides(base, overrides or []))
+
+
+def save_config(cfg: TrainConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -1,0 +1,443 @@
+"""The training engine: ``Trainer(TrainConfig).fit()``.
+
+One loop for every experiment: optimizers (sgd, momentum, nesterov, rmsprop, adam, adamw),
+per-iteration LR schedules with warm-up (step, cosine, plateau, one-cycle), label smoothing,
+mixup / cutmix, class weights, knowledge distillation, early stopping on the validation
+split, a checkpoint every epoch with exact resume, bf16 autocast + channels_last on CPU and
+AMP on CUDA, and DDP when launched under ``torchrun`` (gloo on CPU, nccl on GPU).
+
+Logs go to ``<out>/metrics.jsonl``: ``{"type": "iter", ...}`` per iteration (loss, lr) and
+``{"type": "epoch", ...}`` per epoch (train / validation loss and accuracy, seconds).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..data.augment import Augment, mixup_cutmix
+from ..data.fer2013 import FaceArrays
+from ..errors import WildferError
+from ..models.loader import DEFAULT_PREPROCESS, save_checkpoint
+from ..models.registry import create_model
+from .config import TrainConfig, save_config
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def dist_info() -> tuple[int, int, int]:
+    """(rank, local_rank, world_size) from torchrun's environment (0, 0, 1 otherwise)."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def load_training_data(cfg: TrainConfig) -> tuple[FaceArrays, FaceArrays]:
+    """Training and validation arrays for ``cfg.dataset`` (fer2013 or ferplus)."""
+    if cfg.dataset == "fer2013":
+        from ..data.fer2013 import load_fer2013
+
+        full = load_fer2013(cfg.data)
+    elif cfg.dataset == "ferplus":
+        from ..data.ferplus import load_ferplus
+
+        if not cfg.ferplus_labels:
+            raise WildferError("dataset 'ferplus' needs ferplus_labels=PATH/fer2013new.csv")
+        full = load_ferplus(cfg.data, cfg.ferplus_labels)
+    else:
+        raise WildferError(f"unknown dataset {cfg.dataset!r} (fer2013 | ferplus)")
+    train, val = full.split(cfg.train_split), full.split(cfg.val_split)
+    if len(train) == 0:
+        raise WildferError(f"{cfg.data}: no rows with usage {cfg.train_split!r}")
+    if cfg.subset:
+        train = train.subset(np.arange(min(cfg.subset, len(train))))
+    if cfg.val_subset:
+        val = val.subset(np.arange(min(cfg.val_subset, len(val))))
+    return train, val
+
+
+def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    name = cfg.optimizer.lower()
+    decay, no_decay = [], []
+    for p in params:
+        if p.requires_grad:
+            (no_decay if p.dim() <= 1 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.0)
+    if name in ("momentum", "nesterov"):
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov or name == "nesterov")
+    if name == "rmsprop":
+        return torch.optim.RMSprop(groups, lr=cfg.lr, alpha=0.99, eps=1e-8)
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=cfg.lr)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr)
+    raise WildferError(f"unknown optimizer {cfg.optimizer!r} (sgd | momentum | nesterov | rmsprop | adam | adamw)")
+
+
+@dataclass
+class LRSchedule:
+    """Learning rate as a function of the global step; ``plateau`` also uses epoch metrics."""
+
+    cfg: TrainConfig
+    steps_per_epoch: int
+    plateau_scale: float = 1.0
+    plateau_best: float = -math.inf
+    plateau_bad: int = 0
+
+    def __call__(self, step: int) -> float:
+        cfg, spe = self.cfg, max(1, self.steps_per_epoch)
+        total = cfg.epochs * spe
+        warm = int(cfg.warmup_epochs * spe)
+        base = cfg.lr
+        if cfg.schedule == "onecycle":
+            # linear warm-up to lr over 30% (or warmup_epochs), then cosine down to ~0
+            warm = warm or int(0.3 * total)
+            if step < warm:
+                return base * (0.04 + 0.96 * step / max(1, warm))
+            t = (step - warm) / max(1, total - warm)
+            return cfg.min_lr + (base - cfg.min_lr) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+        if step < warm:
+            return base * (step + 1) / warm
+        if cfg.schedule == "cosine":
+            t = (step - warm) / max(1, total - warm)
+            return cfg.min_lr + (base - cfg.min_lr) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+        if cfg.schedule == "step":
+            return base * cfg.gamma ** ((step // spe) // max(1, cfg.step_size))
+        if cfg.schedule == "plateau":
+            return max(cfg.min_lr, base * self.plateau_scale)
+        if cfg.schedule in ("none", "constant"):
+            return base
+        raise WildferError(f"unknown schedule {cfg.schedule!r} (none | step | cosine | plateau | onecycle)")
+
+    def epoch_end(self, metric: float) -> None:
+        if self.cfg.schedule != "plateau":
+            return
+        if metric > self.plateau_best + 1e-4:
+            self.plateau_best, self.plateau_bad = metric, 0
+        else:
+            self.plateau_bad += 1
+            if self.plateau_bad > self.cfg.plateau_patience:
+                self.plateau_scale *= self.cfg.gamma if self.cfg.gamma < 1 else 0.1
+                self.plateau_bad = 0
+
+    def state(self) -> dict:
+        return {"scale": self.plateau_scale, "best": self.plateau_best, "bad": self.plateau_bad}
+
+    def load(self, s: dict) -> None:
+        self.plateau_scale, self.plateau_best, self.plateau_bad = s["scale"], s["best"], s["bad"]
+
+
+def class_weight_vector(labels: np.ndarray, num_classes: int, mode: str | None) -> torch.Tensor | None:
+    if not mode:
+        return None
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64) + 1.0
+    w = counts.sum() / (num_classes * counts)
+    if mode == "sqrt":
+        w = np.sqrt(w)
+    elif mode != "balanced":
+        raise WildferError(f"unknown class_weights {mode!r} (balanced | sqrt)")
+    return torch.tensor(w / w.mean(), dtype=torch.float32)
+
+
+# ----------------------------------------------------------------------------- trainer
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, *, train: FaceArrays | None = None, val: FaceArrays | None = None,
+                 resume: bool = False, console=None):
+        self.cfg = cfg
+        self.resume = resume
+        self.rank, self.local_rank, self.world = dist_info()
+        self.distributed = self.world > 1
+        self.console = console
+        if cfg.threads:
+            torch.set_num_threads(int(cfg.threads))
+        if cfg.device == "auto":
+            self.device = torch.device(f"cuda:{self.local_rank}" if torch.cuda.is_available() else "cpu")
+        else:
+            self.device = torch.device(cfg.device if cfg.device != "cuda" else f"cuda:{self.local_rank}")
+        if self.distributed and not torch.distributed.is_initialized():
+            backend = "nccl" if self.device.type == "cuda" else "gloo"
+            torch.distributed.init_process_group(backend)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        seed_everything(cfg.seed)
+        if train is None or val is None:
+            tr, va = load_training_data(cfg)
+            train = train if train is not None else tr
+            val = val if val is not None else va
+        self.train_data, self.val_data = train, val
+        self.classes = tuple(train.classes)
+        self.num_classes = len(self.classes)
+        self.out = Path(cfg.out)
+        self.is_main = self.rank == 0
+
+    # -- pieces -----------------------------------------------------------------------------
+    def _batch_tensor(self, images: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0).unsqueeze(1)
+        return x
+
+    def _normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - DEFAULT_PREPROCESS["mean"]) / DEFAULT_PREPROCESS["std"]
+
+    def _autocast(self):
+        if self.device.type == "cuda" and self.cfg.amp:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        if self.device.type == "cpu" and self.cfg.bf16:
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return torch.autocast(self.device.type, enabled=False)
+
+    def _prep(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True)
+        if self.cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, data: FaceArrays, batch_size: int = 256) -> dict[str, float]:
+        """Loss and accuracy on ``data`` (sharded across ranks, reduced)."""
+        model.eval()
+        n = len(data)
+        idx = np.arange(self.rank, n, self.world)
+        loss_sum, correct, count = 0.0, 0, 0
+        for i in range(0, len(idx), batch_size):
+            b = idx[i : i + batch_size]
+            x = self._prep(self._normalize(self._batch_tensor(data.images[b])))
+            y = torch.from_numpy(data.labels[b]).to(self.device)
+            with self._autocast():
+                logits = model(x)
+            logits = logits.float()
+            loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+            correct += int((logits.argmax(1) == y).sum())
+            count += len(b)
+        t = torch.tensor([loss_sum, correct, count], dtype=torch.float64, device=self.device)
+        if self.distributed:
+            torch.distributed.all_reduce(t)
+        loss_sum, correct, count = t.tolist()
+        return {"loss": loss_sum / max(1, count), "acc": correct / max(1, count), "n": int(count)}
+
+    # -- main loop --------------------------------------------------------------------------
+    def fit(self) -> dict[str, Any]:
+        cfg = self.cfg
+        if self.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.out / "config.yaml")
+        model = create_model(cfg.model, num_classes=self.num_classes, **_kw(cfg.model_kwargs)).to(self.device)
+        if cfg.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        opt = make_optimizer(cfg, model.parameters())
+        n_train = len(self.train_data)
+        per_rank = math.ceil(n_train / self.world)
+        steps_per_epoch = math.ceil(per_rank / cfg.batch_size)
+        if cfg.max_iters_per_epoch:
+            steps_per_epoch = min(steps_per_epoch, cfg.max_iters_per_epoch)
+        sched = LRSchedule(cfg, steps_per_epoch)
+        start_epoch, best, history, bad_epochs = 0, -1.0, [], 0
+        gen = torch.Generator().manual_seed(cfg.seed * 1000 + self.rank)
+
+        last = self.out / "last.pt"
+        if self.resume:
+            if not last.exists():
+                raise WildferError(f"{last}: nothing to resume (no last.pt in {self.out})")
+            ck = torch.load(last, map_location="cpu", weights_only=True)
+            model.load_state_dict(ck["state_dict"])
+            opt.load_state_dict(ck["optimizer"])
+            sched.load(ck["schedule"])
+            start_epoch, best, history = int(ck["epoch"]) + 1, float(ck["best"]), list(ck.get("history", []))
+            bad_epochs = int(ck.get("bad_epochs", 0))
+            gen.set_state(ck["generator"][self.rank] if self.rank < len(ck["generator"]) else ck["generator"][0])
+
+        net = model
+        if self.distributed:
+            net = nn.parallel.DistributedDataParallel(
+                model, device_ids=[self.local_rank] if self.device.type == "cuda" else None
+            )
+        teacher = None
+        if cfg.teacher:
+            from ..models.loader import load_model
+
+            teacher = load_model(cfg.teacher).net.to(self.device).eval()
+        weights = class_weight_vector(self.train_data.labels, self.num_classes, cfg.class_weights)
+        if weights is not None:
+            weights = weights.to(self.device)
+        aug = Augment(**cfg.aug) if cfg.augment else None
+        soft_labels = self.train_data.soft if (cfg.dataset == "ferplus" and cfg.ferplus_soft) else None
+
+        log = open(self.out / "metrics.jsonl", "a") if self.is_main else None
+        progress = _progress(cfg.progress and self.is_main, self.console)
+        summary: dict[str, Any] = {}
+        try:
+            with progress:
+                task = progress.add_task("train", total=(cfg.epochs - start_epoch) * steps_per_epoch)
+                for epoch in range(start_epoch, cfg.epochs):
+                    t0 = time.time()
+                    net.train()
+                    # same permutation on every rank, then each takes its shard (DistributedSampler semantics)
+                    perm_gen = torch.Generator().manual_seed(cfg.seed * 7919 + epoch)
+                    perm = torch.randperm(n_train, generator=perm_gen).numpy()
+                    if self.world > 1:
+                        pad = per_rank * self.world - n_train
+                        perm = np.concatenate([perm, perm[:pad]])[self.rank :: self.world]
+                    tl, tc, tn = 0.0, 0, 0
+                    for it in range(steps_per_epoch):
+                        b = perm[it * cfg.batch_size : (it + 1) * cfg.batch_size]
+                        if len(b) == 0:
+                            break
+                        step = epoch * steps_per_epoch + it
+                        lr = sched(step)
+                        for g in opt.param_groups:
+                            g["lr"] = lr
+                        x = self._batch_tensor(self.train_data.images[b])
+                        if aug is not None:
+                            x = aug(x, gen)
+                        x = self._normalize(x)
+                        y_idx = torch.from_numpy(self.train_data.labels[b])
+                        if soft_labels is not None:
+                            y = torch.from_numpy(soft_labels[b]).float()
+                        else:
+                            y = F.one_hot(y_idx, self.num_classes).float()
+                        if cfg.mixup > 0 or cfg.cutmix > 0:
+                            x, y = mixup_cutmix(x, y, self.num_classes, cfg.mixup, cfg.cutmix, gen)
+                        x = self._prep(x)
+                        y = y.to(self.device)
+                        with self._autocast():
+                            logits = net(x)
+                        logits = logits.float()
+                        loss = soft_cross_entropy(logits, y, cfg.label_smoothing, weights)
+                        if teacher is not None:
+                            with torch.no_grad(), self._autocast():
+                                tlog = teacher(x).float()
+                            T = cfg.distill_temperature
+                            kd = F.kl_div(F.log_softmax(logits / T, 1), F.softmax(tlog / T, 1), reduction="batchmean")
+                            loss = (1 - cfg.distill_alpha) * loss + cfg.distill_alpha * kd * T * T
+                        if not torch.isfinite(loss):
+                            raise WildferError(f"loss became {float(loss)} at epoch {epoch} iteration {it}; lower lr={cfg.lr}")
+                        opt.zero_grad(set_to_none=True)
+                        loss.backward()
+                        if cfg.grad_clip:
+                            nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+                        opt.step()
+                        lv = float(loss.detach())
+                        tl += lv * len(b)
+                        tc += int((logits.argmax(1).cpu() == y_idx).sum())
+                        tn += len(b)
+                        if log and (it % max(1, cfg.log_every) == 0):
+                            log.write(json.dumps({"type": "iter", "epoch": epoch, "iter": step, "loss": round(lv, 5),
+                                                  "lr": lr}) + "\n")
+                        progress.update(task, advance=1, description=f"epoch {epoch + 1}/{cfg.epochs} loss {lv:.3f}")
+                    train_stats = torch.tensor([tl, tc, tn], dtype=torch.float64, device=self.device)
+                    if self.distributed:
+                        torch.distributed.all_reduce(train_stats)
+                    tl, tc, tn = train_stats.tolist()
+                    val = self.evaluate(model, self.val_data) if len(self.val_data) else {"loss": float("nan"), "acc": float("nan"), "n": 0}
+                    sched.epoch_end(val["acc"])
+                    rec = {
+                        "type": "epoch", "epoch": epoch, "train_loss": tl / max(1, tn), "train_acc": tc / max(1, tn),
+                        "val_loss": val["loss"], "val_acc": val["acc"], "lr": sched(max(0, (epoch + 1) * steps_per_epoch - 1)),
+                        "seconds": round(time.time() - t0, 2), "world_size": self.world,
+                    }
+                    history.append(rec)
+                    improved = val["acc"] > best
+                    if improved:
+                        best, bad_epochs = val["acc"], 0
+                    else:
+                        bad_epochs += 1
+                    if self.is_main:
+                        log.write(json.dumps(rec) + "\n")
+                        log.flush()
+                        common = dict(arch=cfg.model, model_kwargs=cfg.model_kwargs, classes=self.classes,
+                                      preprocess=DEFAULT_PREPROCESS, epoch=epoch, metrics=_clean(rec),
+                                      config=_clean(cfg.to_dict()))
+                        if improved:
+                            save_checkpoint(self.out / "best.pt", model, **common)
+                        if cfg.keep_epoch_checkpoints:
+                            save_checkpoint(self.out / f"epoch_{epoch + 1:03d}.pt", model, **common)
+                        save_checkpoint(last, model, **common, optimizer=opt.state_dict(), schedule=sched.state(),
+                                        best=best, bad_epochs=bad_epochs, history=[_clean(h) for h in history],
+                                        generator=[gen.get_state()])
+                        if self.console is not None:
+                            self.console.print(
+                                f"epoch {epoch + 1}/{cfg.epochs}: train loss {rec['train_loss']:.4f} acc {rec['train_acc']:.4f} | "
+                                f"val loss {val['loss']:.4f} acc {val['acc']:.4f} | {rec['seconds']:.0f}s"
+                            )
+                    if cfg.early_stop and bad_epochs >= cfg.early_stop:
+                        if self.console is not None and self.is_main:
+                            self.console.print(f"early stop: no improvement for {bad_epochs} epochs")
+                        break
+        finally:
+            if log:
+                log.close()
+        summary = {"best_val_acc": best, "epochs_run": len(history), "history": history, "out": str(self.out)}
+        if self.is_main:
+            (self.out / "summary.json").write_text(json.dumps(_clean(summary), indent=2))
+        return summary
+
+
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, smoothing: float = 0.0,
+                       weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy against soft targets, with label smoothing and optional class weights."""
+    c = logits.shape[1]
+    if smoothing > 0:
+        target = target * (1 - smoothing) + smoothing / c
+    logp = F.log_softmax(logits, dim=1)
+    per = -(target * logp)
+    if weights is not None:
+        per = per * weights.view(1, -1)
+        return per.sum(1).sum() / (target * weights.view(1, -1)).sum()
+    return per.sum(1).mean()
+
+
+def _kw(d: dict) -> dict:
+    return {k: (tuple(v) if isinstance(v, list) else v) for k, v in (d or {}).items()}
+
+
+def _clean(obj):
+    """Make a structure safe for weights_only loading / JSON (floats, ints, str, lists, dicts)."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    return obj
+
+
+class _NoProgress:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+    def add_task(self, *a, **k):
+        return 0
+
+    def update(self, *a, **k):
+        pass
+
+
+def _progress(enabled: bool, console=None):
+    if not enabled:
+        return _NoProgress()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), console=console, transient=False)
