@@ -47,6 +47,8 @@ class Classifier:
     meta: dict[str, Any] = field(default_factory=dict)
     class_map: np.ndarray | None = None  # optional C_out x C_net matrix (e.g. FER+ 8 -> FER2013 7)
     out_classes: tuple[str, ...] | None = None
+    backend: str = "torch"  # "torch" or "onnx" (see wildfer.models.onnx.attach_onnx)
+    runner: Any = None  # the onnxruntime runner when backend == "onnx"
 
     def __post_init__(self):
         self.net.eval()
@@ -77,6 +79,9 @@ class Classifier:
     @torch.inference_mode()
     def logits(self, faces, batch_size: int = 256) -> torch.Tensor:
         x = self.to_tensor(faces)
+        if self.backend == "onnx" and self.runner is not None:
+            outs = [torch.from_numpy(self.runner(x[i : i + batch_size].numpy())) for i in range(0, x.shape[0], batch_size)]
+            return torch.cat(outs) if outs else torch.zeros(0, len(self.classes))
         outs = [self.net(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)]
         return torch.cat(outs) if outs else torch.zeros(0, len(self.classes))
 
@@ -226,7 +231,8 @@ def builtin_models() -> list[str]:
     return [n for n in BUILTIN if (WEIGHTS_DIR / f"{n}.safetensors").exists()]
 
 
-def load_model(name_or_path: str | os.PathLike = "default", *, classes: str | None = None) -> Classifier:
+def load_model(name_or_path: str | os.PathLike = "default", *, classes: str | None = None,
+               backend: str = "torch") -> Classifier:
     """A built-in name (``default``, ``fast``, ``ferplus``), a ``.pt`` checkpoint or a
     ``.safetensors`` file (with its ``.json`` beside it). Nothing is downloaded.
 
@@ -248,7 +254,7 @@ def load_model(name_or_path: str | os.PathLike = "default", *, classes: str | No
     elif os.path.exists(s) and os.path.isdir(s):
         for cand in ("best.pt", "last.pt"):
             if (Path(s) / cand).exists():
-                return load_model(Path(s) / cand, classes=classes)
+                return load_model(Path(s) / cand, classes=classes, backend=backend)
         raise ModelError(f"{s}: folder has no best.pt or last.pt checkpoint")
     elif os.path.exists(s):
         clf = classifier_from_checkpoint(s)
@@ -261,6 +267,12 @@ def load_model(name_or_path: str | os.PathLike = "default", *, classes: str | No
         raise ModelError(f"{s}: no such built-in model, checkpoint or weights file")
     if classes:
         clf = with_fer2013_classes(clf) if classes.lower() == "fer2013" else clf
+    if backend == "onnx":
+        from .onnx import attach_onnx
+
+        attach_onnx(clf)
+    elif backend != "torch":
+        raise ModelError(f"unknown backend {backend!r} (torch | onnx)")
     return clf
 
 

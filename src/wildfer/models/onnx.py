@@ -1,0 +1,112 @@
+"""ONNX export and onnxruntime inference.
+
+``export_onnx(classifier, "model.onnx")`` writes a graph with a dynamic batch axis (input
+``N x 1 x 48 x 48`` normalised, output logits) and the class names in its metadata.
+``OnnxRunner`` runs it on onnxruntime; ``Classifier.use_backend("onnx")`` plugs it into a
+classifier so everything downstream (evaluate, wild, serve) uses it, while ``.net`` stays
+available for gradients (saliency maps).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ModelError
+from .loader import Classifier, load_model
+
+
+def onnx_bytes(clf: Classifier, opset: int = 17) -> bytes:
+    net = clf.net.eval()
+    x = torch.zeros(1, int(getattr(net, "in_chans", 1)), clf.size, clf.size)
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            net, x, buf, dynamo=False, input_names=["input"], output_names=["logits"],
+            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset,
+        )
+    import onnx
+
+    model = onnx.load_from_string(buf.getvalue())
+    meta = {"classes": json.dumps(list(clf.classes)), "preprocess": json.dumps(clf.preprocess),
+            "arch": clf.arch, "producer": "wildfer"}
+    for k, v in meta.items():
+        p = model.metadata_props.add()
+        p.key, p.value = k, v
+    return model.SerializeToString()
+
+
+def export_onnx(model: Classifier | str | os.PathLike, out: str | os.PathLike, opset: int = 17) -> Path:
+    """Export a classifier (or a built-in name / checkpoint path) to an ONNX file."""
+    clf = model if isinstance(model, Classifier) else load_model(model)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(onnx_bytes(clf, opset))
+    return out
+
+
+class OnnxRunner:
+    """Logits from an ONNX model on onnxruntime's CPU provider."""
+
+    def __init__(self, model: bytes | str | os.PathLike, threads: int | None = None):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        if threads:
+            so.intra_op_num_threads = int(threads)
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        src = model if isinstance(model, bytes) else str(model)
+        try:
+            self.session = ort.InferenceSession(src, sess_options=so, providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001
+            raise ModelError(f"{model if not isinstance(model, bytes) else '<onnx>'}: cannot load ONNX model ({str(e)[:150]})") from None
+        self.input_name = self.session.get_inputs()[0].name
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.classes = tuple(json.loads(meta["classes"])) if "classes" in meta else None
+        self.preprocess = json.loads(meta["preprocess"]) if "preprocess" in meta else None
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+
+def attach_onnx(clf: Classifier, threads: int | None = None) -> Classifier:
+    """Make ``clf`` compute logits with onnxruntime (same probabilities, usually faster on CPU)."""
+    clf.runner = OnnxRunner(onnx_bytes(clf), threads=threads)
+    clf.backend = "onnx"
+    return clf
+
+
+def register(app, panel: str) -> None:
+    import typer
+
+    @app.command("export", rich_help_panel=panel)
+    def export(
+        model: str = typer.Argument(..., help="Built-in name (default, fast, ferplus), checkpoint .pt or .safetensors."),
+        onnx: Path = typer.Option(..., "--onnx", help="Where to write the ONNX file."),
+        opset: int = typer.Option(17, help="ONNX opset."),
+        check: bool = typer.Option(True, help="Compare torch and onnxruntime probabilities on random faces."),
+    ):
+        """Export a model to ONNX (dynamic batch; class names in the metadata)."""
+        from rich.console import Console
+
+        console = Console()
+        clf = load_model(model)
+        path = export_onnx(clf, onnx, opset)
+        msg = f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)"
+        if check:
+            rng = np.random.default_rng(0)
+            faces = rng.integers(0, 256, size=(16, clf.size, clf.size), dtype=np.uint8)
+            p_torch = clf.predict_proba(faces)
+            x = clf.to_tensor(faces).numpy()
+            logits = OnnxRunner(path)(x)
+            p_onnx = np.exp(logits - logits.max(1, keepdims=True))
+            p_onnx /= p_onnx.sum(1, keepdims=True)
+            msg += f"; max |p_torch - p_onnx| = {np.abs(p_torch - p_onnx).max():.2e}"
+        console.print(msg)
