@@ -1,5 +1,40 @@
-"""Data sets: FER2013 / FER+ CSVs, image folders, manifests, torch adapters, augmentation."""
+"""Data sets: FER2013 / FER+ CSVs, image folders, manifests, torch adapters, augmentation.
+
+>>> from wildfer.data import load_fer2013, load_ferplus, load_dataset     # doctest: +SKIP
+>>> train = load_fer2013("fer2013.csv.gz", "Training")                   # doctest: +SKIP
+
+Everything loads into :class:`FaceArrays` (N x 48 x 48 uint8 images, labels, usage).
+Torch adapters (:class:`FaceDataset`, :func:`make_loader`) import torch lazily.
+"""
 
 from .fer2013 import FaceArrays, load_fer2013
 
-__all__ = ["FaceArrays", "load_fer2013"]
+__all__ = [
+    "FaceArrays",
+    "load_fer2013",
+    "load_ferplus",
+    "load_image_folder",
+    "load_manifest",
+    "load_dataset",
+    "detect_format",
+    "FaceDataset",
+    "make_loader",
+]
+
+_LAZY = {
+    "load_ferplus": "ferplus",
+    "load_image_folder": "folders",
+    "load_manifest": "folders",
+    "load_dataset": "detect",
+    "detect_format": "detect",
+    "FaceDataset": "torchdata",
+    "make_loader": "torchdata",
+}
+
+
+def __getattr__(name):  # lazy: torch and PIL are imported only when needed
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'wildfer.data' has no attribute {name!r}")

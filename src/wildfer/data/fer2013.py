@@ -15,6 +15,7 @@ import csv
 import gzip
 import io
 import os
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +37,9 @@ class FaceArrays:
 
     ``soft`` optionally holds per-row label distributions (N x C float32), e.g. FER+ votes.
     ``rows`` holds each sample's 1-based data row in the source file (header is row 0).
+    ``paths`` holds each sample's image file for folder and manifest data sets.
+    ``meta`` holds what the loader wants to report, e.g. ``meta["skipped"]``: a list of
+    ``(path, problem)`` for every item a folder / manifest loader could not use.
     """
 
     images: np.ndarray
@@ -46,6 +50,7 @@ class FaceArrays:
     rows: np.ndarray | None = None
     source: str = ""
     meta: dict = field(default_factory=dict)
+    paths: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -70,6 +75,7 @@ class FaceArrays:
             rows=None if self.rows is None else self.rows[index],
             source=self.source,
             meta=dict(self.meta),
+            paths=None if self.paths is None else self.paths[index],
         )
 
     def class_counts(self) -> dict[str, int]:
@@ -80,75 +86,147 @@ class FaceArrays:
         names, counts = np.unique(self.usage.astype(str), return_counts=True)
         return {str(n): int(c) for n, c in zip(names, counts)}
 
+    def usages(self) -> list[str]:
+        """Usage names present, FER2013's order first (Training, PublicTest, PrivateTest)."""
+        present = [str(u) for u in np.unique(self.usage.astype(str))]
+        order = {u: i for i, u in enumerate(USAGES)}
+        return sorted(present, key=lambda u: (order.get(u, len(order)), u))
+
+    def counts_by_usage(self) -> dict[str, dict[str, int]]:
+        """``{usage: {class: count}}`` for every usage present (every class listed)."""
+        return {u: self.split(u).class_counts() for u in self.usages()}
+
 
 def _open_text(path: Path):
+    """Text handle on a plain or gzipped file (sniffed by magic bytes, not by name)."""
     with open(path, "rb") as fh:
         magic = fh.read(2)
     if magic == b"\x1f\x8b":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, "r", encoding="utf-8", newline="")
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
+    return open(path, "r", encoding="utf-8-sig", newline="")
+
+
+def _open_bytes(path: Path):
+    """Binary line iterator on a plain or gzipped file (sniffed by magic bytes)."""
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    if magic == b"\x1f\x8b":
+        return gzip.open(path, "rb")
+    return open(path, "rb")
+
+
+#: Errors a damaged file raises while being read (zlib.error is not an OSError).
+_READ_ERRORS = (OSError, EOFError, zlib.error, csv.Error)
+
+
+def _parse_pixels(field: str, path: Path, row_no: int) -> np.ndarray:
+    """One row's pixel string -> 48 x 48 uint8, or a :class:`DataError` that says what is wrong.
+
+    The fast path is ``np.fromstring`` (C, ~10x faster than ``int()`` per token); when it
+    refuses the string, the slow path finds the first bad token to name it.
+    """
+    if not field.strip():
+        raise DataError(path, f"0 pixels, expected {N_PIXELS} (48x48)", row=row_no)
+    try:
+        px = np.fromstring(field, sep=" ", dtype=np.int32)
+    except ValueError:
+        tokens = field.split()
+        for i, tok in enumerate(tokens):
+            try:
+                int(tok)
+            except ValueError:
+                raise DataError(
+                    path, f"pixels contain a non-numeric value {tok[:20]!r} (pixel {i + 1})", row=row_no
+                ) from None
+        px = np.array(tokens, dtype=np.int64)  # pragma: no cover - fromstring refused valid ints
+    if px.size != N_PIXELS:
+        raise DataError(path, f"{px.size} pixels, expected {N_PIXELS} (48x48)", row=row_no)
+    lo, hi = int(px.min()), int(px.max())
+    if lo < 0 or hi > 255:
+        bad = lo if lo < 0 else hi
+        raise DataError(path, f"pixel value {bad} outside 0-255", row=row_no)
+    return px.astype(np.uint8).reshape(IMAGE_SIZE, IMAGE_SIZE)
 
 
 def parse_fer2013_csv(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Parse and validate the CSV. Every malformed row raises :class:`DataError` naming it."""
+    """Parse and validate the CSV. Every malformed row raises :class:`DataError` naming it.
+
+    Rows are numbered from 1 after the header (the header is row 0). Lines are split on
+    commas directly (the pixels field holds none), falling back to :mod:`csv` for quoted
+    lines; this and ``np.fromstring`` make a cold parse of FER2013 take seconds, not a minute.
+    """
     path = Path(path)
     if not path.exists():
         raise DataError(path, "file not found")
+    if path.is_dir():
+        raise DataError(path, "is a folder, not a CSV file")
     if path.stat().st_size == 0:
         raise DataError(path, "file is empty")
     images: list[np.ndarray] = []
     labels: list[int] = []
     usage: list[str] = []
+    rows: list[int] = []
+    n_classes = len(FER2013_CLASSES)
     try:
-        fh = _open_text(path)
+        fh = _open_bytes(path)
     except OSError as e:
         raise DataError(path, f"cannot open: {e}") from None
+    row_no = 0
     with fh:
-        reader = csv.reader(fh)
         try:
-            header = next(reader)
-        except StopIteration:
-            raise DataError(path, "file is empty") from None
-        except (OSError, EOFError, UnicodeDecodeError) as e:
-            raise DataError(path, f"cannot read: {e}") from None
+            first = fh.readline()
+        except _READ_ERRORS as e:
+            raise DataError(path, f"file is corrupt or truncated ({e})", row=0) from None
+        if not first.strip():
+            raise DataError(path, "file is empty (no header)")
+        try:
+            header = next(csv.reader([first.decode("utf-8-sig").strip()]))
+        except UnicodeDecodeError:
+            raise DataError(path, "not a text CSV file (header is not UTF-8)", row=0) from None
         cols = [h.strip().lower() for h in header]
         if "emotion" not in cols or "pixels" not in cols:
-            raise DataError(path, f"wrong header {header!r}; expected 'emotion,pixels,Usage'", row=0)
+            raise DataError(path, f"wrong header {','.join(header)[:80]!r}; expected 'emotion,pixels,Usage'", row=0)
         ie, ip = cols.index("emotion"), cols.index("pixels")
         iu = cols.index("usage") if "usage" in cols else None
-        row_no = 0
+        ncol = len(cols)
         try:
-            for row_no, row in enumerate(reader, start=1):
-                if not row or all(not c.strip() for c in row):
+            for row_no, raw in enumerate(fh, start=1):
+                try:
+                    line = raw.decode("utf-8").strip()
+                except UnicodeDecodeError:
+                    raise DataError(path, "row is not valid UTF-8 text", row=row_no) from None
+                if not line:
                     continue
-                if len(row) < len(cols):
-                    raise DataError(path, f"expected {len(cols)} columns, got {len(row)}", row=row_no)
+                row = line.split(",")
+                if len(row) != ncol or '"' in line:
+                    row = next(csv.reader([line]))
+                if len(row) < ncol:
+                    raise DataError(path, f"expected {ncol} columns ({','.join(header)}), got {len(row)}", row=row_no)
                 try:
                     label = int(row[ie])
                 except ValueError:
-                    raise DataError(path, f"emotion {row[ie]!r} is not an integer", row=row_no) from None
-                if not 0 <= label < len(FER2013_CLASSES):
-                    raise DataError(path, f"emotion {label} out of range 0-6", row=row_no)
-                try:
-                    px = np.array(row[ip].split(), dtype=np.int32)
-                except ValueError:
-                    raise DataError(path, "pixels contain a non-numeric value", row=row_no) from None
-                if px.size != N_PIXELS:
-                    raise DataError(path, f"{px.size} pixels, expected {N_PIXELS} (48x48)", row=row_no)
-                if px.min() < 0 or px.max() > 255:
-                    raise DataError(path, "pixel value outside 0-255", row=row_no)
-                images.append(px.astype(np.uint8).reshape(IMAGE_SIZE, IMAGE_SIZE))
+                    raise DataError(path, f"emotion {row[ie][:20]!r} is not an integer", row=row_no) from None
+                if not 0 <= label < n_classes:
+                    raise DataError(path, f"emotion {label} out of range 0-{n_classes - 1}", row=row_no)
+                images.append(_parse_pixels(row[ip], path, row_no))
                 labels.append(label)
-                usage.append(row[iu].strip() if iu is not None else "Training")
-        except (OSError, EOFError, UnicodeDecodeError, csv.Error) as e:
-            raise DataError(path, f"file is corrupt or truncated ({e})", row=row_no + 1) from None
+                rows.append(row_no)
+                if iu is not None:
+                    u = row[iu].strip()
+                    if not u:
+                        raise DataError(path, "empty Usage", row=row_no)
+                    usage.append(u)
+                else:
+                    usage.append("Training")
+        except _READ_ERRORS as e:
+            raise DataError(path, f"file is corrupt or truncated ({str(e) or type(e).__name__})", row=row_no + 1) from None
     if not labels:
-        raise DataError(path, "no data rows")
+        raise DataError(path, "no data rows after the header")
     return {
         "images": np.stack(images),
         "labels": np.asarray(labels, dtype=np.int64),
         "usage": np.asarray(usage, dtype="U16"),
-        "rows": np.arange(1, len(labels) + 1, dtype=np.int64),
+        "rows": np.asarray(rows, dtype=np.int64),
     }
 
 

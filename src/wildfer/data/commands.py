@@ -1,0 +1,158 @@
+"""``wildfer data info`` and ``wildfer data show``: look at any supported data set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def info_dict(data, path: Path) -> dict:
+    """Counts per usage and class (and what was skipped or dropped) as a JSON-ready dict."""
+    by_usage = data.counts_by_usage()
+    totals = {u: int(sum(c.values())) for u, c in by_usage.items()}
+    out = {
+        "path": str(path),
+        "format": data.meta.get("format", "fer2013"),
+        "n": len(data),
+        "classes": list(data.classes),
+        "usages": totals,
+        "counts": by_usage,
+        "class_totals": data.class_counts(),
+    }
+    if "fer2013" in data.meta:
+        out["fer2013"] = data.meta["fer2013"]
+    if "dropped" in data.meta:
+        out["protocol"] = data.meta.get("protocol")
+        out["dropped"] = data.meta["dropped"]
+    if "skipped" in data.meta:
+        out["n_skipped"] = len(data.meta["skipped"])
+        out["skipped"] = [{"path": p, "problem": q} for p, q in data.meta["skipped"]]
+    if "layout" in data.meta:
+        out["layout"] = data.meta["layout"]
+    return out
+
+
+def _load(path: Path, fer2013: Optional[Path], classes: Optional[str], no_cache: bool):
+    from .detect import load_dataset
+
+    return load_dataset(path, fer2013=fer2013, classes=classes, use_cache=not no_cache)
+
+
+def register(app: typer.Typer, panel: str) -> None:
+    sub = typer.Typer(
+        help="Inspect data sets: FER2013 / FER+ CSVs, image folders (root/<class>/, root/train/<class>/), manifests.",
+        no_args_is_help=True,
+    )
+    app.add_typer(sub, name="data", rich_help_panel=panel)
+
+    fer2013_opt = typer.Option(
+        None, "--fer2013", help="FER2013 CSV that holds the images of a FER+ file (default: beside it)."
+    )
+    classes_opt = typer.Option(
+        None, "--classes", help="Class set: 'ferplus' (8) or 'fer2013' (7) for FER+; for folders/manifests too."
+    )
+
+    @sub.command("info")
+    def info(
+        path: Path = typer.Argument(..., help="fer2013.csv(.gz), fer2013new.csv, an image folder or a manifest CSV."),
+        json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the counts to this JSON file."),
+        fer2013: Optional[Path] = fer2013_opt,
+        classes: Optional[str] = classes_opt,
+        no_cache: bool = typer.Option(False, "--no-cache", help="Parse the CSV again, ignoring the cache."),
+    ):
+        """Print counts per usage and class (and what was skipped or dropped)."""
+        import json
+
+        from rich.console import Console
+        from rich.table import Table
+
+        data = _load(path, fer2013, classes, no_cache)
+        d = info_dict(data, path)
+        console = Console()
+        usages = list(d["counts"])
+        title = f"{path}  [{d['format']}]  {d['n']:,} faces"
+        table = Table(title=title, title_justify="left")
+        table.add_column("class")
+        for u in usages:
+            table.add_column(u, justify="right")
+        table.add_column("total", justify="right", style="bold")
+        for c in d["classes"]:
+            table.add_row(c, *[f"{d['counts'][u][c]:,}" for u in usages], f"{d['class_totals'][c]:,}")
+        table.add_row("total", *[f"{d['usages'][u]:,}" for u in usages], f"{d['n']:,}", style="bold")
+        console.print(table)
+        if "dropped" in d:
+            parts = ", ".join(f"{k} {v:,}" for k, v in d["dropped"].items())
+            console.print(f"FER+ {d['protocol']} protocol; rows dropped: {parts}", highlight=False)
+        if d.get("n_skipped"):
+            from .folders import skipped_summary
+
+            console.print(f"[yellow]{d['n_skipped']} item(s) skipped:[/]")
+            for line in skipped_summary(data):
+                console.print(f"  {line}", highlight=False, markup=False)
+        if json_out is not None:
+            json_out.parent.mkdir(parents=True, exist_ok=True)
+            json_out.write_text(json.dumps(d, indent=2) + "\n")
+            console.print(f"wrote {json_out}", highlight=False)
+
+    @sub.command("show")
+    def show(
+        path: Path = typer.Argument(..., help="fer2013.csv(.gz), fer2013new.csv, an image folder or a manifest CSV."),
+        out: Path = typer.Option(Path("grid.png"), "--out", "-o", help="Image file to write (png, jpg, pdf, svg)."),
+        per_class: int = typer.Option(8, "--per-class", "-n", min=1, max=64, help="Samples per class."),
+        split: Optional[str] = typer.Option(None, "--split", help="Only this usage (Training, PublicTest ...)."),
+        seed: int = typer.Option(0, "--seed", help="Which random samples to draw."),
+        fer2013: Optional[Path] = fer2013_opt,
+        classes: Optional[str] = classes_opt,
+    ):
+        """Draw a grid of sample faces, one row per class."""
+        from rich.console import Console
+
+        data = _load(path, fer2013, classes, False)
+        if split:
+            data = data.split(split)
+        save_grid(data, out, per_class=per_class, seed=seed, title=f"{path.name}" + (f" ({split})" if split else ""))
+        Console().print(f"wrote {out} ({len(data.classes)} classes x {per_class})", highlight=False)
+
+
+def save_grid(data, out: Path, per_class: int = 8, seed: int = 0, title: str = "") -> Path:
+    """A ``classes x per_class`` grid of random samples (class names as row labels)."""
+    import numpy as np
+
+    from ..errors import WildferError
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(seed)
+    n_rows = len(data.classes)
+    fig, axes = plt.subplots(
+        n_rows, per_class, figsize=(per_class * 0.9 + 1.2, n_rows * 0.95 + 0.5), squeeze=False
+    )
+    for r, name in enumerate(data.classes):
+        idx = np.flatnonzero(data.labels == r)
+        pick = rng.choice(idx, size=min(per_class, len(idx)), replace=False) if len(idx) else []
+        for c in range(per_class):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for s in ax.spines.values():
+                s.set_visible(False)
+            if c < len(pick):
+                ax.imshow(data.images[pick[c]], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        axes[r, 0].set_ylabel(f"{name}\n({len(idx):,})", rotation=0, ha="right", va="center", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    out = Path(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=100)
+    except (OSError, ValueError) as e:
+        raise WildferError(f"{out}: cannot write the grid ({e})") from None
+    finally:
+        plt.close(fig)
+    return out

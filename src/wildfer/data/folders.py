@@ -1,0 +1,302 @@
+"""Image-folder data sets and manifest CSVs -> :class:`~wildfer.data.fer2013.FaceArrays`.
+
+Two layouts of folders are understood:
+
+* ``root/<class>/*.jpg`` (any depth below the class folder); every image gets ``usage``
+  (``"Training"`` unless told otherwise);
+* ``root/<split>/<class>/*.jpg`` with split folders such as ``train/`` and ``test/`` (the
+  common FER2013 image-folder release): ``train``/``training`` -> ``Training``;
+  ``test``/``val``/``valid``/``validation``/``publictest`` -> ``PublicTest``;
+  ``privatetest`` -> ``PrivateTest``.
+
+A manifest is a CSV with a header holding ``path,label`` and optionally
+``left,top,right,bottom`` (a face box in pixels) and ``usage``; paths are relative to the
+manifest's folder (absolute paths are kept). Other columns are ignored.
+
+Class names are normalised (:func:`wildfer.labels.normalize_label`: ``anger`` -> ``angry``,
+``happiness`` -> ``happy`` ...). Each image is read with :func:`read_image`, turned to
+grayscale, cropped to its box when it has one, and resized to ``size x size``.
+
+Bad items never stop a load and are never dropped silently: an unreadable, truncated or
+missing image, an unknown label, a bad box, or a file that is not an image is skipped and
+listed in ``meta["skipped"]`` as ``(path, problem)``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from ..errors import DataError, ImageError
+from ..labels import FER2013_CLASSES, FERPLUS_CLASSES, normalize_label
+from .fer2013 import _READ_ERRORS, FaceArrays, _open_text
+from .images import is_image_file, read_image, to_gray
+
+#: Split folder names (lower case) -> FER2013 usage names.
+SPLIT_NAMES = {
+    "train": "Training", "training": "Training",
+    "test": "PublicTest", "val": "PublicTest", "valid": "PublicTest", "validation": "PublicTest",
+    "publictest": "PublicTest", "privatetest": "PrivateTest",
+}
+_PATH_COLUMNS = ("path", "file", "filename", "image", "image_path")
+_LABEL_COLUMNS = ("label", "emotion", "expression", "class")
+_BOX_COLUMNS = ("left", "top", "right", "bottom")
+
+
+def _usage_name(name: str) -> str:
+    return SPLIT_NAMES.get(name.strip().lower().replace("_", "").replace("-", ""), name.strip())
+
+
+def resolve_classes(labels: Iterable[str], classes: str | Sequence[str] | None = None) -> tuple[str, ...]:
+    """The class list for normalised ``labels``.
+
+    ``classes``: a sequence of names, ``"fer2013"``, ``"ferplus"``, or None to pick FER2013's
+    7 classes unless a FER+-only class (contempt) appears, then FER+'s 8.
+    """
+    if classes is None:
+        found = set(labels)
+        return FERPLUS_CLASSES if "contempt" in found else FER2013_CLASSES
+    if isinstance(classes, str):
+        key = classes.lower()
+        if key == "fer2013":
+            return FER2013_CLASSES
+        if key == "ferplus":
+            return FERPLUS_CLASSES
+        raise DataError("classes", f"unknown class set {classes!r}; use 'fer2013', 'ferplus' or a list of names")
+    return tuple(normalize_label(c) for c in classes)
+
+
+def face_from_image(src, box: Sequence[float] | None = None, size: int = 48, *, name: str | None = None) -> np.ndarray:
+    """Read ``src`` (see :func:`read_image`), make it grayscale, crop to ``box``
+    (``left, top, right, bottom`` in pixels, clipped to the image) and resize to
+    ``size x size`` uint8. Raises :class:`ImageError` for an unusable image or box.
+    """
+    gray = to_gray(read_image(src, name=name))
+    label = name or str(src)
+    if box is not None:
+        h, w = gray.shape
+        left, top, right, bottom = (float(v) for v in box)
+        if not (right > left and bottom > top):
+            raise ImageError(label, f"bad box (left={left:g}, top={top:g}, right={right:g}, bottom={bottom:g}): empty")
+        x0, y0 = max(0, int(round(left))), max(0, int(round(top)))
+        x1, y1 = min(w, int(round(right))), min(h, int(round(bottom)))
+        if x1 - x0 < 1 or y1 - y0 < 1:
+            raise ImageError(label, f"box ({left:g}, {top:g}, {right:g}, {bottom:g}) lies outside the {w}x{h} image")
+        gray = gray[y0:y1, x0:x1]
+    if gray.shape != (size, size):
+        gray = np.asarray(Image.fromarray(gray).resize((size, size), Image.Resampling.BILINEAR))
+    return np.ascontiguousarray(gray, dtype=np.uint8)
+
+
+def _assemble(
+    items: list[tuple[Path, str, str, tuple | None, int | None]],
+    skipped: list[tuple[str, str]],
+    classes: str | Sequence[str] | None,
+    size: int,
+    source: Path,
+    meta: dict,
+) -> FaceArrays:
+    """Read every ``(path, label, usage, box, row)`` item into FaceArrays, skipping bad ones."""
+    normalised = [normalize_label(lab) for _, lab, _, _, _ in items]
+    names = resolve_classes(normalised, classes)
+    index = {c: i for i, c in enumerate(names)}
+    images, labels, usages, rows, paths = [], [], [], [], []
+    for (path, raw_label, usage, box, row), lab in zip(items, normalised):
+        where = f"row {row}: " if row is not None else ""
+        if lab not in index:
+            skipped.append((str(path), f"{where}unknown label {raw_label!r} (known: {', '.join(names)})"))
+            continue
+        try:
+            img = face_from_image(path, box, size, name=str(path))
+        except ImageError as e:
+            skipped.append((str(path), f"{where}{e.problem}"))
+            continue
+        images.append(img)
+        labels.append(index[lab])
+        usages.append(usage)
+        rows.append(-1 if row is None else row)
+        paths.append(str(path))
+    meta = {**meta, "skipped": skipped, "n_skipped": len(skipped)}
+    if not images:
+        first = f"; first: {skipped[0][0]}: {skipped[0][1]}" if skipped else ""
+        raise DataError(source, f"no usable images ({len(skipped)} skipped{first})")
+    return FaceArrays(
+        images=np.stack(images),
+        labels=np.asarray(labels, dtype=np.int64),
+        usage=np.asarray(usages, dtype="U16"),
+        classes=tuple(names),
+        rows=None if all(r < 0 for r in rows) else np.asarray(rows, dtype=np.int64),
+        source=str(source),
+        meta=meta,
+        paths=np.asarray(paths),
+    )
+
+
+def _visible(p: Path) -> bool:
+    return not p.name.startswith(".")
+
+
+def _class_dir_items(class_dir: Path, usage: str, skipped: list) -> list:
+    items = []
+    for f in sorted(p for p in class_dir.rglob("*") if p.is_file() and _visible(p)):
+        if any(part.startswith(".") for part in f.relative_to(class_dir).parts):
+            continue  # files inside hidden folders (.ipynb_checkpoints ...) are not data
+        if not is_image_file(f):
+            skipped.append((str(f), f"not an image file ({f.suffix or 'no extension'})"))
+            continue
+        items.append((f, class_dir.name, usage, None, None))
+    return items
+
+
+def _is_split_layout(subdirs: list[Path]) -> bool:
+    known = set(FERPLUS_CLASSES) | set(FER2013_CLASSES)
+    names = [d.name for d in subdirs]
+    has_split = any(n.strip().lower() in SPLIT_NAMES for n in names)
+    has_class = any(normalize_label(n) in known for n in names)
+    return has_split and not has_class
+
+
+def load_image_folder(
+    root: str | os.PathLike,
+    *,
+    classes: str | Sequence[str] | None = None,
+    size: int = 48,
+    usage: str = "Training",
+) -> FaceArrays:
+    """Load ``root/<class>/*`` or ``root/<split>/<class>/*`` (see module docstring).
+
+    ``usage`` names the split for the ``root/<class>/`` layout. Images lying outside a class
+    folder, non-image files and unreadable images are skipped and listed in ``meta["skipped"]``.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise DataError(root, "folder not found")
+    if not root.is_dir():
+        raise DataError(root, "is not a folder")
+    skipped: list[tuple[str, str]] = []
+    subdirs = sorted(d for d in root.iterdir() if d.is_dir() and _visible(d))
+    items: list = []
+
+    def stray_images(folder: Path, what: str) -> None:
+        for f in sorted(p for p in folder.iterdir() if p.is_file() and _visible(p) and is_image_file(p)):
+            skipped.append((str(f), f"image lies outside a class folder ({what}); its label is unknown"))
+
+    if _is_split_layout(subdirs):
+        layout = "splits"
+        stray_images(root, "expected root/<split>/<class>/")
+        for d in subdirs:
+            key = d.name.strip().lower()
+            if key not in SPLIT_NAMES:
+                skipped.append((str(d), f"folder is not a split ({', '.join(sorted(SPLIT_NAMES))}); skipped"))
+                continue
+            stray_images(d, "expected root/<split>/<class>/")
+            for cdir in sorted(c for c in d.iterdir() if c.is_dir() and _visible(c)):
+                items += _class_dir_items(cdir, SPLIT_NAMES[key], skipped)
+    else:
+        layout = "classes"
+        stray_images(root, "expected root/<class>/")
+        for cdir in subdirs:
+            items += _class_dir_items(cdir, usage, skipped)
+    if not items and not skipped:
+        raise DataError(root, "no class folders with images (expected root/<class>/*.jpg or root/train/<class>/*.jpg)")
+    return _assemble(items, skipped, classes, size, root, {"format": "folder", "layout": layout})
+
+
+def load_manifest(
+    path: str | os.PathLike,
+    *,
+    classes: str | Sequence[str] | None = None,
+    size: int = 48,
+    usage: str = "Training",
+) -> FaceArrays:
+    """Load a manifest CSV (``path,label[,left,top,right,bottom][,usage]``; header required).
+
+    A malformed manifest (empty, no header, no ``path`` / ``label`` column, truncated) raises
+    :class:`DataError`; a bad row (missing or unreadable image, unknown label, bad box) is
+    skipped and listed in ``meta["skipped"]`` with its row number (header = row 0).
+    """
+    import csv
+
+    path = Path(path)
+    if not path.exists():
+        raise DataError(path, "file not found")
+    if path.is_dir():
+        raise DataError(path, "is a folder, not a manifest CSV")
+    if path.stat().st_size == 0:
+        raise DataError(path, "file is empty")
+    base = path.parent
+    skipped: list[tuple[str, str]] = []
+    items: list = []
+    row_no = 0
+    try:
+        fh = _open_text(path)
+    except OSError as e:
+        raise DataError(path, f"cannot open: {e}") from None
+    with fh:
+        try:
+            reader = csv.reader(fh)
+            try:
+                header = next(reader)
+            except StopIteration:
+                raise DataError(path, "file is empty (no header)") from None
+            cols = [h.strip().lower() for h in header]
+            ipath = next((cols.index(c) for c in _PATH_COLUMNS if c in cols), None)
+            ilabel = next((cols.index(c) for c in _LABEL_COLUMNS if c in cols), None)
+            if ipath is None or ilabel is None:
+                raise DataError(
+                    path, f"wrong header {','.join(header)[:80]!r}; expected 'path,label[,left,top,right,bottom]'", row=0
+                )
+            ibox = [cols.index(c) if c in cols else None for c in _BOX_COLUMNS]
+            if any(i is not None for i in ibox) and any(i is None for i in ibox):
+                raise DataError(path, "a box needs all four columns left,top,right,bottom", row=0)
+            iusage = next((cols.index(c) for c in ("usage", "split") if c in cols), None)
+            for row_no, row in enumerate(reader, start=1):
+                if not row or all(not c.strip() for c in row):
+                    continue
+                if len(row) <= max(ipath, ilabel):
+                    skipped.append((str(path), f"row {row_no}: expected {len(cols)} columns, got {len(row)}"))
+                    continue
+                rel = row[ipath].strip()
+                if not rel:
+                    skipped.append((str(path), f"row {row_no}: empty path"))
+                    continue
+                img_path = Path(rel) if Path(rel).is_absolute() else base / rel
+                box = None
+                if ibox[0] is not None:
+                    vals = [row[i].strip() if i < len(row) else "" for i in ibox]  # type: ignore[operator]
+                    if any(vals):
+                        try:
+                            box = tuple(float(v) for v in vals)
+                        except ValueError:
+                            skipped.append((str(img_path), f"row {row_no}: bad box {','.join(vals)!r} (need 4 numbers)"))
+                            continue
+                        if not all(np.isfinite(box)):
+                            skipped.append((str(img_path), f"row {row_no}: bad box {','.join(vals)!r}"))
+                            continue
+                u = usage
+                if iusage is not None and iusage < len(row) and row[iusage].strip():
+                    u = _usage_name(row[iusage])
+                items.append((img_path, row[ilabel], u, box, row_no))
+        except _READ_ERRORS as e:
+            raise DataError(path, f"file is corrupt or truncated ({str(e) or type(e).__name__})", row=row_no + 1) from None
+        except UnicodeDecodeError:
+            raise DataError(path, "not a UTF-8 text CSV file", row=row_no + 1) from None
+    if not items and not skipped:
+        raise DataError(path, "no data rows after the header")
+    return _assemble(items, skipped, classes, size, path, {"format": "manifest"})
+
+
+def skipped_summary(data: FaceArrays, limit: int = 10) -> list[str]:
+    """Human-readable lines for ``data.meta["skipped"]`` (at most ``limit``, then a count)."""
+    skipped = data.meta.get("skipped") or []
+    lines = [f"{p}: {problem}" for p, problem in skipped[:limit]]
+    if len(skipped) > limit:
+        lines.append(f"... and {len(skipped) - limit} more")
+    return lines
+
+
+__all__ = ["load_image_folder", "load_manifest", "face_from_image", "resolve_classes", "skipped_summary", "SPLIT_NAMES"]
