@@ -1,0 +1,39 @@
+"""Wild photos: find, align, classify and explain every face.
+
+>>> from wildfer.wild import Recognizer
+>>> rec = Recognizer(model="default", detector="yunet")     # doctest: +SKIP
+>>> rec.predict("group.jpg").to_dict()                      # doctest: +SKIP
+
+Pieces: :mod:`~wildfer.wild.detectors` (face detectors behind one interface),
+:mod:`~wildfer.wild.align` (FER2013-framed 48 x 48 crops), :mod:`~wildfer.wild.search` (the
+fallback when nothing is found), :mod:`~wildfer.wild.recognizer` (the pipeline),
+:mod:`~wildfer.wild.evaluate` (labelled manifests), :mod:`~wildfer.wild.video` (tracks and
+smoothing), :mod:`~wildfer.wild.annotate` (drawing results).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "Recognizer", "FaceResult", "ImageResult", "ExplainResult", "AlignConfig", "Detection", "Detector",
+    "create_detector", "list_detectors", "evaluate_wild",
+]
+
+
+def __getattr__(name):  # lazy: importing wildfer.wild must not import torch
+    if name in ("Recognizer", "FaceResult", "ImageResult", "ExplainResult"):
+        from . import recognizer
+
+        return getattr(recognizer, name)
+    if name == "AlignConfig":
+        from .align import AlignConfig
+
+        return AlignConfig
+    if name in ("Detection", "Detector", "create_detector", "list_detectors"):
+        from . import detectors
+
+        return getattr(detectors, name)
+    if name == "evaluate_wild":
+        from .evaluate import evaluate_wild
+
+        return evaluate_wild
+    raise AttributeError(f"module 'wildfer.wild' has no attribute {name!r}")

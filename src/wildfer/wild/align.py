@@ -1,0 +1,170 @@
+"""Align and crop a detected face the way FER2013 frames its faces: grayscale, 48 x 48.
+
+FER2013's faces are loosely centred crops (from the face detector its authors used), so a
+network trained on them expects that framing. The framing below was measured, not guessed
+(``benchmarks/wild_align.py``): YuNet run on 1,500 upscaled FER2013 training faces puts the
+midpoint between the eye centre and the mouth centre at x = 0.49, y = 0.57 of the crop, and the
+crop side at 1.90 x ``hypot(eye distance, eye-to-mouth distance)`` (medians). A sweep of the
+margin and the vertical position on the wild sets with the default model confirmed the values
+(results in ``benchmarks/results/wild_align.json``).
+
+With landmarks the crop is rotated so that the eye line is horizontal (a similarity warp);
+with a box only (Haar, the search fallback) the crop is a square around the box, scaled by a
+per-detector factor measured the same way.
+
+Every crop comes with the 2 x 3 affine matrix photo -> crop, so saliency maps computed on the
+crop can be put back on the photo (:func:`unwarp`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .detectors import Detection
+
+#: Box framing without landmarks, per detector: (crop side / box width, crop centre shift
+#: below the box centre as a fraction of the box height). Measured on FER2013 like the margin.
+BOX_FRAMING = {
+    "yunet": (1.26, 0.01),
+    "centerface": (1.26, 0.0),
+    "haar": (1.12, 0.02),
+    "search": (1.26, 0.01),
+}
+
+
+@dataclass(frozen=True)
+class AlignConfig:
+    """How a face is cut out of a photo.
+
+    Parameters
+    ----------
+    size:
+        Output side in pixels (the classifier's input size, 48 for FER2013 models).
+    margin:
+        Crop side divided by ``hypot(eye distance, eye-to-mouth distance)`` (landmark path).
+    center_y:
+        Where the midpoint of eye centre and mouth centre lands, as a fraction of the crop
+        height from the top (landmark path; horizontally it is centred).
+    rotate:
+        Rotate the crop so the eye line is horizontal (landmark path).
+    box_scale, box_shift:
+        Box path (no landmarks): crop side = ``box_scale`` x box width, centred on the box
+        centre moved down by ``box_shift`` x box height. ``None``: the detector's measured
+        values from :data:`BOX_FRAMING`.
+    min_face:
+        Faces narrower than this many photo pixels are flagged ``"small"``: they are
+        upscaled to the crop size, so their expression is a guess.
+    """
+
+    size: int = 48
+    margin: float = 1.90
+    center_y: float = 0.57
+    rotate: bool = True
+    box_scale: float | None = None
+    box_shift: float | None = None
+    min_face: float = 24.0
+
+    def with_(self, **kw) -> "AlignConfig":
+        return replace(self, **kw)
+
+
+def face_transform(det: Detection, cfg: AlignConfig = AlignConfig(), detector: str = "yunet") -> np.ndarray:
+    """2 x 3 affine matrix mapping photo pixel coordinates to crop coordinates (crop side ``cfg.size``)."""
+    size = float(cfg.size)
+    lm = det.landmarks
+    if lm is not None:
+        lm = np.asarray(lm, dtype=np.float64).reshape(5, 2)
+        eye_c = (lm[0] + lm[1]) / 2
+        mouth_c = (lm[3] + lm[4]) / 2
+        ed = float(np.linalg.norm(lm[1] - lm[0]))
+        em = float(np.linalg.norm(mouth_c - eye_c))
+        scale_ref = math.hypot(ed, em)
+        if np.isfinite(lm).all() and scale_ref >= 2.0:
+            side = cfg.margin * scale_ref
+            angle = math.atan2(lm[1, 1] - lm[0, 1], lm[1, 0] - lm[0, 0]) if cfg.rotate else 0.0
+            center = (eye_c + mouth_c) / 2
+            return _similarity(center, side, angle, size, 0.5, cfg.center_y)
+    bs, bsh = BOX_FRAMING.get(detector, BOX_FRAMING["yunet"])
+    bs = cfg.box_scale if cfg.box_scale is not None else bs
+    bsh = cfg.box_shift if cfg.box_shift is not None else bsh
+    l, t, r, b = det.box
+    w, h = max(r - l, 1.0), max(b - t, 1.0)
+    center = np.array([(l + r) / 2, (t + b) / 2 + bsh * h])
+    return _similarity(center, bs * w, 0.0, size, 0.5, 0.5)
+
+
+def _similarity(center, side: float, angle: float, size: float, cx: float, cy: float) -> np.ndarray:
+    """photo -> crop: rotate by -angle about ``center``, scale side -> size, put center at (cx, cy)*size."""
+    s = size / max(side, 1e-6)
+    c, si = math.cos(angle), math.sin(angle)
+    # crop = s * R(-angle) @ (p - center) + (cx*size, cy*size)
+    a = np.array([[c * s, si * s], [-si * s, c * s]])
+    t = np.array([cx * size, cy * size]) - a @ np.asarray(center, dtype=np.float64)
+    return np.hstack([a, t[:, None]])
+
+
+def crop_scale(m: np.ndarray) -> float:
+    """Photo pixels per crop pixel of an affine crop matrix (its inverse linear scale)."""
+    return 1.0 / math.sqrt(abs(np.linalg.det(m[:, :2])))
+
+
+def warp_crop(gray: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
+    """Apply a photo -> crop matrix. When the face is much larger than the crop, warp to an
+    intermediate size first and area-downsample, so the crop is not aliased (FER2013's faces
+    were downsampled smoothly)."""
+    import cv2
+
+    k = int(min(max(crop_scale(m) // 1.5, 1), 4))
+    if k > 1:
+        mk = m * k
+        big = cv2.warpAffine(gray, mk, (size * k, size * k), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return cv2.resize(big, (size, size), interpolation=cv2.INTER_AREA)
+    return cv2.warpAffine(gray, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def align_face(gray: np.ndarray, det: Detection, cfg: AlignConfig = AlignConfig(),
+               detector: str = "yunet") -> tuple[np.ndarray, np.ndarray]:
+    """``(crop, matrix)``: the ``size x size`` uint8 face and its photo -> crop matrix."""
+    m = face_transform(det, cfg, detector)
+    return warp_crop(gray, m, cfg.size), m
+
+
+def whole_transform(width: int, height: int, size: int = 48) -> np.ndarray:
+    """The study's path: the whole photo squeezed to ``size x size`` (no face finding)."""
+    return np.array([[size / width, 0.0, 0.0], [0.0, size / height, 0.0]])
+
+
+def whole_crop(gray: np.ndarray, size: int = 48) -> tuple[np.ndarray, np.ndarray]:
+    import cv2
+
+    h, w = gray.shape[:2]
+    return cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA), whole_transform(w, h, size)
+
+
+def unwarp(face_map: np.ndarray, m: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Put a crop-space map (``size x size``) back on the photo (``height x width``; 0 outside)."""
+    import cv2
+
+    return cv2.warpAffine(np.asarray(face_map, dtype=np.float32), m, (int(width), int(height)),
+                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def crop_corners(m: np.ndarray, size: int = 48) -> np.ndarray:
+    """The crop square's 4 corners in photo coordinates (for drawing what the model saw)."""
+    import cv2
+
+    inv = cv2.invertAffineTransform(m)
+    pts = np.array([[0, 0], [size, 0], [size, size], [0, size]], dtype=np.float64)
+    return pts @ inv[:, :2].T + inv[:, 2]
+
+
+def to_gray(rgb: np.ndarray) -> np.ndarray:
+    """RGB uint8 -> grayscale uint8 (ITU-R 601 luma, FER2013's conversion)."""
+    import cv2
+
+    if rgb.ndim == 2:
+        return rgb
+    return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)

@@ -1,0 +1,77 @@
+"""``wildfer predict`` and ``wildfer evaluate-wild``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+
+def register(app: typer.Typer, panel: str) -> None:
+    @app.command("predict", rich_help_panel=panel)
+    def predict(
+        paths: List[Path] = typer.Argument(..., help="Images, folders (searched recursively) and videos."),
+        model: str = typer.Option("default", "--model", "-m", help="Built-in model name, checkpoint (.pt), weights (.safetensors) or run folder."),
+        detector: str = typer.Option("yunet", "--detector", "-d", help="Face detector: yunet, haar or centerface."),
+        mode: str = typer.Option("detect", "--mode", help="detect; search (detect, then search windows where nothing was found); whole (the whole photo as one face, the study's path)."),
+        out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for annotated images, saliency overlays and predictions.json."),
+        json_file: Optional[Path] = typer.Option(None, "--json", help="Write all results as JSON."),
+        csv_file: Optional[Path] = typer.Option(None, "--csv", help="Write one CSV row per face."),
+        annotate: bool = typer.Option(False, "--annotate", help="Save images (and videos) with boxes, labels and probability bars under --out."),
+        saliency: Optional[str] = typer.Option(None, "--saliency", help="Save a saliency overlay per image under --out (gradcam, vanilla, smoothgrad, ig ...)."),
+        video_stride: int = typer.Option(5, "--video-stride", min=1, help="Process every N-th video frame."),
+        max_side: int = typer.Option(640, "--max-side", min=32, help="Longer side photos are downscaled to for detection."),
+        batch: int = typer.Option(16, "--batch", min=1, help="Photos whose faces are classified in one batch."),
+        tta: bool = typer.Option(False, "--tta", help="Average each face with its mirror image."),
+    ):
+        """Find every face in photos and videos and classify its expression."""
+        from .cli_predict import run_predict
+
+        code = run_predict(paths, model=model, detector=detector, mode=mode, out=out, json_file=json_file,
+                           csv_file=csv_file, annotate=annotate, saliency=saliency, video_stride=video_stride,
+                           max_side=max_side, batch=batch, tta=tta)
+        raise typer.Exit(code)
+
+    @app.command("evaluate-wild", rich_help_panel=panel)
+    def evaluate_wild_cmd(
+        manifest: Path = typer.Argument(..., help="CSV: path,label[,left,top,right,bottom] (paths relative to the manifest)."),
+        model: str = typer.Option("default", "--model", "-m", help="Built-in model name, checkpoint or weights."),
+        mode: str = typer.Option("detect", "--mode", help="detect, search or whole."),
+        detector: str = typer.Option("yunet", "--detector", "-d", help="Face detector: yunet, haar or centerface."),
+        json_file: Optional[Path] = typer.Option(None, "--json", help="Write the metrics as JSON."),
+        iou: float = typer.Option(0.3, "--iou", min=0.0, max=1.0, help="Least IoU for a detection to match a labelled box."),
+        limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N faces."),
+        max_side: int = typer.Option(640, "--max-side", min=32, help="Longer side photos are downscaled to for detection."),
+    ):
+        """Detection recall and accuracy of the wild pipeline on a labelled manifest."""
+        import json
+
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.table import Table
+
+        from .evaluate import evaluate_wild
+        from .recognizer import Recognizer
+
+        err = Console(stderr=True)
+        rec = Recognizer(model=model, detector=detector, mode=mode, max_side=max_side)
+        with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeRemainingColumn(), console=err, transient=True) as bar:
+            task = bar.add_task(f"evaluate {mode}", total=None)
+            res = evaluate_wild(manifest, rec, iou=iou, limit=limit,
+                                progress=lambda d, n: bar.update(task, completed=d, total=n))
+        table = Table(title=f"{manifest} — {mode}" + ("" if mode == "whole" else f" ({rec.detector.name})"))
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        for k in ("n", "n_found", "n_search", "detection_recall", "accuracy", "accuracy_found", "accuracy_search",
+                  "macro_f1", "images_per_s"):
+            v = res.get(k)
+            table.add_row(k, "-" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v)))
+        Console().print(table)
+        for u in res["unreadable"]:
+            err.print(f"[yellow]unreadable:[/] {u['error']}", highlight=False)
+        if json_file:
+            json_file.parent.mkdir(parents=True, exist_ok=True)
+            json_file.write_text(json.dumps(res, indent=2))
+            err.print(f"metrics written to {json_file}", highlight=False)

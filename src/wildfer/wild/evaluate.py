@@ -1,0 +1,242 @@
+"""Evaluate the wild pipeline on a labelled manifest: how many faces are found, how many are
+classified right.
+
+Manifest formats (CSV with a header; image paths relative to the manifest's folder):
+
+* ``path,label[,left,top,right,bottom]``: one labelled face per row (more columns, such as
+  ``subject``, are ignored). Without a box the face is the photo's largest detection.
+* ``path,n_faces,boxes_left_top_w_h[,...]``: the group-photo layout, boxes ``l,t,w,h;l,t,w,h``
+  and no labels (detection recall only). Rows without boxes are skipped.
+
+A labelled face is *found* when a detection overlaps its box with IoU >= ``iou`` (one
+detection per face, best matches first), or, without a box, when the photo has any
+detection (the largest is taken). ``accuracy`` counts every labelled face, a missed face as
+wrong; ``accuracy_found`` only the found ones. Faces found by the search fallback are
+counted in ``n_search`` and scored separately (``accuracy_search``).
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import DataError, WildferError
+from ..labels import FER2013_CLASSES, FERPLUS_CLASSES, normalize_label
+from .detectors import box_iou
+
+MISSED = "missed"
+_KNOWN = set(FER2013_CLASSES) | set(FERPLUS_CLASSES)
+
+
+@dataclass
+class ManifestItem:
+    """One labelled (or box-only) face of a manifest."""
+
+    path: Path
+    label: str | None
+    box: tuple[float, float, float, float] | None
+    row: int
+
+
+def read_manifest(manifest: str | Path) -> list[ManifestItem]:
+    """Parse a manifest (see the module docstring) into one item per face."""
+    manifest = Path(manifest)
+    if not manifest.exists():
+        raise DataError(manifest, "manifest not found")
+    root = manifest.parent
+    items: list[ManifestItem] = []
+    with open(manifest, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        cols = [c.strip().lower() for c in (reader.fieldnames or [])]
+        if "path" not in cols:
+            raise DataError(manifest, f"no 'path' column (columns: {', '.join(cols) or 'none'}); expected "
+                            "path,label[,left,top,right,bottom]")
+        label_col = next((c for c in ("label", "emotion", "expression") if c in cols), None)
+        box_cols = ("left", "top", "right", "bottom")
+        has_box = all(c in cols for c in box_cols)
+        groups = "boxes_left_top_w_h" in cols
+        if label_col is None and not groups:
+            raise DataError(manifest, "no 'label' column (and no 'boxes_left_top_w_h' column for detection only)")
+        for i, raw in enumerate(reader, start=2):  # row numbers as in a text editor (header = 1)
+            row = {str(k).strip().lower(): (v or "").strip() for k, v in raw.items() if k is not None}
+            if not row.get("path"):
+                raise DataError(manifest, "empty path", row=i)
+            path = root / row["path"]
+            label = None
+            if label_col is not None:
+                if not row.get(label_col):
+                    raise DataError(manifest, f"empty {label_col}", row=i)
+                label = normalize_label(row[label_col])
+                if label not in _KNOWN:
+                    raise DataError(manifest, f"unknown expression {row[label_col]!r} (known: "
+                                    f"{', '.join(sorted(_KNOWN))})", row=i)
+            if groups and label_col is None:
+                spec = row.get("boxes_left_top_w_h", "")
+                if not spec:
+                    continue
+                for part in spec.split(";"):
+                    v = _numbers(part.split(","), manifest, i, 4)
+                    items.append(ManifestItem(path, None, (v[0], v[1], v[0] + v[2], v[1] + v[3]), i))
+                continue
+            box = None
+            if has_box and any(row.get(c) for c in box_cols):
+                v = _numbers([row.get(c, "") for c in box_cols], manifest, i, 4)
+                if v[2] <= v[0] or v[3] <= v[1]:
+                    raise DataError(manifest, f"box {v} has right <= left or bottom <= top", row=i)
+                box = (v[0], v[1], v[2], v[3])
+            items.append(ManifestItem(path, label, box, i))
+    if not items:
+        raise DataError(manifest, "manifest has no faces")
+    return items
+
+
+def _numbers(parts, manifest, row, n) -> list[float]:
+    try:
+        v = [float(p) for p in parts]
+    except ValueError:
+        raise DataError(manifest, f"box values {parts} are not numbers", row=row) from None
+    if len(v) != n:
+        raise DataError(manifest, f"box needs {n} numbers, got {len(v)}", row=row)
+    return v
+
+
+def match_faces(items: list[ManifestItem], dets, iou: float = 0.3) -> list[int | None]:
+    """Index of the detection matched to each item of one photo (None: missed).
+
+    Items with a box take detections one-to-one, highest IoU first, at IoU >= ``iou``; items
+    without a box take the largest remaining detection.
+    """
+    out: list[int | None] = [None] * len(items)
+    used: set[int] = set()
+    pairs = []
+    for i, it in enumerate(items):
+        if it.box is None:
+            continue
+        for j, d in enumerate(dets):
+            v = box_iou(it.box, d.box)
+            if v >= iou:
+                pairs.append((v, i, j))
+    for v, i, j in sorted(pairs, reverse=True):
+        if out[i] is None and j not in used:
+            out[i] = j
+            used.add(j)
+    for i, it in enumerate(items):
+        if it.box is None:
+            free = [j for j in range(len(dets)) if j not in used]
+            if free:
+                j = max(free, key=lambda k: dets[k].area)
+                out[i] = j
+                used.add(j)
+    return out
+
+
+def evaluate_wild(manifest: str | Path, recognizer=None, *, model: Any = "default", mode: str = "detect",
+                  detector: str = "yunet", iou: float = 0.3, limit: int | None = None,
+                  progress: Callable[[int, int], None] | None = None, **recognizer_kw) -> dict[str, Any]:
+    """Run the pipeline over a manifest and return the metrics (see the module docstring).
+
+    ``recognizer`` (a :class:`~wildfer.wild.Recognizer`) is used as is; otherwise one is
+    built from ``model``, ``detector``, ``mode`` and ``recognizer_kw``. ``limit`` keeps the
+    first ``limit`` faces. ``progress(done, total)`` is called after each photo.
+    """
+    from sklearn.metrics import confusion_matrix, f1_score
+
+    from .recognizer import Recognizer
+
+    items = read_manifest(manifest)
+    if limit:
+        items = items[: int(limit)]
+    rec = recognizer or Recognizer(model=model, detector=detector, mode=mode, **recognizer_kw)
+    by_image: "OrderedDict[Path, list[int]]" = OrderedDict()
+    for k, it in enumerate(items):
+        by_image.setdefault(it.path, []).append(k)
+
+    t0 = time.perf_counter()
+    matched_crop: list[np.ndarray | None] = [None] * len(items)
+    via_search = [False] * len(items)
+    unreadable: list[dict[str, str]] = []
+    n_dets = 0
+    for done, (path, ks) in enumerate(by_image.items(), start=1):
+        try:
+            work = rec._prepare(path)  # noqa: SLF001 - detection + alignment, classified below in one batch
+        except WildferError as e:
+            unreadable.append({"path": str(path), "error": str(e)})
+            work = None
+        if work is not None:
+            n_dets += len(work.dets)
+            match = match_faces([items[k] for k in ks], work.dets, iou)
+            for k, j in zip(ks, match):
+                if j is not None:
+                    matched_crop[k] = work.crops[j]
+                    via_search[k] = "search" in work.dets[j].flags
+        if progress:
+            progress(done, len(by_image))
+    found = [c is not None for c in matched_crop]
+    crops = [c for c in matched_crop if c is not None]
+    labels = tuple(rec.labels)
+    pred: list[str] = [MISSED] * len(items)
+    if crops:
+        probs = rec.classifier.predict_proba(np.stack(crops), tta=rec.tta)
+        it_pred = iter(probs.argmax(1))
+        for k in range(len(items)):
+            if found[k]:
+                pred[k] = labels[int(next(it_pred))]
+    seconds = time.perf_counter() - t0
+
+    n = len(items)
+    n_found = int(sum(found))
+    n_search = int(sum(via_search))
+    out: dict[str, Any] = {
+        "manifest": str(manifest),
+        "model": rec.classifier.name or rec.classifier.arch,
+        "mode": rec.mode,
+        "detector": None if rec.mode == "whole" else rec.detector.name,
+        "max_side": None if rec.mode == "whole" else rec.detector.max_side,
+        "iou_threshold": iou,
+        "align": {"margin": rec.align.margin, "center_y": rec.align.center_y, "rotate": rec.align.rotate},
+        "n": n,
+        "n_images": len(by_image),
+        "n_found": n_found,
+        "n_search": n_search,
+        "n_detections": n_dets,
+        "detection_recall": n_found / n if n else None,
+        "unreadable": unreadable,
+        "seconds": round(seconds, 2),
+        "images_per_s": round(len(by_image) / seconds, 2) if seconds > 0 else None,
+    }
+    labelled = [k for k in range(n) if items[k].label is not None]
+    if not labelled:
+        out.update({"accuracy": None, "accuracy_found": None, "accuracy_search": None, "macro_f1": None,
+                    "labels": list(labels), "confusion": None, "confusion_columns": None, "per_class": {}})
+        return out
+    y_true = [items[k].label for k in labelled]
+    y_pred = [pred[k] for k in labelled]
+    present = [c for c in labels if c in set(y_true)] + sorted(set(y_true) - set(labels))
+    correct = [t == p for t, p in zip(y_true, y_pred)]
+    found_l = [found[k] for k in labelled]
+    search_l = [via_search[k] for k in labelled]
+    cols = present + [MISSED]
+    cm = confusion_matrix(y_true, y_pred, labels=cols)[: len(present)]
+    out.update({
+        "n": len(labelled),
+        "n_found": int(sum(found_l)),
+        "detection_recall": sum(found_l) / len(labelled),
+        "accuracy": float(np.mean(correct)),
+        "accuracy_found": float(np.mean([c for c, f in zip(correct, found_l) if f])) if any(found_l) else None,
+        "accuracy_detector": (float(np.mean([c for c, f, s in zip(correct, found_l, search_l) if f and not s]))
+                              if any(f and not s for f, s in zip(found_l, search_l)) else None),
+        "accuracy_search": (float(np.mean([c for c, s in zip(correct, search_l) if s])) if any(search_l) else None),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
+        "labels": present,
+        "confusion": cm.tolist(),
+        "confusion_columns": cols,
+        "per_class": {c: {"n": int(cm[i].sum()), "recall": float(cm[i, i] / cm[i].sum()) if cm[i].sum() else None,
+                          "found": int(cm[i].sum() - cm[i, -1])} for i, c in enumerate(present)},
+    })
+    return out

@@ -1,0 +1,391 @@
+"""``Recognizer``: any photo in, every face out with its expression.
+
+>>> from wildfer.wild import Recognizer
+>>> rec = Recognizer(model="default", detector="yunet")            # doctest: +SKIP
+>>> res = rec.predict("party.jpg")                                  # doctest: +SKIP
+>>> [(f.label, round(f.probs[f.label], 2)) for f in res.faces]      # doctest: +SKIP
+[('happy', 0.93), ('neutral', 0.71)]
+
+The pipeline is detect -> align -> classify: the detector finds faces and 5 landmarks on a
+downscaled copy of the photo, each face is rotated upright and cropped with FER2013's
+framing to 48 x 48 grayscale (:mod:`wildfer.wild.align`), and the classifier labels all the
+crops of one or many photos in one batch.
+
+Modes:
+
+* ``"detect"`` (default): the pipeline above.
+* ``"search"``: as ``detect``, and when the detector finds nothing, the search fallback
+  (:mod:`wildfer.wild.search`) looks again with padded, upscaled, rotated windows; faces it
+  finds carry the flag ``"search"``.
+* ``"whole"``: the study's path, for comparison: the whole photo squeezed to grayscale
+  48 x 48 and classified as one "face" covering the photo (flag ``"whole"``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import ModelError
+from .align import AlignConfig, align_face, crop_scale, to_gray, unwarp, whole_crop
+from .detectors import Detection, Detector, create_detector
+
+MODES = ("detect", "search", "whole")
+
+
+# ----------------------------------------------------------------------------- results
+
+
+@dataclass
+class FaceResult:
+    """One face: where it is, how sure the detector is, and its expression.
+
+    ``box`` is (left, top, right, bottom) and ``landmarks`` 5 x 2 ``[x, y]`` (right eye, left
+    eye, nose, right and left mouth corner) in pixels of the original photo (after EXIF
+    orientation). ``flags`` lists caveats: ``"small"`` (face narrower than the alignment's
+    ``min_face``), ``"low_score"`` (detection score below the recognizer's ``low_score``),
+    ``"search"`` (found by the search fallback), ``"whole"`` (whole-photo mode).
+    ``crop`` is the 48 x 48 face the classifier saw and ``transform`` the photo -> crop matrix.
+    """
+
+    box: tuple[float, float, float, float]
+    landmarks: list[list[float]] | None
+    score: float
+    probs: dict[str, float]
+    label: str
+    flags: list[str] = field(default_factory=list)
+    crop: np.ndarray | None = field(default=None, repr=False)
+    transform: np.ndarray | None = field(default=None, repr=False)
+    saliency: np.ndarray | None = field(default=None, repr=False)
+    track: int | None = None
+
+    @property
+    def confidence(self) -> float:
+        """Probability of the predicted label."""
+        return float(self.probs.get(self.label, 0.0))
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "box": [round(float(v), 1) for v in self.box],
+            "landmarks": None if self.landmarks is None else [[round(float(x), 1), round(float(y), 1)] for x, y in self.landmarks],
+            "score": round(float(self.score), 4),
+            "label": self.label,
+            "probabilities": {k: round(float(v), 5) for k, v in self.probs.items()},
+            "flags": list(self.flags),
+        }
+        if self.track is not None:
+            d["track"] = self.track
+        return d
+
+
+@dataclass
+class ImageResult:
+    """Every face of one photo. ``width``/``height`` are the photo's (after EXIF orientation)."""
+
+    width: int
+    height: int
+    mode: str
+    faces: list[FaceResult]
+    timings: dict[str, float] = field(default_factory=dict)
+    path: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {}
+        if self.path is not None:
+            d["path"] = self.path
+        d.update({
+            "width": int(self.width),
+            "height": int(self.height),
+            "mode": self.mode,
+            "faces": [f.to_dict() for f in self.faces],
+            "timings_ms": {k: round(float(v), 2) for k, v in self.timings.items()},
+        })
+        return d
+
+
+@dataclass
+class ExplainResult:
+    """Saliency maps for every face of a photo, placed back on the photo.
+
+    ``heatmap`` is ``height x width`` float32 in [0, 1] (the per-face maps, each scaled to a
+    maximum of 1, warped back through the inverse of the face's alignment; where faces
+    overlap the larger value wins). Each face's own 48 x 48 map is ``faces[i].saliency``.
+    """
+
+    width: int
+    height: int
+    mode: str
+    method: str
+    faces: list[FaceResult]
+    heatmap: np.ndarray
+    image: np.ndarray = field(repr=False)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def overlay(self, alpha: float = 0.55, cmap: str = "jet", boxes: bool = True) -> "Image.Image":  # noqa: F821
+        """The photo with the heat map blended in (weight ``alpha x heat``), as an RGB PIL image."""
+        from matplotlib import colormaps
+        from PIL import Image, ImageDraw
+
+        h = np.clip(self.heatmap, 0, 1)
+        colour = colormaps[cmap](h)[..., :3] * 255.0
+        w = (alpha * h)[..., None]
+        out = (self.image.astype(np.float32) * (1 - w) + colour * w).clip(0, 255).astype(np.uint8)
+        img = Image.fromarray(out)
+        if boxes and self.faces:
+            draw = ImageDraw.Draw(img)
+            lw = max(1, round(max(self.width, self.height) / 400))
+            for f in self.faces:
+                draw.rectangle([round(v) for v in f.box], outline=(255, 255, 255), width=lw)
+        return img
+
+    def to_dict(self) -> dict[str, Any]:
+        faces = []
+        for f in self.faces:
+            d = f.to_dict()
+            d["saliency"] = None if f.saliency is None else np.round(f.saliency, 3).tolist()
+            faces.append(d)
+        return {
+            "width": int(self.width), "height": int(self.height), "mode": self.mode, "method": self.method,
+            "faces": faces, "timings_ms": {k: round(float(v), 2) for k, v in self.timings.items()},
+        }
+
+
+@dataclass
+class _Work:
+    """A photo after detection and alignment, waiting for the classifier."""
+
+    width: int
+    height: int
+    dets: list[Detection]
+    crops: list[np.ndarray]
+    mats: list[np.ndarray]
+    timings: dict[str, float]
+    rgb: np.ndarray | None = None
+    path: str | None = None
+
+
+# ----------------------------------------------------------------------------- recognizer
+
+
+class Recognizer:
+    """Detect, align and classify every face of a photo.
+
+    Parameters
+    ----------
+    model:
+        A built-in model name (``"default"``), a checkpoint / weights path, or a loaded
+        :class:`~wildfer.models.loader.Classifier`. Loaded once.
+    detector:
+        ``"yunet"`` (default), ``"haar"``, ``"centerface"``, or a
+        :class:`~wildfer.wild.detectors.Detector`.
+    mode:
+        ``"detect"``, ``"search"`` (detect, then the search fallback on photos where nothing
+        was found) or ``"whole"`` (the study's whole-photo path); see the module docstring.
+    max_side:
+        Photos are downscaled to this longer side for detection (boxes are mapped back).
+    score_threshold:
+        Detector confidence below which detections are dropped (``None``: the detector's default).
+    low_score:
+        Faces kept with a detection score below this are flagged ``"low_score"``.
+    align:
+        The crop framing (:class:`~wildfer.wild.align.AlignConfig`); defaults measured on FER2013.
+    max_faces:
+        Keep at most this many faces per photo (the highest-scoring); ``None``: all.
+    tta:
+        Average the classifier over the crop and its mirror image.
+    """
+
+    def __init__(self, model: Any = "default", detector: str | Detector = "yunet", mode: str = "detect", *,
+                 max_side: int | None = 640, score_threshold: float | None = None, low_score: float = 0.7,
+                 align: AlignConfig | None = None, max_faces: int | None = None, tta: bool = False):
+        from ..models.loader import Classifier, load_model
+
+        if mode not in MODES:
+            raise ModelError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
+        self.mode = mode
+        self.classifier: Classifier = model if isinstance(model, Classifier) else load_model(model)
+        if isinstance(detector, Detector):
+            self.detector = detector
+        else:
+            kw: dict[str, Any] = {"max_side": max_side}
+            if score_threshold is not None:
+                kw["score_threshold"] = score_threshold
+            self.detector = create_detector(detector, **kw)
+        self.low_score = float(low_score)
+        self.align = align or AlignConfig(size=self.classifier.size)
+        if self.align.size != self.classifier.size:
+            self.align = self.align.with_(size=self.classifier.size)
+        self.max_faces = max_faces
+        self.tta = bool(tta)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(self.classifier.labels)
+
+    def __repr__(self) -> str:
+        return (f"Recognizer(model={self.classifier.name or self.classifier.arch!r}, detector={self.detector.name!r}, "
+                f"mode={self.mode!r})")
+
+    # -- public API
+    def predict(self, image, bgr: bool = False) -> ImageResult:
+        """Faces in one photo: a path, bytes, PIL image or numpy array (RGB, or BGR with ``bgr=True``)."""
+        return self.predict_batch([image], bgr=bgr)[0]
+
+    def predict_batch(self, images: Sequence, bgr: bool = False) -> list[ImageResult]:
+        """Faces in many photos; the classifier runs once over all their faces."""
+        works = [self._prepare(im, bgr=bgr) for im in images]
+        return self._classify(works)
+
+    def explain(self, image, method: str = "gradcam", bgr: bool = False, **params) -> ExplainResult:
+        """Predict, then explain each face's predicted label with a saliency ``method``
+        (``wildfer.explain``: ``gradcam``, ``vanilla``, ``smoothgrad``, ``ig`` ...), the maps
+        warped back onto the photo."""
+        get_method = _saliency_methods()
+        work = self._prepare(image, bgr=bgr, keep_rgb=True)
+        res = self._classify([work])[0]
+        t0 = time.perf_counter()
+        heat = np.zeros((res.height, res.width), dtype=np.float32)
+        if res.faces:
+            import torch
+
+            clf = self.classifier
+            x = clf.to_tensor(np.stack([f.crop for f in res.faces]))
+            targets = []
+            with torch.inference_mode():
+                raw = clf.net(x).argmax(1).tolist()
+            for f, r in zip(res.faces, raw):
+                targets.append(clf.classes.index(f.label) if f.label in clf.classes else int(r))
+            cls = get_method(method)
+            try:
+                attributer = cls(clf.net, **params)
+            except TypeError as e:
+                raise ModelError(f"saliency method {method!r}: {e}") from None
+            maps = attributer.attribute(x, target=targets).detach().float().cpu().numpy()
+            maps = maps.reshape(maps.shape[0], -1, maps.shape[-2], maps.shape[-1])
+            for f, mp in zip(res.faces, maps):
+                m = np.abs(mp).sum(0) if (mp < 0).any() or mp.shape[0] > 1 else mp[0]
+                m = m.astype(np.float32)
+                if m.shape != (self.align.size, self.align.size):
+                    import cv2
+
+                    m = cv2.resize(m, (self.align.size, self.align.size), interpolation=cv2.INTER_LINEAR)
+                top = float(m.max())
+                m = m / top if top > 0 else np.zeros_like(m)
+                f.saliency = m
+                heat = np.maximum(heat, unwarp(m, f.transform, res.width, res.height))
+        timings = dict(res.timings)
+        timings["explain"] = (time.perf_counter() - t0) * 1e3
+        timings["total"] = timings.get("total", 0.0) + timings["explain"]
+        return ExplainResult(res.width, res.height, res.mode, str(method), res.faces, np.clip(heat, 0, 1),
+                             work.rgb, timings)
+
+    # -- steps
+    def _prepare(self, image, bgr: bool = False, keep_rgb: bool = False, name: str | None = None) -> _Work:
+        """Decode, detect and align one photo (no classifier)."""
+        import os
+
+        from ..data.images import read_image
+
+        t0 = time.perf_counter()
+        path = name or (str(image) if isinstance(image, (str, os.PathLike)) else None)
+        rgb = read_image(image, bgr=bgr)
+        h, w = rgb.shape[:2]
+        t1 = time.perf_counter()
+        size = self.align.size
+        gray = to_gray(rgb)
+        if self.mode == "whole":
+            crop, m = whole_crop(gray, size)
+            dets = [Detection((0.0, 0.0, float(w), float(h)), 1.0, None, ["whole"])]
+            t2 = time.perf_counter()
+            crops, mats = [crop], [m]
+        else:
+            dets = self.detector.detect(rgb)
+            if not dets and self.mode == "search":
+                from .search import search_faces
+
+                dets = search_faces(rgb, self.detector)
+            if self.max_faces is not None:
+                dets = sorted(dets, key=lambda d: -d.score)[: self.max_faces]
+            dets = reading_order(dets)
+            t2 = time.perf_counter()
+            crops, mats = [], []
+            for d in dets:
+                crop, m = align_face(gray, d, self.align, self.detector.name)
+                crops.append(crop)
+                mats.append(m)
+                if d.width < self.align.min_face and "small" not in d.flags:
+                    d.flags.append("small")
+                if d.score < self.low_score and "low_score" not in d.flags:
+                    d.flags.append("low_score")
+        t3 = time.perf_counter()
+        timings = {"decode": (t1 - t0) * 1e3, "detect": (t2 - t1) * 1e3, "align": (t3 - t2) * 1e3}
+        return _Work(w, h, dets, crops, mats, timings, rgb if keep_rgb else None, path)
+
+    def _classify(self, works: list[_Work]) -> list[ImageResult]:
+        """Run the classifier once over the crops of all ``works`` and build the results."""
+        crops = [c for wk in works for c in wk.crops]
+        t0 = time.perf_counter()
+        probs = self.classifier.predict_proba(np.stack(crops), tta=self.tta) if crops else np.zeros((0, len(self.labels)))
+        per_face_ms = (time.perf_counter() - t0) * 1e3 / max(len(crops), 1)
+        labels = self.labels
+        out, i = [], 0
+        for wk in works:
+            faces = []
+            for d, crop, m in zip(wk.dets, wk.crops, wk.mats):
+                p = probs[i]
+                i += 1
+                faces.append(FaceResult(
+                    box=tuple(float(v) for v in d.box),
+                    landmarks=None if d.landmarks is None else [[float(x), float(y)] for x, y in d.landmarks],
+                    score=float(d.score),
+                    probs={c: float(v) for c, v in zip(labels, p)},
+                    label=labels[int(np.argmax(p))],
+                    flags=list(d.flags),
+                    crop=crop,
+                    transform=m,
+                ))
+            t = dict(wk.timings)
+            t["classify"] = per_face_ms * len(wk.crops)
+            t["total"] = t["decode"] + t["detect"] + t["align"] + t["classify"]
+            out.append(ImageResult(wk.width, wk.height, self.mode, faces, t, wk.path))
+        return out
+
+
+def _saliency_methods():
+    """``wildfer.explain.get_method`` (from the package, or its ``methods`` module)."""
+    try:
+        from ..explain import get_method
+
+        return get_method
+    except ImportError:
+        pass
+    try:
+        from ..explain.methods import get_method
+
+        return get_method
+    except ImportError as e:
+        raise ModelError(f"saliency maps need wildfer.explain.get_method, missing in this install ({e})") from None
+
+
+def reading_order(dets: list[Detection]) -> list[Detection]:
+    """Sort faces as text is read: rows from top to bottom, each row left to right.
+
+    A face joins the current row when its vertical centre lies within half the row's first
+    face's height of that face's centre.
+    """
+    rows: list[list[Detection]] = []
+    for d in sorted(dets, key=lambda d: (d.box[1] + d.box[3]) / 2):
+        cy = (d.box[1] + d.box[3]) / 2
+        if rows:
+            ref = rows[-1][0]
+            if abs(cy - (ref.box[1] + ref.box[3]) / 2) <= 0.5 * ref.height:
+                rows[-1].append(d)
+                continue
+        rows.append([d])
+    return [d for row in rows for d in sorted(row, key=lambda d: d.box[0])]
+
+
+__all__ = ["Recognizer", "FaceResult", "ImageResult", "ExplainResult", "MODES", "reading_order", "crop_scale"]

@@ -1,0 +1,173 @@
+"""Videos: per-frame results, faces linked into tracks, labels smoothed along each track.
+
+Every ``stride``-th frame goes through the :class:`~wildfer.wild.Recognizer`. A simple IoU
+tracker links each face to the track whose last box overlaps it most (IoU >= 0.3, one face
+per track, greedy, best overlaps first); a track not seen for ``max_age`` processed frames
+ends. Along a track the probabilities are averaged over the last ``window`` processed
+frames, which removes the frame-to-frame flicker of a per-frame classifier.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import ImageError
+from .detectors import box_iou
+
+VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
+
+
+def is_video_file(p) -> bool:
+    return Path(p).suffix.lower() in VIDEO_EXTENSIONS
+
+
+@dataclass
+class _Track:
+    id: int
+    box: tuple[float, float, float, float]
+    last_seen: int
+    probs: deque = field(default_factory=deque)
+    first: int = 0
+    n: int = 0
+    labels: list[str] = field(default_factory=list)
+
+
+class IoUTracker:
+    """Link faces across frames by box overlap and smooth their probabilities.
+
+    Parameters
+    ----------
+    iou_threshold:
+        Least IoU between a face and a track's last box to continue the track.
+    max_age:
+        Processed frames a track may go unseen before it ends.
+    window:
+        Processed frames whose probabilities are averaged for the smoothed label.
+    """
+
+    def __init__(self, labels, *, iou_threshold: float = 0.3, max_age: int = 5, window: int = 5):
+        self.labels = tuple(labels)
+        self.iou_threshold = float(iou_threshold)
+        self.max_age = int(max_age)
+        self.window = max(1, int(window))
+        self.tracks: dict[int, _Track] = {}
+        self.finished: list[_Track] = []
+        self._next = 0
+        self._step = 0
+
+    def update(self, faces) -> list[dict[str, float]]:
+        """Assign ``face.track`` for each face of the next processed frame; returns each face's
+        smoothed probabilities (same order as ``faces``)."""
+        self._step += 1
+        pairs = []
+        for i, f in enumerate(faces):
+            for tid, tr in self.tracks.items():
+                v = box_iou(f.box, tr.box)
+                if v >= self.iou_threshold:
+                    pairs.append((v, i, tid))
+        assigned: dict[int, int] = {}
+        taken: set[int] = set()
+        for v, i, tid in sorted(pairs, reverse=True):
+            if i not in assigned and tid not in taken:
+                assigned[i] = tid
+                taken.add(tid)
+        smoothed = []
+        for i, f in enumerate(faces):
+            tid = assigned.get(i)
+            if tid is None:
+                tid = self._next
+                self._next += 1
+                self.tracks[tid] = _Track(tid, f.box, self._step, deque(maxlen=self.window), first=self._step)
+            tr = self.tracks[tid]
+            tr.box, tr.last_seen = f.box, self._step
+            tr.probs.append(np.array([f.probs[c] for c in self.labels], dtype=np.float64))
+            tr.n += 1
+            f.track = tid
+            p = np.mean(tr.probs, axis=0)
+            sp = {c: float(v) for c, v in zip(self.labels, p)}
+            tr.labels.append(self.labels[int(np.argmax(p))])
+            smoothed.append(sp)
+        for tid in [t for t, tr in self.tracks.items() if self._step - tr.last_seen > self.max_age]:
+            self.finished.append(self.tracks.pop(tid))
+        return smoothed
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Every track: its id, how many processed frames it spans and its most common smoothed label."""
+        out = []
+        for tr in sorted(self.finished + list(self.tracks.values()), key=lambda t: t.id):
+            vals, counts = np.unique(tr.labels, return_counts=True)
+            out.append({"track": tr.id, "n_frames": tr.n, "label": str(vals[np.argmax(counts)]) if len(vals) else None})
+        return out
+
+
+def process_video(rec, path, *, stride: int = 1, max_frames: int | None = None, annotate_to: str | Path | None = None,
+                  window: int = 5, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Run ``rec`` over every ``stride``-th frame of a video file.
+
+    Returns a JSON-able dict: ``path``, ``type`` ("video"), ``fps``, ``width``, ``height``,
+    ``frames_total``, ``frames_processed``, ``stride``, ``frames`` (per processed frame:
+    ``frame``, ``time_s``, ``faces`` with ``track``, ``smoothed_label`` and
+    ``smoothed_probabilities``) and ``tracks``. With ``annotate_to`` an annotated copy of the
+    video (mp4) is written there, every frame showing the latest smoothed labels.
+    """
+    import cv2
+
+    from .annotate import annotate
+
+    stride = max(1, int(stride))
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise ImageError(path, "cannot open video (unsupported codec or not a video)")
+    fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0) or 25.0
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    tracker = IoUTracker(rec.labels, window=window)
+    frames: list[dict[str, Any]] = []
+    writer = None
+    shown = None
+    idx = 0
+    width = height = 0
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            if max_frames is not None and idx >= max_frames:
+                break
+            height, width = frame.shape[:2]
+            if idx % stride == 0:
+                res = rec.predict(frame, bgr=True)
+                smoothed = tracker.update(res.faces)
+                faces = []
+                for f, sp in zip(res.faces, smoothed):
+                    d = f.to_dict()
+                    d["smoothed_label"] = max(sp, key=sp.get)
+                    d["smoothed_probabilities"] = {k: round(v, 5) for k, v in sp.items()}
+                    faces.append(d)
+                frames.append({"frame": idx, "time_s": round(idx / fps, 3), "faces": faces})
+                shown = replace(res, faces=[replace(f, probs=sp, label=max(sp, key=sp.get)) for f, sp in zip(res.faces, smoothed)])
+            if annotate_to is not None:
+                if writer is None:
+                    Path(annotate_to).parent.mkdir(parents=True, exist_ok=True)
+                    writer = cv2.VideoWriter(str(annotate_to), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+                rgb = frame[:, :, ::-1]
+                drawn = np.asarray(annotate(rgb, shown)) if shown is not None and shown.faces else rgb
+                writer.write(np.ascontiguousarray(drawn[:, :, ::-1]))
+            idx += 1
+            if progress:
+                progress(idx, total)
+    finally:
+        cap.release()
+        if writer is not None:
+            writer.release()
+    if idx == 0:
+        raise ImageError(path, "video has no readable frames")
+    return {
+        "path": str(path), "type": "video", "fps": fps, "width": width, "height": height,
+        "frames_total": idx, "frames_processed": len(frames), "stride": stride,
+        "frames": frames, "tracks": tracker.summary(),
+    }
