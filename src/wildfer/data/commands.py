@@ -72,8 +72,8 @@ def register(app: typer.Typer, panel: str) -> None:
         d = info_dict(data, path)
         console = Console()
         usages = list(d["counts"])
-        title = f"{path}  [{d['format']}]  {d['n']:,} faces"
-        table = Table(title=title, title_justify="left")
+        console.print(f"{path}  ({d['format']}, {d['n']:,} faces)", soft_wrap=True, markup=False, highlight=False)
+        table = Table()
         table.add_column("class")
         for u in usages:
             table.add_column(u, justify="right")
@@ -84,17 +84,17 @@ def register(app: typer.Typer, panel: str) -> None:
         console.print(table)
         if "dropped" in d:
             parts = ", ".join(f"{k} {v:,}" for k, v in d["dropped"].items())
-            console.print(f"FER+ {d['protocol']} protocol; rows dropped: {parts}", highlight=False)
+            console.print(f"FER+ {d['protocol']} protocol; rows dropped: {parts}", highlight=False, soft_wrap=True)
         if d.get("n_skipped"):
             from .folders import skipped_summary
 
             console.print(f"[yellow]{d['n_skipped']} item(s) skipped:[/]")
             for line in skipped_summary(data):
-                console.print(f"  {line}", highlight=False, markup=False)
+                console.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
         if json_out is not None:
             json_out.parent.mkdir(parents=True, exist_ok=True)
             json_out.write_text(json.dumps(d, indent=2) + "\n")
-            console.print(f"wrote {json_out}", highlight=False)
+            console.print(f"wrote {json_out}", highlight=False, markup=False, soft_wrap=True)
 
     @sub.command("show")
     def show(
@@ -113,7 +113,9 @@ def register(app: typer.Typer, panel: str) -> None:
         if split:
             data = data.split(split)
         save_grid(data, out, per_class=per_class, seed=seed, title=f"{path.name}" + (f" ({split})" if split else ""))
-        Console().print(f"wrote {out} ({len(data.classes)} classes x {per_class})", highlight=False)
+        Console().print(
+            f"wrote {out} ({len(data.classes)} classes x {per_class})", highlight=False, markup=False, soft_wrap=True
+        )
 
 
 def save_grid(data, out: Path, per_class: int = 8, seed: int = 0, title: str = "") -> Path:

@@ -93,20 +93,25 @@ def face_from_image(src, box: Sequence[float] | None = None, size: int = 48, *, 
 
 
 def _assemble(
-    items: list[tuple[Path, str, str, tuple | None, int | None]],
+    items: list[tuple[Path, str, str, tuple | None, int | None, str | None]],
     skipped: list[tuple[str, str]],
     classes: str | Sequence[str] | None,
     size: int,
     source: Path,
     meta: dict,
 ) -> FaceArrays:
-    """Read every ``(path, label, usage, box, row)`` item into FaceArrays, skipping bad ones."""
-    normalised = [normalize_label(lab) for _, lab, _, _, _ in items]
+    """Read every ``(path, label, usage, box, row, problem)`` item into FaceArrays, skipping
+    bad ones in item order (an item with a ``problem`` is skipped at once)."""
+    normalised = [normalize_label(it[1]) for it in items if it[5] is None]
     names = resolve_classes(normalised, classes)
     index = {c: i for i, c in enumerate(names)}
     images, labels, usages, rows, paths = [], [], [], [], []
-    for (path, raw_label, usage, box, row), lab in zip(items, normalised):
+    for path, raw_label, usage, box, row, problem in items:
         where = f"row {row}: " if row is not None else ""
+        if problem is not None:
+            skipped.append((str(path), f"{where}{problem}"))
+            continue
+        lab = normalize_label(raw_label)
         if lab not in index:
             skipped.append((str(path), f"{where}unknown label {raw_label!r} (known: {', '.join(names)})"))
             continue
@@ -140,15 +145,20 @@ def _visible(p: Path) -> bool:
     return not p.name.startswith(".")
 
 
+def _sorted(paths: Iterable[Path]) -> list[Path]:
+    """Case-insensitive path order (``Anger`` beside ``anger``), stable across file systems."""
+    return sorted(paths, key=lambda p: (str(p).lower(), str(p)))
+
+
 def _class_dir_items(class_dir: Path, usage: str, skipped: list) -> list:
     items = []
-    for f in sorted(p for p in class_dir.rglob("*") if p.is_file() and _visible(p)):
+    for f in _sorted(p for p in class_dir.rglob("*") if p.is_file() and _visible(p)):
         if any(part.startswith(".") for part in f.relative_to(class_dir).parts):
             continue  # files inside hidden folders (.ipynb_checkpoints ...) are not data
         if not is_image_file(f):
             skipped.append((str(f), f"not an image file ({f.suffix or 'no extension'})"))
             continue
-        items.append((f, class_dir.name, usage, None, None))
+        items.append((f, class_dir.name, usage, None, None, None))
     return items
 
 
@@ -178,11 +188,11 @@ def load_image_folder(
     if not root.is_dir():
         raise DataError(root, "is not a folder")
     skipped: list[tuple[str, str]] = []
-    subdirs = sorted(d for d in root.iterdir() if d.is_dir() and _visible(d))
+    subdirs = _sorted(d for d in root.iterdir() if d.is_dir() and _visible(d))
     items: list = []
 
     def stray_images(folder: Path, what: str) -> None:
-        for f in sorted(p for p in folder.iterdir() if p.is_file() and _visible(p) and is_image_file(p)):
+        for f in _sorted(p for p in folder.iterdir() if p.is_file() and _visible(p) and is_image_file(p)):
             skipped.append((str(f), f"image lies outside a class folder ({what}); its label is unknown"))
 
     if _is_split_layout(subdirs):
@@ -194,7 +204,7 @@ def load_image_folder(
                 skipped.append((str(d), f"folder is not a split ({', '.join(sorted(SPLIT_NAMES))}); skipped"))
                 continue
             stray_images(d, "expected root/<split>/<class>/")
-            for cdir in sorted(c for c in d.iterdir() if c.is_dir() and _visible(c)):
+            for cdir in _sorted(c for c in d.iterdir() if c.is_dir() and _visible(c)):
                 items += _class_dir_items(cdir, SPLIT_NAMES[key], skipped)
     else:
         layout = "classes"
@@ -258,11 +268,11 @@ def load_manifest(
                 if not row or all(not c.strip() for c in row):
                     continue
                 if len(row) <= max(ipath, ilabel):
-                    skipped.append((str(path), f"row {row_no}: expected {len(cols)} columns, got {len(row)}"))
+                    items.append((path, "", usage, None, row_no, f"expected {len(cols)} columns, got {len(row)}"))
                     continue
                 rel = row[ipath].strip()
                 if not rel:
-                    skipped.append((str(path), f"row {row_no}: empty path"))
+                    items.append((path, "", usage, None, row_no, "empty path"))
                     continue
                 img_path = Path(rel) if Path(rel).is_absolute() else base / rel
                 box = None
@@ -272,20 +282,20 @@ def load_manifest(
                         try:
                             box = tuple(float(v) for v in vals)
                         except ValueError:
-                            skipped.append((str(img_path), f"row {row_no}: bad box {','.join(vals)!r} (need 4 numbers)"))
+                            items.append((img_path, "", usage, None, row_no, f"bad box {','.join(vals)!r} (need 4 numbers)"))
                             continue
                         if not all(np.isfinite(box)):
-                            skipped.append((str(img_path), f"row {row_no}: bad box {','.join(vals)!r}"))
+                            items.append((img_path, "", usage, None, row_no, f"bad box {','.join(vals)!r}"))
                             continue
                 u = usage
                 if iusage is not None and iusage < len(row) and row[iusage].strip():
                     u = _usage_name(row[iusage])
-                items.append((img_path, row[ilabel], u, box, row_no))
+                items.append((img_path, row[ilabel], u, box, row_no, None))
         except _READ_ERRORS as e:
             raise DataError(path, f"file is corrupt or truncated ({str(e) or type(e).__name__})", row=row_no + 1) from None
         except UnicodeDecodeError:
             raise DataError(path, "not a UTF-8 text CSV file", row=row_no + 1) from None
-    if not items and not skipped:
+    if not items:
         raise DataError(path, "no data rows after the header")
     return _assemble(items, skipped, classes, size, path, {"format": "manifest"})
 

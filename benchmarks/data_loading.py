@@ -1,0 +1,110 @@
+"""Cold and cached loading of the shared FER2013 (and FER+ on top of it).
+
+Cold: ``load_fer2013(path, use_cache=False)`` parses and validates the whole CSV. Cached: a
+fresh cache folder is filled by one load, then each timed load reads the ``.npz`` cache.
+The target is a cached load under 2 s. Writes ``benchmarks/results/data_loading.json``.
+
+    nice -n 19 .venv/bin/python benchmarks/data_loading.py           # 3 cold, 10 cached loads
+    nice -n 19 .venv/bin/python benchmarks/data_loading.py --quick   # 1 cold, 3 cached loads
+
+Numbers are wall-clock on whatever else the machine runs at the time (the JSON records the
+load average and the CPU time of each load as well).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("WILDFER_SHARED_DATA", ROOT.parent / "shared" / "data"))
+OUT = ROOT / "benchmarks" / "results" / "data_loading.json"
+TARGET_CACHED_S = 2.0
+
+
+def timed(fn):
+    w, c = time.perf_counter(), time.process_time()
+    result = fn()
+    return result, time.perf_counter() - w, time.process_time() - c
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="1 cold load, 3 cached loads")
+    ap.add_argument("--data", type=Path, default=SHARED / "fer2013" / "fer2013.csv.gz")
+    ap.add_argument("--ferplus", type=Path, default=SHARED / "fer2013" / "fer2013new.csv")
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args(argv)
+    if not args.data.exists():
+        print(f"shared data not found: {args.data}", file=sys.stderr)
+        return 2
+
+    from wildfer.data.fer2013 import load_fer2013
+
+    n_cold, n_cached = (1, 3) if args.quick else (3, 10)
+    res: dict = {
+        "file": str(args.data),
+        "file_bytes": args.data.stat().st_size,
+        "quick": args.quick,
+        "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count(), "platform": platform.platform()},
+        "loadavg_before": list(os.getloadavg()),
+    }
+    cold_wall, cold_cpu = [], []
+    for _ in range(n_cold):
+        data, w, c = timed(lambda: load_fer2013(args.data, use_cache=False))
+        cold_wall.append(w)
+        cold_cpu.append(c)
+        print(f"cold   {w:7.2f} s wall  {c:7.2f} s cpu  ({len(data)} rows)")
+    res["rows"] = len(data)
+    res["usages"] = data.usage_counts()
+
+    with tempfile.TemporaryDirectory(prefix="wildfer-bench-cache-") as cdir:
+        _, w, c = timed(lambda: load_fer2013(args.data, cache_dir=cdir))
+        res["first_load_with_cache_write_s"] = w
+        print(f"write  {w:7.2f} s wall  (parse + write the cache)")
+        cache_bytes = sum(p.stat().st_size for p in Path(cdir).glob("*.npz"))
+        cached_wall, cached_cpu = [], []
+        for _ in range(n_cached):
+            d2, w, c = timed(lambda: load_fer2013(args.data, cache_dir=cdir))
+            cached_wall.append(w)
+            cached_cpu.append(c)
+            print(f"cached {w:7.3f} s wall  {c:7.3f} s cpu")
+        assert len(d2) == res["rows"]
+        plus_s = None
+        if args.ferplus.exists():
+            from wildfer.data.ferplus import load_ferplus
+
+            dp, plus_s, _ = timed(lambda: load_ferplus(args.data, args.ferplus, cache_dir=cdir))
+            print(f"FER+   {plus_s:7.3f} s wall  (cached FER2013 + parse fer2013new.csv; {len(dp)} rows kept)")
+
+    res.update(
+        cold_s=cold_wall,
+        cold_cpu_s=cold_cpu,
+        cold_best_s=min(cold_wall),
+        cache_bytes=cache_bytes,
+        cached_s=cached_wall,
+        cached_cpu_s=cached_cpu,
+        cached_best_s=min(cached_wall),
+        cached_median_s=statistics.median(cached_wall),
+        cached_max_s=max(cached_wall),
+        ferplus_with_cached_fer2013_s=plus_s,
+        target_cached_s=TARGET_CACHED_S,
+        cached_under_target=max(cached_wall) < TARGET_CACHED_S,
+        loadavg_after=list(os.getloadavg()),
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(res, indent=2) + "\n")
+    verdict = "OK" if res["cached_under_target"] else "SLOWER THAN TARGET"
+    print(f"cached max {res['cached_max_s']:.3f} s (target < {TARGET_CACHED_S} s): {verdict}; wrote {args.out}")
+    return 0 if res["cached_under_target"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
