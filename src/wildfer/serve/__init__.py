@@ -1,0 +1,16 @@
+"""wildfer over HTTP: ``create_app(...)`` builds the FastAPI app (API + web page) around one
+:class:`~wildfer.wild.Recognizer`; ``wildfer serve`` runs it on uvicorn.
+
+>>> from wildfer.serve import create_app
+>>> app = create_app(model="default")     # doctest: +SKIP  (the model loads at startup)
+"""
+
+__all__ = ["create_app", "EXPLAIN_METHODS"]
+
+
+def __getattr__(name):  # lazy: keep `wildfer --help` from importing fastapi
+    if name in __all__:
+        from . import app
+
+        return getattr(app, name)
+    raise AttributeError(f"module 'wildfer.serve' has no attribute {name!r}")

@@ -1,0 +1,61 @@
+"""``wildfer serve``: the HTTP API and web page on uvicorn."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+
+def register(app: typer.Typer, panel: str) -> None:
+    @app.command("serve", rich_help_panel=panel)
+    def serve(
+        host: str = typer.Option("127.0.0.1", "--host", help="Address to bind. The default answers this machine only; "
+                                 "use 0.0.0.0 to serve the network."),
+        port: int = typer.Option(8000, "--port", "-p", min=0, max=65535, help="TCP port."),
+        model: str = typer.Option("default", "--model", "-m", help="Built-in model name, .pt checkpoint, "
+                                  ".safetensors file or run folder."),
+        detector: str = typer.Option("yunet", "--detector", help="Face detector."),
+        workers: int = typer.Option(1, "--workers", "-w", min=1, max=64, help="Server processes (each loads the model once); "
+                                    "on a small CPU, one per core gives the most photos/s."),
+        threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch threads per process "
+                                              "(default: cores / workers)."),
+        cors: Optional[List[str]] = typer.Option(None, "--cors", help="Allow browser calls from this origin "
+                                                 "(repeatable, e.g. --cors http://localhost:3000). Off by default."),
+        max_upload_mb: float = typer.Option(10.0, "--max-upload-mb", min=0.01, help="Largest accepted photo (MB); 413 beyond."),
+        timeout: float = typer.Option(10.0, "--timeout", min=0.1, help="Seconds per request; 504 beyond."),
+        max_megapixels: float = typer.Option(40.0, "--max-megapixels", min=0.01, help="Largest decoded image (MP); 413 beyond."),
+        max_queue: int = typer.Option(64, "--max-queue", min=1, help="Requests waiting for the model before 503."),
+        log_level: str = typer.Option("info", "--log-level", help="uvicorn log level (debug, info, warning, error)."),
+    ):
+        """Serve the model over HTTP: POST /v1/predict, /v1/explain; GET /v1/models, /healthz; the page at /."""
+        import json
+        import os
+
+        import uvicorn
+        from rich.console import Console
+
+        from .app import CONFIG_ENV, create_app
+
+        console = Console(stderr=True)
+        if threads is None and workers > 1:
+            threads = max(1, (os.cpu_count() or 1) // workers)
+        settings = dict(model=model, detector=detector, max_upload_mb=max_upload_mb, timeout=timeout,
+                        cors=list(cors or []), max_pixels=int(max_megapixels * 1e6), max_queue=max_queue,
+                        torch_threads=threads)
+        # Load once here: a wrong model or detector is a one-line error before any socket opens.
+        from ..wild import Recognizer
+
+        rec = Recognizer(model=model, detector=detector)
+        where = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+        console.print(f"wildfer: model [bold]{model}[/] ({getattr(rec.classifier, 'arch', '')}), detector "
+                      f"{rec.detector.name}; page {where}/ , API reference {where}/docs"
+                      + (f"; CORS for {', '.join(cors)}" if cors else ""), highlight=False)
+        common = dict(host=host, port=port, log_level=log_level, limit_concurrency=max_queue + 64,
+                      timeout_keep_alive=5, server_header=False)
+        if workers == 1:
+            uvicorn.run(create_app(rec, **{k: v for k, v in settings.items() if k not in ("model", "detector")}), **common)
+        else:
+            del rec
+            os.environ[CONFIG_ENV] = json.dumps(settings)
+            uvicorn.run("wildfer.serve.app:app_from_env", factory=True, workers=workers, **common)

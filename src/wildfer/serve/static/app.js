@@ -1,0 +1,352 @@
+// wildfer page: choose / drop / paste / capture a photo, POST it to /v1/predict, draw the
+// faces (boxes, labels, probability bars) and, on request, the /v1/explain saliency overlay.
+// Plain JavaScript, no library, no network beyond this server.
+"use strict";
+
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const el = {
+    body: document.body,
+    dropzone: $("dropzone"),
+    fileInput: $("file-input"),
+    webcamButton: $("webcam-button"),
+    webcam: $("webcam"),
+    video: $("webcam-video"),
+    capture: $("capture-button"),
+    webcamClose: $("webcam-close"),
+    result: $("result"),
+    status: $("status"),
+    toolbar: $("toolbar"),
+    stage: $("stage"),
+    photo: $("photo"),
+    saliency: $("saliency"),
+    boxes: $("boxes"),
+    faces: $("faces"),
+    timings: $("timings"),
+    saliencyToggle: $("saliency-toggle"),
+    saliencyMethod: $("saliency-method"),
+    boxesToggle: $("boxes-toggle"),
+    modelInfo: $("model-info"),
+    limitHint: $("limit-hint"),
+  };
+
+  let current = null;      // {blob, result, overlays: {method: objectURL}}
+  let photoURL = null;
+  let requestSeq = 0;      // answers to older requests are ignored
+  let stream = null;
+  let maxUpload = 0;
+
+  // ------------------------------------------------------------------ helpers
+  function setState(state, message, isError) {
+    el.body.dataset.state = state;
+    el.status.textContent = message;
+    el.status.classList.toggle("error", !!isError);
+  }
+
+  function pct(p) {
+    return (100 * p).toFixed(p >= 0.995 || p < 0.001 ? 0 : 1) + "%";
+  }
+
+  function emoClass(label) {
+    return "emo-" + String(label).toLowerCase().replace(/[^a-z]/g, "");
+  }
+
+  async function errorMessage(resp) {
+    try {
+      const j = await resp.json();
+      if (typeof j.detail === "string") return j.detail;
+      if (Array.isArray(j.detail)) return j.detail.map((d) => d.msg).join("; ");
+    } catch (e) { /* not JSON */ }
+    return "the server answered " + resp.status + " " + resp.statusText;
+  }
+
+  function post(url, blob) {
+    const form = new FormData();
+    form.append("file", blob, "photo");
+    return fetch(url, { method: "POST", body: form });
+  }
+
+  function clearOverlays() {
+    if (current) Object.values(current.overlays).forEach((u) => URL.revokeObjectURL(u));
+    el.saliency.hidden = true;
+    el.saliency.removeAttribute("src");
+  }
+
+  // ------------------------------------------------------------------ predict
+  async function handleBlob(blob) {
+    if (!blob) return;
+    if (blob.type && !blob.type.startsWith("image/")) {
+      setState("error", "That is not an image (" + blob.type + "). Choose a photo.", true);
+      return;
+    }
+    if (maxUpload && blob.size > maxUpload) {
+      setState("error", "That photo is " + (blob.size / 1048576).toFixed(1) + " MB; the limit is " +
+        (maxUpload / 1048576).toFixed(0) + " MB.", true);
+      return;
+    }
+    const seq = ++requestSeq;
+    clearOverlays();
+    current = { blob: blob, result: null, overlays: {} };
+    el.saliencyToggle.checked = false;
+    if (photoURL) URL.revokeObjectURL(photoURL);
+    photoURL = URL.createObjectURL(blob);
+    el.photo.src = photoURL;
+    el.boxes.replaceChildren();
+    el.faces.replaceChildren();
+    el.timings.textContent = "";
+    el.result.dataset.faces = "";
+    el.stage.hidden = false;
+    el.dropzone.classList.add("compact");
+    setState("loading", "Looking for faces…");
+    let resp;
+    try {
+      resp = await post("/v1/predict", blob);
+    } catch (e) {
+      if (seq === requestSeq) setState("error", "Cannot reach the server: " + e.message, true);
+      return;
+    }
+    if (seq !== requestSeq) return;
+    if (!resp.ok) {
+      const msg = await errorMessage(resp);
+      if (seq !== requestSeq) return;
+      el.stage.hidden = true;
+      setState("error", "Could not analyse the photo: " + msg, true);
+      return;
+    }
+    const result = await resp.json();
+    if (seq !== requestSeq) return;
+    current.result = result;
+    render(result);
+  }
+
+  function render(res) {
+    const n = res.faces.length;
+    el.result.dataset.faces = String(n);
+    el.toolbar.hidden = n === 0;
+    el.boxes.replaceChildren();
+    el.faces.replaceChildren();
+    res.faces.forEach((f, i) => {
+      el.boxes.appendChild(boxFor(f, i, res));
+      el.faces.appendChild(cardFor(f, i));
+    });
+    const t = res.timings_ms || {};
+    const total = t.server_total != null ? t.server_total : t.total;
+    el.timings.textContent = total != null ? "Server time " + Math.round(total) + " ms" +
+      (t.detect != null ? " (detect " + Math.round(t.detect) + " ms, classify " + Math.round(t.classify || 0) + " ms)" : "") +
+      " · photo " + res.width + "×" + res.height : "";
+    const summary = n === 0 ? "No face found in this photo." :
+      n === 1 ? "1 face: " + res.faces[0].label + "." :
+      n + " faces: " + res.faces.map((f) => f.label).join(", ") + ".";
+    setState("done", summary);
+  }
+
+  function boxFor(f, i, res) {
+    const [l, t, r, b] = f.box;
+    const W = res.width, H = res.height;
+    const box = document.createElement("div");
+    box.className = "face-box " + emoClass(f.label);
+    box.dataset.index = String(i);
+    box.dataset.label = f.label;
+    box.style.left = (100 * l / W) + "%";
+    box.style.top = (100 * t / H) + "%";
+    box.style.width = (100 * (r - l) / W) + "%";
+    box.style.height = (100 * (b - t) / H) + "%";
+    if (t / H < 0.06) box.classList.add("label-below");
+    const label = document.createElement("span");
+    label.className = "face-label";
+    label.textContent = (res.faces.length > 1 ? (i + 1) + " · " : "") + f.label + " " + pct(f.probabilities[f.label]);
+    box.appendChild(label);
+    (f.landmarks || []).forEach(([x, y]) => {
+      const dot = document.createElement("span");
+      dot.className = "landmark";
+      dot.style.left = (100 * (x - l) / (r - l)) + "%";
+      dot.style.top = (100 * (y - t) / (b - t)) + "%";
+      box.appendChild(dot);
+    });
+    return box;
+  }
+
+  function cardFor(f, i) {
+    const li = document.createElement("li");
+    li.className = "face-card " + emoClass(f.label);
+    li.dataset.index = String(i);
+    const h = document.createElement("h3");
+    h.textContent = "Face " + (i + 1) + ": ";
+    const strong = document.createElement("span");
+    strong.className = "face-card-label";
+    strong.textContent = f.label;
+    h.appendChild(strong);
+    if (f.flags && f.flags.length) {
+      const fl = document.createElement("span");
+      fl.className = "flags";
+      fl.textContent = " (" + f.flags.join(", ") + ")";
+      h.appendChild(fl);
+    }
+    li.appendChild(h);
+    const entries = Object.entries(f.probabilities).sort((a, b) => b[1] - a[1]);
+    entries.forEach(([name, p]) => {
+      const row = document.createElement("div");
+      row.className = "prob " + emoClass(name) + (name === f.label ? " is-top" : "");
+      row.dataset.emotion = name;
+      const nm = document.createElement("span");
+      nm.className = "prob-name";
+      nm.textContent = name;
+      const bar = document.createElement("div");
+      bar.className = "prob-bar";
+      bar.setAttribute("role", "meter");
+      bar.setAttribute("aria-label", name);
+      bar.setAttribute("aria-valuemin", "0");
+      bar.setAttribute("aria-valuemax", "100");
+      bar.setAttribute("aria-valuenow", (100 * p).toFixed(1));
+      const fill = document.createElement("div");
+      fill.className = "prob-fill";
+      fill.style.width = (100 * p).toFixed(2) + "%";
+      bar.appendChild(fill);
+      const v = document.createElement("span");
+      v.className = "prob-value";
+      v.textContent = pct(p);
+      row.append(nm, bar, v);
+      li.appendChild(row);
+    });
+    return li;
+  }
+
+  // ------------------------------------------------------------------ saliency
+  async function updateSaliency() {
+    if (!el.saliencyToggle.checked || !current || !current.result) {
+      el.saliency.hidden = true;
+      el.body.dataset.saliency = "off";
+      return;
+    }
+    const method = el.saliencyMethod.value;
+    const seq = requestSeq;
+    if (!current.overlays[method]) {
+      el.body.dataset.saliency = "loading";
+      setState("loading", "Computing the saliency map (" + method + ")…");
+      let resp;
+      try {
+        resp = await post("/v1/explain?method=" + encodeURIComponent(method), current.blob);
+      } catch (e) {
+        setState("error", "Cannot reach the server: " + e.message, true);
+        return;
+      }
+      if (seq !== requestSeq) return;
+      if (!resp.ok) {
+        const msg = await errorMessage(resp);
+        el.saliencyToggle.checked = false;
+        el.body.dataset.saliency = "error";
+        setState("error", "Could not compute the saliency map: " + msg, true);
+        return;
+      }
+      const blob = await resp.blob();
+      if (seq !== requestSeq) return;
+      current.overlays[method] = URL.createObjectURL(blob);
+      render(current.result);
+    }
+    if (!el.saliencyToggle.checked || el.saliencyMethod.value !== method) return;
+    el.saliency.src = current.overlays[method];
+    el.saliency.hidden = false;
+    el.body.dataset.saliency = method;
+  }
+
+  // ------------------------------------------------------------------ webcam
+  async function openWebcam() {
+    try {
+      stream = await navigator.mediaDevices.getUserMedia({ video: { width: { ideal: 1280 } }, audio: false });
+    } catch (e) {
+      setState("error", "The camera is not available: " + e.message, true);
+      return;
+    }
+    el.video.srcObject = stream;
+    el.webcam.hidden = false;
+    el.capture.focus();
+  }
+
+  function closeWebcam() {
+    if (stream) stream.getTracks().forEach((t) => t.stop());
+    stream = null;
+    el.video.srcObject = null;
+    el.webcam.hidden = true;
+  }
+
+  function captureFrame() {
+    if (!el.video.videoWidth) return;
+    const c = document.createElement("canvas");
+    c.width = el.video.videoWidth;
+    c.height = el.video.videoHeight;
+    c.getContext("2d").drawImage(el.video, 0, 0);
+    c.toBlob((b) => handleBlob(b), "image/jpeg", 0.92);
+  }
+
+  // Small photos are drawn larger (up to 2x, 640 px wide, and within 72% of the window's
+  // height); the boxes are in percent, so they follow whatever size the photo is drawn at.
+  function sizePhoto() {
+    const w = el.photo.naturalWidth, h = el.photo.naturalHeight;
+    if (!w || !h) return;
+    const s = Math.max(1, Math.min(2, 640 / w, (0.72 * window.innerHeight) / h));
+    if (s > 1) el.photo.style.width = Math.round(w * s) + "px";
+    else el.photo.style.removeProperty("width");
+  }
+  el.photo.addEventListener("load", sizePhoto);
+  window.addEventListener("resize", sizePhoto);
+
+  // ------------------------------------------------------------------ wiring
+  el.fileInput.addEventListener("change", () => {
+    const f = el.fileInput.files && el.fileInput.files[0];
+    if (f) handleBlob(f);
+    el.fileInput.value = "";
+  });
+
+  el.dropzone.addEventListener("keydown", (e) => {
+    if (e.target === el.dropzone && (e.key === "Enter" || e.key === " ")) {
+      e.preventDefault();
+      el.fileInput.click();
+    }
+  });
+
+  ["dragenter", "dragover"].forEach((t) => document.addEventListener(t, (e) => {
+    e.preventDefault();
+    el.dropzone.classList.add("dragging");
+  }));
+  ["dragleave", "dragend"].forEach((t) => document.addEventListener(t, (e) => {
+    if (!e.relatedTarget) el.dropzone.classList.remove("dragging");
+  }));
+  document.addEventListener("drop", (e) => {
+    e.preventDefault();
+    el.dropzone.classList.remove("dragging");
+    const files = e.dataTransfer && e.dataTransfer.files;
+    if (files && files.length) handleBlob(files[0]);
+  });
+
+  document.addEventListener("paste", (e) => {
+    const items = (e.clipboardData && e.clipboardData.items) || [];
+    for (const it of items) {
+      if (it.kind === "file" && it.type.startsWith("image/")) {
+        e.preventDefault();
+        handleBlob(it.getAsFile());
+        return;
+      }
+    }
+  });
+
+  el.saliencyToggle.addEventListener("change", updateSaliency);
+  el.saliencyMethod.addEventListener("change", updateSaliency);
+  el.boxesToggle.addEventListener("change", () => el.boxes.classList.toggle("hidden", !el.boxesToggle.checked));
+
+  if (navigator.mediaDevices && navigator.mediaDevices.getUserMedia) {
+    el.webcamButton.addEventListener("click", openWebcam);
+    el.capture.addEventListener("click", captureFrame);
+    el.webcamClose.addEventListener("click", closeWebcam);
+  } else {
+    el.webcamButton.disabled = true;
+    el.webcamButton.title = "This browser does not allow camera access on this page";
+  }
+
+  fetch("/v1/models").then((r) => (r.ok ? r.json() : null)).then((m) => {
+    if (!m) return;
+    el.modelInfo.textContent = "model " + m.model.name + (m.model.arch ? " (" + m.model.arch + ")" : "") +
+      " · detector " + m.detector;
+    maxUpload = (m.limits && m.limits.max_upload_bytes) || 0;
+    if (maxUpload) el.limitHint.textContent = ", up to " + Math.round(maxUpload / 1048576) + " MB";
+  }).catch(() => {});
+})();

@@ -1,0 +1,197 @@
+"""Read an uploaded photo safely: bounded size, checked type, decoded in memory only.
+
+Nothing from the client touches the disk: the body is read into memory with a hard cap
+(checked on ``Content-Length`` *and* while streaming, since the header can lie or be absent),
+multipart forms are parsed in memory with ``python-multipart``'s streaming parser (FastAPI's
+``UploadFile`` would spool parts over 1 MB to a temporary file), and the client's file name
+is never used. Failures are :class:`UploadError` with the HTTP status and a clear message:
+
+* 413: body over the upload limit, or image over the pixel limit (decompression bomb guard)
+* 415: not an image content type (e.g. ``text/plain``, ``application/json``)
+* 422: no image in the request, or bytes that do not decode as an image (truncated, corrupt)
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+
+from ..errors import ImageError
+
+#: Content types accepted for a raw body or a multipart part (besides ``image/*``).
+GENERIC_TYPES = {"application/octet-stream", ""}
+#: Extra room for the multipart envelope (boundaries, part headers) over the image limit.
+MULTIPART_SLACK = 16 * 1024
+
+
+class UploadError(Exception):
+    """A bad upload: ``status`` is the HTTP status, ``code`` a short machine-readable name."""
+
+    def __init__(self, status: int, message: str, code: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1024 / 1024:.1f} MB" if n >= 1024 * 1024 else f"{n / 1024:.0f} KB"
+
+
+def too_large(limit: int) -> UploadError:
+    return UploadError(413, f"upload too large: the limit is {_mb(limit)}", "too_large")
+
+
+def check_content_length(headers, limit: int) -> None:
+    """Refuse early when ``Content-Length`` already says the body is over ``limit``."""
+    cl = headers.get("content-length")
+    if cl is None:
+        return
+    try:
+        n = int(cl)
+    except ValueError:
+        raise UploadError(400, f"bad Content-Length header {cl[:40]!r}", "bad_request") from None
+    if n > limit:
+        raise too_large(limit)
+
+
+async def read_body(request, limit: int) -> bytes:
+    """The request body, at most ``limit`` bytes (413 beyond, even without Content-Length)."""
+    check_content_length(request.headers, limit)
+    buf = bytearray()
+    async for chunk in request.stream():
+        buf += chunk
+        if len(buf) > limit:
+            raise too_large(limit)
+    return bytes(buf)
+
+
+def media_type(value: str | None) -> tuple[str, dict[str, str]]:
+    """``'multipart/form-data; boundary=x'`` -> ``('multipart/form-data', {'boundary': 'x'})``."""
+    from python_multipart.multipart import parse_options_header
+
+    if not value:
+        return "", {}
+    mt, params = parse_options_header(value)
+    return mt.decode("latin-1").lower().strip(), {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in params.items()}
+
+
+def is_image_type(mt: str) -> bool:
+    return mt.startswith("image/") or mt in GENERIC_TYPES
+
+
+def not_an_image_type(mt: str) -> UploadError:
+    return UploadError(
+        415,
+        f"unsupported content type {mt!r}: send a photo (JPEG, PNG, WebP, BMP, GIF, TIFF) as the multipart "
+        f"field 'file' (curl -F file=@photo.jpg) or as the raw body with an image/* content type "
+        f"(curl -H 'Content-Type: image/jpeg' --data-binary @photo.jpg)",
+        "unsupported_media_type",
+    )
+
+
+def multipart_file(body: bytes, boundary: str, field: str = "file") -> tuple[bytes, str]:
+    """The bytes and content type of form field ``field``, parsed in memory.
+
+    Raises 422 when the form has no such field, 400 when the form is malformed.
+    """
+    from python_multipart.multipart import MultipartParser
+
+    parts: list[dict] = []
+    cur: dict = {}
+    hname = bytearray()
+    hval = bytearray()
+
+    def on_part_begin():
+        cur.clear()
+        cur.update(headers={}, data=bytearray())
+
+    def on_header_field(data, start, end):
+        hname.extend(data[start:end])
+
+    def on_header_value(data, start, end):
+        hval.extend(data[start:end])
+
+    def on_header_end():
+        cur["headers"][bytes(hname).decode("latin-1").lower()] = bytes(hval).decode("latin-1")
+        hname.clear()
+        hval.clear()
+
+    def on_part_data(data, start, end):
+        cur["data"].extend(data[start:end])
+
+    def on_part_end():
+        parts.append(dict(cur))
+
+    callbacks = dict(on_part_begin=on_part_begin, on_header_field=on_header_field, on_header_value=on_header_value,
+                     on_header_end=on_header_end, on_part_data=on_part_data, on_part_end=on_part_end)
+    try:
+        parser = MultipartParser(boundary, callbacks)
+        parser.write(body)
+        parser.finalize()
+    except Exception as e:  # noqa: BLE001 - any parser complaint is a malformed form
+        raise UploadError(400, f"malformed multipart form ({str(e)[:100] or type(e).__name__})", "bad_request") from None
+    names = []
+    for p in parts:
+        _, params = media_type(p["headers"].get("content-disposition", ""))
+        name = params.get("name", "")
+        names.append(name)
+        if name == field:
+            mt, _ = media_type(p["headers"].get("content-type"))
+            return bytes(p["data"]), mt
+    have = ", ".join(repr(n) for n in names if n) or "none"
+    raise UploadError(422, f"the form has no field {field!r} (fields sent: {have}); send the photo as 'file'", "no_file")
+
+
+def extract_image_bytes(body: bytes, content_type: str | None, limit: int) -> bytes:
+    """The image bytes of a request: a multipart field ``file`` or the raw body."""
+    mt, params = media_type(content_type)
+    if mt == "multipart/form-data":
+        boundary = params.get("boundary")
+        if not boundary:
+            raise UploadError(400, "multipart/form-data without a boundary", "bad_request")
+        data, part_type = multipart_file(body, boundary)
+        if not is_image_type(part_type):
+            raise not_an_image_type(part_type)
+    elif is_image_type(mt):
+        data = body
+    else:
+        raise not_an_image_type(mt)
+    if len(data) > limit:
+        raise too_large(limit)
+    if not data:
+        raise UploadError(422, "no image data: the upload is empty", "empty")
+    return data
+
+
+def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
+    """Bytes -> ``H x W x 3`` uint8 RGB (EXIF-rotated); 413 over ``max_pixels``, 422 if undecodable.
+
+    The size is read from the header first, so a decompression bomb is refused before any
+    pixel is decoded.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    from ..data.images import read_image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as probe:
+                w, h = probe.size
+    except UnidentifiedImageError:
+        raise UploadError(422, "cannot decode the upload: not an image or an unsupported format", "not_an_image") from None
+    except Image.DecompressionBombError:
+        raise UploadError(413, "image too large (decompression bomb guard)", "too_many_pixels") from None
+    except Exception as e:  # noqa: BLE001 - broken header
+        raise UploadError(422, f"cannot decode the upload ({str(e)[:100] or type(e).__name__})", "not_an_image") from None
+    if w * h > max_pixels:
+        raise UploadError(413, f"image too large: {w}x{h} = {w * h / 1e6:.1f} MP, the limit is {max_pixels / 1e6:.0f} MP",
+                          "too_many_pixels")
+    try:
+        return read_image(data, name="upload", max_pixels=max_pixels)
+    except ImageError as e:
+        status = 413 if "too large" in e.problem else 422
+        raise UploadError(status, f"cannot decode the upload: {e.problem}", "not_an_image") from None

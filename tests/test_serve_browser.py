@@ -1,0 +1,165 @@
+"""End-to-end: the web page in real headless Chromium against a real server and model.
+
+Needs Debian's ``chromium`` and ``chromium-driver`` (CI installs them); skips with that reason
+when they are absent. Set ``WILDFER_SAVE_SCREENSHOT=1`` to also copy the screenshot to
+``benchmarks/results/serve_page.png``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from wildfer.labels import FER2013_CLASSES
+from wildfer.serve.app import create_app
+from wildfer.serve.runner import ServerThread
+
+ROOT = Path(__file__).resolve().parent.parent
+GROUP = "groups/dlib_2008_001322.jpg"
+PORTRAIT = "kdef_frontal/AF01HAS.JPG"
+
+
+def _binaries() -> tuple[str, str]:
+    chrome = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    driver = shutil.which("chromedriver")
+    if not chrome or not driver:
+        pytest.skip("headless browser test needs chromium and chromedriver "
+                    "(Debian: apt-get install -y chromium chromium-driver)")
+    return chrome, driver
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    chrome, driver_path = _binaries()
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chrome
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--disable-quic", "--disable-dev-shm-usage",
+                "--window-size=1280,900", "--force-device-scale-factor=1",
+                f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+        opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    drv = webdriver.Chrome(service=Service(executable_path=driver_path), options=opts)
+    drv.set_page_load_timeout(30)
+    drv.set_script_timeout(30)
+    yield drv
+    drv.quit()
+
+
+@pytest.fixture(scope="module")
+def recognizer():
+    try:
+        from wildfer.wild import Recognizer
+    except ImportError as e:
+        pytest.skip(f"wildfer.wild.Recognizer is not available ({e})")
+    from wildfer.models.loader import WEIGHTS_DIR
+
+    if not (WEIGHTS_DIR / "default.safetensors").exists():
+        pytest.skip(f"built-in weights {WEIGHTS_DIR / 'default.safetensors'} missing (placed by the lead)")
+    return Recognizer(model="default", detector="yunet")
+
+
+@pytest.fixture(scope="module")
+def server(recognizer):
+    with ServerThread(create_app(recognizer, timeout=60)) as srv:
+        yield srv
+
+
+def _wait_state(browser, states=("done", "error"), timeout=60, attr="state"):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, timeout, poll_frequency=0.1).until(
+        lambda d: d.execute_script(f"return document.body.dataset.{attr}") in states)
+    return browser.execute_script(f"return document.body.dataset.{attr}")
+
+
+def _severe_logs(browser) -> list[str]:
+    return [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def test_page_upload_shows_labelled_boxes(browser, server, recognizer, wild_dir, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    photo = wild_dir / GROUP
+    expected = recognizer.predict(photo)
+    assert len(expected.faces) >= 2, "the group photo should have several faces"
+
+    browser.get(server.url + "/")
+    assert browser.title.startswith("wildfer")
+    browser.find_element(By.ID, "file-input").send_keys(str(photo))
+    assert _wait_state(browser) == "done", browser.find_element(By.ID, "status").text
+
+    boxes = browser.find_elements(By.CSS_SELECTOR, "#boxes .face-box")
+    labels = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#boxes .face-label")]
+    cards = browser.find_elements(By.CSS_SELECTOR, "#faces .face-card")
+    assert len(boxes) == len(labels) == len(cards) == len(expected.faces)
+    # each label reads "<n> · <emotion> <percent>", the emotion is the model's
+    for text, face in zip(labels, expected.faces):
+        words = text.replace("·", " ").split()
+        assert face.label in words, (text, face.label)
+        assert any(w in FER2013_CLASSES for w in words)
+        assert words[-1].endswith("%")
+    # every box is drawn, non-empty, inside the photo, where the model found the face
+    img = browser.find_element(By.ID, "photo").rect
+    scale = img["width"] / expected.width
+    for el, face in zip(boxes, expected.faces):
+        r = el.rect
+        assert r["width"] > 5 and r["height"] > 5
+        assert img["x"] - 4 <= r["x"] and r["x"] + r["width"] <= img["x"] + img["width"] + 4
+        assert abs((r["x"] - img["x"]) - face.box[0] * scale) <= 4  # border drawn inside the box
+        assert abs(r["width"] - (face.box[2] - face.box[0]) * scale) <= 4
+    # probability bars: one per class per face, the widest is the label
+    for card, face in zip(cards, expected.faces):
+        rows = card.find_elements(By.CSS_SELECTOR, ".prob")
+        assert [r.get_attribute("data-emotion") for r in rows][0] == face.label
+        assert len(rows) == len(FER2013_CLASSES)
+    status = browser.find_element(By.ID, "status").text
+    assert f"{len(expected.faces)} faces" in status
+
+    shot = tmp_path / "serve_page.png"
+    assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+    if os.environ.get("WILDFER_SAVE_SCREENSHOT"):
+        out = ROOT / "benchmarks" / "results"
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, out / "serve_page.png")
+
+    # the saliency overlay toggle fetches /v1/explain and shows it over the photo
+    browser.find_element(By.ID, "saliency-toggle").click()
+    assert _wait_state(browser, states=("gradcam", "error"), attr="saliency") == "gradcam"
+    overlay = browser.find_element(By.ID, "saliency")
+    assert overlay.is_displayed()
+    assert browser.execute_script("return arguments[0].naturalWidth", overlay) == expected.width
+    browser.save_screenshot(str(tmp_path / "serve_page_saliency.png"))
+    if os.environ.get("WILDFER_SAVE_SCREENSHOT"):
+        shutil.copy(tmp_path / "serve_page_saliency.png", ROOT / "benchmarks" / "results" / "serve_page_saliency.png")
+    browser.find_element(By.ID, "saliency-toggle").click()
+    assert not overlay.is_displayed()
+    # nothing blocked (the page's CSP allows only this server) and no script errors
+    assert _severe_logs(browser) == []
+
+
+def test_page_second_photo_and_bad_file(browser, server, wild_dir, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    browser.get(server.url + "/")
+    browser.find_element(By.ID, "file-input").send_keys(str(wild_dir / PORTRAIT))
+    assert _wait_state(browser) == "done"
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#boxes .face-box")) == 1
+    assert browser.find_element(By.ID, "result").get_attribute("data-faces") == "1"
+
+    # a truncated JPEG: the server's 422 message appears, no boxes linger
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes((wild_dir / PORTRAIT).read_bytes()[:2000])
+    browser.find_element(By.ID, "file-input").send_keys(str(bad))
+    assert _wait_state(browser) == "error"
+    status = browser.find_element(By.ID, "status")
+    assert "truncated" in status.text and "error" in status.get_attribute("class")
+    assert browser.find_elements(By.CSS_SELECTOR, "#boxes .face-box") == []
+    logs = [m for m in _severe_logs(browser) if "/v1/predict" not in m]  # the 422 itself is logged
+    assert logs == []
