@@ -1,0 +1,271 @@
+"""``wildfer explain``: saliency pictures, saliency over epochs, model comparison, the trust
+audit and the face-region table.
+
+``wildfer explain INPUT ...`` is short for ``wildfer explain maps INPUT ...``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from typer.core import TyperGroup
+
+
+class _DefaultToMaps(TyperGroup):
+    """A group whose first argument, when it is not a sub-command, goes to ``maps``."""
+
+    default_command = "maps"
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _load(spec: str):
+    from ..models.loader import load_model
+
+    return load_model(spec)
+
+
+def _write_json(path: Path, obj) -> None:
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=2) + "\n")
+
+
+def register(app: typer.Typer, panel: str) -> None:
+    sub = typer.Typer(
+        cls=_DefaultToMaps,
+        help="Saliency maps (vanilla gradient, SmoothGrad, Integrated Gradients, Grad-CAM, occlusion) and tests "
+        "of whether to trust them. 'wildfer explain INPUT' = 'wildfer explain maps INPUT'.",
+        no_args_is_help=True,
+    )
+    app.add_typer(sub, name="explain", rich_help_panel=panel)
+
+    model_opt = typer.Option("default", "--model", "-m", help="Built-in model name, checkpoint (.pt), weights "
+                             "(.safetensors) or run folder.")
+    split_opt = typer.Option("PublicTest", "--split", help="Rows of a data set to use (FER2013 usage).")
+
+    @sub.command("maps")
+    def maps(
+        input: Path = typer.Argument(..., help="A face image, a folder of face images, or a data set "  # noqa: A002
+                                     "(fer2013.csv[.gz], FER+ CSV, manifest)."),
+        model: str = model_opt,
+        method: str = typer.Option("vanilla,smoothgrad,gradcam", "--method", help="Comma-separated: vanilla, "
+                                   "smoothgrad, ig, gradcam, gradcam++, occlusion."),
+        out: Path = typer.Option(Path("explain_out"), "--out", "-o", help="Output folder."),
+        per_class: int = typer.Option(2, "--per-class", help="For a data set: typical faces per class."),
+        split: str = split_opt,
+        target: str = typer.Option("pred", "--target", help="Class to explain: pred (predicted), true "
+                                   "(data set label) or a class name."),
+        detect: bool = typer.Option(False, "--detect", help="Whole photos: detect and align faces first "
+                                    "(wildfer.wild.Recognizer) and paint the maps back on the photo."),
+        no_overlays: bool = typer.Option(False, "--no-overlays", help="Only the grid, maps.npz and index.json."),
+    ):
+        """Saliency maps for an image, a folder or N faces per class of a data set: a grid (rows = faces, columns = methods), one overlay per face and method, maps.npz, index.json."""
+        from .studies import explain_images, faces_from_input, parse_methods
+
+        console = _console()
+        methods = parse_methods(method)
+        if detect:
+            _maps_detect(input, model, methods, out, console)
+            return
+        clf = _load(model)
+        faces = faces_from_input(input, size=clf.size, split=split, per_class=per_class)
+        for p, problem in faces.skipped:
+            console.print(f"[yellow]skipped[/] {p}: {problem}", highlight=False)
+        idx = explain_images(clf, faces, methods, out, target=target, overlays=not no_overlays)
+        console.print(f"{idx['n']} faces x {len(methods)} methods -> {out}/{idx['grids'][0]}"
+                      + (f" (+{len(idx['grids']) - 1} pages)" if len(idx["grids"]) > 1 else ""), highlight=False)
+
+    @sub.command("epochs")
+    def epochs(
+        run_dir: Path = typer.Argument(..., help="A training run folder with epoch_NNN.pt checkpoints."),
+        data: Path = typer.Option(..., "--data", help="fer2013.csv[.gz] (or another data set) for the faces."),
+        out: Path = typer.Option(Path("explain_epochs"), "--out", "-o", help="Output folder."),
+        method: str = typer.Option("vanilla", "--method", help="Saliency method (the study used vanilla)."),
+        split: str = split_opt,
+        n_regions: int = typer.Option(50, "--n-regions", help="Faces per class for the region shares."),
+        every: int = typer.Option(1, "--every", help="Use every k-th epoch checkpoint."),
+    ):
+        """Saliency over training (the study's Fig. 5): rows = epochs, columns = one typical face per class; per epoch the share of saliency in each face region (JSON + line plot)."""
+        from .studies import epochs_study
+
+        console = _console()
+        rep = epochs_study(run_dir, data, out, method=method, split=split, n_regions=n_regions, every=every,
+                           progress=lambda s: console.print(f"[dim]{s}[/]", highlight=False))
+        last = rep["epochs"][-1]
+        console.print(f"{len(rep['epochs'])} epochs -> {out}/{rep['grid']}, {out}/{rep['plot']}; last epoch key-region "
+                      f"share {last['key_share']:.3f} (area {rep['key_area_share']:.3f})", highlight=False)
+
+    @sub.command("compare")
+    def compare(
+        model: List[str] = typer.Option(..., "--model", "-m", help="A model; repeat for each model to compare."),
+        data: Path = typer.Option(..., "--data", help="fer2013.csv[.gz] (or another data set) for the faces."),
+        out: Path = typer.Option(Path("explain_compare"), "--out", "-o", help="Output folder."),
+        method: str = typer.Option("vanilla", "--method", help="Comma-separated saliency methods."),
+        per_class: int = typer.Option(1, "--per-class", help="Typical faces per class."),
+        split: str = split_opt,
+        target: str = typer.Option("true", "--target", help="true, pred or a class name."),
+    ):
+        """The same faces through several models, side by side (the study's Fig. 6; rows = models)."""
+        from .studies import compare_models, model_label, parse_methods
+
+        console = _console()
+        methods = parse_methods(method)
+        models = [(model_label(None, m), _load(m)) for m in model]
+        rep = compare_models(models, data, out, methods=methods, split=split, per_class=per_class, target=target)
+        for name, r in rep["models"].items():
+            console.print(f"{name}: {r['correct']}/{len(rep['faces'])} faces right", highlight=False)
+        console.print(f"-> {out}/{rep['grid']}", highlight=False)
+
+    @sub.command("audit")
+    def audit(
+        model: str = model_opt,
+        data: Path = typer.Option(..., "--data", help="fer2013.csv[.gz] (or another data set) for the faces."),
+        split: str = split_opt,
+        n: int = typer.Option(64, "--n", help="Faces (balanced over classes, fixed seed)."),
+        methods: str = typer.Option("vanilla,smoothgrad,ig,gradcam,occlusion", "--methods", help="Comma-separated."),
+        threshold: float = typer.Option(0.5, "--threshold", help="Flag a method whose Spearman stays above this "
+                                        "with every layer randomized."),
+        steps: int = typer.Option(24, "--steps", help="Deletion / insertion steps."),
+        random_seeds: int = typer.Option(3, "--random-seeds", help="Random-map baselines to average."),
+        seed: int = typer.Option(0, "--seed"),
+        no_randomization: bool = typer.Option(False, "--no-randomization", help="Only the faithfulness test."),
+        json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full report (curves too) here."),
+        md_out: Optional[Path] = typer.Option(None, "--md", help="Write markdown tables here."),
+    ):
+        """Can the maps be trusted? Cascading parameter randomization (Adebayo et al. 2018) and deletion / insertion faithfulness against random maps."""
+        import numpy as np
+
+        from .audit import audit_markdown, audit_tables, run_audit
+        from .plot import plot_curves
+        from .studies import load_data, parse_methods, stratified_subset
+
+        console = _console()
+        names = parse_methods(methods)
+        clf = _load(model)
+        ds = load_data(data, split)
+        k = max(1, math.ceil(n / max(1, len(np.unique(ds.labels)))))
+        idx = stratified_subset(ds.labels, k, seed)
+        idx = np.sort(np.random.default_rng(seed).permutation(idx)[:n])
+        rep = run_audit(clf, ds.images[idx], names, threshold=threshold, steps=steps, n_random=random_seeds, seed=seed,
+                        randomization=not no_randomization,
+                        progress=lambda s: console.print(f"[dim]{s}[/]", highlight=False))
+        rep["model"] = model
+        rep["data"] = {"path": str(data), "split": split, "n": int(len(idx)), "seed": seed}
+        from rich.console import Console
+
+        out_console = Console()
+        for tb in audit_tables(rep):
+            out_console.print(tb)
+        ra = rep.get("randomization")
+        if ra:
+            flagged = [m for m, r in ra["methods"].items() if r["flagged"]]
+            console.print("randomization: " + ("every method's maps change" if not flagged else
+                          f"[red]flagged[/] {', '.join(flagged)} (maps barely change when the model is destroyed)"))
+        fa = rep["faithfulness"]
+        worse = [m for m, r in fa["methods"].items() if not r["beats_random_deletion"]]
+        console.print("deletion: " + ("every method beats random maps" if not worse else
+                      f"[red]not better than random[/]: {', '.join(worse)}"))
+        if json_out:
+            _write_json(json_out, rep)
+            curves = {m: r["deletion_curve"] for m, r in fa["methods"].items()}
+            curves["random"] = fa["random"]["deletion_curve"]
+            plot_curves(curves, json_out.with_name(json_out.stem + "_deletion.png"), title="deletion (lower is better)")
+            curves = {m: r["insertion_curve"] for m, r in fa["methods"].items()}
+            curves["random"] = fa["random"]["insertion_curve"]
+            plot_curves(curves, json_out.with_name(json_out.stem + "_insertion.png"), title="insertion (higher is better)")
+            console.print(f"wrote {json_out}", highlight=False)
+        if md_out:
+            md_out.parent.mkdir(parents=True, exist_ok=True)
+            md_out.write_text(audit_markdown(rep))
+            console.print(f"wrote {md_out}", highlight=False)
+
+    @sub.command("regions")
+    def regions(
+        model: List[str] = typer.Option(["default"], "--model", "-m", help="A model; repeat for several."),
+        data: Path = typer.Option(..., "--data", help="fer2013.csv[.gz] (or another data set)."),
+        split: str = split_opt,
+        per_class: int = typer.Option(100, "--per-class", help="Faces per class (fixed seed)."),
+        method: str = typer.Option("vanilla", "--method", help="Comma-separated saliency methods."),
+        target: str = typer.Option("true", "--target", help="true (label) or pred (prediction)."),
+        json_out: Optional[Path] = typer.Option(None, "--json", help="Write the table as JSON here."),
+        md_out: Optional[Path] = typer.Option(None, "--md", help="Write the table as markdown here."),
+    ):
+        """Share of saliency on brows, eyes, nose, mouth, the rest of the face and outside it, per class and per model, against each region's share of the area."""
+        from rich.console import Console
+        from rich.table import Table
+
+        from .regions import REGIONS
+        from .studies import model_label, parse_methods, region_markdown, region_table
+
+        console = _console()
+        if target not in ("true", "pred"):
+            from .methods import MethodError
+
+            raise MethodError(f"--target must be true or pred, not {target!r}")
+        methods = parse_methods(method)
+        models = [(model_label(None, m), _load(m)) for m in model]
+        rep = region_table(models, data, methods=methods, split=split, per_class=per_class, target=target,
+                           progress=lambda s: console.print(f"[dim]{s}[/]", highlight=False))
+        out_console = Console()
+        for name, entry in rep["models"].items():
+            for m, e in entry["methods"].items():
+                tb = Table(title=f"{name} - {m}: share of saliency per region", title_justify="left")
+                tb.add_column("class")
+                for r in REGIONS:
+                    tb.add_column(r, justify="right")
+                for cls, sh in e["per_class"].items():
+                    tb.add_row(cls, *[f"{sh[r]:.3f}" for r in REGIONS])
+                tb.add_row("[bold]all[/]", *[f"[bold]{e['all'][r]:.3f}[/]" for r in REGIONS])
+                tb.add_row("[dim]area[/]", *[f"[dim]{rep['area'][r]:.3f}[/]" for r in REGIONS])
+                out_console.print(tb)
+        if json_out:
+            _write_json(json_out, rep)
+            console.print(f"wrote {json_out}", highlight=False)
+        if md_out:
+            md_out.parent.mkdir(parents=True, exist_ok=True)
+            md_out.write_text(region_markdown(rep))
+            console.print(f"wrote {md_out}", highlight=False)
+
+
+def _maps_detect(input: Path, model: str, methods: list[str], out: Path, console) -> None:  # noqa: A002
+    """``--detect``: whole photos through the Recognizer, maps painted back on each photo."""
+    from ..data.images import is_image_file
+    from ..errors import DataError, WildferError
+    from ..wild import Recognizer
+
+    if input.is_dir():
+        files = sorted(p for p in input.rglob("*") if p.is_file() and is_image_file(p))
+    elif input.exists():
+        files = [input]
+    else:
+        raise DataError(input, "not found")
+    if not files:
+        raise DataError(input, "no image files")
+    rec = Recognizer(model=model)
+    out.mkdir(parents=True, exist_ok=True)
+    done = 0
+    for f in files:
+        for m in methods:
+            try:
+                res = rec.explain(str(f), method=m)
+            except WildferError as e:
+                console.print(f"[yellow]skipped[/] {f}: {e}", highlight=False)
+                break
+            res.overlay().save(out / f"{f.stem}_{m.replace('+', 'p')}.png")
+        else:
+            done += 1
+    console.print(f"{done}/{len(files)} photos x {len(methods)} methods -> {out}", highlight=False)
