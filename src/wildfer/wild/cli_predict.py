@@ -152,7 +152,7 @@ def run_predict(paths, *, model="default", detector="yunet", mode="detect", out=
             for v in videos:
                 for fr in v["frames"]:
                     w.writerows(_face_rows({"path": v["path"], "faces": fr["faces"]}, labels, frame=fr["frame"]))
-    if json_file is None and csv_file is None:
+    if json_file is None and csv_file is None and (images or videos):
         table = Table(show_edge=False)
         for c in ("path", "faces", "labels"):
             table.add_column(c)

@@ -31,7 +31,10 @@ def register(app: typer.Typer, panel: str) -> None:
         code = run_predict(paths, model=model, detector=detector, mode=mode, out=out, json_file=json_file,
                            csv_file=csv_file, annotate=annotate, saliency=saliency, video_stride=video_stride,
                            max_side=max_side, batch=batch, tta=tta)
-        raise typer.Exit(code)
+        if code:
+            # SystemExit, not typer.Exit: click in non-standalone mode returns Exit's code
+            # instead of raising it, and wildfer.cli.main would turn it into 0
+            raise SystemExit(code)
 
     @app.command("evaluate-wild", rich_help_panel=panel)
     def evaluate_wild_cmd(

@@ -31,7 +31,7 @@ def _windows(w: int, h: int, side: float, overlap: float):
 
 
 def search_faces(rgb: np.ndarray, detector: Detector, *, scales=DEFAULT_SCALES, overlap: float = 0.5,
-                 pad: float = 0.3, window_px: int = 160, score_threshold: float = 0.4,
+                 pad: float = 0.3, window_px: int = 128, score_threshold: float = 0.5,
                  angles=(-30.0, 30.0), max_windows: int = 24) -> list[Detection]:
     """Faces found by running ``detector`` on padded, upscaled windows of the photo.
 
