@@ -174,9 +174,11 @@ class Trainer:
             self.device = torch.device(f"cuda:{self.local_rank}" if torch.cuda.is_available() else "cpu")
         else:
             self.device = torch.device(cfg.device if cfg.device != "cuda" else f"cuda:{self.local_rank}")
+        self._owns_process_group = False
         if self.distributed and not torch.distributed.is_initialized():
             backend = "nccl" if self.device.type == "cuda" else "gloo"
             torch.distributed.init_process_group(backend)
+            self._owns_process_group = True
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         seed_everything(cfg.seed)
@@ -189,6 +191,8 @@ class Trainer:
         self.num_classes = len(self.classes)
         self.out = Path(cfg.out)
         self.is_main = self.rank == 0
+        if not self.is_main and console is not None and hasattr(console, "quiet"):
+            console.quiet = True  # under DDP only rank 0 speaks (progress bar, epoch lines, the caller's summary)
 
     # -- pieces -----------------------------------------------------------------------------
     def _batch_tensor(self, images: np.ndarray) -> torch.Tensor:
@@ -263,7 +267,8 @@ class Trainer:
             sched.load(ck["schedule"])
             start_epoch, best, history = int(ck["epoch"]) + 1, float(ck["best"]), list(ck.get("history", []))
             bad_epochs = int(ck.get("bad_epochs", 0))
-            gen.set_state(ck["generator"][self.rank] if self.rank < len(ck["generator"]) else ck["generator"][0])
+            gens = ck["generator"]
+            gen.set_state(gens[self.rank] if self.rank < len(gens) else gens[0])
 
         net = model
         if self.distributed:
@@ -281,7 +286,8 @@ class Trainer:
         aug = Augment(**cfg.aug) if cfg.augment else None
         soft_labels = self.train_data.soft if (cfg.dataset == "ferplus" and cfg.ferplus_soft) else None
 
-        log = open(self.out / "metrics.jsonl", "a") if self.is_main else None
+        # a fresh run starts a fresh log; a resumed one appends
+        log = open(self.out / "metrics.jsonl", "a" if self.resume else "w") if self.is_main else None
         progress = _progress(cfg.progress and self.is_main, self.console)
         summary: dict[str, Any] = {}
         try:
@@ -360,6 +366,8 @@ class Trainer:
                         best, bad_epochs = val["acc"], 0
                     else:
                         bad_epochs += 1
+                    # every rank's augmentation stream, so that --resume continues each exactly
+                    gen_states = _gather_generator_states(gen, self.distributed, self.world)
                     if self.is_main:
                         log.write(json.dumps(rec) + "\n")
                         log.flush()
@@ -372,7 +380,7 @@ class Trainer:
                             save_checkpoint(self.out / f"epoch_{epoch + 1:03d}.pt", model, **common)
                         save_checkpoint(last, model, **common, optimizer=opt.state_dict(), schedule=sched.state(),
                                         best=best, bad_epochs=bad_epochs, history=[_clean(h) for h in history],
-                                        generator=[gen.get_state()])
+                                        generator=gen_states)
                         if self.console is not None:
                             self.console.print(
                                 f"epoch {epoch + 1}/{cfg.epochs}: train loss {rec['train_loss']:.4f} acc {rec['train_acc']:.4f} | "
@@ -385,10 +393,25 @@ class Trainer:
         finally:
             if log:
                 log.close()
-        summary = {"best_val_acc": best, "epochs_run": len(history), "history": history, "out": str(self.out)}
+        summary = {"best_val_acc": best, "epochs_run": len(history), "history": history, "out": str(self.out),
+                   "world_size": self.world, "rank": self.rank}
         if self.is_main:
             (self.out / "summary.json").write_text(json.dumps(_clean(summary), indent=2))
+        if self.distributed:
+            torch.distributed.barrier()  # rank 0 has written its files before anyone returns
+            if self._owns_process_group:
+                torch.distributed.destroy_process_group()
         return summary
+
+
+def _gather_generator_states(gen: torch.Generator, distributed: bool, world: int) -> list[torch.Tensor]:
+    """The augmentation generator state of every rank (rank order), for exact resume."""
+    state = gen.get_state()
+    if not distributed:
+        return [state]
+    states: list = [None] * world
+    torch.distributed.all_gather_object(states, state)
+    return [torch.as_tensor(s) for s in states]
 
 
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, smoothing: float = 0.0,

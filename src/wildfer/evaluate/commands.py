@@ -1,0 +1,99 @@
+"""``wildfer evaluate`` and the ``wildfer experiment ...`` sub-group (the study's experiments)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+
+def register(app: typer.Typer, panel: str) -> None:
+    @app.command("evaluate", rich_help_panel=panel)
+    def evaluate_cmd(
+        data: Path = typer.Argument(..., help="FER2013 CSV (plain or .gz), or an image folder / manifest CSV."),
+        model: Optional[List[str]] = typer.Option(
+            None, "--model", "-m",
+            help="Built-in name (default, fast, ferplus), checkpoint .pt, .safetensors or run folder. "
+                 "Repeat for an ensemble. [default: default]"),
+        ensemble: Optional[str] = typer.Option(None, "--ensemble", help="Comma-separated models to average, e.g. A.pt,B.pt."),
+        split: Optional[str] = typer.Option(None, "--split", help="Usage to evaluate (PublicTest, PrivateTest, Training, all). "
+                                                                   "[default: PublicTest for CSVs, everything for folders]"),
+        tta: Optional[str] = typer.Option(None, "--tta", help="Test-time augmentation: flip or tencrop."),
+        ferplus_labels: Optional[Path] = typer.Option(None, "--ferplus-labels", help="fer2013new.csv: evaluate on FER+ majority labels (8 classes)."),
+        dataset: str = typer.Option("fer2013", "--dataset", help="fer2013 or ferplus (looks for fer2013new.csv beside DATA)."),
+        json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full report as JSON."),
+        out: Optional[Path] = typer.Option(None, "--out", help="Folder for confusion.png, reliability.png and report.json."),
+        batch_size: int = typer.Option(256, "--batch-size", min=1),
+        threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Torch CPU threads."),
+    ):
+        """Accuracy, macro-F1, per-class precision/recall, top-2, confusion matrix and calibration (ECE, reliability diagram)."""
+        from rich.console import Console
+
+        from ..errors import WildferError
+        from .core import evaluate, load_eval_data, print_report, save_json, write_figures
+
+        console = Console()
+        if tta is not None and tta.lower() in ("none", ""):
+            tta = None
+        if tta is not None and tta not in ("flip", "tencrop"):
+            raise WildferError(f"--tta must be flip or tencrop, not {tta!r}")
+        models = list(model or [])
+        if ensemble:
+            models += [s.strip() for s in ensemble.split(",") if s.strip()]
+        if not models:
+            models = ["default"]
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        arrays = load_eval_data(data, split, dataset=dataset, ferplus_labels=ferplus_labels)
+        report = evaluate(models, arrays, tta=tta, batch_size=batch_size)
+        print_report(report, console)
+        if json_out:
+            save_json(report, json_out)
+            console.print(f"wrote {json_out}", highlight=False)
+        if out:
+            figs = write_figures(report, out)
+            save_json(report, Path(out) / "report.json")
+            console.print(f"wrote {figs['confusion']}, {figs['reliability']}, {Path(out) / 'report.json'}", highlight=False)
+
+    exp = typer.Typer(help="The study's experiments: update rules and architectures under one budget.",
+                      no_args_is_help=True)
+
+    @exp.command("optimizers")
+    def optimizers_cmd(
+        overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides of the base training config, e.g. epochs=3"),
+        config: Optional[Path] = typer.Option(None, "--config", "-c", help="Experiment config (configs/experiments/optimizers.yaml); built-in defaults otherwise."),
+        quick: bool = typer.Option(False, "--quick", help="A small subset and few epochs (the config's 'quick' section)."),
+        out: Optional[Path] = typer.Option(None, "--out", help="Output folder. [default: the config's out]"),
+        progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar per run."),
+    ):
+        """SGD, SGD+momentum, RMSProp and Adam on one model under one budget: loss and accuracy curves and a table."""
+        from rich.console import Console
+
+        from .experiments import run_optimizers
+
+        console = Console()
+        run_optimizers(config, quick=quick, out=out, overrides=overrides or [], console=console, progress=progress)
+
+    @exp.command("architectures")
+    def architectures_cmd(
+        overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides of the base training config, e.g. epochs=3"),
+        config: Optional[Path] = typer.Option(None, "--config", "-c", help="Experiment config (configs/experiments/architectures.yaml); built-in defaults otherwise."),
+        quick: bool = typer.Option(False, "--quick", help="A small subset and few epochs (the config's 'quick' section)."),
+        out: Optional[Path] = typer.Option(None, "--out", help="Output folder. [default: the config's out]"),
+        models: Optional[str] = typer.Option(None, "--models", help="Comma-separated model names instead of the config's list."),
+        progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar per run."),
+    ):
+        """The study's five architectures plus ours under one budget: accuracy, parameters, multiply-adds, training time."""
+        from rich.console import Console
+
+        from .experiments import run_architectures
+
+        console = Console()
+        names = [m.strip() for m in models.split(",") if m.strip()] if models else None
+        run_architectures(config, quick=quick, out=out, models=names, overrides=overrides or [], console=console,
+                          progress=progress)
+
+    app.add_typer(exp, name="experiment", rich_help_panel=panel)

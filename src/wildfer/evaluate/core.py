@@ -1,0 +1,197 @@
+"""``evaluate(model_or_models, arrays, tta=None)``: one call from faces to the full report.
+
+>>> from wildfer.data.fer2013 import load_fer2013                    # doctest: +SKIP
+>>> from wildfer.evaluate import evaluate                            # doctest: +SKIP
+>>> test = load_fer2013("fer2013.csv.gz").split("PublicTest")       # doctest: +SKIP
+>>> r = evaluate("default", test, tta="flip")                         # doctest: +SKIP
+>>> r["accuracy"], r["macro_f1"], r["confusion"][3][3]               # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..data.fer2013 import FaceArrays
+from ..errors import DataError, WildferError
+from .metrics import ECE_BINS, compute_metrics
+from .predict import TTA_MODES, model_name, predict_proba, resolve_models
+
+
+def split_name(arrays: FaceArrays) -> str:
+    names = sorted({str(u) for u in np.unique(arrays.usage)}) if len(arrays) else []
+    return names[0] if len(names) == 1 else ("+".join(names) if names else "")
+
+
+def evaluate(models, arrays: FaceArrays, tta: str | None = None, batch_size: int = 256, *, crop: int = 44,
+             n_bins: int = ECE_BINS, return_probs: bool = False) -> dict:
+    """Evaluate a classifier (or a list of them, as an ensemble) on ``arrays``.
+
+    ``models``: :class:`~wildfer.models.loader.Classifier` objects, built-in names, checkpoint
+    paths or run folders (a list, or ``"a,b"``, is an ensemble: probabilities are averaged).
+    ``tta``: ``None``, ``"flip"`` or ``"tencrop"``. Returns the metrics of
+    :func:`~wildfer.evaluate.metrics.compute_metrics` plus ``model``, ``models``, ``split``,
+    ``tta`` and ``dataset``; with ``return_probs`` also ``probs`` (N x C numpy, not JSON).
+    """
+    if tta not in TTA_MODES:
+        raise WildferError(f"unknown TTA mode {tta!r} (flip | tencrop)")
+    if len(arrays) == 0:
+        raise DataError(arrays.source or "data", "no samples to evaluate")
+    clfs = resolve_models(models, data_classes=arrays.classes)
+    probs = predict_proba(clfs, arrays.images, arrays.classes, tta=tta, batch_size=batch_size, crop=crop)
+    report = compute_metrics(arrays.labels, probs, list(arrays.classes), n_bins=n_bins)
+    names = [model_name(c) for c in clfs]
+    report.update({
+        "model": names[0] if len(names) == 1 else "ensemble(" + ",".join(names) + ")",
+        "models": names,
+        "split": split_name(arrays),
+        "tta": tta if tta not in (None, "none") else None,
+        "data": arrays.source,
+    })
+    if return_probs:
+        report["probs"] = probs
+    return report
+
+
+# ----------------------------------------------------------------------------- data for `wildfer evaluate`
+
+
+def _looks_like_fer2013(path: Path) -> bool:
+    import gzip
+
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(2)
+        opener = gzip.open if magic == b"\x1f\x8b" else open
+        with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
+            header = fh.readline().lower()
+    except OSError:
+        return False
+    return "pixels" in header and "emotion" in header
+
+
+def load_eval_data(path: str | os.PathLike, split: str | None = "PublicTest", *, dataset: str = "fer2013",
+                   ferplus_labels: str | os.PathLike | None = None) -> FaceArrays:
+    """Faces and labels for ``wildfer evaluate``.
+
+    * a FER2013 CSV (``emotion,pixels,Usage``, plain or gzipped): its ``split`` rows (``"all"`` =
+      every row); with ``ferplus_labels`` (or ``dataset="ferplus"``, which looks for
+      ``fer2013new.csv`` beside the CSV) FER+ majority labels with 8 classes;
+    * an image folder (``root/<class>/*``) or a manifest CSV (``path,label[,box]``) through
+      :mod:`wildfer.data.folders`: all its faces unless ``split`` names one of its usages.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(path, "file or folder not found")
+    if dataset not in ("fer2013", "ferplus"):
+        raise WildferError(f"unknown dataset {dataset!r} (fer2013 | ferplus)")
+    if path.is_file() and _looks_like_fer2013(path):
+        if dataset == "ferplus" or ferplus_labels:
+            if not ferplus_labels:
+                cand = path.parent / "fer2013new.csv"
+                if not cand.exists():
+                    raise WildferError(f"--dataset ferplus needs --ferplus-labels PATH/fer2013new.csv (none beside {path})")
+                ferplus_labels = cand
+            try:
+                from ..data.ferplus import load_ferplus
+            except ModuleNotFoundError as e:  # pragma: no cover - until the FER+ loader lands
+                raise WildferError(f"FER+ labels need wildfer.data.ferplus, missing in this installation ({e})") from None
+            data = load_ferplus(path, ferplus_labels)
+        else:
+            from ..data.fer2013 import load_fer2013
+
+            data = load_fer2013(path)
+        split = split or "PublicTest"
+        source_kind = "csv"
+    else:
+        data = _load_folder_or_manifest(path)
+        source_kind = "folder"
+    if split and split.lower() != "all":
+        have = sorted({str(u) for u in np.unique(data.usage)})
+        if source_kind == "folder" and split.lower() not in {h.lower() for h in have}:
+            if split == "PublicTest":  # the default: a plain folder/manifest has no splits, use it all
+                return data
+        if split.lower() not in {h.lower() for h in have}:
+            raise DataError(path, f"no rows with usage {split!r}; this data has {', '.join(have) or 'none'} (or use --split all)")
+        data = data.split(split)
+    if len(data) == 0:
+        raise DataError(path, "no samples to evaluate")
+    return data
+
+
+def _load_folder_or_manifest(path: Path) -> FaceArrays:
+    try:
+        from ..data import folders
+    except ModuleNotFoundError as e:
+        if e.name and e.name.endswith("folders"):
+            raise DataError(path, "not a FER2013 CSV (expected header 'emotion,pixels,Usage'); image folders and "
+                                  "manifests need wildfer.data.folders, missing in this installation") from None
+        raise
+    names = ("load_manifest",) if path.is_file() else ("load_image_folder", "load_folder")
+    for generic in ("load_faces", "load_any", "load_path", "load"):
+        if hasattr(folders, generic):
+            names = names + (generic,)
+    for n in names:
+        fn = getattr(folders, n, None)
+        if fn is not None:
+            return fn(path)
+    raise DataError(path, "not a FER2013 CSV, and wildfer.data.folders has no loader for it")
+
+
+def save_json(report: dict, path: str | os.PathLike) -> Path:
+    import json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clean = {k: v for k, v in report.items() if k != "probs"}
+    path.write_text(json.dumps(clean, indent=2))
+    return path
+
+
+def write_figures(report: dict, out: str | os.PathLike, stem: str = "") -> dict[str, Path]:
+    """Confusion heatmap and reliability diagram PNGs for ``report`` in folder ``out``."""
+    from .plots import plot_confusion, plot_reliability
+
+    out = Path(out)
+    title = f"{report.get('model', '')} on {report.get('split', '')}".strip()
+    pre = f"{stem}_" if stem else ""
+    return {
+        "confusion": plot_confusion(report["confusion"], report["labels"], out / f"{pre}confusion.png",
+                                    title=f"{title}\nacc {100 * report['accuracy']:.1f}%, macro-F1 {100 * report['macro_f1']:.1f}%"),
+        "reliability": plot_reliability(report["calibration"], report["ece"], out / f"{pre}reliability.png",
+                                        title="Reliability"),
+    }
+
+
+def print_report(report: dict, console=None) -> None:
+    """Rich tables: headline numbers, per-class precision/recall/F1, row-normalised confusion."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    labels: Sequence[str] = report["labels"]
+    tta = report.get("tta") or "none"
+    console.print(
+        f"[bold]{report.get('model', '')}[/] on {report.get('split', '')} (n={report['n']}, tta={tta}): "
+        f"accuracy [bold]{100 * report['accuracy']:.2f}%[/], macro-F1 {100 * report['macro_f1']:.2f}%, "
+        f"top-2 {100 * report['top2_accuracy']:.2f}%, ECE {100 * report['ece']:.2f}%",
+        highlight=False,
+    )
+    t = Table(title="per class", title_justify="left")
+    for col in ("class", "precision", "recall", "F1", "support"):
+        t.add_column(col, justify="left" if col == "class" else "right")
+    for name in labels:
+        pc = report["per_class"][name]
+        t.add_row(name, f"{100 * pc['precision']:.1f}", f"{100 * pc['recall']:.1f}", f"{100 * pc['f1']:.1f}", str(pc["support"]))
+    console.print(t)
+    cm = Table(title="confusion (% of true class; rows = true, columns = predicted)", title_justify="left")
+    cm.add_column("true \\ pred")
+    for name in labels:
+        cm.add_column(name[:8], justify="right")
+    for i, name in enumerate(labels):
+        row = report["confusion_normalized"][i]
+        cm.add_row(name, *[(f"[bold]{100 * v:.0f}[/]" if i == j else f"{100 * v:.0f}") for j, v in enumerate(row)])
+    console.print(cm)

@@ -1,0 +1,508 @@
+"""The study's experiments, one command each, every run through the same training engine.
+
+* :func:`run_optimizers` (``wildfer experiment optimizers``): one model, four update rules
+  (SGD, SGD + momentum, RMSProp, Adam) under one budget -- the same data, epochs, batch size,
+  initial weights (same seed) and schedule; only the rule and its usual learning rate change.
+  Writes ``loss.png`` (training loss per iteration, overlaid), ``accuracy.png`` (train and
+  validation accuracy per epoch), ``results.md`` / ``results.json`` and one run folder per rule.
+* :func:`run_architectures` (``wildfer experiment architectures``): the study's five
+  architectures plus ours under one budget: PublicTest accuracy, parameters, multiply-adds,
+  training time; ``accuracy.png`` (validation accuracy per epoch), ``acc_vs_macs.png``,
+  ``time.png``, ``results.md`` / ``results.json``, one run folder per model.
+
+An experiment config (YAML/TOML, see ``configs/experiments/``) has ``base`` (TrainConfig keys
+shared by every run), ``runs`` (optimizers: name -> overrides) or ``models`` (+ optional
+``model_overrides``), ``quick`` (overrides applied by ``--quick``: a data subset and few
+epochs) and ``out``. The built-in defaults below equal the shipped YAML files, so the
+commands also work from any folder.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..errors import WildferError
+
+#: ``wildfer experiment optimizers`` defaults (== configs/experiments/optimizers.yaml).
+OPTIMIZERS_DEFAULT: dict[str, Any] = {
+    "name": "optimizers",
+    "base": {
+        "model": "shallow",
+        "data": "../shared/data/fer2013/fer2013.csv.gz",
+        "epochs": 10,
+        "batch_size": 128,
+        "schedule": "none",
+        "weight_decay": 0.0001,
+        "augment": False,
+        "label_smoothing": 0.0,
+        "seed": 0,
+        "channels_last": False,
+        "log_every": 1,
+    },
+    "runs": {
+        "sgd": {"optimizer": "sgd", "lr": 0.01},
+        "momentum": {"optimizer": "momentum", "lr": 0.01, "momentum": 0.9},
+        "rmsprop": {"optimizer": "rmsprop", "lr": 0.0001},
+        "adam": {"optimizer": "adam", "lr": 0.0001},
+    },
+    "quick": {"subset": 1000, "val_subset": 300, "epochs": 2},
+    "out": "runs/experiments/optimizers",
+}
+
+#: The study's five architectures, then ours.
+STUDY_ARCHITECTURES = ("shallow", "alexnet", "vgg16", "inception", "inception_resnet")
+OUR_ARCHITECTURES = ("vggfer_small", "resnet18_half", "mini_xception", "fastfer")
+
+#: ``wildfer experiment architectures`` defaults (== configs/experiments/architectures.yaml).
+ARCHITECTURES_DEFAULT: dict[str, Any] = {
+    "name": "architectures",
+    "base": {
+        "data": "../shared/data/fer2013/fer2013.csv.gz",
+        "epochs": 15,
+        "batch_size": 64,
+        "optimizer": "nesterov",
+        "lr": 0.01,
+        "momentum": 0.9,
+        "weight_decay": 0.0005,
+        "schedule": "cosine",
+        "warmup_epochs": 0.5,
+        "label_smoothing": 0.05,
+        "augment": True,
+        "seed": 0,
+        "channels_last": True,
+        "log_every": 10,
+    },
+    "models": list(STUDY_ARCHITECTURES + OUR_ARCHITECTURES),
+    "model_overrides": {},
+    "quick": {
+        "subset": 500,
+        "val_subset": 200,
+        "epochs": 1,
+        # --quick checks the pipeline, not the numbers: the heavy nets keep their structure
+        # (every block type) at reduced width / depth so each trains in seconds
+        "model_overrides": {
+            "alexnet": {"model_kwargs": {"width": 0.25, "fc": 256}},
+            "vgg16": {"model_kwargs": {"width": 0.125, "fc": 256}},
+            "inception": {"model_kwargs": {"width": 0.25}},
+            "inception_resnet": {"model_kwargs": {"width": 0.125, "repeats": [1, 1, 1]}},
+            "vggfer_small": {"model_kwargs": {"widths": [16, 32, 64, 128], "fc": 128}},
+            "resnet18_half": {"model_kwargs": {"widths": [16, 32, 64, 128], "layers": [1, 1, 1, 1]}},
+        },
+    },
+    "out": "runs/experiments/architectures",
+}
+
+DEFAULTS = {"optimizers": OPTIMIZERS_DEFAULT, "architectures": ARCHITECTURES_DEFAULT}
+
+
+# ----------------------------------------------------------------------------- config
+
+
+def load_experiment_config(kind: str, path: str | Path | None = None, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """The experiment config: ``path`` (YAML/TOML) or the built-in defaults, with ``key=value``
+    overrides applied to ``base`` (``epochs=3``, ``base.lr=0.1``) or to top-level keys
+    (``out=DIR``, ``models=[shallow,alexnet]``)."""
+    import yaml
+
+    from ..train.config import read_config_file
+
+    cfg = copy.deepcopy(DEFAULTS[kind]) if path is None else read_config_file(path)
+    for key in ("base",):
+        cfg.setdefault(key, {})
+    cfg.setdefault("quick", {})
+    cfg.setdefault("name", kind)
+    for item in overrides:
+        if "=" not in item:
+            raise WildferError(f"override {item!r} must look like key=value")
+        k, v = item.split("=", 1)
+        k = k.strip()
+        val = yaml.safe_load(v) if v != "" else None
+        if k in ("out", "models", "runs", "model_overrides", "quick", "name"):
+            cfg[k] = val
+        else:  # a training key: wins over the config, its runs / model_overrides and --quick
+            k = k[5:] if k.startswith("base.") else k
+            if k.startswith(("model_kwargs.", "aug.")):
+                head, tail = k.split(".", 1)
+                cfg.setdefault("cli", {}).setdefault(head, {})[tail] = val
+            else:
+                cfg.setdefault("cli", {})[k] = val
+    if kind == "optimizers" and not cfg.get("runs"):
+        raise WildferError(f"{path or 'config'}: an optimizers experiment needs 'runs' (name -> optimizer, lr)")
+    if kind == "architectures" and not cfg.get("models"):
+        raise WildferError(f"{path or 'config'}: an architectures experiment needs 'models' (a list of names)")
+    return cfg
+
+
+def _train_config(cfg: dict, extra: dict, out: Path, quick: bool, model: str | None = None):
+    """TrainConfig for one run. Precedence: ``base`` < the run's / model's overrides < ``quick``
+    (with ``quick.model_overrides`` for ``model``) < command-line overrides."""
+    from ..train.config import TrainConfig
+
+    d = copy.deepcopy(cfg.get("base") or {})
+    _merge(d, extra or {})
+    if quick:
+        q = copy.deepcopy(cfg.get("quick") or {})
+        qm = q.pop("model_overrides", None) or {}
+        _merge(d, q)
+        if model is not None:
+            _merge(d, qm.get(model) or {})
+    _merge(d, copy.deepcopy(cfg.get("cli") or {}))
+    d["out"] = str(out)
+    return TrainConfig.from_dict(d)
+
+
+def _merge(d: dict, extra: dict) -> None:
+    """``d.update(extra)``, merging the ``model_kwargs`` / ``aug`` dicts key by key."""
+    for k, v in extra.items():
+        if k in ("model_kwargs", "aug") and isinstance(v, dict):
+            d[k] = {**(d.get(k) or {}), **v}
+        else:
+            d[k] = v
+
+
+def _load_data(cfg):
+    from ..train.engine import load_training_data
+
+    return load_training_data(cfg)
+
+
+def _fresh_run_dir(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("metrics.jsonl", "summary.json", "best.pt", "last.pt"):
+        f = out / name
+        if f.exists():
+            f.unlink()
+
+
+def read_metrics(run_dir: str | Path) -> tuple[list[dict], list[dict]]:
+    """(iteration records, epoch records) from ``<run>/metrics.jsonl``."""
+    iters, epochs = [], []
+    f = Path(run_dir) / "metrics.jsonl"
+    if f.exists():
+        for line in f.read_text().splitlines():
+            if not line.strip():
+                continue
+            rec = json.loads(line)
+            (iters if rec.get("type") == "iter" else epochs if rec.get("type") == "epoch" else []).append(rec)
+    return iters, epochs
+
+
+# ----------------------------------------------------------------------------- complexity
+
+
+def complexity(name: str, model_kwargs: dict | None = None, num_classes: int = 7) -> dict[str, Any]:
+    """Parameters and multiply-adds of one forward pass of a single image at the model's input
+    size (:mod:`wildfer.models.complexity` when present, else torch's FLOP counter; MACs = FLOPs/2)."""
+    kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in (model_kwargs or {}).items()}
+    try:
+        from ..models.complexity import model_complexity
+    except ImportError:
+        model_complexity = None
+    if model_complexity is not None:
+        c = model_complexity(name, num_classes=num_classes, **kw)
+        return {"params": int(c.params), "macs": int(c.macs), "input_size": int(c.input_size)}
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from ..models.registry import create_model, model_info
+
+    info = model_info(name)
+    net = create_model(name, num_classes=num_classes, **kw).eval()
+    x = torch.zeros(1, int(getattr(net, "in_chans", info.in_chans)), info.input_size, info.input_size)
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        net(x)
+    return {"params": sum(p.numel() for p in net.parameters()), "macs": int(fc.get_total_flops() // 2),
+            "input_size": int(info.input_size)}
+
+
+# ----------------------------------------------------------------------------- optimizers
+
+
+def run_optimizers(config: str | Path | dict | None = None, *, quick: bool = False, out: str | Path | None = None,
+                   overrides: Sequence[str] = (), console=None, progress: bool | None = None) -> dict[str, Any]:
+    """Train ``base.model`` once per update rule in ``runs`` under one budget; write the figures
+    and tables to ``out``. Returns ``{"rows": [...], "out": ..., "figures": {...}}``."""
+    from ..train.engine import Trainer
+
+    cfg = config if isinstance(config, dict) else load_experiment_config("optimizers", config, overrides)
+    out = Path(out or cfg.get("out") or "runs/experiments/optimizers")
+    extra_common = {} if progress is None else {"progress": progress}
+    first = _train_config(cfg, {**extra_common, **next(iter(cfg["runs"].values()))}, out / "_", quick)
+    train, val = _load_data(first)
+    rows = []
+    for name, run in cfg["runs"].items():
+        tcfg = _train_config(cfg, {**extra_common, **(run or {})}, out / name, quick)
+        _fresh_run_dir(out / name)
+        if console is not None:
+            console.print(f"[bold]{name}[/]: {tcfg.optimizer} lr={tcfg.lr} on {tcfg.model}, {len(train)} training faces, "
+                          f"{tcfg.epochs} epochs", highlight=False)
+        t0 = time.time()
+        summary = Trainer(tcfg, train=train, val=val, console=console).fit()
+        secs = time.time() - t0
+        iters, epochs = read_metrics(out / name)
+        last = epochs[-1] if epochs else {}
+        rows.append({
+            "rule": name, "optimizer": tcfg.optimizer, "lr": tcfg.lr,
+            "momentum": tcfg.momentum if tcfg.optimizer in ("momentum", "nesterov") else None,
+            "epochs": len(epochs), "iterations": len(iters),
+            "initial_loss": iters[0]["loss"] if iters else None,
+            "final_train_loss": last.get("train_loss"), "final_train_acc": last.get("train_acc"),
+            "final_val_acc": last.get("val_acc"), "best_val_acc": summary["best_val_acc"],
+            "seconds": round(secs, 2), "run": str(out / name),
+        })
+    figures = _plot_optimizers(out, [r["rule"] for r in rows])
+    result = {"experiment": "optimizers", "model": first.model, "quick": quick,
+              "train_rows": len(train), "val_rows": len(val), "val_split": first.val_split,
+              "epochs": first.epochs, "batch_size": first.batch_size, "rows": rows,
+              "figures": {k: str(v) for k, v in figures.items()}, "out": str(out)}
+    _write_tables(out, result, _optimizer_columns(), f"Update rules on {result['model']}")
+    if console is not None:
+        _print_table(console, result, _optimizer_columns(), f"Update rules on {result['model']} ({len(train)} training faces)")
+    return result
+
+
+def _optimizer_columns():
+    return [
+        ("rule", "rule", str),
+        ("lr", "lr", lambda v: f"{v:g}"),
+        ("initial loss", "initial_loss", _f3),
+        ("final train loss", "final_train_loss", _f3),
+        ("final train acc", "final_train_acc", _pct),
+        ("final val acc", "final_val_acc", _pct),
+        ("best val acc", "best_val_acc", _pct),
+        ("time (s)", "seconds", lambda v: f"{v:.0f}"),
+    ]
+
+
+def _plot_optimizers(out: Path, names: list[str]) -> dict[str, Path]:
+    from .plots import _plt
+
+    plt = _plt()
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, ax = plt.subplots(figsize=(8, 4.8), dpi=110)
+    for k, name in enumerate(names):
+        iters, _ = read_metrics(out / name)
+        if not iters:
+            continue
+        xs = [r["iter"] for r in iters]
+        ys = [r["loss"] for r in iters]
+        c = colors[k % len(colors)]
+        ax.plot(xs, ys, color=c, alpha=0.25, lw=0.8)
+        ax.plot(xs, _smooth(ys, max(1, len(ys) // 50)), color=c, lw=1.8, label=name)
+    ax.axhline(math.log(7), color="gray", ls=":", lw=1, label="ln 7 (chance)")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("training loss")
+    ax.set_title("Training loss per iteration (faint: raw, bold: moving average)")
+    ax.legend()
+    fig.tight_layout()
+    loss_png = out / "loss.png"
+    fig.savefig(loss_png)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(8, 4.8), dpi=110)
+    for k, name in enumerate(names):
+        _, epochs = read_metrics(out / name)
+        if not epochs:
+            continue
+        xs = [e["epoch"] + 1 for e in epochs]
+        c = colors[k % len(colors)]
+        ax.plot(xs, [e["train_acc"] for e in epochs], color=c, ls="--", marker="o", ms=3, label=f"{name} train")
+        ax.plot(xs, [e["val_acc"] for e in epochs], color=c, ls="-", marker="s", ms=3, label=f"{name} validation")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy")
+    ax.set_title("Train (dashed) and validation (solid) accuracy per epoch")
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    acc_png = out / "accuracy.png"
+    fig.savefig(acc_png)
+    plt.close(fig)
+    return {"loss": loss_png, "accuracy": acc_png}
+
+
+def _smooth(ys: list[float], k: int) -> list[float]:
+    if k <= 1:
+        return list(ys)
+    out, s = [], 0.0
+    for i, y in enumerate(ys):
+        s += y
+        if i >= k:
+            s -= ys[i - k]
+        out.append(s / min(i + 1, k))
+    return out
+
+
+# ----------------------------------------------------------------------------- architectures
+
+
+def run_architectures(config: str | Path | dict | None = None, *, quick: bool = False, out: str | Path | None = None,
+                      models: Sequence[str] | None = None, overrides: Sequence[str] = (), console=None,
+                      progress: bool | None = None) -> dict[str, Any]:
+    """Train every model in the config's ``models`` (or ``models``) under one budget and compare
+    PublicTest accuracy, parameters, multiply-adds and training time. Names not registered in
+    this installation are listed as skipped, not errors."""
+    from ..models.registry import list_models
+    from ..train.engine import Trainer
+
+    cfg = config if isinstance(config, dict) else load_experiment_config("architectures", config, overrides)
+    names = list(models) if models else list(cfg["models"])
+    out = Path(out or cfg.get("out") or "runs/experiments/architectures")
+    extra_common = {} if progress is None else {"progress": progress}
+    known = set(list_models())
+    first = _train_config(cfg, {**extra_common, "model": "shallow"}, out / "_", quick)
+    train, val = _load_data(first)
+    rows, skipped = [], []
+    for name in names:
+        if name not in known:
+            skipped.append({"model": name, "reason": "not registered in this installation"})
+            if console is not None:
+                console.print(f"[yellow]skip[/] {name}: not registered in this installation")
+            continue
+        over = dict((cfg.get("model_overrides") or {}).get(name) or {})
+        tcfg = _train_config(cfg, {**extra_common, **over, "model": name}, out / name, quick, model=name)
+        cx = complexity(name, tcfg.model_kwargs, num_classes=len(train.classes))
+        _fresh_run_dir(out / name)
+        if console is not None:
+            console.print(f"[bold]{name}[/]: {cx['params'] / 1e6:.2f} M params, {cx['macs'] / 1e6:.1f} M MACs; "
+                          f"{len(train)} training faces, {tcfg.epochs} epochs", highlight=False)
+        t0 = time.time()
+        summary = Trainer(tcfg, train=train, val=val, console=console).fit()
+        secs = time.time() - t0
+        _, epochs = read_metrics(out / name)
+        train_secs = sum(e.get("seconds", 0.0) for e in epochs)
+        n_seen = len(train) * len(epochs)
+        rows.append({
+            "model": name, "study": name in STUDY_ARCHITECTURES, "model_kwargs": dict(tcfg.model_kwargs),
+            "params": cx["params"], "macs": cx["macs"],
+            "input_size": cx["input_size"], "epochs": len(epochs),
+            "best_val_acc": summary["best_val_acc"], "final_val_acc": epochs[-1]["val_acc"] if epochs else None,
+            "final_train_acc": epochs[-1]["train_acc"] if epochs else None,
+            "train_seconds": round(secs, 2), "images_per_s": round(n_seen / train_secs, 1) if train_secs else None,
+            "run": str(out / name),
+        })
+    figures = _plot_architectures(out, rows) if rows else {}
+    result = {"experiment": "architectures", "quick": quick, "train_rows": len(train), "val_rows": len(val),
+              "val_split": first.val_split, "epochs": first.epochs, "batch_size": first.batch_size,
+              "rows": rows, "skipped": skipped, "figures": {k: str(v) for k, v in figures.items()}, "out": str(out)}
+    title = f"Architectures under one budget ({len(train)} training faces, {first.epochs} epochs, {first.val_split})"
+    _write_tables(out, result, _arch_columns(), title)
+    if console is not None:
+        _print_table(console, result, _arch_columns(), title)
+    return result
+
+
+def _arch_columns():
+    return [
+        ("model", "model", str),
+        ("study", "study", lambda v: "yes" if v else ""),
+        ("params (M)", "params", lambda v: f"{v / 1e6:.2f}"),
+        ("MACs (M)", "macs", lambda v: f"{v / 1e6:.1f}"),
+        (f"best val acc", "best_val_acc", _pct),
+        ("final val acc", "final_val_acc", _pct),
+        ("train time (s)", "train_seconds", lambda v: f"{v:.0f}"),
+        ("img/s", "images_per_s", lambda v: f"{v:.0f}"),
+    ]
+
+
+def _plot_architectures(out: Path, rows: list[dict]) -> dict[str, Path]:
+    from .plots import _plt
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 4.8), dpi=110)
+    for r in rows:
+        _, epochs = read_metrics(r["run"])
+        ax.plot([e["epoch"] + 1 for e in epochs], [e["val_acc"] for e in epochs], marker="o", ms=3,
+                ls="-" if r["study"] else "--", label=r["model"])
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy")
+    ax.set_title("Validation accuracy per epoch (solid: the study's architectures, dashed: ours)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    acc_png = out / "accuracy.png"
+    fig.savefig(acc_png)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4.8), dpi=110)
+    for r in rows:
+        ax.scatter(r["macs"] / 1e6, r["best_val_acc"], s=30 + 40 * math.log10(1 + r["params"] / 1e5),
+                   marker="o" if r["study"] else "s")
+        ax.annotate(r["model"], (r["macs"] / 1e6, r["best_val_acc"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    ax.set_xscale("log")
+    from matplotlib.ticker import FuncFormatter
+
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+    ax.set_xlabel("multiply-adds per face (M, log scale)")
+    ax.set_ylabel("best validation accuracy")
+    ax.set_title("Accuracy against compute (marker size ~ parameters)")
+    fig.tight_layout()
+    macs_png = out / "acc_vs_macs.png"
+    fig.savefig(macs_png)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    ax.barh([r["model"] for r in rows], [r["train_seconds"] for r in rows],
+            color=["tab:blue" if r["study"] else "tab:orange" for r in rows])
+    ax.invert_yaxis()
+    ax.set_xlabel("training time (s, this machine)")
+    ax.set_title("Training time under one budget")
+    fig.tight_layout()
+    time_png = out / "time.png"
+    fig.savefig(time_png)
+    plt.close(fig)
+    return {"accuracy": acc_png, "acc_vs_macs": macs_png, "time": time_png}
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def _pct(v) -> str:
+    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}%"
+
+
+def _f3(v) -> str:
+    return "" if v is None else f"{v:.3f}"
+
+
+def _cell(fmt, v) -> str:
+    if v is None:
+        return ""
+    try:
+        return fmt(v)
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def _write_tables(out: Path, result: dict, columns, title: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(result, indent=2))
+    lines = [f"# {title}", "", "| " + " | ".join(c[0] for c in columns) + " |",
+             "|" + "|".join(" --- " if i == 0 else " ---: " for i in range(len(columns))) + "|"]
+    for r in result["rows"]:
+        lines.append("| " + " | ".join(_cell(fmt, r.get(key)) for _, key, fmt in columns) + " |")
+    for s in result.get("skipped", []):
+        lines.append(f"\nSkipped {s['model']}: {s['reason']}.")
+    shrunk = [f"{r['model']} {r['model_kwargs']}" for r in result["rows"] if r.get("model_kwargs")]
+    if shrunk:
+        lines += ["", "Model arguments: " + "; ".join(shrunk) + "."]
+    lines += ["", f"Training rows: {result['train_rows']}, validation rows ({result['val_split']}): {result['val_rows']}, "
+                  f"epochs: {result['epochs']}, batch size: {result['batch_size']}" + (" (--quick)" if result["quick"] else "") + "."]
+    if result.get("figures"):
+        lines += [""] + [f"![{k}]({Path(v).name})" for k, v in result["figures"].items()]
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+
+
+def _print_table(console, result: dict, columns, title: str) -> None:
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left")
+    for i, (head, _, _) in enumerate(columns):
+        t.add_column(head, justify="left" if i == 0 else "right")
+    for r in result["rows"]:
+        t.add_row(*[_cell(fmt, r.get(key)) for _, key, fmt in columns])
+    console.print(t)
+    console.print(f"figures and tables in {result['out']}", highlight=False)
