@@ -116,7 +116,7 @@ def main(argv=None) -> int:
     ap.add_argument("--n-photos", type=int, default=40, help="distinct photos cycled through")
     ap.add_argument("--model", default="default")
     ap.add_argument("--workers", type=int, default=2, help="server processes (wildfer serve --workers)")
-    ap.add_argument("--max-seconds", type=float, default=300.0, help="stop sending after this long")
+    ap.add_argument("--max-seconds", type=float, default=600.0, help="stop sending after this long")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
     n_req = args.requests or (200 if args.quick else 1000)
@@ -131,7 +131,7 @@ def main(argv=None) -> int:
            "--workers", str(args.workers), "--log-level", "warning", "--max-queue", str(max(64, 4 * args.concurrency))]
     server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        t_end = time.monotonic() + 180
+        t_end = time.monotonic() + 300
         while True:
             if server.poll() is not None:
                 print(server.stdout.read(), file=sys.stderr)
@@ -142,7 +142,7 @@ def main(argv=None) -> int:
             except httpx.TransportError:
                 pass
             if time.monotonic() > t_end:
-                raise SystemExit("server did not start within 180 s")
+                raise SystemExit("server did not start within 300 s")
             time.sleep(0.3)
         info = httpx.get(url + "/v1/models").json()
 

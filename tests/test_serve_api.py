@@ -271,18 +271,26 @@ def test_concurrent_requests_all_answered(client, wild_dir, server):
 # ----------------------------------------------------------------------------- explain, models, page
 
 
-def test_explain_png(client, kdef):
+def test_explain_png(client, recognizer, kdef):
     from PIL import Image
 
     r = post_file(client, jpeg_bytes(kdef), url="/v1/explain")
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "image/png"
     assert int(r.headers["x-wildfer-faces"]) == 1
-    img = Image.open(io.BytesIO(r.content))
-    assert img.size == (281, 381) and img.mode == "RGB"
-    # an overlay, not the photo: it differs from the original
+    img = np.asarray(Image.open(io.BytesIO(r.content)), dtype=np.int16)
+    assert img.shape == (381, 281, 3)
+    # the library's own Grad-CAM overlay of the same photo, pixel for pixel
+    ex = recognizer.explain(kdef, method="gradcam")
+    ref = np.asarray(ex.overlay(), dtype=np.int16)
+    assert np.abs(img - ref).max() <= 1
+    # gradients (never all zero, unlike Grad-CAM's ReLU): a heat map over the face, not the plain photo
+    r = post_file(client, jpeg_bytes(kdef), url="/v1/explain?method=vanilla")
+    assert r.status_code == 200 and r.headers["x-wildfer-method"] == "vanilla"
+    img = np.asarray(Image.open(io.BytesIO(r.content)), dtype=np.int16)
     orig = np.asarray(Image.open(kdef).convert("RGB"), dtype=np.int16)
-    assert np.abs(np.asarray(img, dtype=np.int16) - orig).mean() > 2.0
+    left, top, right, bottom = (int(round(v)) for v in ex.faces[0].box)
+    assert np.abs(img - orig)[top + 3:bottom - 3, left + 3:right - 3].mean() > 3.0
 
 
 def test_explain_json_and_bad_method(client, kdef):

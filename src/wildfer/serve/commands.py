@@ -58,4 +58,10 @@ def register(app: typer.Typer, panel: str) -> None:
         else:
             del rec
             os.environ[CONFIG_ENV] = json.dumps(settings)
+            import inspect
+
+            if "timeout_worker_healthcheck" in inspect.signature(uvicorn.run).parameters:
+                # uvicorn kills a worker that does not answer its ping within 5 s; loading torch
+                # and the model on a busy machine can take longer than that
+                common["timeout_worker_healthcheck"] = 120
             uvicorn.run("wildfer.serve.app:app_from_env", factory=True, workers=workers, **common)
