@@ -49,6 +49,12 @@ def register(app: typer.Typer, panel: str) -> None:
             torch.set_num_threads(threads)
         arrays = load_eval_data(data, split, dataset=dataset, ferplus_labels=ferplus_labels)
         report = evaluate(models, arrays, tta=tta, batch_size=batch_size)
+        skipped = list((arrays.meta or {}).get("skipped") or [])
+        if skipped:  # folder / manifest items that could not be used: reported, never dropped silently
+            report["skipped"] = [[str(a) for a in item] if isinstance(item, (list, tuple)) else str(item) for item in skipped]
+            console.print(f"[yellow]skipped {len(skipped)} item(s)[/] (listed in the JSON report):", highlight=False)
+            for item in report["skipped"][:10]:
+                console.print("  " + (": ".join(item) if isinstance(item, list) else item), highlight=False, soft_wrap=True)
         print_report(report, console)
         if json_out:
             save_json(report, json_out)
