@@ -6,7 +6,7 @@ each method at its default settings, times ``Method(net).attribute(x)`` on a bat
 the same shape; speed does not depend on the pixel values) after one warm-up call, and
 writes ``benchmarks/results/explain_speed.json``.
 
-    OMP_NUM_THREADS=1 nice -n 19 .venv/bin/python benchmarks/explain_speed.py           # batch 64, 3 repeats
+    OMP_NUM_THREADS=1 nice -n 19 .venv/bin/python benchmarks/explain_speed.py           # batch 32, best of 2
     OMP_NUM_THREADS=1 nice -n 19 .venv/bin/python benchmarks/explain_speed.py --quick   # batch 16, 1 repeat
 
 Weights are random (speed does not depend on training); the numbers are wall-clock on
@@ -45,15 +45,15 @@ def faces(n: int) -> tuple[np.ndarray, str]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="batch 16, one timed repeat")
+    ap.add_argument("--quick", action="store_true", help="batch 16, one timed repeat (default: batch 32, best of 2)")
     ap.add_argument("--batch", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--models", default="vggfer_small,shallow")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
-    batch = args.batch or (16 if args.quick else 64)
-    repeats = args.repeats or (1 if args.quick else 3)
+    batch = args.batch or (16 if args.quick else 32)
+    repeats = args.repeats or (1 if args.quick else 2)
 
     from wildfer.explain.methods import create_method, get_method
     from wildfer.models import create_model

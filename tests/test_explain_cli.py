@@ -165,3 +165,18 @@ def test_regions_table(cli, mini, tmp_path):
     assert "| *area* |" in text_md and "| happy |" in text_md
     code, text = cli(["explain", "regions", "-m", mini["ckpt"], "--data", mini["csv"], "--split", "PrivateTest"])
     assert code == 2 and "no 'PrivateTest' rows" in text
+
+
+def test_detect_whole_photo_regions_from_landmarks(cli, mini, wild_dir, tmp_path):
+    """A KDEF portrait: detect, align, explain; region shares measured with the face's own landmarks."""
+    photo = sorted((wild_dir / "kdef_frontal").glob("*.JPG"))[0]
+    out = tmp_path / "det"
+    code, text = cli(["explain", photo, "--detect", "-m", mini["ckpt"], "--method", "vanilla", "--out", out])
+    assert code == 0, text
+    rep = json.loads((out / "detect.json").read_text())
+    faces = rep[0]["faces"]
+    assert len(faces) == 1
+    shares = faces[0]["region_shares"]["vanilla"]
+    assert set(shares) == {"eyes", "brows", "nose", "mouth", "face_other", "outside"}
+    assert sum(shares.values()) == pytest.approx(1.0, abs=1e-3)
+    assert (out / f"{photo.stem}_vanilla.png").exists()

@@ -17,6 +17,7 @@ from wildfer.explain.methods import (
     SmoothGrad,
     VanillaGradient,
     create_method,
+    default_cam_layer,
     find_layer,
     get_method,
     list_methods,
@@ -177,7 +178,10 @@ def test_gradcam_known_activation():
 def test_gradcam_layers_upsampling_and_errors(x):
     net = create_model("vggfer_small")
     name, _ = find_layer(net, None)
-    assert name == "features.10.0"  # the last Conv2d
+    assert name == "features.10.2"  # the last Conv2d, after its BatchNorm and ReLU
+    assert default_cam_layer(create_model("resnet18_half")) == "layers.3.1"  # the last block
+    assert default_cam_layer(create_model("shallow")) == "conv"
+    assert default_cam_layer(nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2))) == "1"
     cam = GradCAM(net).attribute(x, target=0)
     assert cam.shape == (5, 1, 48, 48) and (cam >= 0).all()
     cam_early = GradCAM(net, layer="features.0.0").attribute(x, target=0)
@@ -272,9 +276,13 @@ def test_against_captum_gradcam(captum, x):
     net = create_model("vggfer_small").eval()
     layer = net.features[10][0]
     t = torch.tensor([6, 5, 4, 3, 2])
-    ours = GradCAM(net, upsample="none").attribute(x, target=t)
+    ours = GradCAM(net, layer="features.10.0", upsample="none").attribute(x, target=t)
     ref = captum.LayerGradCam(net, layer).attribute(x, target=t, relu_attributions=True)
     torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-6)
-    up = GradCAM(net).attribute(x, target=t)
+    # the default layer: the block output, an in-place ReLU (our hook copies its output)
+    ours_block = GradCAM(net, upsample="none").attribute(x, target=t)
+    ref_block = captum.LayerGradCam(net, net.features[10][2]).attribute(x, target=t, relu_attributions=True)
+    torch.testing.assert_close(ours_block, ref_block, rtol=1e-4, atol=1e-6)
+    up = GradCAM(net, layer=layer).attribute(x, target=t)
     ref_up = captum.LayerAttribution.interpolate(ref, (48, 48), interpolate_mode="bilinear")
     torch.testing.assert_close(up, ref_up, rtol=1e-4, atol=1e-6)

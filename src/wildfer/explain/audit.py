@@ -135,12 +135,14 @@ def randomization_test(
     threshold: float = 0.5,
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
+    return_maps: bool = False,
+):
     """Cascading randomization from the logits down. ``model`` is left untouched (a copy is
     randomized). Targets are the trained model's predictions (or ``target``) throughout.
 
     Returns ``{"layers": [top-down names], "methods": {name: {"spearman": [mean per step],
-    "spearman_std": [...], "final": last mean, "flagged": bool}}, "threshold", "n"}``.
+    "spearman_std": [...], "final": last mean, "flagged": bool}}, "threshold", "n"}`` (and the
+    trained model's maps ``{name: tensor}`` with ``return_maps=True``).
     """
     specs = _method_specs(methods)
     net = as_module(model)
@@ -148,7 +150,10 @@ def randomization_test(
     with torch.no_grad(), eval_mode(net):
         logits = net(xt)
     t = resolve_target(logits, target)
-    original = {m: _abs_maps(create_method(m, model, **p).attribute(xt, t)) for m, p in specs.items()}
+    trained = {m: create_method(m, model, **p).attribute(xt, t) for m, p in specs.items()}
+    original = {m: _abs_maps(a) for m, a in trained.items()}
+    if progress:
+        progress(f"maps of the trained model: {', '.join(specs)}")
     layers = list(reversed(parameter_layers(net, xt[:1])))
     rand_net = copy.deepcopy(net)
     rand_modules = dict(rand_net.named_modules())
@@ -168,7 +173,8 @@ def randomization_test(
         res[m]["final"] = final
         res[m]["flagged"] = bool(final > threshold)
         res[m]["params"] = specs[m]
-    return {"layers": layers, "methods": res, "threshold": threshold, "n": int(xt.shape[0]), "seed": seed}
+    rep = {"layers": layers, "methods": res, "threshold": threshold, "n": int(xt.shape[0]), "seed": seed}
+    return (rep, trained) if return_maps else rep
 
 
 # ----------------------------------------------------------------------------- faithfulness
@@ -334,9 +340,12 @@ def run_audit(
     t0 = time.perf_counter()
     rep: dict[str, Any] = {"model": str(getattr(model, "name", "") or type(as_module(model)).__name__),
                            "methods": list(specs)}
+    maps = None
     if randomization:
-        rep["randomization"] = randomization_test(model, x, specs, threshold=threshold, seed=seed, progress=progress)
-    rep["faithfulness"] = faithfulness(model, x, specs, steps=steps, n_random=n_random, seed=seed, progress=progress)
+        rep["randomization"], maps = randomization_test(model, x, specs, threshold=threshold, seed=seed,
+                                                        progress=progress, return_maps=True)
+    rep["faithfulness"] = faithfulness(model, x, specs, steps=steps, n_random=n_random, seed=seed, maps=maps,
+                                       progress=progress)
     rep["seconds"] = round(time.perf_counter() - t0, 1)
     return rep
 

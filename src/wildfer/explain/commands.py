@@ -38,10 +38,9 @@ def _load(spec: str):
 
 
 def _write_json(path: Path, obj) -> None:
-    import json
+    from .studies import write_json
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=2) + "\n")
+    write_json(path, obj)
 
 
 def register(app: typer.Typer, panel: str) -> None:
@@ -241,8 +240,30 @@ def register(app: typer.Typer, panel: str) -> None:
             console.print(f"wrote {md_out}", highlight=False)
 
 
+def face_region_shares(face, size: int) -> dict[str, float] | None:
+    """Region shares of a detected face's saliency, with masks from its own 5 landmarks
+    (moved into the aligned crop by the face's photo -> crop transform); ``None`` when the
+    face has no landmarks or no map."""
+    import numpy as np
+
+    from .regions import landmark_regions, region_shares
+
+    if face.landmarks is None or face.saliency is None or face.transform is None:
+        return None
+    lm = np.asarray(face.landmarks, dtype=np.float64).reshape(-1, 2)
+    m = np.asarray(face.transform, dtype=np.float64)[:2]
+    lm_crop = lm @ m[:, :2].T + m[:, 2]
+    regions = landmark_regions(lm_crop, (size, size))
+    shares = region_shares(face.saliency, regions)
+    if any(v != v for v in shares.values()):  # an all-zero map (e.g. Grad-CAM below ReLU): no shares
+        return None
+    return {k: round(v, 4) for k, v in shares.items()}
+
+
 def _maps_detect(input: Path, model: str, methods: list[str], out: Path, console) -> None:  # noqa: A002
-    """``--detect``: whole photos through the Recognizer, maps painted back on each photo."""
+    """``--detect``: whole photos through the Recognizer, maps painted back on each photo;
+    ``detect.json`` lists every face with its label and, per method, the share of saliency
+    per face region measured with the face's own landmarks."""
     from ..data.images import is_image_file
     from ..errors import DataError, WildferError
     from ..wild import Recognizer
@@ -256,16 +277,26 @@ def _maps_detect(input: Path, model: str, methods: list[str], out: Path, console
     if not files:
         raise DataError(input, "no image files")
     rec = Recognizer(model=model)
+    size = rec.classifier.size
     out.mkdir(parents=True, exist_ok=True)
-    done = 0
+    done, report = 0, []
     for f in files:
+        entry = {"path": str(f), "faces": []}
         for m in methods:
             try:
                 res = rec.explain(str(f), method=m)
             except WildferError as e:
                 console.print(f"[yellow]skipped[/] {f}: {e}", highlight=False)
+                entry["error"] = str(e)
                 break
             res.overlay().save(out / f"{f.stem}_{m.replace('+', 'p')}.png")
+            for i, face in enumerate(res.faces):
+                if len(entry["faces"]) <= i:
+                    entry["faces"].append({"box": [round(float(v), 1) for v in face.box], "label": face.label,
+                                           "region_shares": {}})
+                entry["faces"][i]["region_shares"][m] = face_region_shares(face, size)
         else:
             done += 1
+        report.append(entry)
+    _write_json(out / "detect.json", report)
     console.print(f"{done}/{len(files)} photos x {len(methods)} methods -> {out}", highlight=False)

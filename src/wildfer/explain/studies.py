@@ -30,6 +30,28 @@ from .regions import KEY_REGIONS, REGIONS, key_share, region_areas, region_share
 Progress = Callable[[str], None] | None
 
 
+def json_ready(obj: Any) -> Any:
+    """``obj`` with NaN / inf floats replaced by ``None`` (strict JSON has no NaN) and numpy
+    scalars turned into Python numbers."""
+    if isinstance(obj, dict):
+        return {k: json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_ready(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    """Write strict JSON (see :func:`json_ready`), creating the folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(json_ready(obj), indent=2, allow_nan=False) + "\n")
+    return path
+
+
 # ----------------------------------------------------------------------------- faces
 
 
@@ -260,7 +282,7 @@ def explain_images(clf, faces: FaceSet, methods: Sequence[str], out_dir: str | P
                         **{f"map_{m}": maps[m] for m in methods})
     index = {"model": clf.name or clf.arch, "methods": list(methods), "target": target, "n": len(faces),
              "grids": grids, "faces": items, "skipped": [{"path": p, "problem": q} for p, q in faces.skipped]}
-    (out_dir / "index.json").write_text(json.dumps(index, indent=2))
+    write_json(out_dir / "index.json", index)
     return index
 
 
@@ -361,7 +383,7 @@ def epochs_study(run_dir: str | Path, data_path: str | Path, out_dir: str | Path
               "sample_classes": col_labels, "area_shares": {k: round(v, 4) for k, v in areas.items()},
               "key_area_share": round(sum(areas[r] for r in KEY_REGIONS), 4),
               "epochs": records, "grid": grid.name, "plot": lines.name}
-    (out_dir / f"epochs_{method}.json").write_text(json.dumps(report, indent=2))
+    write_json(out_dir / f"epochs_{method}.json", report)
     return report
 
 
@@ -411,7 +433,7 @@ def compare_models(models: Sequence[tuple[str, Any]], data_path: str | Path, out
     grid = save_grid(cells, out_dir / "compare.png", row_labels=row_labels, col_labels=col_labels,
                      title=f"the same faces, {len(models)} models ({'true' if target == 'true' else target} class)")
     report["grid"] = grid.name
-    (out_dir / "compare.json").write_text(json.dumps(report, indent=2))
+    write_json(out_dir / "compare.json", report)
     return report
 
 
