@@ -2,7 +2,7 @@
 the Art Performance on FER2013".
 
 Four stages of two 3x3 conv-BN-ReLU blocks and a 2x2 max pool (48 -> 24 -> 12 -> 6 -> 3),
-then dropout and fully connected layers. The paper's net has 4096-wide FC layers (~ 23 M
+then dropout and fully connected layers. The paper's net has 4096-wide FC layers (~ 40 M
 parameters); ``vggfer`` keeps the conv trunk and uses a narrower head so fp16 weights fit in
 the package, ``vggfer_paper`` is the paper's width.
 """
@@ -64,7 +64,7 @@ def vggfer(num_classes: int = 7, in_chans: int = 1, **kw) -> nn.Module:
 
 @register_model("vggfer_paper")
 def vggfer_paper(num_classes: int = 7, in_chans: int = 1, **kw) -> nn.Module:
-    """Khaireddin & Chen 2021's VGG variant at the paper's width (4096-wide FC, ~ 23 M params)."""
+    """Khaireddin & Chen 2021's VGG variant at the paper's width (4096-wide FC, ~ 40 M params)."""
     kw.setdefault("fc", 4096)
     return VGGFer(num_classes, in_chans, **kw)
 
