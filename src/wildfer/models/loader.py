@@ -153,6 +153,7 @@ def _plain(obj):
 
 def _build(arch: str, model_kwargs: dict, num_classes: int, in_chans: int) -> nn.Module:
     kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in (model_kwargs or {}).items()}
+    kw.pop("pretrained", None)  # ImageNet init file used in training; the weights come from the checkpoint
     return create_model(arch, num_classes=num_classes, in_chans=in_chans, **kw)
 
 
