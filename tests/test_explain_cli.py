@@ -49,12 +49,18 @@ def mini(tmp_path_factory):
         net = create_model("shallow", num_filters=4, hidden=16)
         save_checkpoint(run / f"epoch_{e:03d}.pt", net, arch="shallow", model_kwargs={"num_filters": 4, "hidden": 16},
                         classes=FER2013_CLASSES, epoch=e, metrics={"val_acc": 0.1 * e})
+    import shutil
+
+    shutil.copy(run / "epoch_002.pt", run / "best.pt")
+    plain = root / "plain_run"  # a run without per-epoch checkpoints
+    plain.mkdir()
+    shutil.copy(run / "epoch_001.pt", plain / "best.pt")
     imgs = root / "imgs"
     imgs.mkdir()
     for i in range(3):
         Image.fromarray(drawn_face(rng, i)).resize((96, 96)).save(imgs / f"face{i}.png")
     (imgs / "broken.jpg").write_bytes(b"not a jpeg at all")
-    return {"csv": csv, "run": run, "ckpt": run / "epoch_002.pt", "ckpt1": run / "epoch_001.pt", "imgs": imgs,
+    return {"csv": csv, "run": run, "plain": plain, "ckpt": run / "epoch_002.pt", "ckpt1": run / "epoch_001.pt", "imgs": imgs,
             "root": root}
 
 
@@ -180,3 +186,17 @@ def test_detect_whole_photo_regions_from_landmarks(cli, mini, wild_dir, tmp_path
     assert set(shares) == {"eyes", "brows", "nose", "mouth", "face_other", "outside"}
     assert sum(shares.values()) == pytest.approx(1.0, abs=1e-3)
     assert (out / f"{photo.stem}_vanilla.png").exists()
+
+
+def test_report_one_command(cli, mini, tmp_path):
+    out = tmp_path / "report"
+    code, text = cli(["explain", "report", mini["run"], mini["plain"], "--data", mini["csv"], "--out", out,
+                      "--method", "vanilla", "--per-class", "2", "--n-regions", "2"])
+    assert code == 0, text
+    assert "no epochs figure for" in text  # plain_run has only best.pt
+    assert (out / "run_epochs" / "epochs_vanilla.png").exists() and not (out / "plain_run_epochs").exists()
+    reg = json.loads((out / "regions.json").read_text())
+    assert list(reg["models"]) == ["run", "plain_run"]
+    md = (out / "report.md").read_text()
+    assert "## run: vanilla saliency over training" in md and "| area |" in md and "**plain_run**, vanilla" in md
+    assert (out / "compare" / "compare.png").exists()

@@ -239,6 +239,72 @@ def register(app: typer.Typer, panel: str) -> None:
             md_out.write_text(region_markdown(rep))
             console.print(f"wrote {md_out}", highlight=False)
 
+    @sub.command("report")
+    def report(
+        runs: List[Path] = typer.Argument(..., help="Training run folders (best.pt; epoch_NNN.pt for the epochs figure)."),
+        data: Path = typer.Option(..., "--data", help="fer2013.csv[.gz] (or another data set)."),
+        out: Path = typer.Option(Path("runs/explain"), "--out", "-o", help="Output folder."),
+        split: str = split_opt,
+        method: str = typer.Option("vanilla,smoothgrad,gradcam", "--method", help="Methods for the region table."),
+        epochs_method: str = typer.Option("vanilla", "--epochs-method", help="Method for the epochs figure."),
+        per_class: int = typer.Option(100, "--per-class", help="Faces per class for the region table."),
+        n_regions: int = typer.Option(50, "--n-regions", help="Faces per class for region shares over epochs."),
+        audit_n: int = typer.Option(0, "--audit", help="Also audit each run's best.pt on this many faces (0: no)."),
+    ):
+        """Everything for the README in one command: per run the saliency-over-epochs figure, then the region table and the side-by-side figure of all runs (and the audit with --audit N); report.md gathers the tables."""
+        import numpy as np
+
+        from ..errors import ModelError
+        from .audit import audit_markdown, run_audit
+        from .studies import (compare_models, epoch_checkpoints, epochs_study, load_data, parse_methods,
+                              region_markdown, region_table, stratified_subset)
+
+        console = _console()
+        say = lambda s: console.print(f"[dim]{s}[/]", highlight=False)  # noqa: E731
+        methods = parse_methods(method)
+        models = []
+        for r in runs:
+            models.append((r.name, _load(str(r))))
+        out.mkdir(parents=True, exist_ok=True)
+        md = ["# Saliency report", "", f"Data: `{data}` ({split}). Runs: {', '.join(f'`{r}`' for r in runs)}.", ""]
+        for r in runs:
+            try:
+                epoch_checkpoints(r)
+            except ModelError as e:  # a run without epoch checkpoints just has no figure
+                console.print(f"[yellow]no epochs figure for {r}[/]: {e}", highlight=False)
+                continue
+            rep = epochs_study(r, data, out / f"{r.name}_epochs", method=epochs_method, split=split,
+                               n_regions=n_regions, progress=say)
+            md += [f"## {r.name}: {epochs_method} saliency over training", "",
+                   f"![epochs]({r.name}_epochs/{rep['grid']}) ![regions]({r.name}_epochs/{rep['plot']})", "",
+                   "| epoch | val acc | eyes | brows | nose | mouth | rest of face | outside | key regions |",
+                   "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+            for e in rep["epochs"]:
+                sh = e["shares"]
+                acc = f"{e['val_acc']:.3f}" if e["val_acc"] is not None else "-"
+                md.append(f"| {e['epoch']} | {acc} | " + " | ".join(f"{sh[k]:.3f}" for k in
+                          ("eyes", "brows", "nose", "mouth", "face_other", "outside")) + f" | {e['key_share']:.3f} |")
+            md += [f"| area | | " + " | ".join(f"{rep['area_shares'][k]:.3f}" for k in
+                   ("eyes", "brows", "nose", "mouth", "face_other", "outside")) + f" | {rep['key_area_share']:.3f} |", ""]
+        reg = region_table(models, data, methods=methods, split=split, per_class=per_class, progress=say)
+        _write_json(out / "regions.json", reg)
+        (out / "regions.md").write_text(region_markdown(reg))
+        md += ["## Face regions", "", region_markdown(reg)]
+        cmp_rep = compare_models(models, data, out / "compare", methods=[epochs_method], split=split)
+        md += ["## The same faces, side by side", "", f"![compare](compare/{cmp_rep['grid']})", ""]
+        if audit_n > 0:
+            ds = load_data(data, split)
+            k = max(1, -(-audit_n // max(1, len(np.unique(ds.labels)))))
+            idx = np.sort(np.random.default_rng(0).permutation(stratified_subset(ds.labels, k, 0))[:audit_n])
+            for name, clf in models:
+                rep = run_audit(clf, ds.images[idx], progress=say)
+                rep["model"] = name
+                _write_json(out / f"{name}_audit.json", rep)
+                (out / f"{name}_audit.md").write_text(audit_markdown(rep))
+                md += ["## Audit", "", audit_markdown(rep)]
+        (out / "report.md").write_text("\n".join(md) + "\n")
+        console.print(f"wrote {out / 'report.md'}", highlight=False)
+
 
 def face_region_shares(face, size: int) -> dict[str, float] | None:
     """Region shares of a detected face's saliency, with masks from its own 5 landmarks
