@@ -15,10 +15,10 @@ def register(app: typer.Typer, panel: str) -> None:
         model: Optional[List[str]] = typer.Option(
             None, "--model", "-m",
             help="Built-in name (default, fast, ferplus), checkpoint .pt, .safetensors or run folder. "
-                 "Repeat for an ensemble. [default: default]"),
+                 "Repeat for an ensemble. Default: the built-in 'default'."),
         ensemble: Optional[str] = typer.Option(None, "--ensemble", help="Comma-separated models to average, e.g. A.pt,B.pt."),
         split: Optional[str] = typer.Option(None, "--split", help="Usage to evaluate (PublicTest, PrivateTest, Training, all). "
-                                                                   "[default: PublicTest for CSVs, everything for folders]"),
+                                                                   "Default: PublicTest for CSVs, every face for folders and manifests."),
         tta: Optional[str] = typer.Option(None, "--tta", help="Test-time augmentation: flip or tencrop."),
         ferplus_labels: Optional[Path] = typer.Option(None, "--ferplus-labels", help="fer2013new.csv: evaluate on FER+ majority labels (8 classes)."),
         dataset: str = typer.Option("fer2013", "--dataset", help="fer2013 or ferplus (looks for fer2013new.csv beside DATA)."),
@@ -72,7 +72,7 @@ def register(app: typer.Typer, panel: str) -> None:
         overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides of the base training config, e.g. epochs=3"),
         config: Optional[Path] = typer.Option(None, "--config", "-c", help="Experiment config (configs/experiments/optimizers.yaml); built-in defaults otherwise."),
         quick: bool = typer.Option(False, "--quick", help="A small subset and few epochs (the config's 'quick' section)."),
-        out: Optional[Path] = typer.Option(None, "--out", help="Output folder. [default: the config's out]"),
+        out: Optional[Path] = typer.Option(None, "--out", help="Output folder. Default: the config's out."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar per run."),
     ):
         """SGD, SGD+momentum, RMSProp and Adam on one model under one budget: loss and accuracy curves and a table."""
@@ -88,7 +88,7 @@ def register(app: typer.Typer, panel: str) -> None:
         overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides of the base training config, e.g. epochs=3"),
         config: Optional[Path] = typer.Option(None, "--config", "-c", help="Experiment config (configs/experiments/architectures.yaml); built-in defaults otherwise."),
         quick: bool = typer.Option(False, "--quick", help="A small subset and few epochs (the config's 'quick' section)."),
-        out: Optional[Path] = typer.Option(None, "--out", help="Output folder. [default: the config's out]"),
+        out: Optional[Path] = typer.Option(None, "--out", help="Output folder. Default: the config's out."),
         models: Optional[str] = typer.Option(None, "--models", help="Comma-separated model names instead of the config's list."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar per run."),
     ):
