@@ -112,3 +112,29 @@ def test_ddp_checkpoint_loads_and_predicts(runs):
 
     ck = torch.load(runs["two"] / "last.pt", map_location="cpu", weights_only=True)
     assert len(ck["generator"]) == 2
+
+
+def test_resume_continues_exactly(fer2013, tmp_path):
+    """1 epoch + --resume 1 epoch == 2 epochs in one go (weights, optimizer, augmentation
+    generators and the log), so a preempted multi-process job can continue where it stopped."""
+    import numpy as np
+    import torch
+
+    from wildfer.train import TrainConfig, Trainer
+
+    train = fer2013.split("Training").subset(np.arange(128))
+    val = fer2013.split("PublicTest").subset(np.arange(64))
+    common = dict(model="shallow", model_kwargs={"num_filters": 4, "hidden": 32}, batch_size=32, augment=True,
+                  schedule="none", optimizer="momentum", lr=0.01, seed=3, progress=False, channels_last=False)
+    straight = Trainer(TrainConfig(epochs=2, out=str(tmp_path / "a"), **common), train=train, val=val).fit()
+    Trainer(TrainConfig(epochs=1, out=str(tmp_path / "b"), **common), train=train, val=val).fit()
+    resumed = Trainer(TrainConfig(epochs=2, out=str(tmp_path / "b"), **common), train=train, val=val, resume=True).fit()
+    assert resumed["epochs_run"] == 2
+    for a, b in zip(straight["history"], resumed["history"]):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], abs=1e-6)
+        assert b["val_acc"] == pytest.approx(a["val_acc"], abs=1e-9)
+    wa = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["state_dict"]
+    wb = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["state_dict"]
+    assert all(torch.allclose(wa[k], wb[k], atol=1e-6) for k in wa)
+    # the resumed run appended to its log: two epoch records, like the straight run
+    assert len(_epochs(tmp_path / "b")) == len(_epochs(tmp_path / "a")) == 2
