@@ -42,7 +42,7 @@ from .methods import (
 AUDIT_PARAMS: dict[str, dict[str, Any]] = {
     "smoothgrad": {"n_samples": 16},
     "ig": {"steps": 16},
-    "occlusion": {"window": 8, "stride": 4},
+    "occlusion": {"window": 12, "stride": 6},
 }
 DEFAULT_AUDIT_METHODS = ("vanilla", "smoothgrad", "ig", "gradcam", "occlusion")
 

@@ -267,6 +267,16 @@ def register(app: typer.Typer, panel: str) -> None:
             models.append((r.name, _load(str(r))))
         out.mkdir(parents=True, exist_ok=True)
         md = ["# Saliency report", "", f"Data: `{data}` ({split}). Runs: {', '.join(f'`{r}`' for r in runs)}.", ""]
+        # the region template on the data's mean face, to check it by eye
+        from .plot import region_picture, save_grid
+        from .regions import template_regions
+
+        ds_all = load_data(data, split)
+        mean_face = ds_all.images.astype(np.float64).mean(0)
+        mean_u8 = np.clip((mean_face - mean_face.min()) / max(1e-6, np.ptp(mean_face)) * 255, 0, 255).astype(np.uint8)
+        save_grid([[mean_u8, region_picture(mean_u8, template_regions(mean_u8.shape))]], out / "template.png",
+                  col_labels=[f"mean of {len(ds_all)} faces", "regions"], cell_inches=2.5)
+        md += ["Face-region template on the mean face: ![template](template.png)", ""]
         for r in runs:
             try:
                 epoch_checkpoints(r)
