@@ -21,6 +21,7 @@ from ..errors import ModelError
 from ..labels import FER2013_CLASSES
 
 TTA_MODES = (None, "none", "flip", "tencrop")
+CHUNK = 4096  # faces per Classifier.predict_proba call
 
 
 def resolve_models(models, *, data_classes: Sequence[str] | None = None) -> list:
@@ -108,7 +109,9 @@ def predict_proba(models, faces: np.ndarray, data_classes: Sequence[str] | None 
     for clf in clfs:
         acc = None
         for v in views:
-            p = np.asarray(clf.predict_proba(v, batch_size=batch_size), dtype=np.float64)
+            # chunks bound the float copy Classifier.to_tensor makes (28,709 faces = 265 MB at once)
+            p = np.concatenate([np.asarray(clf.predict_proba(v[i : i + CHUNK], batch_size=batch_size), dtype=np.float64)
+                                for i in range(0, len(v), CHUNK)])
             acc = p if acc is None else acc + p
         p = align_probs(acc / len(views), list(clf.labels), labels)
         total = p if total is None else total + p
