@@ -330,6 +330,16 @@ def test_openapi_docs_and_page_are_offline(client):
         assert client.get(url).status_code == 404
 
 
+def test_app_loads_its_own_model_at_startup(recognizer, kdef):
+    """create_app(model=...) without a recognizer loads it once in the lifespan (the path of
+    `wildfer serve --workers N`)."""
+    with ServerThread(create_app(model="default", detector="yunet")) as srv, httpx.Client(base_url=srv.url, timeout=60) as c:
+        m = c.get("/v1/models").json()
+        assert m["model"]["name"] == "default" and m["detector"] == "yunet"
+        r = post_file(c, jpeg_bytes(kdef))
+        assert r.status_code == 200 and len(r.json()["faces"]) == 1
+
+
 def test_cors_off_by_default(client):
     r = client.options("/v1/predict", headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"})
     assert "access-control-allow-origin" not in r.headers

@@ -144,6 +144,29 @@ def test_page_upload_shows_labelled_boxes(browser, server, recognizer, wild_dir,
     assert _severe_logs(browser) == []
 
 
+@pytest.mark.parametrize("how", ["paste", "drop"])
+def test_page_paste_and_drop(browser, server, wild_dir, how):
+    """A photo pasted from the clipboard or dropped on the page goes through the same path."""
+    import base64
+
+    from selenium.webdriver.common.by import By
+
+    b64 = base64.b64encode((wild_dir / PORTRAIT).read_bytes()).decode()
+    browser.get(server.url + "/")
+    browser.execute_script("""
+        const bytes = Uint8Array.from(atob(arguments[0]), c => c.charCodeAt(0));
+        const dt = new DataTransfer();
+        dt.items.add(new File([bytes], "face.jpg", {type: "image/jpeg"}));
+        const ev = arguments[1] === "paste"
+            ? new ClipboardEvent("paste", {clipboardData: dt, bubbles: true, cancelable: true})
+            : new DragEvent("drop", {dataTransfer: dt, bubbles: true, cancelable: true});
+        (arguments[1] === "paste" ? document : document.getElementById("dropzone")).dispatchEvent(ev);
+    """, b64, how)
+    assert _wait_state(browser) == "done", browser.find_element(By.ID, "status").text
+    labels = browser.find_elements(By.CSS_SELECTOR, "#boxes .face-label")
+    assert len(labels) == 1 and labels[0].text.split()[0] in FER2013_CLASSES
+
+
 def test_page_second_photo_and_bad_file(browser, server, wild_dir, tmp_path):
     from selenium.webdriver.common.by import By
 
