@@ -267,7 +267,7 @@ def create_app(
             raise UploadError(422, str(e), "bad_image") from None
         except Expired:
             raise UploadError(504, f"processing took longer than the {timeout:g} s limit", "timeout") from None
-        except UploadError:
+        except (UploadError, asyncio.CancelledError):  # time limit, or the client went away
             job.future.cancel()
             raise
         queue_ms = (job.started_at - job.queued_at) * 1e3 if job.started_at else 0.0

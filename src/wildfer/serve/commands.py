@@ -21,7 +21,8 @@ def register(app: typer.Typer, panel: str) -> None:
         threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch threads per process "
                                               "(default: cores / workers)."),
         cors: Optional[List[str]] = typer.Option(None, "--cors", help="Allow browser calls from this origin "
-                                                 "(repeatable, e.g. --cors http://localhost:3000). Off by default."),
+                                                 "(repeatable or comma-separated, e.g. --cors http://localhost:3000). "
+                                                 "Off by default."),
         max_upload_mb: float = typer.Option(10.0, "--max-upload-mb", min=0.01, help="Largest accepted photo (MB); 413 beyond."),
         timeout: float = typer.Option(10.0, "--timeout", min=0.1, help="Seconds per request; 504 beyond."),
         max_megapixels: float = typer.Option(40.0, "--max-megapixels", min=0.01, help="Largest decoded image (MP); 413 beyond."),
@@ -38,6 +39,7 @@ def register(app: typer.Typer, panel: str) -> None:
         from .app import CONFIG_ENV, create_app
 
         console = Console(stderr=True)
+        cors = [o.strip() for c in (cors or []) for o in c.split(",") if o.strip()]
         if threads is None and workers > 1:
             threads = max(1, (os.cpu_count() or 1) // workers)
         settings = dict(model=model, detector=detector, max_upload_mb=max_upload_mb, timeout=timeout,
