@@ -64,7 +64,7 @@ def register(app: typer.Typer, panel: str) -> None:
             task = bar.add_task(f"evaluate {mode}", total=None)
             res = evaluate_wild(manifest, rec, iou=iou, limit=limit,
                                 progress=lambda d, n: bar.update(task, completed=d, total=n))
-        table = Table(title=f"{manifest} — {mode}" + ("" if mode == "whole" else f" ({rec.detector.name})"))
+        table = Table(title=f"{Path(manifest).name}: {mode}" + ("" if mode == "whole" else f" ({rec.detector.name})"))
         table.add_column("metric")
         table.add_column("value", justify="right")
         for k in ("n", "n_found", "n_search", "detection_recall", "accuracy", "accuracy_found", "accuracy_search",

@@ -295,9 +295,8 @@ class Recognizer:
         h, w = rgb.shape[:2]
         t1 = time.perf_counter()
         size = self.align.size
-        gray = to_gray(rgb)
         if self.mode == "whole":
-            crop, m = whole_crop(gray, size)
+            crop, m = whole_crop(to_gray(rgb), size)
             dets = [Detection((0.0, 0.0, float(w), float(h)), 1.0, None, ["whole"])]
             t2 = time.perf_counter()
             crops, mats = [crop], [m]
@@ -312,6 +311,7 @@ class Recognizer:
             dets = reading_order(dets)
             t2 = time.perf_counter()
             crops, mats = [], []
+            gray = to_gray(rgb) if dets else None
             for d in dets:
                 crop, m = align_face(gray, d, self.align, self.detector.name)
                 crops.append(crop)
