@@ -160,6 +160,10 @@ def plot_lines(
         ax.axhline(y, ls="--", lw=0.8, color=colors.get(name, "gray"), alpha=0.7)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
+    if all(float(v).is_integer() for v in x):
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if title:
         ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
