@@ -11,7 +11,9 @@ Every number is given two ways: per wall-clock second (what you get on this mach
 is) and per CPU second of this process (``time.process_time``; what the model costs, which
 stays meaningful when other jobs share the CPU: with N threads and an otherwise idle machine,
 wall throughput is about N x the per-CPU-second one for single-threaded runs, a bit less with
-threads). The machine's load average is recorded before and after.
+threads; run with ``OMP_WAIT_POLICY=PASSIVE`` on a busy machine so that OpenMP threads
+waiting for a descheduled sibling sleep instead of spinning on CPU time). The machine's load
+average is recorded before and after.
 
 bf16 autocast is only a win on CPUs with bf16 units (AVX512-BF16 / AMX); where the fp32
 training step of a model already takes more than ``--bf16-max-step`` CPU seconds its bf16 run
@@ -190,6 +192,7 @@ def main(argv=None) -> int:
         "machine_busy": max(load0[0], load1[0]) > 0.5,
         "total_seconds": round(time.time() - t_start, 1),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
         "note": args.note,
         "models": results,
     }
