@@ -243,3 +243,22 @@ def test_tracker_links_faces_and_smooths_labels():
     tr.update([c])
     assert c.track == 2
     json.dumps(tr.summary())
+
+
+def test_annotate_draws_tiny_and_large_faces():
+    """Crowd photos have faces of a few pixels: drawing them (bars included) must not fail."""
+    from types import SimpleNamespace
+
+    from wildfer.wild.annotate import annotate
+    from wildfer.wild.recognizer import FaceResult
+
+    probs = {"angry": 0.05, "disgust": 0.0, "fear": 0.05, "happy": 0.7, "sad": 0.1, "surprise": 0.05, "neutral": 0.05}
+    boxes = [(3.7, 0.0, 8.7, 5.0), (40.2, 7.3, 49.2, 16.3), (136.1, 123.7, 158.6, 150.7),  # a crowd face that once broke the bars
+             (500.8, 123.2, 512.0, 137.6), (300.0, 180.0, 500.0, 380.0)]
+    faces = [FaceResult(b, None, 0.9, probs, "happy", ["small"] if b[2] - b[0] < 24 else []) for b in boxes]
+    img = np.full((478, 720, 3), 40, np.uint8)
+    out = np.asarray(annotate(img, SimpleNamespace(faces=faces)))
+    assert out.shape == img.shape
+    assert (out[:, 300] != 40).any()  # the large face's box edge is drawn
+    happy = np.array([255, 190, 11])
+    assert (np.abs(out.astype(int) - happy).sum(-1) == 0).sum() > 50  # its bars / tag in happy's colour

@@ -77,5 +77,7 @@ def _bars(draw, f, box, W: int, H: int, lw: int) -> None:
         draw.rectangle([x0, y, x0 + name_w + bar_w, y + bh], fill=(0, 0, 0))
         if named:
             draw.text((x0 + 1, y), SHORT.get(k, k[:3]), fill=(255, 255, 255), font=font)
-        draw.rectangle([x0 + name_w, y + 1, x0 + name_w + max(1.0, bar_w * float(p)), y + bh - 1], fill=colour(k))
+        inset = min(1.0, bh / 4)
+        draw.rectangle([x0 + name_w, y + inset, x0 + name_w + max(1.0, bar_w * float(p)), max(y + bh - inset, y + inset)],
+                       fill=colour(k))
         y += bh + gap
