@@ -55,6 +55,9 @@ class TrainConfig:
     class_weights: str | None = None  # None | "balanced" | "sqrt"
     grad_clip: float | None = None
     early_stop: int | None = None  # patience in epochs on the validation metric
+    # start from trained weights (checkpoint, run folder or built-in name such as "default");
+    # tensors whose shape differs -- the classifier head when the class count changes -- start fresh
+    init: str | None = None
     # distillation (teacher checkpoint or built-in name)
     teacher: str | None = None
     distill_alpha: float = 0.5

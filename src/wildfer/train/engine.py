@@ -157,6 +157,33 @@ def class_weight_vector(labels: np.ndarray, num_classes: int, mode: str | None) 
     return torch.tensor(w / w.mean(), dtype=torch.float32)
 
 
+# ----------------------------------------------------------------------------- init
+
+
+def init_from(model: nn.Module, source: str) -> dict[str, list[str]]:
+    """Copy the weights of ``source`` (checkpoint, run folder or built-in name) into ``model``.
+
+    Fine-tuning across label sets is the point: tensors whose name or shape does not match (the
+    last layer when FER2013's 7 classes become FER+'s 8) keep their fresh initialisation. A source
+    of another architecture, where almost nothing matches, is a user mistake and says so.
+    Returns the names that were ``loaded`` and those ``skipped``.
+    """
+    from ..models.loader import load_model
+
+    src = load_model(source).net.state_dict()
+    own = model.state_dict()
+    loaded = [k for k, v in src.items() if k in own and own[k].shape == v.shape]
+    skipped = sorted(set(own) - set(loaded))
+    n_params = sum(v.numel() for k, v in own.items() if k in loaded)
+    if n_params < 0.5 * sum(v.numel() for v in own.values()):
+        raise WildferError(
+            f"init={source}: only {len(loaded)} of {len(own)} tensors match this model; "
+            "is it the same architecture (see `wildfer models info`)?"
+        )
+    model.load_state_dict({k: src[k].to(own[k].dtype) for k in loaded}, strict=False)
+    return {"loaded": loaded, "skipped": skipped}
+
+
 # ----------------------------------------------------------------------------- trainer
 
 
@@ -245,6 +272,8 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             save_config(cfg, self.out / "config.yaml")
         model = create_model(cfg.model, num_classes=self.num_classes, **_kw(cfg.model_kwargs)).to(self.device)
+        if cfg.init and not self.resume:
+            self.init_report = init_from(model, cfg.init)
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         opt = make_optimizer(cfg, model.parameters())

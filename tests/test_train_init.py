@@ -1,0 +1,73 @@
+"""``init=SOURCE``: fine-tuning starts from trained weights; a new label set gets a fresh head."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from wildfer.data.fer2013 import FaceArrays
+from wildfer.errors import WildferError
+from wildfer.labels import FER2013_CLASSES, FERPLUS_CLASSES
+from wildfer.train.config import TrainConfig
+from wildfer.train.engine import Trainer, init_from
+from wildfer.models.registry import create_model
+
+
+def _arrays(n: int, classes, usage: str, seed: int) -> FaceArrays:
+    rng = np.random.default_rng(seed)
+    return FaceArrays(images=rng.integers(0, 256, (n, 48, 48), dtype=np.uint8),
+                      labels=rng.integers(0, len(classes), n).astype(np.int64),
+                      usage=np.array([usage] * n), classes=tuple(classes))
+
+
+def _cfg(tmp_path, name, **kw) -> TrainConfig:
+    return TrainConfig(model="shallow", model_kwargs={"num_filters": 4, "hidden": 16}, epochs=1,
+                       batch_size=16, augment=False, progress=False, channels_last=False,
+                       lr=0.01, out=str(tmp_path / name), **kw)
+
+
+@pytest.fixture(scope="module")
+def source_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("init")
+    Trainer(_cfg(tmp, "src"), train=_arrays(64, FER2013_CLASSES, "Training", 0),
+            val=_arrays(16, FER2013_CLASSES, "PublicTest", 1)).fit()
+    return tmp / "src"
+
+
+def test_init_copies_every_matching_tensor_and_keeps_a_fresh_head(source_run):
+    src = torch.load(source_run / "best.pt", map_location="cpu", weights_only=True)["state_dict"]
+    torch.manual_seed(123)
+    net = create_model("shallow", num_classes=8, num_filters=4, hidden=16)
+    fresh_head = net.state_dict()["fc2.weight"].clone() if "fc2.weight" in net.state_dict() else None
+    report = init_from(net, str(source_run))
+    own = net.state_dict()
+    assert report["loaded"] and report["skipped"]
+    for k in report["loaded"]:
+        assert torch.equal(own[k], src[k].to(own[k].dtype)), k
+    for k in report["skipped"]:  # the 7-class output layer cannot be reused for 8 classes
+        assert own[k].shape != src[k].shape
+        assert own[k].shape[0] == 8
+    if fresh_head is not None:
+        assert torch.equal(own["fc2.weight"], fresh_head)
+
+
+def test_init_into_another_architecture_is_a_clear_error(source_run):
+    net = create_model("fastfer", num_classes=7)
+    with pytest.raises(WildferError, match="tensors match this model"):
+        init_from(net, str(source_run))
+
+
+def test_fine_tuning_run_starts_from_the_source(source_run, tmp_path):
+    """An 8-class run with init= and lr=0 keeps the source's features exactly."""
+    cfg = _cfg(tmp_path, "ft", init=str(source_run))
+    cfg.lr = 0.0
+    cfg.weight_decay = 0.0
+    trainer = Trainer(cfg, train=_arrays(32, FERPLUS_CLASSES, "Training", 2),
+                      val=_arrays(16, FERPLUS_CLASSES, "PublicTest", 3))
+    trainer.fit()
+    assert len(trainer.init_report["skipped"]) == 2  # weight and bias of the output layer
+    src = torch.load(source_run / "best.pt", map_location="cpu", weights_only=True)["state_dict"]
+    out = torch.load(tmp_path / "ft" / "last.pt", map_location="cpu", weights_only=True)["state_dict"]
+    for k in trainer.init_report["loaded"]:
+        assert torch.allclose(out[k], src[k]), k
