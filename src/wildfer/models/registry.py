@@ -1,7 +1,8 @@
 """A timm-style model registry: ``@register_model`` on a factory, then ``create_model(name)``.
 
 Each architecture family lives in its own module under :mod:`wildfer.models`; importing
-:mod:`wildfer.models` imports them all, which registers their factories.
+:mod:`wildfer.models` is lazy, so the look-ups below first import every family (once), which
+registers their factories.
 """
 
 from __future__ import annotations
@@ -25,6 +26,23 @@ class ModelInfo:
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
+_families_loaded = False
+
+
+def _ensure_families() -> None:
+    """Import every family module once, so that look-ups see all built-in models even when
+    only this module was imported (the package init imports nothing eagerly)."""
+    global _families_loaded
+    if _families_loaded:
+        return
+    _families_loaded = True
+    try:
+        from . import register_families
+
+        register_families()
+    except BaseException:
+        _families_loaded = False
+        raise
 
 
 def register_model(
@@ -54,6 +72,7 @@ def list_models(pattern: str | None = None) -> list[str]:
     """Registered model names, sorted; ``pattern`` is an fnmatch pattern (``"vgg*"``)."""
     import fnmatch
 
+    _ensure_families()
     names = sorted(_REGISTRY)
     if pattern:
         names = [n for n in names if fnmatch.fnmatch(n, pattern)]
@@ -61,6 +80,7 @@ def list_models(pattern: str | None = None) -> list[str]:
 
 
 def model_info(name: str) -> ModelInfo:
+    _ensure_families()
     if name not in _REGISTRY:
         raise ModelError(f"unknown model {name!r}; known: {', '.join(list_models())}")
     return _REGISTRY[name]

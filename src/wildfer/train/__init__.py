@@ -1,6 +1,23 @@
-"""Training: ``Trainer(TrainConfig(...)).fit()``; ``wildfer train --config FILE``."""
+"""Training: ``Trainer(TrainConfig(...)).fit()``; ``wildfer train --config FILE``.
 
-from .config import TrainConfig, load_config
-from .engine import Trainer
+Imports are lazy (PEP 562) so that ``wildfer --help``, which imports
+:mod:`wildfer.train.commands`, does not import torch (via :mod:`.engine`) or yaml.
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __all__ = ["TrainConfig", "Trainer", "load_config"]
+
+_EXPORTS = {"TrainConfig": "config", "load_config": "config", "Trainer": "engine"}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
