@@ -18,10 +18,9 @@ Adapted to 48x48 grayscale (``alexnet``):
 
 from __future__ import annotations
 
-import torch
 import torch.nn as nn
 
-from .pretrained import ImageNetForm, setup_imagenet_form
+from .pretrained import FeaturesClassifierForm, setup_imagenet_form
 from .registry import register_model
 
 
@@ -29,13 +28,8 @@ def _ch(c: int, width: float) -> int:
     return max(8, int(round(c * width)))
 
 
-class AlexNet(ImageNetForm):
+class AlexNet(FeaturesClassifierForm):
     """AlexNet; ``imagenet=True`` gives torchvision's 224-pixel form, else the 48x48 form."""
-
-    head_modules = ("classifier",)
-    last_layer = ("classifier.6",)
-    head_keys = ("classifier.6.",)
-    first_conv_key = "features.0"
 
     def __init__(
         self,
@@ -82,19 +76,7 @@ class AlexNet(ImageNetForm):
             nn.Dropout(drop), nn.Linear(fc, fc), nn.ReLU(inplace=True),
             nn.Linear(fc, num_classes),
         )
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, std=0.01)
-                nn.init.zeros_(m.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.imagenet:
-            x = self.adapt_input(x)
-        x = self.avgpool(self.features(x))
-        return self.classifier(torch.flatten(x, 1))
+        self.init_weights()
 
 
 def _out_side(n: int) -> int:

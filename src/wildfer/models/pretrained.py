@@ -253,6 +253,42 @@ class ImageNetForm(nn.Module):
         return self
 
 
+class FeaturesClassifierForm(ImageNetForm):
+    """torchvision's AlexNet / VGG layout: a ``features`` trunk, an ``avgpool`` (identity in the
+    48x48 forms), then a ``classifier`` ``Sequential`` whose index 6 is the class layer.
+
+    One place for what AlexNet and VGG-16 share: the names torchvision weight files are matched
+    on (``head_keys``, ``first_conv_key``) and frozen by (``head_modules``, ``last_layer``), the
+    forward pass, and torchvision's initialisation. Subclasses build the three modules, set
+    ``imagenet``, ``net_in_chans`` and ``input_px``, then call :meth:`init_weights`.
+    """
+
+    head_modules = ("classifier",)
+    last_layer = ("classifier.6",)
+    head_keys = ("classifier.6.",)
+    first_conv_key = "features.0"
+
+    def init_weights(self) -> None:
+        """torchvision's AlexNet/VGG initialisation: Kaiming-normal (fan-out) convolutions,
+        unit batch norms, N(0, 0.01) linear layers, zero biases."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, std=0.01)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.imagenet:  # type: ignore[attr-defined]
+            x = self.adapt_input(x)
+        x = self.avgpool(self.features(x))  # type: ignore[attr-defined]
+        return self.classifier(torch.flatten(x, 1))  # type: ignore[attr-defined]
+
+
 def setup_imagenet_form(build: Callable[[], nn.Module], arch: str, pretrained, freeze_what,
                         freeze_features: bool) -> nn.Module:
     """Common tail of every ImageNet-form factory: find the weights file (before building, so a

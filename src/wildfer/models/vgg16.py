@@ -18,23 +18,17 @@ Adapted to 48x48 grayscale (``vgg16``):
 
 from __future__ import annotations
 
-import torch
 import torch.nn as nn
 
-from .pretrained import ImageNetForm, setup_imagenet_form
+from .pretrained import FeaturesClassifierForm, setup_imagenet_form
 from .registry import register_model
 
 #: configuration D; "M" is a 2x2 max pool.
 CFG_D: tuple = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 
 
-class VGG16(ImageNetForm):
+class VGG16(FeaturesClassifierForm):
     """VGG-16; ``imagenet=True`` gives torchvision's 224-pixel form, else the 48x48 form."""
-
-    head_modules = ("classifier",)
-    last_layer = ("classifier.6",)
-    head_keys = ("classifier.6.",)
-    first_conv_key = "features.0"
 
     def __init__(
         self,
@@ -78,22 +72,7 @@ class VGG16(ImageNetForm):
             nn.Linear(fc, fc), nn.ReLU(inplace=True), nn.Dropout(drop),
             nn.Linear(fc, num_classes),
         )
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, std=0.01)
-                nn.init.zeros_(m.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.imagenet:
-            x = self.adapt_input(x)
-        x = self.avgpool(self.features(x))
-        return self.classifier(torch.flatten(x, 1))
+        self.init_weights()
 
 
 @register_model("vgg16")
