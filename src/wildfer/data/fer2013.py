@@ -119,6 +119,19 @@ def _open_bytes(path: Path):
 _READ_ERRORS = (OSError, EOFError, zlib.error, csv.Error)
 
 
+def require_file(path: str | os.PathLike, kind: str = "a CSV file") -> Path:
+    """``path`` as a :class:`Path`, after the checks every file loader makes first: a missing
+    file, a folder (``"is a folder, not <kind>"``) or an empty file is a :class:`DataError`."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(path, "file not found")
+    if path.is_dir():
+        raise DataError(path, f"is a folder, not {kind}")
+    if path.stat().st_size == 0:
+        raise DataError(path, "file is empty")
+    return path
+
+
 def _parse_pixels(field: str, path: Path, row_no: int) -> np.ndarray:
     """One row's pixel string -> 48 x 48 uint8, or a :class:`DataError` that says what is wrong.
 
@@ -155,13 +168,7 @@ def parse_fer2013_csv(path: str | os.PathLike) -> dict[str, np.ndarray]:
     commas directly (the pixels field holds none), falling back to :mod:`csv` for quoted
     lines; this and ``np.fromstring`` make a cold parse of FER2013 take seconds, not a minute.
     """
-    path = Path(path)
-    if not path.exists():
-        raise DataError(path, "file not found")
-    if path.is_dir():
-        raise DataError(path, "is a folder, not a CSV file")
-    if path.stat().st_size == 0:
-        raise DataError(path, "file is empty")
+    path = require_file(path)
     images: list[np.ndarray] = []
     labels: list[int] = []
     usage: list[str] = []

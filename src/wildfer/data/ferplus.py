@@ -39,7 +39,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..labels import FER2013_CLASSES, FERPLUS_CLASSES
-from .fer2013 import _READ_ERRORS, USAGES, FaceArrays, _open_text, load_fer2013
+from .fer2013 import _READ_ERRORS, USAGES, FaceArrays, _open_text, load_fer2013, require_file
 
 #: Vote columns of ``fer2013new.csv``, in file order (the 8 emotions are FERPLUS_CLASSES' order).
 VOTE_COLUMNS = (
@@ -54,13 +54,7 @@ def parse_ferplus_csv(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
     Every malformed row raises :class:`DataError` naming the file and row (header = row 0).
     """
-    path = Path(path)
-    if not path.exists():
-        raise DataError(path, "file not found")
-    if path.is_dir():
-        raise DataError(path, "is a folder, not a CSV file")
-    if path.stat().st_size == 0:
-        raise DataError(path, "file is empty")
+    path = require_file(path)
     usage: list[str] = []
     names: list[str] = []
     votes: list[list[int]] = []

@@ -33,7 +33,7 @@ from PIL import Image
 
 from ..errors import DataError, ImageError
 from ..labels import FER2013_CLASSES, FERPLUS_CLASSES, normalize_label
-from .fer2013 import _READ_ERRORS, FaceArrays, _open_text
+from .fer2013 import _READ_ERRORS, FaceArrays, _open_text, require_file
 from .images import is_image_file, read_image, to_gray
 
 #: Split folder names (lower case) -> FER2013 usage names.
@@ -231,13 +231,7 @@ def load_manifest(
     """
     import csv
 
-    path = Path(path)
-    if not path.exists():
-        raise DataError(path, "file not found")
-    if path.is_dir():
-        raise DataError(path, "is a folder, not a manifest CSV")
-    if path.stat().st_size == 0:
-        raise DataError(path, "file is empty")
+    path = require_file(path, "a manifest CSV")
     base = path.parent
     skipped: list[tuple[str, str]] = []
     items: list = []
