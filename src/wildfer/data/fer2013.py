@@ -16,8 +16,10 @@ import gzip
 import io
 import os
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -130,6 +132,49 @@ def require_file(path: str | os.PathLike, kind: str = "a CSV file") -> Path:
     if path.stat().st_size == 0:
         raise DataError(path, "file is empty")
     return path
+
+
+class _CsvRows:
+    """``(row_no, row)`` for each non-blank data row (header = row 0); remembers the last
+    row number read so that a read error can name the row after it."""
+
+    def __init__(self, reader):
+        self.reader = reader
+        self.row_no = 0
+
+    def __iter__(self):
+        for self.row_no, row in enumerate(self.reader, start=1):
+            if row and any(c.strip() for c in row):
+                yield self.row_no, row
+
+
+@contextmanager
+def csv_rows(path: Path) -> Iterator[tuple[list[str], _CsvRows]]:
+    """Open a plain or gzipped text CSV and give ``(header, rows)``; ``rows`` yields
+    ``(row_no, row)`` for each non-blank row.
+
+    A file that cannot be opened, has no header, is damaged (truncated gzip, bad CSV quoting)
+    or is not UTF-8 raises :class:`DataError`, naming the row being read. Shared by the FER+
+    and manifest readers (FER2013's own reader works on bytes, for speed).
+    """
+    try:
+        fh = _open_text(path)
+    except OSError as e:
+        raise DataError(path, f"cannot open: {e}") from None
+    with fh:
+        rows = _CsvRows(None)
+        try:
+            reader = csv.reader(fh)
+            try:
+                header = next(reader)
+            except StopIteration:
+                raise DataError(path, "file is empty (no header)") from None
+            rows.reader = reader
+            yield header, rows
+        except _READ_ERRORS as e:
+            raise DataError(path, f"file is corrupt or truncated ({str(e) or type(e).__name__})", row=rows.row_no + 1) from None
+        except UnicodeDecodeError:
+            raise DataError(path, "not a UTF-8 text CSV file", row=rows.row_no + 1) from None
 
 
 def _parse_pixels(field: str, path: Path, row_no: int) -> np.ndarray:

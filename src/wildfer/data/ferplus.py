@@ -31,7 +31,6 @@ rows whose majority is contempt are dropped and the contempt column leaves the s
 
 from __future__ import annotations
 
-import csv
 import os
 from pathlib import Path
 
@@ -39,7 +38,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..labels import FER2013_CLASSES, FERPLUS_CLASSES
-from .fer2013 import _READ_ERRORS, USAGES, FaceArrays, _open_text, load_fer2013, require_file
+from .fer2013 import USAGES, FaceArrays, csv_rows, load_fer2013, require_file
 
 #: Vote columns of ``fer2013new.csv``, in file order (the 8 emotions are FERPLUS_CLASSES' order).
 VOTE_COLUMNS = (
@@ -58,54 +57,37 @@ def parse_ferplus_csv(path: str | os.PathLike) -> dict[str, np.ndarray]:
     usage: list[str] = []
     names: list[str] = []
     votes: list[list[int]] = []
-    row_no = 0
-    try:
-        fh = _open_text(path)
-    except OSError as e:
-        raise DataError(path, f"cannot open: {e}") from None
-    with fh:
-        try:
-            reader = csv.reader(fh)
+    with csv_rows(path) as (header, rows):
+        cols = [h.strip() for h in header]
+        lower = [c.lower() for c in cols]
+        need = ["usage", "image name", *[v.lower() for v in VOTE_COLUMNS]]
+        missing = [n for n in need if n not in lower]
+        if missing:
+            raise DataError(
+                path,
+                f"wrong header {','.join(cols)[:80]!r}; expected FER+ columns "
+                f"'Usage,Image name,{','.join(VOTE_COLUMNS)}' (missing {missing})",
+                row=0,
+            )
+        iu, iname = lower.index("usage"), lower.index("image name")
+        ivotes = [lower.index(v.lower()) for v in VOTE_COLUMNS]
+        ncol = len(cols)
+        for row_no, row in rows:
+            if len(row) < ncol:
+                raise DataError(path, f"expected {ncol} columns, got {len(row)}", row=row_no)
             try:
-                header = next(reader)
-            except StopIteration:
-                raise DataError(path, "file is empty (no header)") from None
-            cols = [h.strip() for h in header]
-            lower = [c.lower() for c in cols]
-            need = ["usage", "image name", *[v.lower() for v in VOTE_COLUMNS]]
-            missing = [n for n in need if n not in lower]
-            if missing:
-                raise DataError(
-                    path,
-                    f"wrong header {','.join(cols)[:80]!r}; expected FER+ columns "
-                    f"'Usage,Image name,{','.join(VOTE_COLUMNS)}' (missing {missing})",
-                    row=0,
-                )
-            iu, iname = lower.index("usage"), lower.index("image name")
-            ivotes = [lower.index(v.lower()) for v in VOTE_COLUMNS]
-            ncol = len(cols)
-            for row_no, row in enumerate(reader, start=1):
-                if not row or all(not c.strip() for c in row):
-                    continue
-                if len(row) < ncol:
-                    raise DataError(path, f"expected {ncol} columns, got {len(row)}", row=row_no)
-                try:
-                    v = [int(row[i]) for i in ivotes]
-                except ValueError:
-                    bad = next(row[i] for i in ivotes if not row[i].strip().lstrip("-").isdigit())
-                    raise DataError(path, f"vote count {bad[:20]!r} is not an integer", row=row_no) from None
-                if min(v) < 0:
-                    raise DataError(path, f"negative vote count {min(v)}", row=row_no)
-                u = row[iu].strip()
-                if not u:
-                    raise DataError(path, "empty Usage", row=row_no)
-                usage.append(u)
-                names.append(row[iname].strip())
-                votes.append(v)
-        except _READ_ERRORS as e:
-            raise DataError(path, f"file is corrupt or truncated ({str(e) or type(e).__name__})", row=row_no + 1) from None
-        except UnicodeDecodeError:
-            raise DataError(path, "not a UTF-8 text CSV file", row=row_no + 1) from None
+                v = [int(row[i]) for i in ivotes]
+            except ValueError:
+                bad = next(row[i] for i in ivotes if not row[i].strip().lstrip("-").isdigit())
+                raise DataError(path, f"vote count {bad[:20]!r} is not an integer", row=row_no) from None
+            if min(v) < 0:
+                raise DataError(path, f"negative vote count {min(v)}", row=row_no)
+            u = row[iu].strip()
+            if not u:
+                raise DataError(path, "empty Usage", row=row_no)
+            usage.append(u)
+            names.append(row[iname].strip())
+            votes.append(v)
     if not votes:
         raise DataError(path, "no data rows after the header")
     return {

@@ -33,7 +33,7 @@ from PIL import Image
 
 from ..errors import DataError, ImageError
 from ..labels import FER2013_CLASSES, FERPLUS_CLASSES, normalize_label
-from .fer2013 import _READ_ERRORS, FaceArrays, _open_text, require_file
+from .fer2013 import FaceArrays, csv_rows, require_file
 from .images import is_image_file, read_image, to_gray
 
 #: Split folder names (lower case) -> FER2013 usage names.
@@ -229,66 +229,47 @@ def load_manifest(
     :class:`DataError`; a bad row (missing or unreadable image, unknown label, bad box) is
     skipped and listed in ``meta["skipped"]`` with its row number (header = row 0).
     """
-    import csv
-
     path = require_file(path, "a manifest CSV")
     base = path.parent
     skipped: list[tuple[str, str]] = []
     items: list = []
-    row_no = 0
-    try:
-        fh = _open_text(path)
-    except OSError as e:
-        raise DataError(path, f"cannot open: {e}") from None
-    with fh:
-        try:
-            reader = csv.reader(fh)
-            try:
-                header = next(reader)
-            except StopIteration:
-                raise DataError(path, "file is empty (no header)") from None
-            cols = [h.strip().lower() for h in header]
-            ipath = next((cols.index(c) for c in _PATH_COLUMNS if c in cols), None)
-            ilabel = next((cols.index(c) for c in _LABEL_COLUMNS if c in cols), None)
-            if ipath is None or ilabel is None:
-                raise DataError(
-                    path, f"wrong header {','.join(header)[:80]!r}; expected 'path,label[,left,top,right,bottom]'", row=0
-                )
-            ibox = [cols.index(c) if c in cols else None for c in _BOX_COLUMNS]
-            if any(i is not None for i in ibox) and any(i is None for i in ibox):
-                raise DataError(path, "a box needs all four columns left,top,right,bottom", row=0)
-            iusage = next((cols.index(c) for c in ("usage", "split") if c in cols), None)
-            for row_no, row in enumerate(reader, start=1):
-                if not row or all(not c.strip() for c in row):
-                    continue
-                if len(row) <= max(ipath, ilabel):
-                    items.append((path, "", usage, None, row_no, f"expected {len(cols)} columns, got {len(row)}"))
-                    continue
-                rel = row[ipath].strip()
-                if not rel:
-                    items.append((path, "", usage, None, row_no, "empty path"))
-                    continue
-                img_path = Path(rel) if Path(rel).is_absolute() else base / rel
-                box = None
-                if ibox[0] is not None:
-                    vals = [row[i].strip() if i < len(row) else "" for i in ibox]  # type: ignore[operator]
-                    if any(vals):
-                        try:
-                            box = tuple(float(v) for v in vals)
-                        except ValueError:
-                            items.append((img_path, "", usage, None, row_no, f"bad box {','.join(vals)!r} (need 4 numbers)"))
-                            continue
-                        if not all(np.isfinite(box)):
-                            items.append((img_path, "", usage, None, row_no, f"bad box {','.join(vals)!r}"))
-                            continue
-                u = usage
-                if iusage is not None and iusage < len(row) and row[iusage].strip():
-                    u = _usage_name(row[iusage])
-                items.append((img_path, row[ilabel], u, box, row_no, None))
-        except _READ_ERRORS as e:
-            raise DataError(path, f"file is corrupt or truncated ({str(e) or type(e).__name__})", row=row_no + 1) from None
-        except UnicodeDecodeError:
-            raise DataError(path, "not a UTF-8 text CSV file", row=row_no + 1) from None
+    with csv_rows(path) as (header, rows):
+        cols = [h.strip().lower() for h in header]
+        ipath = next((cols.index(c) for c in _PATH_COLUMNS if c in cols), None)
+        ilabel = next((cols.index(c) for c in _LABEL_COLUMNS if c in cols), None)
+        if ipath is None or ilabel is None:
+            raise DataError(
+                path, f"wrong header {','.join(header)[:80]!r}; expected 'path,label[,left,top,right,bottom]'", row=0
+            )
+        ibox = [cols.index(c) if c in cols else None for c in _BOX_COLUMNS]
+        if any(i is not None for i in ibox) and any(i is None for i in ibox):
+            raise DataError(path, "a box needs all four columns left,top,right,bottom", row=0)
+        iusage = next((cols.index(c) for c in ("usage", "split") if c in cols), None)
+        for row_no, row in rows:
+            if len(row) <= max(ipath, ilabel):
+                items.append((path, "", usage, None, row_no, f"expected {len(cols)} columns, got {len(row)}"))
+                continue
+            rel = row[ipath].strip()
+            if not rel:
+                items.append((path, "", usage, None, row_no, "empty path"))
+                continue
+            img_path = Path(rel) if Path(rel).is_absolute() else base / rel
+            box = None
+            if ibox[0] is not None:
+                vals = [row[i].strip() if i < len(row) else "" for i in ibox]  # type: ignore[operator]
+                if any(vals):
+                    try:
+                        box = tuple(float(v) for v in vals)
+                    except ValueError:
+                        items.append((img_path, "", usage, None, row_no, f"bad box {','.join(vals)!r} (need 4 numbers)"))
+                        continue
+                    if not all(np.isfinite(box)):
+                        items.append((img_path, "", usage, None, row_no, f"bad box {','.join(vals)!r}"))
+                        continue
+            u = usage
+            if iusage is not None and iusage < len(row) and row[iusage].strip():
+                u = _usage_name(row[iusage])
+            items.append((img_path, row[ilabel], u, box, row_no, None))
     if not items:
         raise DataError(path, "no data rows after the header")
     return _assemble(items, skipped, classes, size, path, {"format": "manifest"})
