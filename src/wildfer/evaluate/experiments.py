@@ -192,6 +192,22 @@ def read_metrics(run_dir: str | Path) -> tuple[list[dict], list[dict]]:
     return iters, epochs
 
 
+def _train_run(tcfg, train, val, run_dir: Path, console, message: str) -> tuple[dict, float, list[dict], list[dict]]:
+    """One run of an experiment: train ``tcfg`` into a fresh ``run_dir`` (announcing it with
+    ``message`` when there is a console). Returns ``(summary, seconds, iteration records,
+    epoch records)``."""
+    from ..train.engine import Trainer
+
+    _fresh_run_dir(run_dir)
+    if console is not None:
+        console.print(message, highlight=False)
+    t0 = time.time()
+    summary = Trainer(tcfg, train=train, val=val, console=console).fit()
+    secs = time.time() - t0
+    iters, epochs = read_metrics(run_dir)
+    return summary, secs, iters, epochs
+
+
 # ----------------------------------------------------------------------------- complexity
 
 
@@ -227,8 +243,6 @@ def run_optimizers(config: str | Path | dict | None = None, *, quick: bool = Fal
                    overrides: Sequence[str] = (), console=None, progress: bool | None = None) -> dict[str, Any]:
     """Train ``base.model`` once per update rule in ``runs`` under one budget; write the figures
     and tables to ``out``. Returns ``{"rows": [...], "out": ..., "figures": {...}}``."""
-    from ..train.engine import Trainer
-
     cfg = config if isinstance(config, dict) else load_experiment_config("optimizers", config, overrides)
     out = Path(out or cfg.get("out") or "runs/experiments/optimizers")
     extra_common = {} if progress is None else {"progress": progress}
@@ -237,14 +251,10 @@ def run_optimizers(config: str | Path | dict | None = None, *, quick: bool = Fal
     rows = []
     for name, run in cfg["runs"].items():
         tcfg = _train_config(cfg, {**extra_common, **(run or {})}, out / name, quick)
-        _fresh_run_dir(out / name)
-        if console is not None:
-            console.print(f"[bold]{name}[/]: {tcfg.optimizer} lr={tcfg.lr} on {tcfg.model}, {len(train)} training faces, "
-                          f"{tcfg.epochs} epochs", highlight=False)
-        t0 = time.time()
-        summary = Trainer(tcfg, train=train, val=val, console=console).fit()
-        secs = time.time() - t0
-        iters, epochs = read_metrics(out / name)
+        summary, secs, iters, epochs = _train_run(
+            tcfg, train, val, out / name, console,
+            f"[bold]{name}[/]: {tcfg.optimizer} lr={tcfg.lr} on {tcfg.model}, {len(train)} training faces, "
+            f"{tcfg.epochs} epochs")
         last = epochs[-1] if epochs else {}
         rows.append({
             "rule": name, "optimizer": tcfg.optimizer, "lr": tcfg.lr,
@@ -346,7 +356,6 @@ def run_architectures(config: str | Path | dict | None = None, *, quick: bool = 
     PublicTest accuracy, parameters, multiply-adds and training time. Names not registered in
     this installation are listed as skipped, not errors."""
     from ..models.registry import list_models
-    from ..train.engine import Trainer
 
     cfg = config if isinstance(config, dict) else load_experiment_config("architectures", config, overrides)
     names = list(models) if models else list(cfg["models"])
@@ -365,14 +374,10 @@ def run_architectures(config: str | Path | dict | None = None, *, quick: bool = 
         over = dict((cfg.get("model_overrides") or {}).get(name) or {})
         tcfg = _train_config(cfg, {**extra_common, **over, "model": name}, out / name, quick, model=name)
         cx = complexity(name, tcfg.model_kwargs, num_classes=len(train.classes))
-        _fresh_run_dir(out / name)
-        if console is not None:
-            console.print(f"[bold]{name}[/]: {cx['params'] / 1e6:.2f} M params, {cx['macs'] / 1e6:.1f} M MACs; "
-                          f"{len(train)} training faces, {tcfg.epochs} epochs", highlight=False)
-        t0 = time.time()
-        summary = Trainer(tcfg, train=train, val=val, console=console).fit()
-        secs = time.time() - t0
-        _, epochs = read_metrics(out / name)
+        summary, secs, _, epochs = _train_run(
+            tcfg, train, val, out / name, console,
+            f"[bold]{name}[/]: {cx['params'] / 1e6:.2f} M params, {cx['macs'] / 1e6:.1f} M MACs; "
+            f"{len(train)} training faces, {tcfg.epochs} epochs")
         train_secs = sum(e.get("seconds", 0.0) for e in epochs)
         n_seen = len(train) * len(epochs)
         rows.append({
