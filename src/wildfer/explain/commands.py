@@ -43,6 +43,13 @@ def _write_json(path: Path, obj) -> None:
     write_json(path, obj)
 
 
+def _write_markdown(path: Path, text: str, console) -> None:
+    """Write a ``--md`` report (making its folder) and say where."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    console.print(f"wrote {path}", highlight=False)
+
+
 def register(app: typer.Typer, panel: str) -> None:
     sub = typer.Typer(
         cls=_DefaultToMaps,
@@ -188,9 +195,7 @@ def register(app: typer.Typer, panel: str) -> None:
             plot_curves(curves, json_out.with_name(json_out.stem + "_insertion.png"), title="insertion (higher is better)")
             console.print(f"wrote {json_out}", highlight=False)
         if md_out:
-            md_out.parent.mkdir(parents=True, exist_ok=True)
-            md_out.write_text(audit_markdown(rep))
-            console.print(f"wrote {md_out}", highlight=False)
+            _write_markdown(md_out, audit_markdown(rep), console)
 
     @sub.command("regions")
     def regions(
@@ -235,9 +240,7 @@ def register(app: typer.Typer, panel: str) -> None:
             _write_json(json_out, rep)
             console.print(f"wrote {json_out}", highlight=False)
         if md_out:
-            md_out.parent.mkdir(parents=True, exist_ok=True)
-            md_out.write_text(region_markdown(rep))
-            console.print(f"wrote {md_out}", highlight=False)
+            _write_markdown(md_out, region_markdown(rep), console)
 
     @sub.command("report")
     def report(
