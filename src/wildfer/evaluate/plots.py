@@ -23,6 +23,16 @@ def _plt():
     return plt
 
 
+def _save(fig, path: str | Path) -> Path:
+    """Lay ``fig`` out, write it to ``path`` (making the folder), close it; returns the path."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    _plt().close(fig)
+    return path
+
+
 def plot_confusion(confusion: Sequence[Sequence[float]], labels: Sequence[str], path: str | Path,
                    title: str = "Confusion matrix (row-normalised)") -> Path:
     """Heatmap of the row-normalised ``confusion`` (counts or fractions) to ``path`` (PNG)."""
@@ -44,12 +54,7 @@ def plot_confusion(confusion: Sequence[Sequence[float]], labels: Sequence[str], 
                     color="white" if v > 0.55 else "black")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     ax.set_title(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_reliability(calibration: dict, ece: float, path: str | Path, title: str = "Reliability diagram") -> Path:
@@ -76,9 +81,4 @@ def plot_reliability(calibration: dict, ece: float, path: str | Path, title: str
     axh.bar(centers, count, width=width, color="gray", edgecolor="black")
     axh.set_xlabel("confidence (top-1 probability)")
     axh.set_ylabel("samples")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
