@@ -8,6 +8,12 @@ from typing import List, Optional
 import typer
 
 
+def _config_opt(kind: str):
+    """``--config`` of the ``kind`` experiment (its help names the config file)."""
+    return typer.Option(None, "--config", "-c",
+                        help=f"Experiment config (configs/experiments/{kind}.yaml); built-in defaults otherwise.")
+
+
 def register(app: typer.Typer, panel: str) -> None:
     @app.command("evaluate", rich_help_panel=panel)
     def evaluate_cmd(
@@ -66,14 +72,19 @@ def register(app: typer.Typer, panel: str) -> None:
 
     exp = typer.Typer(help="The study's experiments: update rules and architectures under one budget.",
                       no_args_is_help=True)
+    # the parameters both experiments take
+    overrides_arg = typer.Argument(None, help="key=value overrides of the base training config, e.g. epochs=3")
+    quick_opt = typer.Option(False, "--quick", help="A small subset and few epochs (the config's 'quick' section).")
+    out_opt = typer.Option(None, "--out", help="Output folder. Default: the config's out.")
+    progress_opt = typer.Option(True, "--progress/--no-progress", help="Show a progress bar per run.")
 
     @exp.command("optimizers")
     def optimizers_cmd(
-        overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides of the base training config, e.g. epochs=3"),
-        config: Optional[Path] = typer.Option(None, "--config", "-c", help="Experiment config (configs/experiments/optimizers.yaml); built-in defaults otherwise."),
-        quick: bool = typer.Option(False, "--quick", help="A small subset and few epochs (the config's 'quick' section)."),
-        out: Optional[Path] = typer.Option(None, "--out", help="Output folder. Default: the config's out."),
-        progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar per run."),
+        overrides: Optional[List[str]] = overrides_arg,
+        config: Optional[Path] = _config_opt("optimizers"),
+        quick: bool = quick_opt,
+        out: Optional[Path] = out_opt,
+        progress: bool = progress_opt,
     ):
         """SGD, SGD+momentum, RMSProp and Adam on one model under one budget: loss and accuracy curves and a table."""
         from rich.console import Console
@@ -85,12 +96,12 @@ def register(app: typer.Typer, panel: str) -> None:
 
     @exp.command("architectures")
     def architectures_cmd(
-        overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides of the base training config, e.g. epochs=3"),
-        config: Optional[Path] = typer.Option(None, "--config", "-c", help="Experiment config (configs/experiments/architectures.yaml); built-in defaults otherwise."),
-        quick: bool = typer.Option(False, "--quick", help="A small subset and few epochs (the config's 'quick' section)."),
-        out: Optional[Path] = typer.Option(None, "--out", help="Output folder. Default: the config's out."),
+        overrides: Optional[List[str]] = overrides_arg,
+        config: Optional[Path] = _config_opt("architectures"),
+        quick: bool = quick_opt,
+        out: Optional[Path] = out_opt,
         models: Optional[str] = typer.Option(None, "--models", help="Comma-separated model names instead of the config's list."),
-        progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar per run."),
+        progress: bool = progress_opt,
     ):
         """The study's five architectures plus ours under one budget: accuracy, parameters, multiply-adds, training time."""
         from rich.console import Console
