@@ -21,6 +21,16 @@ def _mpl():
     return matplotlib, plt
 
 
+def _save(fig, path: str | os.PathLike, *, dpi: int) -> Path:
+    """Lay ``fig`` out, write it to ``path`` as PNG (making the folder), close it; returns the path."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    _mpl()[1].close(fig)
+    return path
+
+
 def to_numpy_map(m) -> np.ndarray:
     """A single map (``H x W``, ``1 x H x W`` or ``C x H x W``; tensor or array) -> ``H x W``
     of ``|map|`` summed over channels."""
@@ -130,12 +140,7 @@ def save_grid(
                 ax.set_ylabel(str(row_labels[i]), fontsize=8, rotation=0, ha="right", va="center")
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi=dpi)
 
 
 def plot_lines(
@@ -168,12 +173,7 @@ def plot_lines(
         ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncol=2)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi=110)
 
 
 def plot_curves(
@@ -195,12 +195,7 @@ def plot_curves(
         ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi=110)
 
 
 def region_picture(face, regions: dict[str, np.ndarray], *, alpha: float = 0.45) -> np.ndarray:
