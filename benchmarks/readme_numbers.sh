@@ -17,11 +17,24 @@ if [[ $what == all || $what == fer ]]; then
   done
   $W evaluate $D/fer2013/fer2013.csv.gz --model default --model fast --split PublicTest --tta tencrop \
      --json $R/eval_ensemble_publictest_tencrop.json
+  # ferplus: FER+ majority labels (8 classes), and mapped to FER2013's 7 classes on FER2013's labels
+  if [[ -f src/wildfer/weights/ferplus.safetensors ]]; then
+    $W evaluate $D/fer2013/fer2013.csv.gz --model ferplus --split PublicTest --dataset ferplus --json $R/eval_ferplus_publictest.json
+    $W evaluate $D/fer2013/fer2013.csv.gz --model ferplus --split PublicTest --dataset ferplus --tta tencrop \
+       --json $R/eval_ferplus_publictest_tencrop.json
+    $W evaluate $D/fer2013/fer2013.csv.gz --model ferplus --split PublicTest --json $R/eval_ferplus_publictest_fer2013labels.json
+  fi
 fi
 if [[ $what == all || $what == wild ]]; then
   for set in lfw kdef_frontal; do
     for mode in whole detect; do
       $W evaluate-wild $D/wild/$set.csv --model default --mode $mode --json $R/wild_${set}_${mode}.json
+    done
+    # which built-in model should the wild pipeline use? the same photos through each
+    for m in fast ferplus; do
+      [[ -f src/wildfer/weights/$m.safetensors ]] || continue
+      cls=""; [[ $m == ferplus ]] && cls="--classes fer2013"
+      $W evaluate-wild $D/wild/$set.csv --model $m $cls --mode detect --json $R/wild_${set}_detect_${m}.json
     done
   done
 fi

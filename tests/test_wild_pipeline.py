@@ -349,3 +349,32 @@ def test_cli_evaluate_wild_json(cli, ckpt, wild_dir, tmp_path):
     assert r["n"] == 5 and r["detection_recall"] == 1.0
     code, text = cli(["evaluate-wild", tmp_path / "nope.csv", "--model", ckpt])
     assert code == 2 and "manifest not found" in text
+
+
+def test_cli_evaluate_wild_folds_an_8_class_model(cli, wild_dir, tmp_path):
+    """--classes fer2013: a FER+ (8-class) model is scored on 7-class labels with contempt folded away."""
+    import torch
+
+    from wildfer.labels import FERPLUS_CLASSES
+    from wildfer.models.loader import save_checkpoint
+    from wildfer.models.registry import create_model
+
+    torch.manual_seed(0)
+    net = create_model("shallow", num_classes=8, num_filters=4, hidden=8)
+    with torch.no_grad():  # always "contempt": every face is wrong unless contempt is folded away
+        net.fc2.weight.zero_()
+        net.fc2.bias.copy_(torch.tensor([0, 0, 0, 0, 0, 0, 0, 9.0]))
+        net.fc2.bias[1] = 5.0  # then happy
+    ck = tmp_path / "ferplus8.pt"
+    save_checkpoint(ck, net, arch="shallow", model_kwargs={"num_filters": 4, "hidden": 8}, classes=FERPLUS_CLASSES)
+    man = tmp_path / "m.csv"
+    with open(wild_dir / "lfw.csv") as fh:  # two photos, both labelled happy here
+        paths = [r["path"] for r in list(csv.DictReader(fh))[:2]]
+    man.write_text("path,label\n" + "".join(f"{wild_dir / p},happy\n" for p in paths))
+    code, text = cli(["evaluate-wild", man, "--model", ck, "--json", tmp_path / "a.json"])
+    assert code == 0, text
+    assert json.loads((tmp_path / "a.json").read_text())["accuracy"] == 0.0  # all "contempt"
+    code, text = cli(["evaluate-wild", man, "--model", ck, "--classes", "fer2013", "--json", tmp_path / "b.json"])
+    assert code == 0, text
+    r = json.loads((tmp_path / "b.json").read_text())
+    assert r["accuracy"] == 1.0 and "contempt" not in r["labels"]

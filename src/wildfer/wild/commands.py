@@ -46,6 +46,7 @@ def register(app: typer.Typer, panel: str) -> None:
         iou: float = typer.Option(0.3, "--iou", min=0.0, max=1.0, help="Least IoU for a detection to match a labelled box."),
         limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N faces."),
         max_side: int = typer.Option(640, "--max-side", min=32, help="Longer side photos are downscaled to for detection."),
+        classes: Optional[str] = typer.Option(None, "--classes", help="fer2013: fold an 8-class FER+ model's contempt away (7 classes, as the manifest's labels)."),
     ):
         """Detection recall and accuracy of the wild pipeline on a labelled manifest."""
         import json
@@ -57,8 +58,11 @@ def register(app: typer.Typer, panel: str) -> None:
         from .evaluate import evaluate_wild
         from .recognizer import Recognizer
 
+        from ..models.loader import load_model
+
         err = Console(stderr=True)
-        rec = Recognizer(model=model, detector=detector, mode=mode, max_side=max_side)
+        clf = load_model(model, classes=classes) if classes else model
+        rec = Recognizer(model=clf, detector=detector, mode=mode, max_side=max_side)
         with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeRemainingColumn(), console=err, transient=True) as bar:
             task = bar.add_task(f"evaluate {mode}", total=None)
