@@ -29,7 +29,7 @@ _EXPORTS = {
 
 #: submodules reachable as attributes (``wildfer.models.vggfer``) without an explicit import.
 _SUBMODULES = frozenset(FAMILIES) | {
-    "registry", "pretrained", "loader", "complexity", "onnx", "commands", "export_cli",
+    "registry", "pretrained", "layers", "loader", "complexity", "onnx", "commands", "export_cli",
 }
 
 __all__ = ["create_model", "list_models", "model_info", "register_model", "registry", "freeze",

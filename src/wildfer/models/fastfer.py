@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .layers import PooledLinearHead, kaiming_init_convs
 from .registry import register_model
 
 
@@ -48,7 +49,7 @@ class ConvBNReLU(nn.Module):
         return F.relu(F.conv2d(x, w, b, self.conv.stride, self.conv.padding), inplace=True)
 
 
-class FastFer(nn.Module):
+class FastFer(PooledLinearHead):
     def __init__(
         self,
         num_classes: int = 7,
@@ -71,18 +72,13 @@ class FastFer(nn.Module):
                 layers.append(ConvBNReLU(c, w, stride=s if j == 0 else 1))
                 c = w
         self.features = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.drop = nn.Dropout(drop)
-        self.fc = nn.Linear(c, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        self.build_head(c, num_classes, drop)
+        kaiming_init_convs(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:  # free for a 1-channel input; the layers then stay channels-last
             x = x.contiguous(memory_format=torch.channels_last)
-        x = self.pool(self.features(x))
-        return self.fc(self.drop(torch.flatten(x, 1)))
+        return self.forward_head(self.features(x))
 
 
 @register_model("fastfer")

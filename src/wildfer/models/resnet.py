@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from .layers import PooledLinearHead, kaiming_init_convs
 from .registry import register_model
 
 
@@ -33,7 +34,7 @@ class BasicBlock(nn.Module):
         return self.relu(out + self.shortcut(x))
 
 
-class ResNetFer(nn.Module):
+class ResNetFer(PooledLinearHead):
     def __init__(
         self,
         num_classes: int = 7,
@@ -55,19 +56,14 @@ class ResNetFer(nn.Module):
                 c = w
             stages.append(nn.Sequential(*blocks))
         self.layers = nn.Sequential(*stages)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.drop = nn.Dropout(drop)
-        self.fc = nn.Linear(c, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        self.build_head(c, num_classes, drop)
+        kaiming_init_convs(self)
         for m in self.modules():  # zero-init the last BN of each block (Goyal et al. 2017)
             if isinstance(m, BasicBlock):
                 nn.init.zeros_(m.bn2.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.layers(self.stem(x))
-        return self.fc(self.drop(torch.flatten(self.pool(x), 1)))
+        return self.forward_head(self.layers(self.stem(x)))
 
 
 @register_model("resnet18")
