@@ -12,8 +12,6 @@ import io
 import os
 import re
 import socket
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,9 +24,11 @@ httpx = pytest.importorskip("httpx")
 
 from wildfer.labels import FER2013_CLASSES  # noqa: E402
 from wildfer.serve.app import create_app  # noqa: E402
-from wildfer.serve.runner import ServerThread  # noqa: E402
-from wildfer.serve.uploads import UploadError, extract_image_bytes  # noqa: E402
+from wildfer.serve.runner import ServerProcess, ServerThread  # noqa: E402
+from wildfer.serve.uploads import UploadError, decode_image, extract_image_bytes  # noqa: E402
 from wildfer.serve.worker import InferenceWorker  # noqa: E402
+
+from serve_helpers import real_recognizer  # noqa: E402
 
 #: A reference to another host: src=/href= attributes, CSS url()/@import, fetch()/import.
 EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//|url\(\s*["']?(?:https?:)?//|@import|"""
@@ -38,18 +38,6 @@ GROUP = "groups/dlib_2008_001322.jpg"
 
 
 # ----------------------------------------------------------------------------- fixtures
-
-
-def real_recognizer():
-    try:
-        from wildfer.wild import Recognizer
-    except ImportError as e:
-        pytest.skip(f"wildfer.wild.Recognizer is not available ({e})")
-    from wildfer.models.loader import WEIGHTS_DIR
-
-    if not (WEIGHTS_DIR / "default.safetensors").exists():
-        pytest.skip(f"built-in weights {WEIGHTS_DIR / 'default.safetensors'} missing (placed by the lead)")
-    return Recognizer(model="default", detector="yunet")
 
 
 @pytest.fixture(scope="module")
@@ -336,8 +324,28 @@ def test_app_loads_its_own_model_at_startup(recognizer, kdef):
     with ServerThread(create_app(model="default", detector="yunet")) as srv, httpx.Client(base_url=srv.url, timeout=60) as c:
         m = c.get("/v1/models").json()
         assert m["model"]["name"] == "default" and m["detector"] == "yunet"
+        assert m["model"]["backend"] == "onnx"  # onnxruntime is installed here
         r = post_file(c, jpeg_bytes(kdef))
         assert r.status_code == 200 and len(r.json()["faces"]) == 1
+        # onnxruntime answers what torch answers (float rounding apart)
+        ref = recognizer.predict(kdef).faces[0]
+        face = r.json()["faces"][0]
+        assert face["box"] == [round(v, 1) for v in ref.box] and face["label"] == ref.label
+        for c_ in FER2013_CLASSES:
+            assert face["probabilities"][c_] == pytest.approx(ref.probs[c_], abs=1e-4)
+        # saliency maps still come from the torch network
+        assert c.post("/v1/explain", files={"file": ("a.jpg", jpeg_bytes(kdef), "image/jpeg")}).status_code == 200
+
+
+def test_load_recognizer_backends():
+    from wildfer.errors import ModelError
+    from wildfer.serve.app import load_recognizer
+
+    real_recognizer()  # skips like the others when the weights are absent
+    assert load_recognizer("default", backend="torch").classifier.backend == "torch"
+    assert load_recognizer("default", backend="onnx").classifier.backend == "onnx"
+    with pytest.raises(ModelError, match="unknown backend"):
+        load_recognizer("default", backend="tensorflow")
 
 
 def test_cors_off_by_default(client):
@@ -465,6 +473,70 @@ def test_worker_batches_waiting_predictions():
     assert sizes == [1, 3, 2]
 
 
+def test_jpeg_fast_path_decodes_like_pillow(kdef):
+    """Uploaded JPEGs go through OpenCV; the pixels must be Pillow's (the library's reader),
+    EXIF orientation included; files the fast path does not take still decode or fail clearly."""
+    from PIL import Image
+
+    from wildfer.data.images import read_image
+
+    src = Image.open(kdef).convert("RGB")
+    for orientation in range(1, 9):
+        for mode, kw in (("RGB", {}), ("L", {}), ("RGB", {"progressive": True}), ("RGB", {"subsampling": 0})):
+            buf = io.BytesIO()
+            exif = Image.Exif()
+            exif[0x0112] = orientation
+            src.convert(mode).save(buf, format="JPEG", exif=exif.tobytes(), quality=90, **kw)
+            data = buf.getvalue()
+            got, ref = decode_image(data, 10_000_000), read_image(data)
+            assert got.dtype == np.uint8 and got.shape == ref.shape, (orientation, mode, kw)
+            assert np.array_equal(got, ref), (orientation, mode, kw)
+    data = jpeg_bytes(kdef)
+    assert np.array_equal(decode_image(data + b"trailing bytes", 10_000_000), read_image(data))
+    buf = io.BytesIO()
+    src.convert("CMYK").save(buf, format="JPEG")
+    assert np.array_equal(decode_image(buf.getvalue(), 10_000_000), read_image(buf.getvalue()))
+    with pytest.raises(UploadError) as e:
+        decode_image(data[: len(data) // 2], 10_000_000)
+    assert e.value.status == 422 and "truncated" in e.value.message
+    with pytest.raises(UploadError) as e:
+        decode_image(data, 50_000)
+    assert e.value.status == 413
+
+
+def test_worker_threads_run_photos_at_once():
+    """With threads=2, two photos are in the recognizer at the same time (a barrier that only
+    two concurrent calls pass); a detector not marked thread-safe gets one thread."""
+    barrier = threading.Barrier(2, timeout=20)
+
+    class Det:
+        name, thread_safe = "safe", True
+
+    class Rec:
+        detector = Det()
+
+        def predict(self, image):
+            barrier.wait()
+            return int(image.sum())
+
+        def predict_batch(self, images):
+            return [self.predict(i) for i in images]
+
+    w = InferenceWorker(Rec(), max_batch=1, max_queue=10, threads=2).start()
+    assert w.threads == 2 and w.alive
+    deadline = time.monotonic() + 30
+    jobs = [w.submit("predict", np.full((2, 2, 3), i, np.uint8), deadline) for i in (1, 2, 3, 4)]
+    assert [j.future.result(30) for j in jobs] == [12, 24, 36, 48]
+    assert w.completed == 4 and w.cpu_s >= 0
+    w.stop()
+    assert not w.alive
+
+    class Unsafe(Rec):
+        detector = type("D", (), {"name": "haar"})()
+
+    assert InferenceWorker(Unsafe(), threads=4).threads == 1
+
+
 def test_multipart_parsing_in_memory():
     req = httpx.Request("POST", "http://x/", files={"file": ("a.jpg", b"\xff\xd8\xff" + b"\x00" * 10, "image/jpeg")},
                         data={"note": "hi"})
@@ -481,41 +553,18 @@ def test_multipart_parsing_in_memory():
 # ----------------------------------------------------------------------------- the command
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_wildfer_serve_command(recognizer, kdef):
     """`wildfer serve` starts, binds loopback, and answers curl-style multipart uploads."""
-    port = _free_port()
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "wildfer.cli", "serve", "--port", str(port), "--log-level", "warning"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        t_end = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, proc.stdout.read().decode()
-            try:
-                if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < t_end, "server did not start in 90 s"
-            time.sleep(0.3)
-        r = httpx.post(url + "/v1/predict", files={"file": ("photo.jpg", kdef.read_bytes(), "image/jpeg")}, timeout=30)
+    with ServerProcess(["--log-level", "warning"], env=env) as srv:
+        r = httpx.post(srv.url + "/v1/predict", files={"file": ("photo.jpg", kdef.read_bytes(), "image/jpeg")}, timeout=30)
         assert r.status_code == 200 and len(r.json()["faces"]) == 1
         with socket.socket() as s:  # bound to 127.0.0.1 only: 127.0.0.2 is another address
-            assert s.connect_ex(("127.0.0.2", port)) != 0
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+            assert s.connect_ex(("127.0.0.2", srv.port)) != 0
+        m = httpx.get(srv.url + "/v1/models").json()
+        assert m["model"]["backend"] in ("onnx", "torch")
+        h = httpx.get(srv.url + "/healthz").json()
+        assert h["threads"] == (os.cpu_count() or 1) and h["completed"] == 1 and h["inference_cpu_s"] > 0
 
 
 def test_wildfer_serve_bad_model_is_one_line(cli):
@@ -523,3 +572,5 @@ def test_wildfer_serve_bad_model_is_one_line(cli):
     code, out = cli(["serve", "--model", "/nonexistent/model.pt"])
     assert code == 2
     assert "error" in out and "Traceback" not in out
+    code, out = cli(["serve", "--backend", "tensorflow"])
+    assert code == 2 and "unknown backend" in out and "Traceback" not in out

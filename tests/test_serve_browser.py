@@ -17,6 +17,8 @@ from wildfer.labels import FER2013_CLASSES
 from wildfer.serve.app import create_app
 from wildfer.serve.runner import ServerThread
 
+from serve_helpers import real_recognizer
+
 ROOT = Path(__file__).resolve().parent.parent
 GROUP = "groups/dlib_2008_001322.jpg"
 PORTRAIT = "kdef_frontal/AF01HAS.JPG"
@@ -54,15 +56,7 @@ def browser(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def recognizer():
-    try:
-        from wildfer.wild import Recognizer
-    except ImportError as e:
-        pytest.skip(f"wildfer.wild.Recognizer is not available ({e})")
-    from wildfer.models.loader import WEIGHTS_DIR
-
-    if not (WEIGHTS_DIR / "default.safetensors").exists():
-        pytest.skip(f"built-in weights {WEIGHTS_DIR / 'default.safetensors'} missing (placed by the lead)")
-    return Recognizer(model="default", detector="yunet")
+    return real_recognizer()
 
 
 @pytest.fixture(scope="module")

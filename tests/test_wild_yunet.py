@@ -102,7 +102,8 @@ def test_threads_detect_at_once(wild_dir):
     for t in threads:
         t.start()
     for t in threads:
-        t.join(120)
+        t.join(600)
+    assert sorted(out) == [0, 1, 2, 3], "a detection thread did not finish"
     for t in range(4):
         assert out[t] == serial[t % 5:] + serial[:t % 5]
 

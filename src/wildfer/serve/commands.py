@@ -16,10 +16,14 @@ def register(app: typer.Typer, panel: str) -> None:
         model: str = typer.Option("default", "--model", "-m", help="Built-in model name, .pt checkpoint, "
                                   ".safetensors file or run folder."),
         detector: str = typer.Option("yunet", "--detector", help="Face detector."),
-        workers: int = typer.Option(1, "--workers", "-w", min=1, max=64, help="Server processes (each loads the model once); "
-                                    "on a small CPU, one per core gives the most photos/s."),
-        threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch threads per process "
+        workers: int = typer.Option(1, "--workers", "-w", min=1, max=64, help="Server processes, each with its own copy "
+                                    "of the model. One process with --threads per core is enough on a small CPU; "
+                                    "more processes cost memory."),
+        threads: Optional[int] = typer.Option(None, "--threads", "-t", min=1, max=256, help="Inference threads per "
+                                              "process: photos processed at once, sharing one model "
                                               "(default: cores / workers)."),
+        backend: str = typer.Option("auto", "--backend", help="Classifier runtime: auto (onnxruntime when the model "
+                                    "exports, else torch), onnx or torch. Saliency maps always use torch."),
         cors: Optional[List[str]] = typer.Option(None, "--cors", help="Allow browser calls from this origin "
                                                  "(repeatable or comma-separated, e.g. --cors http://localhost:3000). "
                                                  "Off by default."),
@@ -40,23 +44,27 @@ def register(app: typer.Typer, panel: str) -> None:
 
         console = Console(stderr=True)
         cors = [o.strip() for c in (cors or []) for o in c.split(",") if o.strip()]
-        if threads is None and workers > 1:
-            threads = max(1, (os.cpu_count() or 1) // workers)
+        cores = os.cpu_count() or 1
+        if threads is None:
+            threads = max(1, cores // workers)
+        compute = max(1, cores // (workers * threads))  # torch / onnxruntime threads per inference thread
         settings = dict(model=model, detector=detector, max_upload_mb=max_upload_mb, timeout=timeout,
                         cors=list(cors or []), max_pixels=int(max_megapixels * 1e6), max_queue=max_queue,
-                        torch_threads=threads)
-        # Load once here: a wrong model or detector is a one-line error before any socket opens.
-        from ..wild import Recognizer
+                        torch_threads=compute, threads=threads, backend=backend)
+        # Load once here: a wrong model, detector or backend is a one-line error before any socket opens.
+        from .app import load_recognizer
 
-        rec = Recognizer(model=model, detector=detector)
+        rec = load_recognizer(model, detector, backend, compute_threads=compute)
         where = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
-        console.print(f"wildfer: model [bold]{model}[/] ({getattr(rec.classifier, 'arch', '')}), detector "
-                      f"{rec.detector.name}; page {where}/ , API reference {where}/docs"
+        console.print(f"wildfer: model [bold]{model}[/] ({getattr(rec.classifier, 'arch', '')} on "
+                      f"{rec.classifier.backend}), detector {rec.detector.name}, {workers} process(es) x {threads} "
+                      f"thread(s); page {where}/ , API reference {where}/docs"
                       + (f"; CORS for {', '.join(cors)}" if cors else ""), highlight=False)
         common = dict(host=host, port=port, log_level=log_level, limit_concurrency=max_queue + 64,
                       timeout_keep_alive=5, server_header=False)
         if workers == 1:
-            uvicorn.run(create_app(rec, **{k: v for k, v in settings.items() if k not in ("model", "detector")}), **common)
+            uvicorn.run(create_app(rec, **{k: v for k, v in settings.items() if k not in ("model", "detector", "backend")}),
+                        **common)
         else:
             del rec
             os.environ[CONFIG_ENV] = json.dumps(settings)

@@ -1,10 +1,13 @@
-"""One inference thread in front of the :class:`~wildfer.wild.Recognizer`.
+"""Inference threads in front of the :class:`~wildfer.wild.Recognizer`.
 
-Why one thread: the face detector (OpenCV / YuNet) keeps per-input-size state and is not
-safe to call from several threads at once, and torch already spreads one forward pass over
-the cores. Requests that wait together are *micro-batched*: up to ``max_batch`` decoded
-photos go through ``Recognizer.predict_batch`` in one call, so the classifier sees all their
-faces as one batch. Explanations (gradients) run one at a time on the same thread.
+``threads`` threads take jobs from one bounded queue. The detector (libfacedetection through
+ctypes), onnxruntime and torch all release the GIL while they compute, so on a small CPU one
+process with one inference thread per core uses every core with one copy of the model in
+memory. Detectors that are not known to be thread-safe (``thread_safe`` not set on the
+detector, e.g. OpenCV's Haar cascade) get one thread. Requests that wait together are
+*micro-batched*: up to ``max_batch`` decoded photos go through ``Recognizer.predict_batch``
+in one call, so the classifier sees all their faces as one batch. Explanations (gradients)
+run one at a time per thread.
 
 Every job carries a deadline. A job whose client already gave up (timeout -> 504) is dropped
 before it starts; the queue is bounded so an overloaded server answers 503 at once instead
@@ -57,41 +60,53 @@ class InferenceWorker:
         Most photos passed to one ``predict_batch`` call.
     max_queue:
         Most jobs waiting; :meth:`submit` raises :class:`Busy` beyond that.
+    threads:
+        Inference threads (photos processed at once); 1 when the recognizer's detector is not
+        marked ``thread_safe``.
     """
 
-    def __init__(self, recognizer, *, max_batch: int = 8, max_queue: int = 64):
+    def __init__(self, recognizer, *, max_batch: int = 8, max_queue: int = 64, threads: int = 1):
         self.recognizer = recognizer
         self.max_batch = max(1, int(max_batch))
         self.max_queue = max(1, int(max_queue))
+        threads = max(1, int(threads))
+        det = getattr(recognizer, "detector", None)
+        if threads > 1 and det is not None and not getattr(det, "thread_safe", False):
+            log.info("detector %s is not thread-safe: one inference thread", getattr(det, "name", det))
+            threads = 1
+        self.threads = threads
         self._q: queue.Queue = queue.Queue(maxsize=self.max_queue)
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self.completed = 0
         self.dropped = 0
         self.batches = 0
+        self.cpu_s = 0.0  # CPU time the inference threads spent on jobs (thread CPU clock)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> "InferenceWorker":
         with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="wildfer-inference", daemon=True)
-                self._thread.start()
+            self._threads = [t for t in self._threads if t.is_alive()]
+            while len(self._threads) < self.threads:
+                t = threading.Thread(target=self._run, name=f"wildfer-inference-{len(self._threads)}", daemon=True)
+                t.start()
+                self._threads.append(t)
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
-        t = self._thread
-        if t is None:
-            return
-        try:
-            self._q.put(_STOP, timeout=timeout)
-        except queue.Full:
-            pass
-        t.join(timeout)
-        self._thread = None
+        threads, self._threads = self._threads, []
+        for _ in threads:
+            try:
+                self._q.put(_STOP, timeout=timeout)
+            except queue.Full:
+                break
+        t_end = time.monotonic() + timeout
+        for t in threads:
+            t.join(max(0.0, t_end - time.monotonic()))
 
     @property
     def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return len(self._threads) > 0 and all(t.is_alive() for t in self._threads)
 
     def pending(self) -> int:
         return self._q.qsize()
@@ -124,13 +139,17 @@ class InferenceWorker:
                 break
         return batch, rest
 
+    def _count(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            setattr(self, name, getattr(self, name) + n)
+
     def _live(self, job: Job) -> bool:
         """Start ``job`` unless its request gave up (cancelled) or its deadline passed."""
         if not job.future.set_running_or_notify_cancel():
-            self.dropped += 1
+            self._count("dropped")
             return False
         if time.monotonic() > job.deadline:
-            self.dropped += 1
+            self._count("dropped")
             job.future.set_exception(Expired("the time limit passed before the model was free"))
             return False
         return True
@@ -141,6 +160,7 @@ class InferenceWorker:
             item = carry.pop(0) if carry else self._q.get()
             if item is _STOP:
                 return
+            t0 = time.thread_time()
             if item.kind == "predict":
                 batch, rest = self._take_batch(item)
                 carry.extend(rest)
@@ -148,6 +168,8 @@ class InferenceWorker:
             else:
                 if self._live(item):
                     self._do_explain(item)
+            with self._lock:
+                self.cpu_s += time.thread_time() - t0
 
     def _do_predict(self, jobs: list[Job]) -> None:
         if not jobs:
@@ -155,7 +177,7 @@ class InferenceWorker:
         now = time.monotonic()
         for j in jobs:
             j.started_at = now
-        self.batches += 1
+        self._count("batches")
         if len(jobs) == 1:
             self._finish(jobs[0], lambda: self.recognizer.predict(jobs[0].image))
             return
@@ -168,7 +190,7 @@ class InferenceWorker:
             return
         for j, r in zip(jobs, results):
             j.future.set_result(r)
-            self.completed += 1
+        self._count("completed", len(jobs))
 
     def _do_explain(self, job: Job) -> None:
         job.started_at = time.monotonic()
@@ -177,6 +199,6 @@ class InferenceWorker:
     def _finish(self, job: Job, fn) -> None:
         try:
             job.future.set_result(fn())
-            self.completed += 1
+            self._count("completed")
         except BaseException as e:  # noqa: BLE001 - handed to the waiting request
             job.future.set_exception(e)

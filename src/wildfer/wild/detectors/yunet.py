@@ -71,6 +71,13 @@ def _load(threads: int):
         except OSError:  # pragma: no cover - a build without a bundled OpenMP
             _OMP_SET = None
         _DETECT = detect
+        # libfacedetection sets its weights up on its first call (unguarded static state): make
+        # that call here, under the lock, before any thread can race through it
+        blank = np.zeros((32, 32, 3), dtype=np.uint8)
+        if _CNN is not None:
+            _CNN(_result_buffer().ctypes.data, blank.ctypes.data, 32, 32, 96)
+        else:
+            detect(blank)
         return _DETECT
 
 
@@ -136,6 +143,7 @@ class YuNetDetector(Detector):
     """
 
     has_landmarks = True
+    thread_safe = True  # the serve worker may detect in several threads
 
     def __init__(self, *, max_side: int | None = 640, score_threshold: float = 0.5, min_side: int = 0,
                  threads: int = 1):
