@@ -353,3 +353,24 @@ def test_cli_default_model_from_any_folder(cli, small_csv, tmp_path, monkeypatch
     assert r["accuracy"] == pytest.approx(float(np.mean(pred == faces.labels)))
     assert r["accuracy"] > 1 / 7  # trained weights (even an early snapshot) beat uniform guessing
     assert math.isfinite(r["ece"])
+
+
+def test_builtin_ferplus_has_eight_classes_and_folds_to_seven(fer2013):
+    from wildfer.labels import FERPLUS_CLASSES
+    from wildfer.models.loader import builtin_models, load_model
+
+    if "ferplus" not in builtin_models():
+        pytest.skip("built-in weights src/wildfer/weights/ferplus.safetensors not in this installation")
+    faces = fer2013.split("PublicTest").subset(np.arange(200))
+    clf8 = load_model("ferplus")
+    assert tuple(clf8.classes) == FERPLUS_CLASSES
+    p8 = clf8.predict_proba(faces.images)
+    clf7 = load_model("ferplus", classes="fer2013")
+    p7 = clf7.predict_proba(faces.images)
+    assert p8.shape == (200, 8) and p7.shape == (200, 7)
+    np.testing.assert_allclose(p7.sum(1), 1.0, atol=1e-5)
+    # folding drops contempt and renormalises: the ratios of the kept classes are unchanged
+    keep = [FERPLUS_CLASSES.index(c) for c in FER2013_CLASSES]
+    np.testing.assert_allclose(p7, p8[:, keep] / p8[:, keep].sum(1, keepdims=True), rtol=1e-4, atol=1e-6)
+    # a trained model: on FER2013's own labels it beats guessing by far (78.8% on FER+ labels)
+    assert float(np.mean(p7.argmax(1) == faces.labels)) > 0.4
