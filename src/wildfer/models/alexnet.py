@@ -43,15 +43,12 @@ class AlexNet(FeaturesClassifierForm):
         input_size: int | None = None,
     ):
         super().__init__()
-        self.imagenet = imagenet
-        self.net_in_chans = in_chans
+        self.set_form(imagenet, in_chans, input_size)
         c1, c2, c3, c4, c5 = (_ch(c, width) for c in (64, 192, 384, 256, 256))
         if imagenet:
-            self.input_px = input_size or 224
             conv1 = nn.Conv2d(in_chans, c1, kernel_size=11, stride=4, padding=2)
             pool = dict(kernel_size=3, stride=2)
         else:
-            self.input_px = input_size or 48
             conv1 = nn.Conv2d(in_chans, c1, kernel_size=5, stride=2, padding=2)
             pool = dict(kernel_size=3, stride=2, padding=1)
         norm = (lambda: nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)) if lrn else (lambda: nn.Identity())

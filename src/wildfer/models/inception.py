@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .pretrained import INCEPTION_MEAN, INCEPTION_STD, ImageNetForm, setup_imagenet_form
+from .pretrained import InceptionForm, setup_imagenet_form
 from .registry import register_model
 
 GoogLeNetOutputs = namedtuple("GoogLeNetOutputs", ["logits", "aux_logits2", "aux_logits1"])
@@ -95,7 +95,7 @@ def _ch(c: int, width: float) -> int:
     return max(4, int(round(c * width)))
 
 
-class GoogLeNet(ImageNetForm):
+class GoogLeNet(InceptionForm):
     """GoogLeNet; ``imagenet=True`` gives torchvision's 224-pixel form, else the 48x48 form."""
 
     head_modules = ("fc", "aux1", "aux2")
@@ -103,8 +103,6 @@ class GoogLeNet(ImageNetForm):
     head_keys = ("fc.", "aux1.fc2.", "aux2.fc2.")
     optional_keys = ("aux1.", "aux2.")
     first_conv_key = "conv1.conv"
-    imagenet_mean = INCEPTION_MEAN  # torchvision's transform_input=True maps to (x - 0.5) / 0.5
-    imagenet_std = INCEPTION_STD
 
     def __init__(
         self,
@@ -117,10 +115,8 @@ class GoogLeNet(ImageNetForm):
         input_size: int | None = None,
     ):
         super().__init__()
-        self.imagenet = imagenet
-        self.net_in_chans = in_chans
+        self.set_form(imagenet, in_chans, input_size)
         self.aux_logits = aux_logits
-        self.input_px = input_size or (224 if imagenet else 48)
         w = lambda c: _ch(c, width)  # noqa: E731
         if imagenet:
             self.conv1 = BasicConv2d(in_chans, w(64), kernel_size=7, stride=2, padding=3)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .pretrained import INCEPTION_MEAN, INCEPTION_STD, ImageNetForm, setup_imagenet_form
+from .pretrained import InceptionForm, setup_imagenet_form
 from .registry import register_model
 
 
@@ -142,7 +142,7 @@ class Block8(nn.Module):
         return self.relu(out) if self.relu is not None else out
 
 
-class InceptionResNetV2(ImageNetForm):
+class InceptionResNetV2(InceptionForm):
     """Inception-ResNet-v2; ``imagenet=True`` gives the 299-pixel form, else the 48x48 form."""
 
     head_modules = ("classif",)
@@ -150,8 +150,6 @@ class InceptionResNetV2(ImageNetForm):
     head_keys = ("classif.",)
     first_conv_key = "conv2d_1a.conv"
     weight_key_aliases = {"last_linear": "classif"}
-    imagenet_mean = INCEPTION_MEAN
-    imagenet_std = INCEPTION_STD
 
     def __init__(
         self,
@@ -166,9 +164,7 @@ class InceptionResNetV2(ImageNetForm):
         super().__init__()
         if len(repeats) != 3 or min(repeats) < 1:
             raise ValueError(f"repeats must be three counts >= 1 (blocks A, B, C), got {repeats!r}")
-        self.imagenet = imagenet
-        self.net_in_chans = in_chans
-        self.input_px = input_size or (299 if imagenet else 48)
+        self.set_form(imagenet, in_chans, input_size, imagenet_px=299)
         w = lambda c: max(4, int(round(c * width)))  # noqa: E731
         p = 0 if imagenet else 1  # the original's "valid" convs and pools vs padded ones
         self.conv2d_1a = BasicConv2d(in_chans, w(32), 3, stride=2 if imagenet else 1, padding=p)

@@ -224,13 +224,23 @@ class ImageNetForm(nn.Module):
     They take wildfer's input (grayscale or RGB, any size, normalised ``(x/255 - 0.5) / 0.25``)
     and adapt it: a 1-channel face is repeated to 3 channels, resized to the net's input size
     (bilinear), and renormalised to the statistics the ImageNet weights were trained with.
-    Subclasses set ``input_px``, ``imagenet_mean``, ``imagenet_std`` and define ``forward_net``.
+    Subclasses call :meth:`set_form` in their constructor, set ``imagenet_mean`` and
+    ``imagenet_std`` when their weights expect other statistics (see :class:`InceptionForm`),
+    and call :meth:`adapt_input` first in ``forward`` when ``self.imagenet``.
     """
 
     input_px: int = 224
     imagenet_mean: tuple[float, float, float] = IMAGENET_MEAN
     imagenet_std: tuple[float, float, float] = IMAGENET_STD
     resize_input: bool = True
+
+    def set_form(self, imagenet: bool, in_chans: int, input_size: int | None, imagenet_px: int = 224) -> None:
+        """Record which form this net is: ``imagenet`` (the pretrained-size form, which adapts its
+        input) or the 48x48 one, the channels it takes, and its input side (``input_size``, else
+        ``imagenet_px`` for the ImageNet form and 48 for the other)."""
+        self.imagenet = imagenet
+        self.net_in_chans = in_chans
+        self.input_px = input_size or (imagenet_px if imagenet else 48)
 
     def adapt_input(self, x: torch.Tensor) -> torch.Tensor:
         want = self.net_in_chans  # type: ignore[attr-defined]
@@ -253,14 +263,21 @@ class ImageNetForm(nn.Module):
         return self
 
 
+class InceptionForm(ImageNetForm):
+    """The Inception family's ImageNet forms: their weights expect ``(x - 0.5) / 0.5`` inputs
+    (torchvision's ``transform_input=True`` for GoogLeNet, timm's for Inception-ResNet-v2)."""
+
+    imagenet_mean = INCEPTION_MEAN
+    imagenet_std = INCEPTION_STD
+
 class FeaturesClassifierForm(ImageNetForm):
     """torchvision's AlexNet / VGG layout: a ``features`` trunk, an ``avgpool`` (identity in the
     48x48 forms), then a ``classifier`` ``Sequential`` whose index 6 is the class layer.
 
     One place for what AlexNet and VGG-16 share: the names torchvision weight files are matched
     on (``head_keys``, ``first_conv_key``) and frozen by (``head_modules``, ``last_layer``), the
-    forward pass, and torchvision's initialisation. Subclasses build the three modules, set
-    ``imagenet``, ``net_in_chans`` and ``input_px``, then call :meth:`init_weights`.
+    forward pass, and torchvision's initialisation. Subclasses call :meth:`set_form`, build
+    the three modules, then call :meth:`init_weights`.
     """
 
     head_modules = ("classifier",)

@@ -42,9 +42,7 @@ class VGG16(FeaturesClassifierForm):
         input_size: int | None = None,
     ):
         super().__init__()
-        self.imagenet = imagenet
-        self.net_in_chans = in_chans
-        self.input_px = input_size or (224 if imagenet else 48)
+        self.set_form(imagenet, in_chans, input_size)
         cfg = list(CFG_D) if imagenet else list(CFG_D[:-1])  # 48x48: no fifth pool
         layers: list[nn.Module] = []
         c = in_chans
