@@ -35,6 +35,18 @@ def timed(fn):
     return result, time.perf_counter() - w, time.process_time() - c
 
 
+def timed_runs(fn, n: int, label: str, *, digits: int, rows: bool = False):
+    """Call ``fn`` ``n`` times, printing each run's wall and CPU seconds (and the row count);
+    returns (the last result, wall seconds per run, CPU seconds per run)."""
+    walls, cpus = [], []
+    for _ in range(n):
+        result, w, c = timed(fn)
+        walls.append(w)
+        cpus.append(c)
+        print(f"{label} {w:7.{digits}f} s wall  {c:7.{digits}f} s cpu" + (f"  ({len(result)} rows)" if rows else ""))
+    return result, walls, cpus
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="1 cold load, 3 cached loads")
@@ -56,12 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count(), "platform": platform.platform()},
         "loadavg_before": list(os.getloadavg()),
     }
-    cold_wall, cold_cpu = [], []
-    for _ in range(n_cold):
-        data, w, c = timed(lambda: load_fer2013(args.data, use_cache=False))
-        cold_wall.append(w)
-        cold_cpu.append(c)
-        print(f"cold   {w:7.2f} s wall  {c:7.2f} s cpu  ({len(data)} rows)")
+    data, cold_wall, cold_cpu = timed_runs(lambda: load_fer2013(args.data, use_cache=False), n_cold, "cold  ",
+                                           digits=2, rows=True)
     res["rows"] = len(data)
     res["usages"] = data.usage_counts()
 
@@ -70,12 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         res["first_load_with_cache_write_s"] = w
         print(f"write  {w:7.2f} s wall  (parse + write the cache)")
         cache_bytes = sum(p.stat().st_size for p in Path(cdir).glob("*.npz"))
-        cached_wall, cached_cpu = [], []
-        for _ in range(n_cached):
-            d2, w, c = timed(lambda: load_fer2013(args.data, cache_dir=cdir))
-            cached_wall.append(w)
-            cached_cpu.append(c)
-            print(f"cached {w:7.3f} s wall  {c:7.3f} s cpu")
+        d2, cached_wall, cached_cpu = timed_runs(lambda: load_fer2013(args.data, cache_dir=cdir), n_cached, "cached",
+                                                 digits=3)
         assert len(d2) == res["rows"]
         plus_s = None
         if args.ferplus.exists():
