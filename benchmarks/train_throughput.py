@@ -76,13 +76,20 @@ def _timed(step, budget: float, min_steps: int) -> tuple[int, float, float]:
     return n, time.perf_counter() - t0, time.process_time() - c0
 
 
-def bench_train(name: str, channels_last: bool, bf16: bool, batch: int, budget: float, warmup: int) -> dict:
+def _fresh_model(name: str, channels_last: bool, train: bool) -> tuple[torch.nn.Module, torch.memory_format]:
+    """The model ``name`` with seed-0 weights, in training or eval mode, in the memory layout
+    under test (a model with its own ``channels_last`` switch, like fastfer, follows it).
+    Returns the model and the memory format its inputs should use."""
     torch.manual_seed(0)
     model = create_model(name)
     if hasattr(model, "channels_last"):
         model.channels_last = channels_last
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(memory_format=fmt).train()
+    return model.to(memory_format=fmt).train(train), fmt
+
+
+def bench_train(name: str, channels_last: bool, bf16: bool, batch: int, budget: float, warmup: int) -> dict:
+    model, fmt = _fresh_model(name, channels_last, train=True)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     x = torch.randn(batch, 1, 48, 48).contiguous(memory_format=fmt)
     y = torch.randint(0, 7, (batch,))
@@ -107,12 +114,7 @@ def bench_train(name: str, channels_last: bool, bf16: bool, batch: int, budget: 
 
 @torch.inference_mode()
 def bench_infer(name: str, channels_last: bool, batch: int, budget: float) -> dict:
-    torch.manual_seed(0)
-    model = create_model(name)
-    if hasattr(model, "channels_last"):
-        model.channels_last = channels_last
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(memory_format=fmt).eval()
+    model, fmt = _fresh_model(name, channels_last, train=False)
     x = torch.randn(batch, 1, 48, 48).contiguous(memory_format=fmt)
     model(x)
     n, wall, cpu = _timed(lambda: model(x), budget, 2)
