@@ -378,3 +378,5 @@ def test_cli_evaluate_wild_folds_an_8_class_model(cli, wild_dir, tmp_path):
     assert code == 0, text
     r = json.loads((tmp_path / "b.json").read_text())
     assert r["accuracy"] == 1.0 and "contempt" not in r["labels"]
+    code, text = cli(["evaluate-wild", man, "--model", ck, "--classes", "fer+"])
+    assert code == 2 and "classes='fer+'" in text and "Traceback" not in text

@@ -240,6 +240,8 @@ def load_model(name_or_path: str | os.PathLike = "default", *, classes: str | No
     ``classes="fer2013"`` maps an 8-class FER+ model's output to FER2013's 7 classes
     (contempt folded away, probabilities renormalised).
     """
+    if classes and classes.lower() != "fer2013":
+        raise ModelError(f"classes={classes!r}: the only class mapping is 'fer2013' (FER2013's 7 classes)")
     s = str(name_or_path)
     if s in BUILTIN:
         f = WEIGHTS_DIR / f"{s}.safetensors"
@@ -267,7 +269,7 @@ def load_model(name_or_path: str | os.PathLike = "default", *, classes: str | No
     else:
         raise ModelError(f"{s}: no such built-in model, checkpoint or weights file")
     if classes:
-        clf = with_fer2013_classes(clf) if classes.lower() == "fer2013" else clf
+        clf = with_fer2013_classes(clf)
     if backend == "onnx":
         from .onnx import attach_onnx
 

@@ -55,10 +55,9 @@ def register(app: typer.Typer, panel: str) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
         from rich.table import Table
 
+        from ..models.loader import load_model
         from .evaluate import evaluate_wild
         from .recognizer import Recognizer
-
-        from ..models.loader import load_model
 
         err = Console(stderr=True)
         clf = load_model(model, classes=classes) if classes else model
