@@ -124,3 +124,46 @@ def test_architectures_unknown_model_is_skipped_not_fatal(cli, fer2013_csv, tmp_
 def test_experiment_help_lists_both(cli):
     code, text = cli(["experiment", "--help"])
     assert code == 0 and "optimizers" in text and "architectures" in text
+
+
+def _flat(text: str) -> str:
+    """CLI output with the console's line wrapping undone."""
+    return " ".join(text.split())
+
+
+def test_architectures_resume_reuses_finished_and_continues_unfinished(cli, fer2013_csv, tmp_path):
+    """A long comparison split over sittings / processes: --resume reads finished runs back,
+    continues an unfinished one from last.pt, and refuses a folder trained with another config."""
+    out = tmp_path / "a3"
+    common = ["--quick", "--out", out, "--no-progress", f"data={fer2013_csv}", "subset=64", "val_subset=32"]
+    # two processes, one model each (as on a 2-core machine) ...
+    assert cli(["experiment", "architectures", "--models", "fastfer", *common])[0] == 0
+    code, text = cli(["experiment", "architectures", "--models", "mini_xception", *common, "epochs=2"])
+    assert code == 0, text
+    first = {m: json.loads((out / m / "summary.json").read_text()) for m in ("fastfer", "mini_xception")}
+    w_fast = (out / "fastfer" / "best.pt").read_bytes()
+
+    # ... mini_xception was "interrupted" after its last epoch's checkpoint, before it finished
+    (out / "mini_xception" / "summary.json").unlink()
+    code, text = cli(["experiment", "architectures", "--models", "fastfer,mini_xception", "--resume", *common,
+                      "epochs=2"])
+    assert code != 0 and "fastfer" in text and "different config (epochs)" in _flat(text) and "Traceback" not in text
+
+    # the assembling call: fastfer reused as is, mini_xception continued
+    code, text = cli(["experiment", "architectures", "--models", "fastfer", "--resume", *common])
+    assert code == 0 and "finished earlier: reused" in _flat(text), text
+    assert (out / "fastfer" / "best.pt").read_bytes() == w_fast  # not retrained
+    res = json.loads((out / "results.json").read_text())
+    assert res["rows"][0]["best_val_acc"] == first["fastfer"]["best_val_acc"]
+    assert res["rows"][0]["train_seconds"] > 0
+
+    code, text = cli(["experiment", "architectures", "--models", "mini_xception", "--resume", *common, "epochs=2"])
+    assert code == 0 and "resumed from last.pt" in _flat(text), text
+    again = json.loads((out / "mini_xception" / "summary.json").read_text())
+    assert again["epochs_run"] == 2 and again["best_val_acc"] == first["mini_xception"]["best_val_acc"]
+    _, epochs = __import__("wildfer.evaluate.experiments", fromlist=["read_metrics"]).read_metrics(out / "mini_xception")
+    assert [e["epoch"] for e in epochs] == [0, 1]  # the log is continued, not restarted or doubled
+
+    # without --resume the folder is trained afresh
+    code, text = cli(["experiment", "architectures", "--models", "fastfer", *common])
+    assert code == 0 and "reused" not in text

@@ -77,6 +77,8 @@ def register(app: typer.Typer, panel: str) -> None:
     quick_opt = typer.Option(False, "--quick", help="A small subset and few epochs (the config's 'quick' section).")
     out_opt = typer.Option(None, "--out", help="Output folder. Default: the config's out.")
     progress_opt = typer.Option(True, "--progress/--no-progress", help="Show a progress bar per run.")
+    resume_opt = typer.Option(False, "--resume", help="Keep the runs already in --out that have the same config: "
+                              "finished ones are read back, unfinished ones continue from last.pt.")
 
     @exp.command("optimizers")
     def optimizers_cmd(
@@ -85,6 +87,7 @@ def register(app: typer.Typer, panel: str) -> None:
         quick: bool = quick_opt,
         out: Optional[Path] = out_opt,
         progress: bool = progress_opt,
+        resume: bool = resume_opt,
     ):
         """SGD, SGD+momentum, RMSProp and Adam on one model under one budget: loss and accuracy curves and a table."""
         from rich.console import Console
@@ -92,7 +95,8 @@ def register(app: typer.Typer, panel: str) -> None:
         from .experiments import run_optimizers
 
         console = Console()
-        run_optimizers(config, quick=quick, out=out, overrides=overrides or [], console=console, progress=progress)
+        run_optimizers(config, quick=quick, out=out, overrides=overrides or [], console=console, progress=progress,
+                       resume=resume)
 
     @exp.command("architectures")
     def architectures_cmd(
@@ -102,6 +106,7 @@ def register(app: typer.Typer, panel: str) -> None:
         out: Optional[Path] = out_opt,
         models: Optional[str] = typer.Option(None, "--models", help="Comma-separated model names instead of the config's list."),
         progress: bool = progress_opt,
+        resume: bool = resume_opt,
     ):
         """The study's five architectures plus ours under one budget: accuracy, parameters, multiply-adds, training time."""
         from rich.console import Console
@@ -111,6 +116,6 @@ def register(app: typer.Typer, panel: str) -> None:
         console = Console()
         names = [m.strip() for m in models.split(",") if m.strip()] if models else None
         run_architectures(config, quick=quick, out=out, models=names, overrides=overrides or [], console=console,
-                          progress=progress)
+                          progress=progress, resume=resume)
 
     app.add_typer(exp, name="experiment", rich_help_panel=panel)

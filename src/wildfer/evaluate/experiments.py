@@ -15,6 +15,11 @@ shared by every run), ``runs`` (optimizers: name -> overrides) or ``models`` (+ 
 ``model_overrides``), ``quick`` (overrides applied by ``--quick``: a data subset and few
 epochs) and ``out``. The built-in defaults below equal the shipped YAML files, so the
 commands also work from any folder.
+
+``--resume`` (``resume=True``) keeps what an earlier sitting left in ``out``: runs with the same
+training config that finished are read back, unfinished ones continue from their ``last.pt``.
+A long comparison can so be split over processes (``--models a,b`` in each, one ``--resume``
+call at the end to assemble the table), machines or days.
 """
 
 from __future__ import annotations
@@ -192,20 +197,79 @@ def read_metrics(run_dir: str | Path) -> tuple[list[dict], list[dict]]:
     return iters, epochs
 
 
-def _train_run(tcfg, train, val, run_dir: Path, console, message: str) -> tuple[dict, float, list[dict], list[dict]]:
+#: TrainConfig keys that do not change what a run learns: a finished run is reused by
+#: ``--resume`` even when these differ
+_RUNTIME_KEYS = ("out", "progress", "threads", "device")
+
+
+def _config_difference(tcfg, run_dir: Path) -> list[str]:
+    """The training keys in which ``run_dir/config.yaml`` differs from ``tcfg`` (runtime keys
+    ignored); ``["config.yaml missing"]`` when the folder has no readable config."""
+    from ..train.config import TrainConfig, read_config_file
+
+    f = run_dir / "config.yaml"
+    try:
+        old = TrainConfig.from_dict(read_config_file(f)).to_dict()
+    except (WildferError, TypeError):
+        return [f"{f.name} missing or unreadable"]
+    new = tcfg.to_dict()
+    return sorted(k for k in new if k not in _RUNTIME_KEYS and old.get(k) != new[k])
+
+
+def _train_run(tcfg, train, val, run_dir: Path, console, message: str,
+               resume: bool = False) -> tuple[dict, float, list[dict], list[dict]]:
     """One run of an experiment: train ``tcfg`` into a fresh ``run_dir`` (announcing it with
     ``message`` when there is a console). Returns ``(summary, seconds, iteration records,
-    epoch records)``."""
+    epoch records)``.
+
+    With ``resume``, a folder that already holds a run with the same training config is kept:
+    a finished one (``summary.json``) is read back without training, an unfinished one
+    (``last.pt``) continues from its last epoch. A folder holding a different config is an
+    error rather than silently retrained. ``seconds`` is the wall time of all sittings."""
     from ..train.engine import Trainer
 
-    _fresh_run_dir(run_dir)
+    sidecar = run_dir / "experiment_run.json"
+    state = None
+    if resume and ((run_dir / "summary.json").exists() or (run_dir / "last.pt").exists()):
+        diff = _config_difference(tcfg, run_dir)
+        if diff:
+            raise WildferError(f"{run_dir}: holds a run with a different config ({', '.join(diff)}); "
+                               "drop --resume to retrain it, or give another --out")
+        state = "done" if (run_dir / "summary.json").exists() else "partial"
+    if state == "done":
+        summary = json.loads((run_dir / "summary.json").read_text())
+        iters, epochs = read_metrics(run_dir)
+        secs = _sitting_seconds(sidecar, epochs)
+        if console is not None:
+            console.print(message + " [dim](finished earlier: reused)[/]", highlight=False)
+        return summary, secs, iters, epochs
+    before = 0.0
+    if state == "partial":
+        before = _sitting_seconds(sidecar, read_metrics(run_dir)[1])
+        message += " [dim](resumed from last.pt)[/]"
+    else:
+        _fresh_run_dir(run_dir)
+        if sidecar.exists():
+            sidecar.unlink()
     if console is not None:
         console.print(message, highlight=False)
     t0 = time.time()
-    summary = Trainer(tcfg, train=train, val=val, console=console).fit()
-    secs = time.time() - t0
+    summary = Trainer(tcfg, train=train, val=val, console=console, resume=state == "partial").fit()
+    secs = before + time.time() - t0
+    sidecar.write_text(json.dumps({"seconds": round(secs, 2)}))
     iters, epochs = read_metrics(run_dir)
     return summary, secs, iters, epochs
+
+
+def _sitting_seconds(sidecar: Path, epochs: list[dict]) -> float:
+    """Wall seconds a run has taken so far: the experiment's own record when there is one,
+    else the sum of its epochs' times (runs trained before the record existed)."""
+    if sidecar.exists():
+        try:
+            return float(json.loads(sidecar.read_text())["seconds"])
+        except (ValueError, KeyError, TypeError):
+            pass
+    return float(sum(e.get("seconds", 0.0) for e in epochs))
 
 
 # ----------------------------------------------------------------------------- complexity
@@ -240,7 +304,8 @@ def complexity(name: str, model_kwargs: dict | None = None, num_classes: int = 7
 
 
 def run_optimizers(config: str | Path | dict | None = None, *, quick: bool = False, out: str | Path | None = None,
-                   overrides: Sequence[str] = (), console=None, progress: bool | None = None) -> dict[str, Any]:
+                   overrides: Sequence[str] = (), console=None, progress: bool | None = None,
+                   resume: bool = False) -> dict[str, Any]:
     """Train ``base.model`` once per update rule in ``runs`` under one budget; write the figures
     and tables to ``out``. Returns ``{"rows": [...], "out": ..., "figures": {...}}``."""
     cfg = config if isinstance(config, dict) else load_experiment_config("optimizers", config, overrides)
@@ -254,7 +319,7 @@ def run_optimizers(config: str | Path | dict | None = None, *, quick: bool = Fal
         summary, secs, iters, epochs = _train_run(
             tcfg, train, val, out / name, console,
             f"[bold]{name}[/]: {tcfg.optimizer} lr={tcfg.lr} on {tcfg.model}, {len(train)} training faces, "
-            f"{tcfg.epochs} epochs")
+            f"{tcfg.epochs} epochs", resume=resume)
         last = epochs[-1] if epochs else {}
         rows.append({
             "rule": name, "optimizer": tcfg.optimizer, "lr": tcfg.lr,
@@ -351,7 +416,7 @@ def _smooth(ys: list[float], k: int) -> list[float]:
 
 def run_architectures(config: str | Path | dict | None = None, *, quick: bool = False, out: str | Path | None = None,
                       models: Sequence[str] | None = None, overrides: Sequence[str] = (), console=None,
-                      progress: bool | None = None) -> dict[str, Any]:
+                      progress: bool | None = None, resume: bool = False) -> dict[str, Any]:
     """Train every model in the config's ``models`` (or ``models``) under one budget and compare
     PublicTest accuracy, parameters, multiply-adds and training time. Names not registered in
     this installation are listed as skipped, not errors."""
@@ -377,7 +442,7 @@ def run_architectures(config: str | Path | dict | None = None, *, quick: bool = 
         summary, secs, _, epochs = _train_run(
             tcfg, train, val, out / name, console,
             f"[bold]{name}[/]: {cx['params'] / 1e6:.2f} M params, {cx['macs'] / 1e6:.1f} M MACs; "
-            f"{len(train)} training faces, {tcfg.epochs} epochs")
+            f"{len(train)} training faces, {tcfg.epochs} epochs", resume=resume)
         train_secs = sum(e.get("seconds", 0.0) for e in epochs)
         n_seen = len(train) * len(epochs)
         rows.append({
