@@ -96,6 +96,26 @@ def register(app: typer.Typer, panel: str) -> None:
             json_out.write_text(json.dumps(d, indent=2) + "\n")
             console.print(f"wrote {json_out}", highlight=False, markup=False, soft_wrap=True)
 
+    @sub.command("pack")
+    def pack(
+        src: Path = typer.Argument(..., help="FER2013 CSV (.csv / .csv.gz) or an existing pack."),
+        out: Path = typer.Argument(..., help="The pack to write: NAME.npz.xz (compact) or NAME.npz (raw, fastest)."),
+        usage: Optional[str] = typer.Option(None, "--usage", help="Comma-separated usages to keep, e.g. Training,PublicTest (default: all)."),
+        preset: int = typer.Option(6, "--preset", min=0, max=9, help="xz compression preset for .npz.xz."),
+    ):
+        """Write FER2013 as a compact pack (uint8 arrays, xz) that every data option reads like the CSV:
+        for carrying the data to another machine, e.g. a GPU box with an upload limit."""
+        from rich.console import Console
+
+        from .fer2013 import load_fer2013, save_pack
+
+        usages = [u.strip() for u in usage.split(",") if u.strip()] if usage else None
+        data = load_fer2013(src, usages)
+        save_pack(data, out, preset=preset)
+        counts = ", ".join(f"{u} {n:,}" for u, n in data.usage_counts().items())
+        Console().print(f"wrote {out}: {len(data):,} faces ({counts}), {out.stat().st_size / 1e6:.1f} MB "
+                        f"(source {src.stat().st_size / 1e6:.1f} MB)", highlight=False, markup=False, soft_wrap=True)
+
     @sub.command("show")
     def show(
         path: Path = typer.Argument(..., help="fer2013.csv(.gz), fer2013new.csv, an image folder or a manifest CSV."),

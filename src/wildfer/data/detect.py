@@ -32,12 +32,16 @@ def _header(path: Path) -> list[str]:
 
 
 def detect_format(path: str | os.PathLike) -> str:
-    """One of :data:`FORMATS`, from the path (folder) or the CSV header."""
+    """One of :data:`FORMATS`, from the path (folder, FER2013 pack) or the CSV header."""
+    from .fer2013 import is_pack
+
     path = Path(path)
     if not path.exists():
         raise DataError(path, "not found")
     if path.is_dir():
         return "folder"
+    if is_pack(path):
+        return "fer2013"
     cols = _header(path)
     if "emotion" in cols and "pixels" in cols:
         return "fer2013"
@@ -56,9 +60,10 @@ def detect_format(path: str | os.PathLike) -> str:
 
 
 def find_fer2013_beside(ferplus_csv: str | os.PathLike) -> Path:
-    """``fer2013.csv(.gz)`` in the folder of ``ferplus_csv`` (FER+ has labels, not images)."""
+    """``fer2013.csv(.gz)`` (or a pack ``fer2013.npz(.xz)``) in the folder of ``ferplus_csv``
+    (FER+ has labels, not images)."""
     folder = Path(ferplus_csv).resolve().parent
-    for name in ("fer2013.csv", "fer2013.csv.gz"):
+    for name in ("fer2013.csv", "fer2013.csv.gz", "fer2013.npz", "fer2013.npz.xz"):
         if (folder / name).exists():
             return folder / name
     raise DataError(

@@ -1,0 +1,76 @@
+"""FER2013 packs (``wildfer data pack``): the same arrays as the CSV, smaller, read everywhere the CSV is."""
+
+from __future__ import annotations
+
+import lzma
+
+import numpy as np
+import pytest
+
+from wildfer.data.fer2013 import load_fer2013, read_pack, save_pack
+from wildfer.errors import DataError
+
+from test_data_cli import fer_csv, one_error_line
+
+
+@pytest.fixture()
+def small_csv(tmp_path):
+    return fer_csv(tmp_path / "fer2013.csv", [(i % 7, u) for i, u in
+                                              enumerate(["Training"] * 20 + ["PublicTest"] * 6 + ["PrivateTest"] * 4)])
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".npz.xz"])
+def test_pack_round_trip_equals_the_csv(small_csv, tmp_path, suffix):
+    csv_data = load_fer2013(small_csv, use_cache=False)
+    out = save_pack(csv_data, tmp_path / f"p{suffix}")
+    back = load_fer2013(out)
+    assert np.array_equal(back.images, csv_data.images) and back.images.dtype == np.uint8
+    assert np.array_equal(back.labels, csv_data.labels)
+    assert list(back.usage) == list(csv_data.usage) and np.array_equal(back.rows, csv_data.rows)
+    assert back.split("PublicTest").class_counts() == csv_data.split("PublicTest").class_counts()
+    if suffix == ".npz.xz":
+        assert lzma.decompress(out.read_bytes())[:2] == b"PK"  # an npz inside xz
+
+
+def test_pack_cli_keeps_only_the_usages_asked(cli, small_csv, tmp_path):
+    out = tmp_path / "train_public.npz.xz"
+    code, text = cli(["data", "pack", small_csv, out, "--usage", "Training,PublicTest"])
+    assert code == 0, text
+    assert "26 faces" in text and "Training 20" in text and "PublicTest 6" in text
+    data = load_fer2013(out)
+    assert data.usage_counts() == {"PublicTest": 6, "Training": 20}
+    # every data command takes it like the CSV
+    code, text = cli(["data", "info", out])
+    assert code == 0 and "26 faces" in text.replace("\n", " "), text
+
+
+def test_pack_trains_like_the_csv(small_csv, tmp_path):
+    from wildfer.train.config import TrainConfig
+    from wildfer.train.engine import load_training_data
+
+    pack = save_pack(load_fer2013(small_csv, use_cache=False), tmp_path / "p.npz.xz")
+    a = load_training_data(TrainConfig(data=str(small_csv)))
+    b = load_training_data(TrainConfig(data=str(pack)))
+    for x, y in zip(a, b):
+        assert np.array_equal(x.images, y.images) and np.array_equal(x.labels, y.labels)
+
+
+def test_bad_packs_are_one_line_errors(cli, small_csv, tmp_path):
+    torn = tmp_path / "torn.npz.xz"
+    save_pack(load_fer2013(small_csv, use_cache=False), torn)
+    torn.write_bytes(torn.read_bytes()[:200])
+    with pytest.raises(DataError, match="corrupt or truncated"):
+        read_pack(torn)
+    other = tmp_path / "other.npz"
+    np.savez(other, x=np.zeros(3))
+    with pytest.raises(DataError, match="missing images"):
+        read_pack(other)
+    wrong = tmp_path / "wrong.npz"
+    np.savez(wrong, images=np.zeros((2, 32, 32), np.uint8), labels=np.zeros(2, np.int64),
+             usage=np.array(["Training"] * 2), rows=np.arange(2))
+    with pytest.raises(DataError, match="not a FER2013 pack"):
+        read_pack(wrong)
+    code, text = cli(["data", "info", torn])
+    assert code != 0 and "torn.npz.xz" in one_error_line(text) and "corrupt" in text
+    code, text = cli(["data", "pack", small_csv, tmp_path / "out.zip"])
+    assert code != 0 and "must end in .npz or .npz.xz" in one_error_line(text)
