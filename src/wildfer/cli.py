@@ -79,14 +79,27 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except SystemExit as e:
         return int(e.code or 0) if isinstance(e.code, int) or e.code is None else 1
-    except Exception as e:  # click usage errors
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
+    except Exception as e:  # usage errors (unknown option, missing argument, bad value)
+        if isinstance(e, _usage_error_types()):
             e.show()
             return e.exit_code
         raise
     return rv if isinstance(rv, int) else 0
+
+
+def _usage_error_types() -> tuple[type, ...]:
+    """click's ``ClickException`` and, for typer >= 0.2x, which vendors click as
+    ``typer._click``, typer's own copy of it: usage errors may come from either."""
+    import click
+
+    types: list[type] = [click.exceptions.ClickException]
+    try:
+        from typer._click.exceptions import ClickException as TyperClickException
+    except ImportError:  # a typer that uses click itself
+        pass
+    else:
+        types.append(TyperClickException)
+    return tuple(types)
 
 
 if __name__ == "__main__":
