@@ -251,6 +251,20 @@ def test_cli_evaluate_writes_json_and_figures(cli, small_csv, checkpoints, tmp_p
     assert "macro-F1" in text and "per class" in text and f"{100 * r['accuracy']:.2f}%" in text
 
 
+def test_cli_evaluate_reads_a_pack_like_the_csv(cli, small_csv, checkpoints, tmp_path):
+    """`wildfer data pack` output is evaluated exactly as the CSV it came from."""
+    pack = tmp_path / "fer.npz.xz"
+    assert cli(["data", "pack", small_csv, pack])[0] == 0
+    reports = []
+    for src in (small_csv, pack):
+        js = tmp_path / f"{src.name}.json"
+        code, text = cli(["evaluate", src, "--model", checkpoints[0], "--split", "PublicTest", "--json", js])
+        assert code == 0, text
+        reports.append(json.loads(js.read_text()))
+    a, b = reports
+    assert a["n"] == b["n"] == 300 and a["confusion"] == b["confusion"] and a["accuracy"] == b["accuracy"]
+
+
 def test_cli_ensemble_and_tencrop(cli, small_csv, checkpoints, tmp_path):
     from wildfer.evaluate import evaluate, load_eval_data
 

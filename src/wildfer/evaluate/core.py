@@ -62,6 +62,10 @@ def evaluate(models, arrays: FaceArrays, tta: str | None = None, batch_size: int
 def _looks_like_fer2013(path: Path) -> bool:
     import gzip
 
+    from ..data.fer2013 import is_pack
+
+    if is_pack(path):
+        return True
     try:
         with open(path, "rb") as fh:
             magic = fh.read(2)
@@ -77,7 +81,7 @@ def load_eval_data(path: str | os.PathLike, split: str | None = "PublicTest", *,
                    ferplus_labels: str | os.PathLike | None = None) -> FaceArrays:
     """Faces and labels for ``wildfer evaluate``.
 
-    * a FER2013 CSV (``emotion,pixels,Usage``, plain or gzipped): its ``split`` rows (``"all"`` =
+    * a FER2013 CSV (``emotion,pixels,Usage``, plain or gzipped) or pack (``wildfer data pack``): its ``split`` rows (``"all"`` =
       every row); with ``ferplus_labels`` (or ``dataset="ferplus"``, which looks for
       ``fer2013new.csv`` beside the CSV) FER+ majority labels with 8 classes;
     * an image folder (``root/<class>/*``) or a manifest CSV (``path,label[,box]``) through
