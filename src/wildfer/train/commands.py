@@ -15,6 +15,9 @@ def register(app: typer.Typer, panel: str) -> None:
         config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML or TOML config file."),
         resume: bool = typer.Option(False, "--resume", help="Continue from <out>/last.pt."),
         sanity: bool = typer.Option(False, "--sanity", help="Run the sanity checks (initial loss, overfit, gradient check) and exit."),
+        progress: Optional[bool] = typer.Option(None, "--progress/--no-progress",
+                                                help="Show the progress bar (default: the config's 'progress', on). "
+                                                     "--no-progress for logs of background runs."),
     ):
         """Train a model (one loop for every experiment); writes checkpoints and metrics.jsonl."""
         from rich.console import Console
@@ -30,5 +33,7 @@ def register(app: typer.Typer, panel: str) -> None:
         from .engine import Trainer
 
         cfg = load_config(config, overrides or [])
+        if progress is not None:
+            cfg.progress = progress
         summary = Trainer(cfg, resume=resume, console=console).fit()
         console.print(f"best validation accuracy {summary['best_val_acc']:.4f}; run folder {summary['out']}")
