@@ -60,21 +60,14 @@ def evaluate(models, arrays: FaceArrays, tta: str | None = None, batch_size: int
 
 
 def _looks_like_fer2013(path: Path) -> bool:
-    import gzip
+    """Whether ``path`` is FER2013 (a CSV with its header, plain or gzipped, or a pack), by the
+    same test ``wildfer data info`` uses (:func:`wildfer.data.detect.detect_format`)."""
+    from ..data.detect import detect_format
 
-    from ..data.fer2013 import is_pack
-
-    if is_pack(path):
-        return True
     try:
-        with open(path, "rb") as fh:
-            magic = fh.read(2)
-        opener = gzip.open if magic == b"\x1f\x8b" else open
-        with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
-            header = fh.readline().lower()
-    except OSError:
+        return detect_format(path) == "fer2013"
+    except DataError:  # empty, unreadable or not a data file: not FER2013
         return False
-    return "pixels" in header and "emotion" in header
 
 
 def load_eval_data(path: str | os.PathLike, split: str | None = "PublicTest", *, dataset: str = "fer2013",
