@@ -270,6 +270,7 @@ class InceptionForm(ImageNetForm):
     imagenet_mean = INCEPTION_MEAN
     imagenet_std = INCEPTION_STD
 
+
 class FeaturesClassifierForm(ImageNetForm):
     """torchvision's AlexNet / VGG layout: a ``features`` trunk, an ``avgpool`` (identity in the
     48x48 forms), then a ``classifier`` ``Sequential`` whose index 6 is the class layer.
