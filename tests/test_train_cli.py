@@ -18,3 +18,29 @@ def test_no_progress_switch_overrides_the_config(cli, tmp_path):
         # the switch wins over the key=value override and is what the saved config records
         assert yaml.safe_load((out / "config.yaml").read_text())["progress"] is want
         assert "best validation accuracy" in text
+
+
+def test_time_budget_replans_epochs_once_and_records_the_plan(cli, tmp_path):
+    import json
+
+    csv = fer_csv(tmp_path / "f.csv", [(i % 7, "Training") for i in range(48)] + [(i % 7, "PublicTest") for i in range(16)])
+    common = [f"data={csv}", "model=shallow", "model_kwargs.num_filters=4", "batch_size=16", "channels_last=false",
+              "budget_epochs=1"]
+    # a budget far too small for the configured 6 epochs: cut to the first (timed) one
+    out = tmp_path / "tight"
+    code, text = cli(["train", "--no-progress", *common, "epochs=6", "time_budget=0.00001", f"out={out}"])
+    assert code == 0, text
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    plans = [r for r in records if r["type"] == "plan"]
+    assert plans == [{"type": "plan", "epoch": 0, "epochs": 1, "configured_epochs": 6, "time_budget_min": 0.00001}]
+    assert sum(r["type"] == "epoch" for r in records) == 1
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["epochs"] == 1 and saved["time_budget"] is None  # the config repeats the schedule as run
+    assert "time budget" in text
+    # a generous budget never adds epochs beyond the configured ones
+    out = tmp_path / "roomy"
+    code, text = cli(["train", "--no-progress", *common, "epochs=2", "time_budget=100", f"out={out}"])
+    assert code == 0, text
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epochs"] for r in records if r["type"] == "plan"] == [2]
+    assert sum(r["type"] == "epoch" for r in records) == 2

@@ -59,11 +59,13 @@ class Augment:
         theta[:, 1, 1] = cos * sy
         theta[:, 0, 2] = tx
         theta[:, 1, 2] = ty
-        grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+        # the draws above come from the (CPU) generator whatever the device, so a run is the same
+        # random stream on a CPU and a GPU; only the warp itself runs where ``x`` lives
+        grid = F.affine_grid(theta.to(device=x.device, dtype=x.dtype), list(x.shape), align_corners=False)
         out = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
         if self.brightness or self.contrast:
-            b = u(-self.brightness, self.brightness).view(n, 1, 1, 1)
-            k = u(1 - self.contrast, 1 + self.contrast).view(n, 1, 1, 1)
+            b = u(-self.brightness, self.brightness).view(n, 1, 1, 1).to(x.device)
+            k = u(1 - self.contrast, 1 + self.contrast).view(n, 1, 1, 1).to(x.device)
             mean = out.mean(dim=(1, 2, 3), keepdim=True)
             out = ((out - mean) * k + mean + b).clamp(0, 1)
         if self.erase > 0:
@@ -92,7 +94,7 @@ def random_erase(
         & do.view(n, 1, 1)
     ).unsqueeze(1)
     noise = torch.rand(x.shape, generator=g, dtype=x.dtype)
-    return torch.where(mask, noise, x)
+    return torch.where(mask.to(x.device), noise.to(x.device), x)
 
 
 def mixup_cutmix(

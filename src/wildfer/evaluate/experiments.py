@@ -69,7 +69,7 @@ ARCHITECTURES_DEFAULT: dict[str, Any] = {
     "base": {
         "data": "../shared/data/fer2013/fer2013.csv.gz",
         "epochs": 15,
-        "batch_size": 64,
+        "batch_size": 128,
         "optimizer": "nesterov",
         "lr": 0.01,
         "momentum": 0.9,

@@ -55,6 +55,13 @@ class TrainConfig:
     class_weights: str | None = None  # None | "balanced" | "sqrt"
     grad_clip: float | None = None
     early_stop: int | None = None  # patience in epochs on the validation metric
+    # minutes this sitting's training loop may take: from `budget_epochs` epochs on, `epochs` is
+    # re-planned at each epoch's end from the last epoch's pace (never above the configured
+    # count) until half of the plan is done, then frozen; the schedule follows the plan. Each
+    # plan is logged, and the run folder's config.yaml is rewritten with the planned epochs and
+    # no budget (a rerun of it uses one schedule of that length)
+    time_budget: float | None = None
+    budget_epochs: int = 2
     # start from trained weights (checkpoint, run folder or built-in name such as "default");
     # tensors whose shape differs -- the classifier head when the class count changes -- start fresh
     init: str | None = None

@@ -208,6 +208,7 @@ class Trainer:
             self._owns_process_group = True
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
+            torch.backends.cudnn.benchmark = True  # fixed 48x48 shapes: let cuDNN pick its fastest kernels
         seed_everything(cfg.seed)
         if train is None or val is None:
             tr, va = load_training_data(cfg)
@@ -222,9 +223,11 @@ class Trainer:
             console.quiet = True  # under DDP only rank 0 speaks (progress bar, epoch lines, the caller's summary)
 
     # -- pieces -----------------------------------------------------------------------------
-    def _batch_tensor(self, images: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0).unsqueeze(1)
-        return x
+    def _batch_tensor(self, images: np.ndarray, device: torch.device | None = None) -> torch.Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(images))
+        if device is not None:
+            x = x.to(device, non_blocking=True)  # uint8 over the bus: a quarter of the float bytes
+        return x.float().div_(255.0).unsqueeze(1)
 
     def _normalize(self, x: torch.Tensor) -> torch.Tensor:
         return (x - DEFAULT_PREPROCESS["mean"]) / DEFAULT_PREPROCESS["std"]
@@ -251,7 +254,7 @@ class Trainer:
         loss_sum, correct, count = 0.0, 0, 0
         for i in range(0, len(idx), batch_size):
             b = idx[i : i + batch_size]
-            x = self._prep(self._normalize(self._batch_tensor(data.images[b])))
+            x = self._prep(self._normalize(self._batch_tensor(data.images[b], self.device)))
             y = torch.from_numpy(data.labels[b]).to(self.device)
             with self._autocast():
                 logits = model(x)
@@ -264,6 +267,19 @@ class Trainer:
             torch.distributed.all_reduce(t)
         loss_sum, correct, count = t.tolist()
         return {"loss": loss_sum / max(1, count), "acc": correct / max(1, count), "n": int(count)}
+
+    def _plan_epochs(self, epoch: int, elapsed: float, last_epoch_seconds: float, max_epochs: int) -> int:
+        """Epochs that fit ``cfg.time_budget`` minutes at the last epoch's pace (same on every
+        rank: rank 0 decides), between ``epoch + 1`` and ``max_epochs``."""
+        cfg = self.cfg
+        left = cfg.time_budget * 60.0 - elapsed
+        n = epoch + 1 + int(max(0.0, left) // max(1e-6, last_epoch_seconds))
+        n = max(epoch + 1, min(max_epochs, n))
+        if self.distributed:
+            t = torch.tensor([n], dtype=torch.int64, device=self.device)
+            torch.distributed.broadcast(t, 0)
+            n = int(t)
+        return n
 
     # -- main loop --------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
@@ -322,7 +338,10 @@ class Trainer:
         try:
             with progress:
                 task = progress.add_task("train", total=(cfg.epochs - start_epoch) * steps_per_epoch)
-                for epoch in range(start_epoch, cfg.epochs):
+                fit_t0, planned, max_epochs = time.time(), False, cfg.epochs
+                epoch = start_epoch - 1
+                while epoch + 1 < cfg.epochs:
+                    epoch += 1
                     t0 = time.time()
                     net.train()
                     # same permutation on every rank, then each takes its shard (DistributedSampler semantics)
@@ -331,7 +350,12 @@ class Trainer:
                     if self.world > 1:
                         pad = per_rank * self.world - n_train
                         perm = np.concatenate([perm, perm[:pad]])[self.rank :: self.world]
-                    tl, tc, tn = 0.0, 0, 0
+                    # running sums stay on the device: on a GPU the loop reads a number back (a sync)
+                    # only every log_every iterations; on a CPU every step (free there), as before
+                    on_gpu = self.device.type == "cuda"
+                    tl_t = torch.zeros((), dtype=torch.float64, device=self.device)
+                    tc_t = torch.zeros((), dtype=torch.int64, device=self.device)
+                    tn = 0
                     for it in range(steps_per_epoch):
                         b = perm[it * cfg.batch_size : (it + 1) * cfg.batch_size]
                         if len(b) == 0:
@@ -340,7 +364,8 @@ class Trainer:
                         lr = sched(step)
                         for g in opt.param_groups:
                             g["lr"] = lr
-                        x = self._batch_tensor(self.train_data.images[b])
+                        # on a GPU the batch is augmented there
+                        x = self._batch_tensor(self.train_data.images[b], self.device if on_gpu else None)
                         if aug is not None:
                             x = aug(x, gen)
                         x = self._normalize(x)
@@ -349,6 +374,7 @@ class Trainer:
                             y = torch.from_numpy(soft_labels[b]).float()
                         else:
                             y = F.one_hot(y_idx, self.num_classes).float()
+                        y = y.to(x.device)
                         if cfg.mixup > 0 or cfg.cutmix > 0:
                             x, y = mixup_cutmix(x, y, self.num_classes, cfg.mixup, cfg.cutmix, gen)
                         x = self._prep(x)
@@ -363,22 +389,29 @@ class Trainer:
                             T = cfg.distill_temperature
                             kd = F.kl_div(F.log_softmax(logits / T, 1), F.softmax(tlog / T, 1), reduction="batchmean")
                             loss = (1 - cfg.distill_alpha) * loss + cfg.distill_alpha * kd * T * T
-                        if not torch.isfinite(loss):
-                            raise WildferError(f"loss became {float(loss)} at epoch {epoch} iteration {it}; lower lr={cfg.lr}")
+                        sync = not on_gpu or it % max(1, cfg.log_every) == 0 or it == steps_per_epoch - 1
+                        lv = float(loss.detach()) if sync else None
+                        if lv is not None and not math.isfinite(lv):
+                            raise WildferError(f"loss became {lv} at epoch {epoch} iteration {it}; lower lr={cfg.lr}")
                         opt.zero_grad(set_to_none=True)
                         loss.backward()
                         if cfg.grad_clip:
                             nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
                         opt.step()
-                        lv = float(loss.detach())
-                        tl += lv * len(b)
-                        tc += int((logits.argmax(1).cpu() == y_idx).sum())
+                        tl_t += loss.detach().double() * len(b)
+                        tc_t += (logits.detach().argmax(1) == y_idx.to(self.device, non_blocking=True)).sum()
                         tn += len(b)
                         if log and (it % max(1, cfg.log_every) == 0):
                             log.write(json.dumps({"type": "iter", "epoch": epoch, "iter": step, "loss": round(lv, 5),
                                                   "lr": lr}) + "\n")
-                        progress.update(task, advance=1, description=f"epoch {epoch + 1}/{cfg.epochs} loss {lv:.3f}")
-                    train_stats = torch.tensor([tl, tc, tn], dtype=torch.float64, device=self.device)
+                        if lv is not None:
+                            progress.update(task, advance=1, description=f"epoch {epoch + 1}/{cfg.epochs} loss {lv:.3f}")
+                        else:
+                            progress.update(task, advance=1)
+                    tl = float(tl_t)
+                    if not math.isfinite(tl):
+                        raise WildferError(f"loss became {tl} in epoch {epoch}; lower lr={cfg.lr}")
+                    train_stats = torch.tensor([tl, float(tc_t), tn], dtype=torch.float64, device=self.device)
                     if self.distributed:
                         torch.distributed.all_reduce(train_stats)
                     tl, tc, tn = train_stats.tolist()
@@ -415,6 +448,27 @@ class Trainer:
                                 f"epoch {epoch + 1}/{cfg.epochs}: train loss {rec['train_loss']:.4f} acc {rec['train_acc']:.4f} | "
                                 f"val loss {val['loss']:.4f} acc {val['acc']:.4f} | {rec['seconds']:.0f}s"
                             )
+                    if cfg.time_budget and epoch + 1 - start_epoch >= max(1, cfg.budget_epochs) \
+                            and (not planned or epoch + 1 <= cfg.epochs / 2):
+                        new_epochs = self._plan_epochs(epoch, time.time() - fit_t0, history[-1]["seconds"],
+                                                       max_epochs)
+                    else:
+                        new_epochs = None
+                    if new_epochs is not None and (not planned or new_epochs != cfg.epochs):
+                        planned = True
+                        if self.is_main:
+                            log.write(json.dumps({"type": "plan", "epoch": epoch, "epochs": new_epochs,
+                                                  "configured_epochs": max_epochs,
+                                                  "time_budget_min": cfg.time_budget}) + "\n")
+                            log.flush()
+                            if self.console is not None:
+                                self.console.print(f"time budget {cfg.time_budget:g} min: {new_epochs} epochs "
+                                                   f"(configured {max_epochs})")
+                            plan_cfg = TrainConfig.from_dict({**cfg.to_dict(), "epochs": new_epochs,
+                                                              "time_budget": None})
+                            save_config(plan_cfg, self.out / "config.yaml")
+                        cfg.epochs = new_epochs
+                        progress.update(task, total=(cfg.epochs - start_epoch) * steps_per_epoch)
                     if cfg.early_stop and bad_epochs >= cfg.early_stop:
                         if self.console is not None and self.is_main:
                             self.console.print(f"early stop: no improvement for {bad_epochs} epochs")

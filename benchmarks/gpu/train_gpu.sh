@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# One GPU sitting (the `device` tool's H200 / H100, ~10 minutes) that trains, at once:
+#   default, default_resnet (ensemble member), ferplus, fast -- configs/*.yaml with time_budget=BUDGET_MIN
+#     (fast: no teacher here, 150 epochs at most, batch 128; distilled later from the new default)
+#   the full architecture comparison (configs/experiments/architectures.yaml, 15 epochs, all data)
+#     split over four processes with --models (assembled later with `--resume`)
+# and leaves in $OUT: each model's fp16 safetensors + card json (<16 MB each) and logs.tar.xz
+# (every run's config.yaml, metrics.jsonl, summary.json, the experiment folders without
+# checkpoints, each process's console log, nvidia-smi).
+#
+# Data: FER2013 Training+PublicTest as a pack (`wildfer data pack ../shared/data/fer2013/fer2013.csv.gz
+# packed/fer2013.npz.xz`) and the FER+ votes gzipped in packed/ (ignored by git; carried).
+#   device run:  carry=["packed"]  command="bash benchmarks/gpu/train_gpu.sh"
+#   dry run here: SMOKE=1 OUT=/tmp/gpu_out bash benchmarks/gpu/train_gpu.sh   (CPU, tiny, ~2 min)
+set -u
+T0=$(date +%s)
+SMOKE=${SMOKE:-0}
+OUT=${OUT:-out/gpu}
+DEADLINE=${DEADLINE:-545}      # seconds after start: every training still running is stopped
+BUDGET_MIN=${BUDGET_MIN:-8.0}  # minutes each time-budgeted training may take
+W=${W:-runs/gpu}
+mkdir -p "$OUT" "$W"
+export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2 MKL_NUM_THREADS=2
+PY=${PY:-python3}
+elapsed() { echo $(( $(date +%s) - T0 )); }
+
+{ nvidia-smi 2>&1 || true; $PY -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"; } > "$W/machine.txt" 2>&1
+cat "$W/machine.txt"
+
+# one raw .npz (74 MB, instant to read) instead of seven processes each unpacking the .xz
+$PY - <<'EOF' || { echo "data unpack failed"; exit 3; }
+import lzma, pathlib
+src, dst = pathlib.Path("packed/fer2013.npz.xz"), pathlib.Path("packed/fer2013.npz")
+if not dst.exists():
+    dst.write_bytes(lzma.decompress(src.read_bytes()))
+print("data ready", dst.stat().st_size, "bytes")
+EOF
+DATA=packed/fer2013.npz
+FERPLUS=packed/fer2013new.csv.gz
+
+if [ "$SMOKE" = 1 ]; then
+  DEV=cpu; EXTRA=(subset=256 val_subset=128 epochs=3 batch_size=32); AQ=(--quick); BUDGET_MIN=0.2; DEADLINE=240
+else
+  DEV=cuda; EXTRA=(); AQ=()
+fi
+echo "start $(elapsed)s: device=$DEV budget=${BUDGET_MIN}min deadline=${DEADLINE}s"
+
+pids=()
+train() {  # name config
+  $PY -m wildfer.cli train --no-progress --config "$2" data=$DATA device=$DEV threads=2 \
+      time_budget=$BUDGET_MIN out=$W/$1 "${@:3}" "${EXTRA[@]}" > "$W/$1.log" 2>&1 &
+  pids+=($!)
+}
+arch() {  # name models
+  $PY -m wildfer.cli experiment architectures "${AQ[@]}" --no-progress --models "$2" --out $W/arch_$1 \
+      data=$DATA device=$DEV threads=2 > "$W/arch_$1.log" 2>&1 &
+  pids+=($!)
+}
+# heaviest first, so the long poles start at once
+arch irv2 inception_resnet
+arch vgg16 vgg16
+train default configs/default.yaml
+train ferplus configs/ferplus.yaml ferplus_labels=$FERPLUS
+train default_resnet configs/default_resnet.yaml
+train fast configs/fast.yaml epochs=150 batch_size=128 warmup_epochs=2 log_every=10
+arch incep inception,alexnet,shallow
+arch ours vggfer_small,resnet18_half,mini_xception,fastfer
+
+# wait for all, or stop them at the deadline
+while :; do
+  alive=0; for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=$((alive + 1)); done
+  [ $alive -eq 0 ] && break
+  if [ "$(elapsed)" -ge "$DEADLINE" ]; then
+    echo "deadline at $(elapsed)s: stopping $alive process(es)"
+    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
+    sleep 3; for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
+    break
+  fi
+  sleep 5
+done
+echo "trainings over at $(elapsed)s"
+nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv >> "$W/machine.txt" 2>&1 || true
+
+# weights: best.pt -> fp16 safetensors + json card beside, one small tar per model
+$PY - "$W" "$OUT" <<'EOF'
+import json, sys, tarfile, pathlib
+from wildfer.models.loader import export_weights, read_checkpoint
+w, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+for name in ("default", "default_resnet", "ferplus", "fast"):
+    ck = w / name / "best.pt"
+    if not ck.exists():
+        print(name, "no best.pt"); continue
+    meta = read_checkpoint(ck)
+    card = {"epoch": meta.get("epoch"), "metrics": meta.get("metrics")}
+    st = export_weights(ck, w / "export" / name, card=card)
+    with tarfile.open(out / f"{name}.tar", "w") as t:
+        t.add(st, arcname=st.name); t.add(st.with_suffix(".json"), arcname=name + ".json")
+    print(name, "exported", st.stat().st_size, "bytes; best", card["metrics"].get("val_acc"), "epoch", card["epoch"])
+EOF
+# logs and experiment folders without checkpoints
+tar -cJf "$OUT/logs.tar.xz" --exclude='*.pt' --exclude='*.tmp' --exclude='export' -C "$W" . 2>/dev/null
+ls -la "$OUT"
+for f in "$W"/*.log; do echo "== $f"; tail -n 4 "$f"; done
+echo "done at $(elapsed)s"
