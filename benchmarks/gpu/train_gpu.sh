@@ -11,6 +11,8 @@
 # Data: FER2013 Training+PublicTest as a pack (`wildfer data pack ../shared/data/fer2013/fer2013.csv.gz
 # packed/fer2013.npz.xz`) and the FER+ votes gzipped in packed/ (ignored by git; carried).
 #   device run:  carry=["packed"]  command="bash benchmarks/gpu/train_gpu.sh"
+#   (the device image lacks platformdirs: the run put a two-line stub on PYTHONPATH, see README)
+#   ONLY_DEFAULT=1: the default recipe alone (a short second sitting)
 #   dry run here: SMOKE=1 OUT=/tmp/gpu_out bash benchmarks/gpu/train_gpu.sh   (CPU, tiny, ~2 min)
 set -u
 T0=$(date +%s)
@@ -56,15 +58,19 @@ arch() {  # name models
       data=$DATA device=$DEV threads=2 > "$W/arch_$1.log" 2>&1 &
   pids+=($!)
 }
-# heaviest first, so the long poles start at once
-arch irv2 inception_resnet
-arch vgg16 vgg16
-train default configs/default.yaml
-train ferplus configs/ferplus.yaml ferplus_labels=$FERPLUS
-train default_resnet configs/default_resnet.yaml
-train fast configs/fast.yaml epochs=150 batch_size=128 warmup_epochs=2 log_every=10
-arch incep inception,alexnet,shallow
-arch ours vggfer_small,resnet18_half,mini_xception,fastfer
+if [ "${ONLY_DEFAULT:-0}" = 1 ]; then  # a short second sitting: the default recipe alone on the GPU
+  train default configs/default.yaml
+else
+  # heaviest first, so the long poles start at once
+  arch irv2 inception_resnet
+  arch vgg16 vgg16
+  train default configs/default.yaml
+  train ferplus configs/ferplus.yaml ferplus_labels=$FERPLUS
+  train default_resnet configs/default_resnet.yaml
+  train fast configs/fast.yaml epochs=150 batch_size=128 warmup_epochs=2 log_every=10
+  arch incep inception,alexnet,shallow
+  arch ours vggfer_small,resnet18_half,mini_xception,fastfer
+fi
 
 # wait for all, or stop them at the deadline
 while :; do
