@@ -11,11 +11,14 @@ R=benchmarks/results
 mkdir -p $R
 what=${1:-all}
 if [[ $what == all || $what == fer ]]; then
-  for m in default fast; do
+  for m in default fast default_resnet; do
     $W evaluate $D/fer2013/fer2013.csv.gz --model $m --split PublicTest --json $R/eval_${m}_publictest.json
     $W evaluate $D/fer2013/fer2013.csv.gz --model $m --split PublicTest --tta tencrop --json $R/eval_${m}_publictest_tencrop.json
   done
-  $W evaluate $D/fer2013/fer2013.csv.gz --model default --model fast --split PublicTest --tta tencrop \
+  # the ensemble: default + its partner default_resnet (probabilities averaged), plain and ten-crop
+  $W evaluate $D/fer2013/fer2013.csv.gz --model default --model default_resnet --split PublicTest \
+     --json $R/eval_ensemble_publictest.json
+  $W evaluate $D/fer2013/fer2013.csv.gz --model default --model default_resnet --split PublicTest --tta tencrop \
      --json $R/eval_ensemble_publictest_tencrop.json
   # ferplus: FER+ majority labels (8 classes), and mapped to FER2013's 7 classes on FER2013's labels
   if [[ -f src/wildfer/weights/ferplus.safetensors ]]; then

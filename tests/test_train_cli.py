@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from test_data_cli import fer_csv
@@ -44,3 +45,29 @@ def test_time_budget_replans_epochs_once_and_records_the_plan(cli, tmp_path):
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epochs"] for r in records if r["type"] == "plan"] == [2]
     assert sum(r["type"] == "epoch" for r in records) == 2
+
+
+def test_teacher_cache_equals_live_teacher_without_augmentation(cli, tmp_path):
+    """Offline distillation (teacher_cache) gives the teacher's logits of each face once; with no
+    augmentation the live teacher sees the same faces, so both runs must train identically."""
+    import json
+
+    csv = fer_csv(tmp_path / "f.csv", [(i % 7, "Training") for i in range(48)] + [(i % 7, "PublicTest") for i in range(16)])
+    common = [f"data={csv}", "model=shallow", "model_kwargs.num_filters=4", "batch_size=16", "channels_last=false",
+              "epochs=1"]
+    code, text = cli(["train", "--no-progress", *common, f"out={tmp_path / 'teacher'}"])
+    assert code == 0, text
+    logs = {}
+    for cache in ("false", "true"):
+        out = tmp_path / f"student_{cache}"
+        code, text = cli(["train", "--no-progress", *common, "augment=false", "epochs=2", f"teacher={tmp_path / 'teacher'}",
+                          "distill_alpha=0.7", f"teacher_cache={cache}", f"out={out}"])
+        assert code == 0, text
+        logs[cache] = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    losses = {k: [r["loss"] for r in v if r["type"] == "iter"] for k, v in logs.items()}
+    assert len(losses["true"]) == 6
+    assert losses["true"] == pytest.approx(losses["false"], rel=1e-4)
+    # mixing faces would pair cached logits with the wrong images: refused in one line
+    code, text = cli(["train", "--no-progress", *common, f"teacher={tmp_path / 'teacher'}", "teacher_cache=true",
+                      "mixup=0.2", f"out={tmp_path / 'mixed'}"])
+    assert code != 0 and "teacher_cache" in text and "Traceback" not in text

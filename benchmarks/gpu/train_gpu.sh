@@ -50,7 +50,7 @@ echo "start $(elapsed)s: device=$DEV budget=${BUDGET_MIN}min deadline=${DEADLINE
 pids=()
 train() {  # name config
   $PY -m wildfer.cli train --no-progress --config "$2" data=$DATA device=$DEV threads=2 \
-      time_budget=$BUDGET_MIN out=$W/$1 "${@:3}" "${EXTRA[@]}" > "$W/$1.log" 2>&1 &
+      epochs=150 time_budget=$BUDGET_MIN out=$W/$1 "${@:3}" "${EXTRA[@]}" > "$W/$1.log" 2>&1 &
   pids+=($!)
 }
 arch() {  # name models
@@ -67,7 +67,7 @@ else
   train default configs/default.yaml
   train ferplus configs/ferplus.yaml ferplus_labels=$FERPLUS
   train default_resnet configs/default_resnet.yaml
-  train fast configs/fast.yaml epochs=150 batch_size=128 warmup_epochs=2 log_every=10
+  train fast configs/fast.yaml
   arch incep inception,alexnet,shallow
   arch ours vggfer_small,resnet18_half,mini_xception,fastfer
 fi

@@ -23,7 +23,7 @@ from ..labels import FER2013_CLASSES
 from .registry import create_model, list_models
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-BUILTIN = ("default", "fast", "ferplus")
+BUILTIN = ("default", "fast", "ferplus", "default_resnet")  # default_resnet: ensemble partner of default
 CHECKPOINT_FORMAT = "wildfer-checkpoint-v1"
 
 #: FER2013 pixel statistics used to normalise inputs (x / 255 - mean) / std.

@@ -56,7 +56,7 @@ class TrainConfig:
     grad_clip: float | None = None
     early_stop: int | None = None  # patience in epochs on the validation metric
     # minutes this sitting's training loop may take: from `budget_epochs` epochs on, `epochs` is
-    # re-planned at each epoch's end from the last epoch's pace (never above the configured
+    # re-planned at each epoch's end from the pace of the last (up to) 5 epochs (never above the configured
     # count) until half of the plan is done, then frozen; the schedule follows the plan. Each
     # plan is logged, and the run folder's config.yaml is rewritten with the planned epochs and
     # no budget (a rerun of it uses one schedule of that length)
@@ -69,6 +69,9 @@ class TrainConfig:
     teacher: str | None = None
     distill_alpha: float = 0.5
     distill_temperature: float = 4.0
+    # the teacher's logits on the un-augmented training faces, computed once and reused every
+    # epoch (offline distillation: one teacher pass instead of one per step; no mixup/cutmix)
+    teacher_cache: bool = False
     # runtime
     seed: int = 0
     out: str = "runs/run"

@@ -268,18 +268,28 @@ class Trainer:
         loss_sum, correct, count = t.tolist()
         return {"loss": loss_sum / max(1, count), "acc": correct / max(1, count), "n": int(count)}
 
-    def _plan_epochs(self, epoch: int, elapsed: float, last_epoch_seconds: float, max_epochs: int) -> int:
-        """Epochs that fit ``cfg.time_budget`` minutes at the last epoch's pace (same on every
-        rank: rank 0 decides), between ``epoch + 1`` and ``max_epochs``."""
+    def _plan_epochs(self, epoch: int, elapsed: float, epoch_seconds: float, max_epochs: int) -> int:
+        """Epochs that fit ``cfg.time_budget`` minutes at ``epoch_seconds`` per epoch (same on
+        every rank: rank 0 decides), between ``epoch + 1`` and ``max_epochs``."""
         cfg = self.cfg
         left = cfg.time_budget * 60.0 - elapsed
-        n = epoch + 1 + int(max(0.0, left) // max(1e-6, last_epoch_seconds))
+        n = epoch + 1 + int(max(0.0, left) // max(1e-6, epoch_seconds))
         n = max(epoch + 1, min(max_epochs, n))
         if self.distributed:
             t = torch.tensor([n], dtype=torch.int64, device=self.device)
             torch.distributed.broadcast(t, 0)
             n = int(t)
         return n
+
+    @torch.no_grad()
+    def _logits(self, model: nn.Module, data: FaceArrays, batch_size: int = 256) -> torch.Tensor:
+        """``model``'s float32 logits for every face of ``data`` (un-augmented), on the CPU."""
+        out = []
+        for i in range(0, len(data), batch_size):
+            x = self._prep(self._normalize(self._batch_tensor(data.images[i : i + batch_size], self.device)))
+            with self._autocast():
+                out.append(model(x).float().cpu())
+        return torch.cat(out)
 
     # -- main loop --------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
@@ -325,6 +335,13 @@ class Trainer:
             from ..models.loader import load_model
 
             teacher = load_model(cfg.teacher).net.to(self.device).eval()
+        teacher_logits = None
+        if teacher is not None and cfg.teacher_cache:
+            if cfg.mixup > 0 or cfg.cutmix > 0:
+                raise WildferError("teacher_cache=true holds the teacher's logits for unmixed faces; "
+                                   "set mixup=0 and cutmix=0, or teacher_cache=false")
+            teacher_logits = self._logits(teacher, self.train_data)
+            teacher = None
         weights = class_weight_vector(self.train_data.labels, self.num_classes, cfg.class_weights)
         if weights is not None:
             weights = weights.to(self.device)
@@ -383,9 +400,12 @@ class Trainer:
                             logits = net(x)
                         logits = logits.float()
                         loss = soft_cross_entropy(logits, y, cfg.label_smoothing, weights)
-                        if teacher is not None:
-                            with torch.no_grad(), self._autocast():
-                                tlog = teacher(x).float()
+                        if teacher is not None or teacher_logits is not None:
+                            if teacher_logits is not None:
+                                tlog = teacher_logits[torch.from_numpy(b)].to(self.device, non_blocking=True)
+                            else:
+                                with torch.no_grad(), self._autocast():
+                                    tlog = teacher(x).float()
                             T = cfg.distill_temperature
                             kd = F.kl_div(F.log_softmax(logits / T, 1), F.softmax(tlog / T, 1), reduction="batchmean")
                             loss = (1 - cfg.distill_alpha) * loss + cfg.distill_alpha * kd * T * T
@@ -450,7 +470,8 @@ class Trainer:
                             )
                     if cfg.time_budget and epoch + 1 - start_epoch >= max(1, cfg.budget_epochs) \
                             and (not planned or epoch + 1 <= cfg.epochs / 2):
-                        new_epochs = self._plan_epochs(epoch, time.time() - fit_t0, history[-1]["seconds"],
+                        recent = [h["seconds"] for h in history[start_epoch:][-5:]]  # this sitting's pace
+                        new_epochs = self._plan_epochs(epoch, time.time() - fit_t0, sum(recent) / len(recent),
                                                        max_epochs)
                     else:
                         new_epochs = None
