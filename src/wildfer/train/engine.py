@@ -246,19 +246,23 @@ class Trainer:
         return x
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, data: FaceArrays, batch_size: int = 256) -> dict[str, float]:
-        """Loss and accuracy on ``data`` (sharded across ranks, reduced)."""
-        model.eval()
-        n = len(data)
-        idx = np.arange(self.rank, n, self.world)
-        loss_sum, correct, count = 0.0, 0, 0
+    def _batch_logits(self, model: nn.Module, data: FaceArrays, idx: np.ndarray, batch_size: int = 256):
+        """``(rows, float32 logits on the device)`` for ``data``'s un-augmented faces ``idx``, a batch at a time."""
         for i in range(0, len(idx), batch_size):
             b = idx[i : i + batch_size]
             x = self._prep(self._normalize(self._batch_tensor(data.images[b], self.device)))
-            y = torch.from_numpy(data.labels[b]).to(self.device)
             with self._autocast():
                 logits = model(x)
-            logits = logits.float()
+            yield b, logits.float()
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, data: FaceArrays, batch_size: int = 256) -> dict[str, float]:
+        """Loss and accuracy on ``data`` (sharded across ranks, reduced)."""
+        model.eval()
+        idx = np.arange(self.rank, len(data), self.world)
+        loss_sum, correct, count = 0.0, 0, 0
+        for b, logits in self._batch_logits(model, data, idx, batch_size):
+            y = torch.from_numpy(data.labels[b]).to(self.device)
             loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
             correct += int((logits.argmax(1) == y).sum())
             count += len(b)
@@ -281,15 +285,20 @@ class Trainer:
             n = int(t)
         return n
 
-    @torch.no_grad()
-    def _logits(self, model: nn.Module, data: FaceArrays, batch_size: int = 256) -> torch.Tensor:
-        """``model``'s float32 logits for every face of ``data`` (un-augmented), on the CPU."""
-        out = []
-        for i in range(0, len(data), batch_size):
-            x = self._prep(self._normalize(self._batch_tensor(data.images[i : i + batch_size], self.device)))
-            with self._autocast():
-                out.append(model(x).float().cpu())
-        return torch.cat(out)
+    def _replan(self, log, epoch: int, new_epochs: int, configured: int) -> None:
+        """Adopt a time-budget plan: log it, rewrite the run's config.yaml with that length
+        (and no budget, so a rerun repeats one schedule of it), and set ``cfg.epochs``, which the
+        learning-rate schedule and the epoch loop read."""
+        cfg = self.cfg
+        if self.is_main:
+            log.write(json.dumps({"type": "plan", "epoch": epoch, "epochs": new_epochs,
+                                  "configured_epochs": configured, "time_budget_min": cfg.time_budget}) + "\n")
+            log.flush()
+            if self.console is not None:
+                self.console.print(f"time budget {cfg.time_budget:g} min: {new_epochs} epochs (configured {configured})")
+            save_config(TrainConfig.from_dict({**cfg.to_dict(), "epochs": new_epochs, "time_budget": None}),
+                        self.out / "config.yaml")
+        cfg.epochs = new_epochs
 
     # -- main loop --------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
@@ -340,7 +349,9 @@ class Trainer:
             if cfg.mixup > 0 or cfg.cutmix > 0:
                 raise WildferError("teacher_cache=true holds the teacher's logits for unmixed faces; "
                                    "set mixup=0 and cutmix=0, or teacher_cache=false")
-            teacher_logits = self._logits(teacher, self.train_data)
+            # the teacher's logits for every training face, once (kept on the CPU)
+            teacher_logits = torch.cat([lg.cpu() for _, lg in self._batch_logits(
+                teacher, self.train_data, np.arange(len(self.train_data)))])
             teacher = None
         weights = class_weight_vector(self.train_data.labels, self.num_classes, cfg.class_weights)
         if weights is not None:
@@ -356,6 +367,9 @@ class Trainer:
             with progress:
                 task = progress.add_task("train", total=(cfg.epochs - start_epoch) * steps_per_epoch)
                 fit_t0, planned, max_epochs = time.time(), False, cfg.epochs
+                # running sums stay on the device: on a GPU the loop reads a number back (a sync)
+                # only every log_every iterations; on a CPU every step (free there), as before
+                on_gpu = self.device.type == "cuda"
                 epoch = start_epoch - 1
                 while epoch + 1 < cfg.epochs:
                     epoch += 1
@@ -367,9 +381,6 @@ class Trainer:
                     if self.world > 1:
                         pad = per_rank * self.world - n_train
                         perm = np.concatenate([perm, perm[:pad]])[self.rank :: self.world]
-                    # running sums stay on the device: on a GPU the loop reads a number back (a sync)
-                    # only every log_every iterations; on a CPU every step (free there), as before
-                    on_gpu = self.device.type == "cuda"
                     tl_t = torch.zeros((), dtype=torch.float64, device=self.device)
                     tc_t = torch.zeros((), dtype=torch.int64, device=self.device)
                     tn = 0
@@ -477,18 +488,7 @@ class Trainer:
                         new_epochs = None
                     if new_epochs is not None and (not planned or new_epochs != cfg.epochs):
                         planned = True
-                        if self.is_main:
-                            log.write(json.dumps({"type": "plan", "epoch": epoch, "epochs": new_epochs,
-                                                  "configured_epochs": max_epochs,
-                                                  "time_budget_min": cfg.time_budget}) + "\n")
-                            log.flush()
-                            if self.console is not None:
-                                self.console.print(f"time budget {cfg.time_budget:g} min: {new_epochs} epochs "
-                                                   f"(configured {max_epochs})")
-                            plan_cfg = TrainConfig.from_dict({**cfg.to_dict(), "epochs": new_epochs,
-                                                              "time_budget": None})
-                            save_config(plan_cfg, self.out / "config.yaml")
-                        cfg.epochs = new_epochs
+                        self._replan(log, epoch, new_epochs, max_epochs)
                         progress.update(task, total=(cfg.epochs - start_epoch) * steps_per_epoch)
                     if cfg.early_stop and bad_epochs >= cfg.early_stop:
                         if self.console is not None and self.is_main:
