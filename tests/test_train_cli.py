@@ -71,3 +71,16 @@ def test_teacher_cache_equals_live_teacher_without_augmentation(cli, tmp_path):
     code, text = cli(["train", "--no-progress", *common, f"teacher={tmp_path / 'teacher'}", "teacher_cache=true",
                       "mixup=0.2", f"out={tmp_path / 'mixed'}"])
     assert code != 0 and "teacher_cache" in text and "Traceback" not in text
+
+
+def test_config_values_of_the_wrong_type_get_one_line_errors(cli, tmp_path):
+    csv = fer_csv(tmp_path / "f.csv", [(i % 7, "Training") for i in range(16)] + [(i % 7, "PublicTest") for i in range(8)])
+    common = [f"data={csv}", "model=shallow", "model_kwargs.num_filters=4", "batch_size=16", f"out={tmp_path / 'r'}"]
+    for bad, words in (("epochs=abc", "epochs='abc': must be an integer"),
+                       ("epochs=true", "epochs=True: must be an integer"),
+                       ("time_budget=abc", "time_budget='abc': must be a number or null"),
+                       ("teacher_cache=maybe", "teacher_cache='maybe': must be true or false"),
+                       ("aug=3", "aug=3: must be a mapping")):
+        code, text = cli(["train", "--no-progress", *common, bad])
+        assert code != 0 and words in text and "Traceback" not in text, (bad, text)
+    assert not (tmp_path / "r" / "metrics.jsonl").exists()  # refused before any training

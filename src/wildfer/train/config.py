@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,7 +96,33 @@ class TrainConfig:
         unknown = sorted(set(flat) - names)
         if unknown:
             raise WildferError(f"unknown config keys: {', '.join(unknown)}")
+        _check_types(cls, flat)
         return cls(**flat)
+
+
+#: the value types a config key may hold, by the annotation of its TrainConfig field
+_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "bool": ((bool,), "true or false"),
+    "int": ((int,), "an integer"),
+    "float": ((int, float), "a number"),
+    "str": ((str, os.PathLike), "a string"),
+    "dict[str, Any]": ((dict,), "a mapping"),
+}
+
+
+def _check_types(cls, values: dict[str, Any]) -> None:
+    """One-line error for a value of the wrong type (``epochs=abc``, ``time_budget=[1]``) here,
+    instead of a traceback deep inside training."""
+    for f in dataclasses.fields(cls):
+        if f.name not in values:
+            continue
+        v, ann = values[f.name], str(f.type)
+        optional = ann.endswith(" | None")
+        kinds, words = _TYPES[ann.removesuffix(" | None")]
+        if v is None and optional:
+            continue
+        if not isinstance(v, kinds) or (isinstance(v, bool) and bool not in kinds):
+            raise WildferError(f"config key {f.name}={v!r}: must be {words}" + (" or null" if optional else ""))
 
 
 def _flatten(d: dict[str, Any]) -> dict[str, Any]:
