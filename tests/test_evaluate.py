@@ -388,3 +388,87 @@ def test_builtin_ferplus_has_eight_classes_and_folds_to_seven(fer2013):
     np.testing.assert_allclose(p7, p8[:, keep] / p8[:, keep].sum(1, keepdims=True), rtol=1e-4, atol=1e-6)
     # a trained model: on FER2013's own labels it beats guessing by far (88.2% on FER+ labels)
     assert float(np.mean(p7.argmax(1) == faces.labels)) > 0.4
+
+
+# ----------------------------------------------------------------------------- weights and saved probabilities
+
+
+def test_weighted_ensemble_is_the_weighted_average():
+    from wildfer.evaluate import evaluate
+    from wildfer.errors import ModelError
+
+    a = classifier(Constant([3.0, 0, 0, 0, 0, 0, 0]), name="a")
+    b = classifier(Constant([0, 0, 0, 4.0, 0, 0, 0]), name="b")
+    data = arrays(np.zeros((4, 48, 48)), [0, 3, 3, 6])
+    pa = torch.softmax(torch.tensor([3.0, 0, 0, 0, 0, 0, 0]), 0).numpy()
+    pb = torch.softmax(torch.tensor([0, 0, 0, 4.0, 0, 0, 0]), 0).numpy()
+    r = evaluate([a, b], data, weights=[3, 1], return_probs=True)
+    assert np.allclose(r["probs"][0], 0.75 * pa + 0.25 * pb, atol=1e-6)
+    assert r["weights"] == [0.75, 0.25]
+    assert r["accuracy"] == 0.25  # a's angry wins everywhere now
+    assert evaluate([a, b], data, weights=[0, 1])["accuracy"] == 0.5
+    for bad in ([1], [1, -1], [0, 0], [1, float("nan")]):
+        with pytest.raises(ModelError):
+            evaluate([a, b], data, weights=bad)
+
+
+def test_saved_probabilities_stand_in_for_the_model(tmp_path):
+    from wildfer.errors import DataError
+    from wildfer.evaluate import evaluate
+
+    rng = np.random.default_rng(0)
+    faces = rng.integers(0, 256, (30, 48, 48)).astype(np.uint8)
+    data = arrays(faces, rng.integers(0, 2, 30))
+    hb = classifier(HalfBrightness(), name="hb")
+    const = classifier(Constant([0, 2.0, 0, 0, 0, 0, 0]), name="c")
+    ref = evaluate([hb, const], data, weights=[2, 1], return_probs=True)
+    p_hb = tmp_path / "hb.npz"
+    alone = evaluate(hb, data, save_probs_to=p_hb, return_probs=True)
+    assert alone["saved_probs"] == str(p_hb)
+    # the file alone reproduces the model's report; mixed with a live model, the weighted ensemble
+    again = evaluate(str(p_hb), data, return_probs=True)
+    assert np.allclose(again["probs"], alone["probs"], atol=1e-6)
+    assert again["accuracy"] == alone["accuracy"] and again["models"] == ["hb"]
+    mixed = evaluate([str(p_hb), const], data, weights=[2, 1], return_probs=True)
+    assert np.allclose(mixed["probs"], ref["probs"], atol=1e-6)
+    assert mixed["confusion"] == ref["confusion"]
+    # other faces, or another TTA: refused with the file's name
+    other = arrays(faces[::-1].copy(), data.labels)
+    with pytest.raises(DataError, match="hb.npz.*other faces"):
+        evaluate(str(p_hb), other)
+    with pytest.raises(DataError, match="hb.npz.*--tta none.*--tta flip"):
+        evaluate(str(p_hb), data, tta="flip")
+    bogus = tmp_path / "bogus.npz"
+    np.savez(bogus, x=np.zeros(3))
+    with pytest.raises(DataError, match="not a saved-probabilities file"):
+        evaluate(str(bogus), data)
+
+
+def test_cli_save_probs_then_weighted_ensemble_of_files(cli, small_csv, checkpoints, tmp_path):
+    files = []
+    for i, ck in enumerate(checkpoints):
+        f = tmp_path / f"m{i}.npz"
+        code, text = cli(["evaluate", small_csv, "--model", ck, "--tta", "flip", "--save-probs", f])
+        assert code == 0, text
+        assert f.exists() and "wrote" in text
+        files.append(f)
+    js_live, js_files = tmp_path / "live.json", tmp_path / "files.json"
+    code, text = cli(["evaluate", small_csv, "--model", checkpoints[0], "--model", checkpoints[1], "--tta", "flip",
+                      "--weights", "1,3", "--json", js_live])
+    assert code == 0, text
+    code, text = cli(["evaluate", small_csv, "--model", files[0], "--model", files[1], "--tta", "flip",
+                      "--weights", "1,3", "--json", js_files])
+    assert code == 0, text
+    live, saved = json.loads(js_live.read_text()), json.loads(js_files.read_text())
+    assert live["weights"] == saved["weights"] == [0.25, 0.75]
+    assert live["confusion"] == saved["confusion"]
+    assert live["accuracy"] == pytest.approx(saved["accuracy"])
+    for args, message in ((["--model", files[0]], "--tta flip, but this evaluation uses --tta none"),
+                          (["--model", files[0], "--tta", "flip", "--split", "all"], "other faces"),
+                          (["--model", files[0], "--model", files[1], "--weights", "1", "--tta", "flip"],
+                           "1 ensemble weight(s) for 2 model(s)"),
+                          (["--model", files[0], "--weights", "a,b", "--tta", "flip"], "--weights takes numbers"),
+                          (["--model", checkpoints[0], "--save-probs", tmp_path / "p.json"], "must end in .npz")):
+        code, text = cli(["evaluate", small_csv, *args])
+        assert code == 2, (args, text)
+        assert message in text and "Traceback" not in text, (args, text)

@@ -20,9 +20,14 @@ def register(app: typer.Typer, panel: str) -> None:
         data: Path = typer.Argument(..., help="FER2013 CSV (plain or .gz), or an image folder / manifest CSV."),
         model: Optional[List[str]] = typer.Option(
             None, "--model", "-m",
-            help="Built-in name (default, fast, ferplus), checkpoint .pt, .safetensors or run folder. "
-                 "Repeat for an ensemble. Default: the built-in 'default'."),
+            help="Built-in name (default, fast, ferplus), checkpoint .pt, .safetensors, run folder, or a "
+                 "--save-probs .npz. Repeat for an ensemble. Default: the built-in 'default'."),
         ensemble: Optional[str] = typer.Option(None, "--ensemble", help="Comma-separated models to average, e.g. A.pt,B.pt."),
+        weights: Optional[str] = typer.Option(None, "--weights", help="Ensemble weights, one per model in order, e.g. 2,1 "
+                                              "(normalised). Default: equal."),
+        save_probs: Optional[Path] = typer.Option(None, "--save-probs", help="Write the predicted probabilities to P.npz; "
+                                                  "--model P.npz later stands in for the model(s) on the same faces "
+                                                  "and TTA (ensemble search without rerunning networks)."),
         split: Optional[str] = typer.Option(None, "--split", help="Usage to evaluate (PublicTest, PrivateTest, Training, all). "
                                                                    "Default: PublicTest for CSVs, every face for folders and manifests."),
         tta: Optional[str] = typer.Option(None, "--tta", help="Test-time augmentation: flip or tencrop."),
@@ -49,12 +54,20 @@ def register(app: typer.Typer, panel: str) -> None:
             models += [s.strip() for s in ensemble.split(",") if s.strip()]
         if not models:
             models = ["default"]
+        w = None
+        if weights:
+            try:
+                w = [float(x) for x in weights.split(",") if x.strip()]
+            except ValueError:
+                raise WildferError(f"--weights takes numbers separated by commas, not {weights!r}") from None
+        if save_probs is not None and save_probs.suffix != ".npz":
+            raise WildferError(f"--save-probs {save_probs}: the file name must end in .npz")
         if threads:
             import torch
 
             torch.set_num_threads(threads)
         arrays = load_eval_data(data, split, dataset=dataset, ferplus_labels=ferplus_labels)
-        report = evaluate(models, arrays, tta=tta, batch_size=batch_size)
+        report = evaluate(models, arrays, tta=tta, batch_size=batch_size, weights=w, save_probs_to=save_probs)
         skipped = list((arrays.meta or {}).get("skipped") or [])
         if skipped:  # folder / manifest items that could not be used: reported, never dropped silently
             report["skipped"] = [[str(a) for a in item] if isinstance(item, (list, tuple)) else str(item) for item in skipped]
@@ -62,6 +75,9 @@ def register(app: typer.Typer, panel: str) -> None:
             for item in report["skipped"][:10]:
                 console.print("  " + (": ".join(item) if isinstance(item, list) else item), highlight=False, soft_wrap=True)
         print_report(report, console)
+        if save_probs is not None:
+            console.print(f"wrote {save_probs} (use it as --model {save_probs} with the same data, --split and --tta)",
+                          highlight=False)
         if json_out:
             save_json(report, json_out)
             console.print(f"wrote {json_out}", highlight=False)

@@ -18,7 +18,7 @@ import numpy as np
 from ..data.fer2013 import FaceArrays
 from ..errors import DataError, WildferError
 from .metrics import ECE_BINS, compute_metrics
-from .predict import TTA_MODES, model_name, predict_proba, resolve_models
+from .predict import TTA_MODES, ensemble_weights, model_name, predict_proba, resolve_models, save_probs
 
 
 def split_name(arrays: FaceArrays) -> str:
@@ -27,11 +27,14 @@ def split_name(arrays: FaceArrays) -> str:
 
 
 def evaluate(models, arrays: FaceArrays, tta: str | None = None, batch_size: int = 256, *, crop: int = 44,
-             n_bins: int = ECE_BINS, return_probs: bool = False) -> dict:
+             n_bins: int = ECE_BINS, return_probs: bool = False, weights: Sequence[float] | None = None,
+             save_probs_to: str | os.PathLike | None = None) -> dict:
     """Evaluate a classifier (or a list of them, as an ensemble) on ``arrays``.
 
     ``models``: :class:`~wildfer.models.loader.Classifier` objects, built-in names, checkpoint
-    paths or run folders (a list, or ``"a,b"``, is an ensemble: probabilities are averaged).
+    paths or run folders (a list, or ``"a,b"``, is an ensemble: probabilities are averaged,
+    equally or by ``weights``), or ``.npz`` files written by ``save_probs_to`` (the
+    probabilities an earlier evaluation of the same faces with the same TTA saved).
     ``tta``: ``None``, ``"flip"`` or ``"tencrop"``. Returns the metrics of
     :func:`~wildfer.evaluate.metrics.compute_metrics` plus ``model``, ``models``, ``split``,
     ``tta`` and ``dataset``; with ``return_probs`` also ``probs`` (N x C numpy, not JSON).
@@ -41,16 +44,23 @@ def evaluate(models, arrays: FaceArrays, tta: str | None = None, batch_size: int
     if len(arrays) == 0:
         raise DataError(arrays.source or "data", "no samples to evaluate")
     clfs = resolve_models(models, data_classes=arrays.classes)
-    probs = predict_proba(clfs, arrays.images, arrays.classes, tta=tta, batch_size=batch_size, crop=crop)
+    w = ensemble_weights(weights, len(clfs))  # checked before any network runs
+    probs = predict_proba(clfs, arrays.images, arrays.classes, tta=tta, batch_size=batch_size, crop=crop,
+                          weights=weights)
     report = compute_metrics(arrays.labels, probs, list(arrays.classes), n_bins=n_bins)
     names = [model_name(c) for c in clfs]
+    tta = tta if tta not in (None, "none") else None
     report.update({
         "model": names[0] if len(names) == 1 else "ensemble(" + ",".join(names) + ")",
         "models": names,
+        "weights": [round(float(x), 6) for x in w] if weights is not None else None,
         "split": split_name(arrays),
-        "tta": tta if tta not in (None, "none") else None,
+        "tta": tta,
         "data": arrays.source,
     })
+    if save_probs_to is not None:
+        report["saved_probs"] = str(save_probs(save_probs_to, probs, arrays.images, arrays.classes,
+                                               name=report["model"], tta=tta))
     if return_probs:
         report["probs"] = probs
     return report

@@ -3,7 +3,12 @@
 * TTA ``"flip"``: the face and its mirror image; ``"tencrop"``: the four corners and the centre
   at ``crop`` x ``crop`` pixels (44 of 48 by default), each resized back to the model's input
   size, each with its mirror image. The softmax outputs of the views are averaged.
-* Ensembles average the (aligned) probabilities of several classifiers.
+* Ensembles average the (aligned) probabilities of several classifiers, equally or with
+  ``weights``.
+* Saved probabilities: :func:`save_probs` writes what an evaluation predicted (``wildfer
+  evaluate --save-probs P.npz``); :func:`load_saved_probs` reads it back as a stand-in for the
+  model(s) that made it, checked to be for the same faces and TTA, so ensembles (and their
+  weights) can be searched without running the networks again (``--model P.npz``).
 * Alignment: a model's output classes are matched to the data's classes *by name*, so a
   FER+ model (8 classes, its own order) evaluates on FER2013 labels (7 classes) and the other
   way round. Data classes the model lacks get probability 0 (e.g. ``contempt`` for a FER2013
@@ -12,16 +17,90 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..errors import ModelError
+from ..errors import DataError, ModelError
 from ..labels import FER2013_CLASSES
 
 TTA_MODES = (None, "none", "flip", "tencrop")
 CHUNK = 4096  # faces per Classifier.predict_proba call
+PROBS_FORMAT = "wildfer-probs-1"  # the marker key of a saved-probabilities file
+
+
+def faces_fingerprint(faces: np.ndarray) -> str:
+    """SHA-1 of the faces' shape and bytes: which faces a saved-probabilities file is for."""
+    faces = np.ascontiguousarray(faces)
+    h = hashlib.sha1(str((faces.shape, str(faces.dtype))).encode())
+    h.update(faces.tobytes())
+    return h.hexdigest()
+
+
+@dataclass
+class SavedProbs:
+    """Probabilities saved by :func:`save_probs`, used in place of the model(s) that made them."""
+
+    probs: np.ndarray  # N x C
+    labels: tuple[str, ...]
+    fingerprint: str
+    tta: str | None
+    name: str
+    path: str = ""
+
+    def check(self, faces: np.ndarray, tta: str | None) -> None:
+        if len(faces) != len(self.probs) or faces_fingerprint(faces) != self.fingerprint:
+            raise DataError(self.path, f"saved probabilities for {len(self.probs)} other faces, not the "
+                                       f"{len(faces)} being evaluated (same data file and --split needed)")
+        if (tta or None) != (self.tta or None):
+            raise DataError(self.path, f"saved with --tta {self.tta or 'none'}, but this evaluation uses "
+                                       f"--tta {tta or 'none'}")
+
+
+def save_probs(path: str | os.PathLike, probs: np.ndarray, faces: np.ndarray, labels: Sequence[str], *,
+               name: str, tta: str | None = None) -> Path:
+    """Write ``probs`` (N x C, columns ``labels``) for ``faces`` so :func:`load_saved_probs` can
+    stand in for the model later (``.npz``, float64 so that reports match to the last tie;
+    ~0.2 MB for PublicTest)."""
+    path = Path(path)
+    if path.suffix != ".npz":
+        raise ModelError(f"{path}: saved probabilities need a .npz file name")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **{PROBS_FORMAT: np.array(1)}, probs=np.asarray(probs, np.float64),
+                        labels=np.array(list(labels)), fingerprint=np.array(faces_fingerprint(faces)),
+                        tta=np.array(tta or "none"), name=np.array(name))
+    return path
+
+
+def is_saved_probs(path) -> bool:
+    if not isinstance(path, (str, os.PathLike)) or not str(path).endswith(".npz") or not os.path.isfile(path):
+        return False
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return PROBS_FORMAT in z.files
+    except (OSError, ValueError):
+        return False
+
+
+def load_saved_probs(path: str | os.PathLike) -> SavedProbs:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if PROBS_FORMAT not in z.files:
+                raise DataError(path, "not a saved-probabilities file (write one with wildfer evaluate --save-probs)")
+            probs = np.asarray(z["probs"], np.float64)
+            labels = tuple(str(c) for c in z["labels"])
+            tta = str(z["tta"])
+            return SavedProbs(probs=probs, labels=labels, fingerprint=str(z["fingerprint"]),
+                              tta=None if tta == "none" else tta, name=str(z["name"]), path=str(path))
+    except (OSError, ValueError, KeyError) as e:
+        raise DataError(path, f"unreadable saved probabilities ({e})") from None
 
 
 def resolve_models(models, *, data_classes: Sequence[str] | None = None) -> list:
@@ -38,6 +117,12 @@ def resolve_models(models, *, data_classes: Sequence[str] | None = None) -> list
     for m in models:
         if isinstance(m, str) and "," in m and not os.path.exists(m):
             out.extend(resolve_models([s for s in m.split(",") if s.strip()], data_classes=data_classes))
+            continue
+        if isinstance(m, SavedProbs):
+            out.append(m)
+            continue
+        if isinstance(m, (str, os.PathLike)) and str(m).strip().endswith(".npz"):
+            out.append(load_saved_probs(str(m).strip()))
             continue
         clf = m if not isinstance(m, (str, os.PathLike)) else load_model(str(m).strip())
         if data_classes is not None and tuple(data_classes) == FER2013_CLASSES and tuple(clf.labels) != FER2013_CLASSES:
@@ -95,24 +180,47 @@ def tta_views(faces: np.ndarray, tta: str | None, crop: int = 44) -> list[np.nda
     raise ModelError(f"unknown TTA mode {tta!r} (flip | tencrop)")
 
 
+def ensemble_weights(weights: Sequence[float] | None, n: int) -> np.ndarray:
+    """``weights`` for ``n`` ensemble members, normalised to sum 1 (equal when ``None``)."""
+    if weights is None:
+        return np.full(n, 1.0 / n)
+    w = np.asarray([float(x) for x in weights], dtype=np.float64)
+    if len(w) != n:
+        raise ModelError(f"{len(w)} ensemble weight(s) for {n} model(s); give one weight per model")
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise ModelError(f"ensemble weights must be >= 0 with a positive sum, not {list(weights)}")
+    return w / w.sum()
+
+
 def predict_proba(models, faces: np.ndarray, data_classes: Sequence[str] | None = None, *, tta: str | None = None,
-                  batch_size: int = 256, crop: int = 44) -> np.ndarray:
+                  batch_size: int = 256, crop: int = 44, weights: Sequence[float] | None = None) -> np.ndarray:
     """Averaged probabilities (N x C) of one or more classifiers over the TTA views of ``faces``.
 
     Each classifier resizes views to its own input size (``Classifier.to_tensor``). With
     ``data_classes`` the output columns follow those classes (see :func:`align_probs`).
+    ``weights``: one per model (normalised); equal by default. A :class:`SavedProbs` member
+    gives its saved probabilities, after checking they are for these faces and this TTA.
     """
     clfs = resolve_models(models, data_classes=data_classes)
+    w = ensemble_weights(weights, len(clfs))
     labels = list(data_classes) if data_classes is not None else list(clfs[0].labels)
-    views = tta_views(faces, tta, crop)
+    tta = None if tta in (None, "none", "") else tta
+    for clf in clfs:  # a mismatched file stops the evaluation before any network runs
+        if isinstance(clf, SavedProbs):
+            clf.check(faces, tta)
+    views = None
     total = None
-    for clf in clfs:
-        acc = None
-        for v in views:
-            # chunks bound the float copy Classifier.to_tensor makes (28,709 faces = 265 MB at once)
-            p = np.concatenate([np.asarray(clf.predict_proba(v[i : i + CHUNK], batch_size=batch_size), dtype=np.float64)
-                                for i in range(0, len(v), CHUNK)])
-            acc = p if acc is None else acc + p
-        p = align_probs(acc / len(views), list(clf.labels), labels)
-        total = p if total is None else total + p
-    return total / len(clfs)
+    for wi, clf in zip(w, clfs):
+        if isinstance(clf, SavedProbs):
+            p = align_probs(clf.probs, list(clf.labels), labels)
+        else:
+            views = tta_views(faces, tta, crop) if views is None else views
+            acc = None
+            for v in views:
+                # chunks bound the float copy Classifier.to_tensor makes (28,709 faces = 265 MB at once)
+                p = np.concatenate([np.asarray(clf.predict_proba(v[i : i + CHUNK], batch_size=batch_size),
+                                               dtype=np.float64) for i in range(0, len(v), CHUNK)])
+                acc = p if acc is None else acc + p
+            p = align_probs(acc / len(views), list(clf.labels), labels)
+        total = wi * p if total is None else total + wi * p
+    return total
