@@ -574,3 +574,31 @@ def test_wildfer_serve_bad_model_is_one_line(cli):
     assert "error" in out and "Traceback" not in out
     code, out = cli(["serve", "--backend", "tensorflow"])
     assert code == 2 and "unknown backend" in out and "Traceback" not in out
+
+
+def test_ensemble_server_offers_no_gradcam_and_explains_with_gradients(kdef):
+    """An ensemble (here two tiny random nets with flip TTA) has no single layer for Grad-CAM:
+    /v1/models leaves it out (the page drops it from its menu), /v1/explain falls back to the
+    first method it has, and an explicit Grad-CAM request is a 422 that says why."""
+    import torch
+
+    from wildfer.models import create_model
+    from wildfer.models.ensemble import ensemble_classifier
+    from wildfer.models.loader import Classifier
+    from wildfer.wild import Recognizer
+
+    members = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        members.append(Classifier(create_model("shallow", num_filters=4, hidden=16).eval(), name=f"s{seed}",
+                                  arch="shallow"))
+    rec = Recognizer(model=ensemble_classifier(members, tta="flip", name="tiny_ensemble"), detector="yunet")
+    with ServerThread(create_app(rec, timeout=60)) as srv, httpx.Client(base_url=srv.url, timeout=60) as c:
+        m = c.get("/v1/models").json()
+        assert m["model"]["arch"] == "ensemble"
+        assert m["explain_methods"] == ["vanilla", "smoothgrad", "ig", "occlusion"]
+        r = post_file(c, jpeg_bytes(kdef), url="/v1/explain?format=json")
+        assert r.status_code == 200, r.text
+        assert r.json()["method"] == "vanilla" and len(r.json()["faces"]) == 1
+        r = post_file(c, jpeg_bytes(kdef), url="/v1/explain?method=gradcam")
+        assert r.status_code == 422 and "ensemble" in r.text

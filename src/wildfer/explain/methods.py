@@ -521,6 +521,9 @@ class _CAMBase(Attribution):
     def __init__(self, model: Any, *, layer: str | nn.Module | None = None, relu: bool = True,
                  upsample: str = "bilinear", **kw: Any):
         super().__init__(model, **kw)
+        reason = getattr(self.net, "cam_unsupported", None)  # e.g. an ensemble: several nets, several views
+        if reason:
+            raise MethodError(reason)
         self.layer_name, self.layer = find_layer(self.net, layer)
         self.relu = bool(relu)
         if upsample not in ("bilinear", "nearest", "none"):

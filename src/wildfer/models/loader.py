@@ -23,7 +23,8 @@ from ..labels import FER2013_CLASSES
 from .registry import create_model, list_models
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-BUILTIN = ("default", "fast", "ferplus", "default_resnet")  # default_resnet: ensemble partner of default
+# default_resnet: ensemble partner of default; accurate: an ensemble spec (weights/accurate.json, no weights of its own)
+BUILTIN = ("default", "fast", "ferplus", "default_resnet", "accurate")
 CHECKPOINT_FORMAT = "wildfer-checkpoint-v1"
 
 #: FER2013 pixel statistics used to normalise inputs (x / 255 - mean) / std.
@@ -227,23 +228,37 @@ def classifier_from_safetensors(path: str | os.PathLike, name: str = "") -> Clas
                       arch=meta["arch"], model_kwargs=meta.get("model_kwargs", {}), meta=meta)
 
 
+def _builtin_available(name: str) -> bool:
+    if (WEIGHTS_DIR / f"{name}.safetensors").exists():
+        return True
+    from .ensemble import is_ensemble_spec, load_spec_members
+
+    spec = WEIGHTS_DIR / f"{name}.json"
+    return is_ensemble_spec(spec) and all(_builtin_available(m) for m in load_spec_members(spec) if m in BUILTIN)
+
+
 def builtin_models() -> list[str]:
     """Names of built-in models whose weights ship in this installation."""
-    return [n for n in BUILTIN if (WEIGHTS_DIR / f"{n}.safetensors").exists()]
+    return [n for n in BUILTIN if _builtin_available(n)]
 
 
 def load_model(name_or_path: str | os.PathLike = "default", *, classes: str | None = None,
                backend: str = "torch") -> Classifier:
-    """A built-in name (``default``, ``fast``, ``ferplus``), a ``.pt`` checkpoint or a
-    ``.safetensors`` file (with its ``.json`` beside it). Nothing is downloaded.
+    """A built-in name (``default``, ``fast``, ``ferplus``, ``default_resnet``, ``accurate``), a
+    ``.pt`` checkpoint, a ``.safetensors`` file (with its ``.json`` beside it), a run folder or
+    an ensemble spec ``.json`` (:mod:`wildfer.models.ensemble`). Nothing is downloaded.
 
     ``classes="fer2013"`` maps an 8-class FER+ model's output to FER2013's 7 classes
     (contempt folded away, probabilities renormalised).
     """
     if classes and classes.lower() != "fer2013":
         raise ModelError(f"classes={classes!r}: the only class mapping is 'fer2013' (FER2013's 7 classes)")
+    from .ensemble import is_ensemble_spec, load_ensemble_spec
+
     s = str(name_or_path)
-    if s in BUILTIN:
+    if s in BUILTIN and not (WEIGHTS_DIR / f"{s}.safetensors").exists() and is_ensemble_spec(WEIGHTS_DIR / f"{s}.json"):
+        clf = load_ensemble_spec(WEIGHTS_DIR / f"{s}.json", name=s)
+    elif s in BUILTIN:
         f = WEIGHTS_DIR / f"{s}.safetensors"
         if not f.exists():
             have = builtin_models()
@@ -254,6 +269,8 @@ def load_model(name_or_path: str | os.PathLike = "default", *, classes: str | No
         clf = classifier_from_safetensors(f, name=s)
     elif s.endswith(".safetensors"):
         clf = classifier_from_safetensors(s)
+    elif s.endswith(".json") and is_ensemble_spec(s):
+        clf = load_ensemble_spec(s)
     elif os.path.exists(s) and os.path.isdir(s):
         for cand in ("best.pt", "last.pt"):
             if (Path(s) / cand).exists():

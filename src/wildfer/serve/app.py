@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import time
+from typing import Optional
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from enum import Enum
@@ -153,6 +154,12 @@ def _load_assets() -> dict[str, tuple[bytes, str]]:
 
 
 BACKENDS = ("auto", "onnx", "torch")
+
+
+def model_explain_methods(clf) -> list[str]:
+    """The saliency methods this classifier supports (an ensemble has no single layer for Grad-CAM)."""
+    cam_ok = not getattr(getattr(clf, "net", None), "cam_unsupported", None)
+    return [m for m in EXPLAIN_METHODS if cam_ok or not m.startswith("gradcam")]
 
 
 def load_recognizer(model: str = "default", detector: str = "yunet", backend: str = "auto",
@@ -342,13 +349,16 @@ def create_app(
                                "description": "PNG overlay (default) or JSON maps"}, **ERRORS}, tags=["api"])
     async def explain(
         request: Request,
-        method: ExplainMethod = Query(ExplainMethod.gradcam, description="saliency method"),
+        method: Optional[ExplainMethod] = Query(None, description="saliency method (default: gradcam, or the "
+                                                "first of /v1/models' explain_methods where the model has no Grad-CAM)"),
         format: ExplainFormat = Query(ExplainFormat.png, description="png: the photo with the heat map blended "
                                       "in; json: faces and per-face maps"),
     ):
         """Explain each face's predicted expression with a saliency map on the photo."""
         t0 = time.perf_counter()
         deadline = _deadline()
+        if method is None:
+            method = ExplainMethod(model_explain_methods(getattr(app.state.recognizer, "classifier", None))[0])
         image, steps = await _receive_image(request, deadline)
         ex, queue_ms = await _run("explain", image, deadline, method=method.value)
         n_faces = len(getattr(ex, "faces", []) or [])
@@ -384,7 +394,7 @@ def create_app(
             },
             "detector": _detector_name(rec),
             "mode": getattr(rec, "mode", None),
-            "explain_methods": list(EXPLAIN_METHODS),
+            "explain_methods": model_explain_methods(clf),
             "limits": app.state.limits,
             "version": __version__,
         }))

@@ -347,6 +347,11 @@
     el.modelInfo.textContent = "model " + m.model.name + (m.model.arch ? " (" + m.model.arch + ")" : "") +
       " · detector " + m.detector;
     maxUpload = (m.limits && m.limits.max_upload_bytes) || 0;
+    if (Array.isArray(m.explain_methods) && m.explain_methods.length) {  // e.g. no Grad-CAM for an ensemble
+      Array.from(el.saliencyMethod.options).forEach((o) => {
+        if (m.explain_methods.indexOf(o.value) < 0) o.remove();
+      });
+    }
     if (maxUpload) el.limitHint.textContent = ", up to " + Math.round(maxUpload / 1048576) + " MB";
   }).catch(() => {});
 })();

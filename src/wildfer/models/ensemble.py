@@ -1,0 +1,202 @@
+"""Ensembles with test-time augmentation as one network, so that every stage (evaluate, the wild
+pipeline, the service, ONNX export, gradient saliency) can use them like a single model.
+
+:class:`EnsembleNet` takes the normalised ``N x 1 x H x W`` batch a :class:`Classifier` feeds
+any net, makes the TTA views (``"flip"``: the face and its mirror; ``"tencrop"``: four corners
+and the centre at ``crop`` of 48 pixels, resized back, each mirrored: exactly the views of
+``wildfer evaluate --tta``), runs every member on every view, averages the softmax
+probabilities (by ``weights``) and returns their logarithm: ``softmax(output)`` is the
+ensemble's probability, so the rest of wildfer needs no special case.
+
+Members may differ in input normalisation and size and in classes (matched by name to the
+ensemble's, as :func:`wildfer.evaluate.predict.align_probs` does: a FER+ member's contempt is
+folded away).
+
+Spec files (``.json``) name the members and the averaging:
+``{"arch": "ensemble", "members": ["default", "runs/b/best.pt"], "weights": [1, 1], "tta": "tencrop"}``
+(paths relative to the file); the built-in ``accurate`` is one (``weights/accurate.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..errors import ModelError
+
+TTA_CHOICES = (None, "flip", "tencrop")
+ENSEMBLE_ARCH = "ensemble"
+
+
+class EnsembleNet(nn.Module):
+    """Weighted average of member probabilities over TTA views; outputs log-probabilities."""
+
+    #: Grad-CAM reads one conv layer in one forward pass; an ensemble runs several nets several times
+    cam_unsupported = ("Grad-CAM needs one conv layer seen once per face; an ensemble runs several nets on several "
+                       "views: use vanilla, smoothgrad, ig or occlusion, or explain one member")
+
+    def __init__(self, members: Sequence[nn.Module], *, weights: Sequence[float] | None = None,
+                 tta: str | None = None, crop: int = 44, size: int = 48, input_norm: tuple[float, float] = (0.5, 0.25),
+                 member_norms: Sequence[tuple[float, float]] | None = None, member_sizes: Sequence[int] | None = None,
+                 class_maps: Sequence[torch.Tensor | None] | None = None):
+        super().__init__()
+        if not members:
+            raise ModelError("an ensemble needs at least one member")
+        if tta not in TTA_CHOICES:
+            raise ModelError(f"ensemble tta must be none, flip or tencrop, not {tta!r}")
+        n = len(members)
+        w = torch.ones(n, dtype=torch.float64) if weights is None else torch.tensor([float(x) for x in weights],
+                                                                                   dtype=torch.float64)
+        if len(w) != n or not bool(torch.isfinite(w).all()) or bool((w < 0).any()) or float(w.sum()) <= 0:
+            raise ModelError(f"ensemble weights must be {n} numbers >= 0 with a positive sum, not {weights}")
+        self.members = nn.ModuleList(members)
+        self.register_buffer("weights", (w / w.sum()).float(), persistent=False)
+        self.tta, self.crop, self.size = tta, int(crop), int(size)
+        if not 0 < self.crop <= self.size:
+            raise ModelError(f"ensemble crop must be 1..{self.size}, not {crop}")
+        self.input_norm = (float(input_norm[0]), float(input_norm[1]))
+        self.member_norms = [tuple(map(float, m)) for m in (member_norms or [self.input_norm] * n)]
+        self.member_sizes = [int(s) for s in (member_sizes or [self.size] * n)]
+        maps = list(class_maps or [None] * n)
+        for i, m in enumerate(maps):  # buffers so .to(device) moves them; None = same classes
+            self.register_buffer(f"class_map_{i}", None if m is None else torch.as_tensor(m, dtype=torch.float32),
+                                 persistent=False)
+        self.register_buffer("flip_index", torch.arange(self.size - 1, -1, -1), persistent=False)
+        self.in_chans = int(getattr(members[0], "in_chans", 1))
+
+    def views(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The TTA views of a batch (any pixel scale; bilinear resizing is linear, so it commutes
+        with the normalisation)."""
+        if self.tta is None:
+            return [x]
+        # a gather, not torch.flip: it exports to every ONNX opset
+        flip = lambda a: a.index_select(-1, self.flip_index)  # noqa: E731
+        if self.tta == "flip":
+            return [x, flip(x)]
+        h, w = x.shape[-2:]
+        c = self.crop
+        oy, ox = (h - c) // 2, (w - c) // 2
+        crops = [x[..., y : y + c, xx : xx + c] for y, xx in ((0, 0), (0, w - c), (h - c, 0), (h - c, w - c), (oy, ox))]
+        if c != h or c != w:
+            crops = [F.interpolate(v, size=(h, w), mode="bilinear", align_corners=False) for v in crops]
+        return crops + [flip(v) for v in crops]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean_in, std_in = self.input_norm
+        x01 = x * std_in + mean_in
+        if x01.shape[-1] != self.size or x01.shape[-2] != self.size:
+            x01 = F.interpolate(x01, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        views = self.views(x01)
+        total = None
+        for i, net in enumerate(self.members):
+            mean, std, size = *self.member_norms[i], self.member_sizes[i]
+            cmap = getattr(self, f"class_map_{i}")
+            acc = None
+            for v in views:
+                if v.shape[-1] != size or v.shape[-2] != size:
+                    v = F.interpolate(v, size=(size, size), mode="bilinear", align_corners=False)
+                p = torch.softmax(net((v - mean) / std).float(), dim=1)
+                if cmap is not None:
+                    p = p @ cmap.t()
+                    p = p / p.sum(1, keepdim=True).clamp_min(1e-12)
+                acc = p if acc is None else acc + p
+            part = self.weights[i] * acc / len(views)
+            total = part if total is None else total + part
+        return torch.log(total.clamp_min(1e-12))
+
+
+def class_map(member_classes: Sequence[str], classes: Sequence[str]) -> torch.Tensor | None:
+    """``C x C_member`` 0/1 matrix by class name; ``None`` when they agree."""
+    member_classes, classes = list(member_classes), list(classes)
+    if member_classes == classes:
+        return None
+    m = torch.zeros(len(classes), len(member_classes))
+    for j, c in enumerate(member_classes):
+        if c in classes:
+            m[classes.index(c), j] = 1.0
+    if float(m.sum()) == 0:
+        raise ModelError(f"an ensemble member's classes {member_classes} share no name with {classes}")
+    return m
+
+
+def ensemble_classifier(members: Sequence, *, weights: Sequence[float] | None = None, tta: str | None = None,
+                        crop: int = 44, name: str = "", classes: Sequence[str] | None = None, meta: dict | None = None):
+    """One :class:`~wildfer.models.loader.Classifier` from several (built-in names, checkpoint
+    or weights paths, or classifiers): their probabilities averaged over ``tta`` views.
+    ``classes``: the output classes (default: the first member's own)."""
+    from .loader import DEFAULT_PREPROCESS, Classifier, load_model
+
+    if isinstance(members, (str, os.PathLike)):
+        members = [members]
+    tta = None if tta in (None, "none", "") else tta
+    if tta not in TTA_CHOICES:
+        raise ModelError(f"ensemble tta must be none, flip or tencrop, not {tta!r}")
+    clfs = [m if isinstance(m, Classifier) else load_model(m) for m in members]
+    if not clfs:
+        raise ModelError("an ensemble needs at least one member")
+    classes = tuple(classes or clfs[0].classes)
+    pre = dict(clfs[0].preprocess or DEFAULT_PREPROCESS)
+    size = int(pre.get("size", 48))
+    net = EnsembleNet(
+        [c.net for c in clfs], weights=weights, tta=tta, crop=crop, size=size,
+        input_norm=(float(pre.get("mean", 0.5)), float(pre.get("std", 0.25))),
+        member_norms=[(float(c.preprocess.get("mean", 0.5)), float(c.preprocess.get("std", 0.25))) for c in clfs],
+        member_sizes=[c.size for c in clfs],
+        class_maps=[class_map(c.classes, classes) for c in clfs],
+    ).eval()
+    w = net.weights.tolist()
+    kwargs = {"members": [c.name or c.arch for c in clfs], "weights": [round(x, 6) for x in w], "tta": tta,
+              "crop": int(crop)}
+    return Classifier(net, classes, pre, name=name or "ensemble(" + ",".join(kwargs["members"]) + ")",
+                      arch=ENSEMBLE_ARCH, model_kwargs=kwargs, meta=dict(meta or {}, **kwargs))
+
+
+def is_ensemble_spec(path: str | os.PathLike) -> bool:
+    p = Path(path)
+    if p.suffix != ".json" or not p.is_file():
+        return False
+    try:
+        spec = json.loads(p.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(spec, dict) and spec.get("arch") == ENSEMBLE_ARCH
+
+
+def load_spec_members(path: str | os.PathLike) -> list[str]:
+    """The member names/paths a spec file lists, as written (empty when unreadable)."""
+    try:
+        members = json.loads(Path(path).read_text()).get("members")
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [m for m in members if isinstance(m, str)] if isinstance(members, list) else []
+
+
+def load_ensemble_spec(path: str | os.PathLike, name: str = ""):
+    """The classifier a spec file describes (member paths relative to the file; built-in names as they are)."""
+    from .loader import BUILTIN
+
+    path = Path(path)
+    try:
+        spec = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ModelError(f"{path}: not a readable ensemble spec ({e})") from None
+    if not isinstance(spec, dict) or spec.get("arch") != ENSEMBLE_ARCH:
+        raise ModelError(f"{path}: not an ensemble spec (needs \"arch\": \"ensemble\")")
+    members = spec.get("members")
+    if not isinstance(members, list) or not members or not all(isinstance(m, str) for m in members):
+        raise ModelError(f"{path}: \"members\" must be a non-empty list of model names or paths")
+    if path.stem in members:
+        raise ModelError(f"{path}: an ensemble cannot contain itself")
+    resolved = [m if (m in BUILTIN or os.path.isabs(m)) else str(path.parent / m) for m in members]
+    try:
+        return ensemble_classifier(resolved, weights=spec.get("weights"), tta=spec.get("tta"),
+                                   crop=int(spec.get("crop", 44)), name=name or str(path), classes=spec.get("classes"),
+                                   meta={k: v for k, v in spec.items() if k not in ("members", "weights", "tta", "crop")})
+    except ModelError as e:
+        raise ModelError(f"{path}: {e}") from None
