@@ -170,3 +170,24 @@ def test_models_info_and_unknown_name(cli):
     code, out = cli(["models", "info", "no_such_net"])
     assert code == 2
     assert "unknown model" in out and "Traceback" not in out
+
+
+def test_models_list_and_info_show_the_builtin_models(cli):
+    from wildfer.models.loader import builtin_info, builtin_models
+
+    have = builtin_models()
+    if "default" not in have:
+        pytest.skip("built-in weights not installed")
+    code, out = cli(["models", "list"])
+    assert code == 0, out
+    assert "built-in trained models" in out
+    for name in have:
+        assert name in out
+    assert "ensemble of default + default_resnet" in out and "(FER+)" in out
+    info = builtin_info("default")
+    assert info["arch"] == "vggfer" and info["weights_mb"] > 1 and 0.6 < info["val_acc"] < 1
+    code, out = cli(["models", "info", "default"])
+    assert code == 0, out
+    assert "Model card" in out and "FER2013" in out and "default.md" in out
+    code, out = cli(["models", "info", "accurate"])
+    assert code == 0 and "ten-crop" in out

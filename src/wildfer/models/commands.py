@@ -10,23 +10,30 @@ import typer
 
 
 def register(app: typer.Typer, panel: str) -> None:
-    sub = typer.Typer(help="The model zoo: architectures, their size and cost.", no_args_is_help=True)
+    sub = typer.Typer(help="The model zoo: architectures, their size and cost; the built-in trained models.",
+                      no_args_is_help=True)
 
     @sub.command("list")
     def list_cmd(
         pattern: Optional[str] = typer.Argument(None, help="Only names matching this pattern, e.g. 'vgg*'."),
-        json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the table as JSON to this file."),
+        json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the architectures table as JSON to this file."),
         num_classes: int = typer.Option(7, "--num-classes", help="Classes of the head (7 FER2013, 8 FER+)."),
     ):
-        """Every registered model with its input size, parameters and multiply-adds."""
+        """Every registered architecture with its input size, parameters and multiply-adds, then
+        the built-in trained models (weights inside the package)."""
+        import fnmatch
+
         from rich.console import Console
         from rich.table import Table
 
         from ..errors import ModelError
         from .complexity import complexity_table, human
+        from .loader import BUILTIN, builtin_info
 
         rows = complexity_table(pattern, num_classes=num_classes)
-        if not rows:
+        builtins = [builtin_info(n) for n in BUILTIN if not pattern or fnmatch.fnmatch(n, pattern)]
+        builtins = [b for b in builtins if b["available"]]
+        if not rows and not builtins:
             raise ModelError(f"no model matches {pattern!r}")
         table = Table(title=f"wildfer models ({len(rows)})", show_lines=False)
         for col, just in (("name", "left"), ("family", "left"), ("input", "right"), ("params", "right"),
@@ -35,23 +42,55 @@ def register(app: typer.Typer, panel: str) -> None:
         for r in rows:
             table.add_row(r.name, r.family, f"{r.input_size}x{r.input_size}x{r.in_chans}", human(r.params),
                           human(r.macs), r.description)
-        Console(width=max(160, Console().width)).print(table)
+        con = Console(width=max(160, Console().width))
+        if rows:
+            con.print(table)
+        if builtins:
+            bt = Table(title=f"built-in trained models ({len(builtins)}): load_model(NAME), --model NAME; "
+                             "'wildfer models info NAME' shows the model card")
+            for col, just in (("name", "left"), ("architecture", "left"), ("classes", "right"),
+                              ("PublicTest acc. (selection)", "right"), ("weights", "right")):
+                bt.add_column(col, justify=just)
+            for b in builtins:
+                arch = b["arch"] + (" of " + " + ".join(b["members"]) if b["members"] else "")
+                acc = f"{100 * b['val_acc']:.1f}%" if b["val_acc"] else "-"
+                if b["classes"] == 8 and b["val_acc"]:
+                    acc += " (FER+)"
+                bt.add_row(b["name"], arch, str(b["classes"]), acc,
+                           f"{b['weights_mb']:.1f} MB" if b["weights_mb"] else "(members')")
+            con.print(bt)
         if json_out is not None:
             json_out.parent.mkdir(parents=True, exist_ok=True)
             json_out.write_text(json.dumps([r.to_dict() for r in rows], indent=2))
 
     @sub.command("info")
     def info_cmd(
-        name: str = typer.Argument(..., help="A registered model name (see 'wildfer models list')."),
+        name: str = typer.Argument(..., help="A registered architecture or a built-in model (see 'wildfer models list')."),
         num_classes: int = typer.Option(7, "--num-classes", help="Classes of the head."),
         pretrained: Optional[Path] = typer.Option(
             None, "--pretrained", help="Check that this torchvision-format ImageNet weights file loads into NAME."),
     ):
-        """One model: family, input, parameters, multiply-adds and how it is built."""
+        """One architecture (family, input, parameters, multiply-adds, how it is built), or a
+        built-in model's card."""
         from rich.console import Console
 
         from .complexity import human, model_complexity
+        from .loader import BUILTIN, builtin_info
         from .registry import model_info
+
+        if name in BUILTIN:
+            from rich.markdown import Markdown
+
+            from ..errors import ModelError
+
+            b = builtin_info(name)
+            if not b["available"]:
+                raise ModelError(f"built-in model {name!r} is not in this installation (weights missing)")
+            con = Console()
+            con.print(Markdown(b["card_text"]) if b["card_text"] else f"{name}: no model card")
+            if b["card"]:
+                con.print(f"\n(card: {b['card']})", highlight=False, soft_wrap=True)
+            return
 
         info = model_info(name)
         c = model_complexity(name, num_classes=num_classes)

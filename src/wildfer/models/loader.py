@@ -242,6 +242,32 @@ def builtin_models() -> list[str]:
     return [n for n in BUILTIN if _builtin_available(n)]
 
 
+def builtin_info(name: str) -> dict[str, Any]:
+    """What the installation says about a built-in model without building it: its metadata
+    JSON (architecture or ensemble members, classes, training facts), the weights' size and
+    the model card's path and text."""
+    if name not in BUILTIN:
+        raise ModelError(f"{name!r} is not a built-in model ({', '.join(BUILTIN)})")
+    meta_path = WEIGHTS_DIR / f"{name}.json"
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        meta = {}
+    weights = WEIGHTS_DIR / f"{name}.safetensors"
+    card = WEIGHTS_DIR / str(meta.get("model_card") or f"{name}.md")
+    return {
+        "name": name,
+        "available": _builtin_available(name),
+        "arch": meta.get("arch", ""),
+        "members": meta.get("members"),
+        "classes": len(meta.get("classes") or FER2013_CLASSES),
+        "weights_mb": round(weights.stat().st_size / 1e6, 1) if weights.exists() else 0.0,
+        "val_acc": meta.get("best_val_acc", meta.get("publictest_accuracy")),
+        "card": str(card) if card.exists() else None,
+        "card_text": card.read_text() if card.exists() else "",
+    }
+
+
 def load_model(name_or_path: str | os.PathLike = "default", *, classes: str | None = None,
                backend: str = "torch") -> Classifier:
     """A built-in name (``default``, ``fast``, ``ferplus``, ``default_resnet``, ``accurate``), a
