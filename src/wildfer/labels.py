@@ -34,3 +34,24 @@ def normalize_label(name: str) -> str:
 def ferplus_to_fer2013(name: str) -> str | None:
     """FER+ class name -> FER2013 class name; ``contempt`` has no FER2013 class (None)."""
     return None if name == "contempt" else name
+
+
+def class_alignment(model_classes, target_classes):
+    """``C_target x C_model`` 0/1 float matrix mapping a model's outputs onto other classes by
+    name (``probs @ m.T``, then renormalise: a class the targets lack, e.g. FER+'s contempt for
+    FER2013, is folded away; a target class the model lacks gets 0); ``None`` when they already
+    agree. Raises :class:`~wildfer.errors.ModelError` when no class name is shared."""
+    import numpy as np
+
+    from .errors import ModelError
+
+    model_classes, target_classes = list(model_classes), list(target_classes)
+    if model_classes == target_classes:
+        return None
+    m = np.zeros((len(target_classes), len(model_classes)), dtype=np.float64)
+    for j, c in enumerate(model_classes):
+        if c in target_classes:
+            m[target_classes.index(c), j] = 1.0
+    if m.sum() == 0:
+        raise ModelError(f"the model's classes {model_classes} share no name with {target_classes}")
+    return m

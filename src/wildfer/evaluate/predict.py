@@ -26,7 +26,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..errors import DataError, ModelError
-from ..labels import FER2013_CLASSES
+from ..labels import FER2013_CLASSES, class_alignment
 
 TTA_MODES = (None, "none", "flip", "tencrop")
 CHUNK = 4096  # faces per Classifier.predict_proba call
@@ -140,17 +140,8 @@ def model_name(clf) -> str:
 
 def alignment_matrix(model_labels: Sequence[str], data_classes: Sequence[str]) -> np.ndarray | None:
     """``C_data x C_model`` 0/1 matrix mapping model outputs onto data classes by name; ``None``
-    when they already agree. Raises :class:`ModelError` when no class name is shared."""
-    model_labels, data_classes = list(model_labels), list(data_classes)
-    if model_labels == data_classes:
-        return None
-    m = np.zeros((len(data_classes), len(model_labels)), dtype=np.float64)
-    for j, c in enumerate(model_labels):
-        if c in data_classes:
-            m[data_classes.index(c), j] = 1.0
-    if m.sum() == 0:
-        raise ModelError(f"the model's classes {model_labels} share no name with the data's {data_classes}")
-    return m
+    when they already agree (:func:`wildfer.labels.class_alignment`)."""
+    return class_alignment(model_labels, data_classes)
 
 
 def align_probs(probs: np.ndarray, model_labels: Sequence[str], data_classes: Sequence[str]) -> np.ndarray:

@@ -29,6 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import ModelError
+from ..labels import class_alignment
 
 TTA_CHOICES = (None, "flip", "tencrop")
 ENSEMBLE_ARCH = "ensemble"
@@ -112,17 +113,9 @@ class EnsembleNet(nn.Module):
 
 
 def class_map(member_classes: Sequence[str], classes: Sequence[str]) -> torch.Tensor | None:
-    """``C x C_member`` 0/1 matrix by class name; ``None`` when they agree."""
-    member_classes, classes = list(member_classes), list(classes)
-    if member_classes == classes:
-        return None
-    m = torch.zeros(len(classes), len(member_classes))
-    for j, c in enumerate(member_classes):
-        if c in classes:
-            m[classes.index(c), j] = 1.0
-    if float(m.sum()) == 0:
-        raise ModelError(f"an ensemble member's classes {member_classes} share no name with {classes}")
-    return m
+    """``C x C_member`` 0/1 matrix by class name (:func:`wildfer.labels.class_alignment`); ``None`` when they agree."""
+    m = class_alignment(member_classes, classes)
+    return None if m is None else torch.from_numpy(m).float()
 
 
 def ensemble_classifier(members: Sequence, *, weights: Sequence[float] | None = None, tta: str | None = None,

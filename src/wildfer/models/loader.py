@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import ModelError
-from ..labels import FER2013_CLASSES
+from ..labels import FER2013_CLASSES, class_alignment
 from .registry import create_model, list_models
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -326,10 +326,6 @@ def with_fer2013_classes(clf: Classifier) -> Classifier:
     """Fold a model's classes onto FER2013's 7 (drops classes FER2013 lacks, e.g. contempt)."""
     if tuple(clf.classes) == FER2013_CLASSES:
         return clf
-    m = np.zeros((len(FER2013_CLASSES), len(clf.classes)), dtype=np.float32)
-    for j, c in enumerate(clf.classes):
-        if c in FER2013_CLASSES:
-            m[FER2013_CLASSES.index(c), j] = 1.0
-    clf.class_map = m
+    clf.class_map = class_alignment(clf.classes, FER2013_CLASSES).astype(np.float32)
     clf.out_classes = FER2013_CLASSES
     return clf
