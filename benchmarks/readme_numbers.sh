@@ -25,6 +25,11 @@ if [[ $what == all || $what == fer ]]; then
      --split PublicTest --json $R/eval_ensemble_publictest.json
   $W evaluate $D/fer2013/fer2013.csv.gz --model $P/default_tencrop.npz --model $P/default_resnet_tencrop.npz \
      --split PublicTest --tta tencrop --json $R/eval_ensemble_publictest_tencrop.json
+  # every subset of the three 7-class built-ins, equal and grid-searched weights, from the kept probabilities
+  .venv/bin/python benchmarks/ensemble_search.py $P/default_none.npz $P/default_resnet_none.npz $P/fast_none.npz \
+     --data $D/fer2013/fer2013.csv.gz --out $R/ensemble_search.json
+  .venv/bin/python benchmarks/ensemble_search.py $P/default_tencrop.npz $P/default_resnet_tencrop.npz $P/fast_tencrop.npz \
+     --data $D/fer2013/fer2013.csv.gz --out $R/ensemble_search_tencrop.json
   # the built-in "accurate" (that ensemble with ten-crop inside one model), run for real (~15 min)
   $W evaluate $D/fer2013/fer2013.csv.gz --model accurate --split PublicTest --json $R/eval_accurate_publictest.json
   # ferplus: FER+ majority labels (8 classes), and mapped to FER2013's 7 classes on FER2013's labels
