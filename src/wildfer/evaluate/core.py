@@ -18,7 +18,8 @@ import numpy as np
 from ..data.fer2013 import FaceArrays
 from ..errors import DataError, WildferError
 from .metrics import ECE_BINS, compute_metrics
-from .predict import TTA_MODES, ensemble_weights, model_name, predict_proba, resolve_models, save_probs
+from ..models.ensemble import ensemble_weights
+from .predict import TTA_MODES, model_name, predict_proba, resolve_models, save_probs
 
 
 def split_name(arrays: FaceArrays) -> str:
@@ -44,7 +45,7 @@ def evaluate(models, arrays: FaceArrays, tta: str | None = None, batch_size: int
     if len(arrays) == 0:
         raise DataError(arrays.source or "data", "no samples to evaluate")
     clfs = resolve_models(models, data_classes=arrays.classes)
-    w = ensemble_weights(weights, len(clfs))  # checked before any network runs
+    w = ensemble_weights(weights, len(clfs))  # normalised, for the report
     probs = predict_proba(clfs, arrays.images, arrays.classes, tta=tta, batch_size=batch_size, crop=crop,
                           weights=weights)
     report = compute_metrics(arrays.labels, probs, list(arrays.classes), n_bins=n_bins)

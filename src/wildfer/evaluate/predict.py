@@ -27,6 +27,7 @@ import numpy as np
 
 from ..errors import DataError, ModelError
 from ..labels import FER2013_CLASSES, class_alignment
+from ..models.ensemble import ensemble_weights
 
 TTA_MODES = (None, "none", "flip", "tencrop")
 CHUNK = 4096  # faces per Classifier.predict_proba call
@@ -74,16 +75,6 @@ def save_probs(path: str | os.PathLike, probs: np.ndarray, faces: np.ndarray, la
                         labels=np.array(list(labels)), fingerprint=np.array(faces_fingerprint(faces)),
                         tta=np.array(tta or "none"), name=np.array(name))
     return path
-
-
-def is_saved_probs(path) -> bool:
-    if not isinstance(path, (str, os.PathLike)) or not str(path).endswith(".npz") or not os.path.isfile(path):
-        return False
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return PROBS_FORMAT in z.files
-    except (OSError, ValueError):
-        return False
 
 
 def load_saved_probs(path: str | os.PathLike) -> SavedProbs:
@@ -169,18 +160,6 @@ def tta_views(faces: np.ndarray, tta: str | None, crop: int = 44) -> list[np.nda
         crops = [np.ascontiguousarray(faces[..., y : y + ch, x : x + cw]) for y, x in origins]
         return crops + [flip(c) for c in crops]
     raise ModelError(f"unknown TTA mode {tta!r} (flip | tencrop)")
-
-
-def ensemble_weights(weights: Sequence[float] | None, n: int) -> np.ndarray:
-    """``weights`` for ``n`` ensemble members, normalised to sum 1 (equal when ``None``)."""
-    if weights is None:
-        return np.full(n, 1.0 / n)
-    w = np.asarray([float(x) for x in weights], dtype=np.float64)
-    if len(w) != n:
-        raise ModelError(f"{len(w)} ensemble weight(s) for {n} model(s); give one weight per model")
-    if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-        raise ModelError(f"ensemble weights must be >= 0 with a positive sum, not {list(weights)}")
-    return w / w.sum()
 
 
 def predict_proba(models, faces: np.ndarray, data_classes: Sequence[str] | None = None, *, tta: str | None = None,

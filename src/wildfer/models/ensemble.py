@@ -24,6 +24,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -33,6 +34,19 @@ from ..labels import class_alignment
 
 TTA_CHOICES = (None, "flip", "tencrop")
 ENSEMBLE_ARCH = "ensemble"
+
+
+def ensemble_weights(weights: Sequence[float] | None, n: int) -> np.ndarray:
+    """``weights`` for ``n`` ensemble members, normalised to sum 1 (equal when ``None``)."""
+    if weights is None:
+        return np.full(n, 1.0 / n)
+    w = np.asarray([float(x) for x in weights], dtype=np.float64)
+    if len(w) != n:
+        raise ModelError(f"{len(w)} ensemble weight(s) for {n} model(s): the weights must be {n} numbers >= 0 "
+                         f"with a positive sum, one per model")
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise ModelError(f"ensemble weights must be {n} numbers >= 0 with a positive sum, not {list(weights)}")
+    return w / w.sum()
 
 
 class EnsembleNet(nn.Module):
@@ -52,12 +66,9 @@ class EnsembleNet(nn.Module):
         if tta not in TTA_CHOICES:
             raise ModelError(f"ensemble tta must be none, flip or tencrop, not {tta!r}")
         n = len(members)
-        w = torch.ones(n, dtype=torch.float64) if weights is None else torch.tensor([float(x) for x in weights],
-                                                                                   dtype=torch.float64)
-        if len(w) != n or not bool(torch.isfinite(w).all()) or bool((w < 0).any()) or float(w.sum()) <= 0:
-            raise ModelError(f"ensemble weights must be {n} numbers >= 0 with a positive sum, not {weights}")
+        w = ensemble_weights(weights, n)
         self.members = nn.ModuleList(members)
-        self.register_buffer("weights", (w / w.sum()).float(), persistent=False)
+        self.register_buffer("weights", torch.from_numpy(w).float(), persistent=False)
         self.tta, self.crop, self.size = tta, int(crop), int(size)
         if not 0 < self.crop <= self.size:
             raise ModelError(f"ensemble crop must be 1..{self.size}, not {crop}")
