@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import DataError, ModelError
 from ..labels import FER2013_CLASSES, class_alignment
-from ..models.ensemble import ensemble_weights
+from ..models.ensemble import ensemble_weights, tencrop_origins
 
 TTA_MODES = (None, "none", "flip", "tencrop")
 CHUNK = 4096  # faces per Classifier.predict_proba call
@@ -155,9 +155,7 @@ def tta_views(faces: np.ndarray, tta: str | None, crop: int = 44) -> list[np.nda
     if tta == "tencrop":
         h, w = faces.shape[-2:]
         ch, cw = min(crop, h), min(crop, w)
-        oy, ox = (h - ch) // 2, (w - cw) // 2
-        origins = [(0, 0), (0, w - cw), (h - ch, 0), (h - ch, w - cw), (oy, ox)]
-        crops = [np.ascontiguousarray(faces[..., y : y + ch, x : x + cw]) for y, x in origins]
+        crops = [np.ascontiguousarray(faces[..., y : y + ch, x : x + cw]) for y, x in tencrop_origins(h, w, ch, cw)]
         return crops + [flip(c) for c in crops]
     raise ModelError(f"unknown TTA mode {tta!r} (flip | tencrop)")
 

@@ -36,6 +36,12 @@ TTA_CHOICES = (None, "flip", "tencrop")
 ENSEMBLE_ARCH = "ensemble"
 
 
+def tencrop_origins(h: int, w: int, ch: int, cw: int) -> list[tuple[int, int]]:
+    """Top-left corners (y, x) of the five ch x cw crops of an h x w image that ten-crop TTA
+    takes (four corners, then the centre; the other five views are their mirror images)."""
+    return [(0, 0), (0, w - cw), (h - ch, 0), (h - ch, w - cw), ((h - ch) // 2, (w - cw) // 2)]
+
+
 def ensemble_weights(weights: Sequence[float] | None, n: int) -> np.ndarray:
     """``weights`` for ``n`` ensemble members, normalised to sum 1 (equal when ``None``)."""
     if weights is None:
@@ -93,8 +99,7 @@ class EnsembleNet(nn.Module):
             return [x, flip(x)]
         h, w = x.shape[-2:]
         c = self.crop
-        oy, ox = (h - c) // 2, (w - c) // 2
-        crops = [x[..., y : y + c, xx : xx + c] for y, xx in ((0, 0), (0, w - c), (h - c, 0), (h - c, w - c), (oy, ox))]
+        crops = [x[..., y : y + c, xx : xx + c] for y, xx in tencrop_origins(h, w, c, c)]
         if c != h or c != w:
             crops = [F.interpolate(v, size=(h, w), mode="bilinear", align_corners=False) for v in crops]
         return crops + [flip(v) for v in crops]
