@@ -74,3 +74,39 @@ def test_bad_packs_are_one_line_errors(cli, small_csv, tmp_path):
     assert code != 0 and "torn.npz.xz" in one_error_line(text) and "corrupt" in text
     code, text = cli(["data", "pack", small_csv, tmp_path / "out.zip"])
     assert code != 0 and "must end in .npz or .npz.xz" in one_error_line(text)
+
+
+def test_med_codec_is_lossless_on_every_pixel_value():
+    from wildfer.data.fer2013 import med_decode, med_encode
+
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (5, 48, 48), dtype=np.uint8)          # no structure, both extremes
+    yy, xx = np.mgrid[:48, :48]
+    smooth = np.stack([(yy * 5 + xx * 3 + k) % 256 for k in range(3)]).astype(np.uint8)  # gradients that wrap
+    edges = np.where((xx > 20) ^ (yy > 30), 255, 0).astype(np.uint8)[None]
+    for images in (noise, smooth, edges, np.zeros((1, 48, 48), np.uint8)):
+        res = med_encode(images)
+        assert res.dtype == np.uint8 and res.shape == images.shape
+        assert np.array_equal(med_decode(res), images)
+    # a ramp along x (and one along y) is predicted exactly away from the borders: residuals 0
+    for ramp in (xx * 4, yy * 4):
+        assert not med_encode(ramp.astype(np.uint8)[None])[0, 1:, 1:].any()
+
+
+def test_xz_pack_holds_med_residuals_and_old_packs_still_read(small_csv, tmp_path):
+    import io
+
+    data = load_fer2013(small_csv, use_cache=False)
+    new = save_pack(data, tmp_path / "new.npz.xz")
+    with np.load(io.BytesIO(lzma.decompress(new.read_bytes()))) as z:
+        assert "images_med" in z.files and "images" not in z.files
+    # a pack written before the MED codec (plain images inside the xz) reads the same
+    buf = io.BytesIO()
+    np.savez(buf, images=data.images, labels=data.labels, usage=data.usage.astype("U16"), rows=data.rows)
+    old = tmp_path / "old.npz.xz"
+    old.write_bytes(lzma.compress(buf.getvalue()))
+    assert np.array_equal(read_pack(old)["images"], data.images)
+    assert np.array_equal(read_pack(new)["images"], data.images)
+    # the raw .npz keeps plain pixels (read without decoding)
+    with np.load(save_pack(data, tmp_path / "raw.npz")) as z:
+        assert "images" in z.files and np.array_equal(z["images"], data.images)

@@ -35,10 +35,11 @@ cat "$W/machine.txt"
 
 # one raw .npz (74 MB, instant to read) instead of seven processes each unpacking the .xz
 $PY - <<'EOF' || { echo "data unpack failed"; exit 3; }
-import lzma, pathlib
+import pathlib
+from wildfer.data.fer2013 import load_fer2013, save_pack
 src, dst = pathlib.Path("packed/fer2013.npz.xz"), pathlib.Path("packed/fer2013.npz")
 if not dst.exists():
-    dst.write_bytes(lzma.decompress(src.read_bytes()))
+    save_pack(load_fer2013(src, use_cache=False), dst)
 print("data ready", dst.stat().st_size, "bytes")
 EOF
 DATA=packed/fer2013.npz

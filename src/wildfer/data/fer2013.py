@@ -8,9 +8,11 @@
 The first load parses the CSV and caches arrays (see :mod:`wildfer.data.cache`); later
 loads read the cache (well under 2 s).
 
-A *pack* (``.npz``, or ``.npz.xz`` at about two thirds of the gzipped CSV's size) holds the same
+A *pack* (``.npz``, or ``.npz.xz`` at about 60% of the gzipped CSV's size) holds the same
 arrays for carrying FER2013 to another machine; :func:`save_pack` / ``wildfer data pack`` write
-one and :func:`load_fer2013` reads it wherever it reads the CSV.
+one and :func:`load_fer2013` reads it wherever it reads the CSV. An ``.npz.xz`` pack stores each
+pixel as its difference from the median edge detector's prediction (LOCO-I / JPEG-LS) before xz:
+lossless, 12% smaller than xz on the raw pixels.
 """
 
 from __future__ import annotations
@@ -289,6 +291,39 @@ def parse_fer2013_csv(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 PACK_SUFFIXES = (".npz", ".npz.xz")
 _PACK_KEYS = ("images", "labels", "usage", "rows")
+_MED_KEY = "images_med"  # the images as MED prediction residuals (``.npz.xz`` packs)
+
+
+def _med_predict(w: np.ndarray, n: np.ndarray, nw: np.ndarray) -> np.ndarray:
+    """The median edge detector (LOCO-I / JPEG-LS) from the west, north and north-west pixels."""
+    hi, lo = np.maximum(w, n), np.minimum(w, n)
+    return np.where(nw >= hi, lo, np.where(nw <= lo, hi, w + n - nw))
+
+
+def med_encode(images: np.ndarray) -> np.ndarray:
+    """Each pixel minus its MED prediction from its (already known) neighbours, modulo 256:
+    N x H x W uint8 residuals, mostly near 0, which xz compresses ~12% better than the pixels.
+    Pixels outside the image count as 0. :func:`med_decode` inverts it exactly."""
+    a = np.asarray(images).astype(np.int16)
+    w, n, nw = np.zeros_like(a), np.zeros_like(a), np.zeros_like(a)
+    w[:, :, 1:], n[:, 1:, :], nw[:, 1:, 1:] = a[:, :, :-1], a[:, :-1, :], a[:, :-1, :-1]
+    return ((a - _med_predict(w, n, nw)) & 255).astype(np.uint8)
+
+
+def med_decode(residuals: np.ndarray) -> np.ndarray:
+    """The images of :func:`med_encode`'s residuals. Pixel by pixel in raster order (each
+    prediction needs the pixels before it), vectorised over the images: ~3 s for FER2013."""
+    N, H, W = residuals.shape
+    r = np.ascontiguousarray(residuals.transpose(1, 2, 0)).astype(np.int16)  # H x W x N
+    out = np.zeros((H + 1, W + 1, N), np.int16)  # a zero row and column in front
+    for y in range(1, H + 1):
+        up, row, ry = out[y - 1], out[y], r[y - 1]
+        for x in range(1, W + 1):
+            p = _med_predict(row[x - 1], up[x], up[x - 1])
+            p += ry[x - 1]
+            p &= 255
+            row[x] = p
+    return np.ascontiguousarray(out[1:, 1:].transpose(2, 0, 1)).astype(np.uint8)
 
 
 def is_pack(path: str | os.PathLike) -> bool:
@@ -298,19 +333,21 @@ def is_pack(path: str | os.PathLike) -> bool:
 
 def save_pack(data: FaceArrays, path: str | os.PathLike, *, preset: int = 6) -> Path:
     """Write ``data``'s images, labels, usages and source rows as a pack: ``.npz`` (raw) or
-    ``.npz.xz`` (xz preset ``preset``). Written to a temporary name, then renamed."""
+    ``.npz.xz`` (MED residuals, xz preset ``preset``). Written to a temporary name, then renamed."""
     path = Path(path)
     if not is_pack(path):
         raise DataError(path, f"a pack's name must end in {' or '.join(PACK_SUFFIXES)}")
     rows = data.rows if data.rows is not None else np.arange(1, len(data) + 1, dtype=np.int64)
+    xz = str(path).lower().endswith(".xz")
+    images = np.ascontiguousarray(data.images, dtype=np.uint8)
     buf = io.BytesIO()
-    np.savez(buf, images=np.ascontiguousarray(data.images, dtype=np.uint8),
+    np.savez(buf, **{_MED_KEY if xz else "images": med_encode(images) if xz else images},
              labels=data.labels.astype(np.int64), usage=data.usage.astype("U16"), rows=rows.astype(np.int64))
     raw = buf.getvalue()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_bytes(lzma.compress(raw, preset=preset) if str(path).lower().endswith(".xz") else raw)
+        tmp.write_bytes(lzma.compress(raw, preset=preset) if xz else raw)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -326,10 +363,11 @@ def read_pack(path: str | os.PathLike) -> dict[str, np.ndarray]:
         if str(path).lower().endswith(".xz"):
             raw = lzma.decompress(raw)
         with np.load(io.BytesIO(raw), allow_pickle=False) as z:
-            missing = [k for k in _PACK_KEYS if k not in z.files]
+            med = _MED_KEY in z.files and "images" not in z.files
+            missing = [k for k in _PACK_KEYS if k not in z.files and not (k == "images" and med)]
             if missing:
                 raise DataError(path, f"not a FER2013 pack: missing {', '.join(missing)}")
-            arrays = {k: z[k] for k in _PACK_KEYS}
+            arrays = {k: z[_MED_KEY if k == "images" and med else k] for k in _PACK_KEYS}
     except DataError:
         raise
     except (OSError, EOFError, ValueError, lzma.LZMAError) as e:
@@ -339,6 +377,8 @@ def read_pack(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if images.dtype != np.uint8 or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE) or len(images) != n \
             or len(arrays["usage"]) != n or len(arrays["rows"]) != n:
         raise DataError(path, f"not a FER2013 pack: images {images.dtype} {images.shape}, {n} labels")
+    if med:
+        arrays["images"] = med_decode(images)
     if n == 0:
         raise DataError(path, "pack holds no faces")
     if labels.min() < 0 or labels.max() >= len(FER2013_CLASSES):
