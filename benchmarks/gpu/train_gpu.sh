@@ -13,10 +13,16 @@
 #   device run:  carry=["packed"]  command="bash benchmarks/gpu/train_gpu.sh"
 #   (the device image lacks platformdirs: the run put a two-line stub on PYTHONPATH, see README)
 #   ONLY_DEFAULT=1: the default recipe alone (a short second sitting)
-#   LONG=1: the three 7-class built-ins only (default, default_resnet, fast), each allowed
-#     EPOCHS_LONG (300) epochs that the time budget re-plans to fit: for the accuracy targets,
-#     which need schedules several times longer than the 66-83 epochs of the first sittings
-#     (alone on the H200 one default epoch took ~2 s)
+#   LONG=1: the three 7-class built-ins only (default, default_resnet, fast) and fast_kd (fastfer
+#     distilled live from the shipped default, configs/fast_kd.yaml), each allowed EPOCHS_LONG
+#     (300) epochs that the time budget re-plans to fit: for the accuracy targets, which need
+#     schedules several times longer than the 66-83 epochs of the first sittings (alone on the
+#     H200 one default epoch took ~2 s). fast_kd's teacher is the built-in default, so its
+#     weights must travel: carry packed/ (48.6 MB at --preset 9) + default.safetensors (14.6 MB)
+#     + the code (~1 MB) fits the 64 MiB a call may send; leave the other weights and
+#     benchmarks/results behind: `git switch -c carry && git rm -rq benchmarks/results
+#     src/wildfer/weights/{ferplus,default_resnet}.safetensors && git commit -qm carry`, run, then
+#     `git switch main && git branch -D carry`.
 #   dry run here: SMOKE=1 OUT=/tmp/gpu_out bash benchmarks/gpu/train_gpu.sh   (CPU, tiny, ~2 min)
 set -u
 T0=$(date +%s)
@@ -33,16 +39,17 @@ elapsed() { echo $(( $(date +%s) - T0 )); }
 { nvidia-smi 2>&1 || true; $PY -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"; } > "$W/machine.txt" 2>&1
 cat "$W/machine.txt"
 
-# one raw .npz (74 MB, instant to read) instead of seven processes each unpacking the .xz
-$PY - <<'EOF' || { echo "data unpack failed"; exit 3; }
-import pathlib
+# one raw .npz (77 MB, instant to read; in $W, not in the carried packed/) instead of every
+# process decoding the .xz
+$PY - "$W/fer2013.npz" <<'EOF' || { echo "data unpack failed"; exit 3; }
+import pathlib, sys
 from wildfer.data.fer2013 import load_fer2013, save_pack
-src, dst = pathlib.Path("packed/fer2013.npz.xz"), pathlib.Path("packed/fer2013.npz")
+src, dst = pathlib.Path("packed/fer2013.npz.xz"), pathlib.Path(sys.argv[1])
 if not dst.exists():
     save_pack(load_fer2013(src, use_cache=False), dst)
 print("data ready", dst.stat().st_size, "bytes")
 EOF
-DATA=packed/fer2013.npz
+DATA=$W/fer2013.npz
 FERPLUS=packed/fer2013new.csv.gz
 
 if [ "$SMOKE" = 1 ]; then
@@ -71,6 +78,7 @@ elif [ "${LONG:-0}" = 1 ]; then  # long schedules for the three 7-class built-in
   train default configs/default.yaml
   train default_resnet configs/default_resnet.yaml
   train fast configs/fast.yaml
+  train fast_kd configs/fast_kd.yaml   # live (consistent) distillation from the shipped default
 else
   # heaviest first, so the long poles start at once
   arch irv2 inception_resnet
@@ -103,7 +111,7 @@ $PY - "$W" "$OUT" <<'EOF'
 import json, sys, tarfile, pathlib
 from wildfer.models.loader import export_weights, read_checkpoint
 w, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
-for name in ("default", "default_resnet", "ferplus", "fast"):
+for name in ("default", "default_resnet", "ferplus", "fast", "fast_kd"):
     ck = w / name / "best.pt"
     if not ck.exists():
         print(name, "no best.pt"); continue
@@ -115,7 +123,7 @@ for name in ("default", "default_resnet", "ferplus", "fast"):
     print(name, "exported", st.stat().st_size, "bytes; best", card["metrics"].get("val_acc"), "epoch", card["epoch"])
 EOF
 # logs and experiment folders without checkpoints
-tar -cJf "$OUT/logs.tar.xz" --exclude='*.pt' --exclude='*.tmp' --exclude='export' -C "$W" . 2>/dev/null
+tar -cJf "$OUT/logs.tar.xz" --exclude='*.pt' --exclude='*.tmp' --exclude='export' --exclude='fer2013.npz' -C "$W" . 2>/dev/null
 ls -la "$OUT"
 for f in "$W"/*.log; do echo "== $f"; tail -n 4 "$f"; done
 echo "done at $(elapsed)s"
