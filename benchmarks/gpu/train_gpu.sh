@@ -22,7 +22,8 @@
 #     + the code (~1 MB) fits the 64 MiB a call may send; leave the other weights and
 #     benchmarks/results behind: `git switch -c carry && git rm -rq benchmarks/results
 #     src/wildfer/weights/{ferplus,default_resnet}.safetensors && git commit -qm carry`, run, then
-#     `git switch main && git branch -D carry`.
+#     `git switch main && git branch -D carry`. `bash benchmarks/gpu/travel_size.sh packed` says
+#     whether it fits before a call spends device time (on that branch: 64.6 MB of 67.1).
 #   dry run here: SMOKE=1 OUT=/tmp/gpu_out bash benchmarks/gpu/train_gpu.sh   (CPU, tiny, ~2 min)
 set -u
 T0=$(date +%s)

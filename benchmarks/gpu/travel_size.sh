@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Bytes a device call would send (tracked files + untracked files git does not ignore + the
+# paths given, which are the call's `carry`), against the 64 MiB a call may send. Exit 1 if over.
+#   bash benchmarks/gpu/travel_size.sh packed
+set -eu
+cd "$(git rev-parse --show-toplevel)"
+tree=$( { git ls-files -z; git ls-files -z --others --exclude-standard; } | xargs -0 -r stat -c %s -- 2>/dev/null | awk '{s += $1} END {print s + 0}')
+carried=0
+for p in "$@"; do
+  carried=$((carried + $(find "$p" -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}')))
+done
+limit=$((64 * 1024 * 1024))
+total=$((tree + carried))
+printf 'working tree %d + carried %d = %d bytes (limit %d): %s\n' "$tree" "$carried" "$total" "$limit" \
+  "$([ $total -le $limit ] && echo fits || echo OVER)"
+[ $total -le $limit ]
