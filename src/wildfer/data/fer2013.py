@@ -340,9 +340,10 @@ def save_pack(data: FaceArrays, path: str | os.PathLike, *, preset: int = 6) -> 
     rows = data.rows if data.rows is not None else np.arange(1, len(data) + 1, dtype=np.int64)
     xz = str(path).lower().endswith(".xz")
     images = np.ascontiguousarray(data.images, dtype=np.uint8)
+    pixels = {_MED_KEY: med_encode(images)} if xz else {"images": images}
     buf = io.BytesIO()
-    np.savez(buf, **{_MED_KEY if xz else "images": med_encode(images) if xz else images},
-             labels=data.labels.astype(np.int64), usage=data.usage.astype("U16"), rows=rows.astype(np.int64))
+    np.savez(buf, **pixels, labels=data.labels.astype(np.int64), usage=data.usage.astype("U16"),
+             rows=rows.astype(np.int64))
     raw = buf.getvalue()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
