@@ -87,6 +87,32 @@ class FaceArrays:
             paths=None if self.paths is None else self.paths[index],
         )
 
+    @classmethod
+    def concat(cls, *parts: "FaceArrays") -> "FaceArrays":
+        """The faces of ``parts`` end to end (same classes and image size). Where some parts
+        have soft labels, the others get their one-hot labels."""
+        first = parts[0]
+        for p in parts[1:]:
+            if tuple(p.classes) != tuple(first.classes):
+                raise DataError(p.source or "data", f"classes {list(p.classes)} differ from {list(first.classes)}")
+            if p.images.shape[1:] != first.images.shape[1:]:
+                raise DataError(p.source or "data", f"faces are {p.images.shape[1:]}, not {first.images.shape[1:]}")
+        soft = None
+        if any(p.soft is not None for p in parts):
+            eye = np.eye(len(first.classes), dtype=np.float32)
+            soft = np.concatenate([p.soft if p.soft is not None else eye[p.labels] for p in parts])
+
+        def cat(name):
+            vals = [getattr(p, name) for p in parts]
+            return None if any(v is None for v in vals) else np.concatenate(vals)
+
+        return cls(
+            images=np.concatenate([p.images for p in parts]), labels=np.concatenate([p.labels for p in parts]),
+            usage=np.concatenate([p.usage.astype(str) for p in parts]), classes=first.classes, soft=soft,
+            rows=cat("rows"), source=" + ".join(p.source for p in parts), paths=cat("paths"),
+            meta={"parts": [len(p) for p in parts]},
+        )
+
     def class_counts(self) -> dict[str, int]:
         counts = np.bincount(self.labels, minlength=len(self.classes))
         return {c: int(n) for c, n in zip(self.classes, counts)}

@@ -111,6 +111,41 @@ class EpochShuffleSampler(Sampler[int]):
         return self.n
 
 
+class MixedEpochSampler(Sampler[int]):
+    """Each epoch, indices into two data sets laid end to end (``n_a`` faces, then ``n_b``) so
+    that a share ``ratio`` of the epoch comes from the second.
+
+    An epoch holds every face of the second set once and ``n_b * (1 - ratio) / ratio`` faces
+    of the first, a fresh draw without replacement each epoch; when the first set is too
+    small for that, all of it is taken with a fresh draw of as many of the second as keep the ratio.
+    The order depends on ``(seed, epoch)`` only.
+    """
+
+    def __init__(self, n_a: int, n_b: int, ratio: float = 0.5, seed: int = 0) -> None:
+        if not 0.0 < ratio < 1.0:
+            raise ValueError(f"ratio must be in (0, 1), got {ratio}")
+        if n_a <= 0 or n_b <= 0:
+            raise ValueError(f"both data sets need faces (got {n_a} and {n_b})")
+        self.n_a, self.n_b, self.ratio, self.seed, self.epoch = int(n_a), int(n_b), float(ratio), int(seed), 0
+        self.take_b = self.n_b
+        self.take_a = round(self.n_b * (1 - ratio) / ratio)
+        if self.take_a > self.n_a:
+            self.take_a, self.take_b = self.n_a, max(1, round(self.n_a * ratio / (1 - ratio)))
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(_mix_seed(self.seed, self.epoch, -2))
+        a = torch.randperm(self.n_a, generator=g)[: self.take_a]
+        b = torch.randperm(self.n_b, generator=g)[: self.take_b] + self.n_a
+        both = torch.cat([a, b])
+        return iter(both[torch.randperm(len(both), generator=g)].tolist())
+
+    def __len__(self) -> int:
+        return self.take_a + self.take_b
+
+
 class FaceLoader(DataLoader):
     """A ``DataLoader`` with :meth:`set_epoch` that reaches both the sampler and the dataset."""
 

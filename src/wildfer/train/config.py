@@ -34,6 +34,15 @@ class TrainConfig:
     val_split: str = "PublicTest"
     subset: int | None = None  # use only the first N training rows (quick runs / tests)
     val_subset: int | None = None
+    # wild photos mixed into training: a manifest (path,label[,left,top,right,bottom],split) whose
+    # faces are cut out once by the wild pipeline (detect + align, wildfer.wild.crops) and cached
+    wild_data: str | None = None
+    wild_train_split: str = "train"
+    # validation and model selection on this split of wild_data (null: on val_split); the
+    # val_split faces are still scored every epoch ("fer_val_acc" in the log)
+    wild_val_split: str | None = "val"
+    wild_ratio: float = 0.5  # share of each epoch's faces that are wild
+    wild_detector: str = "yunet"
     augment: bool = True
     aug: dict[str, Any] = field(default_factory=dict)  # Augment(...) overrides
     # optimisation

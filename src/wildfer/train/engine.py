@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from ..data.augment import Augment, mixup_cutmix
 from ..data.fer2013 import FaceArrays
 from ..errors import WildferError
+from ..labels import FER2013_CLASSES
 from ..models.loader import DEFAULT_PREPROCESS, save_checkpoint
 from ..models.registry import create_model
 from .config import TrainConfig, save_config
@@ -70,6 +71,25 @@ def load_training_data(cfg: TrainConfig) -> tuple[FaceArrays, FaceArrays]:
     if cfg.val_subset:
         val = val.subset(np.arange(min(cfg.val_subset, len(val))))
     return train, val
+
+
+def add_wild_data(cfg: TrainConfig, train: FaceArrays, val: FaceArrays) -> tuple[FaceArrays, FaceArrays, dict[str, FaceArrays]]:
+    """``(train, val, extra_val)`` with ``cfg.wild_data``'s crops: its training split after
+    ``train``'s faces, its validation split as ``val`` (and the old ``val`` as ``extra_val["fer"]``)."""
+    from ..wild.crops import crop_manifest
+
+    if tuple(train.classes) != FER2013_CLASSES:
+        raise WildferError(f"wild_data has FER2013's 7 classes; dataset {cfg.dataset!r} has {len(train.classes)}")
+    if not 0.0 < cfg.wild_ratio < 1.0:
+        raise WildferError(f"wild_ratio={cfg.wild_ratio}: must be between 0 and 1 (the wild share of an epoch)")
+    wild = crop_manifest(cfg.wild_data, split=cfg.wild_train_split, detector=cfg.wild_detector)
+    if len(wild) == 0:
+        raise WildferError(f"{cfg.wild_data}: no usable faces in split {cfg.wild_train_split!r}")
+    extra: dict[str, FaceArrays] = {}
+    if cfg.wild_val_split:
+        extra["fer"] = val
+        val = crop_manifest(cfg.wild_data, split=cfg.wild_val_split, detector=cfg.wild_detector)
+    return FaceArrays.concat(train, wild), val, extra
 
 
 def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
@@ -214,6 +234,9 @@ class Trainer:
             tr, va = load_training_data(cfg)
             train = train if train is not None else tr
             val = val if val is not None else va
+        self.extra_val: dict[str, FaceArrays] = {}
+        if cfg.wild_data:
+            train, val, self.extra_val = add_wild_data(cfg, train, val)
         self.train_data, self.val_data = train, val
         self.classes = tuple(train.classes)
         self.num_classes = len(self.classes)
@@ -312,7 +335,13 @@ class Trainer:
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         opt = make_optimizer(cfg, model.parameters())
-        n_train = len(self.train_data)
+        sampler = None
+        if cfg.wild_data:
+            from ..data.torchdata import MixedEpochSampler
+
+            n_fer, n_wild = self.train_data.meta["parts"]
+            sampler = MixedEpochSampler(n_fer, n_wild, cfg.wild_ratio, seed=cfg.seed)
+        n_train = len(sampler) if sampler is not None else len(self.train_data)
         per_rank = math.ceil(n_train / self.world)
         steps_per_epoch = math.ceil(per_rank / cfg.batch_size)
         if cfg.max_iters_per_epoch:
@@ -377,7 +406,11 @@ class Trainer:
                     net.train()
                     # same permutation on every rank, then each takes its shard (DistributedSampler semantics)
                     perm_gen = torch.Generator().manual_seed(cfg.seed * 7919 + epoch)
-                    perm = torch.randperm(n_train, generator=perm_gen).numpy()
+                    if sampler is not None:
+                        sampler.set_epoch(epoch)
+                        perm = np.fromiter(sampler, dtype=np.int64, count=n_train)
+                    else:
+                        perm = torch.randperm(n_train, generator=perm_gen).numpy()
                     if self.world > 1:
                         pad = per_rank * self.world - n_train
                         perm = np.concatenate([perm, perm[:pad]])[self.rank :: self.world]
@@ -453,6 +486,8 @@ class Trainer:
                         "val_loss": val["loss"], "val_acc": val["acc"], "lr": sched(max(0, (epoch + 1) * steps_per_epoch - 1)),
                         "seconds": round(time.time() - t0, 2), "world_size": self.world,
                     }
+                    for name, data in self.extra_val.items():
+                        rec[f"{name}_val_acc"] = self.evaluate(model, data)["acc"]
                     history.append(rec)
                     improved = val["acc"] > best
                     if improved:
@@ -477,7 +512,9 @@ class Trainer:
                         if self.console is not None:
                             self.console.print(
                                 f"epoch {epoch + 1}/{cfg.epochs}: train loss {rec['train_loss']:.4f} acc {rec['train_acc']:.4f} | "
-                                f"val loss {val['loss']:.4f} acc {val['acc']:.4f} | {rec['seconds']:.0f}s"
+                                f"val loss {val['loss']:.4f} acc {val['acc']:.4f}"
+                                + "".join(f" | {k} {rec[f'{k}_val_acc']:.4f}" for k in self.extra_val)
+                                + f" | {rec['seconds']:.0f}s"
                             )
                     if cfg.time_budget and epoch + 1 - start_epoch >= max(1, cfg.budget_epochs) \
                             and (not planned or epoch + 1 <= cfg.epochs / 2):

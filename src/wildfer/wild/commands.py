@@ -47,6 +47,8 @@ def register(app: typer.Typer, panel: str) -> None:
         limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N faces."),
         max_side: int = typer.Option(640, "--max-side", min=32, help="Longer side photos are downscaled to for detection."),
         classes: Optional[str] = typer.Option(None, "--classes", help="fer2013: fold an 8-class FER+ model's contempt away (7 classes, as the manifest's labels)."),
+        split: Optional[str] = typer.Option(None, "--split", help="Only rows whose split column holds this value (train, val ...); all rows when the manifest has no split column."),
+        save_predictions: Optional[Path] = typer.Option(None, "--save-predictions", help="Write one CSV row per face: path, label, prediction, found, probabilities."),
     ):
         """Detection recall and accuracy of the wild pipeline on a labelled manifest."""
         import json
@@ -59,15 +61,23 @@ def register(app: typer.Typer, panel: str) -> None:
         from .evaluate import evaluate_wild
         from .recognizer import Recognizer
 
+        from ..errors import WildferError
+
         err = Console(stderr=True)
+        for f in (json_file, save_predictions):  # before any work, not after it
+            if f is not None and f.is_dir():
+                raise WildferError(f"{f}: is a folder; give a file name")
+            if f is not None:
+                f.parent.mkdir(parents=True, exist_ok=True)
         clf = load_model(model, classes=classes) if classes else model
         rec = Recognizer(model=clf, detector=detector, mode=mode, max_side=max_side)
         with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeRemainingColumn(), console=err, transient=True) as bar:
             task = bar.add_task(f"evaluate {mode}", total=None)
-            res = evaluate_wild(manifest, rec, iou=iou, limit=limit,
+            res = evaluate_wild(manifest, rec, iou=iou, limit=limit, split=split, save_predictions=save_predictions,
                                 progress=lambda d, n: bar.update(task, completed=d, total=n))
-        table = Table(title=f"{Path(manifest).name}: {mode}" + ("" if mode == "whole" else f" ({rec.detector.name})"))
+        table = Table(title=f"{Path(manifest).name}" + (f" split={split}" if split else "") + f": {mode}"
+                      + ("" if mode == "whole" else f" ({rec.detector.name})"))
         table.add_column("metric")
         table.add_column("value", justify="right")
         for k in ("n", "n_found", "n_search", "detection_recall", "accuracy", "accuracy_found", "accuracy_search",
@@ -81,3 +91,5 @@ def register(app: typer.Typer, panel: str) -> None:
             json_file.parent.mkdir(parents=True, exist_ok=True)
             json_file.write_text(json.dumps(res, indent=2))
             err.print(f"metrics written to {json_file}", highlight=False)
+        if save_predictions:
+            err.print(f"predictions written to {save_predictions}", highlight=False)

@@ -3,8 +3,10 @@ classified right.
 
 Manifest formats (CSV with a header; image paths relative to the manifest's folder):
 
-* ``path,label[,left,top,right,bottom]``: one labelled face per row (more columns, such as
-  ``subject``, are ignored). Without a box the face is the photo's largest detection.
+* ``path,label[,left,top,right,bottom][,split]``: one labelled face per row (more columns,
+  such as ``subject``, are ignored). Without a box the face is the photo's largest detection.
+  ``split`` (or ``usage``) names the subset a row belongs to (``train``, ``val`` ...): with
+  ``split=...`` only those rows are read; a manifest without the column gives all its rows.
 * ``path,n_faces,boxes_left_top_w_h[,...]``: the group-photo layout, boxes ``l,t,w,h;l,t,w,h``
   and no labels (detection recall only). Rows without boxes are skipped.
 
@@ -42,10 +44,12 @@ class ManifestItem:
     label: str | None
     box: tuple[float, float, float, float] | None
     row: int
+    split: str | None = None
 
 
-def read_manifest(manifest: str | Path) -> list[ManifestItem]:
-    """Parse a manifest (see the module docstring) into one item per face."""
+def read_manifest(manifest: str | Path, split: str | None = None) -> list[ManifestItem]:
+    """Parse a manifest (see the module docstring) into one item per face; with ``split``,
+    only the rows whose ``split`` column holds that value (case-insensitive)."""
     manifest = Path(manifest)
     if not manifest.exists():
         raise DataError(manifest, "manifest not found")
@@ -61,10 +65,18 @@ def read_manifest(manifest: str | Path) -> list[ManifestItem]:
         box_cols = ("left", "top", "right", "bottom")
         has_box = all(c in cols for c in box_cols)
         groups = "boxes_left_top_w_h" in cols
+        split_col = next((c for c in ("split", "usage") if c in cols), None)
+        wanted = None if split is None or split_col is None else split.strip().lower()
+        seen_splits: set[str] = set()
         if label_col is None and not groups:
             raise DataError(manifest, "no 'label' column (and no 'boxes_left_top_w_h' column for detection only)")
         for i, raw in enumerate(reader, start=2):  # row numbers as in a text editor (header = 1)
             row = {str(k).strip().lower(): (v or "").strip() for k, v in raw.items() if k is not None}
+            row_split = row.get(split_col, "") if split_col else None
+            if row_split is not None:
+                seen_splits.add(row_split.lower())
+            if wanted is not None and (row_split or "").lower() != wanted:
+                continue
             if not row.get("path"):
                 raise DataError(manifest, "empty path", row=i)
             path = root / row["path"]
@@ -82,7 +94,7 @@ def read_manifest(manifest: str | Path) -> list[ManifestItem]:
                     continue
                 for part in spec.split(";"):
                     v = _numbers(part.split(","), manifest, i, 4)
-                    items.append(ManifestItem(path, None, (v[0], v[1], v[0] + v[2], v[1] + v[3]), i))
+                    items.append(ManifestItem(path, None, (v[0], v[1], v[0] + v[2], v[1] + v[3]), i, row_split))
                 continue
             box = None
             if has_box and any(row.get(c) for c in box_cols):
@@ -90,7 +102,9 @@ def read_manifest(manifest: str | Path) -> list[ManifestItem]:
                 if v[2] <= v[0] or v[3] <= v[1]:
                     raise DataError(manifest, f"box {v} has right <= left or bottom <= top", row=i)
                 box = (v[0], v[1], v[2], v[3])
-            items.append(ManifestItem(path, label, box, i))
+            items.append(ManifestItem(path, label, box, i, row_split))
+    if not items and wanted is not None:
+        raise DataError(manifest, f"no rows with split {split!r} (splits: {', '.join(sorted(seen_splits)) or 'none'})")
     if not items:
         raise DataError(manifest, "manifest has no faces")
     return items
@@ -137,19 +151,22 @@ def match_faces(items: list[ManifestItem], dets, iou: float = 0.3) -> list[int |
 
 
 def evaluate_wild(manifest: str | Path, recognizer=None, *, model: Any = "default", mode: str = "detect",
-                  detector: str = "yunet", iou: float = 0.3, limit: int | None = None,
+                  detector: str = "yunet", iou: float = 0.3, limit: int | None = None, split: str | None = None,
+                  save_predictions: str | Path | None = None,
                   progress: Callable[[int, int], None] | None = None, **recognizer_kw) -> dict[str, Any]:
     """Run the pipeline over a manifest and return the metrics (see the module docstring).
 
     ``recognizer`` (a :class:`~wildfer.wild.Recognizer`) is used as is; otherwise one is
-    built from ``model``, ``detector``, ``mode`` and ``recognizer_kw``. ``limit`` keeps the
-    first ``limit`` faces. ``progress(done, total)`` is called after each photo.
+    built from ``model``, ``detector``, ``mode`` and ``recognizer_kw``. ``split`` keeps the
+    rows of that split (see :func:`read_manifest`), ``limit`` the first ``limit`` faces.
+    ``save_predictions`` writes one CSV row per face (path, label, prediction, found, one
+    probability column per class). ``progress(done, total)`` is called after each photo.
     """
     from sklearn.metrics import confusion_matrix, f1_score
 
     from .recognizer import Recognizer
 
-    items = read_manifest(manifest)
+    items = read_manifest(manifest, split=split)
     if limit:
         items = items[: int(limit)]
     rec = recognizer or Recognizer(model=model, detector=detector, mode=mode, **recognizer_kw)
@@ -181,19 +198,22 @@ def evaluate_wild(manifest: str | Path, recognizer=None, *, model: Any = "defaul
     crops = [c for c in matched_crop if c is not None]
     labels = tuple(rec.labels)
     pred: list[str] = [MISSED] * len(items)
+    face_probs = np.full((len(items), len(labels)), np.nan, dtype=np.float32)
     if crops:
         probs = rec.classifier.predict_proba(np.stack(crops), tta=rec.tta)
-        it_pred = iter(probs.argmax(1))
-        for k in range(len(items)):
-            if found[k]:
-                pred[k] = labels[int(next(it_pred))]
+        face_probs[np.flatnonzero(found)] = probs
+        for k in np.flatnonzero(found):
+            pred[k] = labels[int(face_probs[k].argmax())]
     seconds = time.perf_counter() - t0
+    if save_predictions is not None:
+        write_predictions(save_predictions, items, pred, face_probs, found, labels)
 
     n = len(items)
     n_found = int(sum(found))
     n_search = int(sum(via_search))
     out: dict[str, Any] = {
         "manifest": str(manifest),
+        "split": split,
         "model": rec.classifier.name or rec.classifier.arch,
         "mode": rec.mode,
         "detector": None if rec.mode == "whole" else rec.detector.name,
@@ -240,3 +260,19 @@ def evaluate_wild(manifest: str | Path, recognizer=None, *, model: Any = "defaul
                           "found": int(cm[i].sum() - cm[i, -1])} for i, c in enumerate(present)},
     })
     return out
+
+
+def write_predictions(path: str | Path, items: list[ManifestItem], pred: list[str], probs: np.ndarray,
+                      found: list[bool], labels: tuple[str, ...]) -> Path:
+    """One CSV row per face: path, manifest row, label, prediction (``missed`` when no face
+    was found), found (0/1) and each class's probability (empty for a missed face)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.part")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "row", "label", "prediction", "found", *(f"p_{c}" for c in labels)])
+        for it, p, pr, f in zip(items, pred, probs, found):
+            w.writerow([str(it.path), it.row, it.label or "", p, int(f),
+                        *(f"{v:.5f}" if f else "" for v in pr)])
+    tmp.replace(path)
+    return path

@@ -1,0 +1,162 @@
+"""Wild photos as training data: manifest splits, the crop cache, the mixing sampler, the wild
+augmentations and a short wild fine-tune through ``wildfer train``."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+KDEF = ["kdef_frontal/AF01AFS.JPG", "kdef_frontal/AF01HAS.JPG", "kdef_frontal/AF01SAS.JPG",
+        "kdef_frontal/AF02HAS.JPG", "kdef_frontal/AF02ANS.JPG", "kdef_frontal/AF02SUS.JPG"]
+
+
+@pytest.fixture()
+def split_manifest(wild_dir, tmp_path):
+    """Six KDEF portraits (4 train, 2 val, one of them with a box), a blank photo, a broken file."""
+    (tmp_path / "blank.png").write_bytes(b"")
+    Image.new("RGB", (160, 160), (128, 128, 128)).save(tmp_path / "grey.png")
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    with open(wild_dir / "kdef_frontal.csv") as fh:
+        labels = {r["path"]: r["label"] for r in csv.DictReader(fh)}
+    rows = ["path,label,left,top,right,bottom,split"]
+    for i, p in enumerate(KDEF):
+        box = "60,110,220,300" if i == 4 else ",,,"
+        rows.append(f"{wild_dir / p},{labels[p]},{box},{'train' if i < 4 else 'val'}")
+    rows += ["grey.png,happy,20,20,120,120,train", "grey.png,sad,,,,,train", "broken.jpg,sad,,,,,val"]
+    man = tmp_path / "m.csv"
+    man.write_text("\n".join(rows) + "\n")
+    return man
+
+
+def test_read_manifest_split(split_manifest, tmp_path):
+    from wildfer.errors import DataError
+    from wildfer.wild.evaluate import read_manifest
+
+    assert len(read_manifest(split_manifest)) == 9
+    train = read_manifest(split_manifest, split="train")
+    assert len(train) == 6 and {it.split for it in train} == {"train"}
+    assert len(read_manifest(split_manifest, split="VAL")) == 3
+    with pytest.raises(DataError, match=r"no rows with split 'test' \(splits: train, val\)"):
+        read_manifest(split_manifest, split="test")
+    plain = tmp_path / "plain.csv"
+    plain.write_text("path,label\na.jpg,happy\nb.jpg,sad\n")
+    assert len(read_manifest(plain, split="val")) == 2  # no split column: every row
+
+
+def test_crop_manifest_cache_and_bad_photos(split_manifest, tmp_path, monkeypatch):
+    from wildfer.wild import crops
+
+    calls = []
+    real = crops._crop_items
+    monkeypatch.setattr(crops, "_crop_items", lambda *a, **k: calls.append(1) or real(*a, **k))
+    train = crops.crop_manifest(split_manifest, split="train", cache_dir=tmp_path / "cache")
+    # 4 portraits + the grey photo with a box (framed from the box); the grey photo without a box is skipped
+    assert len(train) == 5 and train.images.shape == (5, 48, 48) and train.images.dtype == np.uint8
+    assert train.meta["found"].tolist() == [True, True, True, True, False] and train.meta["n_found"] == 4
+    assert [p for p, _ in train.meta["skipped"]] == [str(tmp_path / "grey.png")]
+    assert "no face found and no box" in train.meta["skipped"][0][1]
+    lm = train.meta["landmarks"]
+    assert np.isfinite(lm[:4]).all() and np.isnan(lm[4]).all()
+    eyes_y = lm[:4, :2, 1]
+    assert ((eyes_y > 8) & (eyes_y < 30)).all()  # eyes in the upper half of the aligned crop
+    val = crops.crop_manifest(split_manifest, split="val", cache_dir=tmp_path / "cache")
+    assert len(val) == 2 and calls == [1]  # the second split came from the cache
+    assert [p for p, _ in val.meta["skipped"]] == [str(tmp_path / "broken.jpg")]
+    assert val.class_counts()["angry"] + val.class_counts()["surprise"] == 2
+    # the crops are what the pipeline would classify
+    from wildfer.wild.align import align_face, to_gray
+    from wildfer.wild.detectors import create_detector
+
+    from wildfer.data.images import read_image
+
+    rgb = read_image(train.paths[0])
+    det = create_detector("yunet", max_side=640).detect(rgb)[0]
+    assert np.array_equal(align_face(to_gray(rgb), det)[0], train.images[0])
+    again = crops.crop_manifest(split_manifest, split="train", cache_dir=tmp_path / "cache", cache=False)
+    assert calls == [1, 1] and np.array_equal(again.images, train.images)
+
+
+def test_mixed_epoch_sampler():
+    from wildfer.data.torchdata import MixedEpochSampler
+
+    s = MixedEpochSampler(100, 20, ratio=0.5, seed=3)
+    assert len(s) == 40
+    e0 = list(s)
+    assert len(e0) == 40 and sum(i >= 100 for i in e0) == 20 and sorted(i for i in e0 if i >= 100) == list(range(100, 120))
+    assert len(set(e0)) == 40  # without replacement
+    assert list(s) == e0  # the same epoch, the same order
+    s.set_epoch(1)
+    e1 = list(s)
+    assert e1 != e0 and {i for i in e1 if i < 100} != {i for i in e0 if i < 100}  # a fresh draw of the first set
+    r = MixedEpochSampler(100, 20, ratio=0.25)
+    assert len(r) == 80 and sum(i >= 100 for i in r) == 20
+    small = MixedEpochSampler(10, 20, ratio=0.5)  # the first set too small: all of it, the second cut to match
+    idx = list(small)
+    assert sum(i < 10 for i in idx) == 10 and sum(i >= 10 for i in idx) == 10
+    many = MixedEpochSampler(100, 20, ratio=0.8)  # 20 wild faces and 5 of the first set
+    assert sum(i >= 100 for i in many) == 20 and len(many) == 25
+    with pytest.raises(ValueError, match="ratio"):
+        MixedEpochSampler(10, 10, ratio=1.0)
+
+
+def test_wild_augmentations_off_by_default_and_deterministic():
+    from wildfer.data.augment import Augment, downsample_up, gaussian_blur, jpeg_roundtrip
+
+    x = torch.rand(16, 1, 48, 48)
+    plain = Augment()(x, torch.Generator().manual_seed(0))
+    # zero-strength wild options leave the random stream, hence the output, exactly as before
+    assert torch.equal(Augment(shear=0, blur=0, jpeg=0, noise=0, lowres=0, gamma=0)(x, torch.Generator().manual_seed(0)), plain)
+    wild = Augment(shear=0.2, gamma=0.3, blur=0.5, lowres=0.5, noise=0.05, jpeg=0.5)
+    a, b = wild(x, torch.Generator().manual_seed(1)), wild(x, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and a.shape == x.shape and 0 <= float(a.min()) and float(a.max()) <= 1
+    # each degradation does what it says
+    img = torch.zeros(2, 1, 48, 48)
+    img[:, :, :, 24:] = 1.0  # a hard vertical edge
+    do = torch.tensor([True, False])
+    blurred = gaussian_blur(img, do, torch.tensor([1.5, 1.5]))
+    assert 0.1 < float(blurred[0, 0, 10, 23]) < 0.5 and torch.equal(blurred[1], img[1])
+    small = downsample_up(img, do, torch.tensor([12, 12]))
+    assert 0.2 < float(small[0, 0, 10, 24]) < 0.8 and torch.equal(small[1], img[1])
+    noisy = torch.rand(2, 1, 48, 48)
+    j = jpeg_roundtrip(noisy, do, torch.tensor([10, 10]))
+    assert 0.01 < float((j[0] - noisy[0]).abs().mean()) and torch.equal(j[1], noisy[1])
+
+
+def test_concat_faces():
+    from wildfer.data.fer2013 import FaceArrays
+    from wildfer.errors import DataError
+
+    a = FaceArrays(np.zeros((3, 48, 48), np.uint8), np.array([0, 1, 2]), np.array(["Training"] * 3))
+    b = FaceArrays(np.ones((2, 48, 48), np.uint8), np.array([3, 4]), np.array(["train"] * 2),
+                   soft=np.full((2, 7), 1 / 7, np.float32))
+    c = FaceArrays.concat(a, b)
+    assert len(c) == 5 and c.meta["parts"] == [3, 2] and c.labels.tolist() == [0, 1, 2, 3, 4]
+    assert c.soft.shape == (5, 7) and c.soft[1].tolist() == np.eye(7)[1].tolist()
+    with pytest.raises(DataError, match="faces are"):
+        FaceArrays.concat(a, FaceArrays(np.zeros((1, 64, 64), np.uint8), np.array([0]), np.array(["x"])))
+
+
+def test_train_with_wild_data(cli, fer2013_csv, split_manifest, tmp_path, monkeypatch):
+    monkeypatch.setenv("WILDFER_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    code, text = cli(["train", "--no-progress", "model=shallow", "model_kwargs.num_filters=8", "model_kwargs.hidden=16",
+                      f"data={fer2013_csv}", "subset=40", "val_subset=30", f"wild_data={split_manifest}",
+                      "wild_ratio=0.5", "epochs=2", "batch_size=8", "aug.blur=0.5", "aug.jpeg=0.5", f"out={out}"])
+    assert code == 0, text
+    epochs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    epochs = [e for e in epochs if e["type"] == "epoch"]
+    assert len(epochs) == 2
+    # 5 wild training faces + 5 FER2013 faces per epoch: 2 batches of 8 (8 + 2)
+    iters = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"iter"' in line]
+    assert max(i["iter"] for i in iters) == 3
+    # validation on the 2 wild val crops; FER2013's 30 PublicTest faces scored beside
+    assert all(round(e["val_acc"] * 2) == e["val_acc"] * 2 for e in epochs)
+    assert all(round(e["fer_val_acc"] * 30, 6) == round(e["fer_val_acc"] * 30) for e in epochs)
+    code, text = cli(["train", "--no-progress", f"data={fer2013_csv}", "subset=40", f"wild_data={split_manifest}",
+                      "wild_ratio=1.5", "epochs=1", f"out={tmp_path / 'bad'}"])
+    assert code == 2 and "wild_ratio=1.5" in text and "Traceback" not in text
