@@ -41,7 +41,16 @@ if [[ $what == all || $what == fer ]]; then
   fi
 fi
 if [[ $what == all || $what == wild ]]; then
+  # the wild dev sets: ExpW val (web faces), LFW, KDEF; whole photo vs detect with default vs the pipeline's wild
+  for mode in whole detect; do
+    $W evaluate-wild $D/wild/expw.csv --split val --model default --mode $mode --json $R/wild_expw_val_${mode}.json
+  done
+  $W evaluate-wild $D/wild/expw.csv --split val --model wild --json $R/wild_expw_val_detect_wild.json \
+     --save-predictions runs/wild_expw_val_detect_wild.csv  # per face; holds the labels, kept out of git
+  $W evaluate-wild $D/wild/expw.csv --split val --model ferplus --classes fer2013 --json $R/wild_expw_val_detect_ferplus.json
+  $W evaluate $D/fer2013/fer2013.csv.gz --model wild --split PublicTest --json $R/eval_wild_publictest.json
   for set in lfw kdef_frontal; do
+    $W evaluate-wild $D/wild/$set.csv --model wild --json $R/wild_${set}_detect_wild.json
     for mode in whole detect; do
       $W evaluate-wild $D/wild/$set.csv --model default --mode $mode --json $R/wild_${set}_${mode}.json
     done

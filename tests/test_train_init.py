@@ -66,8 +66,20 @@ def test_fine_tuning_run_starts_from_the_source(source_run, tmp_path):
     trainer = Trainer(cfg, train=_arrays(32, FERPLUS_CLASSES, "Training", 2),
                       val=_arrays(16, FERPLUS_CLASSES, "PublicTest", 3))
     trainer.fit()
-    assert len(trainer.init_report["skipped"]) == 2  # weight and bias of the output layer
+    # the output layer's weight and bias: 8 classes, not 7, so their rows are copied by class name
+    assert trainer.init_report["skipped"] == [] and len(trainer.init_report["mapped"]) == 2
     src = torch.load(source_run / "best.pt", map_location="cpu", weights_only=True)["state_dict"]
     out = torch.load(tmp_path / "ft" / "last.pt", map_location="cpu", weights_only=True)["state_dict"]
     for k in trainer.init_report["loaded"]:
         assert torch.allclose(out[k], src[k]), k
+    for k in trainer.init_report["mapped"]:
+        for i, c in enumerate(FERPLUS_CLASSES):
+            if c in FER2013_CLASSES:
+                assert torch.allclose(out[k][i], src[k][FER2013_CLASSES.index(c)]), (k, c)
+
+
+def test_init_without_classes_keeps_a_fresh_head(source_run):
+    torch.manual_seed(0)
+    net = create_model("shallow", num_classes=8, num_filters=4, hidden=16)
+    report = init_from(net, str(source_run), classes=None)
+    assert report["mapped"] == [] and len(report["skipped"]) == 2

@@ -160,3 +160,25 @@ def test_train_with_wild_data(cli, fer2013_csv, split_manifest, tmp_path, monkey
     code, text = cli(["train", "--no-progress", f"data={fer2013_csv}", "subset=40", f"wild_data={split_manifest}",
                       "wild_ratio=1.5", "epochs=1", f"out={tmp_path / 'bad'}"])
     assert code == 2 and "wild_ratio=1.5" in text and "Traceback" not in text
+
+
+def test_partial_distillation():
+    import torch.nn.functional as F
+
+    from wildfer.train.config import TrainConfig
+    from wildfer.train.engine import partial_distillation, soft_cross_entropy
+
+    g = torch.Generator().manual_seed(0)
+    logits, tlog = torch.randn(6, 7, generator=g), torch.randn(6, 7, generator=g)
+    y = F.one_hot(torch.tensor([0, 1, 2, 3, 4, 5]), 7).float()
+    cfg = TrainConfig(label_smoothing=0.1, distill_alpha=0.4, distill_temperature=3.0)
+    T = 3.0
+    kd = F.kl_div(F.log_softmax(logits / T, 1), F.softmax(tlog / T, 1), reduction="batchmean")
+    every = (1 - 0.4) * soft_cross_entropy(logits, y, 0.1) + 0.4 * kd * T * T
+    assert torch.allclose(partial_distillation(logits, y, tlog, torch.ones(6, dtype=torch.bool), cfg), every)
+    none = partial_distillation(logits, y, tlog, torch.zeros(6, dtype=torch.bool), cfg)
+    assert torch.allclose(none, soft_cross_entropy(logits, y, 0.1))
+    half = torch.tensor([True, True, True, False, False, False])
+    parts = (partial_distillation(logits[:3], y[:3], tlog[:3], half[:3], cfg)
+             + partial_distillation(logits[3:], y[3:], tlog[3:], half[3:], cfg)) / 2
+    assert torch.allclose(partial_distillation(logits, y, tlog, half, cfg), parts)

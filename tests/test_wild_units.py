@@ -262,3 +262,20 @@ def test_annotate_draws_tiny_and_large_faces():
     assert (out[:, 300] != 40).any()  # the large face's box edge is drawn
     happy = np.array([255, 190, 11])
     assert (np.abs(out.astype(int) - happy).sum(-1) == 0).sum() > 50  # its bars / tag in happy's colour
+
+
+def test_match_faces_inside_a_loose_box():
+    from wildfer.wild.evaluate import box_inside
+
+    loose = ManifestItem(None, "happy", (0, 0, 100, 100), 2)  # an annotator's box with hair and shoulders
+    face = Detection((30, 20, 70, 70), 0.9)  # IoU 0.2, all of it inside the box
+    tiny = Detection((5, 5, 15, 15), 0.9)  # inside too, but a tenth of the box's width
+    assert box_inside(face.box, loose.box) == 1.0 and box_iou(face.box, loose.box) == pytest.approx(0.2)
+    assert match_faces([loose], [tiny, face]) == [1]
+    assert match_faces([loose], [tiny, face], inside=0) == [None]
+    assert match_faces([loose], [tiny]) == [None]
+    half_out = Detection((80, 20, 120, 70), 0.9)  # half of it outside the box
+    assert match_faces([loose], [half_out]) == [None]
+    # an IoU match is taken first, and its detection is not given away again
+    tight = ManifestItem(None, "sad", (30, 20, 70, 70), 3)
+    assert match_faces([loose, tight], [face]) == [None, 0]

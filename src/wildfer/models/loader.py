@@ -24,7 +24,10 @@ from .registry import create_model, list_models
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 # default_resnet: ensemble partner of default; accurate: an ensemble spec (weights/accurate.json, no weights of its own)
-BUILTIN = ("default", "fast", "ferplus", "default_resnet", "accurate")
+BUILTIN = ("default", "fast", "ferplus", "default_resnet", "accurate", "wild")
+#: the built-in the wild pipeline uses unless told otherwise (Recognizer, wildfer predict,
+#: evaluate-wild, the service): the model that reads faces in web photos best
+PIPELINE_MODEL = "wild"
 CHECKPOINT_FORMAT = "wildfer-checkpoint-v1"
 
 #: FER2013 pixel statistics used to normalise inputs (x / 255 - mean) / std.
@@ -270,7 +273,7 @@ def builtin_info(name: str) -> dict[str, Any]:
 
 def load_model(name_or_path: str | os.PathLike = "default", *, classes: str | None = None,
                backend: str = "torch") -> Classifier:
-    """A built-in name (``default``, ``fast``, ``ferplus``, ``default_resnet``, ``accurate``), a
+    """A built-in name (``default``, ``fast``, ``ferplus``, ``default_resnet``, ``accurate``, ``wild``), a
     ``.pt`` checkpoint, a ``.safetensors`` file (with its ``.json`` beside it), a run folder or
     an ensemble spec ``.json`` (:mod:`wildfer.models.ensemble`). Nothing is downloaded.
 

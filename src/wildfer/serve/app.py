@@ -162,15 +162,16 @@ def model_explain_methods(clf) -> list[str]:
     return [m for m in EXPLAIN_METHODS if cam_ok or not m.startswith("gradcam")]
 
 
-def load_recognizer(model: str = "default", detector: str = "yunet", backend: str = "auto",
+def load_recognizer(model: str | None = None, detector: str = "yunet", backend: str = "auto",
                     compute_threads: int | None = 1):
     """The server's :class:`~wildfer.wild.Recognizer`: ``model`` with its classifier on
     onnxruntime (``backend="onnx"``), torch (``"torch"``), or onnxruntime when it can be
     exported and loaded here, torch otherwise (``"auto"``). ``compute_threads`` is the
     onnxruntime intra-op thread count (None: its default)."""
-    from ..models.loader import load_model
+    from ..models.loader import PIPELINE_MODEL, load_model
     from ..wild import Recognizer
 
+    model = PIPELINE_MODEL if model is None else model
     if backend not in BACKENDS:
         raise ModelError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
     clf = load_model(model)
@@ -189,7 +190,7 @@ def load_recognizer(model: str = "default", detector: str = "yunet", backend: st
 
 def create_app(
     recognizer=None,
-    model: str = "default",
+    model: str | None = None,
     detector: str = "yunet",
     *,
     max_upload_mb: float = 10.0,

@@ -43,6 +43,9 @@ class TrainConfig:
     wild_val_split: str | None = "val"
     wild_ratio: float = 0.5  # share of each epoch's faces that are wild
     wild_detector: str = "yunet"
+    # with a teacher and wild_data: false = the teacher's term covers only the FER2013 faces of
+    # a batch (the wild faces learn from their labels alone: learning without forgetting)
+    teacher_on_wild: bool = True
     augment: bool = True
     aug: dict[str, Any] = field(default_factory=dict)  # Augment(...) overrides
     # optimisation

@@ -180,28 +180,45 @@ def class_weight_vector(labels: np.ndarray, num_classes: int, mode: str | None) 
 # ----------------------------------------------------------------------------- init
 
 
-def init_from(model: nn.Module, source: str) -> dict[str, list[str]]:
+def init_from(model: nn.Module, source: str, classes: tuple[str, ...] | None = None) -> dict[str, list[str]]:
     """Copy the weights of ``source`` (checkpoint, run folder or built-in name) into ``model``.
 
-    Fine-tuning across label sets is the point: tensors whose name or shape does not match (the
-    last layer when FER2013's 7 classes become FER+'s 8) keep their fresh initialisation. A source
-    of another architecture, where almost nothing matches, is a user mistake and says so.
-    Returns the names that were ``loaded`` and those ``skipped``.
+    Fine-tuning across label sets is the point: tensors whose name or shape does not match keep
+    their fresh initialisation, except the per-class rows of the output layer when ``classes``
+    (the new model's) and the source's share class names: those rows are copied by name (FER+'s
+    8 classes -> FER2013's 7 keeps every class but contempt; listed as ``mapped``). A source of
+    another architecture, where almost nothing matches, is a user mistake and says so.
+    Returns the names that were ``loaded``, ``mapped`` and ``skipped``.
     """
     from ..models.loader import load_model
 
-    src = load_model(source).net.state_dict()
+    clf = load_model(source)
+    src = clf.net.state_dict()
     own = model.state_dict()
     loaded = [k for k, v in src.items() if k in own and own[k].shape == v.shape]
-    skipped = sorted(set(own) - set(loaded))
     n_params = sum(v.numel() for k, v in own.items() if k in loaded)
     if n_params < 0.5 * sum(v.numel() for v in own.values()):
         raise WildferError(
             f"init={source}: only {len(loaded)} of {len(own)} tensors match this model; "
             "is it the same architecture (see `wildfer models info`)?"
         )
-    model.load_state_dict({k: src[k].to(own[k].dtype) for k in loaded}, strict=False)
-    return {"loaded": loaded, "skipped": skipped}
+    state = {k: src[k].to(own[k].dtype) for k in loaded}
+    mapped = []
+    if classes is not None and tuple(clf.classes) != tuple(classes):
+        rows = {c: i for i, c in enumerate(clf.classes)}
+        shared = [(i, rows[c]) for i, c in enumerate(classes) if c in rows]
+        for k, v in src.items():
+            mine = own.get(k)
+            if (k in state or mine is None or not shared or v.dim() == 0 or mine.shape[1:] != v.shape[1:]
+                    or v.shape[0] != len(clf.classes) or mine.shape[0] != len(classes)):
+                continue
+            t = mine.clone()
+            for i, j in shared:
+                t[i] = v[j].to(t.dtype)
+            state[k] = t
+            mapped.append(k)
+    model.load_state_dict(state, strict=False)
+    return {"loaded": loaded, "mapped": mapped, "skipped": sorted(set(own) - set(loaded) - set(mapped))}
 
 
 # ----------------------------------------------------------------------------- trainer
@@ -331,7 +348,7 @@ class Trainer:
             save_config(cfg, self.out / "config.yaml")
         model = create_model(cfg.model, num_classes=self.num_classes, **_kw(cfg.model_kwargs)).to(self.device)
         if cfg.init and not self.resume:
-            self.init_report = init_from(model, cfg.init)
+            self.init_report = init_from(model, cfg.init, self.classes)
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         opt = make_optimizer(cfg, model.parameters())
@@ -451,8 +468,13 @@ class Trainer:
                                 with torch.no_grad(), self._autocast():
                                     tlog = teacher(x).float()
                             T = cfg.distill_temperature
-                            kd = F.kl_div(F.log_softmax(logits / T, 1), F.softmax(tlog / T, 1), reduction="batchmean")
-                            loss = (1 - cfg.distill_alpha) * loss + cfg.distill_alpha * kd * T * T
+                            if sampler is not None and not cfg.teacher_on_wild:
+                                # learning without forgetting: the teacher speaks for the FER2013 faces only
+                                teach = torch.from_numpy(b < sampler.n_a).to(self.device)
+                                loss = partial_distillation(logits, y, tlog, teach, cfg, weights)
+                            else:
+                                kd = F.kl_div(F.log_softmax(logits / T, 1), F.softmax(tlog / T, 1), reduction="batchmean")
+                                loss = (1 - cfg.distill_alpha) * loss + cfg.distill_alpha * kd * T * T
                         sync = not on_gpu or it % max(1, cfg.log_every) == 0 or it == steps_per_epoch - 1
                         lv = float(loss.detach()) if sync else None
                         if lv is not None and not math.isfinite(lv):
@@ -553,6 +575,19 @@ def _gather_generator_states(gen: torch.Generator, distributed: bool, world: int
     states: list = [None] * world
     torch.distributed.all_gather_object(states, state)
     return [torch.as_tensor(s) for s in states]
+
+
+def partial_distillation(logits: torch.Tensor, target: torch.Tensor, teacher_logits: torch.Tensor,
+                         teach: torch.Tensor, cfg: TrainConfig, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Per face: ``(1 - alpha) CE + alpha T^2 KL(teacher || student)`` where ``teach`` is True,
+    plain CE where it is False; the mean over the batch."""
+    c, T, a = logits.shape[1], cfg.distill_temperature, cfg.distill_alpha
+    t = target * (1 - cfg.label_smoothing) + cfg.label_smoothing / c if cfg.label_smoothing > 0 else target
+    w = torch.ones(c, device=logits.device) if weights is None else weights
+    ce = -(t * F.log_softmax(logits, 1) * w).sum(1) / (t * w).sum(1).mean()
+    kl = F.kl_div(F.log_softmax(logits / T, 1), F.softmax(teacher_logits / T, 1), reduction="none").sum(1)
+    m = teach.float()
+    return ((1 - a * m) * ce + a * m * kl * T * T).mean()
 
 
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, smoothing: float = 0.0,

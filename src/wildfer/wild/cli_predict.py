@@ -62,7 +62,7 @@ class _Names:
         return p
 
 
-def run_predict(paths, *, model="default", detector="yunet", mode="detect", out=None, json_file=None, csv_file=None,
+def run_predict(paths, *, model=None, detector="yunet", mode="detect", out=None, json_file=None, csv_file=None,
                 annotate=False, saliency=None, video_stride=5, max_side=640, batch=16, tta=False) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn

@@ -12,7 +12,7 @@ def register(app: typer.Typer, panel: str) -> None:
     @app.command("predict", rich_help_panel=panel)
     def predict(
         paths: List[Path] = typer.Argument(..., help="Images, folders (searched recursively) and videos."),
-        model: str = typer.Option("default", "--model", "-m", help="Built-in model name, checkpoint (.pt), weights (.safetensors) or run folder."),
+        model: str = typer.Option("wild", "--model", "-m", help="Built-in model name (wild: trained on web faces; default: FER2013), checkpoint (.pt), weights (.safetensors) or run folder."),
         detector: str = typer.Option("yunet", "--detector", "-d", help="Face detector: yunet, haar or centerface."),
         mode: str = typer.Option("detect", "--mode", help="detect; search (detect, then search windows where nothing was found); whole (the whole photo as one face, the study's path)."),
         out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for annotated images, saliency overlays and predictions.json."),
@@ -39,7 +39,7 @@ def register(app: typer.Typer, panel: str) -> None:
     @app.command("evaluate-wild", rich_help_panel=panel)
     def evaluate_wild_cmd(
         manifest: Path = typer.Argument(..., help="CSV: path,label[,left,top,right,bottom] (paths relative to the manifest)."),
-        model: str = typer.Option("default", "--model", "-m", help="Built-in model name, checkpoint or weights."),
+        model: str = typer.Option("wild", "--model", "-m", help="Built-in model name (wild: the pipeline's; default: FER2013), checkpoint or weights."),
         mode: str = typer.Option("detect", "--mode", help="detect, search or whole."),
         detector: str = typer.Option("yunet", "--detector", "-d", help="Face detector: yunet, haar or centerface."),
         json_file: Optional[Path] = typer.Option(None, "--json", help="Write the metrics as JSON."),

@@ -7,8 +7,8 @@
 
 Each photo of a manifest (``path,label[,left,top,right,bottom][,split]``, see
 :func:`wildfer.wild.evaluate.read_manifest`) is decoded and searched by the detector once;
-every labelled face is matched to a detection (IoU >= ``iou`` with its box, or the largest
-detection when the row has no box) and cut out with the pipeline's alignment, so a model
+every labelled face is matched to a detection (as :func:`~wildfer.wild.evaluate.match_faces`
+does: by IoU with its box or lying inside it; the largest detection when the row has no box) and cut out with the pipeline's alignment, so a model
 trained on these crops sees faces framed exactly as :class:`~wildfer.wild.Recognizer` will
 show them. A face the detector misses is framed from its labelled box (no landmarks, so no
 rotation) and marked ``found = False``; a row without a box whose photo has no detection is
@@ -38,7 +38,7 @@ from .detectors import Detection, create_detector
 from .evaluate import ManifestItem, match_faces, read_manifest
 
 #: bump when the crop recipe changes, so old cache files are not reused
-CROP_VERSION = 1
+CROP_VERSION = 2
 
 
 def crop_manifest(manifest: str | Path, *, split: str | None = None, detector: str = "yunet", max_side: int = 640,

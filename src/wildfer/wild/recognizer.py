@@ -1,7 +1,7 @@
 """``Recognizer``: any photo in, every face out with its expression.
 
 >>> from wildfer.wild import Recognizer
->>> rec = Recognizer(model="default", detector="yunet")            # doctest: +SKIP
+>>> rec = Recognizer(detector="yunet")                              # doctest: +SKIP  (model "wild")
 >>> res = rec.predict("party.jpg")                                  # doctest: +SKIP
 >>> [(f.label, round(f.probs[f.label], 2)) for f in res.faces]      # doctest: +SKIP
 [('happy', 0.93), ('neutral', 0.71)]
@@ -176,8 +176,10 @@ class Recognizer:
     Parameters
     ----------
     model:
-        A built-in model name (``"default"``), a checkpoint / weights path, or a loaded
-        :class:`~wildfer.models.loader.Classifier`. Loaded once.
+        A built-in model name, a checkpoint / weights path, or a loaded
+        :class:`~wildfer.models.loader.Classifier`. Loaded once. ``None``: the pipeline's
+        built-in, ``"wild"`` (:data:`~wildfer.models.loader.PIPELINE_MODEL`), trained on web
+        faces; ``"default"`` is the FER2013 model.
     detector:
         ``"yunet"`` (default), ``"haar"``, ``"centerface"``, or a
         :class:`~wildfer.wild.detectors.Detector`.
@@ -198,11 +200,12 @@ class Recognizer:
         Average the classifier over the crop and its mirror image.
     """
 
-    def __init__(self, model: Any = "default", detector: str | Detector = "yunet", mode: str = "detect", *,
+    def __init__(self, model: Any = None, detector: str | Detector = "yunet", mode: str = "detect", *,
                  max_side: int | None = 640, score_threshold: float | None = None, low_score: float = 0.7,
                  align: AlignConfig | None = None, max_faces: int | None = None, tta: bool = False):
-        from ..models.loader import Classifier, load_model
+        from ..models.loader import PIPELINE_MODEL, Classifier, load_model
 
+        model = PIPELINE_MODEL if model is None else model
         if mode not in MODES:
             raise ModelError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
         self.mode = mode
