@@ -380,3 +380,28 @@ def test_cli_evaluate_wild_folds_an_8_class_model(cli, wild_dir, tmp_path):
     assert r["accuracy"] == 1.0 and "contempt" not in r["labels"]
     code, text = cli(["evaluate-wild", man, "--model", ck, "--classes", "fer+"])
     assert code == 2 and "classes='fer+'" in text and "Traceback" not in text
+
+
+def test_cli_evaluate_wild_split_and_predictions(cli, ckpt, wild_dir, tmp_path):
+    man = tmp_path / "m.csv"
+    with open(wild_dir / "kdef_frontal.csv") as fh:
+        rows = list(csv.DictReader(fh))[:6]
+    man.write_text("path,label,split\n" + "".join(
+        f"{wild_dir / r['path']},{r['label']},{'val' if i % 3 == 0 else 'train'}\n" for i, r in enumerate(rows))
+        + "missing.png,sad,val\n")
+    code, text = cli(["evaluate-wild", man, "--model", ckpt, "--split", "val", "--json", tmp_path / "r.json",
+                      "--save-predictions", tmp_path / "faces.csv"])
+    assert code == 0, text
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert r["split"] == "val" and r["n"] == 3 and r["n_found"] == 2
+    with open(tmp_path / "faces.csv") as fh:
+        faces = list(csv.DictReader(fh))
+    assert [f["label"] for f in faces] == [rows[0]["label"], rows[3]["label"], "sad"]
+    assert [f["found"] for f in faces] == ["1", "1", "0"] and faces[2]["prediction"] == "missed"
+    probs = [float(faces[0][f"p_{c}"]) for c in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")]
+    assert sum(probs) == pytest.approx(1.0, abs=1e-3) and faces[0]["prediction"] != "missed"
+    assert faces[2]["p_happy"] == ""
+    code, text = cli(["evaluate-wild", man, "--model", ckpt, "--split", "test"])
+    assert code == 2 and "no rows with split 'test'" in text and "Traceback" not in text
+    code, text = cli(["evaluate-wild", man, "--model", ckpt, "--save-predictions", tmp_path])
+    assert code == 2 and "is a folder" in text
