@@ -49,6 +49,11 @@ if [[ $what == all || $what == wild ]]; then
      --save-predictions runs/wild_expw_val_detect_wild.csv  # per face; holds the labels, kept out of git
   $W evaluate-wild $D/wild/expw.csv --split val --model ferplus --classes fer2013 --json $R/wild_expw_val_detect_ferplus.json
   $W evaluate $D/fer2013/fer2013.csv.gz --model wild --split PublicTest --json $R/eval_wild_publictest.json
+  # flip TTA inside the pipeline (predict --tta): twice the classifier's cost
+  $W evaluate-wild $D/wild/expw.csv --split val --tta --json $R/wild_expw_val_detect_wild_tta.json
+  for set in lfw kdef_frontal; do
+    $W evaluate-wild $D/wild/$set.csv --tta --json $R/wild_${set}_detect_wild_tta.json
+  done
   for set in lfw kdef_frontal; do
     $W evaluate-wild $D/wild/$set.csv --model wild --json $R/wild_${set}_detect_wild.json
     for mode in whole detect; do

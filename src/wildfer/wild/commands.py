@@ -49,6 +49,7 @@ def register(app: typer.Typer, panel: str) -> None:
         classes: Optional[str] = typer.Option(None, "--classes", help="fer2013: fold an 8-class FER+ model's contempt away (7 classes, as the manifest's labels)."),
         split: Optional[str] = typer.Option(None, "--split", help="Only rows whose split column holds this value (train, val ...); all rows when the manifest has no split column."),
         save_predictions: Optional[Path] = typer.Option(None, "--save-predictions", help="Write one CSV row per face: path, label, prediction, found, probabilities."),
+        tta: bool = typer.Option(False, "--tta", help="Average each face with its mirror image (as predict --tta)."),
     ):
         """Detection recall and accuracy of the wild pipeline on a labelled manifest."""
         import json
@@ -70,7 +71,7 @@ def register(app: typer.Typer, panel: str) -> None:
             if f is not None:
                 f.parent.mkdir(parents=True, exist_ok=True)
         clf = load_model(model, classes=classes) if classes else model
-        rec = Recognizer(model=clf, detector=detector, mode=mode, max_side=max_side)
+        rec = Recognizer(model=clf, detector=detector, mode=mode, max_side=max_side, tta=tta)
         with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeRemainingColumn(), console=err, transient=True) as bar:
             task = bar.add_task(f"evaluate {mode}", total=None)

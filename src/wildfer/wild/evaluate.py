@@ -250,6 +250,7 @@ def evaluate_wild(manifest: str | Path, recognizer=None, *, model: Any = None, m
         "max_side": None if rec.mode == "whole" else rec.detector.max_side,
         "iou_threshold": iou,
         "align": {"margin": rec.align.margin, "center_y": rec.align.center_y, "rotate": rec.align.rotate},
+        "tta": rec.tta,
         "n": n,
         "n_images": len(by_image),
         "n_found": n_found,
