@@ -49,13 +49,15 @@ def register(app: typer.Typer, panel: str) -> None:
             bt = Table(title=f"built-in trained models ({len(builtins)}): load_model(NAME), --model NAME; "
                              "'wildfer models info NAME' shows the model card")
             for col, just in (("name", "left"), ("architecture", "left"), ("classes", "right"),
-                              ("PublicTest acc. (selection)", "right"), ("weights", "right")):
+                              ("selection acc. (PublicTest unless noted)", "right"), ("weights", "right")):
                 bt.add_column(col, justify=just)
             for b in builtins:
                 arch = b["arch"] + (" of " + " + ".join(b["members"]) if b["members"] else "")
                 acc = f"{100 * b['val_acc']:.1f}%" if b["val_acc"] else "-"
                 if b["classes"] == 8 and b["val_acc"]:
                     acc += " (FER+)"
+                elif b["val_set"] != "PublicTest" and b["val_acc"]:
+                    acc += f" ({b['val_set']})"
                 bt.add_row(b["name"], arch, str(b["classes"]), acc,
                            f"{b['weights_mb']:.1f} MB" if b["weights_mb"] else "(members')")
             con.print(bt)

@@ -266,6 +266,7 @@ def builtin_info(name: str) -> dict[str, Any]:
         "classes": len(meta.get("classes") or FER2013_CLASSES),
         "weights_mb": round(weights.stat().st_size / 1e6, 1) if weights.exists() else 0.0,
         "val_acc": meta.get("best_val_acc", meta.get("publictest_accuracy")),
+        "val_set": meta.get("val_set", "PublicTest"),
         "card": str(card) if card.exists() else None,
         "card_text": card.read_text() if card.exists() else "",
     }
