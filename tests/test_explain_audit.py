@@ -144,3 +144,43 @@ def test_run_audit_report_and_markdown(faces):
     assert "| vanilla |" in md and "no (flagged)" in md and "| random |" in md
     with pytest.raises(Exception, match="unknown saliency method"):
         run_audit(MouthNet(), faces[:2], ["nope"])
+
+
+def test_parameter_layers_of_every_builtin_cover_every_weight_layer():
+    """fastfer's eval path folds batch norm into F.conv2d calls, so its conv modules never run:
+    layers are found from the parameters, placed where their block runs."""
+    from wildfer.models.loader import builtin_models, load_model
+
+    names = builtin_models()
+    if not names:
+        pytest.skip("no built-in weights in this installation")
+    for name in names:
+        clf = load_model(name)
+        layers = parameter_layers(clf.net, torch.zeros(1, 1, clf.size, clf.size))
+        weighted = [n for n, m in clf.net.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        assert sorted(layers) == sorted(weighted), name
+    fast = load_model("fast") if "fast" in names else None
+    if fast is not None:
+        layers = parameter_layers(fast.net, torch.zeros(1, 1, 48, 48))
+        assert len(layers) == 7 and layers[-1] == "fc" and layers[0] == "features.0.conv"
+
+
+def test_randomization_reaches_every_layer_of_a_fused_net(faces):
+    """The audit's "all layers random" row of fastfer randomizes all 7 layers, and says which."""
+    from wildfer.models import create_model
+
+    torch.manual_seed(0)
+    net = create_model("fastfer").eval()
+    rep = randomization_test(net, faces[:4], ["vanilla"])
+    assert len(rep["layers"]) == 7 and rep["layers"][0] == "fc"  # from the logits down
+    assert rep["randomized"][0] == ["fc"] and rep["randomized"][-1] == rep["layers"]
+    assert len(rep["methods"]["vanilla"]["spearman"]) == 7
+
+
+def test_randomization_refuses_a_layer_left_untouched(faces, monkeypatch):
+    from wildfer.errors import WildferError
+    from wildfer.explain import audit
+
+    monkeypatch.setattr(audit, "parameter_layers", lambda net, x: ["fc"])  # the conv is never randomized
+    with pytest.raises(WildferError, match=r"left 1 weight tensor\(s\) untouched \(conv.weight\)"):
+        audit.randomization_test(MouthNet(), faces, ["vanilla"], target=0)

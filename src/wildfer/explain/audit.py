@@ -27,6 +27,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..errors import WildferError
+
 from .methods import (
     MethodError,
     as_module,
@@ -100,19 +102,48 @@ def _abs_maps(m: torch.Tensor) -> np.ndarray:
 
 
 def parameter_layers(net: nn.Module, example: torch.Tensor) -> list[str]:
-    """Names of the ``Conv2d`` / ``Linear`` layers in the order the forward pass runs them."""
-    order: list[str] = []
-    handles = []
-    for name, m in net.named_modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            handles.append(m.register_forward_hook(lambda mod, i, o, n=name: order.append(n) if n not in order else None))
+    """Names of the layers that own weights (a parameter of 2+ dimensions: convolutions,
+    linear layers), in the order the forward pass reaches them.
+
+    Found from the modules' parameters, not from which modules get called: a fused eval path
+    (``fastfer``'s convolution with its batch norm folded in, run through ``F.conv2d``) reads a
+    layer's weights without calling the layer. Such a layer takes the place of its closest
+    ancestor that does run; layers at one place keep their definition order.
+    """
+    entered: dict[str, int] = {}
+
+    def hook(name: str):
+        def enter(module, args) -> None:  # a pre-hook that returns something would replace the input
+            entered.setdefault(name, len(entered))
+        return enter
+
+    handles = [m.register_forward_pre_hook(hook(name)) for name, m in net.named_modules()]
     try:
         with torch.no_grad(), eval_mode(net):
             net(example)
     finally:
         for h in handles:
             h.remove()
-    return order
+    defined = {name: i for i, (name, _) in enumerate(net.named_modules())}
+
+    def place(name: str) -> int:
+        parts = name.split(".")
+        while parts and ".".join(parts) not in entered:
+            parts.pop()
+        return entered.get(".".join(parts), 0)
+
+    layers = [name for name, m in net.named_modules() if any(p.dim() >= 2 for p in m.parameters(recurse=False))]
+    return sorted(layers, key=lambda n: (place(n), defined[n]))
+
+
+def _check_all_randomized(net: nn.Module, randomized: nn.Module, layers: list[str]) -> None:
+    """Stop when a weight tensor of 2+ dimensions came through the cascade unchanged: its
+    "all layers random" row would be a lie."""
+    before = dict(net.named_parameters())
+    kept = [n for n, p in randomized.named_parameters() if p.dim() >= 2 and torch.equal(p, before[n])]
+    if kept:
+        raise WildferError(f"cascading randomization left {len(kept)} weight tensor(s) untouched "
+                           f"({', '.join(kept[:4])}); randomized layers: {', '.join(layers) or 'none'}")
 
 
 def randomize_layer(module: nn.Module, seed: int) -> None:
@@ -159,8 +190,10 @@ def randomization_test(
     rand_modules = dict(rand_net.named_modules())
     rand_model = _with_net(model, rand_net)
     res = {m: {"spearman": [], "spearman_std": []} for m in specs}
+    steps: list[list[str]] = []
     for k, name in enumerate(layers):
         randomize_layer(rand_modules[name], seed + k)
+        steps.append(layers[: k + 1])
         for m, p in specs.items():
             r = _abs_maps(create_method(m, rand_model, **p).attribute(xt, t))
             rho = spearman_rows(original[m], r)
@@ -168,12 +201,14 @@ def randomization_test(
             res[m]["spearman_std"].append(float(rho.std()))
         if progress:
             progress(f"randomized {k + 1}/{len(layers)} ({name})")
+    _check_all_randomized(net, rand_net, layers)
     for m in specs:
         final = res[m]["spearman"][-1] if res[m]["spearman"] else float("nan")
         res[m]["final"] = final
         res[m]["flagged"] = bool(final > threshold)
         res[m]["params"] = specs[m]
-    rep = {"layers": layers, "methods": res, "threshold": threshold, "n": int(xt.shape[0]), "seed": seed}
+    rep = {"layers": layers, "randomized": steps, "methods": res, "threshold": threshold, "n": int(xt.shape[0]),
+           "seed": seed}
     return (rep, trained) if return_maps else rep
 
 
