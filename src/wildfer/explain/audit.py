@@ -191,8 +191,15 @@ def randomization_test(
     rand_model = _with_net(model, rand_net)
     res = {m: {"spearman": [], "spearman_std": []} for m in specs}
     steps: list[list[str]] = []
+    trained_params = dict(net.named_parameters())
     for k, name in enumerate(layers):
-        randomize_layer(rand_modules[name], seed + k)
+        module = rand_modules[name]
+        for attempt in range(3):
+            randomize_layer(module, seed + k + 7919 * attempt)
+            # a seed can re-draw the very init an untrained layer still holds: draw again
+            if not any(torch.equal(p, trained_params[f"{name}.{n}" if name else n])
+                       for n, p in module.named_parameters(recurse=False) if p.dim() >= 2):
+                break
         steps.append(layers[: k + 1])
         for m, p in specs.items():
             r = _abs_maps(create_method(m, rand_model, **p).attribute(xt, t))
