@@ -265,7 +265,7 @@ def test_annotate_draws_tiny_and_large_faces():
 
 
 def test_match_faces_inside_a_loose_box():
-    from wildfer.wild.evaluate import box_inside
+    from wildfer.wild.detectors import box_inside
 
     loose = ManifestItem(None, "happy", (0, 0, 100, 100), 2)  # an annotator's box with hair and shoulders
     face = Detection((30, 20, 70, 70), 0.9)  # IoU 0.2, all of it inside the box

@@ -28,7 +28,6 @@ import torch
 import torch.nn as nn
 
 from ..errors import WildferError
-
 from .methods import (
     MethodError,
     as_module,
@@ -136,11 +135,10 @@ def parameter_layers(net: nn.Module, example: torch.Tensor) -> list[str]:
     return sorted(layers, key=lambda n: (place(n), defined[n]))
 
 
-def _check_all_randomized(net: nn.Module, randomized: nn.Module, layers: list[str]) -> None:
-    """Stop when a weight tensor of 2+ dimensions came through the cascade unchanged: its
-    "all layers random" row would be a lie."""
-    before = dict(net.named_parameters())
-    kept = [n for n, p in randomized.named_parameters() if p.dim() >= 2 and torch.equal(p, before[n])]
+def _check_all_randomized(trained: dict[str, torch.Tensor], randomized: nn.Module, layers: list[str]) -> None:
+    """Stop when a weight tensor of 2+ dimensions came through the cascade unchanged (``trained``:
+    the trained net's parameters by name): its "all layers random" row would be a lie."""
+    kept = [n for n, p in randomized.named_parameters() if p.dim() >= 2 and torch.equal(p, trained[n])]
     if kept:
         raise WildferError(f"cascading randomization left {len(kept)} weight tensor(s) untouched "
                            f"({', '.join(kept[:4])}); randomized layers: {', '.join(layers) or 'none'}")
@@ -208,7 +206,7 @@ def randomization_test(
             res[m]["spearman_std"].append(float(rho.std()))
         if progress:
             progress(f"randomized {k + 1}/{len(layers)} ({name})")
-    _check_all_randomized(net, rand_net, layers)
+    _check_all_randomized(trained_params, rand_net, layers)
     for m in specs:
         final = res[m]["spearman"][-1] if res[m]["spearman"] else float("nan")
         res[m]["final"] = final

@@ -422,11 +422,11 @@ class Trainer:
                     t0 = time.time()
                     net.train()
                     # same permutation on every rank, then each takes its shard (DistributedSampler semantics)
-                    perm_gen = torch.Generator().manual_seed(cfg.seed * 7919 + epoch)
                     if sampler is not None:
                         sampler.set_epoch(epoch)
                         perm = np.fromiter(sampler, dtype=np.int64, count=n_train)
                     else:
+                        perm_gen = torch.Generator().manual_seed(cfg.seed * 7919 + epoch)
                         perm = torch.randperm(n_train, generator=perm_gen).numpy()
                     if self.world > 1:
                         pad = per_rank * self.world - n_train

@@ -60,9 +60,8 @@ def register(app: typer.Typer, panel: str) -> None:
 
         from ..models.loader import load_model
         from .evaluate import evaluate_wild
-        from .recognizer import Recognizer
-
         from ..errors import WildferError
+        from .recognizer import Recognizer
 
         err = Console(stderr=True)
         for f in (json_file, save_predictions):  # before any work, not after it
@@ -89,7 +88,6 @@ def register(app: typer.Typer, panel: str) -> None:
         for u in res["unreadable"]:
             err.print(f"[yellow]unreadable:[/] {u['error']}", highlight=False)
         if json_file:
-            json_file.parent.mkdir(parents=True, exist_ok=True)
             json_file.write_text(json.dumps(res, indent=2))
             err.print(f"metrics written to {json_file}", highlight=False)
         if save_predictions:

@@ -3,7 +3,7 @@
 >>> from wildfer.wild.crops import crop_manifest
 >>> train = crop_manifest("expw.csv", split="train")          # doctest: +SKIP
 >>> train.images.shape, train.meta["n_found"]                   # doctest: +SKIP
-((3348, 48, 48), 3301)
+((3348, 48, 48), 3321)
 
 Each photo of a manifest (``path,label[,left,top,right,bottom][,split]``, see
 :func:`wildfer.wild.evaluate.read_manifest`) is decoded and searched by the detector once;

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import DataError, WildferError
 from ..labels import FER2013_CLASSES, FERPLUS_CLASSES, normalize_label
-from .detectors import box_iou
+from .detectors import box_inside, box_iou
 
 MISSED = "missed"
 _KNOWN = set(FER2013_CLASSES) | set(FERPLUS_CLASSES)
@@ -141,10 +141,7 @@ def match_faces(items: list[ManifestItem], dets, iou: float = 0.3, inside: float
             v = box_iou(it.box, d.box)
             if v >= iou:
                 pairs.append((v, i, j))
-    for v, i, j in sorted(pairs, reverse=True):
-        if out[i] is None and j not in used:
-            out[i] = j
-            used.add(j)
+    _assign(pairs, out, used)
     if inside > 0:
         pairs = []
         for i, it in enumerate(items):
@@ -154,10 +151,7 @@ def match_faces(items: list[ManifestItem], dets, iou: float = 0.3, inside: float
                 share = box_inside(d.box, it.box)
                 if j not in used and share >= inside and d.width >= 0.25 * (it.box[2] - it.box[0]):
                     pairs.append((share * d.area, i, j))
-        for v, i, j in sorted(pairs, reverse=True):
-            if out[i] is None and j not in used:
-                out[i] = j
-                used.add(j)
+        _assign(pairs, out, used)
     for i, it in enumerate(items):
         if it.box is None:
             free = [j for j in range(len(dets)) if j not in used]
@@ -168,12 +162,12 @@ def match_faces(items: list[ManifestItem], dets, iou: float = 0.3, inside: float
     return out
 
 
-def box_inside(a, b) -> float:
-    """Share of box ``a``'s area that lies inside box ``b`` (both left, top, right, bottom)."""
-    iw = min(a[2], b[2]) - max(a[0], b[0])
-    ih = min(a[3], b[3]) - max(a[1], b[1])
-    area = (a[2] - a[0]) * (a[3] - a[1])
-    return float(iw * ih / area) if iw > 0 and ih > 0 and area > 0 else 0.0
+def _assign(pairs: list[tuple[float, int, int]], out: list[int | None], used: set[int]) -> None:
+    """Greedy one-to-one matching: ``(score, item, detection)`` pairs, best score first."""
+    for _, i, j in sorted(pairs, reverse=True):
+        if out[i] is None and j not in used:
+            out[i] = j
+            used.add(j)
 
 
 def evaluate_wild(manifest: str | Path, recognizer=None, *, model: Any = None, mode: str = "detect",

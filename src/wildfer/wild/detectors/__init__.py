@@ -203,18 +203,28 @@ def nms(dets: list[Detection], iou_threshold: float = 0.4) -> list[Detection]:
     return keep
 
 
-def box_iou(a, b) -> float:
-    """Intersection over union of two (left, top, right, bottom) boxes."""
+def _intersection(a, b) -> float:
     iw = min(a[2], b[2]) - max(a[0], b[0])
     ih = min(a[3], b[3]) - max(a[1], b[1])
-    if iw <= 0 or ih <= 0:
+    return iw * ih if iw > 0 and ih > 0 else 0.0
+
+
+def box_iou(a, b) -> float:
+    """Intersection over union of two (left, top, right, bottom) boxes."""
+    inter = _intersection(a, b)
+    if inter <= 0:
         return 0.0
-    inter = iw * ih
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return float(inter / union) if union > 0 else 0.0
 
 
+def box_inside(a, b) -> float:
+    """Share of box ``a``'s area that lies inside box ``b`` (both left, top, right, bottom)."""
+    area = (a[2] - a[0]) * (a[3] - a[1])
+    return float(_intersection(a, b) / area) if area > 0 else 0.0
+
+
 __all__ = [
     "Detection", "Detector", "LANDMARK_NAMES", "create_detector", "list_detectors", "available_detectors",
-    "register_detector", "nms", "box_iou",
+    "register_detector", "nms", "box_iou", "box_inside",
 ]
