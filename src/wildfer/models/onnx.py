@@ -52,12 +52,25 @@ def export_onnx(model: Classifier | str | os.PathLike, out: str | os.PathLike, o
     return out
 
 
+def import_onnxruntime():
+    """``onnxruntime``, with its telemetry off.
+
+    The client that writes a device id and an event store into the user's cache starts when
+    the library loads and only obeys ``ORT_DISABLE_TELEMETRY``, which ``import wildfer`` sets
+    before that; the call below also stops the events the library would send later.
+    """
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    import onnxruntime as ort
+
+    ort.disable_telemetry_events()
+    return ort
+
+
 class OnnxRunner:
     """Logits from an ONNX model on onnxruntime's CPU provider."""
 
     def __init__(self, model: bytes | str | os.PathLike, threads: int | None = None):
-        import onnxruntime as ort
-
+        ort = import_onnxruntime()
         so = ort.SessionOptions()
         if threads:
             so.intra_op_num_threads = int(threads)
