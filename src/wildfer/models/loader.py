@@ -130,16 +130,42 @@ def save_checkpoint(path: str | os.PathLike, net: nn.Module, *, arch: str, model
     os.replace(tmp, path)
 
 
+def one_line(text: str) -> str:
+    """``text`` on one line: runs of whitespace (newlines, tabs) become one space, terminal colour codes go."""
+    import re
+
+    return " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(text)).split())
+
+
+def _load_reason(e: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in full and on one line: for the safe
+    unpickler's refusals its own explanation, without torch's advice on loading unsafely."""
+    text = str(e)
+    if isinstance(e, EOFError):
+        return "the file is empty or cut short"
+    if "WeightsUnpickler error:" in text:
+        reason = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation of torch.load", 1)[0]
+        return "holds something other than tensors and plain values: " + one_line(reason)
+    return f"{type(e).__name__}: {one_line(text)}" if text.strip() else type(e).__name__
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict:
+    """The dict a wildfer checkpoint holds, loaded with ``torch.load(weights_only=True)``; a
+    :class:`ModelError` naming the file and the reason for anything else."""
     path = Path(path)
     if not path.exists():
         raise ModelError(f"{path}: checkpoint not found")
+    if not path.is_file():
+        raise ModelError(f"{path}: not a file")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling problem is a bad file for the user
-        raise ModelError(f"{path}: not a readable wildfer checkpoint ({type(e).__name__}: {str(e)[:120]})") from None
+        raise ModelError(f"{path}: not a readable wildfer checkpoint ({_load_reason(e)})") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "arch" not in ckpt:
-        raise ModelError(f"{path}: not a wildfer checkpoint (no 'arch' / 'state_dict')")
+        got = f"a {type(ckpt).__name__}" if not isinstance(ckpt, dict) else "a dict without them"
+        raise ModelError(f"{path}: not a wildfer checkpoint (no 'arch' / 'state_dict'; it holds {got})")
+    if not isinstance(ckpt["state_dict"], dict) or not isinstance(ckpt["arch"], str):
+        raise ModelError(f"{path}: not a wildfer checkpoint ('arch' must be a name, 'state_dict' a mapping of tensors)")
     return ckpt
 
 
@@ -155,20 +181,29 @@ def _plain(obj):
     return obj
 
 
-def _build(arch: str, model_kwargs: dict, num_classes: int, in_chans: int) -> nn.Module:
+def _build(arch: str, model_kwargs: dict, num_classes: int, in_chans: int, source: str | os.PathLike = "") -> nn.Module:
+    """The network a checkpoint or metadata file ``source`` describes (a :class:`ModelError` naming
+    ``source`` when its architecture or keyword arguments build nothing)."""
+    if not isinstance(model_kwargs or {}, dict):
+        raise ModelError(f"{source}: model_kwargs must be a mapping, not {model_kwargs!r}")
     kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in (model_kwargs or {}).items()}
     kw.pop("pretrained", None)  # ImageNet init file used in training; the weights come from the checkpoint
-    return create_model(arch, num_classes=num_classes, in_chans=in_chans, **kw)
+    try:
+        return create_model(arch, num_classes=num_classes, in_chans=in_chans, **kw)
+    except ModelError as e:
+        raise ModelError(f"{source}: {e}") from None
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ModelError(f"{source}: cannot build architecture {arch!r} with {kw} ({one_line(e)})") from None
 
 
 def classifier_from_checkpoint(path: str | os.PathLike) -> Classifier:
     ckpt = read_checkpoint(path)
     classes = tuple(ckpt.get("classes") or FER2013_CLASSES)
-    net = _build(ckpt["arch"], ckpt.get("model_kwargs", {}), len(classes), int(ckpt.get("in_chans", 1)))
+    net = _build(ckpt["arch"], ckpt.get("model_kwargs", {}), len(classes), int(ckpt.get("in_chans", 1)), path)
     try:
         net.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as e:
-        raise ModelError(f"{path}: weights do not fit architecture {ckpt['arch']!r} ({str(e)[:160]})") from None
+    except (RuntimeError, TypeError, AttributeError) as e:
+        raise ModelError(f"{path}: weights do not fit architecture {ckpt['arch']!r} ({one_line(e)})") from None
     meta = {k: v for k, v in ckpt.items() if k in ("epoch", "metrics", "config")}
     return Classifier(net, classes, dict(ckpt.get("preprocess") or DEFAULT_PREPROCESS), name=str(path),
                       arch=ckpt["arch"], model_kwargs=ckpt.get("model_kwargs", {}), meta=meta)
@@ -214,19 +249,24 @@ def classifier_from_safetensors(path: str | os.PathLike, name: str = "") -> Clas
         raise ModelError(f"{path}: weights file not found")
     if not meta_path.exists():
         raise ModelError(f"{path}: metadata {meta_path.name} missing beside the weights")
-    meta = json.loads(meta_path.read_text())
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError) as e:
+        raise ModelError(f"{meta_path}: unreadable weights metadata ({one_line(e)})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("arch"), str):
+        raise ModelError(f"{meta_path}: weights metadata must be a JSON object naming the \"arch\"")
     classes = tuple(meta.get("classes") or FER2013_CLASSES)
-    net = _build(meta["arch"], meta.get("model_kwargs", {}), len(classes), int(meta.get("in_chans", 1)))
+    net = _build(meta["arch"], meta.get("model_kwargs", {}), len(classes), int(meta.get("in_chans", 1)), meta_path)
     try:
         state = load_file(str(path))
     except Exception as e:  # noqa: BLE001
-        raise ModelError(f"{path}: cannot read safetensors ({str(e)[:120]})") from None
+        raise ModelError(f"{path}: cannot read safetensors ({one_line(e)})") from None
     ref = net.state_dict()
     state = {k: v.to(ref[k].dtype) if k in ref else v for k, v in state.items()}
     try:
         net.load_state_dict(state)
     except RuntimeError as e:
-        raise ModelError(f"{path}: weights do not fit architecture {meta['arch']!r} ({str(e)[:160]})") from None
+        raise ModelError(f"{path}: weights do not fit architecture {meta['arch']!r} ({one_line(e)})") from None
     return Classifier(net, classes, dict(meta.get("preprocess") or DEFAULT_PREPROCESS), name=name or str(path),
                       arch=meta["arch"], model_kwargs=meta.get("model_kwargs", {}), meta=meta)
 
