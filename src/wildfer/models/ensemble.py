@@ -19,6 +19,7 @@ Spec files (``.json``) name the members and the averaging:
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 from pathlib import Path
@@ -186,11 +187,35 @@ def load_spec_members(path: str | os.PathLike) -> list[str]:
     return [m for m in members if isinstance(m, str)] if isinstance(members, list) else []
 
 
+class SpecCycleError(ModelError):
+    """Ensemble specs that list each other in a ring (or a spec that lists itself)."""
+
+
+#: the spec files being loaded, outermost first, as ``(resolved path, path as named)``: a spec
+#: met again while its own members are loading is a cycle (per thread and task of the service)
+_LOADING: contextvars.ContextVar[tuple[tuple[Path, str], ...]] = contextvars.ContextVar("wildfer_specs_loading",
+                                                                                         default=())
+
+
 def load_ensemble_spec(path: str | os.PathLike, name: str = ""):
     """The classifier a spec file describes (member paths relative to the file; built-in names as they are)."""
+    path = Path(path)
+    stack = _LOADING.get()
+    key = path.resolve()
+    if any(k == key for k, _ in stack):
+        start = next(i for i, (k, _) in enumerate(stack) if k == key)
+        ring = " -> ".join([shown for _, shown in stack[start:]] + [str(path)])
+        raise SpecCycleError(f"{stack[start][1]}: ensemble specs form a cycle: {ring}")
+    token = _LOADING.set(stack + ((key, str(path)),))
+    try:
+        return _load_spec(path, name)
+    finally:
+        _LOADING.reset(token)
+
+
+def _load_spec(path: Path, name: str):
     from .loader import BUILTIN
 
-    path = Path(path)
     try:
         spec = json.loads(path.read_text())
     except (OSError, ValueError) as e:
@@ -200,12 +225,12 @@ def load_ensemble_spec(path: str | os.PathLike, name: str = ""):
     members = spec.get("members")
     if not isinstance(members, list) or not members or not all(isinstance(m, str) for m in members):
         raise ModelError(f"{path}: \"members\" must be a non-empty list of model names or paths")
-    if path.stem in members:
-        raise ModelError(f"{path}: an ensemble cannot contain itself")
     resolved = [m if (m in BUILTIN or os.path.isabs(m)) else str(path.parent / m) for m in members]
     try:
         return ensemble_classifier(resolved, weights=spec.get("weights"), tta=spec.get("tta"),
                                    crop=int(spec.get("crop", 44)), name=name or str(path), classes=spec.get("classes"),
                                    meta={k: v for k, v in spec.items() if k not in ("members", "weights", "tta", "crop")})
+    except SpecCycleError:
+        raise  # names its files already
     except ModelError as e:
         raise ModelError(f"{path}: {e}") from None

@@ -271,13 +271,15 @@ def classifier_from_safetensors(path: str | os.PathLike, name: str = "") -> Clas
                       arch=meta["arch"], model_kwargs=meta.get("model_kwargs", {}), meta=meta)
 
 
-def _builtin_available(name: str) -> bool:
+def _builtin_available(name: str, _seen: frozenset[str] = frozenset()) -> bool:
     if (WEIGHTS_DIR / f"{name}.safetensors").exists():
         return True
     from .ensemble import is_ensemble_spec, load_spec_members
 
     spec = WEIGHTS_DIR / f"{name}.json"
-    return is_ensemble_spec(spec) and all(_builtin_available(m) for m in load_spec_members(spec) if m in BUILTIN)
+    if name in _seen or not is_ensemble_spec(spec):  # a spec that lists itself (through others) never loads
+        return False
+    return all(_builtin_available(m, _seen | {name}) for m in load_spec_members(spec) if m in BUILTIN)
 
 
 def builtin_models() -> list[str]:
