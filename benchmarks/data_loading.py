@@ -16,15 +16,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from common import DATA, describe_machine
+
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("WILDFER_SHARED_DATA", ROOT.parent / "shared" / "data"))
 OUT = ROOT / "benchmarks" / "results" / "data_loading.json"
 TARGET_CACHED_S = 2.0
 
@@ -50,8 +50,8 @@ def timed_runs(fn, n: int, label: str, *, digits: int, rows: bool = False):
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="1 cold load, 3 cached loads")
-    ap.add_argument("--data", type=Path, default=SHARED / "fer2013" / "fer2013.csv.gz")
-    ap.add_argument("--ferplus", type=Path, default=SHARED / "fer2013" / "fer2013new.csv")
+    ap.add_argument("--data", type=Path, default=DATA / "fer2013" / "fer2013.csv.gz")
+    ap.add_argument("--ferplus", type=Path, default=DATA / "fer2013" / "fer2013new.csv")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
     if not args.data.exists():
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         "file": str(args.data),
         "file_bytes": args.data.stat().st_size,
         "quick": args.quick,
-        "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count(), "platform": platform.platform()},
+        "machine": describe_machine(),
         "loadavg_before": list(os.getloadavg()),
     }
     data, cold_wall, cold_cpu = timed_runs(lambda: load_fer2013(args.data, use_cache=False), n_cold, "cold  ",

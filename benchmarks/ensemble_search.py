@@ -3,7 +3,7 @@
 weights on a grid, scored by accuracy and macro-F1 on the faces the files are for.
 
     python benchmarks/ensemble_search.py runs/probs/default_tencrop.npz runs/probs/default_resnet_tencrop.npz \\
-        runs/probs/fast_tencrop.npz --data ../shared/data/fer2013/fer2013.csv.gz --split PublicTest \\
+        runs/probs/fast_tencrop.npz --data $WILDFER_DATA/fer2013/fer2013.csv.gz --split PublicTest \\
         --out benchmarks/results/ensemble_search.json
 
 The faces are PublicTest, which also picked every member's epoch: the best weights found here
@@ -18,7 +18,8 @@ import itertools
 import json
 from pathlib import Path
 
-import numpy as np
+
+from common import describe_machine
 
 
 def main() -> None:
@@ -65,7 +66,8 @@ def main() -> None:
                   f"best {100 * best['accuracy']:.2f}% at {best_w}", flush=True)
     rows.sort(key=lambda r: -r["equal"]["accuracy"])
     out = {"data": str(args.data), "split": args.split, "n": int(len(labels)), "files": list(args.probs),
-           "grid": grid, "note": "weights selected on the same faces they are scored on (optimistic)", "results": rows}
+           "grid": grid, "note": "weights selected on the same faces they are scored on (optimistic)",
+           "machine": describe_machine(), "results": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))
     print("wrote", args.out)

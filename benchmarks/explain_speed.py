@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -28,15 +27,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common import DATA, describe_machine
+
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("WILDFER_SHARED_DATA", ROOT.parent / "shared" / "data"))
 OUT = ROOT / "benchmarks" / "results" / "explain_speed.json"
 
 METHODS = ("vanilla", "smoothgrad", "ig", "gradcam", "gradcam++", "occlusion")
 
 
 def faces(n: int) -> tuple[np.ndarray, str]:
-    csv = SHARED / "fer2013" / "fer2013.csv.gz"
+    csv = DATA / "fer2013" / "fer2013.csv.gz"
     if csv.exists():
         from wildfer.data.fer2013 import load_fer2013
 
@@ -101,11 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         "batch": batch,
         "repeats": repeats,
         "inputs": source,
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "load_average_1m": round(os.getloadavg()[0], 2),
+        "machine": describe_machine(threads=torch.get_num_threads(), load_average_1m=round(os.getloadavg()[0], 2)),
         "results": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -11,12 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import time
 from pathlib import Path
 
 import numpy as np
+
+from common import describe_machine
 
 
 def bench(fn, n_items: int, min_time: float, max_reps: int = 10_000) -> float:
@@ -69,7 +70,7 @@ def main() -> None:
         results[name] = row
     out = {
         "benchmark": "classifier inference (preprocessing + forward + softmax), fp32",
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "threads": args.threads},
+        "machine": describe_machine(threads=args.threads),
         "quick": args.quick,
         "load_average_at_end": os.getloadavg(),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Regenerates the accuracy numbers in README.md (JSON under benchmarks/results/).
-# Run from the repo root after `make venv`; needs ../shared/data.  ~30-45 minutes on the 2-core dev machine.
+# Run from the repo root after `make venv`; needs the data sets in $WILDFER_DATA (default ../shared/data).
+# ~30-45 minutes on a 2-core CPU.
 #   bash benchmarks/readme_numbers.sh            # everything
 #   bash benchmarks/readme_numbers.sh fer        # only the FER2013 / FER+ evaluations
 set -euo pipefail
 cd "$(dirname "$0")/.."
 W=.venv/bin/wildfer
-D=../shared/data
+D=${WILDFER_DATA:-../shared/data}
 R=benchmarks/results
 mkdir -p $R
 what=${1:-all}

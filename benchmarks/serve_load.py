@@ -13,7 +13,7 @@ warms it up, then sends ``--requests`` photo uploads from ``--concurrency`` clie
 * a per-stage CPU profile of the same pipeline in this process (``--no-profile`` to skip):
   multipart parsing, decode, detect, align, classify (one photo, and batches of 8), JSON.
 
-Goal (issue 7): >= 20 photos/s at concurrency 8 on the 2-core dev machine, 0 errors, flat
+Goal: >= 20 photos/s at concurrency 8 on a 2-core CPU, 0 errors, flat
 memory over 1,000 requests; on 2 cores, 20 photos/s leaves at most ~90 ms of CPU per photo
 for the server and the clients together.
 
@@ -27,7 +27,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import subprocess
 import sys
 import threading
@@ -36,8 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
+from common import DATA, describe_machine
+
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("WILDFER_SHARED_DATA", ROOT.parent / "shared" / "data"))
 OUT = ROOT / "benchmarks" / "results" / "serve_load.json"
 GOAL = {"photos_per_s_min": 20, "errors": 0, "rss_growth_second_half_mb_max": 5.0}
 
@@ -91,7 +91,7 @@ def cpu_s(pid: int) -> float:
 
 
 def load_photos(kind: str, n: int) -> list[tuple[str, bytes]]:
-    wild = SHARED / "wild"
+    wild = DATA / "wild"
     manifest = {"kdef": "kdef_frontal.csv", "groups": "groups.csv", "lfw": "lfw.csv"}[kind]
     rows = list(csv.DictReader(open(wild / manifest)))
     step = max(1, len(rows) // n)
@@ -295,11 +295,10 @@ def main(argv=None) -> int:
                    "model": info["model"], "detector": info["detector"], "workers": args.workers,
                    "threads_per_process": health.get("threads"), "server_cmd": " ".join(server.cmd[1:]),
                    "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "niceness": os.nice(0)},
-        "machine": {"python": platform.python_version(), "platform": platform.platform(), **before,
-                    "loadavg_after": load_after,
-                    "note": "clients and server share the machine's cores; other jobs running at the same time (see "
-                            "top_processes_before, loadavg) take CPU from both, so on a busy machine read the CPU "
-                            "seconds per photo, not photos/s"},
+        "machine": describe_machine(**before, loadavg_after=load_after,
+                                    note="clients and server share the machine's cores; other jobs running at the same time (see "
+                                         "top_processes_before, loadavg) take CPU from both, so on a busy machine "
+                                         "read the CPU seconds per photo, not photos/s"),
         "results": {
             "completed": done,
             "wall_s": round(wall, 2),

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -37,34 +36,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from common import describe_machine
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from wildfer.models import create_model, list_models, model_info  # noqa: E402
 from wildfer.models.complexity import count_macs, count_params  # noqa: E402
-
-
-def cpu_info() -> dict:
-    flags, name = set(), platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and not name:
-                name = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": name,
-        "logical_cpus": os.cpu_count(),
-        "avx2": "avx2" in flags,
-        "avx512f": "avx512f" in flags,
-        "avx512_bf16": "avx512_bf16" in flags,
-        "amx_bf16": "amx_bf16" in flags,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }
 
 
 def _timed(step, budget: float, min_steps: int) -> tuple[int, float, float]:
@@ -209,7 +187,7 @@ def main(argv=None) -> int:
         doc = {}
     doc.update({
         "benchmark": "train_throughput",
-        "machine": cpu_info(),
+        "machine": describe_machine(),
         "how_to_read": "img_per_s / faces_per_s are wall-clock; *_per_cpu_s divide by this process's CPU time, "
                        "which stays meaningful while other jobs share the CPU (with 1 thread on an idle machine the "
                        "two agree; with 2 threads on a busy machine the per-CPU numbers also count spin-waiting).",

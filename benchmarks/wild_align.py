@@ -24,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+from common import DATA, describe_machine
+
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared" / "data"
 OUT = ROOT / "benchmarks" / "results" / "wild_align.json"
 
 
@@ -85,10 +86,10 @@ def wild_paths(limit: int) -> dict[str, list[Path]]:
 
     sets = {}
     for name in ("kdef_frontal", "lfw"):
-        with open(SHARED / "wild" / f"{name}.csv") as fh:
+        with open(DATA / "wild" / f"{name}.csv") as fh:
             rows = list(csv.DictReader(fh))
         step = max(1, len(rows) // limit)
-        sets[name] = [SHARED / "wild" / r["path"] for r in rows[::step][:limit]]
+        sets[name] = [DATA / "wild" / r["path"] for r in rows[::step][:limit]]
     return sets
 
 
@@ -132,7 +133,7 @@ def sweep(model: str, grid, limit: int | None) -> list[dict]:
     det = create_detector("yunet")
     sets = {}
     for name in ("kdef_frontal", "lfw"):
-        items = read_manifest(SHARED / "wild" / f"{name}.csv")[:limit]
+        items = read_manifest(DATA / "wild" / f"{name}.csv")[:limit]
         found = []
         for it in items:
             rgb = read_image(it.path)
@@ -168,7 +169,7 @@ def main() -> None:
 
     t0 = time.time()
     result = json.loads(OUT.read_text()) if OUT.exists() else {}
-    fer = load_fer2013(SHARED / "fer2013" / "fer2013.csv.gz").split("Training")  # model-independent parts
+    fer = load_fer2013(DATA / "fer2013" / "fer2013.csv.gz").split("Training")  # model-independent parts
     rng = np.random.default_rng(0)
     idx = rng.choice(len(fer.images), 200 if args.quick else 1500, replace=False)
     if not args.skip_framing or "fer2013_framing" not in result:  # noqa: SIM102
@@ -184,6 +185,7 @@ def main() -> None:
         limit = 100 if args.quick else None
         result["sweep"] = {"model": args.model, "limit": limit, "rows": sweep(args.model, grid, limit)}
     result["seconds"] = round(time.time() - t0, 1)
+    result["machine"] = describe_machine()
     result["note"] = ("framing medians measured by running each detector on upscaled FER2013 faces; mean_face: "
                       "correlation of the mean aligned wild crop with FER2013's mean face; sweep: accuracy and macro-F1 "
                       "of the model on the faces the detector finds in KDEF and LFW (largest face per photo)")

@@ -19,17 +19,16 @@ Usage: ``python benchmarks/wild_diagnosis.py --model default [--model wild] [--q
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 
+from common import DATA, describe_machine
+
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared" / "data"
 SETS = {"expw_val": ("wild/expw.csv", "val"), "lfw": ("wild/lfw.csv", None), "kdef": ("wild/kdef_frontal.csv", None)}
 #: FER2013 Training class counts (angry, disgust, fear, happy, sad, surprise, neutral)
 FER_PRIOR = np.array([3995, 436, 4097, 7215, 4830, 3171, 4965], dtype=np.float64)
@@ -139,7 +138,7 @@ def variants() -> dict[str, dict[str, dict]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", action="append", default=None, help="built-in name or checkpoint (repeatable)")
-    ap.add_argument("--data", type=Path, default=SHARED, help="folder holding wild/ (the dev sets)")
+    ap.add_argument("--data", type=Path, default=DATA, help="folder holding wild/ (the dev sets)")
     ap.add_argument("--quick", action="store_true", help="60 faces per set")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = ap.parse_args()
@@ -163,8 +162,7 @@ def main() -> None:
                         for tau in (0.0, 0.25, 0.5, 0.75, 1.0)}
         out = {"model": name, "sets": {s: len(f) for s, f in faces.items()}, "detector": "yunet", "max_side": 640,
                **res, "seconds": round(time.time() - t0, 1),
-               "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "processor": platform.processor()},
-               "date": dt.date.today().isoformat()}
+               "machine": describe_machine()}
         stem = Path(str(name)).stem if os.sep in str(name) or str(name).endswith((".pt", ".safetensors")) else name
         path = args.out / f"wild_diagnosis_{stem}{'_quick' if args.quick else ''}.json"
         path.write_text(json.dumps(out, indent=1))

@@ -20,16 +20,14 @@ Usage: ``python benchmarks/wild_geometry.py [--model default]`` ->
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import os
-import platform
 from pathlib import Path
 
 import numpy as np
 
+from common import DATA, describe_machine
+
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared" / "data"
 
 
 def geometry(lm: np.ndarray) -> np.ndarray:
@@ -50,7 +48,7 @@ def geometry(lm: np.ndarray) -> np.ndarray:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="default")
-    ap.add_argument("--manifest", type=Path, default=SHARED / "wild" / "expw.csv")
+    ap.add_argument("--manifest", type=Path, default=DATA / "wild" / "expw.csv")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "wild_geometry.json")
     args = ap.parse_args()
     from sklearn.linear_model import LogisticRegression
@@ -87,8 +85,7 @@ def main() -> None:
         "geometry": fit_score([0]),
         "cnn_recalibrated": fit_score([1]),
         "cnn_plus_geometry": fit_score([1, 0]),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-        "date": dt.date.today().isoformat(),
+        "machine": describe_machine(),
     }
     args.out.write_text(json.dumps(out, indent=1))
     print(json.dumps({k: out[k] for k in ("faces", "cnn", "geometry", "cnn_recalibrated", "cnn_plus_geometry")}))

@@ -1,10 +1,10 @@
 """End-to-end latency of the wild pipeline (decode -> detect -> align -> classify) on 720p
 photos, and photos/s over a folder with one and two worker processes.
 
-Writes ``benchmarks/results/wild_latency.json``. Goal (issue 6): at most 40 ms median for a
-one-face 1280x720 photo on the project's 2-core CPU.
+Writes ``benchmarks/results/wild_latency.json``. Goal: at most 40 ms median for a
+one-face 1280x720 photo on a 2-core CPU.
 
-Photos (built from ../shared/data/wild, JPEG-encoded so decoding is part of the cost):
+Photos (built from $WILDFER_DATA/wild, JPEG-encoded so decoding is part of the cost):
 ``one_face_720p``: a KDEF portrait, scaled 1.5x, on a 1280x720 textured background;
 ``ten_faces_720p``: the UltraFace demo photo with 10 faces, resized to 1280x720.
 
@@ -19,15 +19,16 @@ import argparse
 import io
 import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from common import DATA, describe_machine
+
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared" / "data" / "wild"
+WILD = DATA / "wild"
 OUT = ROOT / "benchmarks" / "results" / "wild_latency.json"
 GOAL_MS = 40.0
 
@@ -49,12 +50,12 @@ def build_photos() -> dict[str, bytes]:
     bg = rng.integers(0, 256, (45, 80, 3), dtype=np.uint8)
     bg = cv2.resize(bg, (1280, 720), interpolation=cv2.INTER_CUBIC)
     bg = cv2.GaussianBlur(bg, (0, 0), 6)
-    face = read_image(SHARED / "kdef_frontal" / "AF01HAS.JPG")
+    face = read_image(WILD / "kdef_frontal" / "AF01HAS.JPG")
     face = cv2.resize(face, (int(281 * 1.5), int(381 * 1.5)), interpolation=cv2.INTER_CUBIC)
     y, x = (720 - face.shape[0]) // 2, (1280 - face.shape[1]) // 2
     one = bg.copy()
     one[y:y + face.shape[0], x:x + face.shape[1]] = face
-    group = read_image(SHARED / "groups" / "ultraface_20.jpg")
+    group = read_image(WILD / "groups" / "ultraface_20.jpg")
     ten = cv2.resize(group, (1280, 720), interpolation=cv2.INTER_AREA)
     return {"one_face_720p": _jpeg(one), "ten_faces_720p": _jpeg(ten)}
 
@@ -153,7 +154,7 @@ def main() -> None:
     n = 10 if args.quick else 40
     result: dict = {
         "goal_ms": GOAL_MS, "model": model_desc, "detector": "yunet", "torch_threads": 1,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg_before": [round(x, 2) for x in load_before]},
+        "machine": describe_machine(load_avg_before=[round(x, 2) for x in load_before]),
         "latency": {},
     }
     for max_side in (640, 480, 320):
@@ -176,7 +177,7 @@ def main() -> None:
             print("fastfer", max_side, r, flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         files = []
-        pool_src = sorted((SHARED / "kdef_frontal").glob("*.JPG"))[:: 40] + sorted((SHARED / "groups").glob("*.jpg"))
+        pool_src = sorted((WILD / "kdef_frontal").glob("*.JPG"))[:: 40] + sorted((WILD / "groups").glob("*.jpg"))
         pool_src = pool_src[: 12 if args.quick else 40]
         for i, p in enumerate(pool_src):
             dst = Path(tmp) / f"{i:03d}{p.suffix.lower()}"
