@@ -1,30 +1,31 @@
 #!/usr/bin/env bash
-# One GPU sitting (the `device` tool's H200 / H100, ~10 minutes) that trains, at once:
+# One GPU run (an NVIDIA H200 or H100, ~10 minutes) that trains, at once:
 #   default, default_resnet (ensemble member), ferplus, fast -- configs/*.yaml with time_budget=BUDGET_MIN
-#     (fast: no teacher here, 150 epochs at most, batch 128; distilled later from the new default)
+#     (fast: no teacher here, 150 epochs at most, batch 128)
 #   the full architecture comparison (configs/experiments/architectures.yaml, 15 epochs, all data)
 #     split over four processes with --models (assembled later with `--resume`)
 # and leaves in $OUT: each model's fp16 safetensors + card json (<16 MB each) and logs.tar.xz
 # (every run's config.yaml, metrics.jsonl, summary.json, the experiment folders without
 # checkpoints, each process's console log, nvidia-smi).
+# The shipped weights came from two such runs on one H200 (logs in benchmarks/results/gpu/):
+# h200_run1 the default mode (8.4 minutes), h200_run2 `ONLY_DEFAULT=1 BUDGET_MIN=3.0` (3.5 minutes).
 #
-# Data: FER2013 Training+PublicTest as a pack (`wildfer data pack ../shared/data/fer2013/fer2013.csv.gz
-# packed/fer2013.npz.xz`) and the FER+ votes gzipped in packed/ (ignored by git; carried).
-#   device run:  carry=["packed"]  command="bash benchmarks/gpu/train_gpu.sh"
-#   (the device image lacks platformdirs: the run put a two-line stub on PYTHONPATH, see README)
-#   ONLY_DEFAULT=1: the default recipe alone (a short second sitting)
+# Data: FER2013 Training+PublicTest as a pack (`wildfer data pack $WILDFER_DATA/fer2013/fer2013.csv.gz
+# packed/fer2013.npz.xz`) and the FER+ votes gzipped in packed/ (ignored by git).
+#   run:  bash benchmarks/gpu/train_gpu.sh     (from the repo root, with packed/ beside the code)
+#   platformdirs is needed only for the cache folder; where it is not installed, a two-line stand-in
+#   module on PYTHONPATH will do.
+#   ONLY_DEFAULT=1: the default recipe alone
 #   LONG=1: the three 7-class built-ins only (default, default_resnet, fast) and fast_kd (fastfer
 #     distilled live from the shipped default, configs/fast_kd.yaml), each allowed EPOCHS_LONG
 #     (300) epochs that the time budget re-plans to fit: for the accuracy targets, which need
-#     schedules several times longer than the 66-83 epochs of the first sittings (alone on the
-#     H200 one default epoch took ~2 s). fast_kd's teacher is the built-in default, so its
-#     weights must travel: carry packed/ (48.6 MB at --preset 9) + default.safetensors (14.6 MB)
-#     + the code (~1 MB) fits the 64 MiB a call may send; leave the other weights and
-#     benchmarks/results behind: `git switch -c carry && git rm -rq benchmarks/results
-#     src/wildfer/weights/{ferplus,default_resnet}.safetensors && git commit -qm carry`, run, then
-#     `git switch main && git branch -D carry`. `bash benchmarks/gpu/travel_size.sh packed` says
-#     whether it fits before a call spends device time (on that branch: 64.6 MB of 67.1).
-#   dry run here: SMOKE=1 OUT=/tmp/gpu_out bash benchmarks/gpu/train_gpu.sh   (CPU, tiny, ~2 min)
+#     schedules several times longer than the 66-83 epochs the shipped weights had (alone on the
+#     H200 one default epoch took ~2 s). Not run yet. fast_kd's teacher is the built-in default,
+#     so its weights must be there too: packed/ (48.6 MB at --preset 9) + default.safetensors
+#     (14.6 MB) + the code (~1 MB). For a remote machine that copies the working tree with a
+#     64 MiB limit, `bash benchmarks/gpu/travel_size.sh packed` says whether it fits (with the
+#     other weights and benchmarks/results left out: 64.6 MB of 67.1).
+#   dry run on a CPU: SMOKE=1 OUT=/tmp/gpu_out bash benchmarks/gpu/train_gpu.sh   (tiny, ~2-4 min)
 set -u
 T0=$(date +%s)
 SMOKE=${SMOKE:-0}
@@ -40,7 +41,7 @@ elapsed() { echo $(( $(date +%s) - T0 )); }
 { nvidia-smi 2>&1 || true; $PY -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"; } > "$W/machine.txt" 2>&1
 cat "$W/machine.txt"
 
-# one raw .npz (77 MB, instant to read; in $W, not in the carried packed/) instead of every
+# one raw .npz (77 MB, instant to read; in $W, not in packed/) instead of every
 # process decoding the .xz
 $PY - "$W/fer2013.npz" <<'EOF' || { echo "data unpack failed"; exit 3; }
 import pathlib, sys
@@ -73,7 +74,7 @@ arch() {  # name models
       data=$DATA device=$DEV threads=2 > "$W/arch_$1.log" 2>&1 &
   pids+=($!)
 }
-if [ "${ONLY_DEFAULT:-0}" = 1 ]; then  # a short second sitting: the default recipe alone on the GPU
+if [ "${ONLY_DEFAULT:-0}" = 1 ]; then  # the default recipe alone on the GPU
   train default configs/default.yaml
 elif [ "${LONG:-0}" = 1 ]; then  # long schedules for the three 7-class built-ins
   train default configs/default.yaml

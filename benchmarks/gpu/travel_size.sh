@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Bytes a device call would send (tracked files + untracked files git does not ignore + the
-# paths given, which are the call's `carry`), against the 64 MiB a call may send. Exit 1 if over.
+# Bytes of a copy of the working tree (tracked files + untracked files git does not ignore) plus
+# the paths given, against a 64 MiB limit on what a remote GPU machine is sent. Exit 1 if over.
 #   bash benchmarks/gpu/travel_size.sh packed
 set -eu
 cd "$(git rev-parse --show-toplevel)"
