@@ -132,7 +132,7 @@ def _flat(text: str) -> str:
 
 
 def test_architectures_resume_reuses_finished_and_continues_unfinished(cli, fer2013_csv, tmp_path):
-    """A long comparison split over sittings / processes: --resume reads finished runs back,
+    """A long comparison split over runs / processes: --resume reads finished runs back,
     continues an unfinished one from last.pt, and refuses a folder trained with another config."""
     out = tmp_path / "a3"
     common = ["--quick", "--out", out, "--no-progress", f"data={fer2013_csv}", "subset=64", "val_subset=32"]

@@ -118,7 +118,7 @@ def _run(code: str, env: dict | None = None) -> str:
 
 
 def test_memory_stays_flat_over_many_calls():
-    """RSS growth over 200 detections. Measured on this machine: the ctypes path 0.0 MB, yuface's
+    """RSS growth over 200 detections. Measured on a 2-core x86_64 Linux machine: the ctypes path 0.0 MB, yuface's
     own wrapper 7.0 MB on this image (35 KB per call), so the bound separates the two."""
     out = _run("""
         import numpy as np, cv2
