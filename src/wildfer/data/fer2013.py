@@ -196,13 +196,14 @@ def csv_rows(path: Path) -> Iterator[tuple[list[str], _CsvRows]]:
         raise DataError(path, f"cannot open: {e}") from None
     with fh:
         rows = _CsvRows(None)
+        rows.row_no = -1  # a read error before the header is read names the header, row 0
         try:
             reader = csv.reader(fh)
             try:
                 header = next(reader)
             except StopIteration:
                 raise DataError(path, "file is empty (no header)") from None
-            rows.reader = reader
+            rows.reader, rows.row_no = reader, 0
             yield header, rows
         except _READ_ERRORS as e:
             raise DataError(path, f"file is corrupt or truncated ({str(e) or type(e).__name__})", row=rows.row_no + 1) from None
