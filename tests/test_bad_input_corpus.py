@@ -1,0 +1,318 @@
+"""The bad-input corpus (:mod:`badinput`) through every front door: ``wildfer predict``, the
+Python API, the HTTP service, ``wildfer data info`` / ``evaluate`` / ``train``.
+
+Every input gives a correct result or a one-line error (exit code 2, one ``error:`` line on
+stderr, no traceback); batch jobs process the good items beside the bad ones and list the bad
+ones with their problem. The model is the built-in ``fast``, loaded once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import badinput as bad
+
+IMAGE_CASES = {c.name: c for c in bad.IMAGE_CASES}
+DECODABLE = [c for c in bad.IMAGE_CASES if c.size is not None]
+REFUSED = [c for c in bad.IMAGE_CASES if c.size is None]
+
+
+# ----------------------------------------------------------------------------- fixtures and helpers
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cache_in_tmp(tmp_path_factory):
+    """Parsed CSVs are cached under a temporary folder, not the user's cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("WILDFER_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
+@pytest.fixture(scope="module")
+def recognizer():
+    from wildfer import Recognizer
+
+    return Recognizer(model="fast")
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> dict[str, Path]:
+    """Every image case (and one good JPEG) written once into one folder."""
+    folder = tmp_path_factory.mktemp("photos")
+    written = {c.name: c.write(folder) for c in bad.IMAGE_CASES}
+    written["good"] = bad.good_jpeg(folder)
+    return written
+
+
+@pytest.fixture(scope="module")
+def client(recognizer):
+    from fastapi.testclient import TestClient
+
+    from wildfer.serve.app import create_app
+
+    with TestClient(create_app(recognizer, timeout=60, threads=1), base_url="http://127.0.0.1") as c:
+        yield c
+
+
+def run_cli(*args) -> tuple[int, str, str]:
+    """``wildfer ARGS`` in-process: (exit code, stdout, stderr)."""
+    from wildfer.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in args])
+    return code, out.getvalue(), err.getvalue()
+
+
+def assert_one_line_error(result: tuple[int, str, str], *fragments: str) -> str:
+    """Exit code 2 and exactly one non-blank stderr line, ``error: ...`` holding ``fragments``."""
+    code, _, err = result
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for f in fragments:
+        assert f in lines[0], (f, lines[0])
+    return lines[0]
+
+
+def upload(client, path: Path, url: str = "/v1/predict"):
+    return client.post(url, files={"file": (path.name, path.read_bytes(), "application/octet-stream")})
+
+
+# ----------------------------------------------------------------------------- images: Python API
+
+
+@pytest.mark.parametrize("case", DECODABLE, ids=lambda c: c.name)
+def test_api_reads_awkward_image(recognizer, photos, case):
+    res = recognizer.predict(photos[case.name])
+    assert (res.width, res.height) == case.size
+    assert res.faces == []  # patterns and solid colours hold no face
+
+
+@pytest.mark.parametrize("case", REFUSED, ids=lambda c: c.name)
+def test_api_refuses_broken_image(recognizer, photos, case):
+    from wildfer.errors import ImageError
+
+    with pytest.raises(ImageError) as e:
+        recognizer.predict(photos[case.name])
+    assert e.value.path == str(photos[case.name])
+    assert case.problem in e.value.problem
+    assert "\n" not in str(e.value)
+
+
+def _pixels(recognizer, path) -> np.ndarray:
+    """The RGB photo the pipeline worked on (explain returns it beside the heat map)."""
+    return recognizer.explain(path).image.astype(int)
+
+
+def test_api_pixels_of_awkward_images(recognizer, photos):
+    """Not only the size: each mode is turned into the RGB a viewer shows."""
+    ramp = _pixels(recognizer, photos["png16_gray"])[0, :, 0]  # 16-bit 0..65535 -> 8-bit 0..255
+    assert ramp[0] == 0 and ramp[-1] == 255 and np.all(np.diff(ramp) >= 0)
+    assert abs(ramp[32] - 129) <= 1
+    np.testing.assert_allclose(_pixels(recognizer, photos["png16_rgb"]), bad.pattern(), atol=1)
+    assert np.abs(_pixels(recognizer, photos["cmyk_jpeg"]) - [255, 0, 0]).max() <= 3
+    rgba = _pixels(recognizer, photos["rgba_png"])  # transparent left half on white
+    assert (rgba[:, :32] == 255).all() and (rgba[:, 32:] == [0, 0, 255]).all()
+    la = _pixels(recognizer, photos["la_png"])
+    assert (la[:, :32] == 255).all() and (la[:, 32:] == 40).all()
+    pal = _pixels(recognizer, photos["palette_transparent_png"])
+    assert (pal[:, :32] == 255).all() and (pal[:, 32:] == [200, 30, 30]).all()
+    assert np.abs(_pixels(recognizer, photos["animated_gif"]) - [220, 20, 20]).max() <= 8  # first frame
+    for name in ("exif_rotated_jpeg", "webp", "gif"):  # upright, and the same picture
+        assert np.abs(_pixels(recognizer, photos[name]) - bad.pattern()).mean() < 12, name
+    assert (_pixels(recognizer, photos["tiny_1x1"]) == [120, 80, 40]).all()
+
+
+def test_api_whole_mode_on_tiny_images(recognizer, photos):
+    from wildfer import Recognizer
+
+    whole = Recognizer(model=recognizer.classifier, mode="whole")
+    for name, side in (("tiny_1x1", 1), ("tiny_2x2", 2)):
+        res = whole.predict(photos[name])
+        assert [f.box for f in res.faces] == [(0.0, 0.0, float(side), float(side))]
+        assert sum(res.faces[0].probs.values()) == pytest.approx(1.0, abs=1e-4)
+
+
+# ----------------------------------------------------------------------------- images: CLI
+
+
+def test_cli_predict_folder_processes_good_and_lists_bad(photos, tmp_path):
+    folder = photos["good"].parent
+    code, _, err = run_cli("predict", folder, "--model", "fast", "--json", tmp_path / "p.json")
+    assert code == 0, err
+    assert "Traceback" not in err
+    report = json.loads((tmp_path / "p.json").read_text())
+    sizes = {Path(r["path"]).name: (r["width"], r["height"]) for r in report["images"]}
+    assert sizes == {photos[c.name].name: c.size for c in DECODABLE} | {"good.jpg": (64, 48)}
+    problems = {Path(u["path"]).name: u["error"] for u in report["unreadable"]}
+    assert set(problems) == {photos[c.name].name for c in REFUSED}
+    for c in REFUSED:
+        assert c.problem in problems[photos[c.name].name], c.name
+    assert report["summary"]["images"] == len(DECODABLE) + 1
+    assert report["summary"]["unreadable"] == len(REFUSED)
+    for c in REFUSED:  # and the summary on stderr names each
+        assert str(photos[c.name]) in err
+
+
+@pytest.mark.parametrize("name", ["truncated_jpeg", "text_as_jpeg", "bomb_png_20000"])
+def test_cli_predict_single_bad_photo(photos, name):
+    code, _, err = run_cli("predict", photos[name], "--model", "fast")
+    assert code == 1, err  # nothing could be processed
+    assert "Traceback" not in err
+    assert f"unreadable {photos[name]}: " in err and IMAGE_CASES[name].problem in err
+    assert err.strip().splitlines()[-1] == "error: nothing could be processed"
+
+
+# ----------------------------------------------------------------------------- images: HTTP service
+
+
+@pytest.mark.parametrize("case", bad.IMAGE_CASES, ids=lambda c: c.name)
+def test_http_predict_and_explain(client, photos, case):
+    for url in ("/v1/predict", "/v1/explain?format=json"):
+        r = upload(client, photos[case.name], url)
+        assert r.status_code == case.http, (url, r.text)
+        js = r.json()
+        if case.http == 200:
+            assert (js["width"], js["height"]) == case.size
+            assert js["faces"] == []
+        else:
+            assert js["error"] in ("not_an_image", "empty", "too_many_pixels")
+            assert "\n" not in js["detail"]
+            if case.http == 413:
+                assert "too large" in js["detail"]
+            elif case.problem:
+                assert case.problem in js["detail"], js["detail"]
+
+
+def test_http_explain_png_of_rotated_photo(client, photos):
+    from PIL import Image
+
+    r = upload(client, photos["exif_rotated_jpeg"], "/v1/explain")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(r.content)).size == (64, 48)
+
+
+@pytest.fixture(scope="module")
+def portrait(wild_dir):
+    """A KDEF portrait (281 x 381, one face)."""
+    p = wild_dir / "kdef_frontal" / "AF01HAS.JPG"
+    if not p.exists():
+        pytest.skip(f"KDEF photo missing: {p}")
+    return p
+
+
+def test_exif_rotated_portrait_is_detected_upright(recognizer, client, portrait, tmp_path):
+    """The same face in the same place whether the photo is stored upright or on its side with
+    an EXIF orientation: the box is in the upright photo's pixels."""
+    from PIL import Image
+
+    upright = recognizer.predict(portrait)
+    assert (upright.width, upright.height) == (281, 381) and len(upright.faces) == 1
+    rotated = bad.exif_rotated_jpeg(tmp_path, np.asarray(Image.open(portrait).convert("RGB")), "kdef_exif.jpg")
+    assert Image.open(rotated).size == (381, 281)  # stored on its side
+    res = recognizer.predict(rotated)
+    assert (res.width, res.height) == (281, 381) and len(res.faces) == 1
+    np.testing.assert_allclose(res.faces[0].box, upright.faces[0].box, atol=6)
+    js = upload(client, rotated).json()
+    assert (js["width"], js["height"]) == (281, 381) and len(js["faces"]) == 1
+    np.testing.assert_allclose(js["faces"][0]["box"], upright.faces[0].box, atol=6)
+
+
+# ----------------------------------------------------------------------------- data files
+
+
+@pytest.mark.parametrize("case", bad.FER_CASES, ids=lambda c: c.name)
+@pytest.mark.parametrize("command", ["data info", "evaluate"])
+def test_broken_fer2013_csv(tmp_path, case, command):
+    path = case.write(tmp_path)
+    args = ["data", "info", path] if command == "data info" else ["evaluate", path, "--model", "fast"]
+    line = assert_one_line_error(run_cli(*args), str(path), case.problem)
+    if case.row is not None:
+        assert f"row {case.row}: " in line
+
+
+def test_gz_name_on_plain_csv_loads(tmp_path):
+    path = bad.fer_gz_plain_text(tmp_path)
+    code, _, err = run_cli("data", "info", path, "--json", tmp_path / "info.json")
+    assert code == 0, err
+    info = json.loads((tmp_path / "info.json").read_text())
+    assert info["n"] == 14 and info["usages"] == {"Training": 7, "PublicTest": 7}
+    assert info["class_totals"] == {"angry": 2, "disgust": 2, "fear": 2, "happy": 2, "sad": 2, "surprise": 2,
+                                    "neutral": 2}
+    code, _, err = run_cli("evaluate", path, "--model", "fast", "--json", tmp_path / "eval.json")
+    assert code == 0, err
+    assert json.loads((tmp_path / "eval.json").read_text())["n"] == 7  # PublicTest
+
+
+def _manifest_expectations(path: Path) -> list[tuple[str, int, str]]:
+    """(file, row, problem fragment) for every bad row of :data:`badinput.MANIFEST_ROWS`."""
+    out = []
+    for row, (rel, _, _, problem) in enumerate(bad.MANIFEST_ROWS, start=1):
+        if problem is not None:
+            out.append((str(path.parent / rel) if rel else str(path), row, problem))
+    return out
+
+
+def test_manifest_good_rows_beside_bad(tmp_path):
+    path = bad.manifest(tmp_path)
+    expected = _manifest_expectations(path)
+    code, _, err = run_cli("data", "info", path, "--json", tmp_path / "info.json")
+    assert code == 0, err
+    info = json.loads((tmp_path / "info.json").read_text())
+    assert info["n"] == 3 and info["class_totals"]["happy"] == info["class_totals"]["sad"] == 1
+    assert info["class_totals"]["surprise"] == 1
+    assert len(info["skipped"]) == len(expected)
+    for item, (file, row, problem) in zip(info["skipped"], expected):
+        assert item["path"] == file and item["problem"].startswith(f"row {row}: ") and problem in item["problem"]
+    code, _, err = run_cli("evaluate", path, "--model", "fast", "--json", tmp_path / "eval.json")
+    assert code == 0, err
+    report = json.loads((tmp_path / "eval.json").read_text())
+    assert report["n"] == 3
+    assert [s[0] for s in report["skipped"]] == [e[0] for e in expected]
+
+
+def test_image_folder_good_images_beside_bad(tmp_path):
+    root, n_good, bad_names = bad.image_folder(tmp_path)
+    code, out, err = run_cli("data", "info", root, "--json", tmp_path / "info.json")
+    assert code == 0, err
+    info = json.loads((tmp_path / "info.json").read_text())
+    assert info["n"] == n_good and info["class_totals"]["happy"] == 2 and info["class_totals"]["sad"] == 1
+    assert sorted(Path(s["path"]).name for s in info["skipped"]) == sorted(bad_names)
+    assert f"{len(bad_names)} item(s) skipped" in out
+    code, _, err = run_cli("evaluate", root, "--model", "fast", "--json", tmp_path / "eval.json")
+    assert code == 0, err
+    report = json.loads((tmp_path / "eval.json").read_text())
+    assert report["n"] == n_good and len(report["skipped"]) == len(bad_names)
+
+
+# ----------------------------------------------------------------------------- training configs
+
+
+@pytest.mark.parametrize("name,text,problem", [c for c in bad.CONFIG_CASES if c[0] != "binary"],
+                         ids=[c[0] for c in bad.CONFIG_CASES if c[0] != "binary"])
+def test_broken_config(tmp_path, name, text, problem):
+    data = bad.fer_csv(tmp_path, "tiny.csv")
+    out = tmp_path / "run"
+    path = bad.config(tmp_path, text.format(data=data, out=out) if isinstance(text, str) else text)
+    assert_one_line_error(run_cli("train", "--config", path, "--no-progress"), problem)
+    assert not out.exists()
+
+
+# ----------------------------------------------------------------------------- hostile checkpoints
+
+
+@pytest.mark.parametrize("zip_format", [True, False], ids=["torch_save", "bare_pickle"])
+def test_hostile_checkpoint_as_model_is_refused(photos, tmp_path, zip_format):
+    marker = tmp_path / "code_ran"
+    evil = bad.hostile_checkpoint(tmp_path / "evil.pt", marker, zip_format=zip_format)
+    data = bad.fer_csv(tmp_path, "tiny.csv")
+    assert_one_line_error(run_cli("predict", photos["good"], "--model", evil), str(evil))
+    assert_one_line_error(run_cli("evaluate", data, "--model", evil), str(evil))
+    assert not marker.exists()
