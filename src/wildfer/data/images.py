@@ -3,6 +3,12 @@
 Handles EXIF orientation, grayscale / RGBA / LA / palette / CMYK / 16-bit images, and guards
 against decompression bombs (``max_pixels``). Every failure is an :class:`ImageError` that
 names the file and the problem.
+
+A JPEG whose data stops early but ends with an end-of-image marker (a cut-off download, or a
+file patched to look complete) decodes without any error, the missing blocks filled with flat
+grey. Such an image is not refused, it is marked: :func:`read_image` returns it as a
+:class:`TruncatedImage` (``is_truncated(a)``), and :func:`open_image` sets
+``info["truncated"]``.
 """
 
 from __future__ import annotations
@@ -21,6 +27,77 @@ from ..errors import ImageError
 MAX_PIXELS = 80_000_000
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm"}
 
+#: File signatures of the formats above: a file that starts with one but does not open is a
+#: damaged file of that format, not an unsupported one.
+SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
+              (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"))
+
+#: Bytes put before a JPEG's end marker to see whether its last scan wanted more data (any
+#: pattern that decodes to non-zero coefficients; 0xFF is left out, it would start a marker).
+_SCAN_FILLER = bytes((k * 97 + 13) % 254 for k in range(64))
+
+
+class TruncatedImage(np.ndarray):
+    """An RGB array decoded from a file whose data ended early: part of it is filler (for a
+    JPEG, the blocks after the cut are flat grey). Otherwise an ordinary array."""
+
+
+def is_truncated(image) -> bool:
+    """Whether ``image`` (an array from :func:`read_image` or a PIL image from
+    :func:`open_image`) was decoded from a file that ended early."""
+    if isinstance(image, Image.Image):
+        return bool(image.info.get("truncated"))
+    return isinstance(image, TruncatedImage)
+
+
+def _format_of(head: bytes) -> str | None:
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    return next((fmt for sig, fmt in SIGNATURES if head.startswith(sig)), None)
+
+
+def _flat_last_block(img: Image.Image) -> bool:
+    """Whether the JPEG's last block (bottom right, in decoding order) is the flat grey a
+    decoder fills missing blocks with; the cheap test before :func:`_scan_runs_out`."""
+    if getattr(img, "layer", None) is None or img.mode not in ("L", "RGB", "CMYK"):
+        return False
+    mw = 8 * max(h for _, h, _, _ in img.layer)
+    mh = 8 * max(v for _, _, v, _ in img.layer)
+    w, h = img.size
+    # the far half of the block: chroma upsampling blends its near rows and columns with the
+    # decoded blocks before it
+    left, top = min(((w - 1) // mw) * mw + mw // 2, w - 1), min(((h - 1) // mh) * mh + mh // 2, h - 1)
+    block = np.asarray(img.crop((left, top, w, h))).reshape(-1, len(img.getbands()))
+    if not (block == block[0]).all():
+        return False
+    return img.mode == "CMYK" or bool((block == 128).all())
+
+
+def _scan_runs_out(img: Image.Image, data: bytes) -> bool:
+    """Whether the JPEG ``data`` (decoded as ``img``) ends before its last scan is complete.
+
+    A complete scan ignores bytes put between its end and the end marker; a scan cut short
+    decodes them as its missing blocks, so the pixels change.
+    """
+    sos = data.rfind(b"\xff\xda")
+    eoi = data.find(b"\xff\xd9", sos) if sos >= 0 else -1
+    if eoi < 0:
+        return False
+    try:
+        with Image.open(io.BytesIO(data[:eoi] + _SCAN_FILLER + data[eoi:])) as probe:
+            probe.load()
+            return not np.array_equal(np.asarray(probe), np.asarray(img))
+    except Exception:  # noqa: BLE001 - the filler broke the decoder: the scan did read it
+        return True
+
+
+def _jpeg_truncated(img: Image.Image, data: bytes | None) -> bool:
+    if data is None or img.format != "JPEG":
+        return False
+    progressive = bool(img.info.get("progressive") or img.info.get("progression"))
+    # a progressive JPEG cut short is blurred, not grey, so it always gets the full test
+    return (progressive or _flat_last_block(img)) and _scan_runs_out(img, data)
+
 
 def _to_rgb(img: Image.Image) -> Image.Image:
     mode = img.mode
@@ -38,10 +115,15 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 
 
 def open_image(src, *, name: str | None = None, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Open ``src`` (path, bytes, file object or PIL image) as an RGB PIL image."""
+    """Open ``src`` (path, bytes, file object or PIL image) as an RGB PIL image.
+
+    A JPEG that ended early (see the module docstring) has ``info["truncated"] = True``.
+    """
     label = name or (str(src) if isinstance(src, (str, os.PathLike)) else "<image>")
+    truncated = False
     if isinstance(src, Image.Image):
         img = src
+        truncated = bool(src.info.get("truncated"))
     else:
         if isinstance(src, (str, os.PathLike)):
             p = Path(src)
@@ -51,13 +133,17 @@ def open_image(src, *, name: str | None = None, max_pixels: int = MAX_PIXELS) ->
                 raise ImageError(label, "is a folder, not an image")
             if p.stat().st_size == 0:
                 raise ImageError(label, "file is empty")
-            fobj = open(p, "rb")
+            try:
+                data = p.read_bytes()
+            except OSError as e:
+                raise ImageError(label, f"cannot read the file ({e.strerror or type(e).__name__})") from None
         elif isinstance(src, (bytes, bytearray, memoryview)):
             if len(src) == 0:
                 raise ImageError(label, "no image data (0 bytes)")
-            fobj = io.BytesIO(bytes(src))
+            data = bytes(src)
         else:
-            fobj = src
+            data = src.read()
+        fobj = io.BytesIO(data)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -71,12 +157,13 @@ def open_image(src, *, name: str | None = None, max_pixels: int = MAX_PIXELS) ->
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
             raise ImageError(label, f"image too large (decompression bomb guard: {e})") from None
         except UnidentifiedImageError:
+            fmt = _format_of(data[:16])
+            if fmt is not None:
+                raise ImageError(label, f"corrupt or truncated {fmt} file (its header does not decode)") from None
             raise ImageError(label, "not an image or unsupported format") from None
         except (OSError, SyntaxError, ValueError) as e:
             raise ImageError(label, f"cannot decode image ({str(e)[:100] or type(e).__name__}; truncated or corrupt?)") from None
-        finally:
-            if isinstance(src, (str, os.PathLike)):
-                fobj.close()
+        truncated = _jpeg_truncated(img, data)
     if img.size[0] * img.size[1] > max_pixels:
         raise ImageError(label, f"image too large ({img.size[0]}x{img.size[1]})")
     if img.size[0] == 0 or img.size[1] == 0:
@@ -85,7 +172,10 @@ def open_image(src, *, name: str | None = None, max_pixels: int = MAX_PIXELS) ->
         img = ImageOps.exif_transpose(img)
     except Exception:  # noqa: BLE001 - a broken EXIF block must not lose the picture
         pass
-    return _to_rgb(img)
+    rgb = _to_rgb(img)
+    if truncated:
+        rgb.info["truncated"] = True
+    return rgb
 
 
 def read_image(src, *, bgr: bool = False, name: str | None = None, max_pixels: int = MAX_PIXELS) -> np.ndarray:
@@ -94,10 +184,16 @@ def read_image(src, *, bgr: bool = False, name: str | None = None, max_pixels: i
     ``src`` may be a path, bytes, a file object, a PIL image, or a numpy array (``H x W``
     grayscale, ``H x W x 3`` RGB, or BGR when ``bgr=True``, ``H x W x 4`` RGBA; uint8, uint16
     or float in [0, 1]).
+
+    A file that ended early comes back as a :class:`TruncatedImage` (an array all the same;
+    :func:`is_truncated` tells), and so does such an array given back in.
     """
     if isinstance(src, np.ndarray):
-        return array_to_rgb(src, bgr=bgr, name=name or "<array>")
-    return np.asarray(open_image(src, name=name, max_pixels=max_pixels))
+        rgb = array_to_rgb(src, bgr=bgr, name=name or "<array>")
+        return rgb.view(TruncatedImage) if is_truncated(src) else np.asarray(rgb)
+    img = open_image(src, name=name, max_pixels=max_pixels)
+    rgb = np.asarray(img)
+    return rgb.view(TruncatedImage) if is_truncated(img) else rgb
 
 
 def array_to_rgb(a: np.ndarray, *, bgr: bool = False, name: str = "<array>") -> np.ndarray:

@@ -83,7 +83,12 @@ class FaceResult:
 
 @dataclass
 class ImageResult:
-    """Every face of one photo. ``width``/``height`` are the photo's (after EXIF orientation)."""
+    """Every face of one photo. ``width``/``height`` are the photo's (after EXIF orientation).
+
+    ``truncated``: the file ended early and decoded with filler where its data stops (a JPEG
+    cut short shows flat grey there), so faces there cannot be found; see
+    :mod:`wildfer.data.images`.
+    """
 
     width: int
     height: int
@@ -91,6 +96,7 @@ class ImageResult:
     faces: list[FaceResult]
     timings: dict[str, float] = field(default_factory=dict)
     path: str | None = None
+    truncated: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {}
@@ -101,6 +107,7 @@ class ImageResult:
             "height": int(self.height),
             "mode": self.mode,
             "faces": [f.to_dict() for f in self.faces],
+            "truncated": bool(self.truncated),
             "timings_ms": {k: round(float(v), 2) for k, v in self.timings.items()},
         })
         return d
@@ -165,6 +172,7 @@ class _Work:
     timings: dict[str, float]
     rgb: np.ndarray | None = None
     path: str | None = None
+    truncated: bool = False
 
 
 # ----------------------------------------------------------------------------- recognizer
@@ -290,11 +298,13 @@ class Recognizer:
         """Decode, detect and align one photo (no classifier)."""
         import os
 
-        from ..data.images import read_image
+        from ..data.images import is_truncated, read_image
 
         t0 = time.perf_counter()
         path = name or (str(image) if isinstance(image, (str, os.PathLike)) else None)
         rgb = read_image(image, bgr=bgr)
+        truncated = is_truncated(rgb)
+        rgb = np.asarray(rgb)
         h, w = rgb.shape[:2]
         t1 = time.perf_counter()
         size = self.align.size
@@ -325,7 +335,7 @@ class Recognizer:
                     d.flags.append("low_score")
         t3 = time.perf_counter()
         timings = {"decode": (t1 - t0) * 1e3, "detect": (t2 - t1) * 1e3, "align": (t3 - t2) * 1e3}
-        return _Work(w, h, dets, crops, mats, timings, rgb if keep_rgb else None, path)
+        return _Work(w, h, dets, crops, mats, timings, rgb if keep_rgb else None, path, truncated)
 
     def _classify(self, works: list[_Work]) -> list[ImageResult]:
         """Run the classifier once over the crops of all ``works`` and build the results."""
@@ -353,7 +363,7 @@ class Recognizer:
             t = dict(wk.timings)
             t["classify"] = per_face_ms * len(wk.crops)
             t["total"] = t["decode"] + t["detect"] + t["align"] + t["classify"]
-            out.append(ImageResult(wk.width, wk.height, self.mode, faces, t, wk.path))
+            out.append(ImageResult(wk.width, wk.height, self.mode, faces, t, wk.path, wk.truncated))
         return out
 
 
