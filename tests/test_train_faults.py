@@ -36,3 +36,217 @@ def test_check_output_dir(tmp_path, monkeypatch):
     monkeypatch.setattr("wildfer.paths.os.access", lambda p, mode: False)
     with pytest.raises(WildferError, match=r"the folder is not writable"):
         check_output_dir(tmp_path, "out")
+
+
+# ----------------------------------------------------------------------------- helpers
+
+from test_data_cli import fer_csv, one_error_line  # noqa: E402
+
+
+@pytest.fixture
+def small_csv(tmp_path):
+    return fer_csv(tmp_path / "f.csv", [(i % 7, "Training") for i in range(16)] + [(i % 7, "PublicTest") for i in range(8)])
+
+
+def _common(csv, out, filters=4):
+    return ["--no-progress", f"data={csv}", "model=shallow", f"model_kwargs.num_filters={filters}", "epochs=1",
+            "batch_size=16", "channels_last=false", f"out={out}"]
+
+
+# ----------------------------------------------------------------------------- resume from a bad last.pt
+
+
+def test_resume_from_a_last_pt_that_is_not_a_training_checkpoint(cli, tmp_path, small_csv):
+    import fractions
+    import pickle
+    import shutil
+
+    import torch
+
+    from wildfer.models.loader import save_checkpoint
+    from wildfer.models.registry import create_model
+
+    good = tmp_path / "good"
+    code, text = cli(["train", *_common(small_csv, good)])
+    assert code == 0, text
+    other = create_model("mini_xception", num_classes=7)
+    cases = {
+        "garbage": lambda p: p.write_bytes(bytes(range(256)) * 4),
+        "text": lambda p: p.write_text("this is not a checkpoint\n"),
+        "empty": lambda p: p.write_bytes(b""),
+        "foreign pickle": lambda p: p.write_bytes(pickle.dumps(fractions.Fraction(1, 3), protocol=2)),
+        "a list": lambda p: torch.save([1, 2, 3], p),
+        "weights only": lambda p: shutil.copy(good / "best.pt", p),
+        "another model": lambda p: save_checkpoint(p, other, arch="mini_xception", model_kwargs={},
+                                                   classes=["a"] * 7, optimizer={}, schedule={}, best=0.0, epoch=0,
+                                                   generator=[]),
+        "another width": None,  # a shallow run with num_filters=8 resumes the num_filters=4 run's last.pt
+    }
+    for name, write in cases.items():
+        run = tmp_path / name.replace(" ", "_")
+        run.mkdir()
+        if write is None:
+            shutil.copy(good / "last.pt", run / "last.pt")
+        else:
+            write(run / "last.pt")
+        code, text = cli(["train", *_common(small_csv, run, filters=8 if write is None else 4), "--resume"])
+        line = one_error_line(text)
+        assert code == 2 and line.startswith("error:") and str(run / "last.pt") in line, (name, text)
+        assert not (run / "metrics.jsonl").exists(), name  # nothing trained, nothing logged
+    # the reason is shown whole: the unsupported class is named, beyond the first 120 characters
+    code, text = cli(["train", *_common(small_csv, tmp_path / "foreign_pickle"), "--resume"])
+    assert "fractions.Fraction" in text, text
+
+
+def test_checkpoint_and_weights_errors_show_the_whole_reason_on_one_line(tmp_path):
+    import fractions
+    import pickle
+
+    from wildfer.errors import ModelError
+    from wildfer.models.loader import load_model, save_checkpoint
+    from wildfer.models.registry import create_model
+
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(pickle.dumps(fractions.Fraction(1, 3), protocol=2))
+    with pytest.raises(ModelError) as e:
+        load_model(bad)
+    assert "fractions.Fraction" in str(e.value) and "\n" not in str(e.value)
+    # weights of a narrower net under a wider net's name: every mismatching tensor is named
+    net = create_model("shallow", num_classes=7, num_filters=4)
+    ck = tmp_path / "mismatch.pt"
+    save_checkpoint(ck, net, arch="shallow", model_kwargs={"num_filters": 8}, classes=[str(i) for i in range(7)])
+    with pytest.raises(ModelError) as e:
+        load_model(ck)
+    msg = str(e.value)
+    assert "\n" not in msg and "weights do not fit" in msg
+    assert all(k in msg for k in net.state_dict() if net.state_dict()[k].shape != create_model(
+        "shallow", num_classes=7, num_filters=8).state_dict()[k].shape)
+
+
+# ----------------------------------------------------------------------------- ensemble spec cycles
+
+
+def test_ensemble_spec_that_lists_itself_or_a_cycle(cli, tmp_path):
+    import json
+
+    from wildfer.errors import ModelError
+    from wildfer.models.loader import load_model
+
+    me = tmp_path / "me.json"
+    me.write_text(json.dumps({"arch": "ensemble", "members": ["me.json"]}))
+    with pytest.raises(ModelError, match=r"cycle.*me\.json -> .*me\.json") as e:
+        load_model(me)
+    assert str(e.value).startswith(str(me))
+    a, b = tmp_path / "a.json", tmp_path / "sub" / "b.json"
+    b.parent.mkdir()
+    a.write_text(json.dumps({"arch": "ensemble", "members": ["sub/b.json"]}))
+    b.write_text(json.dumps({"arch": "ensemble", "members": [str(a)]}))
+    with pytest.raises(ModelError, match=r"cycle: .*a\.json -> .*b\.json -> .*a\.json") as e:
+        load_model(a)
+    assert str(e.value).count("cycle") == 1  # said once, not once per level
+    code, text = cli(["export", str(a), "--onnx", str(tmp_path / "a.onnx")])
+    assert code == 2 and "cycle" in one_error_line(text)
+
+
+def test_builtin_spec_that_lists_itself_is_unavailable_and_says_why(tmp_path, monkeypatch):
+    import json
+
+    from wildfer.errors import ModelError
+    from wildfer.models import loader
+
+    (tmp_path / "accurate.json").write_text(json.dumps({"arch": "ensemble", "members": ["accurate"]}))
+    monkeypatch.setattr(loader, "WEIGHTS_DIR", tmp_path)
+    assert "accurate" not in loader.builtin_models()
+    with pytest.raises(ModelError, match="cycle"):
+        loader.load_model("accurate")
+
+
+def test_ensemble_spec_may_list_one_member_twice(tmp_path):
+    """Listing a member twice (a weight of 2) is no cycle."""
+    import json
+
+    from wildfer.models.loader import load_model, save_checkpoint
+    from wildfer.models.registry import create_model
+
+    net = create_model("shallow", num_classes=7, num_filters=4)
+    save_checkpoint(tmp_path / "m.pt", net, arch="shallow", model_kwargs={"num_filters": 4},
+                    classes=[str(i) for i in range(7)])
+    (tmp_path / "inner.json").write_text(json.dumps({"arch": "ensemble", "members": ["m.pt"]}))
+    spec = tmp_path / "outer.json"
+    spec.write_text(json.dumps({"arch": "ensemble", "members": ["inner.json", "inner.json", "m.pt"]}))
+    assert len(load_model(spec).net.members) == 3
+
+
+# ----------------------------------------------------------------------------- config ranges and keys
+
+
+@pytest.mark.parametrize("bad, words", [
+    ("batch_size=0", "batch_size=0"),
+    ("lr=-0.1", "lr=-0.1"),
+    ("lr=.nan", "lr=nan"),
+    ("epochs=0", "epochs=0"),
+    ("epochs=-3", "epochs=-3"),
+    ("subset=-5", "subset=-5"),
+    ("subset=0", "subset=0"),
+    ("val_subset=-1", "val_subset=-1"),
+    ("weight_decay=-0.001", "weight_decay=-0.001"),
+    ("label_smoothing=1.0", "label_smoothing=1.0"),
+    ("mixup=-0.2", "mixup=-0.2"),
+    ("cutmix=-1", "cutmix=-1"),
+    ("wild_ratio=1.5", "wild_ratio=1.5"),
+    ("momentum=-0.5", "momentum=-0.5"),
+    ("distill_alpha=2", "distill_alpha=2"),
+    ("distill_temperature=0", "distill_temperature=0"),
+    ("time_budget=-1", "time_budget=-1"),
+    ("threads=0", "threads=0"),
+    ("log_every=0", "log_every=0"),
+    ("step_size=0", "step_size=0"),
+    ("max_iters_per_epoch=0", "max_iters_per_epoch=0"),
+    ("optimizer=adagrad", "optimizer='adagrad'"),
+    ("schedule=linear", "schedule='linear'"),
+    ("class_weights=inverse", "class_weights='inverse'"),
+    ("device=tpu", "device='tpu'"),
+    ("model=nonet", "nonet"),
+    ("model_kwargs.bogus=1", "bogus"),
+    ("model_kwargs.num_classes=3", "num_classes"),
+    ("aug.bogus=1", "bogus"),
+    ("aug.erase=1.5", "erase"),
+])
+def test_bad_config_values_fail_before_the_run_folder_exists(cli, tmp_path, small_csv, bad, words):
+    out = tmp_path / "run"
+    code, text = cli(["train", *_common(small_csv, out), bad])
+    line = one_error_line(text)
+    assert code == 2 and line.startswith("error:") and words in line, text
+    assert not out.exists()
+
+
+def test_model_kwargs_are_checked_against_the_model_class_signature():
+    from wildfer.train.checks import check_model_kwargs
+
+    check_model_kwargs("shallow", {"num_filters": 4})  # the class's own keyword
+    check_model_kwargs("resnet18_half", {"widths": [8, 16, 32, 64], "layers": [1, 1, 1, 1]})
+    check_model_kwargs("vgg16_imagenet", {"pretrained": None, "freeze": "features", "width": 0.125})
+    with pytest.raises(WildferError, match=r"model_kwargs\.num_filter.*shallow.*num_filters"):
+        check_model_kwargs("shallow", {"num_filter": 4})
+
+
+# ----------------------------------------------------------------------------- output paths, before any work
+
+
+def test_output_paths_are_checked_before_any_work(cli, tmp_path, small_csv):
+    (tmp_path / "a_file").write_text("x")
+    missing = tmp_path / "no_such.csv"  # a path check made after loading would report this file instead
+    code, text = cli(["evaluate", missing, "--json", tmp_path])
+    assert code == 2 and "--json" in one_error_line(text) and "is a folder" in text
+    code, text = cli(["evaluate", missing, "--json", tmp_path / "a_file" / "r.json"])
+    assert code == 2 and "--json" in one_error_line(text) and "a_file is a file" in text
+    code, text = cli(["evaluate", missing, "--out", tmp_path / "a_file"])
+    assert code == 2 and "--out" in one_error_line(text)
+    code, text = cli(["evaluate", missing, "--save-probs", tmp_path / "a_file" / "p.npz"])
+    assert code == 2 and "--save-probs" in one_error_line(text)
+    code, text = cli(["export", str(tmp_path / "no_such.pt"), "--onnx", tmp_path])
+    assert code == 2 and "--onnx" in one_error_line(text) and "is a folder" in text
+    code, text = cli(["train", *_common(missing, tmp_path / "a_file")])
+    assert code == 2 and "out=" in one_error_line(text) and "is a file" in text
+    code, text = cli(["train", *_common(missing, tmp_path / "a_file" / "run")])
+    assert code == 2 and "a_file is a file" in one_error_line(text)

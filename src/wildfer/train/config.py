@@ -109,7 +109,16 @@ class TrainConfig:
         if unknown:
             raise WildferError(f"unknown config keys: {', '.join(unknown)}")
         _check_types(cls, flat)
-        return cls(**flat)
+        cfg = cls(**flat)
+        cfg.check()
+        return cfg
+
+    def check(self) -> None:
+        """Raise :class:`WildferError` for a value out of range, an unknown choice or a
+        ``model_kwargs`` / ``aug`` key the model or augmentation lacks (:mod:`.checks`)."""
+        from .checks import check_config
+
+        check_config(self)
 
 
 #: the value types a config key may hold, by the annotation of its TrainConfig field

@@ -32,6 +32,7 @@ from ..errors import WildferError
 from ..labels import FER2013_CLASSES
 from ..models.loader import DEFAULT_PREPROCESS, save_checkpoint
 from ..models.registry import create_model
+from ..paths import check_output_dir
 from .config import TrainConfig, save_config
 
 
@@ -80,8 +81,6 @@ def add_wild_data(cfg: TrainConfig, train: FaceArrays, val: FaceArrays) -> tuple
 
     if tuple(train.classes) != FER2013_CLASSES:
         raise WildferError(f"wild_data has FER2013's 7 classes; dataset {cfg.dataset!r} has {len(train.classes)}")
-    if not 0.0 < cfg.wild_ratio < 1.0:
-        raise WildferError(f"wild_ratio={cfg.wild_ratio}: must be between 0 and 1 (the wild share of an epoch)")
     wild = crop_manifest(cfg.wild_data, split=cfg.wild_train_split, detector=cfg.wild_detector)
     if len(wild) == 0:
         raise WildferError(f"{cfg.wild_data}: no usable faces in split {cfg.wild_train_split!r}")
@@ -221,6 +220,53 @@ def init_from(model: nn.Module, source: str, classes: tuple[str, ...] | None = N
     return {"loaded": loaded, "mapped": mapped, "skipped": sorted(set(own) - set(loaded) - set(mapped))}
 
 
+def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
+    """The network ``cfg`` trains; a :class:`WildferError` for ``model_kwargs`` it cannot be built with."""
+    from ..models.loader import one_line
+
+    try:
+        return create_model(cfg.model, num_classes=num_classes, **_kw(cfg.model_kwargs))
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise WildferError(f"model={cfg.model} with model_kwargs={cfg.model_kwargs}: cannot be built ({one_line(e)})") from None
+
+
+#: what a ``last.pt`` holds beyond a model's weights, for ``--resume``
+RESUME_KEYS = ("optimizer", "schedule", "epoch", "best", "generator")
+
+
+def resume_state(last: Path, cfg: TrainConfig, model: nn.Module, opt: torch.optim.Optimizer, sched: "LRSchedule",
+                 gen: torch.Generator, rank: int = 0) -> tuple[int, float, list, int]:
+    """Load ``last`` (a checkpoint written by this loop) into ``model``, ``opt``, ``sched`` and
+    ``gen``; ``(start_epoch, best, history, bad_epochs)``. Anything else -- not a checkpoint, the
+    weights of another model, a checkpoint without training state -- is one :class:`WildferError`
+    naming the file and the problem."""
+    from ..models.loader import one_line, read_checkpoint
+
+    ck = read_checkpoint(last)  # torch.load(weights_only=True); names the file and the reason
+    missing = [k for k in RESUME_KEYS if k not in ck]
+    if missing:
+        raise WildferError(f"{last}: a checkpoint without training state ({', '.join(missing)} missing): "
+                           "it cannot be resumed (start a fresh run, or init= from it)")
+    if ck["arch"] != cfg.model:
+        raise WildferError(f"{last}: a checkpoint of model {ck['arch']!r}; this run trains {cfg.model!r}")
+    try:
+        model.load_state_dict(ck["state_dict"])
+    except (RuntimeError, TypeError, AttributeError) as e:
+        raise WildferError(f"{last}: weights do not fit model {cfg.model!r} with model_kwargs={cfg.model_kwargs} "
+                           f"(saved with {ck.get('model_kwargs')}): {one_line(e)}") from None
+    try:
+        opt.load_state_dict(ck["optimizer"])
+        sched.load(ck["schedule"])
+        start_epoch, best = int(ck["epoch"]) + 1, float(ck["best"])
+        history, bad_epochs = list(ck.get("history", [])), int(ck.get("bad_epochs", 0))
+        gens = ck["generator"]
+        gen.set_state(gens[rank] if rank < len(gens) else gens[0])
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as e:
+        raise WildferError(f"{last}: training state does not fit this run's optimizer={cfg.optimizer} "
+                           f"({type(e).__name__}: {one_line(e)})") from None
+    return start_epoch, best, history, bad_epochs
+
+
 # ----------------------------------------------------------------------------- trainer
 
 
@@ -229,6 +275,10 @@ class Trainer:
                  resume: bool = False, console=None):
         self.cfg = cfg
         self.resume = resume
+        cfg.check()  # ranges, choices, model_kwargs and aug keys: before any data is read
+        check_output_dir(cfg.out, "config key out=")
+        if resume and not (Path(cfg.out) / "last.pt").exists():
+            raise WildferError(f"{Path(cfg.out) / 'last.pt'}: nothing to resume (no last.pt in {cfg.out})")
         self.rank, self.local_rank, self.world = dist_info()
         self.distributed = self.world > 1
         self.console = console
@@ -343,10 +393,7 @@ class Trainer:
     # -- main loop --------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
         cfg = self.cfg
-        if self.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, self.out / "config.yaml")
-        model = create_model(cfg.model, num_classes=self.num_classes, **_kw(cfg.model_kwargs)).to(self.device)
+        model = build_model(cfg, self.num_classes).to(self.device)
         if cfg.init and not self.resume:
             self.init_report = init_from(model, cfg.init, self.classes)
         if cfg.channels_last:
@@ -369,16 +416,7 @@ class Trainer:
 
         last = self.out / "last.pt"
         if self.resume:
-            if not last.exists():
-                raise WildferError(f"{last}: nothing to resume (no last.pt in {self.out})")
-            ck = torch.load(last, map_location="cpu", weights_only=True)
-            model.load_state_dict(ck["state_dict"])
-            opt.load_state_dict(ck["optimizer"])
-            sched.load(ck["schedule"])
-            start_epoch, best, history = int(ck["epoch"]) + 1, float(ck["best"]), list(ck.get("history", []))
-            bad_epochs = int(ck.get("bad_epochs", 0))
-            gens = ck["generator"]
-            gen.set_state(gens[self.rank] if self.rank < len(gens) else gens[0])
+            start_epoch, best, history, bad_epochs = resume_state(last, cfg, model, opt, sched, gen, self.rank)
 
         net = model
         if self.distributed:
@@ -391,10 +429,7 @@ class Trainer:
 
             teacher = load_model(cfg.teacher).net.to(self.device).eval()
         teacher_logits = None
-        if teacher is not None and cfg.teacher_cache:
-            if cfg.mixup > 0 or cfg.cutmix > 0:
-                raise WildferError("teacher_cache=true holds the teacher's logits for unmixed faces; "
-                                   "set mixup=0 and cutmix=0, or teacher_cache=false")
+        if teacher is not None and cfg.teacher_cache:  # (no mixup / cutmix then: checks.check_config)
             # the teacher's logits for every training face, once (kept on the CPU)
             teacher_logits = torch.cat([lg.cpu() for _, lg in self._batch_logits(
                 teacher, self.train_data, np.arange(len(self.train_data)))])
@@ -405,6 +440,9 @@ class Trainer:
         aug = Augment(**cfg.aug) if cfg.augment else None
         soft_labels = self.train_data.soft if (cfg.dataset == "ferplus" and cfg.ferplus_soft) else None
 
+        if self.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.out / "config.yaml")
         # a fresh run starts a fresh log; a resumed one appends
         log = open(self.out / "metrics.jsonl", "a" if self.resume else "w") if self.is_main else None
         progress = _progress(cfg.progress and self.is_main, self.console)
