@@ -316,3 +316,11 @@ def test_hostile_checkpoint_as_model_is_refused(photos, tmp_path, zip_format):
     assert_one_line_error(run_cli("predict", photos["good"], "--model", evil), str(evil))
     assert_one_line_error(run_cli("evaluate", data, "--model", evil), str(evil))
     assert not marker.exists()
+
+
+def test_ensemble_specs_in_a_ring_are_refused(photos, tmp_path):
+    a, selfish = bad.ensemble_cycle(tmp_path)
+    data = bad.fer_csv(tmp_path, "tiny.csv")
+    for spec, ring in ((a, f"{a} -> {tmp_path / 'b.json'} -> {a}"), (selfish, f"{selfish} -> {selfish}")):
+        assert_one_line_error(run_cli("predict", photos["good"], "--model", spec), ring)
+        assert_one_line_error(run_cli("evaluate", data, "--model", spec), ring)
