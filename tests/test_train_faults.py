@@ -244,6 +244,9 @@ def test_output_paths_are_checked_before_any_work(cli, tmp_path, small_csv):
     assert code == 2 and "--out" in one_error_line(text)
     code, text = cli(["evaluate", missing, "--save-probs", tmp_path / "a_file" / "p.npz"])
     assert code == 2 and "--save-probs" in one_error_line(text)
+    for kind in ("optimizers", "architectures"):
+        code, text = cli(["experiment", kind, "--quick", "--no-progress", "--out", tmp_path / "a_file"])
+        assert code == 2 and "--out" in one_error_line(text) and "is a file" in text
     code, text = cli(["export", str(tmp_path / "no_such.pt"), "--onnx", tmp_path])
     assert code == 2 and "--onnx" in one_error_line(text) and "is a folder" in text
     code, text = cli(["train", *_common(missing, tmp_path / "a_file")])

@@ -42,6 +42,7 @@ def register(app: typer.Typer, panel: str) -> None:
         from rich.console import Console
 
         from ..errors import WildferError
+        from ..paths import check_output_dir, check_output_file
         from .core import evaluate, load_eval_data, print_report, save_json, write_figures
 
         console = Console()
@@ -62,6 +63,13 @@ def register(app: typer.Typer, panel: str) -> None:
                 raise WildferError(f"--weights takes numbers separated by commas, not {weights!r}") from None
         if save_probs is not None and save_probs.suffix != ".npz":
             raise WildferError(f"--save-probs {save_probs}: the file name must end in .npz")
+        # where the results go is checked before any face is read
+        if save_probs is not None:
+            check_output_file(save_probs, "--save-probs")
+        if json_out:
+            check_output_file(json_out, "--json")
+        if out:
+            check_output_dir(out, "--out")
         if threads:
             import torch
 
@@ -108,9 +116,12 @@ def register(app: typer.Typer, panel: str) -> None:
         """SGD, SGD+momentum, RMSProp and Adam on one model under one budget: loss and accuracy curves and a table."""
         from rich.console import Console
 
+        from ..paths import check_output_dir
         from .experiments import run_optimizers
 
         console = Console()
+        if out is not None:
+            check_output_dir(out, "--out")
         run_optimizers(config, quick=quick, out=out, overrides=overrides or [], console=console, progress=progress,
                        resume=resume)
 
@@ -127,9 +138,12 @@ def register(app: typer.Typer, panel: str) -> None:
         """The study's five architectures plus ours under one budget: accuracy, parameters, multiply-adds, training time."""
         from rich.console import Console
 
+        from ..paths import check_output_dir
         from .experiments import run_architectures
 
         console = Console()
+        if out is not None:
+            check_output_dir(out, "--out")
         names = [m.strip() for m in models.split(",") if m.strip()] if models else None
         run_architectures(config, quick=quick, out=out, models=names, overrides=overrides or [], console=console,
                           progress=progress, resume=resume)

@@ -20,10 +20,12 @@ def register(app, panel: str) -> None:
         import numpy as np
         from rich.console import Console
 
+        from ..paths import check_output_file
         from .loader import load_model
         from .onnx import OnnxRunner, export_onnx
 
         console = Console()
+        check_output_file(onnx, "--onnx")  # before the model is loaded and traced
         clf = load_model(model)
         path = export_onnx(clf, onnx, opset)
         msg = f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)"
