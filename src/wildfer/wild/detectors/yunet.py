@@ -18,8 +18,7 @@ import threading
 
 import numpy as np
 
-from ...errors import ModelError
-from . import Detection, Detector, register_detector
+from . import Detection, Detector, DetectorUnavailable, register_detector
 
 #: ``int* facedetect_cnn(unsigned char* result_buffer, unsigned char* bgr_image, int width,
 #: int height, int step)``, C++-mangled (libfacedetection does not export it ``extern "C"``).
@@ -51,7 +50,7 @@ def _load(threads: int):
         try:
             from yuface.yuface import detect  # the C function; yuface.detect only wraps it
         except ImportError as e:
-            raise ModelError(
+            raise DetectorUnavailable(
                 f"face detector 'yunet' needs the 'yuface' package ({e}); install it with 'pip install yuface' "
                 "or use --detector haar"
             ) from None
