@@ -1,27 +1,63 @@
 """wildfer: facial expression recognition on wild photos.
 
 >>> import wildfer
->>> clf = wildfer.load_model("default")                     # doctest: +SKIP
->>> rec = wildfer.Recognizer(model="default")              # doctest: +SKIP
+>>> rec = wildfer.Recognizer()                              # doctest: +SKIP
 >>> [f.label for f in rec.predict("photo.jpg").faces]      # doctest: +SKIP
+['happy']
+>>> clf = wildfer.load_model("default")                     # doctest: +SKIP
+>>> maps = wildfer.get_method("smoothgrad")(clf).attribute(faces)   # doctest: +SKIP
+
+The names below are imported on first use, so ``import wildfer`` and ``wildfer --help`` stay
+fast; each stage also has its own package (``wildfer.data``, ``.models``, ``.train``,
+``.evaluate``, ``.explain``, ``.wild``, ``.serve``).
 """
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "load_model", "create_model", "list_models", "Recognizer"]
+#: public name -> the module that defines it.
+_EXPORTS = {
+    # recognize faces in photos
+    "Recognizer": "wildfer.wild",
+    "create_detector": "wildfer.wild",
+    "list_detectors": "wildfer.wild",
+    "evaluate_wild": "wildfer.wild",
+    # models
+    "load_model": "wildfer.models.loader",
+    "create_model": "wildfer.models",
+    "list_models": "wildfer.models",
+    "register_model": "wildfer.models",
+    # data, training, evaluation
+    "load_dataset": "wildfer.data",
+    "Trainer": "wildfer.train",
+    "TrainConfig": "wildfer.train",
+    "load_config": "wildfer.train",
+    "evaluate": "wildfer.evaluate",
+    # explanations
+    "get_method": "wildfer.explain",
+    "list_methods": "wildfer.explain",
+    "run_audit": "wildfer.explain",
+    # service and installation
+    "create_app": "wildfer.serve",
+    "environment": "wildfer.info",
+}
+
+#: the stage packages, importable as attributes too (``wildfer.explain.SmoothGrad``).
+SUBPACKAGES = ("data", "models", "train", "evaluate", "explain", "wild", "serve")
+
+__all__ = ["__version__", *_EXPORTS]
 
 
-def __getattr__(name):  # lazy: keep `import wildfer` and `wildfer --help` fast
-    if name == "load_model":
-        from .models.loader import load_model
-
-        return load_model
-    if name in ("create_model", "list_models"):
-        from . import models
-
-        return getattr(models, name)
-    if name == "Recognizer":
-        from .wild import Recognizer
-
-        return Recognizer
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    if name in SUBPACKAGES:
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'wildfer' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*__all__, *SUBPACKAGES})

@@ -52,6 +52,29 @@ def _root(
     pass
 
 
+@app.command("info", rich_help_panel="Setup")
+def _info(as_json: bool = typer.Option(False, "--json", help="Print the report as JSON.")):
+    """Versions, the face detector and classifier backends this installation uses, built-in models."""
+    import json
+
+    from .info import environment
+
+    env = environment()
+    if as_json:
+        typer.echo(json.dumps(env, indent=2))
+        return
+
+    def text(v):
+        if isinstance(v, dict):
+            return "; ".join(f"{k} {text(x)}" for k, x in v.items())
+        if isinstance(v, list):
+            return ", ".join(map(str, v)) or "none"
+        return "none" if v is None else str(v)
+
+    for key, value in env.items():
+        typer.echo(f"{key + ':':<13}{text(value)}")
+
+
 for _mod, _panel in STAGES:
     try:
         _m = importlib.import_module(_mod)
