@@ -15,6 +15,8 @@ FERPLUS_CSV = SHARED / "fer2013" / "fer2013new.csv"
 WILD = SHARED / "wild"
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# configs name data sets relative to WILDFER_DATA (e.g. data: fer2013/fer2013.csv.gz)
+os.environ.setdefault("WILDFER_DATA", str(SHARED))
 
 
 def _need(path: Path) -> Path:

@@ -12,6 +12,7 @@ from typing import Sequence
 
 from ..errors import DataError
 from .fer2013 import _READ_ERRORS, FaceArrays, _open_text
+from .paths import data_path, not_found_hint
 
 FORMATS = ("fer2013", "ferplus", "manifest", "folder")
 
@@ -35,9 +36,9 @@ def detect_format(path: str | os.PathLike) -> str:
     """One of :data:`FORMATS`, from the path (folder, FER2013 pack) or the CSV header."""
     from .fer2013 import is_pack
 
-    path = Path(path)
+    path = data_path(path)
     if not path.exists():
-        raise DataError(path, "not found")
+        raise DataError(path, not_found_hint(path))
     if path.is_dir():
         return "folder"
     if is_pack(path):
@@ -87,6 +88,7 @@ def load_dataset(
     for FER+ ``"ferplus"`` (default) or ``"fer2013"``; for folders / manifests see
     :func:`wildfer.data.folders.resolve_classes`.
     """
+    path = data_path(path)
     fmt = detect_format(path)
     if fmt == "fer2013":
         from .fer2013 import load_fer2013

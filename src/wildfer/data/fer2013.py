@@ -33,6 +33,7 @@ import numpy as np
 from ..errors import DataError
 from ..labels import FER2013_CLASSES
 from . import cache as _cache
+from .paths import data_path, not_found_hint
 
 IMAGE_SIZE = 48
 N_PIXELS = IMAGE_SIZE * IMAGE_SIZE
@@ -157,9 +158,9 @@ _READ_ERRORS = (OSError, EOFError, zlib.error, csv.Error)
 def require_file(path: str | os.PathLike, kind: str = "a CSV file") -> Path:
     """``path`` as a :class:`Path`, after the checks every file loader makes first: a missing
     file, a folder (``"is a folder, not <kind>"``) or an empty file is a :class:`DataError`."""
-    path = Path(path)
+    path = data_path(path)
     if not path.exists():
-        raise DataError(path, "file not found")
+        raise DataError(path, f"file {not_found_hint(path)}")
     if path.is_dir():
         raise DataError(path, f"is a folder, not {kind}")
     if path.stat().st_size == 0:
@@ -423,9 +424,9 @@ def load_fer2013(
 ) -> FaceArrays:
     """Load FER2013 (optionally only some usages) from Kaggle's CSV (plain or gzipped) or from a
     pack (:func:`save_pack`). Caches the parsed arrays of a CSV on first load."""
-    path = Path(path)
+    path = data_path(path)
     if not path.exists():
-        raise DataError(path, "file not found")
+        raise DataError(path, f"file {not_found_hint(path)}")
     arrays = None
     cdir = _cache.cache_dir(cache_dir)
     key = None

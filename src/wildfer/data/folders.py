@@ -35,6 +35,7 @@ from ..errors import DataError, ImageError
 from ..labels import FER2013_CLASSES, FERPLUS_CLASSES, normalize_label
 from .fer2013 import FaceArrays, csv_rows, require_file
 from .images import is_image_file, read_image, to_gray
+from .paths import data_path, not_found_hint
 
 #: Split folder names (lower case) -> FER2013 usage names.
 SPLIT_NAMES = {
@@ -182,9 +183,9 @@ def load_image_folder(
     ``usage`` names the split for the ``root/<class>/`` layout. Images lying outside a class
     folder, non-image files and unreadable images are skipped and listed in ``meta["skipped"]``.
     """
-    root = Path(root)
+    root = data_path(root)
     if not root.exists():
-        raise DataError(root, "folder not found")
+        raise DataError(root, f"folder {not_found_hint(root)}")
     if not root.is_dir():
         raise DataError(root, "is not a folder")
     skipped: list[tuple[str, str]] = []

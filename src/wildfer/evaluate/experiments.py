@@ -38,7 +38,7 @@ OPTIMIZERS_DEFAULT: dict[str, Any] = {
     "name": "optimizers",
     "base": {
         "model": "shallow",
-        "data": "../shared/data/fer2013/fer2013.csv.gz",
+        "data": "fer2013/fer2013.csv.gz",
         "epochs": 10,
         "batch_size": 128,
         "schedule": "none",
@@ -67,7 +67,7 @@ OUR_ARCHITECTURES = ("vggfer_small", "resnet18_half", "mini_xception", "fastfer"
 ARCHITECTURES_DEFAULT: dict[str, Any] = {
     "name": "architectures",
     "base": {
-        "data": "../shared/data/fer2013/fer2013.csv.gz",
+        "data": "fer2013/fer2013.csv.gz",
         "epochs": 15,
         "batch_size": 128,
         "optimizer": "nesterov",

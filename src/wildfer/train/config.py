@@ -26,7 +26,7 @@ class TrainConfig:
     model: str = "shallow"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     # data
-    data: str = "../shared/data/fer2013/fer2013.csv.gz"
+    data: str = "fer2013/fer2013.csv.gz"
     dataset: str = "fer2013"  # fer2013 | ferplus
     ferplus_labels: str | None = None  # path to fer2013new.csv when dataset == ferplus
     ferplus_soft: bool = False  # train on FER+ vote distributions instead of majority labels

@@ -31,6 +31,7 @@ import numpy as np
 
 from ..data import cache as data_cache
 from ..data.fer2013 import FaceArrays
+from ..data.paths import data_path
 from ..errors import WildferError
 from ..labels import FER2013_CLASSES
 from .align import AlignConfig, align_face, to_gray
@@ -53,7 +54,7 @@ def crop_manifest(manifest: str | Path, *, split: str | None = None, detector: s
     (N x 5 x 2, crop pixels, NaN without landmarks) where it put the landmarks.
     """
     align = align or AlignConfig()
-    manifest = Path(manifest)
+    manifest = data_path(manifest)
     salt = json.dumps({"v": CROP_VERSION, "detector": detector, "max_side": max_side, "iou": iou,
                        "align": asdict(align)}, sort_keys=True)
     items = read_manifest(manifest)  # validates the manifest before any cache lookup or detection

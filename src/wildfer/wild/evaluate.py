@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..data.paths import data_path, not_found_hint
 from ..errors import DataError, WildferError
 from ..labels import FER2013_CLASSES, FERPLUS_CLASSES, normalize_label
 from .detectors import box_inside, box_iou
@@ -51,9 +52,9 @@ class ManifestItem:
 def read_manifest(manifest: str | Path, split: str | None = None) -> list[ManifestItem]:
     """Parse a manifest (see the module docstring) into one item per face; with ``split``,
     only the rows whose ``split`` column holds that value (case-insensitive)."""
-    manifest = Path(manifest)
+    manifest = data_path(manifest)
     if not manifest.exists():
-        raise DataError(manifest, "manifest not found")
+        raise DataError(manifest, f"manifest {not_found_hint(manifest)}")
     root = manifest.parent
     items: list[ManifestItem] = []
     with open(manifest, newline="", encoding="utf-8-sig") as fh:
