@@ -123,6 +123,28 @@ def test_checkpoint_and_weights_errors_show_the_whole_reason_on_one_line(tmp_pat
         "shallow", num_classes=7, num_filters=8).state_dict()[k].shape)
 
 
+def test_imagenet_weights_and_onnx_errors_are_whole_and_one_line(tmp_path):
+    import fractions
+    import pickle
+
+    from wildfer.errors import ModelError
+    from wildfer.models.onnx import OnnxRunner
+    from wildfer.models.pretrained import read_state_dict
+
+    bad = tmp_path / "vgg16.pth"
+    bad.write_bytes(pickle.dumps(fractions.Fraction(1, 3), protocol=2))
+    with pytest.raises(ModelError) as e:
+        read_state_dict(bad)
+    assert "fractions.Fraction" in str(e.value) and "\n" not in str(e.value)
+    onnx = tmp_path / "m.onnx"
+    onnx.write_bytes(b"\x08\x07" + bytes(range(256)) * 8)
+    with pytest.raises(ModelError) as e:
+        OnnxRunner(onnx)
+    msg = str(e.value)
+    assert msg.startswith(f"{onnx}: cannot load ONNX model (") and "\n" not in msg
+    assert "Protobuf parsing failed" in msg  # the reason, past the path onnxruntime repeats
+
+
 # ----------------------------------------------------------------------------- ensemble spec cycles
 
 

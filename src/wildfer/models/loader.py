@@ -137,7 +137,7 @@ def one_line(text: str) -> str:
     return " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(text)).split())
 
 
-def _load_reason(e: Exception) -> str:
+def load_failure_reason(e: Exception) -> str:
     """Why ``torch.load(weights_only=True)`` refused a file, in full and on one line: for the safe
     unpickler's refusals its own explanation, without torch's advice on loading unsafely."""
     text = str(e)
@@ -160,7 +160,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling problem is a bad file for the user
-        raise ModelError(f"{path}: not a readable wildfer checkpoint ({_load_reason(e)})") from None
+        raise ModelError(f"{path}: not a readable wildfer checkpoint ({load_failure_reason(e)})") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "arch" not in ckpt:
         got = f"a {type(ckpt).__name__}" if not isinstance(ckpt, dict) else "a dict without them"
         raise ModelError(f"{path}: not a wildfer checkpoint (no 'arch' / 'state_dict'; it holds {got})")

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import ModelError
-from .loader import Classifier, load_model
+from .loader import Classifier, load_model, one_line
 
 
 def onnx_bytes(clf: Classifier, opset: int = 17) -> bytes:
@@ -79,7 +79,7 @@ class OnnxRunner:
         try:
             self.session = ort.InferenceSession(src, sess_options=so, providers=["CPUExecutionProvider"])
         except Exception as e:  # noqa: BLE001
-            raise ModelError(f"{model if not isinstance(model, bytes) else '<onnx>'}: cannot load ONNX model ({str(e)[:150]})") from None
+            raise ModelError(f"{model if not isinstance(model, bytes) else '<onnx>'}: cannot load ONNX model ({one_line(e)})") from None
         self.input_name = self.session.get_inputs()[0].name
         meta = self.session.get_modelmeta().custom_metadata_map
         self.classes = tuple(json.loads(meta["classes"])) if "classes" in meta else None

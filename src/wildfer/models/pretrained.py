@@ -119,7 +119,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file is the user's wrong file
-        raise ModelError(f"{path}: not a readable weights file ({type(e).__name__}: {str(e)[:120]})") from None
+        from .loader import load_failure_reason
+
+        raise ModelError(f"{path}: not a readable weights file ({load_failure_reason(e)})") from None
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
