@@ -85,8 +85,10 @@ def face_from_image(src, box: Sequence[float] | None = None, size: int = 48, *, 
             raise ImageError(label, f"bad box (left={left:g}, top={top:g}, right={right:g}, bottom={bottom:g}): empty")
         x0, y0 = max(0, int(round(left))), max(0, int(round(top)))
         x1, y1 = min(w, int(round(right))), min(h, int(round(bottom)))
-        if x1 - x0 < 1 or y1 - y0 < 1:
+        if right <= 0 or bottom <= 0 or left >= w or top >= h:
             raise ImageError(label, f"box ({left:g}, {top:g}, {right:g}, {bottom:g}) lies outside the {w}x{h} image")
+        if x1 - x0 < 1 or y1 - y0 < 1:
+            raise ImageError(label, f"box ({left:g}, {top:g}, {right:g}, {bottom:g}) covers less than one pixel")
         gray = gray[y0:y1, x0:x1]
     if gray.shape != (size, size):
         gray = np.asarray(Image.fromarray(gray).resize((size, size), Image.Resampling.BILINEAR))
