@@ -362,6 +362,49 @@ FER_CASES = [
 ]
 
 
+# ----------------------------------------------------------------------------- FER+ vote files
+
+FERPLUS_HEADER = "Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF"
+
+
+def ferplus_rows() -> list[str]:
+    """Vote rows matching :func:`good_rows` usage for usage (8 neutral and 2 happy votes each)."""
+    return [f"{'Training' if i % 2 else 'PublicTest'},fer{i:07d}.png,8,2,0,0,0,0,0,0,0,0" for i in range(14)]
+
+
+def ferplus_pair(folder: Path, rows: list[str], header: str = FERPLUS_HEADER) -> Path:
+    """``fer2013new.csv`` holding ``rows``, with a good ``fer2013.csv`` beside it."""
+    folder = Path(folder)
+    fer_csv(folder, "fer2013.csv")
+    p = folder / "fer2013new.csv"
+    p.write_text("\n".join([header, *rows]) + "\n")
+    return p
+
+
+def _cut_row(i: int) -> list[str]:
+    """Vote rows with row ``i`` missing its last three columns."""
+    rows = ferplus_rows()
+    rows[i] = rows[i].rsplit(",", 3)[0]
+    return rows
+
+
+def _vote_row(i: int, old: str, new: str) -> list[str]:
+    rows = ferplus_rows()
+    rows[i] = rows[i].replace(old, new, 1)
+    return rows
+
+
+FERPLUS_CASES = [
+    DataCase("vote_word", lambda f: ferplus_pair(f, _vote_row(2, ",8,2,", ",eight,2,")), "'eight'", 3),
+    DataCase("vote_negative", lambda f: ferplus_pair(f, _vote_row(2, ",8,2,", ",-3,2,")), "negative vote", 3),
+    DataCase("short_vote_row", lambda f: ferplus_pair(f, _cut_row(2)), "columns", 3),
+    DataCase("missing_vote_column", lambda f: ferplus_pair(f, [r.rsplit(",", 1)[0] for r in ferplus_rows()],
+                                                           FERPLUS_HEADER.rsplit(",", 1)[0]), "'nf'", 0),
+    DataCase("fewer_vote_rows", lambda f: ferplus_pair(f, ferplus_rows()[:-1]), "does not line up"),
+    DataCase("empty_vote_usage", lambda f: ferplus_pair(f, _vote_row(0, "PublicTest,", ",")), "empty Usage", 1),
+]
+
+
 # ----------------------------------------------------------------------------- folders and manifests
 
 
@@ -380,6 +423,7 @@ MANIFEST_ROWS = [
     ("img/b.png", "sad", "50,10,10,50", "empty"),          # right < left
     ("img/b.png", "sad", "ten,10,50,50", "need 4 numbers"),
     ("img/b.png", "sad", "500,500,600,600", "outside"),    # beyond the 60 x 60 image
+    ("img/b.png", "sad", "10,10,10.4,30", "less than one pixel"),  # inside, but rounds to 0 wide
     ("img/b.png", "sad", "nan,10,50,50", "bad box"),
     ("img/b.png", "sad", "-inf,10,50,50", "bad box"),
     ("img/c.png", "surprised", "", None),                  # normalised to surprise

@@ -251,6 +251,24 @@ def test_gz_name_on_plain_csv_loads(tmp_path):
     assert json.loads((tmp_path / "eval.json").read_text())["n"] == 7  # PublicTest
 
 
+@pytest.mark.parametrize("case", bad.FERPLUS_CASES, ids=lambda c: c.name)
+def test_broken_ferplus_votes(tmp_path, case):
+    votes = case.write(tmp_path)
+    fer = votes.parent / "fer2013.csv"
+    for args in (["data", "info", votes], ["evaluate", fer, "--ferplus-labels", votes, "--model", "fast"]):
+        line = assert_one_line_error(run_cli(*args), str(votes), case.problem)
+        if case.row is not None:
+            assert f"row {case.row}: " in line
+
+
+def test_good_ferplus_votes_load(tmp_path):
+    votes = bad.ferplus_pair(tmp_path, bad.ferplus_rows())
+    code, _, err = run_cli("data", "info", votes, "--json", tmp_path / "info.json")
+    assert code == 0, err
+    info = json.loads((tmp_path / "info.json").read_text())
+    assert info["n"] == 14 and info["class_totals"]["neutral"] == 14 and len(info["classes"]) == 8
+
+
 def _manifest_expectations(path: Path) -> list[tuple[str, int, str]]:
     """(file, row, problem fragment) for every bad row of :data:`badinput.MANIFEST_ROWS`."""
     out = []
