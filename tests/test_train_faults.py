@@ -93,6 +93,12 @@ def test_resume_from_a_last_pt_that_is_not_a_training_checkpoint(cli, tmp_path, 
         line = one_error_line(text)
         assert code == 2 and line.startswith("error:") and str(run / "last.pt") in line, (name, text)
         assert not (run / "metrics.jsonl").exists(), name  # nothing trained, nothing logged
+    # the training state of another optimizer (momentum buffers for adam) cannot continue exactly
+    run = tmp_path / "another_optimizer"
+    shutil.copytree(good, run)
+    code, text = cli(["train", *_common(small_csv, run), "optimizer=adam", "--resume"])
+    line = one_error_line(text)
+    assert code == 2 and str(run / "last.pt") in line and "momentum" in line and "adam" in line, text
     # the reason is shown whole: the unsupported class is named, beyond the first 120 characters
     code, text = cli(["train", *_common(small_csv, tmp_path / "foreign_pickle"), "--resume"])
     assert "fractions.Fraction" in text, text

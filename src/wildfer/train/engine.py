@@ -249,6 +249,10 @@ def resume_state(last: Path, cfg: TrainConfig, model: nn.Module, opt: torch.opti
                            "it cannot be resumed (start a fresh run, or init= from it)")
     if ck["arch"] != cfg.model:
         raise WildferError(f"{last}: a checkpoint of model {ck['arch']!r}; this run trains {cfg.model!r}")
+    saved = ck.get("config") if isinstance(ck.get("config"), dict) else {}
+    if isinstance(saved.get("optimizer"), str) and saved["optimizer"].lower() != cfg.optimizer.lower():
+        raise WildferError(f"{last}: holds the state of optimizer={saved['optimizer']}; this run uses "
+                           f"optimizer={cfg.optimizer} (resume with the same optimizer, or start a fresh run)")
     try:
         model.load_state_dict(ck["state_dict"])
     except (RuntimeError, TypeError, AttributeError) as e:
