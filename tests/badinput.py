@@ -209,6 +209,18 @@ def corrupt_ihdr_png(folder: Path) -> Path:
     return p
 
 
+def text_as_video(folder: Path) -> Path:
+    p = Path(folder) / "clip.mp4"
+    p.write_text("not a video")
+    return p
+
+
+def zero_byte_video(folder: Path) -> Path:
+    p = Path(folder) / "empty.avi"
+    p.write_bytes(b"")
+    return p
+
+
 @dataclass(frozen=True)
 class ImageCase:
     """One image input. ``size``: the upright ``(width, height)`` a reader must report, or

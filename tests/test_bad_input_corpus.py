@@ -47,6 +47,8 @@ def photos(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("photos")
     written = {c.name: c.write(folder) for c in bad.IMAGE_CASES}
     written["good"] = bad.good_jpeg(folder)
+    written["text_as_video"] = bad.text_as_video(folder)
+    written["zero_byte_video"] = bad.zero_byte_video(folder)
     return written
 
 
@@ -152,13 +154,16 @@ def test_cli_predict_folder_processes_good_and_lists_bad(photos, tmp_path):
     sizes = {Path(r["path"]).name: (r["width"], r["height"]) for r in report["images"]}
     assert sizes == {photos[c.name].name: c.size for c in DECODABLE} | {"good.jpg": (64, 48)}
     problems = {Path(u["path"]).name: u["error"] for u in report["unreadable"]}
-    assert set(problems) == {photos[c.name].name for c in REFUSED}
+    videos = [photos["text_as_video"], photos["zero_byte_video"]]
+    assert set(problems) == {photos[c.name].name for c in REFUSED} | {v.name for v in videos}
     for c in REFUSED:
         assert c.problem in problems[photos[c.name].name], c.name
-    assert report["summary"]["images"] == len(DECODABLE) + 1
-    assert report["summary"]["unreadable"] == len(REFUSED)
-    for c in REFUSED:  # and the summary on stderr names each
-        assert str(photos[c.name]) in err
+    for v in videos:
+        assert "cannot open video" in problems[v.name]
+    assert report["summary"]["images"] == len(DECODABLE) + 1 and report["summary"]["videos"] == 0
+    assert report["summary"]["unreadable"] == len(REFUSED) + len(videos)
+    for p in [photos[c.name] for c in REFUSED] + videos:  # and the summary on stderr names each
+        assert str(p) in err
 
 
 @pytest.mark.parametrize("name", ["truncated_jpeg", "text_as_jpeg", "bomb_png_20000"])
