@@ -67,7 +67,19 @@ if [[ $what == all || $what == wild ]]; then
       $W evaluate-wild $D/wild/$set.csv --model $m $cls --mode detect --json $R/wild_${set}_detect_${m}.json
     done
   done
+  # the other built-ins through the same pipeline (accurate: 20 network passes per face, ~15 min)
+  $W evaluate-wild $D/wild/expw.csv --split val --model fast --json $R/wild_expw_val_detect_fast.json
+  for m in default_resnet accurate; do
+    $W evaluate-wild $D/wild/expw.csv --split val --model $m --json $R/wild_expw_val_detect_${m}.json
+    for set in lfw kdef_frontal; do
+      $W evaluate-wild $D/wild/$set.csv --model $m --json $R/wild_${set}_detect_${m}.json
+    done
+  done
 fi
 if [[ $what == all || $what == speed ]]; then
+  # on an otherwise idle machine: each JSON records the load average it saw
   OMP_NUM_THREADS=2 .venv/bin/python benchmarks/inference.py --models default,fast
+  .venv/bin/python benchmarks/inference.py --models accurate --quick --batch-sizes 1,16 --out $R/inference_accurate.json
+  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/wild_latency.py
+  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/serve_load.py
 fi
