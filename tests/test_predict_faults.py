@@ -161,3 +161,204 @@ def test_corrupt_png_is_called_corrupt_not_unsupported(damage):
     msg = str(e.value)
     assert msg.startswith("photo.png: ") and ("corrupt" in msg or "truncated" in msg), msg
     assert "unsupported" not in msg
+
+
+# ----------------------------------------------------------------------------- wildfer predict
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    import torch
+
+    from wildfer.labels import FER2013_CLASSES
+    from wildfer.models import create_model
+    from wildfer.models.loader import save_checkpoint
+
+    torch.manual_seed(0)
+    p = tmp_path_factory.mktemp("model") / "tiny.pt"
+    save_checkpoint(p, create_model("shallow", num_filters=8, hidden=32), arch="shallow",
+                    model_kwargs={"num_filters": 8, "hidden": 32}, classes=FER2013_CLASSES)
+    return p
+
+
+def _noise_photos(folder: Path, n: int, size=(240, 320)) -> list[Path]:
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    paths = []
+    for i in range(n):
+        p = folder / f"p{i:02d}.png"
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(p)
+        paths.append(p)
+    return paths
+
+
+@pytest.mark.parametrize("case", ["json_is_folder", "csv_is_folder", "out_is_file", "json_parent_is_file",
+                                  "same_json_and_csv"])
+def test_predict_checks_output_paths_before_any_work(cli, tmp_path, case):
+    """The model named does not exist: an output error that comes first proves no work began."""
+    photo = _noise_photos(tmp_path / "in", 1)[0]
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "adir").mkdir()
+    opts = {"json_is_folder": ["--json", tmp_path / "adir"], "csv_is_folder": ["--csv", tmp_path / "adir"],
+            "out_is_file": ["--out", tmp_path / "afile", "--annotate"],
+            "json_parent_is_file": ["--json", tmp_path / "afile" / "r.json"],
+            "same_json_and_csv": ["--json", tmp_path / "r.out", "--csv", tmp_path / "r.out"]}[case]
+    code, text = cli(["predict", photo, "--model", tmp_path / "missing.pt", *opts])
+    assert code == 2, text
+    assert "Traceback" not in text and "missing.pt" not in text
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), text
+    assert str(opts[1]) in lines[0] or (case == "json_parent_is_file" and str(tmp_path / "afile") in lines[0])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir", "afile", "in"]  # nothing written
+
+
+def test_predict_resume_needs_an_output(cli, tiny_ckpt, tmp_path):
+    photo = _noise_photos(tmp_path, 1)[0]
+    code, text = cli(["predict", photo, "--model", tiny_ckpt, "--resume"])
+    assert code == 2 and "--resume needs" in text and "Traceback" not in text
+
+
+def test_ctrl_c_keeps_finished_photos_and_resume_completes_them(cli, tiny_ckpt, tmp_path):
+    """SIGINT to a real ``wildfer predict`` process: the JSON holds every photo finished by
+    then, the message says how many, and --resume adds the rest, each photo exactly once."""
+    import json
+    import signal
+    import time
+
+    from wildfer.wild.cli_predict import read_progress
+
+    photos = _noise_photos(tmp_path / "in", 20)
+    out = tmp_path / "res" / "out.json"
+    side = out.with_name("out.json.jsonl")
+    # search mode: the search fallback over windows of photos without faces makes each photo slow
+    args = ["predict", str(tmp_path / "in"), "--json", str(out), "--model", str(tiny_ckpt), "--batch", "1",
+            "--mode", "search"]
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from wildfer.cli import main; sys.exit(main())", *args],
+                            env=_clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while len(read_progress(side)) < 3:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no photo finished in time"
+            time.sleep(0.02)
+        seen = [r["path"] for r in read_progress(side)]
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, stderr
+    rep = json.loads(out.read_text())
+    got = [r["path"] for r in rep["images"]]
+    n = len(got)
+    assert 3 <= n < 20, stderr
+    assert rep["complete"] is False and rep["summary"]["images"] == n
+    assert set(seen) <= set(got) and got == [str(p) for p in photos[:n]]
+    assert f"interrupted: {n} of 20 photos written to {out}" in " ".join(stderr.split()), stderr
+    assert "Traceback" not in stderr
+    assert side.exists() and not list(out.parent.glob(".*partial*"))
+    before = {r["path"]: r for r in rep["images"]}
+
+    code, text = cli([*args, "--resume"])
+    assert code == 0, text
+    rep = json.loads(out.read_text())
+    assert rep["complete"] is True and rep["summary"]["images"] == 20
+    assert [r["path"] for r in rep["images"]] == [str(p) for p in photos]  # each once, in order
+    for r in rep["images"]:
+        if r["path"] in before:  # kept, not done again (timings differ between two runs)
+            assert r == before[r["path"]]
+    assert not side.exists()
+
+
+def test_csv_resume_drops_rows_of_unfinished_photos(cli, tiny_ckpt, wild_dir, tmp_path):
+    """A run killed between a photo's CSV rows and its progress line: that photo is done again
+    and its rows appear once."""
+    import csv
+    import json
+    import shutil
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a", "b", "c"):
+        shutil.copy(wild_dir / "kdef_frontal" / "AF01HAS.JPG", src / f"{name}.jpg")
+    out_csv = tmp_path / "faces.csv"
+    code, text = cli(["predict", src, "--model", tiny_ckpt, "--csv", out_csv])
+    assert code == 0, text
+    with open(out_csv) as fh:
+        full = list(csv.DictReader(fh))
+    assert [r["path"] for r in full] == [str(src / f"{n}.jpg") for n in "abc"]
+    # as a killed run leaves it: c's rows written, c's progress line not; b's line cut off
+    side = out_csv.with_name("faces.csv.jsonl")
+    code, text = cli(["predict", src, "--model", tiny_ckpt, "--json", tmp_path / "all.jsonl"])
+    lines = (tmp_path / "all.jsonl").read_text().splitlines(keepends=True)
+    side.write_text(lines[0] + lines[1][: len(lines[1]) // 2])
+    code, text = cli(["predict", src, "--model", tiny_ckpt, "--csv", out_csv, "--resume"])
+    assert code == 0, text
+    with open(out_csv) as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["path"] for r in rows] == [str(src / f"{n}.jpg") for n in "abc"]
+    assert rows[0] == full[0] and not side.exists()
+    # a finished CSV resumed again: nothing to do, nothing doubled
+    code, text = cli(["predict", src, "--model", tiny_ckpt, "--csv", out_csv, "--resume"])
+    assert code == 0 and "3 photo(s) with 3 face(s)" in text, text
+    with open(out_csv) as fh:
+        assert len(list(csv.DictReader(fh))) == 3
+    assert json.loads(lines[2])["path"] == str(src / "c.jpg")
+
+
+def test_interrupted_video_leaves_no_file_under_its_final_name(tmp_path, tiny_ckpt, monkeypatch):
+    import cv2
+    import numpy as np
+
+    from wildfer.wild import recognizer
+    from wildfer.wild.cli_predict import run_predict
+
+    video = tmp_path / "clip.avi"
+    w = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (160, 120))
+    for k in range(10):
+        w.write(np.full((120, 160, 3), 20 * k, np.uint8))
+    w.release()
+    calls = {"n": 0}
+    real = recognizer.Recognizer.predict
+
+    def predict(self, image, bgr=False):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(self, image, bgr=bgr)
+
+    monkeypatch.setattr(recognizer.Recognizer, "predict", predict)
+    out = tmp_path / "o"
+    code = run_predict([video], model=str(tiny_ckpt), out=out, annotate=True, video_stride=1)
+    assert code == 130 and calls["n"] == 4
+    # no video, whole or partial: the report and the progress file that --resume reads
+    assert sorted(p.name for p in out.rglob("*")) == ["predictions.json", "predictions.json.jsonl"]
+    monkeypatch.setattr(recognizer.Recognizer, "predict", real)
+    assert run_predict([video], model=str(tiny_ckpt), out=out, annotate=True, video_stride=1, resume=True) == 0
+    cap = cv2.VideoCapture(str(out / "clip.annotated.mp4"))
+    assert cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 10
+    cap.release()
+    assert sorted(p.name for p in out.rglob("*")) == ["clip.annotated.mp4", "predictions.json"]
+
+
+def test_predict_counts_and_marks_truncated_photos(cli, tiny_ckpt, tmp_path):
+    import csv
+    import json
+
+    src = tmp_path / "in"
+    src.mkdir()
+    full = _jpeg(_photo())
+    (src / "cut.jpg").write_bytes(_cut_with_end_marker(full))
+    (src / "whole.jpg").write_bytes(full)
+    code, text = cli(["predict", src, "--model", tiny_ckpt, "--json", tmp_path / "r.json", "--csv", tmp_path / "r.csv"])
+    assert code == 0, text
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert [(Path(r["path"]).name, r["truncated"]) for r in rep["images"]] == [("cut.jpg", True), ("whole.jpg", False)]
+    assert rep["summary"]["truncated"] == 1 and rep["summary"]["images"] == 2
+    assert "1 truncated" in text and "cut.jpg" in text
+    with open(tmp_path / "r.csv") as fh:
+        assert "truncated" in next(csv.reader(fh))

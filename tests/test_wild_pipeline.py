@@ -294,7 +294,8 @@ def test_cli_predict_folder_with_bad_files(cli, ckpt, wild_dir, tmp_path):
     assert "2 unreadable" in text and "broken.jpg" in text and "nope.png" in text
     rep = json.loads((tmp_path / "r.json").read_text())
     assert [len(r["faces"]) for r in rep["images"]] == [1, 2]
-    assert rep["summary"] == {"images": 2, "videos": 0, "faces": 3, "video_faces": 0, "unreadable": 2}
+    assert rep["summary"] == {"images": 2, "videos": 0, "faces": 3, "video_faces": 0, "unreadable": 2, "truncated": 0}
+    assert rep["complete"] is True and not (tmp_path / "r.json.jsonl").exists()
     assert (out / "a.annotated.jpg").exists() and (out / "sub" / "b.annotated.jpg").exists()
     ann = Image.open(out / "a.annotated.jpg")
     assert ann.size == (281, 381)

@@ -2,19 +2,37 @@
 JSON / CSV / annotated images / saliency overlays / videos, and report what could not be read.
 
 Bad inputs never stop the run: each is listed in the summary, and the exit code is 1 only
-when nothing at all could be processed.
+when nothing at all could be processed. Photos whose file ended early (see
+:mod:`wildfer.data.images`) are processed, marked ``"truncated": true`` and counted.
+
+Output paths are checked before the model is loaded. Results are written as they are made:
+every finished input (photo, video or unreadable file) is one line of a progress file beside
+the JSON output (``out.json`` -> ``out.json.jsonl``; a ``--json`` name ending in ``.jsonl``
+is that file itself, and stays the output) and its CSV rows are appended, both flushed after
+each batch. The JSON report is assembled from the progress file at the end, and also when the
+run is interrupted (Ctrl-C: exit code 130 and a line saying how many photos the output holds);
+the progress file is removed once the report is complete. ``--resume`` keeps what an output
+already holds, skips those inputs and completes it. Annotated images, overlays, videos and the
+report are written under a temporary name in their folder and renamed when whole, so no file
+under its final name is ever half written.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import os
+import signal
+import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from ..data.images import IMAGE_EXTENSIONS
 from ..errors import WildferError
 from .video import VIDEO_EXTENSIONS, is_video_file
+
+CSV_COLUMNS = ["path", "frame", "face", "track", "left", "top", "right", "bottom", "score", "label", "confidence"]
 
 
 def collect_inputs(paths: list[Path]) -> tuple[list[tuple[Path, Path]], list[dict[str, str]]]:
@@ -35,13 +53,152 @@ def collect_inputs(paths: list[Path]) -> tuple[list[tuple[Path, Path]], list[dic
     return found, missing
 
 
-def _face_rows(record: dict[str, Any], labels, frame=None) -> list[list[Any]]:
+# ----------------------------------------------------------------------------- writing safely
+
+
+def partial_path(final: Path) -> Path:
+    """Where ``final`` is written until it is complete: a hidden name in the same folder (so
+    the rename is atomic), with the same suffix (writers choose the format from it)."""
+    final = Path(final)
+    return final.with_name(f".{final.stem}.partial{final.suffix}")
+
+
+@contextlib.contextmanager
+def written_whole(final: Path) -> Iterator[Path]:
+    """Yield a temporary path to write ``final`` to; rename it to ``final`` when the block
+    ends normally, remove it when the block fails or is interrupted."""
+    tmp = partial_path(final)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise WildferError(f"{final}: the writer produced no file")
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _write_text_whole(final: Path, text: str) -> None:
+    with written_whole(final) as tmp:
+        tmp.write_text(text)
+
+
+@contextlib.contextmanager
+def _no_interrupt() -> Iterator[None]:
+    """Hold Ctrl-C off while the outputs are completed (a second Ctrl-C must not cut the
+    report it is waiting for)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+# ----------------------------------------------------------------------------- records
+
+
+def record_kind(rec: dict[str, Any]) -> str:
+    """``"image"``, ``"video"`` or ``"unreadable"`` for one line of the progress file."""
+    if "error" in rec:
+        return "unreadable"
+    return "video" if rec.get("type") == "video" else "image"
+
+
+def read_progress(path: Path) -> list[dict[str, Any]]:
+    """The records of a progress file; a line cut off by a killed run (and anything after it)
+    is left out, so its input is done again."""
+    records = []
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        return records
+    except (OSError, UnicodeDecodeError) as e:
+        raise WildferError(f"{path}: cannot read the results to resume ({e})") from None
+    for line in text.splitlines(keepends=True):
+        if not line.endswith("\n"):
+            break
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            break
+        if isinstance(rec, dict) and "path" in rec:
+            records.append(rec)
+    return records
+
+
+def _read_report(path: Path) -> list[dict[str, Any]]:
+    try:
+        rep = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise WildferError(f"{path}: cannot resume, not a predict JSON report ({str(e)[:80]})") from None
+    if not isinstance(rep, dict) or not all(isinstance(rep.get(k, []), list) for k in ("images", "videos", "unreadable")):
+        raise WildferError(f"{path}: cannot resume, not a predict JSON report")
+    return [r for k in ("images", "videos", "unreadable") for r in rep.get(k, []) if isinstance(r, dict) and "path" in r]
+
+
+def _csv_rows(path: Path) -> tuple[list[str], list[list[str]]] | None:
+    try:
+        with open(path, newline="") as fh:
+            rows = list(csv.reader(fh))
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise WildferError(f"{path}: cannot resume, not a readable CSV ({str(e)[:80]})") from None
+    if not rows or not rows[0] or rows[0][0] != "path":
+        raise WildferError(f"{path}: cannot resume, not a predict CSV (no 'path' column first)")
+    return rows[0], rows[1:]
+
+
+def _face_rows(record: dict[str, Any], labels, frame=None, truncated=False) -> list[list[Any]]:
     rows = []
     for i, f in enumerate(record["faces"]):
         probs = f["probabilities"]
         rows.append([record["path"], "" if frame is None else frame, i, f.get("track", ""), *f["box"], f["score"],
-                     f["label"], probs.get(f["label"], 0.0), *[probs.get(c, 0.0) for c in labels], ";".join(f["flags"])])
+                     f["label"], probs.get(f["label"], 0.0), *[probs.get(c, 0.0) for c in labels], ";".join(f["flags"]),
+                     int(bool(truncated))])
     return rows
+
+
+def record_rows(rec: dict[str, Any], labels) -> list[list[Any]]:
+    """The CSV rows of one record (a photo's faces, or every face of every processed frame)."""
+    kind = record_kind(rec)
+    if kind == "image":
+        return _face_rows(rec, labels, truncated=rec.get("truncated", False))
+    if kind == "video":
+        return [row for fr in rec["frames"] for row in _face_rows({"path": rec["path"], "faces": fr["faces"]}, labels,
+                                                                  frame=fr["frame"])]
+    return []
+
+
+def _records_from_csv(header: list[str], rows: list[list[str]]) -> list[dict[str, Any]]:
+    """Records rebuilt from a finished CSV (no progress file beside it): enough to count and
+    list its photos' faces. Photos without faces have no rows there and are done again."""
+    by_path: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        d = dict(zip(header, row))
+        if not d.get("path"):
+            continue
+        try:
+            face = {"box": [float(d[k]) for k in ("left", "top", "right", "bottom")], "score": float(d["score"]),
+                    "label": d["label"], "probabilities": {c: float(d[c]) for c in header[len(CSV_COLUMNS):-2]},
+                    "flags": [f for f in d.get("flags", "").split(";") if f]}
+        except (KeyError, ValueError):
+            raise WildferError(f"cannot resume: a row for {d['path']} in the CSV is damaged") from None
+        if d.get("frame", ""):
+            rec = by_path.setdefault(d["path"], {"path": d["path"], "type": "video", "frames": [], "tracks": []})
+            if not rec["frames"] or rec["frames"][-1]["frame"] != int(d["frame"]):
+                rec["frames"].append({"frame": int(d["frame"]), "faces": []})
+            rec["frames"][-1]["faces"].append(face)
+        else:
+            rec = by_path.setdefault(d["path"], {"path": d["path"], "faces": [], "truncated": d.get("truncated") == "1"})
+            rec["faces"].append(face)
+    return list(by_path.values())
 
 
 class _Names:
@@ -51,114 +208,246 @@ class _Names:
         self.root = root
         self.used: set[Path] = set()
 
-    def __call__(self, rel: Path, suffix: str) -> Path:
+    def __call__(self, rel: Path, suffix: str, make: bool = True) -> Path:
         base = self.root / rel.parent / (rel.stem + suffix)
         p, k = base, 1
         while p in self.used:
             p = base.with_name(f"{rel.stem}_{k}{suffix}")
             k += 1
         self.used.add(p)
-        p.parent.mkdir(parents=True, exist_ok=True)
+        if make:
+            p.parent.mkdir(parents=True, exist_ok=True)
         return p
 
 
+class ResultWriter:
+    """Everything ``predict`` writes per finished input, flushed as it goes: the progress file
+    (one JSON line per input) and the CSV rows. ``done`` maps each input already in the
+    outputs (from an earlier run, with ``resume``) to its record."""
+
+    def __init__(self, progress: Path | None, csv_file: Path | None, labels, *, resume: bool,
+                 report: Path | None = None, inputs: set[str] = frozenset()):
+        self.progress, self.csv_file, self.labels = progress, csv_file, list(labels)
+        records: list[dict[str, Any]] = []
+        if resume:
+            if progress is not None and progress.exists():
+                records = read_progress(progress)
+            elif report is not None:
+                records = _read_report(report)
+            elif csv_file is not None:
+                old = _csv_rows(csv_file)
+                records = _records_from_csv(*old) if old else []
+        self.done = {r["path"]: r for r in records if r["path"] in inputs}
+        self._log = self._csv = self._csv_fh = None
+        if progress is not None:
+            progress.parent.mkdir(parents=True, exist_ok=True)
+            with written_whole(progress) as tmp:
+                tmp.write_text("".join(json.dumps(r) + "\n" for r in self.done.values()))
+            self._log = open(progress, "a")
+        if csv_file is not None:
+            kept: list[list[str]] = []
+            if resume:
+                old = _csv_rows(csv_file)
+                kept = [r for r in old[1] if r and r[0] in self.done] if old else []
+            csv_file.parent.mkdir(parents=True, exist_ok=True)
+            with written_whole(csv_file) as tmp, open(tmp, "w", newline="") as fh:
+                w = csv.writer(fh)
+                w.writerow([*CSV_COLUMNS, *self.labels, "flags", "truncated"])
+                w.writerows(kept)
+            self._csv_fh = open(csv_file, "a", newline="")
+            self._csv = csv.writer(self._csv_fh)
+
+    def add(self, rec: dict[str, Any]) -> None:
+        """Write one finished input: its CSV rows first, then its progress line (an input
+        counts as done only once its line is there)."""
+        if self._csv is not None:
+            self._csv.writerows(record_rows(rec, self.labels))
+        if self._log is not None:
+            self._log.write(json.dumps(rec) + "\n")
+
+    def flush(self) -> None:
+        for fh in (self._csv_fh, self._log):
+            if fh is not None:
+                fh.flush()
+
+    def close(self) -> None:
+        for fh in (self._csv_fh, self._log):
+            if fh is not None:
+                fh.close()
+        self._csv_fh = self._log = self._csv = None
+
+
+def _check_outputs(out, json_file, csv_file, progress) -> None:
+    """Every output path can be written, before any work (model loading included)."""
+    from ..paths import check_output_dir, check_output_file
+
+    if out is not None:
+        check_output_dir(out, "--out")
+    if json_file is not None:
+        check_output_file(json_file, "--json")
+    if csv_file is not None:
+        check_output_file(csv_file, "--csv")
+        if json_file is not None and Path(csv_file).resolve() == Path(json_file).resolve():
+            raise WildferError(f"--csv {csv_file}: is also the --json file; give two names")
+    if progress is not None and progress != json_file:
+        check_output_file(progress, "progress file")
+
+
+# ----------------------------------------------------------------------------- the command
+
+
 def run_predict(paths, *, model=None, detector="yunet", mode="detect", out=None, json_file=None, csv_file=None,
-                annotate=False, saliency=None, video_stride=5, max_side=640, batch=16, tta=False) -> int:
+                annotate=False, saliency=None, video_stride=5, max_side=640, batch=16, tta=False,
+                resume=False) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-    from rich.table import Table
 
     from .annotate import annotate as draw
     from .recognizer import Recognizer, _saliency_methods
     from .video import process_video
 
     err = Console(stderr=True)
-    if saliency:
-        _saliency_methods()(saliency)  # fail early on an unknown method
+    out = Path(out) if out is not None else None
+    json_file = Path(json_file) if json_file is not None else None
+    csv_file = Path(csv_file) if csv_file is not None else None
     if (annotate or saliency) and out is None:
         out = Path("predictions")
-    inputs, unreadable = collect_inputs(paths)
+    if json_file is None and csv_file is None and out is not None:
+        json_file = out / "predictions.json"
+    report_file = json_file if json_file is not None and json_file.suffix.lower() != ".jsonl" else None
+    progress = (json_file if report_file is None else json_file.with_name(json_file.name + ".jsonl")) \
+        if json_file is not None else (csv_file.with_name(csv_file.name + ".jsonl") if csv_file is not None else None)
+    jsonl_out = json_file if report_file is None else None  # --json x.jsonl: the progress file is the output
+    _check_outputs(out, json_file, csv_file, progress)
+    if resume and progress is None:
+        raise WildferError("--resume needs the output to complete: give --json, --csv or --out")
+    if saliency:
+        _saliency_methods()(saliency)  # fail early on an unknown method
+    inputs, missing = collect_inputs(paths)
     rec = Recognizer(model=model, detector=detector, mode=mode, max_side=max_side, tta=tta)
     labels = list(rec.labels)
-    names = _Names(Path(out)) if out else None
-    images: list[dict[str, Any]] = []
-    videos: list[dict[str, Any]] = []
+    names = _Names(out) if out else None
+    writer = ResultWriter(progress, csv_file, labels, resume=resume, report=report_file,
+                          inputs={str(src) for src, _ in inputs})
+    records: dict[str, dict[str, Any]] = dict(writer.done)
+    todo = []
+    for src, rel in inputs:
+        if str(src) in writer.done:
+            if names is not None:  # keep the names later inputs were given
+                if is_video_file(src) and annotate:
+                    names(rel, ".annotated.mp4", make=False)
+                elif not is_video_file(src):
+                    if annotate:
+                        names(rel, ".annotated.jpg", make=False)
+                    if saliency:
+                        names(rel, f".{saliency}.jpg", make=False)
+        else:
+            todo.append((src, rel))
+
+    def finished(r: dict[str, Any]) -> None:
+        writer.add(r)
+        records[r["path"]] = r
 
     def save_image_outputs(res, work, rel: Path, src: Path):
         if annotate and names is not None:
-            draw(work.rgb, res).save(names(rel, ".annotated.jpg"), quality=90)
+            with written_whole(names(rel, ".annotated.jpg")) as tmp:
+                draw(work.rgb, res).save(tmp, quality=90)
         if saliency and names is not None:
             ex = rec.explain(src, method=saliency)
-            ex.overlay().save(names(rel, f".{saliency}.jpg"), quality=90)
+            with written_whole(names(rel, f".{saliency}.jpg")) as tmp:
+                ex.overlay().save(tmp, quality=90)
 
-    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), console=err, transient=True) as bar:
-        task = bar.add_task("predict", total=len(inputs))
-        pending: list[tuple[Path, Path]] = []
+    interrupted = False
+    try:
+        with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeRemainingColumn(), console=err, transient=True) as bar:
+            task = bar.add_task("predict", total=len(inputs), completed=len(inputs) - len(todo))
+            pending: list[tuple[Path, Path]] = []
 
-        def flush():
-            works, metas = [], []
-            for src, rel in pending:
-                try:
-                    works.append(rec._prepare(src, keep_rgb=bool(annotate)))  # noqa: SLF001
-                    metas.append((src, rel))
-                except WildferError as e:
-                    unreadable.append({"path": str(src), "error": str(e)})
+            def flush():
+                works, metas = [], []
+                for src, rel in pending:
+                    try:
+                        works.append(rec._prepare(src, keep_rgb=bool(annotate)))  # noqa: SLF001
+                        metas.append((src, rel))
+                    except WildferError as e:
+                        finished({"path": str(src), "error": str(e)})
+                        bar.advance(task)
+                for (src, rel), work, res in zip(metas, works, rec._classify(works)):  # noqa: SLF001
+                    save_image_outputs(res, work, rel, src)
+                    finished(res.to_dict())
                     bar.advance(task)
-            for (src, rel), work, res in zip(metas, works, rec._classify(works)):  # noqa: SLF001
-                save_image_outputs(res, work, rel, src)
-                images.append(res.to_dict())
-                bar.advance(task)
-            pending.clear()
+                writer.flush()
+                pending.clear()
 
-        for src, rel in inputs:
-            if is_video_file(src):
-                flush()
-                bar.update(task, description=f"video {src.name}")
-                try:
-                    target = names(rel, ".annotated.mp4") if (annotate and names is not None) else None
-                    videos.append(process_video(rec, src, stride=video_stride, annotate_to=target))
-                except WildferError as e:
-                    unreadable.append({"path": str(src), "error": str(e)})
-                bar.update(task, description="predict")
-                bar.advance(task)
-                continue
-            pending.append((src, rel))
-            if len(pending) >= batch:
-                flush()
-        flush()
+            for src, rel in todo:
+                if is_video_file(src):
+                    flush()
+                    bar.update(task, description=f"video {src.name}")
+                    try:
+                        if annotate and names is not None:
+                            with written_whole(names(rel, ".annotated.mp4")) as tmp:
+                                v = process_video(rec, src, stride=video_stride, annotate_to=tmp)
+                        else:
+                            v = process_video(rec, src, stride=video_stride)
+                        finished(v)
+                    except WildferError as e:
+                        finished({"path": str(src), "error": str(e)})
+                    writer.flush()
+                    bar.update(task, description="predict")
+                    bar.advance(task)
+                    continue
+                pending.append((src, rel))
+                if len(pending) >= batch:
+                    flush()
+            flush()
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        with _no_interrupt():
+            writer.close()
 
+    with _no_interrupt():
+        if progress is not None:  # what the outputs hold is what the progress file holds
+            records = {r["path"]: r for r in read_progress(progress)}
+        return _finish(err, rec, mode, labels, inputs, missing, records, out=out, report_file=report_file,
+                       jsonl_out=jsonl_out, csv_file=csv_file, progress=progress, annotate=annotate,
+                       saliency=saliency, interrupted=interrupted)
+
+
+def _finish(err, rec, mode, labels, inputs, missing, records, *, out, report_file, jsonl_out, csv_file, progress,
+            annotate, saliency, interrupted) -> int:
+    """Write the JSON report, print the table and the summary; the exit code."""
+    from rich.console import Console
+    from rich.table import Table
+
+    order = {str(src): i for i, (src, _) in enumerate(inputs)}
+    ordered = sorted(records.values(), key=lambda r: order.get(r["path"], len(order)))
+    images = [r for r in ordered if record_kind(r) == "image"]
+    videos = [r for r in ordered if record_kind(r) == "video"]
+    unreadable = missing + [r for r in ordered if record_kind(r) == "unreadable"]
+    truncated = [r["path"] for r in images if r.get("truncated")]
     n_faces = sum(len(r["faces"]) for r in images)
     n_vfaces = sum(len(f["faces"]) for v in videos for f in v["frames"])
     report = {
         "model": rec.classifier.name or rec.classifier.arch, "detector": None if mode == "whole" else rec.detector.name,
-        "mode": mode, "labels": labels, "images": images, "videos": videos, "unreadable": unreadable,
+        "mode": mode, "labels": labels, "complete": not interrupted, "images": images, "videos": videos,
+        "unreadable": unreadable,
         "summary": {"images": len(images), "videos": len(videos), "faces": n_faces, "video_faces": n_vfaces,
-                    "unreadable": len(unreadable)},
+                    "unreadable": len(unreadable), "truncated": len(truncated)},
     }
-    if json_file is None and csv_file is None and out is not None:
-        json_file = Path(out) / "predictions.json"
-    if json_file is not None:
-        Path(json_file).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_file).write_text(json.dumps(report, indent=1))
-    if csv_file is not None:
-        Path(csv_file).parent.mkdir(parents=True, exist_ok=True)
-        with open(csv_file, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["path", "frame", "face", "track", "left", "top", "right", "bottom", "score", "label",
-                        "confidence", *labels, "flags"])
-            for r in images:
-                w.writerows(_face_rows(r, labels))
-            for v in videos:
-                for fr in v["frames"]:
-                    w.writerows(_face_rows({"path": v["path"], "faces": fr["faces"]}, labels, frame=fr["frame"]))
-    if json_file is None and csv_file is None and (images or videos):
+    if report_file is not None:
+        _write_text_whole(report_file, json.dumps(report, indent=1))
+    if progress is not None and progress != jsonl_out and not interrupted:
+        progress.unlink(missing_ok=True)  # the outputs are complete
+    written = [p for p in (report_file, jsonl_out, csv_file) if p is not None]
+    if not written and (images or videos):
         table = Table(show_edge=False)
         for c in ("path", "faces", "labels"):
             table.add_column(c)
         for r in images[:200]:
-            table.add_row(r.get("path", ""), str(len(r["faces"])), ", ".join(f["label"] for f in r["faces"][:12])
-                          + (" ..." if len(r["faces"]) > 12 else ""))
+            table.add_row(r.get("path", "") + (" (truncated)" if r.get("truncated") else ""), str(len(r["faces"])),
+                          ", ".join(f["label"] for f in r["faces"][:12]) + (" ..." if len(r["faces"]) > 12 else ""))
         for v in videos:
             table.add_row(v["path"], f"{len(v['tracks'])} tracks", ", ".join(str(t["label"]) for t in v["tracks"][:12]))
         Console().print(table)
@@ -167,17 +456,30 @@ def run_predict(paths, *, model=None, detector="yunet", mode="detect", out=None,
     msg = f"{len(images)} photo(s) with {n_faces} face(s)"
     if videos:
         msg += f", {len(videos)} video(s) with {n_vfaces} face detections"
-    err.print(f"[bold]done:[/] {msg}; {len(unreadable)} unreadable", highlight=False)
+    msg += f"; {len(unreadable)} unreadable"
+    if truncated:
+        msg += f"; {len(truncated)} truncated"
+    err.print(f"[bold]{'so far' if interrupted else 'done'}:[/] {msg}", highlight=False)
     for u in unreadable:
         err.print(f"  [yellow]unreadable[/] {u['error']}", highlight=False, soft_wrap=True)
+    for p in truncated:
+        err.print(f"  [yellow]truncated[/] {p}: the file ends early; the rest of the photo is filler",
+                  highlight=False, soft_wrap=True)
     if out is not None and (annotate or saliency):
         err.print(f"outputs in {out}", highlight=False)
-    if json_file is not None:
-        err.print(f"results written to {json_file}", highlight=False)
+    if interrupted:
+        what = "files" if any(is_video_file(src) for src, _ in inputs) else "photos"
+        where = (f"written to {' and '.join(map(str, written))}; --resume completes it" if written
+                 else "done, nothing written (no --json, --csv or --out)")
+        err.print(f"interrupted: {len(records)} of {len(inputs)} {what} {where}", highlight=False, soft_wrap=True,
+                  markup=False)
+        return 130
+    if written:
+        err.print(f"results written to {' and '.join(map(str, written))}", highlight=False, soft_wrap=True)
     if not images and not videos:
         err.print("[bold red]error:[/] nothing could be processed", highlight=False)
         return 1
     return 0
 
 
-__all__ = ["run_predict", "collect_inputs"]
+__all__ = ["run_predict", "collect_inputs", "read_progress", "partial_path", "written_whole", "record_rows"]

@@ -16,7 +16,7 @@ def register(app: typer.Typer, panel: str) -> None:
         detector: str = typer.Option("yunet", "--detector", "-d", help="Face detector: yunet, haar or centerface."),
         mode: str = typer.Option("detect", "--mode", help="detect; search (detect, then search windows where nothing was found); whole (the whole photo as one face, the study's path)."),
         out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for annotated images, saliency overlays and predictions.json."),
-        json_file: Optional[Path] = typer.Option(None, "--json", help="Write all results as JSON."),
+        json_file: Optional[Path] = typer.Option(None, "--json", help="Write all results as JSON (a name ending in .jsonl: one line per photo)."),
         csv_file: Optional[Path] = typer.Option(None, "--csv", help="Write one CSV row per face."),
         annotate: bool = typer.Option(False, "--annotate", help="Save images (and videos) with boxes, labels and probability bars under --out."),
         saliency: Optional[str] = typer.Option(None, "--saliency", help="Save a saliency overlay per image under --out (gradcam, vanilla, smoothgrad, ig ...)."),
@@ -24,13 +24,16 @@ def register(app: typer.Typer, panel: str) -> None:
         max_side: int = typer.Option(640, "--max-side", min=32, help="Longer side photos are downscaled to for detection."),
         batch: int = typer.Option(16, "--batch", min=1, help="Photos whose faces are classified in one batch."),
         tta: bool = typer.Option(False, "--tta", help="Average each face with its mirror image."),
+        resume: bool = typer.Option(False, "--resume", help="Complete the outputs of an interrupted run: keep what they hold and skip those photos."),
     ):
-        """Find every face in photos and videos and classify its expression."""
+        """Find every face in photos and videos and classify its expression.
+
+        Results are written as each batch is done; Ctrl-C keeps what is finished, and --resume completes it."""
         from .cli_predict import run_predict
 
         code = run_predict(paths, model=model, detector=detector, mode=mode, out=out, json_file=json_file,
                            csv_file=csv_file, annotate=annotate, saliency=saliency, video_stride=video_stride,
-                           max_side=max_side, batch=batch, tta=tta)
+                           max_side=max_side, batch=batch, tta=tta, resume=resume)
         if code:
             # SystemExit, not typer.Exit: click in non-standalone mode returns Exit's code
             # instead of raising it, and wildfer.cli.main would turn it into 0
