@@ -180,8 +180,10 @@ def test_cli_predict_single_bad_photo(photos, name):
 
 @pytest.mark.parametrize("case", bad.IMAGE_CASES, ids=lambda c: c.name)
 def test_http_predict_and_explain(client, photos, case):
-    for url in ("/v1/predict", "/v1/explain?format=json"):
-        r = upload(client, photos[case.name], url)
+    raw = photos[case.name].read_bytes()
+    for url, r in (("/v1/predict", upload(client, photos[case.name])),
+                   ("/v1/predict raw body", client.post("/v1/predict", content=raw, headers={"Content-Type": "image/png"})),
+                   ("/v1/explain", upload(client, photos[case.name], "/v1/explain?format=json"))):
         assert r.status_code == case.http, (url, r.text)
         js = r.json()
         if case.http == 200:
