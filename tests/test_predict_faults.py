@@ -53,6 +53,17 @@ def test_onnxruntime_session_writes_no_telemetry_store(tmp_path):
     assert written == [], written
 
 
+def test_onnxruntime_imported_after_wildfer_writes_no_telemetry_store(tmp_path):
+    """Modules that import onnxruntime themselves (the CenterFace detector, ``wildfer info``)
+    are covered by ``import wildfer``, which comes first."""
+    pytest.importorskip("onnxruntime")
+    r = subprocess.run([sys.executable, "-c", "import wildfer, onnxruntime; print(onnxruntime.__version__)"],
+                       env=_clean_env(HOME=str(tmp_path), XDG_CACHE_HOME=str(tmp_path / "cache")),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
 # ----------------------------------------------------------------------------- damaged images
 
 

@@ -15,8 +15,15 @@ fast; each stage also has its own package (``wildfer.data``, ``.models``, ``.tra
 from __future__ import annotations
 
 import importlib
+import os
 
 __version__ = "0.1.0"
+
+# onnxruntime's official builds start a telemetry client as the library loads (a device id and
+# an event store under ~/.cache/Microsoft/DeveloperTools/.onnxruntime, uploaded when online),
+# and it only obeys this variable, read at that moment: set here, before any wildfer module
+# can import onnxruntime. A value the user set is kept.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 #: public name -> the module that defines it.
 _EXPORTS = {
