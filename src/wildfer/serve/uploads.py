@@ -6,9 +6,14 @@ multipart forms are parsed in memory with ``python-multipart``'s streaming parse
 ``UploadFile`` would spool parts over 1 MB to a temporary file), and the client's file name
 is never used. Failures are :class:`UploadError` with the HTTP status and a clear message:
 
+* 400: a malformed multipart form, or one with more than :data:`MAX_PARTS` parts (the parser
+  stops at the first part over the cap, so a body of many tiny parts costs no more than one)
 * 413: body over the upload limit, or image over the pixel limit (decompression bomb guard)
 * 415: not an image content type (e.g. ``text/plain``, ``application/json``)
 * 422: no image in the request, or bytes that do not decode as an image (truncated, corrupt)
+
+Error messages stay short whatever the client sent: names taken from the request are cut to
+a few characters and only the first few are listed.
 """
 
 from __future__ import annotations
@@ -24,16 +29,22 @@ from ..errors import ImageError
 GENERIC_TYPES = {"application/octet-stream", ""}
 #: Extra room for the multipart envelope (boundaries, part headers) over the image limit.
 MULTIPART_SLACK = 16 * 1024
+#: Most parts read from a multipart form: the photo plus a few fields a form may carry.
+MAX_PARTS = 16
+#: Field names quoted in the "no field 'file'" message, and characters quoted of each.
+QUOTED_NAMES, QUOTED_CHARS = 5, 40
 
 
 class UploadError(Exception):
-    """A bad upload: ``status`` is the HTTP status, ``code`` a short machine-readable name."""
+    """A bad upload: ``status`` is the HTTP status, ``code`` a short machine-readable name,
+    ``headers`` extra response headers (``Retry-After`` on a 503)."""
 
-    def __init__(self, status: int, message: str, code: str):
+    def __init__(self, status: int, message: str, code: str, headers: dict | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
         self.code = code
+        self.headers = headers
 
 
 def _mb(n: int) -> str:
@@ -92,10 +103,15 @@ def not_an_image_type(mt: str) -> UploadError:
     )
 
 
+class TooManyParts(Exception):
+    """Raised inside the multipart parser's callback to stop it at the part cap."""
+
+
 def multipart_file(body: bytes, boundary: str, field: str = "file") -> tuple[bytes, str]:
     """The bytes and content type of form field ``field``, parsed in memory.
 
-    Raises 422 when the form has no such field, 400 when the form is malformed.
+    Raises 422 when the form has no such field, 400 when the form is malformed or has more
+    than :data:`MAX_PARTS` parts (checked as each part begins, so parsing stops there).
     """
     from python_multipart.multipart import MultipartParser
 
@@ -105,6 +121,8 @@ def multipart_file(body: bytes, boundary: str, field: str = "file") -> tuple[byt
     hval = bytearray()
 
     def on_part_begin():
+        if len(parts) >= MAX_PARTS:
+            raise TooManyParts()
         cur.clear()
         cur.update(headers={}, data=bytearray())
 
@@ -128,9 +146,12 @@ def multipart_file(body: bytes, boundary: str, field: str = "file") -> tuple[byt
     callbacks = dict(on_part_begin=on_part_begin, on_header_field=on_header_field, on_header_value=on_header_value,
                      on_header_end=on_header_end, on_part_data=on_part_data, on_part_end=on_part_end)
     try:
-        parser = MultipartParser(boundary, callbacks)
+        parser = MultipartParser(boundary, callbacks)  # its defaults cap each part's headers (8, 4 KB)
         parser.write(body)
         parser.finalize()
+    except TooManyParts:
+        raise UploadError(400, f"too many parts in the multipart form: the limit is {MAX_PARTS}; send the photo "
+                          f"as the field 'file'", "too_many_parts") from None
     except Exception as e:  # noqa: BLE001 - any parser complaint is a malformed form
         raise UploadError(400, f"malformed multipart form ({str(e)[:100] or type(e).__name__})", "bad_request") from None
     names = []
@@ -141,7 +162,10 @@ def multipart_file(body: bytes, boundary: str, field: str = "file") -> tuple[byt
         if name == field:
             mt, _ = media_type(p["headers"].get("content-type"))
             return bytes(p["data"]), mt
-    have = ", ".join(repr(n) for n in names if n) or "none"
+    sent = [n for n in names if n]
+    have = ", ".join(repr(n[:QUOTED_CHARS]) for n in sent[:QUOTED_NAMES]) or "none"
+    if len(sent) > QUOTED_NAMES:
+        have += f" and {len(sent) - QUOTED_NAMES} more"
     raise UploadError(422, f"the form has no field {field!r} (fields sent: {have}); send the photo as 'file'", "no_file")
 
 
@@ -214,3 +238,20 @@ def _cv2_jpeg(data: bytes) -> np.ndarray | None:
     if bgr is None or bgr.ndim != 3 or bgr.shape[2] != 3:
         return None
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def shrink_to(image: np.ndarray, max_pixels: int) -> np.ndarray:
+    """``image`` downscaled (area averaging, aspect kept) to at most ``max_pixels`` pixels;
+    ``image`` itself when it already fits.
+
+    The server detects, explains and draws on this copy, so the cost of a request is bounded
+    by ``max_pixels`` whatever the photo's size (a blank 40 MP PNG is a 50 KB upload).
+    """
+    h, w = image.shape[:2]
+    if h * w <= max_pixels:
+        return image
+    import cv2
+
+    scale = (max_pixels / float(h * w)) ** 0.5
+    size = (max(1, int(w * scale)), max(1, int(h * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)

@@ -9,9 +9,11 @@ detector, e.g. OpenCV's Haar cascade) get one thread. Requests that wait togethe
 in one call, so the classifier sees all their faces as one batch. Explanations (gradients)
 run one at a time per thread.
 
-Every job carries a deadline. A job whose client already gave up (timeout -> 504) is dropped
-before it starts; the queue is bounded so an overloaded server answers 503 at once instead
-of piling up work.
+Every job carries a deadline. A job whose client already gave up (timeout -> 504, or the
+connection closed) is dropped before it starts, and an explanation already running stops at
+the network's next forward pass (:meth:`Job.abandon`; saliency methods run the network many
+times, so that is soon); the queue is bounded so an overloaded server answers 503 at once
+instead of piling up work.
 """
 
 from __future__ import annotations
@@ -35,6 +37,20 @@ class Expired(Exception):
     """The job's deadline passed while it waited in the queue (HTTP 504)."""
 
 
+class Abandoned(Exception):
+    """The job's request went away while the job ran; its work stopped part way."""
+
+
+_running = threading.local()  # .job: the Job this inference thread is explaining, if any
+
+
+def check_abandoned() -> None:
+    """Raise :class:`Abandoned` when the job running on this thread has been abandoned."""
+    job = getattr(_running, "job", None)
+    if job is not None and job.abandoned.is_set():
+        raise Abandoned("the request went away")
+
+
 @dataclass
 class Job:
     kind: str  # "predict" or "explain"
@@ -44,6 +60,12 @@ class Job:
     future: Future = field(default_factory=Future)
     queued_at: float = field(default_factory=time.monotonic)
     started_at: float = 0.0
+    abandoned: threading.Event = field(default_factory=threading.Event)
+
+    def abandon(self) -> None:
+        """Nobody waits for the answer: drop the job if it has not started, stop it if it runs."""
+        self.abandoned.set()
+        self.future.cancel()
 
 
 _STOP = object()
@@ -78,14 +100,18 @@ class InferenceWorker:
         self._q: queue.Queue = queue.Queue(maxsize=self.max_queue)
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
+        self._hook = None
         self.completed = 0
         self.dropped = 0
+        self.abandoned = 0  # jobs stopped part way because their request went away
         self.batches = 0
         self.cpu_s = 0.0  # CPU time the inference threads spent on jobs (thread CPU clock)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> "InferenceWorker":
         with self._lock:
+            if self._hook is None:
+                self._hook = _watch_forward_passes(self.recognizer)
             self._threads = [t for t in self._threads if t.is_alive()]
             while len(self._threads) < self.threads:
                 t = threading.Thread(target=self._run, name=f"wildfer-inference-{len(self._threads)}", daemon=True)
@@ -103,6 +129,9 @@ class InferenceWorker:
         t_end = time.monotonic() + timeout
         for t in threads:
             t.join(max(0.0, t_end - time.monotonic()))
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
 
     @property
     def alive(self) -> bool:
@@ -194,11 +223,27 @@ class InferenceWorker:
 
     def _do_explain(self, job: Job) -> None:
         job.started_at = time.monotonic()
-        self._finish(job, lambda: self.recognizer.explain(job.image, **job.options))
+        _running.job = job
+        try:
+            self._finish(job, lambda: self.recognizer.explain(job.image, **job.options))
+        finally:
+            _running.job = None
 
     def _finish(self, job: Job, fn) -> None:
         try:
             job.future.set_result(fn())
             self._count("completed")
+        except Abandoned as e:
+            self._count("abandoned")
+            job.future.set_exception(e)
         except BaseException as e:  # noqa: BLE001 - handed to the waiting request
             job.future.set_exception(e)
+
+
+def _watch_forward_passes(recognizer):
+    """A forward pre-hook on the recognizer's torch network that stops an abandoned
+    explanation (:func:`check_abandoned`) at its next forward pass; None without a network."""
+    net = getattr(getattr(recognizer, "classifier", None), "net", None)
+    if net is None or not hasattr(net, "register_forward_pre_hook"):
+        return None
+    return net.register_forward_pre_hook(lambda module, args: check_abandoned())

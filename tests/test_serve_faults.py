@@ -1,0 +1,313 @@
+"""The service under hostile input: huge-pixel photos, piles of multipart parts, clients that
+leave mid-request, foreign Host headers; each through a real uvicorn server on loopback.
+
+Most tests use a stand-in recognizer (records what it is given, or blocks until told) so they
+stay fast and can hold a request in progress on purpose; the bounded-size tests also run the
+real built-in model.
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+httpx = pytest.importorskip("httpx")
+
+from wildfer.labels import FER2013_CLASSES  # noqa: E402
+from wildfer.serve.app import HostCheck, create_app  # noqa: E402
+from wildfer.serve.runner import ServerThread  # noqa: E402
+from wildfer.serve.uploads import MAX_PARTS  # noqa: E402
+
+from serve_helpers import real_recognizer  # noqa: E402
+
+KDEF = "kdef_frontal/AF01HAS.JPG"
+
+
+# ----------------------------------------------------------------------------- stand-ins
+
+
+@dataclass
+class _Result:
+    width: int
+    height: int
+    faces: list = field(default_factory=list)
+    timings: dict = field(default_factory=dict)
+    method: str = "gradcam"
+
+    def to_dict(self):
+        return {"width": self.width, "height": self.height, "mode": "detect", "faces": [], "timings_ms": {}}
+
+
+class StandIn:
+    """Follows the Recognizer contract. Records the shape of every image it is given;
+    ``explain`` waits for ``release`` (set by default), or runs ``passes`` forward passes of a
+    tiny torch network when ``passes`` is set (counted in ``done``)."""
+
+    class detector:  # noqa: N801
+        name, thread_safe = "none", True
+
+    def __init__(self, passes: int = 0, pass_s: float = 0.01):
+        import torch
+
+        self.classifier = type("C", (), {"name": "standin", "arch": "none", "labels": FER2013_CLASSES, "size": 48,
+                                         "net": torch.nn.Linear(2, 2)})()
+        self.shapes: list[tuple] = []
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.release.set()
+        self.passes, self.pass_s, self.done = passes, pass_s, 0
+
+    def predict(self, image, bgr=False):
+        self.shapes.append(image.shape)
+        return _Result(image.shape[1], image.shape[0])
+
+    def predict_batch(self, images):
+        return [self.predict(i) for i in images]
+
+    def explain(self, image, method="gradcam"):
+        import torch
+
+        self.shapes.append(image.shape)
+        self.entered.set()
+        self.release.wait(30)
+        x = torch.zeros(1, 2)
+        for _ in range(self.passes):
+            self.classifier.net(x)
+            self.done += 1
+            time.sleep(self.pass_s)
+        return _Result(image.shape[1], image.shape[0], method=method)
+
+
+def png(width: int, height: int, mode: str = "L") -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new(mode, (width, height)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def post(client, data: bytes, url: str = "/v1/predict", ctype: str = "image/png", **kw):
+    return client.post(url, files={"file": ("photo.png", data, ctype)}, **kw)
+
+
+@pytest.fixture(scope="module")
+def recognizer():
+    return real_recognizer()
+
+
+# ----------------------------------------------------------------------------- bounded image size
+
+
+def test_huge_blank_png_is_explained_on_a_bounded_copy(recognizer):
+    """A 50 KB blank 39-megapixel PNG used to cost ~14 s of CPU and 3.5 GB in the overlay; the
+    server now works on a copy of at most explain_pixels (1 MP; predict: work_pixels, 4 MP)
+    and says so."""
+    from PIL import Image
+
+    data = png(7800, 5000)
+    assert len(data) < 100_000
+    app = create_app(recognizer, timeout=60)
+    with ServerThread(app) as srv, httpx.Client(base_url=srv.url, timeout=60) as c:
+        r = post(c, data, "/v1/explain")
+        assert r.status_code == 200, r.text
+        w, h = Image.open(io.BytesIO(r.content)).size
+        assert w * h <= 1_000_000 and abs(w / h - 7800 / 5000) < 0.01
+        assert float(r.headers["x-wildfer-scale"]) == pytest.approx(w / 7800, abs=1e-3)
+        js = post(c, data, "/v1/explain?format=json").json()
+        assert (js["width"], js["height"], js["faces"]) == (7800, 5000, [])
+        js = post(c, data).json()
+        assert (js["width"], js["height"]) == (7800, 5000)
+        assert js["scale"] == pytest.approx((4_000_000 / (7800 * 5000)) ** 0.5, abs=1e-3)
+
+
+def test_large_photo_boxes_come_back_in_photo_pixels(recognizer, wild_dir):
+    """A portrait upscaled 4x (1.7 MP) on a server working at 0.5 MP: the face is found on the
+    downscaled copy and its box and landmarks are reported in the upload's pixels."""
+    from PIL import Image
+
+    path = wild_dir / KDEF
+    if not path.exists():
+        pytest.skip(f"KDEF photo missing: {path}")
+    big = Image.open(path).convert("RGB")
+    big = big.resize((big.width * 4, big.height * 4), Image.BICUBIC)
+    buf = io.BytesIO()
+    big.save(buf, format="JPEG", quality=92)
+    app = create_app(recognizer, timeout=60, work_pixels=500_000, explain_pixels=500_000)
+    with ServerThread(app) as srv, httpx.Client(base_url=srv.url, timeout=60) as c:
+        r = post(c, buf.getvalue(), ctype="image/jpeg")
+        js = r.json()
+        assert r.status_code == 200 and (js["width"], js["height"]) == big.size and js["scale"] < 0.6
+        ex = post(c, buf.getvalue(), "/v1/explain?format=json&method=vanilla", ctype="image/jpeg").json()
+    ref = recognizer.predict(np.asarray(big)).faces
+    assert len(js["faces"]) == len(ref) == 1 == len(ex["faces"])
+    face = ref[0]
+    width = face.box[2] - face.box[0]
+    for got in (js["faces"][0], ex["faces"][0]):
+        np.testing.assert_allclose(got["box"], face.box, atol=0.05 * width)
+        np.testing.assert_allclose(got["landmarks"], face.landmarks, atol=0.05 * width)
+    assert js["faces"][0]["label"] == face.label
+
+
+def test_recognizer_never_sees_more_than_work_pixels():
+    rec = StandIn()
+    app = create_app(rec, timeout=30, work_pixels=200_000, explain_pixels=100_000)
+    with ServerThread(app) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
+        assert post(c, png(3000, 2000)).status_code == 200
+        assert post(c, png(300, 200)).status_code == 200
+        assert post(c, png(3000, 2000, "RGB"), "/v1/explain?format=json").status_code == 200
+    assert [s[0] * s[1] <= bound for s, bound in zip(rec.shapes, (200_000, 200_000, 100_000))] == [True] * 3
+    assert rec.shapes[1][:2] == (200, 300)  # a photo under the bound is not touched
+
+
+def test_explain_concurrency_cap_answers_503_with_retry_after():
+    rec = StandIn()
+    rec.release.clear()
+    app = create_app(rec, timeout=30, max_explain=1, threads=2)
+    with ServerThread(app) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
+        first = {}
+        t = threading.Thread(target=lambda: first.update(r=post(httpx.Client(base_url=srv.url, timeout=30),
+                                                                 png(64, 48), "/v1/explain?format=json")))
+        t.start()
+        assert rec.entered.wait(10)
+        r = post(c, png(64, 48), "/v1/explain?format=json")
+        assert r.status_code == 503 and r.headers["retry-after"] == "1" and r.json()["error"] == "busy"
+        assert post(c, png(64, 48)).status_code == 200  # the other endpoint has its own cap
+        rec.release.set()
+        t.join(30)
+        assert first["r"].status_code == 200
+        assert post(c, png(64, 48), "/v1/explain?format=json").status_code == 200  # the slot came back
+        assert c.get("/v1/models").json()["limits"]["max_explain"] == 1
+
+
+@pytest.mark.parametrize("how", ["client_gone", "time_limit"])
+def test_abandoned_explanation_stops_running(how):
+    """An explanation whose client closed the connection, or whose time limit passed, stops at
+    its network's next forward pass instead of running to the end."""
+    rec = StandIn(passes=400, pass_s=0.01)  # 4 s of work when nobody stops it
+    app = create_app(rec, timeout=0.6 if how == "time_limit" else 30)
+    with ServerThread(app) as srv:
+        with httpx.Client(base_url=srv.url, timeout=0.6 if how == "client_gone" else 30) as c:
+            if how == "client_gone":
+                with pytest.raises(httpx.TimeoutException):
+                    post(c, png(64, 48), "/v1/explain?format=json")
+            else:
+                assert post(c, png(64, 48), "/v1/explain?format=json").status_code == 504
+        worker = app.state.worker
+        t_end = time.monotonic() + 10
+        while worker.abandoned < 1 and time.monotonic() < t_end:
+            time.sleep(0.05)
+        assert worker.abandoned == 1
+        stopped_at = rec.done
+        time.sleep(0.3)
+        assert rec.done == stopped_at < 300
+        with httpx.Client(base_url=srv.url, timeout=30) as c:  # the thread is free again
+            rec.passes = 1
+            assert post(c, png(64, 48), "/v1/explain?format=json").status_code == 200
+
+
+# ----------------------------------------------------------------------------- multipart forms
+
+
+def _many_parts(n: int, with_file: bool = False) -> tuple[bytes, str]:
+    boundary = "x1b"
+    part = "--{b}\r\nContent-Disposition: form-data; name=\"field{i}\"\r\n\r\n\r\n"
+    body = "".join(part.format(b=boundary, i=i) for i in range(n))
+    if with_file:
+        body += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n"
+                 f"Content-Type: image/png\r\n\r\n")
+    raw = body.encode() + (png(8, 8) + b"\r\n" if with_file else b"") + f"--{boundary}--\r\n".encode()
+    return raw, f"multipart/form-data; boundary={boundary}"
+
+
+@pytest.fixture(scope="module")
+def standin_server():
+    with ServerThread(create_app(StandIn(), timeout=30)) as srv:
+        yield srv
+
+
+@pytest.mark.parametrize("with_file", [False, True])
+def test_many_part_form_is_refused_short(standin_server, with_file):
+    body, ctype = _many_parts(20_000, with_file)
+    with httpx.Client(base_url=standin_server.url, timeout=30) as c:
+        r = c.post("/v1/predict", content=body, headers={"Content-Type": ctype})
+        assert r.status_code == 400 and r.json()["error"] == "too_many_parts", r.text[:300]
+        assert len(r.content) < 300 and str(MAX_PARTS) in r.json()["detail"]
+        assert c.get("/healthz").status_code == 200
+
+
+def test_missing_field_message_names_a_few_fields(standin_server):
+    body, ctype = _many_parts(MAX_PARTS)
+    with httpx.Client(base_url=standin_server.url, timeout=30) as c:
+        r = c.post("/v1/predict", content=body, headers={"Content-Type": ctype})
+    assert r.status_code == 422 and len(r.content) < 400
+    assert "'field0'" in r.text and "'field15'" not in r.text and f"and {MAX_PARTS - 5} more" in r.text
+
+
+def test_parsing_a_form_never_holds_up_other_requests(monkeypatch):
+    """The body is parsed and decoded off the event loop: while one upload is stuck in the
+    parser, /healthz still answers."""
+    import wildfer.serve.app as app_module
+
+    entered, release = threading.Event(), threading.Event()
+    real = app_module.extract_image_bytes
+
+    def slow_extract(*args):
+        entered.set()
+        release.wait(20)
+        return real(*args)
+
+    monkeypatch.setattr(app_module, "extract_image_bytes", slow_extract)
+    with ServerThread(create_app(StandIn(), timeout=30)) as srv:
+        out = {}
+        t = threading.Thread(target=lambda: out.update(r=post(httpx.Client(base_url=srv.url, timeout=30), png(8, 8))))
+        t.start()
+        try:
+            assert entered.wait(10)
+            assert httpx.get(srv.url + "/healthz", timeout=5).status_code == 200
+        finally:
+            release.set()
+            t.join(30)
+        assert out["r"].status_code == 200
+
+
+# ----------------------------------------------------------------------------- Host header
+
+
+def test_foreign_host_header_is_refused(standin_server):
+    port = standin_server.port
+    with httpx.Client(base_url=standin_server.url, timeout=30) as c:
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", "localhost", f"[::1]:{port}", "LOCALHOST."):
+            assert c.get("/v1/models", headers={"Host": host}).status_code == 200, host
+        for host in ("evil.example", f"evil.example:{port}", "127.0.0.1.evil.example", "192.168.1.20"):
+            r = c.get("/v1/models", headers={"Host": host})
+            assert r.status_code == 400 and r.json()["error"] == "bad_host" and len(r.content) < 300, host
+        r = post(c, png(8, 8), headers={"Host": "rebind." + "x" * 500})
+        assert r.status_code == 400 and len(r.content) < 300
+
+
+def test_allowed_hosts_option():
+    app = create_app(StandIn(), timeout=30, allowed_hosts=["faces.lan", "0.0.0.0"])
+    with ServerThread(app) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
+        for host in ("faces.lan:8000", "FACES.LAN", "192.168.1.20:8000", "127.0.0.1"):
+            assert c.get("/healthz", headers={"Host": host}).status_code == 200, host
+        for host in ("evil.faces.lan", "[fe80::1]:8000", "evil.example"):
+            assert c.get("/healthz", headers={"Host": host}).status_code == 400, host
+    everything = HostCheck(None, ["*"])
+    assert everything.allows("anything.example") and HostCheck(None, ["::"]).allows("[fe80::1]:80")
+
+
+# ----------------------------------------------------------------------------- HEAD
+
+
+def test_head_answers_like_get(standin_server):
+    with httpx.Client(base_url=standin_server.url, timeout=30) as c:
+        for url in ("/", "/healthz", "/static/app.js"):
+            get, head = c.get(url), c.head(url)
+            assert head.status_code == get.status_code == 200, url
+            assert head.headers["content-type"] == get.headers["content-type"] and head.content == b""
