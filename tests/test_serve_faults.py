@@ -1,5 +1,6 @@
 """The service under hostile input: huge-pixel photos, piles of multipart parts, clients that
-leave mid-request, foreign Host headers; each through a real uvicorn server on loopback.
+never finish their headers or leave mid-request, foreign Host headers; each through a real
+uvicorn server on loopback.
 
 Most tests use a stand-in recognizer (records what it is given, or blocks until told) so they
 stay fast and can hold a request in progress on purpose; the bounded-size tests also run the
@@ -276,6 +277,68 @@ def test_parsing_a_form_never_holds_up_other_requests(monkeypatch):
         assert out["r"].status_code == 200
 
 
+# ----------------------------------------------------------------------------- slow clients
+
+
+@pytest.fixture(scope="module")
+def strict_server():
+    """A server that gives clients 1 s to send a request head."""
+    with ServerThread(create_app(StandIn(), timeout=30), header_timeout=1.0) as srv:
+        yield srv
+
+
+def _closed_within(sock: socket.socket, seconds: float) -> bool:
+    """True when the server closes ``sock`` within ``seconds`` (reads and drops anything it sends)."""
+    sock.settimeout(seconds)
+    try:
+        while sock.recv(4096):
+            pass
+        return True
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+@pytest.mark.parametrize("head", [b"", b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"])
+def test_incomplete_head_is_cut_off(strict_server, head):
+    with socket.create_connection((strict_server.host, strict_server.port), timeout=5) as s:
+        s.sendall(head)
+        assert _closed_within(s, 5.0)
+
+
+def test_trickled_head_is_cut_off(strict_server):
+    """One header byte every 0.1 s keeps the connection busy but never completes the head."""
+    head = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 200
+    with socket.create_connection((strict_server.host, strict_server.port), timeout=5) as s:
+        cut = False
+        for i in range(len(head)):  # 20 s of trickling; the limit is 1 s
+            try:
+                s.sendall(head[i:i + 1])
+            except (BrokenPipeError, ConnectionResetError):
+                cut = True
+                break
+            s.settimeout(0.1)
+            try:
+                if s.recv(4096) == b"":
+                    cut = True
+                    break
+            except TimeoutError:
+                pass
+        assert cut and i < 60
+
+
+def test_keep_alive_connection_gets_the_same_head_limit(strict_server):
+    with socket.create_connection((strict_server.host, strict_server.port), timeout=5) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        s.settimeout(5)
+        first = s.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200")
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # the next head, never finished
+        assert _closed_within(s, 5.0)
+    assert httpx.get(strict_server.url + "/healthz", timeout=5).status_code == 200
+
+
 # ----------------------------------------------------------------------------- Host header
 
 
@@ -302,7 +365,22 @@ def test_allowed_hosts_option():
     assert everything.allows("anything.example") and HostCheck(None, ["::"]).allows("[fe80::1]:80")
 
 
-# ----------------------------------------------------------------------------- HEAD
+# ----------------------------------------------------------------------------- the command, HEAD
+
+
+def test_serve_on_a_busy_port_fails_before_loading_the_model(cli, monkeypatch):
+    import wildfer.serve.app as app_module
+
+    loaded = []
+    monkeypatch.setattr(app_module, "load_recognizer", lambda *a, **k: loaded.append(a) or StandIn())
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, out = cli(["serve", "--port", str(port)])
+    assert code == 2 and loaded == []
+    assert "error" in out and f"127.0.0.1:{port}" in out and "in use" in out and "Traceback" not in out
+    assert len(out.strip().splitlines()) == 1
 
 
 def test_head_answers_like_get(standin_server):

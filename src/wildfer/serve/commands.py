@@ -31,6 +31,13 @@ def register(app: typer.Typer, panel: str) -> None:
         timeout: float = typer.Option(10.0, "--timeout", min=0.1, help="Seconds per request; 504 beyond."),
         max_megapixels: float = typer.Option(40.0, "--max-megapixels", min=0.01, help="Largest decoded image (MP); 413 beyond."),
         max_queue: int = typer.Option(64, "--max-queue", min=1, help="Requests waiting for the model before 503."),
+        max_explain: int = typer.Option(2, "--max-explain", min=1, help="Saliency requests in progress at once "
+                                        "(503 with Retry-After beyond)."),
+        allowed_host: Optional[List[str]] = typer.Option(None, "--allowed-host", help="Also answer requests whose "
+                                                         "Host header is this name (repeatable or comma-separated), "
+                                                         "e.g. the machine's DNS name when serving the network. "
+                                                         "Besides it: localhost, 127.0.0.1, ::1 and --host (0.0.0.0: "
+                                                         "any IPv4 address); other hosts get 400 (DNS rebinding)."),
         log_level: str = typer.Option("info", "--log-level", help="uvicorn log level (debug, info, warning, error)."),
     ):
         """Serve the model over HTTP: POST /v1/predict, /v1/explain; GET /v1/models, /healthz; the page at /."""
@@ -41,16 +48,20 @@ def register(app: typer.Typer, panel: str) -> None:
         from rich.console import Console
 
         from .app import CONFIG_ENV, create_app
+        from .runner import GuardedH11Protocol, check_port, server_config
 
         console = Console(stderr=True)
+        check_port(host, port)  # a busy port is a one-line error before the model loads
         cors = [o.strip() for c in (cors or []) for o in c.split(",") if o.strip()]
+        hosts = [host] + [h.strip() for a in (allowed_host or []) for h in a.split(",") if h.strip()]
         cores = os.cpu_count() or 1
         if threads is None:
             threads = max(1, cores // workers)
         compute = max(1, cores // (workers * threads))  # torch / onnxruntime threads per inference thread
         settings = dict(model=model, detector=detector, max_upload_mb=max_upload_mb, timeout=timeout,
                         cors=list(cors or []), max_pixels=int(max_megapixels * 1e6), max_queue=max_queue,
-                        torch_threads=compute, threads=threads, backend=backend)
+                        torch_threads=compute, threads=threads, backend=backend, max_explain=max_explain,
+                        allowed_hosts=hosts)
         # Load once here: a wrong model, detector or backend is a one-line error before any socket opens.
         from .app import load_recognizer
 
@@ -60,11 +71,13 @@ def register(app: typer.Typer, panel: str) -> None:
                       f"{rec.classifier.backend}), detector {rec.detector.name}, {workers} process(es) x {threads} "
                       f"thread(s); page {where}/ , API reference {where}/docs"
                       + (f"; CORS for {', '.join(cors)}" if cors else ""), highlight=False)
-        common = dict(host=host, port=port, log_level=log_level, limit_concurrency=max_queue + 64,
-                      timeout_keep_alive=5, server_header=False)
+        common = dict(log_level=log_level, limit_concurrency=max_queue + 64, server_header=False)
         if workers == 1:
-            uvicorn.run(create_app(rec, **{k: v for k, v in settings.items() if k not in ("model", "detector", "backend")}),
-                        **common)
+            app_ = create_app(rec, **{k: v for k, v in settings.items() if k not in ("model", "detector", "backend")})
+            server = uvicorn.Server(server_config(app_, host, port, **common))
+            server.run()
+            if not server.started:
+                raise typer.Exit(3)  # uvicorn has logged why
         else:
             del rec
             os.environ[CONFIG_ENV] = json.dumps(settings)
@@ -74,4 +87,9 @@ def register(app: typer.Typer, panel: str) -> None:
                 # uvicorn kills a worker that does not answer its ping within 5 s; loading torch
                 # and the model on a busy machine can take longer than that
                 common["timeout_worker_healthcheck"] = 120
-            uvicorn.run("wildfer.serve.app:app_from_env", factory=True, workers=workers, **common)
+            from .runner import KEEP_ALIVE_S, MAX_HEAD_BYTES
+
+            # the workers' protocol: its header deadline is the class's default (HEADER_TIMEOUT_S)
+            uvicorn.run("wildfer.serve.app:app_from_env", factory=True, workers=workers, host=host, port=port,
+                        http=GuardedH11Protocol, timeout_keep_alive=KEEP_ALIVE_S,
+                        h11_max_incomplete_event_size=MAX_HEAD_BYTES, **common)

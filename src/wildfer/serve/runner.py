@@ -5,10 +5,15 @@
 ...     httpx.get(srv.url + "/healthz")
 >>> with ServerProcess(["--threads", "2"]) as srv:  # doctest: +SKIP
 ...     httpx.post(srv.url + "/v1/predict", files={"file": open("photo.jpg", "rb")})
+
+Both serve HTTP with :class:`GuardedH11Protocol`, uvicorn's h11 protocol plus a time limit
+on request headers: uvicorn only times out a connection idle *after* a response, so a client
+that connects and never finishes its headers (slowloris) would hold its connection open.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import subprocess
@@ -16,6 +21,75 @@ import sys
 import tempfile
 import threading
 import time
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+#: Seconds a client has, from connecting or from the end of the previous response, to send a
+#: request's complete headers (a browser or curl needs milliseconds).
+HEADER_TIMEOUT_S = 10.0
+#: Seconds an idle keep-alive connection stays open after a response (uvicorn's option).
+KEEP_ALIVE_S = 5
+#: Largest request head (request line and headers) in bytes; 400 beyond (h11's option).
+MAX_HEAD_BYTES = 16 * 1024
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline on request headers: a connection whose client
+    has not sent a complete request head within ``header_timeout`` seconds (from connecting,
+    or from the end of the previous response) is closed, however slowly bytes trickle in.
+
+    The deadline is ``config.header_timeout`` when set, else :data:`HEADER_TIMEOUT_S`; pass
+    the class as uvicorn's ``http`` option.
+    """
+
+    def __init__(self, config, *args, **kwargs):
+        super().__init__(config, *args, **kwargs)
+        self.header_timeout = float(getattr(config, "header_timeout", HEADER_TIMEOUT_S))
+        self._head_timer = None
+
+    def _arm_head_timer(self) -> None:
+        self._cancel_head_timer()
+        self._head_timer = self.loop.call_later(self.header_timeout, self._head_timed_out)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():  # still no complete head
+            self.transport.close()
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:
+            self._cancel_head_timer()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+            self._arm_head_timer()
+
+    def connection_lost(self, exc) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+
+def server_config(app, host: str, port: int, *, header_timeout: float = HEADER_TIMEOUT_S, **options):
+    """A ``uvicorn.Config`` for ``app`` with :class:`GuardedH11Protocol` and the header and
+    keep-alive limits above (``options`` are further uvicorn options, and override these)."""
+    import uvicorn
+
+    options = {"timeout_keep_alive": KEEP_ALIVE_S, "h11_max_incomplete_event_size": MAX_HEAD_BYTES, **options}
+    config = uvicorn.Config(app, host=host, port=port, http=GuardedH11Protocol, **options)
+    config.header_timeout = float(header_timeout)
+    return config
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -28,14 +102,17 @@ def free_port(host: str = "127.0.0.1") -> int:
 class ServerThread:
     """uvicorn serving ``app`` on ``host`` in a daemon thread; ``port=0`` picks a free port.
 
-    Startup and shutdown waits are bounded (``start_timeout`` / ``stop_timeout`` seconds).
+    Startup and shutdown waits are bounded (``start_timeout`` / ``stop_timeout`` seconds);
+    ``header_timeout`` and ``config`` go to :func:`server_config`.
     """
 
     def __init__(self, app, host: str = "127.0.0.1", port: int = 0, *, start_timeout: float = 60.0,
-                 stop_timeout: float = 10.0, log_level: str = "warning", **config):
+                 stop_timeout: float = 10.0, log_level: str = "warning", header_timeout: float = HEADER_TIMEOUT_S,
+                 **config):
         import uvicorn
 
-        self.config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on", **config)
+        self.config = server_config(app, host, port, header_timeout=header_timeout, log_level=log_level,
+                                    lifespan="on", **config)
         self.server = uvicorn.Server(self.config)
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
@@ -150,3 +227,24 @@ class ServerProcess:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def check_port(host: str, port: int) -> None:
+    """Raise :class:`~wildfer.errors.WildferError` when ``host:port`` cannot be listened on
+    (another server holds it, or the address is not this machine's); port 0 always works."""
+    from ..errors import WildferError
+
+    if not port:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise WildferError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            s.bind(address)
+        except OSError as e:
+            hint = " (another server is listening there; choose another --port)" if e.errno == errno.EADDRINUSE else ""
+            raise WildferError(f"cannot listen on {host}:{port}: {e.strerror or e}{hint}") from None
