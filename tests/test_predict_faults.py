@@ -373,3 +373,28 @@ def test_predict_counts_and_marks_truncated_photos(cli, tiny_ckpt, tmp_path):
     assert "1 truncated" in text and "cut.jpg" in text
     with open(tmp_path / "r.csv") as fh:
         assert "truncated" in next(csv.reader(fh))
+
+
+# ----------------------------------------------------------------------------- wildfer data info
+
+
+def test_data_info_skips_images_too_small_to_be_faces(cli, tmp_path):
+    import json
+
+    from PIL import Image
+
+    root = tmp_path / "faces"
+    for cls in ("happy", "sad"):
+        (root / cls).mkdir(parents=True)
+        Image.new("L", (48, 48), 90).save(root / cls / "face.png")
+    Image.new("RGB", (1, 1), (120, 80, 40)).save(root / "happy" / "dot.png")
+    Image.new("L", (40, 5), 90).save(root / "sad" / "strip.png")
+    code, text = cli(["data", "info", root, "--json", tmp_path / "info.json"])
+    assert code == 0, text
+    d = json.loads((tmp_path / "info.json").read_text())
+    assert d["n"] == 2 and d["class_totals"] == {**{c: 0 for c in d["classes"]}, "happy": 1, "sad": 1}
+    problems = {Path(s["path"]).name: s["problem"] for s in d["skipped"]}
+    assert set(problems) == {"dot.png", "strip.png"}
+    assert "too small" in problems["dot.png"] and "1x1" in problems["dot.png"]
+    assert "40x5" in problems["strip.png"]
+    assert "2 item(s) skipped" in text and "dot.png" in text

@@ -71,10 +71,15 @@ def resolve_classes(labels: Iterable[str], classes: str | Sequence[str] | None =
     return tuple(normalize_label(c) for c in classes)
 
 
+#: Fewest pixels a face (the image, or its box) may have on a side; smaller ones hold no face.
+MIN_FACE_SIDE = 8
+
+
 def face_from_image(src, box: Sequence[float] | None = None, size: int = 48, *, name: str | None = None) -> np.ndarray:
     """Read ``src`` (see :func:`read_image`), make it grayscale, crop to ``box``
     (``left, top, right, bottom`` in pixels, clipped to the image) and resize to
-    ``size x size`` uint8. Raises :class:`ImageError` for an unusable image or box.
+    ``size x size`` uint8. Raises :class:`ImageError` for an unusable image or box, or
+    a face smaller than :data:`MIN_FACE_SIDE` on a side.
     """
     gray = to_gray(read_image(src, name=name))
     label = name or str(src)
@@ -90,6 +95,10 @@ def face_from_image(src, box: Sequence[float] | None = None, size: int = 48, *, 
         if x1 - x0 < 1 or y1 - y0 < 1:
             raise ImageError(label, f"box ({left:g}, {top:g}, {right:g}, {bottom:g}) covers less than one pixel")
         gray = gray[y0:y1, x0:x1]
+    if min(gray.shape) < MIN_FACE_SIDE:
+        what = "face box" if box is not None else "image"
+        raise ImageError(label, f"{what} too small to hold a face ({gray.shape[1]}x{gray.shape[0]} px; "
+                                f"at least {MIN_FACE_SIDE}x{MIN_FACE_SIDE})")
     if gray.shape != (size, size):
         gray = np.asarray(Image.fromarray(gray).resize((size, size), Image.Resampling.BILINEAR))
     return np.ascontiguousarray(gray, dtype=np.uint8)
