@@ -121,6 +121,23 @@ def test_jpeg_cut_short_with_an_end_marker_is_flagged_truncated(kw):
     assert is_truncated(read_image(_cut_with_end_marker(full, 0.99)))
 
 
+def test_jpeg_cut_short_also_found_after_another_decoder():
+    """The service decodes complete-looking JPEGs with OpenCV, which fills the same grey."""
+    import cv2
+    import numpy as np
+
+    from wildfer.data.images import jpeg_cut_short
+
+    for kw in ({}, {"progressive": True}):
+        full = _jpeg(_photo(), **kw)
+        cut = _cut_with_end_marker(full)
+        decode = lambda d: cv2.imdecode(np.frombuffer(d, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]  # noqa: E731
+        assert jpeg_cut_short(cut, decode(cut))
+        assert not jpeg_cut_short(full, decode(full))
+    grey = _jpeg(np.full((64, 80, 3), 128, np.uint8))
+    assert not jpeg_cut_short(grey, decode(grey))
+
+
 def test_flat_grey_photos_are_not_called_truncated():
     import numpy as np
 

@@ -114,6 +114,26 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def jpeg_cut_short(data: bytes, rgb: np.ndarray) -> bool:
+    """Whether JPEG ``data``, decoded elsewhere (OpenCV) as ``rgb``, ended early: the test
+    :func:`read_image` makes, for callers with their own decoder. Cheap unless a corner of
+    ``rgb`` (where the last block lands after any EXIF rotation) is filler grey or the file
+    is progressive."""
+    a = np.asarray(rgb)
+    corners = (a[-4:, -4:], a[:4, :4], a[:4, -4:], a[-4:, :4])
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.format != "JPEG":
+                return False
+            progressive = bool(img.info.get("progressive") or img.info.get("progression"))
+            if not progressive and not any(c.size and (c == 128).all() for c in corners):
+                return False
+            img.load()
+            return _scan_runs_out(img, data)
+    except Exception:  # noqa: BLE001 - undecodable here: not the case this test is for
+        return False
+
+
 def open_image(src, *, name: str | None = None, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Open ``src`` (path, bytes, file object or PIL image) as an RGB PIL image.
 
