@@ -281,3 +281,23 @@ def test_output_paths_are_checked_before_any_work(cli, tmp_path, small_csv):
     assert code == 2 and "out=" in one_error_line(text) and "is a file" in text
     code, text = cli(["train", *_common(missing, tmp_path / "a_file" / "run")])
     assert code == 2 and "a_file is a file" in one_error_line(text)
+
+
+@pytest.mark.parametrize("name, body, words", [
+    ("keys.yaml", b"1: 2\n", "config key 1: keys are names"),
+    ("mk.yaml", b"model_kwargs: {1: 2}\n", "model_kwargs.1"),
+    ("aug.yaml", b"aug: {3: 1}\n", "aug.3"),
+    ("binary.yaml", b"\xff\xfe\x00bad", "not a text file"),
+    ("list.json", b"[1, 2]", "must be a mapping"),
+    ("folder.yaml", None, "a folder, not a config file"),
+])
+def test_bad_config_files_are_one_line(cli, tmp_path, name, body, words):
+    path = tmp_path / name
+    if body is None:
+        path.mkdir()
+    else:
+        path.write_bytes(body)
+    code, text = cli(["train", "--no-progress", "-c", path, f"out={tmp_path / 'run'}"])
+    line = one_error_line(text)
+    assert code == 2 and words in line, text
+    assert not (tmp_path / "run").exists()

@@ -162,7 +162,7 @@ def check_model_kwargs(model: str, model_kwargs: dict[str, Any]) -> None:
     known = model_keywords(model)
     if known is None:
         return
-    unknown = sorted(set(model_kwargs or {}) - known)
+    unknown = sorted(map(str, set(model_kwargs or {}) - known))
     if unknown:
         raise WildferError(f"config key {', '.join('model_kwargs.' + k for k in unknown)}: not a keyword of model "
                            f"{model!r} (it takes: {', '.join(sorted(known)) or 'none'})")
@@ -217,7 +217,7 @@ def check_aug(aug: dict[str, Any]) -> None:
     from ..data.augment import Augment
 
     fields = [f.name for f in dataclasses.fields(Augment)]
-    unknown = sorted(set(aug or {}) - set(fields))
+    unknown = sorted(map(str, set(aug or {}) - set(fields)))
     if unknown:
         raise WildferError(f"config key {', '.join('aug.' + k for k in unknown)}: not an augmentation parameter "
                            f"(known: {', '.join(fields)})")

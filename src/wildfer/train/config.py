@@ -151,6 +151,8 @@ def _flatten(d: dict[str, Any]) -> dict[str, Any]:
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     out: dict[str, Any] = {}
     for k, v in d.items():
+        if not isinstance(k, str):
+            raise WildferError(f"config key {k!r}: keys are names, not {type(k).__name__}s")
         k = k.replace("-", "_")
         if isinstance(v, dict) and k not in ("model_kwargs", "aug"):
             for kk, vv in _flatten(v).items():
@@ -164,13 +166,21 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise WildferError(f"{path}: config file not found")
-    text = path.read_text()
+    if not path.is_file():
+        raise WildferError(f"{path}: a folder, not a config file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise WildferError(f"{path}: not a text file (a config is YAML, TOML or JSON in UTF-8)") from None
+    except OSError as e:
+        raise WildferError(f"{path}: cannot read config ({e.strerror or e})") from None
     try:
         if path.suffix.lower() == ".toml":
-            return tomllib.loads(text)
-        if path.suffix.lower() == ".json":
-            return json.loads(text)
-        data = yaml.safe_load(text) or {}
+            data = tomllib.loads(text)
+        elif path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            data = yaml.safe_load(text) or {}
     except (yaml.YAMLError, tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
         raise WildferError(f"{path}: cannot parse config ({str(e).splitlines()[0]})") from None
     if not isinstance(data, dict):
