@@ -13,10 +13,9 @@ import io
 import json
 from pathlib import Path
 
+import badinput as bad
 import numpy as np
 import pytest
-
-import badinput as bad
 
 IMAGE_CASES = {c.name: c for c in bad.IMAGE_CASES}
 DECODABLE = [c for c in bad.IMAGE_CASES if c.size is not None]
@@ -330,6 +329,17 @@ def test_broken_config(tmp_path, name, text, problem):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("name,line,key", bad.CONFIG_RANGE_CASES, ids=[c[0] for c in bad.CONFIG_RANGE_CASES])
+def test_out_of_range_config_is_refused_before_work(tmp_path, name, line, key):
+    data = bad.fer_csv(tmp_path, "tiny.csv")
+    run = tmp_path / "run"
+    base = f"data: {data}\nout: {run}\nmodel: shallow\n" + ("" if name == "epochs_0" else "epochs: 1\n")
+    cfg = bad.config(tmp_path, base + line + "\n")
+    assert_one_line_error(run_cli("train", "--config", cfg, "--no-progress"), key)
+    assert not run.exists()
+
+
+
 # ----------------------------------------------------------------------------- hostile checkpoints
 
 
@@ -343,9 +353,73 @@ def test_hostile_checkpoint_as_model_is_refused(photos, tmp_path, zip_format):
     assert not marker.exists()
 
 
+def _resume_config(tmp_path, run):
+    data = bad.fer_csv(tmp_path, "tiny.csv")
+    return bad.config(tmp_path, f"data: {data}\nout: {run}\nepochs: 1\nmodel: shallow\nsubset: 8\n", "resume.yaml")
+
+
+@pytest.mark.parametrize("zip_format", [True, False], ids=["torch_save", "bare_pickle"])
+def test_resume_from_hostile_last_pt_is_refused(tmp_path, zip_format):
+    marker = tmp_path / "code_ran"
+    run = tmp_path / "run"
+    last = bad.hostile_checkpoint(run / "last.pt", marker, zip_format=zip_format)
+    cfg = _resume_config(tmp_path, run)
+    assert_one_line_error(run_cli("train", "--config", cfg, "--resume", "--no-progress"), str(last))
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("kind", ["list", "text"])
+def test_resume_from_non_checkpoint_is_refused(tmp_path, kind):
+    run = tmp_path / "run"
+    if kind == "list":
+        last = bad.not_a_checkpoint(run / "last.pt")
+    else:
+        run.mkdir()
+        last = run / "last.pt"
+        last.write_text("not a checkpoint")
+    cfg = _resume_config(tmp_path, run)
+    assert_one_line_error(run_cli("train", "--config", cfg, "--resume", "--no-progress"), str(last))
+
+
 def test_ensemble_specs_in_a_ring_are_refused(photos, tmp_path):
     a, selfish = bad.ensemble_cycle(tmp_path)
     data = bad.fer_csv(tmp_path, "tiny.csv")
     for spec, ring in ((a, f"{a} -> {tmp_path / 'b.json'} -> {a}"), (selfish, f"{selfish} -> {selfish}")):
         assert_one_line_error(run_cli("predict", photos["good"], "--model", spec), ring)
         assert_one_line_error(run_cli("evaluate", data, "--model", spec), ring)
+
+
+# ----------------------------------------------------------------------------- output paths
+
+
+@pytest.fixture()
+def no_work(monkeypatch):
+    """Fails the test if a photo is prepared or a model evaluated."""
+    from wildfer.evaluate import core
+    from wildfer.wild.recognizer import Recognizer
+
+    def refuse(*a, **k):
+        raise AssertionError("work started before the output paths were checked")
+
+    monkeypatch.setattr(Recognizer, "_prepare", refuse)
+    monkeypatch.setattr(core, "evaluate", refuse)
+
+
+#: (command, options) whose output path is a folder where a file goes, a file where a folder goes,
+#: or lies under a file
+OUTPUT_CASES = [
+    ("predict", ["--json", "DIR"]), ("predict", ["--csv", "DIR"]), ("predict", ["--csv", "FILE/x.csv"]),
+    ("predict", ["--out", "FILE", "--annotate"]), ("evaluate", ["--json", "DIR"]), ("evaluate", ["--out", "FILE"]),
+    ("evaluate", ["--save-probs", "DIR.npz"]),
+]
+
+
+@pytest.mark.parametrize("command,options", OUTPUT_CASES, ids=[" ".join([c, *o]) for c, o in OUTPUT_CASES])
+def test_bad_output_path_is_refused_before_work(photos, tmp_path, no_work, command, options):
+    (tmp_path / "DIR").mkdir()
+    (tmp_path / "DIR.npz").mkdir()
+    (tmp_path / "FILE").write_text("already here")
+    source = photos["good"] if command == "predict" else bad.fer_csv(tmp_path, "tiny.csv")
+    opts = [str(tmp_path / o) if o[0].isupper() else o for o in options]
+    named = str(tmp_path / options[1].split("/")[0])
+    assert_one_line_error(run_cli(command, source, *opts, "--model", "fast"), named)
