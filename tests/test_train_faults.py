@@ -189,6 +189,33 @@ def test_builtin_spec_that_lists_itself_is_unavailable_and_says_why(tmp_path, mo
         loader.load_model("accurate")
 
 
+@pytest.mark.parametrize("body, words", [
+    ({"weights": ["a"]}, "weights must be a list of 1 numbers"),
+    ({"weights": 3}, "weights must be a list of 1 numbers"),
+    ({"crop": "abc"}, '"crop" must be a whole number'),
+    ({"classes": 5}, '"classes" must be a list of class names'),
+])
+def test_ensemble_spec_fields_of_the_wrong_kind(tmp_path, body, words):
+    import json
+
+    import numpy as np
+
+    from wildfer.errors import ModelError
+    from wildfer.models.ensemble import ensemble_weights
+    from wildfer.models.loader import load_model, save_checkpoint
+    from wildfer.models.registry import create_model
+
+    net = create_model("shallow", num_classes=7, num_filters=4)
+    save_checkpoint(tmp_path / "m.pt", net, arch="shallow", model_kwargs={"num_filters": 4},
+                    classes=[str(i) for i in range(7)])
+    spec = tmp_path / "s.json"
+    spec.write_text(json.dumps({"arch": "ensemble", "members": ["m.pt"], **body}))
+    with pytest.raises(ModelError, match=words) as e:
+        load_model(spec)
+    assert str(e.value).startswith(str(spec))
+    assert ensemble_weights(np.array([1.0, 3.0]), 2).tolist() == [0.25, 0.75]
+
+
 def test_ensemble_spec_may_list_one_member_twice(tmp_path):
     """Listing a member twice (a weight of 2) is no cycle."""
     import json

@@ -47,6 +47,9 @@ def ensemble_weights(weights: Sequence[float] | None, n: int) -> np.ndarray:
     """``weights`` for ``n`` ensemble members, normalised to sum 1 (equal when ``None``)."""
     if weights is None:
         return np.full(n, 1.0 / n)
+    if isinstance(weights, (str, bytes)) or not isinstance(weights, (Sequence, np.ndarray)) or not all(
+            isinstance(x, (int, float, np.number)) and not isinstance(x, bool) for x in weights):
+        raise ModelError(f"ensemble weights must be a list of {n} numbers >= 0 with a positive sum, not {weights!r}")
     w = np.asarray([float(x) for x in weights], dtype=np.float64)
     if len(w) != n:
         raise ModelError(f"{len(w)} ensemble weight(s) for {n} model(s): the weights must be {n} numbers >= 0 "
@@ -225,10 +228,15 @@ def _load_spec(path: Path, name: str):
     members = spec.get("members")
     if not isinstance(members, list) or not members or not all(isinstance(m, str) for m in members):
         raise ModelError(f"{path}: \"members\" must be a non-empty list of model names or paths")
+    crop, classes = spec.get("crop", 44), spec.get("classes")
+    if not isinstance(crop, int) or isinstance(crop, bool):
+        raise ModelError(f"{path}: \"crop\" must be a whole number of pixels, not {crop!r}")
+    if classes is not None and (not isinstance(classes, list) or not all(isinstance(c, str) for c in classes)):
+        raise ModelError(f"{path}: \"classes\" must be a list of class names, not {classes!r}")
     resolved = [m if (m in BUILTIN or os.path.isabs(m)) else str(path.parent / m) for m in members]
     try:
         return ensemble_classifier(resolved, weights=spec.get("weights"), tta=spec.get("tta"),
-                                   crop=int(spec.get("crop", 44)), name=name or str(path), classes=spec.get("classes"),
+                                   crop=crop, name=name or str(path), classes=classes,
                                    meta={k: v for k, v in spec.items() if k not in ("members", "weights", "tta", "crop")})
     except SpecCycleError:
         raise  # names its files already
