@@ -128,10 +128,12 @@ def test_jpeg_cut_short_also_found_after_another_decoder():
 
     from wildfer.data.images import jpeg_cut_short
 
+    def decode(data):
+        return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
+
     for kw in ({}, {"progressive": True}):
         full = _jpeg(_photo(), **kw)
         cut = _cut_with_end_marker(full)
-        decode = lambda d: cv2.imdecode(np.frombuffer(d, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]  # noqa: E731
         assert jpeg_cut_short(cut, decode(cut))
         assert not jpeg_cut_short(full, decode(full))
     grey = _jpeg(np.full((64, 80, 3), 128, np.uint8))
@@ -274,7 +276,7 @@ def test_ctrl_c_keeps_finished_photos_and_resume_completes_them(cli, tiny_ckpt, 
             time.sleep(0.02)
         seen = [r["path"] for r in read_progress(side)]
         proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=120)
+        _, stderr = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -336,6 +338,18 @@ def test_csv_resume_drops_rows_of_unfinished_photos(cli, tiny_ckpt, wild_dir, tm
     with open(out_csv) as fh:
         assert len(list(csv.DictReader(fh))) == 3
     assert json.loads(lines[2])["path"] == str(src / "c.jpg")
+    # the outputs of a model with other classes are not completed with this one's
+    from wildfer.labels import FERPLUS_CLASSES
+    from wildfer.models import create_model
+    from wildfer.models.loader import save_checkpoint
+
+    other = tmp_path / "ferplus.pt"
+    save_checkpoint(other, create_model("shallow", num_classes=8, num_filters=4, hidden=8), arch="shallow",
+                    model_kwargs={"num_filters": 4, "hidden": 8}, classes=FERPLUS_CLASSES)
+    code, text = cli(["predict", src, "--model", other, "--csv", out_csv, "--resume"])
+    assert code == 2 and "cannot resume" in text and "Traceback" not in text
+    with open(out_csv) as fh:
+        assert len(list(csv.DictReader(fh))) == 3
 
 
 def test_interrupted_video_leaves_no_file_under_its_final_name(tmp_path, tiny_ckpt, monkeypatch):

@@ -130,7 +130,7 @@ def read_progress(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def _read_report(path: Path) -> list[dict[str, Any]]:
+def _read_report(path: Path, labels) -> list[dict[str, Any]]:
     try:
         rep = json.loads(Path(path).read_text())
     except FileNotFoundError:
@@ -139,10 +139,13 @@ def _read_report(path: Path) -> list[dict[str, Any]]:
         raise WildferError(f"{path}: cannot resume, not a predict JSON report ({str(e)[:80]})") from None
     if not isinstance(rep, dict) or not all(isinstance(rep.get(k, []), list) for k in ("images", "videos", "unreadable")):
         raise WildferError(f"{path}: cannot resume, not a predict JSON report")
+    if rep.get("labels", list(labels)) != list(labels):
+        raise WildferError(f"{path}: cannot resume, it was made by a model with the classes {', '.join(rep['labels'])}, "
+                           f"not {', '.join(labels)}")
     return [r for k in ("images", "videos", "unreadable") for r in rep.get(k, []) if isinstance(r, dict) and "path" in r]
 
 
-def _csv_rows(path: Path) -> tuple[list[str], list[list[str]]] | None:
+def _csv_rows(path: Path, labels) -> tuple[list[str], list[list[str]]] | None:
     try:
         with open(path, newline="") as fh:
             rows = list(csv.reader(fh))
@@ -152,7 +155,12 @@ def _csv_rows(path: Path) -> tuple[list[str], list[list[str]]] | None:
         raise WildferError(f"{path}: cannot resume, not a readable CSV ({str(e)[:80]})") from None
     if not rows or not rows[0] or rows[0][0] != "path":
         raise WildferError(f"{path}: cannot resume, not a predict CSV (no 'path' column first)")
-    return rows[0], rows[1:]
+    header = rows[0]
+    classes = header[len(CSV_COLUMNS):header.index("flags")] if "flags" in header else None
+    if classes != list(labels):
+        raise WildferError(f"{path}: cannot resume, its columns are not those of a model with the classes "
+                           f"{', '.join(labels)}")
+    return header, rows[1:]
 
 
 def _face_rows(record: dict[str, Any], labels, frame=None, truncated=False) -> list[list[Any]]:
@@ -180,13 +188,14 @@ def _records_from_csv(header: list[str], rows: list[list[str]]) -> list[dict[str
     """Records rebuilt from a finished CSV (no progress file beside it): enough to count and
     list its photos' faces. Photos without faces have no rows there and are done again."""
     by_path: dict[str, dict[str, Any]] = {}
+    classes = header[len(CSV_COLUMNS):header.index("flags")]
     for row in rows:
         d = dict(zip(header, row))
         if not d.get("path"):
             continue
         try:
             face = {"box": [float(d[k]) for k in ("left", "top", "right", "bottom")], "score": float(d["score"]),
-                    "label": d["label"], "probabilities": {c: float(d[c]) for c in header[len(CSV_COLUMNS):-2]},
+                    "label": d["label"], "probabilities": {c: float(d[c]) for c in classes},
                     "flags": [f for f in d.get("flags", "").split(";") if f]}
         except (KeyError, ValueError):
             raise WildferError(f"cannot resume: a row for {d['path']} in the CSV is damaged") from None
@@ -233,9 +242,9 @@ class ResultWriter:
             if progress is not None and progress.exists():
                 records = read_progress(progress)
             elif report is not None:
-                records = _read_report(report)
+                records = _read_report(report, self.labels)
             elif csv_file is not None:
-                old = _csv_rows(csv_file)
+                old = _csv_rows(csv_file, self.labels)
                 records = _records_from_csv(*old) if old else []
         self.done = {r["path"]: r for r in records if r["path"] in inputs}
         self._log = self._csv = self._csv_fh = None
@@ -247,7 +256,7 @@ class ResultWriter:
         if csv_file is not None:
             kept: list[list[str]] = []
             if resume:
-                old = _csv_rows(csv_file)
+                old = _csv_rows(csv_file, self.labels)
                 kept = [r for r in old[1] if r and r[0] in self.done] if old else []
             csv_file.parent.mkdir(parents=True, exist_ok=True)
             with written_whole(csv_file) as tmp, open(tmp, "w", newline="") as fh:
@@ -300,7 +309,13 @@ def run_predict(paths, *, model=None, detector="yunet", mode="detect", out=None,
                 annotate=False, saliency=None, video_stride=5, max_side=640, batch=16, tta=False,
                 resume=False) -> int:
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     from .annotate import annotate as draw
     from .recognizer import Recognizer, _saliency_methods
