@@ -169,6 +169,20 @@ def test_recognizer_result_says_truncated(tiny_rec, tmp_path):
     assert whole.truncated is False and whole.to_dict()["truncated"] is False
 
 
+def test_service_answers_truncated_for_a_cut_jpeg(tiny_rec):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from wildfer.serve.app import create_app
+
+    full = _jpeg(_photo())
+    with TestClient(create_app(tiny_rec, timeout=60, threads=1), base_url="http://127.0.0.1") as client:
+        for data, expected in ((_cut_with_end_marker(full), True), (full, False)):
+            r = client.post("/v1/predict", content=data, headers={"content-type": "image/jpeg"})
+            assert r.status_code == 200, r.text
+            assert r.json()["truncated"] is expected
+
+
 def _png(a) -> bytes:
     import io
 

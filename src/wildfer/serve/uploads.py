@@ -202,7 +202,7 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
     """
     from PIL import Image, UnidentifiedImageError
 
-    from ..data.images import read_image
+    from ..data.images import TruncatedImage, jpeg_cut_short, read_image
 
     try:
         with warnings.catch_warnings():
@@ -221,8 +221,8 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
                           "too_many_pixels")
     if fmt == "JPEG" and mode in ("RGB", "L") and data.endswith(b"\xff\xd9"):
         rgb = _cv2_jpeg(data)
-        if rgb is not None:
-            return rgb
+        if rgb is not None:  # a JPEG cut short but ending in an end marker decodes here too
+            return rgb.view(TruncatedImage) if jpeg_cut_short(data, rgb) else rgb
     try:
         return read_image(data, name="upload", max_pixels=max_pixels)
     except ImageError as e:
