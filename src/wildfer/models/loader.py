@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,16 +138,30 @@ def one_line(text: str) -> str:
     return " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(text)).split())
 
 
-def load_failure_reason(e: Exception) -> str:
+def load_failure_reason(e: Exception, path: str | os.PathLike | None = None) -> str:
     """Why ``torch.load(weights_only=True)`` refused a file, in full and on one line: for the safe
-    unpickler's refusals its own explanation, without torch's advice on loading unsafely."""
+    unpickler's refusals its own explanation, without torch's advice on loading unsafely; with
+    ``path``, whether the file is a PyTorch file at all (a zip archive or a pickle)."""
     text = str(e)
     if isinstance(e, EOFError):
         return "the file is empty or cut short"
     if "WeightsUnpickler error:" in text:
         reason = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation of torch.load", 1)[0]
-        return "holds something other than tensors and plain values: " + one_line(reason)
-    return f"{type(e).__name__}: {one_line(text)}" if text.strip() else type(e).__name__
+        reason = "holds something other than tensors and plain values: " + one_line(reason)
+    else:
+        reason = f"{type(e).__name__}: {one_line(text)}" if text.strip() else type(e).__name__
+    if path is not None:
+        import zipfile
+
+        try:
+            with open(path, "rb") as f:
+                head = f.read(2)
+            is_torch = zipfile.is_zipfile(path) or head[:1] == b"\x80"  # torch.save's zip, or a legacy pickle
+        except OSError:
+            is_torch = True
+        if not is_torch:
+            return f"not a PyTorch file: neither a zip archive nor a pickle; {reason}"
+    return reason
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
@@ -158,9 +173,11 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     if not path.is_file():
         raise ModelError(f"{path}: not a file")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's notes on odd pickles: the error below says what matters
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling problem is a bad file for the user
-        raise ModelError(f"{path}: not a readable wildfer checkpoint ({load_failure_reason(e)})") from None
+        raise ModelError(f"{path}: not a readable wildfer checkpoint ({load_failure_reason(e, path)})") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "arch" not in ckpt:
         got = f"a {type(ckpt).__name__}" if not isinstance(ckpt, dict) else "a dict without them"
         raise ModelError(f"{path}: not a wildfer checkpoint (no 'arch' / 'state_dict'; it holds {got})")

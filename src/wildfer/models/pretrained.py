@@ -121,7 +121,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     except Exception as e:  # noqa: BLE001 - any unreadable file is the user's wrong file
         from .loader import load_failure_reason
 
-        raise ModelError(f"{path}: not a readable weights file ({load_failure_reason(e)})") from None
+        raise ModelError(f"{path}: not a readable weights file ({load_failure_reason(e, path)})") from None
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
