@@ -176,7 +176,8 @@ def bomb_png(folder: Path, side: int = 20000) -> Path:
 
 
 def huge_solid(folder: Path, side: int = 8000) -> Path:
-    """An 8000 x 8000 photo of one colour (64 MP: under the library's limit, over the server's)."""
+    """A ``side`` x ``side`` photo of one colour (8000: 64 MP, under the library's limit and over
+    the service's 40 MP)."""
     return _save(Image.new("RGB", (side, side), (90, 140, 200)), Path(folder) / f"solid_{side}.jpg", quality=80)
 
 
@@ -252,6 +253,7 @@ IMAGE_CASES = [
     ImageCase("bomb_png_20000", bomb_png, None, "too large", 413),
     ImageCase("bomb_png_12000", lambda f: bomb_png(f, 12000), None, "too large", 413),
     ImageCase("huge_solid_8000", huge_solid, (8000, 8000), "", 413),
+    ImageCase("large_solid_4000", lambda f: huge_solid(f, 4000), (4000, 4000)),  # 16 MP: the service shrinks it
     ImageCase("tiny_1x1", lambda f: tiny(f, 1), (1, 1)),
     ImageCase("tiny_2x2", lambda f: tiny(f, 2), (2, 2)),
     ImageCase("corrupt_idat_png", corrupt_idat_png, None, "decode", 422),

@@ -197,12 +197,16 @@ def test_http_predict_and_explain(client, photos, case):
                 assert case.problem in js["detail"], js["detail"]
 
 
-def test_http_explain_png_of_rotated_photo(client, photos):
+def test_http_explain_png_of_rotated_and_large_photos(client, photos):
     from PIL import Image
 
     r = upload(client, photos["exif_rotated_jpeg"], "/v1/explain")
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"
     assert Image.open(io.BytesIO(r.content)).size == (64, 48)
+    r = upload(client, photos["large_solid_4000"], "/v1/explain")  # overlay drawn at most 1 MP, same shape
+    assert r.status_code == 200
+    w, h = Image.open(io.BytesIO(r.content)).size
+    assert w == h and w * h <= 1_000_000
 
 
 @pytest.fixture(scope="module")
