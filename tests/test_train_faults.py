@@ -267,6 +267,17 @@ def test_ensemble_spec_may_list_one_member_twice(tmp_path):
     ("model_kwargs.num_classes=3", "num_classes"),
     ("aug.bogus=1", "bogus"),
     ("aug.erase=1.5", "erase"),
+    ("aug.scale=[0.5]", "aug.scale=[0.5]: must be two numbers"),
+    ("aug.jpeg_quality=[80,20]", "aug.jpeg_quality"),
+    ("grad_clip=-1", "grad_clip=-1"),
+    ("early_stop=-1", "early_stop=-1"),
+    ("seed=-1", "seed=-1"),
+    ("gamma=0", "gamma=0"),
+    ("warmup_epochs=-1", "warmup_epochs=-1"),
+    ("min_lr=-1", "min_lr=-1"),
+    ("budget_epochs=0", "budget_epochs=0"),
+    ("plateau_patience=-1", "plateau_patience=-1"),
+    ("model_kwargs.num_filters=-1", "cannot be built"),  # a keyword the model takes, a value it cannot use
 ])
 def test_bad_config_values_fail_before_the_run_folder_exists(cli, tmp_path, small_csv, bad, words):
     out = tmp_path / "run"
