@@ -340,3 +340,16 @@ def test_bad_config_files_are_one_line(cli, tmp_path, name, body, words):
     line = one_error_line(text)
     assert code == 2 and words in line, text
     assert not (tmp_path / "run").exists()
+
+
+def test_sanity_finds_the_default_data_under_wildfer_data(tmp_path, monkeypatch):
+    from wildfer.train.config import TrainConfig
+    from wildfer.train.sanity import _default_data
+
+    target = tmp_path / "data" / TrainConfig().data
+    target.parent.mkdir(parents=True)
+    fer_csv(target, [(i % 7, "Training") for i in range(8)])
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("WILDFER_SHARED_DATA", raising=False)
+    monkeypatch.setenv("WILDFER_DATA", str(tmp_path / "data"))
+    assert _default_data() == target

@@ -41,11 +41,12 @@ class Check:
 
 
 def _default_data() -> Path | None:
-    """The training default's FER2013 path (relative to the working folder), else
-    ``$WILDFER_SHARED_DATA/fer2013/fer2013.csv.gz`` (the test suite's variable)."""
+    """The training default's FER2013 path (from the working folder, else under ``$WILDFER_DATA``),
+    else ``$WILDFER_SHARED_DATA/fer2013/fer2013.csv.gz`` (the test suite's variable)."""
+    from ..data.paths import data_path
     from .config import TrainConfig
 
-    cands = [Path(TrainConfig().data)]
+    cands = [data_path(TrainConfig().data)]
     if os.environ.get("WILDFER_SHARED_DATA"):
         cands.append(Path(os.environ["WILDFER_SHARED_DATA"]) / "fer2013" / "fer2013.csv.gz")
     return next((c for c in cands if c.exists()), None)
