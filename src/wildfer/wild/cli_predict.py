@@ -8,10 +8,10 @@ when nothing at all could be processed. Photos whose file ended early (see
 Output paths are checked before the model is loaded. Results are written as they are made:
 every finished input (photo, video or unreadable file) is one line of a progress file beside
 the JSON output (``out.json`` -> ``out.json.jsonl``; a ``--json`` name ending in ``.jsonl``
-is that file itself, and stays the output) and its CSV rows are appended, both flushed after
-each batch. The JSON report is assembled from the progress file at the end, and also when the
-run is interrupted (Ctrl-C: exit code 130 and a line saying how many photos the output holds);
-the progress file is removed once the report is complete. ``--resume`` keeps what an output
+is that file itself, and stays the output) and its CSV rows are appended, both flushed as
+each input is finished. The JSON report is assembled from the progress file at the end, and
+also when the run is interrupted (Ctrl-C: exit code 130 and a line saying how many photos the
+output holds); the progress file is removed once the outputs are complete. ``--resume`` keeps what an output
 already holds, skips those inputs and completes it. Annotated images, overlays, videos and the
 report are written under a temporary name in their folder and renamed when whole, so no file
 under its final name is ever half written.
@@ -361,6 +361,7 @@ def run_predict(paths, *, model=None, detector="yunet", mode="detect", out=None,
 
     def finished(r: dict[str, Any]) -> None:
         writer.add(r)
+        writer.flush()
         records[r["path"]] = r
 
     def save_image_outputs(res, work, rel: Path, src: Path):
@@ -392,7 +393,6 @@ def run_predict(paths, *, model=None, detector="yunet", mode="detect", out=None,
                     save_image_outputs(res, work, rel, src)
                     finished(res.to_dict())
                     bar.advance(task)
-                writer.flush()
                 pending.clear()
 
             for src, rel in todo:
@@ -408,7 +408,6 @@ def run_predict(paths, *, model=None, detector="yunet", mode="detect", out=None,
                         finished(v)
                     except WildferError as e:
                         finished({"path": str(src), "error": str(e)})
-                    writer.flush()
                     bar.update(task, description="predict")
                     bar.advance(task)
                     continue
