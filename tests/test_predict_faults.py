@@ -259,6 +259,19 @@ def test_predict_checks_output_paths_before_any_work(cli, tmp_path, case):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adir", "afile", "in"]  # nothing written
 
 
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes into read-only folders")
+def test_predict_refuses_an_unwritable_output_folder(cli, tmp_path):
+    photo = _noise_photos(tmp_path / "in", 1)[0]
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        code, text = cli(["predict", photo, "--model", tmp_path / "missing.pt", "--json", locked / "sub" / "r.json"])
+    finally:
+        locked.chmod(0o700)
+    assert code == 2 and "not writable" in text and str(locked) in text and "Traceback" not in text
+
+
 def test_predict_resume_needs_an_output(cli, tiny_ckpt, tmp_path):
     photo = _noise_photos(tmp_path, 1)[0]
     code, text = cli(["predict", photo, "--model", tiny_ckpt, "--resume"])
