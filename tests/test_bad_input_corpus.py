@@ -239,11 +239,16 @@ def test_exif_rotated_portrait_is_detected_upright(recognizer, client, portrait,
 
 
 @pytest.mark.parametrize("case", bad.FER_CASES, ids=lambda c: c.name)
-@pytest.mark.parametrize("command", ["data info", "evaluate"])
+@pytest.mark.parametrize("command", ["data info", "evaluate", "train"])
 def test_broken_fer2013_csv(tmp_path, case, command):
     path = case.write(tmp_path)
-    args = ["data", "info", path] if command == "data info" else ["evaluate", path, "--model", "fast"]
-    line = assert_one_line_error(run_cli(*args), str(path), case.problem)
+    if command == "train":  # the data is read after the config is checked, before the run folder exists
+        cfg = bad.config(tmp_path, f"data: {path}\nout: {tmp_path / 'run'}\nepochs: 1\nmodel: shallow\n")
+        line = assert_one_line_error(run_cli("train", "--config", cfg, "--no-progress"), str(path))
+        assert not (tmp_path / "run").exists()
+    else:
+        args = ["data", "info", path] if command == "data info" else ["evaluate", path, "--model", "fast"]
+        line = assert_one_line_error(run_cli(*args), str(path), case.problem)
     if case.row is not None:
         assert f"row {case.row}: " in line
 
