@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from test_data_cli import fer_csv, one_error_line
 from wildfer.errors import WildferError
 from wildfer.paths import check_output_dir, check_output_file
 
@@ -39,8 +40,6 @@ def test_check_output_dir(tmp_path, monkeypatch):
 
 
 # ----------------------------------------------------------------------------- helpers
-
-from test_data_cli import fer_csv, one_error_line  # noqa: E402
 
 
 @pytest.fixture
