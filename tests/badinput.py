@@ -210,6 +210,18 @@ def corrupt_ihdr_png(folder: Path) -> Path:
     return p
 
 
+def text_bomb_png(folder: Path) -> Path:
+    """A small PNG carrying a compressed text chunk that inflates to 8 MB: a decompression bomb
+    outside the pixels, which Pillow refuses (text chunks are capped at 1 MB)."""
+    buf = io.BytesIO()
+    Image.fromarray(pattern()).save(buf, format="PNG")
+    png = buf.getvalue()
+    text = zlib.compress(b"A" * 8_000_000, 9)
+    p = Path(folder) / "text_bomb.png"
+    p.write_bytes(png[:33] + _png_chunk(b"zTXt", b"Comment\x00\x00" + text) + png[33:])  # after IHDR
+    return p
+
+
 def text_as_video(folder: Path) -> Path:
     p = Path(folder) / "clip.mp4"
     p.write_text("not a video")
@@ -258,6 +270,7 @@ IMAGE_CASES = [
     ImageCase("tiny_2x2", lambda f: tiny(f, 2), (2, 2)),
     ImageCase("corrupt_idat_png", corrupt_idat_png, None, "decode", 422),
     ImageCase("corrupt_ihdr_png", corrupt_ihdr_png, None, "", 422),
+    ImageCase("text_bomb_png", text_bomb_png, None, "too large", 422),
 ]
 
 
