@@ -287,7 +287,7 @@ def test_ctrl_c_keeps_finished_photos_and_resume_completes_them(cli, tiny_ckpt, 
 
     from wildfer.wild.cli_predict import read_progress
 
-    photos = _noise_photos(tmp_path / "in", 20)
+    photos = _noise_photos(tmp_path / "in", 20, size=(150, 200))
     out = tmp_path / "res" / "out.json"
     side = out.with_name("out.json.jsonl")
     # search mode: the search fallback over windows of photos without faces makes each photo slow
