@@ -4,8 +4,8 @@ before any work and before anything is written."""
 from __future__ import annotations
 
 import pytest
-
 from test_data_cli import fer_csv, one_error_line
+
 from wildfer.errors import WildferError
 from wildfer.paths import check_output_dir, check_output_file
 

@@ -234,7 +234,7 @@ def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
 RESUME_KEYS = ("optimizer", "schedule", "epoch", "best", "generator")
 
 
-def resume_state(last: Path, cfg: TrainConfig, model: nn.Module, opt: torch.optim.Optimizer, sched: "LRSchedule",
+def resume_state(last: Path, cfg: TrainConfig, model: nn.Module, opt: torch.optim.Optimizer, sched: LRSchedule,
                  gen: torch.Generator, rank: int = 0) -> tuple[int, float, list, int]:
     """Load ``last`` (a checkpoint written by this loop) into ``model``, ``opt``, ``sched`` and
     ``gen``; ``(start_epoch, best, history, bad_epochs)``. Anything else -- not a checkpoint, the
