@@ -352,3 +352,14 @@ def test_sanity_finds_the_default_data_under_wildfer_data(tmp_path, monkeypatch)
     monkeypatch.delenv("WILDFER_SHARED_DATA", raising=False)
     monkeypatch.setenv("WILDFER_DATA", str(tmp_path / "data"))
     assert _default_data() == target
+
+
+def test_a_config_built_in_code_is_checked_by_the_trainer(tmp_path):
+    from wildfer.train import TrainConfig, Trainer
+
+    for bad, words in ((dict(epochs="3"), "epochs='3': must be an integer"), (dict(batch_size=0), "batch_size=0"),
+                       (dict(model_kwargs={"bogus": 1}), "model_kwargs.bogus")):
+        cfg = TrainConfig(model="shallow", out=str(tmp_path / "run"), data=str(tmp_path / "none.csv"), **bad)
+        with pytest.raises(WildferError, match=words):
+            Trainer(cfg)
+    assert not (tmp_path / "run").exists()

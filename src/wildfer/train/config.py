@@ -114,10 +114,11 @@ class TrainConfig:
         return cfg
 
     def check(self) -> None:
-        """Raise :class:`WildferError` for a value out of range, an unknown choice or a
-        ``model_kwargs`` / ``aug`` key the model or augmentation lacks (:mod:`.checks`)."""
+        """Raise :class:`WildferError` for a value of the wrong type or out of range, an unknown
+        choice or a ``model_kwargs`` / ``aug`` key the model or augmentation lacks (:mod:`.checks`)."""
         from .checks import check_config
 
+        _check_types(type(self), {f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
         check_config(self)
 
 
