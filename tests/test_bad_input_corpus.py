@@ -209,6 +209,22 @@ def test_http_explain_png_of_rotated_and_large_photos(client, photos):
     assert w == h and w * h <= 1_000_000
 
 
+def test_truncated_jpeg_with_end_marker_is_flagged(recognizer, client, photos, tmp_path):
+    """A JPEG cut short but given an end marker decodes (the rest grey): kept, and marked."""
+    cut = bad.truncated_jpeg_with_eoi(tmp_path)
+    res = recognizer.predict(cut).to_dict()
+    assert (res["width"], res["height"]) == (96, 96) and res["truncated"] is True
+    assert not recognizer.predict(photos["good"]).to_dict().get("truncated")
+    r = upload(client, cut)
+    assert r.status_code == 200 and r.json()["truncated"] is True
+    assert upload(client, photos["good"]).json().get("truncated") is False
+    code, _, err = run_cli("predict", cut, photos["good"], "--model", "fast", "--json", tmp_path / "p.json")
+    assert code == 0, err
+    flags = {r["path"]: r.get("truncated") for r in json.loads((tmp_path / "p.json").read_text())["images"]}
+    assert flags[str(cut)] is True and not flags[str(photos["good"])]
+    assert f"truncated {cut}" in err
+
+
 @pytest.fixture(scope="module")
 def portrait(wild_dir):
     """A KDEF portrait (281 x 381, one face)."""
