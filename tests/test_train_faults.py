@@ -315,6 +315,9 @@ def test_output_paths_are_checked_before_any_work(cli, tmp_path, small_csv):
         assert code == 2 and "--out" in one_error_line(text) and "is a file" in text
     code, text = cli(["export", str(tmp_path / "no_such.pt"), "--onnx", tmp_path])
     assert code == 2 and "--onnx" in one_error_line(text) and "is a folder" in text
+    for opset in ("1", "99"):
+        code, text = cli(["export", str(tmp_path / "no_such.pt"), "--onnx", tmp_path / "m.onnx", "--opset", opset])
+        assert code == 2 and f"--opset {opset}: this torch exports ONNX opsets" in one_error_line(text)
     code, text = cli(["train", *_common(missing, tmp_path / "a_file")])
     assert code == 2 and "out=" in one_error_line(text) and "is a file" in text
     code, text = cli(["train", *_common(missing, tmp_path / "a_file" / "run")])

@@ -20,11 +20,15 @@ def register(app, panel: str) -> None:
         import numpy as np
         from rich.console import Console
 
+        from ..errors import WildferError
         from ..paths import check_output_file
         from .loader import load_model
-        from .onnx import OnnxRunner, export_onnx
+        from .onnx import OnnxRunner, export_onnx, onnx_opsets
 
         console = Console()
+        lo, hi = onnx_opsets()
+        if not lo <= opset <= hi:
+            raise WildferError(f"--opset {opset}: this torch exports ONNX opsets {lo} to {hi}")
         check_output_file(onnx, "--onnx")  # before the model is loaded and traced
         clf = load_model(model)
         path = export_onnx(clf, onnx, opset)

@@ -22,6 +22,15 @@ from ..errors import ModelError
 from .loader import Classifier, load_model, one_line
 
 
+def onnx_opsets() -> tuple[int, int]:
+    """The lowest and highest ONNX opset this torch's exporter writes."""
+    try:
+        from torch.onnx import _constants
+    except ImportError:  # pragma: no cover - a torch that moved them
+        return 7, 20
+    return int(getattr(_constants, "ONNX_MIN_OPSET", 7)), int(getattr(_constants, "ONNX_MAX_OPSET", 20))
+
+
 def onnx_bytes(clf: Classifier, opset: int = 17) -> bytes:
     net = clf.net.eval()
     x = torch.zeros(1, int(getattr(net, "in_chans", 1)), clf.size, clf.size)
