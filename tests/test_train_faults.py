@@ -3,6 +3,8 @@ before any work and before anything is written."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from test_data_cli import fer_csv, one_error_line
 
@@ -297,6 +299,21 @@ def test_model_kwargs_are_checked_against_the_model_class_signature():
 
 
 # ----------------------------------------------------------------------------- output paths, before any work
+
+
+def test_train_refuses_an_unwritable_out_before_reading_data(cli, tmp_path, monkeypatch):
+    import os
+
+    real = os.access
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    # a folder the user may not write to (faked: the tests may run as root, who may write anywhere)
+    monkeypatch.setattr("wildfer.paths.os.access",
+                        lambda p, mode: False if Path(p) == locked else real(p, mode))
+    code, text = cli(["train", *_common(tmp_path / "no_such.csv", locked / "run")])
+    assert code == 2 and f"folder {locked} is not writable" in one_error_line(text)
+    code, text = cli(["evaluate", tmp_path / "no_such.csv", "--json", locked / "r.json"])
+    assert code == 2 and f"folder {locked} is not writable" in one_error_line(text)
 
 
 def test_output_paths_are_checked_before_any_work(cli, tmp_path, small_csv):
