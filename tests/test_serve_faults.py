@@ -166,6 +166,16 @@ def test_recognizer_never_sees_more_than_work_pixels():
     assert rec.shapes[1][:2] == (200, 300)  # a photo under the bound is not touched
 
 
+def test_work_copy_keeps_the_truncated_mark():
+    from wildfer.data.images import TruncatedImage, is_truncated
+    from wildfer.serve.uploads import shrink_to
+
+    big = np.zeros((1000, 1500, 3), np.uint8)
+    small = shrink_to(big.view(TruncatedImage), 150_000)
+    assert small.shape == (316, 474, 3) and is_truncated(small)
+    assert type(shrink_to(big, 150_000)) is np.ndarray and shrink_to(big, 2_000_000) is big
+
+
 def test_explain_concurrency_cap_answers_503_with_retry_after():
     rec = StandIn()
     rec.release.clear()

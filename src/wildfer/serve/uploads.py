@@ -242,7 +242,8 @@ def _cv2_jpeg(data: bytes) -> np.ndarray | None:
 
 def shrink_to(image: np.ndarray, max_pixels: int) -> np.ndarray:
     """``image`` downscaled (area averaging, aspect kept) to at most ``max_pixels`` pixels;
-    ``image`` itself when it already fits.
+    ``image`` itself when it already fits. The copy keeps ``image``'s array type (a
+    :class:`~wildfer.data.images.TruncatedImage` stays one).
 
     The server detects, explains and draws on this copy, so the cost of a request is bounded
     by ``max_pixels`` whatever the photo's size (a blank 40 MP PNG is a 50 KB upload).
@@ -254,4 +255,5 @@ def shrink_to(image: np.ndarray, max_pixels: int) -> np.ndarray:
 
     scale = (max_pixels / float(h * w)) ** 0.5
     size = (max(1, int(w * scale)), max(1, int(h * scale)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    small = cv2.resize(np.asarray(image), size, interpolation=cv2.INTER_AREA)
+    return small if type(image) is np.ndarray else small.view(type(image))
