@@ -111,7 +111,7 @@ def test_api_refuses_broken_image(recognizer, photos, case):
     assert e.value.path == str(photos[case.name])
     assert case.problem in e.value.problem
     assert "\n" not in str(e.value)
-    if case.name != "zero_byte":  # no bytes at all is its own message
+    if case.problem and case.name != "zero_byte":  # no bytes at all is its own message
         with pytest.raises(ImageError, match=case.problem):
             recognizer.predict(photos[case.name].read_bytes())
 
