@@ -377,6 +377,15 @@ def test_out_of_range_config_is_refused_before_work(tmp_path, name, line, key):
 # ----------------------------------------------------------------------------- hostile checkpoints
 
 
+def test_hostile_checkpoint_would_run_code(tmp_path):
+    """The corpus's hostile pickle is live: an unguarded load creates the marker."""
+    import pickle
+
+    marker = tmp_path / "code_ran"
+    pickle.loads(bad.hostile_checkpoint(tmp_path / "evil.pt", marker, zip_format=False).read_bytes())
+    assert marker.exists()
+
+
 @pytest.mark.parametrize("zip_format", [True, False], ids=["torch_save", "bare_pickle"])
 def test_hostile_checkpoint_as_model_is_refused(photos, tmp_path, zip_format):
     marker = tmp_path / "code_ran"
