@@ -466,3 +466,11 @@ def test_bad_output_path_is_refused_before_work(photos, tmp_path, no_work, comma
     opts = [str(tmp_path / o) if o[0].isupper() else o for o in options]
     named = str(tmp_path / options[1].split("/")[0])
     assert_one_line_error(run_cli(command, source, *opts, "--model", "fast"), named)
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_good_output_path_reaches_the_work(photos, tmp_path, no_work, command):
+    """The control for the test above: with a usable output path the work starts (and trips no_work)."""
+    source = photos["good"] if command == "predict" else bad.fer_csv(tmp_path, "tiny.csv")
+    with pytest.raises(AssertionError, match="work started"):
+        run_cli(command, source, "--json", tmp_path / "out.json", "--model", "fast")
