@@ -3,7 +3,8 @@ Python API, the HTTP service, ``wildfer data info`` / ``evaluate`` / ``train``.
 
 Every input gives a correct result or a one-line error (exit code 2, one ``error:`` line on
 stderr, no traceback); batch jobs process the good items beside the bad ones and list the bad
-ones with their problem. The model is the built-in ``fast``, loaded once.
+ones with their problem. The model is the built-in ``fast``; one Recognizer and one TestClient
+serve every API and HTTP test, and the CLI runs in-process.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def recognizer():
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> dict[str, Path]:
-    """Every image case (and one good JPEG) written once into one folder."""
+    """Every image case, one good JPEG and two broken videos, written once into one folder."""
     folder = tmp_path_factory.mktemp("photos")
     written = {c.name: c.write(folder) for c in bad.IMAGE_CASES}
     written["good"] = bad.good_jpeg(folder)
