@@ -133,8 +133,47 @@ class FaceArrays:
         return {u: self.split(u).class_counts() for u in self.usages()}
 
 
+#: Leading bytes of archives and compressed files a CSV is often shipped in.
+_PACKED = ((b"PK\x03\x04", "a zip archive"), (b"\xfd7zXZ\x00", "an xz-compressed file"),
+           (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"), (b"\x28\xb5\x2f\xfd", "a zstd-compressed file"))
+
+
+def _is_tar_header(block: bytes) -> bool:
+    """Whether ``block`` starts with a tar header: ``ustar`` at 257 and a checksum that adds up
+    (the sum of the header's bytes, its own 8-byte field counted as spaces)."""
+    if len(block) < 512 or block[257:262] != b"ustar":
+        return False
+    try:
+        stored = int(block[148:156].strip(b" \x00") or b"-1", 8)
+    except ValueError:
+        return False
+    return stored == sum(block[:148]) + 8 * 32 + sum(block[156:512])
+
+
+def _refuse_packed(path: Path) -> None:
+    """A :class:`DataError` naming what ``path`` is when it is an archive or a compressed
+    file other than gzip (e.g. Kaggle's ``fer2013.tar.gz``), not a CSV."""
+    with open(path, "rb") as fh:
+        head = fh.read(512)
+    gzipped = head[:2] == b"\x1f\x8b"
+    if gzipped:
+        try:
+            with gzip.open(path, "rb") as gz:
+                head = gz.read(512)
+        except _READ_ERRORS:
+            return  # a damaged gzip: the reader says where
+    kind = next((k for magic, k in _PACKED if head.startswith(magic)), None)
+    if kind is None and head[:3] == b"BZh" and head[4:10] == b"1AY&SY":
+        kind = "a bzip2-compressed file"
+    if kind is None and _is_tar_header(head):
+        kind = "a gzipped tar archive" if gzipped else "a tar archive"
+    if kind is not None:
+        raise DataError(path, f"is {kind}, not a CSV file: extract the CSV from it first")
+
+
 def _open_text(path: Path):
     """Text handle on a plain or gzipped file (sniffed by magic bytes, not by name)."""
+    _refuse_packed(path)
     with open(path, "rb") as fh:
         magic = fh.read(2)
     if magic == b"\x1f\x8b":
@@ -144,6 +183,7 @@ def _open_text(path: Path):
 
 def _open_bytes(path: Path):
     """Binary line iterator on a plain or gzipped file (sniffed by magic bytes)."""
+    _refuse_packed(path)
     with open(path, "rb") as fh:
         magic = fh.read(2)
     if magic == b"\x1f\x8b":
