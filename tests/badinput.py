@@ -364,6 +364,34 @@ def fer_gz_truncated(folder: Path) -> Path:
     return p
 
 
+def fer_tar_gz(folder: Path) -> Path:
+    """Kaggle's download, ``fer2013.tar.gz`` (``fer2013/fer2013.csv`` inside), given as the CSV."""
+    import tarfile
+
+    csv_path = fer_csv(folder, "inner.csv")
+    p = Path(folder) / "fer2013.tar.gz"
+    with tarfile.open(p, "w:gz") as tar:
+        tar.add(csv_path, arcname="fer2013/fer2013.csv")
+    return p
+
+
+def fer_zip(folder: Path) -> Path:
+    import zipfile
+
+    p = Path(folder) / "fer2013.zip"
+    with zipfile.ZipFile(p, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("fer2013.csv", "\n".join([HEADER, *good_rows()]) + "\n")
+    return p
+
+
+def fer_xz(folder: Path) -> Path:
+    import lzma
+
+    p = Path(folder) / "fer2013.csv.xz"
+    p.write_bytes(lzma.compress(("\n".join([HEADER, *good_rows()]) + "\n").encode()))
+    return p
+
+
 @dataclass(frozen=True)
 class DataCase:
     """One data file that ``wildfer data info`` / ``evaluate`` must refuse: ``problem`` is a
@@ -386,6 +414,9 @@ FER_CASES = [
     DataCase("header_only", fer_header_only, "no data rows", None),
     DataCase("gz_not_gzip", fer_gz_not_gzip, "text CSV", 0),
     DataCase("gz_truncated", fer_gz_truncated, "truncated", None),
+    DataCase("tar_gz_archive", fer_tar_gz, "is a gzipped tar archive, not a CSV file", None),
+    DataCase("zip_archive", fer_zip, "is a zip archive, not a CSV file", None),
+    DataCase("xz_compressed", fer_xz, "is an xz-compressed file, not a CSV file", None),
 ]
 
 
