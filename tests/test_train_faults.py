@@ -383,3 +383,25 @@ def test_a_config_built_in_code_is_checked_by_the_trainer(tmp_path):
         with pytest.raises(WildferError, match=words):
             Trainer(cfg)
     assert not (tmp_path / "run").exists()
+
+
+def test_paths_with_brackets_print_as_they_are(cli, tmp_path):
+    """Paths are the user's text, never console markup ("[/]" would even be a markup error)."""
+    from wildfer.labels import FER2013_CLASSES
+    from wildfer.models.loader import save_checkpoint
+    from wildfer.models.registry import create_model
+
+    folder = tmp_path / "[/]" / "[bold red]x"
+    folder.mkdir(parents=True)
+    data = fer_csv(folder / "f.csv", [(i % 7, "PublicTest") for i in range(8)])
+    net = create_model("shallow", num_classes=7, num_filters=4)
+    save_checkpoint(folder / "m.pt", net, arch="shallow", model_kwargs={"num_filters": 4}, classes=FER2013_CLASSES)
+    report = folder / "[red]r.json"
+    code, text = cli(["evaluate", data, "--model", folder / "m.pt", "--json", report])
+    assert code == 0, text
+    flat = " ".join(text.split())  # the console wraps long lines
+    assert f"wrote {report}" in flat and f"{folder / 'm.pt'} on PublicTest" in flat, text
+    train = fer_csv(folder / "t.csv", [(i % 7, "Training") for i in range(16)] + [(i % 7, "PublicTest") for i in range(8)])
+    run = folder / "[green]run"
+    code, text = cli(["train", *_common(train, run)])
+    assert code == 0 and f"run folder {run}" in " ".join(text.split()), text

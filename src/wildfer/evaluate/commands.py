@@ -81,18 +81,20 @@ def register(app: typer.Typer, panel: str) -> None:
             report["skipped"] = [[str(a) for a in item] if isinstance(item, (list, tuple)) else str(item) for item in skipped]
             console.print(f"[yellow]skipped {len(skipped)} item(s)[/] (listed in the JSON report):", highlight=False)
             for item in report["skipped"][:10]:
-                console.print("  " + (": ".join(item) if isinstance(item, list) else item), highlight=False, soft_wrap=True)
+                console.print("  " + (": ".join(item) if isinstance(item, list) else item), highlight=False, soft_wrap=True,
+                              markup=False)
         print_report(report, console)
         if save_probs is not None:
             console.print(f"wrote {save_probs} (use it as --model {save_probs} with the same data, --split and --tta)",
-                          highlight=False)
+                          highlight=False, markup=False)
         if json_out:
             save_json(report, json_out)
-            console.print(f"wrote {json_out}", highlight=False)
+            console.print(f"wrote {json_out}", highlight=False, markup=False)
         if out:
             figs = write_figures(report, out)
             save_json(report, Path(out) / "report.json")
-            console.print(f"wrote {figs['confusion']}, {figs['reliability']}, {Path(out) / 'report.json'}", highlight=False)
+            console.print(f"wrote {figs['confusion']}, {figs['reliability']}, {Path(out) / 'report.json'}", highlight=False,
+                          markup=False)
 
     exp = typer.Typer(help="The study's experiments: update rules and architectures under one budget.",
                       no_args_is_help=True)

@@ -177,13 +177,16 @@ def write_figures(report: dict, out: str | os.PathLike, stem: str = "") -> dict[
 def print_report(report: dict, console=None) -> None:
     """Rich tables: headline numbers, per-class precision/recall/F1, row-normalised confusion."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = console or Console()
     labels: Sequence[str] = report["labels"]
     tta = report.get("tta") or "none"
+    # model names, splits and class names are the user's text (paths, folder names): never markup
     console.print(
-        f"[bold]{report.get('model', '')}[/] on {report.get('split', '')} (n={report['n']}, tta={tta}): "
+        f"[bold]{escape(str(report.get('model', '')))}[/] on {escape(str(report.get('split', '')))} "
+        f"(n={report['n']}, tta={tta}): "
         f"accuracy [bold]{100 * report['accuracy']:.2f}%[/], macro-F1 {100 * report['macro_f1']:.2f}%, "
         f"top-2 {100 * report['top2_accuracy']:.2f}%, ECE {100 * report['ece']:.2f}%",
         highlight=False,
@@ -193,13 +196,13 @@ def print_report(report: dict, console=None) -> None:
         t.add_column(col, justify="left" if col == "class" else "right")
     for name in labels:
         pc = report["per_class"][name]
-        t.add_row(name, f"{100 * pc['precision']:.1f}", f"{100 * pc['recall']:.1f}", f"{100 * pc['f1']:.1f}", str(pc["support"]))
+        t.add_row(escape(name), f"{100 * pc['precision']:.1f}", f"{100 * pc['recall']:.1f}", f"{100 * pc['f1']:.1f}", str(pc["support"]))
     console.print(t)
     cm = Table(title="confusion (% of true class; rows = true, columns = predicted)", title_justify="left")
     cm.add_column("true \\ pred")
     for name in labels:
-        cm.add_column(name[:8], justify="right")
+        cm.add_column(escape(name[:8]), justify="right")
     for i, name in enumerate(labels):
         row = report["confusion_normalized"][i]
-        cm.add_row(name, *[(f"[bold]{100 * v:.0f}[/]" if i == j else f"{100 * v:.0f}") for j, v in enumerate(row)])
+        cm.add_row(escape(name), *[(f"[bold]{100 * v:.0f}[/]" if i == j else f"{100 * v:.0f}") for j, v in enumerate(row)])
     console.print(cm)

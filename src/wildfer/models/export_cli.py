@@ -42,4 +42,4 @@ def register(app, panel: str) -> None:
             p_onnx = np.exp(logits - logits.max(1, keepdims=True))
             p_onnx /= p_onnx.sum(1, keepdims=True)
             msg += f"; max |p_torch - p_onnx| = {np.abs(p_torch - p_onnx).max():.2e}"
-        console.print(msg, soft_wrap=True, highlight=False)
+        console.print(msg, soft_wrap=True, highlight=False, markup=False)

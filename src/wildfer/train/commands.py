@@ -36,4 +36,5 @@ def register(app: typer.Typer, panel: str) -> None:
         if progress is not None:
             cfg.progress = progress
         summary = Trainer(cfg, resume=resume, console=console).fit()
-        console.print(f"best validation accuracy {summary['best_val_acc']:.4f}; run folder {summary['out']}")
+        console.print(f"best validation accuracy {summary['best_val_acc']:.4f}; run folder {summary['out']}",
+                      markup=False, highlight=False)
