@@ -310,6 +310,24 @@ def test_good_ferplus_votes_load(tmp_path):
     assert info["n"] == 14 and info["class_totals"]["neutral"] == 14 and len(info["classes"]) == 8
 
 
+def test_csv_with_ustar_where_tar_keeps_it_is_read(tmp_path):
+    """``ustar`` at byte 257 alone does not make a CSV a tar archive (the header checksum must
+    add up too): a manifest naming ``mustard.png`` there loads."""
+    head = "path,label\n"
+    folder = "d" * 120 + "/"  # file names are at most 255 bytes
+    name = folder + "m" * (257 - len(head) - len(folder) - 1) + "mustard.png"  # "ustar" at byte 257
+    at = 148 - len(head)  # octal digits where a tar header keeps its checksum
+    name = name[:at] + "01234567" + name[at + 8:]
+    bad.face_png(tmp_path / name)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"{head}{name},happy\n{name},sad\n")  # over 512 bytes: a whole tar block
+    data = manifest.read_bytes()
+    assert data[257:262] == b"ustar" and data[148:156] == b"01234567" and len(data) > 512
+    code, _, err = run_cli("data", "info", manifest, "--json", tmp_path / "info.json")
+    assert code == 0, err
+    assert json.loads((tmp_path / "info.json").read_text())["n"] == 2
+
+
 def _manifest_expectations(path: Path) -> list[tuple[str, int, str]]:
     """(file, row, problem fragment) for every bad row of :data:`badinput.MANIFEST_ROWS`."""
     out = []
