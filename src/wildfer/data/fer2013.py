@@ -405,6 +405,8 @@ def save_pack(data: FaceArrays, path: str | os.PathLike, *, preset: int = 6) -> 
     path = Path(path)
     if not is_pack(path):
         raise DataError(path, f"a pack's name must end in {' or '.join(PACK_SUFFIXES)}")
+    if path.is_dir():
+        raise DataError(path, "is a folder; give the pack's file name")
     rows = data.rows if data.rows is not None else np.arange(1, len(data) + 1, dtype=np.int64)
     xz = str(path).lower().endswith(".xz")
     images = np.ascontiguousarray(data.images, dtype=np.uint8)
@@ -413,11 +415,13 @@ def save_pack(data: FaceArrays, path: str | os.PathLike, *, preset: int = 6) -> 
     np.savez(buf, **pixels, labels=data.labels.astype(np.int64), usage=data.usage.astype("U16"),
              rows=rows.astype(np.int64))
     raw = buf.getvalue()
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_bytes(lzma.compress(raw, preset=preset) if xz else raw)
         os.replace(tmp, path)
+    except OSError as e:
+        raise DataError(path, f"cannot write the pack ({e.strerror or type(e).__name__})") from None
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -431,6 +435,8 @@ def read_pack(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raw = path.read_bytes()
         if str(path).lower().endswith(".xz"):
             raw = lzma.decompress(raw)
+        if not raw.startswith(b"PK\x03\x04"):  # an .npz is a zip archive
+            raise DataError(path, "not a FER2013 pack (not an .npz archive; write one with 'wildfer data pack')")
         with np.load(io.BytesIO(raw), allow_pickle=False) as z:
             med = _MED_KEY in z.files and "images" not in z.files
             missing = [k for k in _PACK_KEYS if k not in z.files and not (k == "images" and med)]
@@ -441,11 +447,15 @@ def read_pack(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise
     except (OSError, EOFError, ValueError, lzma.LZMAError) as e:
         raise DataError(path, f"pack is corrupt or truncated ({str(e) or type(e).__name__})") from None
-    images, labels = arrays["images"], arrays["labels"]
+    images, labels, usage, rows = (arrays[k] for k in _PACK_KEYS)
     n = len(labels)
     if images.dtype != np.uint8 or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE) or len(images) != n \
-            or len(arrays["usage"]) != n or len(arrays["rows"]) != n:
+            or len(usage) != n or len(rows) != n:
         raise DataError(path, f"not a FER2013 pack: images {images.dtype} {images.shape}, {n} labels")
+    wrong = [f"{k} {a.dtype} {a.shape}" for k, a, kinds in (("labels", labels, "iu"), ("usage", usage, "U"),
+                                                           ("rows", rows, "iu")) if a.ndim != 1 or a.dtype.kind not in kinds]
+    if wrong:  # integer labels and rows, usage names: anything else is not a pack save_pack wrote
+        raise DataError(path, f"not a FER2013 pack: {', '.join(wrong)}")
     if med:
         arrays["images"] = med_decode(images)
     if n == 0:
