@@ -392,6 +392,50 @@ def fer_xz(folder: Path) -> Path:
     return p
 
 
+def _npz(path: Path, **arrays) -> Path:
+    np.savez(path, **arrays)
+    return path
+
+
+def _pack_arrays(n: int = 2, **override) -> dict:
+    arrays = {"images": np.zeros((n, 48, 48), np.uint8), "labels": np.arange(n) % 7,
+              "usage": np.array(["Training"] * n), "rows": np.arange(1, n + 1)}
+    return {**arrays, **override}
+
+
+def pack_float_labels(folder: Path) -> Path:
+    return _npz(Path(folder) / "float_labels.npz", **_pack_arrays(labels=np.array([0.5, 1.7])))
+
+
+def pack_int_usage(folder: Path) -> Path:
+    return _npz(Path(folder) / "int_usage.npz", **_pack_arrays(usage=np.array([1, 2])))
+
+
+def pack_small_faces(folder: Path) -> Path:
+    return _npz(Path(folder) / "small_faces.npz", **_pack_arrays(images=np.zeros((2, 10, 10), np.uint8)))
+
+
+def pack_label_out_of_range(folder: Path) -> Path:
+    return _npz(Path(folder) / "label_9.npz", **_pack_arrays(labels=np.array([0, 9])))
+
+
+def pack_text(folder: Path) -> Path:
+    p = Path(folder) / "notes.npz"
+    p.write_text("not a pack")
+    return p
+
+
+def pack_truncated_xz(folder: Path) -> Path:
+    import lzma
+
+    buf = io.BytesIO()
+    np.savez(buf, **_pack_arrays(50))
+    data = lzma.compress(buf.getvalue())
+    p = Path(folder) / "cut.npz.xz"
+    p.write_bytes(data[: len(data) // 2])
+    return p
+
+
 @dataclass(frozen=True)
 class DataCase:
     """One data file that ``wildfer data info`` / ``evaluate`` must refuse: ``problem`` is a
@@ -417,6 +461,12 @@ FER_CASES = [
     DataCase("tar_gz_archive", fer_tar_gz, "is a gzipped tar archive, not a CSV file", None),
     DataCase("zip_archive", fer_zip, "is a zip archive, not a CSV file", None),
     DataCase("xz_compressed", fer_xz, "is an xz-compressed file, not a CSV file", None),
+    DataCase("pack_float_labels", pack_float_labels, "labels float64", None),
+    DataCase("pack_int_usage", pack_int_usage, "usage int64", None),
+    DataCase("pack_small_faces", pack_small_faces, "(2, 10, 10)", None),
+    DataCase("pack_label_9", pack_label_out_of_range, "labels outside 0..6", None),
+    DataCase("pack_text", pack_text, "not an .npz archive", None),
+    DataCase("pack_truncated_xz", pack_truncated_xz, "corrupt or truncated", None),
 ]
 
 

@@ -292,6 +292,15 @@ def test_gz_name_on_plain_csv_loads(tmp_path):
     assert json.loads((tmp_path / "eval.json").read_text())["n"] == 7  # PublicTest
 
 
+@pytest.mark.parametrize("target", ["DIR.npz", "FILE/x.npz"])
+def test_pack_to_unwritable_path(tmp_path, target):
+    (tmp_path / "DIR.npz").mkdir()
+    (tmp_path / "FILE").write_text("already here")
+    data = bad.fer_csv(tmp_path, "tiny.csv")
+    assert_one_line_error(run_cli("data", "pack", data, tmp_path / target), str(tmp_path / target))
+    assert (tmp_path / "FILE").read_text() == "already here"
+
+
 @pytest.mark.parametrize("case", bad.FERPLUS_CASES, ids=lambda c: c.name)
 def test_broken_ferplus_votes(tmp_path, case):
     votes = case.write(tmp_path)
