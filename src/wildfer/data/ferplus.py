@@ -137,8 +137,9 @@ def load_ferplus(
     FER2013 order, contempt rows dropped). ``use_cache`` / ``cache_dir`` apply to the FER2013
     images. ``meta["dropped"]`` counts the rows left out, by reason.
     """
-    if classes not in ("ferplus", "fer2013"):
+    if str(classes).lower() not in ("ferplus", "fer2013"):
         raise DataError(ferplus_csv, f"unknown classes {classes!r}; use 'ferplus' or 'fer2013'")
+    classes = str(classes).lower()  # as folders and manifests take them: FER2013 == fer2013
     plus_path = Path(ferplus_csv)
     fer = load_fer2013(fer2013_csv, use_cache=use_cache, cache_dir=cache_dir)
     plus = parse_ferplus_csv(plus_path)
