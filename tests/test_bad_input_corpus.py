@@ -317,6 +317,11 @@ def test_good_ferplus_votes_load(tmp_path):
     assert code == 0, err
     info = json.loads((tmp_path / "info.json").read_text())
     assert info["n"] == 14 and info["class_totals"]["neutral"] == 14 and len(info["classes"]) == 8
+    for spelling in ("fer2013", "FER2013"):  # class set names in any case, as for folders and manifests
+        code, _, err = run_cli("data", "info", votes, "--classes", spelling, "--json", tmp_path / "info7.json")
+        assert code == 0, err
+        assert len(json.loads((tmp_path / "info7.json").read_text())["classes"]) == 7
+    assert_one_line_error(run_cli("data", "info", votes, "--classes", "bogus"), "unknown classes 'bogus'")
 
 
 def test_csv_with_ustar_where_tar_keeps_it_is_read(tmp_path):
