@@ -588,6 +588,7 @@ CONFIG_CASES = [
     ("unknown_key", "data: {data}\nout: {out}\nepochs: 1\nepochz: 2\n", "epochz"),
     ("wrong_type", "data: {data}\nout: {out}\nepochs: three\n", "epochs"),
     ("wrong_type_list", "data: {data}\nout: {out}\nlr: [0.1]\n", "lr"),
+    ("latin1_text", b"epochs: 1\n# caf\xe9\n", "config"),
 ]
 #: out-of-range values (D3) and unknown keys inside model_kwargs / aug (D4)
 CONFIG_RANGE_CASES = [

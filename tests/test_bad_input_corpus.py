@@ -386,14 +386,23 @@ def test_image_folder_good_images_beside_bad(tmp_path):
 # ----------------------------------------------------------------------------- training configs
 
 
-@pytest.mark.parametrize("name,text,problem", [c for c in bad.CONFIG_CASES if c[0] != "binary"],
-                         ids=[c[0] for c in bad.CONFIG_CASES if c[0] != "binary"])
+@pytest.mark.parametrize("name,text,problem", bad.CONFIG_CASES, ids=[c[0] for c in bad.CONFIG_CASES])
 def test_broken_config(tmp_path, name, text, problem):
     data = bad.fer_csv(tmp_path, "tiny.csv")
     out = tmp_path / "run"
     path = bad.config(tmp_path, text.format(data=data, out=out) if isinstance(text, str) else text)
     assert_one_line_error(run_cli("train", "--config", path, "--no-progress"), problem)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("kind", ["folder", "json_list"])
+def test_config_that_is_no_mapping_file(tmp_path, kind):
+    if kind == "folder":
+        path = tmp_path / "config.yaml"
+        path.mkdir()
+    else:
+        path = bad.config(tmp_path, "[1, 2]", "config.json")
+    assert_one_line_error(run_cli("train", "--config", path, "--no-progress"), str(path))
 
 
 @pytest.mark.parametrize("name,line,key", bad.CONFIG_RANGE_CASES, ids=[c[0] for c in bad.CONFIG_RANGE_CASES])
