@@ -1,6 +1,6 @@
 # Two commands do all set-up on a fresh machine:
 #   make run   - create .venv, install wildfer, run the main job (predict on a photo with the built-in model)
-#   make test  - create .venv, install wildfer + test and docs extras, run the test suite
+#   make test  - create .venv, install wildfer + test, docs and ray extras, run the test suite
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN     = $(VENV)/bin
@@ -15,7 +15,7 @@ $(BIN)/python:
 
 # Dependencies are ranges in pyproject.toml; constraints.txt pins the exact versions tested.
 $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[test,docs]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[test,docs,ray]"
 	touch $@
 
 venv: $(VENV)/.installed

@@ -1,0 +1,138 @@
+"""Batch inference past one machine on Ray Data: the wild pipeline (detect, align, classify)
+as a pool of actors over a Ray Dataset of images, one :class:`~wildfer.wild.Recognizer` per actor.
+
+>>> import ray
+>>> from wildfer import batch
+>>> ray.init()                       # a local Ray; ray.init(address="ray://HEAD:10001") for a cluster
+>>> ds = batch.read_images("photos/")               # a folder, a list of files, "s3://bucket/prefix/"
+>>> out = batch.predict_dataset(ds, model="wild")   # lazy: nothing runs until it is consumed
+>>> batch.write_jsonl(out, "predictions.jsonl")     # doctest: +SKIP  (or out.write_parquet("s3://..."))
+
+Each output row is one photo with the fields of ``wildfer predict``'s JSON records: ``path``,
+``width``, ``height``, ``mode``, ``truncated``, ``faces`` (JSON text in the dataset, so every row
+has one schema in Parquet; objects again in :func:`write_jsonl`), and ``error`` (empty, or the
+one-line reason an unreadable photo was skipped). ``ray`` is an optional extra:
+``pip install 'wildfer[ray]'``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .data.images import IMAGE_EXTENSIONS
+from .errors import WildferError
+
+# wildfer is offline: Ray's usage statistics stay off unless a user turns them on
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+#: Columns of every row :func:`predict_dataset` returns.
+COLUMNS = ("path", "width", "height", "mode", "truncated", "faces", "error")
+
+
+def _ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise WildferError("batch inference on Ray needs the 'ray' extra: pip install 'wildfer[ray]'") from None
+    return ray
+
+
+def read_images(paths: str | os.PathLike | list, **read_kwargs):
+    """A Ray Dataset of the image files under ``paths`` (files, folders, or any URI Ray reads,
+    e.g. ``s3://bucket/prefix/``): one row per file with its ``bytes`` and ``path``. Files are
+    chosen by extension (:data:`~wildfer.data.images.IMAGE_EXTENSIONS`). Read tasks ask for a
+    quarter CPU (``num_cpus=`` overrides it): reading is I/O, and the model actors keep
+    the rest."""
+    ray = _ray()
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    paths = [str(p) for p in paths]
+    exts = sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS)
+    exts += [e.upper() for e in exts]
+    read_kwargs.setdefault("num_cpus", 0.25)
+    return ray.data.read_binary_files(paths, include_paths=True, file_extensions=exts, **read_kwargs)
+
+
+class Predictor:
+    """The per-actor callable of :func:`predict_dataset`: builds its Recognizer once, then turns
+    batches of ``{"bytes", "path"}`` into result rows (see :data:`COLUMNS`)."""
+
+    def __init__(self, model: Any = None, detector: str = "yunet", mode: str = "detect", threads: int = 1):
+        import torch
+
+        from .wild import Recognizer
+
+        torch.set_num_threads(max(1, int(threads)))
+        self.recognizer = Recognizer(model=model, detector=detector, mode=mode)
+
+    def __call__(self, batch: dict) -> dict[str, list]:
+        out: dict[str, list] = {c: [] for c in COLUMNS}
+        for data, path in zip(batch["bytes"], batch["path"]):
+            row = self.row(bytes(data), str(path))
+            for c in COLUMNS:
+                out[c].append(row[c])
+        return out
+
+    def row(self, data: bytes, path: str) -> dict[str, Any]:
+        """One photo's result row; an unreadable photo gets its one-line ``error`` and no faces."""
+        try:
+            res = self.recognizer.predict(data).to_dict()
+        except WildferError as e:
+            return {"path": path, "width": 0, "height": 0, "mode": self.recognizer.mode, "truncated": False,
+                    "faces": "[]", "error": f"{path}: {getattr(e, 'problem', e)}"}
+        return {"path": path, "width": res["width"], "height": res["height"], "mode": res["mode"],
+                "truncated": res["truncated"], "faces": json.dumps(res["faces"]), "error": ""}
+
+
+def predict_dataset(ds, *, model: Any = None, detector: str = "yunet", mode: str = "detect",
+                    concurrency: int | tuple[int, int] | None = None, batch_size: int = 16, num_cpus: float = 1,
+                    num_gpus: float = 0):
+    """Run the wild pipeline over a Ray Dataset with ``bytes`` and ``path`` columns (as
+    :func:`read_images` gives) on an actor pool of ``concurrency`` actors (an int, or a
+    ``(min, max)`` autoscaling range; default: as many as the cluster's CPUs hold after one CPU
+    is left for reading), each holding one model and running ``num_cpus`` (at least one)
+    threads. Actors that take every CPU leave none for the read tasks and the pipeline stalls,
+    so keep ``concurrency * num_cpus`` below the cluster's CPUs. Returns the lazy dataset of
+    result rows."""
+    ray = _ray()
+    if concurrency is None:
+        cpus = float(ray.cluster_resources().get("CPU", 1))
+        concurrency = max(1, int((cpus - 1) // num_cpus))
+    return ds.map_batches(
+        Predictor,
+        fn_constructor_kwargs={"model": model, "detector": detector, "mode": mode, "threads": max(1, int(num_cpus))},
+        batch_size=int(batch_size), batch_format="numpy", concurrency=concurrency, num_cpus=num_cpus,
+        num_gpus=num_gpus,
+    )
+
+
+def record(row: dict[str, Any]) -> dict[str, Any]:
+    """A result row as ``wildfer predict`` writes a photo: ``faces`` as objects, and an
+    unreadable photo as ``{"path", "error"}``."""
+    if row.get("error"):
+        return {"path": row["path"], "error": row["error"]}
+    rec = {c: row[c] for c in COLUMNS if c != "error"}
+    rec["width"], rec["height"], rec["truncated"] = int(rec["width"]), int(rec["height"]), bool(rec["truncated"])
+    rec["faces"] = json.loads(row["faces"])
+    return rec
+
+
+def write_jsonl(ds, path: str | os.PathLike) -> int:
+    """Stream a result dataset into one JSON Lines file on this machine, a line per photo,
+    flushed as each arrives into ``PATH.partial``, renamed to ``PATH`` when complete (an
+    interruption keeps every line written). Returns the count.
+    For outputs too big for one machine use Ray's own writers (``ds.write_parquet(uri)``)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".partial")
+    n = 0
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for row in ds.iter_rows():
+            fh.write(json.dumps(record(row)) + "\n")
+            fh.flush()
+            n += 1
+    os.replace(tmp, path)
+    return n
