@@ -567,8 +567,9 @@ def image_folder(folder: Path) -> tuple[Path, int, list[str]]:
     zero_byte(root / "sad")
     text_as_jpeg(root / "sad")
     truncated_jpeg(root / "happy")
+    bomb_png(root / "sad", 12000)
     (root / "happy" / "readme.txt").write_text("labels by hand")
-    return root, 3, ["empty.jpg", "notes.jpg", "truncated.jpg", "readme.txt"]
+    return root, 3, ["empty.jpg", "notes.jpg", "truncated.jpg", "bomb_12000.png", "readme.txt"]
 
 
 # ----------------------------------------------------------------------------- training configs
