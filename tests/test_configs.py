@@ -1,5 +1,5 @@
-"""Every training recipe in configs/ is a valid config: a typo there would only show on the
-machine that runs it (often a GPU sitting with minutes to spend)."""
+"""Every training recipe in configs/ is a valid config: a typo there would otherwise only show
+when a run starts, on the machine that trains it (often a GPU with minutes to spend)."""
 
 from __future__ import annotations
 

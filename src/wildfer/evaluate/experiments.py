@@ -16,7 +16,7 @@ shared by every run), ``runs`` (optimizers: name -> overrides) or ``models`` (+ 
 epochs) and ``out``. The built-in defaults below equal the shipped YAML files, so the
 commands also work from any folder.
 
-``--resume`` (``resume=True``) keeps what an earlier sitting left in ``out``: runs with the same
+``--resume`` (``resume=True``) keeps what an earlier call left in ``out``: runs with the same
 training config that finished are read back, unfinished ones continue from their ``last.pt``.
 A long comparison can so be split over processes (``--models a,b`` in each, one ``--resume``
 call at the end to assemble the table), machines or days.
@@ -225,7 +225,7 @@ def _train_run(tcfg, train, val, run_dir: Path, console, message: str,
     With ``resume``, a folder that already holds a run with the same training config is kept:
     a finished one (``summary.json``) is read back without training, an unfinished one
     (``last.pt``) continues from its last epoch. A folder holding a different config is an
-    error rather than silently retrained. ``seconds`` is the wall time of all sittings."""
+    error rather than silently retrained. ``seconds`` is the wall time of all calls that trained it."""
     from ..train.engine import Trainer
 
     sidecar = run_dir / "experiment_run.json"
@@ -239,13 +239,13 @@ def _train_run(tcfg, train, val, run_dir: Path, console, message: str,
     if state == "done":
         summary = json.loads((run_dir / "summary.json").read_text())
         iters, epochs = read_metrics(run_dir)
-        secs = _sitting_seconds(sidecar, epochs)
+        secs = _run_seconds(sidecar, epochs)
         if console is not None:
             console.print(message + " [dim](finished earlier: reused)[/]", highlight=False)
         return summary, secs, iters, epochs
     before = 0.0
     if state == "partial":
-        before = _sitting_seconds(sidecar, read_metrics(run_dir)[1])
+        before = _run_seconds(sidecar, read_metrics(run_dir)[1])
         message += " [dim](resumed from last.pt)[/]"
     else:
         _fresh_run_dir(run_dir)
@@ -261,7 +261,7 @@ def _train_run(tcfg, train, val, run_dir: Path, console, message: str,
     return summary, secs, iters, epochs
 
 
-def _sitting_seconds(sidecar: Path, epochs: list[dict]) -> float:
+def _run_seconds(sidecar: Path, epochs: list[dict]) -> float:
     """Wall seconds a run has taken so far: the experiment's own record when there is one,
     else the sum of its epochs' times (runs trained before the record existed)."""
     if sidecar.exists():

@@ -1,7 +1,7 @@
 """fastfer: a narrow VGG-style net designed for throughput on a CPU (thousands of faces per
 second on two cores), for batch jobs and the HTTP service.
 
-Design, measured on the 2-core AMD EPYC dev machine (AVX2, ~15 G multiply-adds per second
+Design, measured on a 2-core AMD EPYC CPU (AVX2, ~15 G multiply-adds per second
 per core in small convolutions, ``benchmarks/train_throughput.py``), where a net of M
 million multiply-adds classifies at most about 30,000 / M faces per second on two cores:
 

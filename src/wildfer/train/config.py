@@ -68,7 +68,7 @@ class TrainConfig:
     class_weights: str | None = None  # None | "balanced" | "sqrt"
     grad_clip: float | None = None
     early_stop: int | None = None  # patience in epochs on the validation metric
-    # minutes this sitting's training loop may take: from `budget_epochs` epochs on, `epochs` is
+    # minutes one fit (fresh or resumed) may train for: from `budget_epochs` epochs on, `epochs` is
     # re-planned at each epoch's end from the pace of the last (up to) 5 epochs (never above the configured
     # count) until half of the plan is done, then frozen; the schedule follows the plan. Each
     # plan is logged, and the run folder's config.yaml is rewritten with the planned epochs and

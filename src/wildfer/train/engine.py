@@ -582,7 +582,7 @@ class Trainer:
                             )
                     if cfg.time_budget and epoch + 1 - start_epoch >= max(1, cfg.budget_epochs) \
                             and (not planned or epoch + 1 <= cfg.epochs / 2):
-                        recent = [h["seconds"] for h in history[start_epoch:][-5:]]  # this sitting's pace
+                        recent = [h["seconds"] for h in history[start_epoch:][-5:]]  # pace of this fit's epochs
                         new_epochs = self._plan_epochs(epoch, time.time() - fit_t0, sum(recent) / len(recent),
                                                        max_epochs)
                     else:
