@@ -83,3 +83,33 @@ def test_without_ray_the_error_is_one_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(WildferError, match=r"pip install 'wildfer\[ray\]'"):
         batch.read_images("photos/")
+
+
+def test_cli_engine_ray_writes_the_records_of_the_local_path(photos, local_ray, tmp_path, capsys):
+    from wildfer.cli import main
+
+    out = tmp_path / "ray.jsonl"
+    assert main(["predict", str(photos), "--engine", "ray", "--model", "fast", "--json", str(out)]) == 0
+    ray_recs = {r["path"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert len(ray_recs) == 51 and "1 unreadable" in capsys.readouterr().out
+    local = tmp_path / "local.jsonl"
+    main(["predict", str(photos / "p03.jpg"), str(photos / "p10.jpg"), "--model", "fast", "--json", str(local)])
+    for r in map(json.loads, local.read_text().splitlines()):
+        mine = next(v for k, v in ray_recs.items() if k.endswith("/" + r["path"].rsplit("/", 1)[-1]))
+        assert {k for k in r if k != "timings_ms"} <= set(mine) | {"path"}
+        assert [f["label"] for f in mine["faces"]] == [f["label"] for f in r["faces"]]
+
+
+@pytest.mark.parametrize("extra, message", [
+    ([], "--engine ray writes --json FILE.jsonl only"),
+    (["--json", "x.jsonl", "--annotate"], "(not --annotate)"),
+    (["--json", "x.json"], "ending in .jsonl"),
+    (["--engine", "spark"], "use local or ray"),
+])
+def test_cli_engine_ray_refuses_what_it_cannot_do_in_one_line(photos, tmp_path, capsys, monkeypatch, extra, message):
+    from wildfer.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["predict", str(photos), "--engine", "ray", *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]

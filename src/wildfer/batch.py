@@ -61,13 +61,14 @@ class Predictor:
     """The per-actor callable of :func:`predict_dataset`: builds its Recognizer once, then turns
     batches of ``{"bytes", "path"}`` into result rows (see :data:`COLUMNS`)."""
 
-    def __init__(self, model: Any = None, detector: str = "yunet", mode: str = "detect", threads: int = 1):
+    def __init__(self, model: Any = None, detector: str = "yunet", mode: str = "detect", threads: int = 1,
+                 max_side: int = 640):
         import torch
 
         from .wild import Recognizer
 
         torch.set_num_threads(max(1, int(threads)))
-        self.recognizer = Recognizer(model=model, detector=detector, mode=mode)
+        self.recognizer = Recognizer(model=model, detector=detector, mode=mode, max_side=max_side)
 
     def __call__(self, batch: dict) -> dict[str, list]:
         out: dict[str, list] = {c: [] for c in COLUMNS}
@@ -88,7 +89,7 @@ class Predictor:
                 "truncated": res["truncated"], "faces": json.dumps(res["faces"]), "error": ""}
 
 
-def predict_dataset(ds, *, model: Any = None, detector: str = "yunet", mode: str = "detect",
+def predict_dataset(ds, *, model: Any = None, detector: str = "yunet", mode: str = "detect", max_side: int = 640,
                     concurrency: int | tuple[int, int] | None = None, batch_size: int = 16, num_cpus: float = 1,
                     num_gpus: float = 0):
     """Run the wild pipeline over a Ray Dataset with ``bytes`` and ``path`` columns (as
@@ -104,7 +105,8 @@ def predict_dataset(ds, *, model: Any = None, detector: str = "yunet", mode: str
         concurrency = max(1, int((cpus - 1) // num_cpus))
     return ds.map_batches(
         Predictor,
-        fn_constructor_kwargs={"model": model, "detector": detector, "mode": mode, "threads": max(1, int(num_cpus))},
+        fn_constructor_kwargs={"model": model, "detector": detector, "mode": mode, "max_side": int(max_side),
+                               "threads": max(1, int(num_cpus))},
         batch_size=int(batch_size), batch_format="numpy", concurrency=concurrency, num_cpus=num_cpus,
         num_gpus=num_gpus,
     )
@@ -126,13 +128,45 @@ def write_jsonl(ds, path: str | os.PathLike) -> int:
     flushed as each arrives into ``PATH.partial``, renamed to ``PATH`` when complete (an
     interruption keeps every line written). Returns the count.
     For outputs too big for one machine use Ray's own writers (``ds.write_parquet(uri)``)."""
+    return sum(_stream_jsonl(ds, path))
+
+
+def _stream_jsonl(ds, path: str | os.PathLike) -> tuple[int, int]:
+    """:func:`write_jsonl`, counting (readable, unreadable) photos."""
     path = Path(path)
     tmp = path.with_name(path.name + ".partial")
-    n = 0
+    good = bad = 0
     with open(tmp, "w", encoding="utf-8") as fh:
         for row in ds.iter_rows():
-            fh.write(json.dumps(record(row)) + "\n")
+            rec = record(row)
+            fh.write(json.dumps(rec) + "\n")
             fh.flush()
-            n += 1
+            bad += "error" in rec
+            good += "error" not in rec
     os.replace(tmp, path)
-    return n
+    return good, bad
+
+
+def predict_paths(paths: list, json_file: str | os.PathLike, *, model: Any = None, detector: str = "yunet",
+                  mode: str = "detect", max_side: int = 640, concurrency: int | None = None, echo=print) -> int:
+    """``wildfer predict --engine ray``: the photos under ``paths`` through :func:`predict_dataset`
+    on the Ray cluster ``ray.init()`` finds (``RAY_ADDRESS``, or a local one), written to
+    ``json_file`` as JSON Lines. Returns the exit code, 1 only when no photo could be read
+    (as the local path)."""
+    from .paths import check_output_file
+
+    json_file = Path(json_file)
+    if json_file.suffix.lower() != ".jsonl":
+        raise WildferError(f"--json {json_file}: --engine ray writes JSON Lines; give a name ending in .jsonl")
+    check_output_file(json_file, "--json")
+    missing = [str(p) for p in paths if not str(p).startswith(("s3://", "gs://", "abfs://")) and not Path(p).exists()]
+    if missing:
+        raise WildferError(f"{missing[0]}: not found")
+    ray = _ray()
+    if not ray.is_initialized():
+        ray.init(log_to_driver=False, configure_logging=False)
+    out = predict_dataset(read_images(list(paths)), model=model, detector=detector, mode=mode, max_side=max_side,
+                          concurrency=concurrency)
+    good, bad = _stream_jsonl(out, json_file)
+    echo(f"done: {good + bad} photo(s) on Ray, {bad} unreadable; results written to {json_file}")
+    return 0 if good or not bad else 1

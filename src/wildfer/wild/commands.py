@@ -25,12 +25,25 @@ def register(app: typer.Typer, panel: str) -> None:
         batch: int = typer.Option(16, "--batch", min=1, help="Photos whose faces are classified in one batch."),
         tta: bool = typer.Option(False, "--tta", help="Average each face with its mirror image."),
         resume: bool = typer.Option(False, "--resume", help="Complete the outputs of an interrupted run: keep what they hold and skip those photos."),
+        engine: str = typer.Option("local", "--engine", help="local, or ray: photos through Ray Data on the cluster ray.init() finds (RAY_ADDRESS, else a local one), results in --json FILE.jsonl."),
     ):
         """Find every face in photos and videos and classify its expression.
 
         Results are written as each batch is done; Ctrl-C keeps what is finished, and --resume completes it."""
+        from ..errors import WildferError
         from .cli_predict import run_predict
 
+        if engine not in ("local", "ray"):
+            raise WildferError(f"--engine {engine!r}: use local or ray")
+        if engine == "ray":
+            from ..batch import predict_paths
+
+            extras = [o for o, v in (("--out", out), ("--csv", csv_file), ("--annotate", annotate),
+                                     ("--saliency", saliency), ("--resume", resume), ("--tta", tta)) if v]
+            if extras or json_file is None:
+                raise WildferError(f"--engine ray writes --json FILE.jsonl only{' (not ' + ', '.join(extras) + ')' if extras else ''}")
+            raise SystemExit(predict_paths(paths, json_file, model=model, detector=detector, mode=mode,
+                                            max_side=max_side))
         code = run_predict(paths, model=model, detector=detector, mode=mode, out=out, json_file=json_file,
                            csv_file=csv_file, annotate=annotate, saliency=saliency, video_stride=video_stride,
                            max_side=max_side, batch=batch, tta=tta, resume=resume)
