@@ -29,3 +29,11 @@ def test_usage_errors_exit_2_without_traceback(args, message, tmp_path):
 def test_in_process_entry_point_returns_2(cli):
     code, text = cli(["train", "--no-such-option"])
     assert code == 2 and "No such option" in text and "Traceback" not in text
+
+
+@pytest.mark.parametrize("name", ["a[/]b.csv", "[happy].csv", "x\\[bold]y.csv"])
+def test_error_message_is_printed_literally(cli, tmp_path, name):
+    """Square brackets in a user error (a path, a class name) are text, not console markup."""
+    code, text = cli(["evaluate", str(tmp_path / name)])
+    assert code == 2 and "Traceback" not in text, text
+    assert f"error: {tmp_path / name}: file or folder not found" in text, text

@@ -11,6 +11,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from . import __version__
 from .errors import WildferError
@@ -90,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rv = app(args=argv, standalone_mode=False)  # a command's typer.Exit(code) comes back as rv
     except WildferError as e:
-        console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        # the message is literal text: a path such as ``a[/]b.csv`` or a class ``[happy]`` is no markup
+        console.print(Text.assemble(("error:", "bold red"), " ", str(e)), highlight=False, soft_wrap=True)
         return 2
     except typer.Exit as e:
         return e.exit_code
