@@ -68,6 +68,10 @@ def register(app: typer.Typer, panel: str) -> None:
         from rich.console import Console
         from rich.table import Table
 
+        from ..paths import check_output_file
+
+        if json_out is not None:
+            check_output_file(json_out, "--json")  # before the data set is parsed
         data = _load(path, fer2013, classes, no_cache)
         d = info_dict(data, path)
         console = Console()
