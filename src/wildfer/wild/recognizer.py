@@ -130,6 +130,7 @@ class ExplainResult:
     heatmap: np.ndarray
     image: np.ndarray = field(repr=False)
     timings: dict[str, float] = field(default_factory=dict)
+    truncated: bool = False  # as ImageResult's: the file ended early and decoded with filler
 
     def overlay(self, alpha: float = 0.55, cmap: str = "jet", boxes: bool = True) -> "Image.Image":  # noqa: F821
         """The photo with the heat map blended in (weight ``alpha x heat``), as an RGB PIL image."""
@@ -156,7 +157,8 @@ class ExplainResult:
             faces.append(d)
         return {
             "width": int(self.width), "height": int(self.height), "mode": self.mode, "method": self.method,
-            "faces": faces, "timings_ms": {k: round(float(v), 2) for k, v in self.timings.items()},
+            "faces": faces, "truncated": bool(self.truncated),
+            "timings_ms": {k: round(float(v), 2) for k, v in self.timings.items()},
         }
 
 
@@ -291,7 +293,7 @@ class Recognizer:
         timings["explain"] = (time.perf_counter() - t0) * 1e3
         timings["total"] = timings.get("total", 0.0) + timings["explain"]
         return ExplainResult(res.width, res.height, res.mode, str(method), res.faces, np.clip(heat, 0, 1),
-                             work.rgb, timings)
+                             work.rgb, timings, res.truncated)
 
     # -- steps
     def _prepare(self, image, bgr: bool = False, keep_rgb: bool = False, name: str | None = None) -> _Work:
