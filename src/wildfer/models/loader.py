@@ -3,11 +3,14 @@
 ``"ferplus"``).
 
 :class:`Classifier` wraps a network with its class names and preprocessing, so every stage
-(evaluate, explain, wild, serve) feeds faces the same way.
+(evaluate, explain, wild, serve) feeds faces the same way. ``Classifier.to(device)`` gives it on
+a device (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``; see :func:`resolve_device`).
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import os
 import warnings
@@ -34,6 +37,54 @@ CHECKPOINT_FORMAT = "wildfer-checkpoint-v1"
 #: FER2013 pixel statistics used to normalise inputs (x / 255 - mean) / std.
 DEFAULT_PREPROCESS = {"size": 48, "mean": 0.5, "std": 0.25, "grayscale": True}
 
+#: the device names :func:`resolve_device` takes (and ``cuda:N``)
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(device: Any = "auto", backend: str = "torch") -> str:
+    """The device ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` names here, as ``"cpu"``
+    or ``"cuda:N"``, for the ``backend`` that computes (``"torch"`` or ``"onnx"``).
+
+    ``"auto"`` is the first CUDA GPU when the backend can use one (torch:
+    ``torch.cuda.is_available()``; onnx: onnxruntime's ``CUDAExecutionProvider``), else the CPU.
+    A CUDA device the backend cannot use, or an unknown name, is a :class:`ModelError`.
+    """
+    name = str(device).strip().lower() if device is not None else "auto"
+    if name not in DEVICES and not (name.startswith("cuda:") and name[5:].isdigit()):
+        raise ModelError(f"unknown device {str(device)!r}; use auto, cpu, cuda or cuda:N")
+    if name == "cpu":
+        return "cpu"
+    missing = _cuda_missing(backend)
+    if name == "auto":
+        return "cpu" if missing else "cuda:0"
+    if missing:
+        raise ModelError(f"device {name!r}: {missing}; use cpu or auto")
+    index = int(name[5:]) if ":" in name else 0
+    count = torch.cuda.device_count() if backend == "torch" else None
+    if count is not None and index >= count:
+        raise ModelError(f"device {name!r}: this machine has {count} CUDA device(s) (cuda:0 to cuda:{count - 1})")
+    return f"cuda:{index}"
+
+
+def _cuda_missing(backend: str) -> str | None:
+    """Why ``backend`` cannot run on a CUDA GPU here, or ``None`` when it can."""
+    if backend == "onnx":
+        try:
+            from .onnx import import_onnxruntime
+
+            providers = import_onnxruntime().get_available_providers()
+        except ImportError:
+            return "onnxruntime is not installed"
+        if "CUDAExecutionProvider" not in providers:
+            return (f"onnxruntime has no CUDAExecutionProvider here (it has {', '.join(providers) or 'none'}; "
+                    f"the GPU build is the onnxruntime-gpu package)")
+        return None
+    if torch.cuda.is_available():
+        return None
+    if torch.version.cuda is None:
+        return f"this torch ({torch.__version__}) is built without CUDA"
+    return "torch finds no CUDA GPU on this machine (torch.cuda.is_available() is False)"
+
 
 @dataclass
 class Classifier:
@@ -54,9 +105,31 @@ class Classifier:
     out_classes: tuple[str, ...] | None = None
     backend: str = "torch"  # "torch" or "onnx" (see wildfer.models.onnx.attach_onnx)
     runner: Any = None  # the onnxruntime runner when backend == "onnx"
+    #: where the backend computes, "cpu" or "cuda:N" (the onnx backend's torch net, kept for
+    #: gradients, stays on the CPU)
+    device: str = "cpu"
 
     def __post_init__(self):
         self.net.eval()
+
+    def to(self, device: Any = "auto") -> "Classifier":
+        """This classifier on ``device`` (:func:`resolve_device`): itself when it is there already,
+        else a new one with its own copy of the network there (this one is left as it was).
+        With the onnx backend the onnxruntime session is made again with the device's provider."""
+        target = resolve_device(device, self.backend)
+        if target == self.device:
+            return self
+        net = self.net if self.backend == "onnx" else copy.deepcopy(self.net)
+        return _placed(dataclasses.replace(self, net=net), target)
+
+    @property
+    def input_device(self) -> torch.device:
+        """Where :meth:`to_tensor` puts faces: the device of the torch network's weights."""
+        for t in self.net.parameters():
+            return t.device
+        for t in self.net.buffers():
+            return t.device
+        return torch.device("cpu")
 
     @property
     def size(self) -> int:
@@ -66,9 +139,12 @@ class Classifier:
     def labels(self) -> tuple[str, ...]:
         return self.out_classes or self.classes
 
-    def to_tensor(self, faces) -> torch.Tensor:
-        """uint8/float faces (N x H x W or N x 1 x H x W, 0-255) -> normalised float tensor."""
+    def to_tensor(self, faces, device: Any = None) -> torch.Tensor:
+        """uint8/float faces (N x H x W or N x 1 x H x W, 0-255) -> normalised float tensor on
+        ``device`` (default: the network's, :attr:`input_device`). The one place faces move to
+        the model's device: they travel as uint8, a quarter of the float bytes."""
         x = torch.as_tensor(np.asarray(faces) if not isinstance(faces, torch.Tensor) else faces)
+        x = x.to(self.input_device if device is None else device)
         if x.dim() == 2:
             x = x[None]
         if x.dim() == 3:
@@ -83,11 +159,13 @@ class Classifier:
 
     @torch.inference_mode()
     def logits(self, faces, batch_size: int = 256) -> torch.Tensor:
-        x = self.to_tensor(faces)
+        """Network outputs ``N x C`` for ``faces``, on the CPU whatever the device."""
         if self.backend == "onnx" and self.runner is not None:
+            x = self.to_tensor(faces, device="cpu")  # onnxruntime takes numpy and moves it itself
             outs = [torch.from_numpy(self.runner(x[i : i + batch_size].numpy())) for i in range(0, x.shape[0], batch_size)]
             return torch.cat(outs) if outs else torch.zeros(0, len(self.classes))
-        outs = [self.net(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)]
+        x = self.to_tensor(faces)
+        outs = [self.net(x[i : i + batch_size]).cpu() for i in range(0, x.shape[0], batch_size)]
         return torch.cat(outs) if outs else torch.zeros(0, len(self.classes))
 
     def predict_proba(self, faces, batch_size: int = 256, tta: bool = False) -> np.ndarray:
@@ -332,16 +410,23 @@ def builtin_info(name: str) -> dict[str, Any]:
 
 
 def load_model(name_or_path: str | os.PathLike = "default", *, classes: str | None = None,
-               backend: str = "torch") -> Classifier:
+               backend: str = "torch", device: Any = "cpu") -> Classifier:
     """A built-in name (``default``, ``fast``, ``ferplus``, ``default_resnet``, ``accurate``, ``wild``), a
     ``.pt`` checkpoint, a ``.safetensors`` file (with its ``.json`` beside it), a run folder or
     an ensemble spec ``.json`` (:mod:`wildfer.models.ensemble`). Nothing is downloaded.
 
     ``classes="fer2013"`` maps an 8-class FER+ model's output to FER2013's 7 classes
     (contempt folded away, probabilities renormalised).
+
+    ``device``: where it computes, ``"cpu"`` (default), ``"cuda"``, ``"cuda:N"`` or ``"auto"``
+    (a CUDA GPU when the backend can use one, else the CPU; :func:`resolve_device`), checked
+    before anything is read.
     """
     if classes and classes.lower() != "fer2013":
         raise ModelError(f"classes={classes!r}: the only class mapping is 'fer2013' (FER2013's 7 classes)")
+    if backend not in ("torch", "onnx"):
+        raise ModelError(f"unknown backend {backend!r} (torch | onnx)")
+    target = resolve_device(device, backend)
     from .ensemble import is_ensemble_spec, load_ensemble_spec
 
     s = str(name_or_path)
@@ -363,7 +448,7 @@ def load_model(name_or_path: str | os.PathLike = "default", *, classes: str | No
     elif os.path.exists(s) and os.path.isdir(s):
         for cand in ("best.pt", "last.pt"):
             if (Path(s) / cand).exists():
-                return load_model(Path(s) / cand, classes=classes, backend=backend)
+                return load_model(Path(s) / cand, classes=classes, backend=backend, device=target)
         raise ModelError(f"{s}: folder has no best.pt or last.pt checkpoint")
     elif os.path.exists(s):
         clf = classifier_from_checkpoint(s)
@@ -379,9 +464,20 @@ def load_model(name_or_path: str | os.PathLike = "default", *, classes: str | No
     if backend == "onnx":
         from .onnx import attach_onnx
 
-        attach_onnx(clf)
-    elif backend != "torch":
-        raise ModelError(f"unknown backend {backend!r} (torch | onnx)")
+        return attach_onnx(clf, device=target)
+    return _placed(clf, target)
+
+
+def _placed(clf: Classifier, device: str) -> Classifier:
+    """``clf`` moved to the resolved ``device`` in place: its torch network, or for the onnx
+    backend a new onnxruntime session with that device's provider (the network stays on the CPU)."""
+    if clf.backend == "onnx":
+        from .onnx import attach_onnx
+
+        threads = getattr(clf.runner, "threads", None)
+        return attach_onnx(clf, threads=threads, device=device)
+    clf.net.to(device)
+    clf.device = device
     return clf
 
 

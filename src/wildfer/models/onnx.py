@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import ModelError
-from .loader import Classifier, load_model, one_line
+from .loader import Classifier, load_model, one_line, resolve_device
 
 
 def onnx_opsets() -> tuple[int, int]:
@@ -33,7 +33,7 @@ def onnx_opsets() -> tuple[int, int]:
 
 def onnx_bytes(clf: Classifier, opset: int = 17) -> bytes:
     net = clf.net.eval()
-    x = torch.zeros(1, int(getattr(net, "in_chans", 1)), clf.size, clf.size)
+    x = torch.zeros(1, int(getattr(net, "in_chans", 1)), clf.size, clf.size, device=clf.input_device)
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -75,20 +75,35 @@ def import_onnxruntime():
     return ort
 
 
-class OnnxRunner:
-    """Logits from an ONNX model on onnxruntime's CPU provider."""
+def onnx_providers(device: str) -> list:
+    """onnxruntime's providers for a resolved device (``"cpu"`` or ``"cuda:N"``), best first."""
+    if device.startswith("cuda"):
+        index = int(device.partition(":")[2] or 0)
+        return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
 
-    def __init__(self, model: bytes | str | os.PathLike, threads: int | None = None):
+
+class OnnxRunner:
+    """Logits from an ONNX model on onnxruntime: its CPU provider, or its CUDA provider for
+    ``device="cuda:N"`` (a :class:`ModelError` when that provider cannot start here)."""
+
+    def __init__(self, model: bytes | str | os.PathLike, threads: int | None = None, device: str = "cpu"):
         ort = import_onnxruntime()
         so = ort.SessionOptions()
         if threads:
             so.intra_op_num_threads = int(threads)
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         src = model if isinstance(model, bytes) else str(model)
+        shown = model if not isinstance(model, bytes) else "<onnx>"
+        self.threads, self.device = threads, device
         try:
-            self.session = ort.InferenceSession(src, sess_options=so, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(src, sess_options=so, providers=onnx_providers(device))
         except Exception as e:  # noqa: BLE001
-            raise ModelError(f"{model if not isinstance(model, bytes) else '<onnx>'}: cannot load ONNX model ({one_line(e)})") from None
+            raise ModelError(f"{shown}: cannot load ONNX model ({one_line(e)})") from None
+        if device.startswith("cuda") and "CUDAExecutionProvider" not in self.session.get_providers():
+            # onnxruntime falls back to the CPU when the CUDA provider's libraries do not load
+            raise ModelError(f"device {device!r}: onnxruntime's CUDAExecutionProvider did not start here (CUDA or "
+                             f"cuDNN libraries missing?); use cpu or auto")
         self.input_name = self.session.get_inputs()[0].name
         meta = self.session.get_modelmeta().custom_metadata_map
         self.classes = tuple(json.loads(meta["classes"])) if "classes" in meta else None
@@ -98,8 +113,14 @@ class OnnxRunner:
         return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
 
 
-def attach_onnx(clf: Classifier, threads: int | None = None) -> Classifier:
-    """Make ``clf`` compute logits with onnxruntime (same probabilities, usually faster on CPU)."""
-    clf.runner = OnnxRunner(onnx_bytes(clf), threads=threads)
-    clf.backend = "onnx"
+def attach_onnx(clf: Classifier, threads: int | None = None, device: str = "cpu") -> Classifier:
+    """Make ``clf`` compute logits with onnxruntime (same probabilities, usually faster on CPU).
+
+    ``device``: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (the CUDA provider when
+    onnxruntime has it, see :func:`wildfer.models.loader.resolve_device`); the torch network,
+    kept for saliency maps, stays on the CPU."""
+    target = resolve_device(device, "onnx")
+    runner = OnnxRunner(onnx_bytes(clf), threads=threads, device=target)
+    clf.net.to("cpu")
+    clf.runner, clf.backend, clf.device = runner, "onnx", target
     return clf

@@ -208,18 +208,27 @@ class Recognizer:
         Keep at most this many faces per photo (the highest-scoring); ``None``: all.
     tta:
         Average the classifier over the crop and its mirror image.
+    device:
+        Where the classifier runs: ``"auto"`` (a CUDA GPU when there is one), ``"cpu"``,
+        ``"cuda"`` or ``"cuda:N"`` (:func:`~wildfer.models.loader.resolve_device`). ``None``:
+        a given classifier stays where it is, a named model loads on the CPU. Detection and
+        alignment run on the CPU.
     """
 
     def __init__(self, model: Any = None, detector: str | Detector = "yunet", mode: str = "detect", *,
                  max_side: int | None = 640, score_threshold: float | None = None, low_score: float = 0.7,
-                 align: AlignConfig | None = None, max_faces: int | None = None, tta: bool = False):
+                 align: AlignConfig | None = None, max_faces: int | None = None, tta: bool = False,
+                 device: str | None = None):
         from ..models.loader import PIPELINE_MODEL, Classifier, load_model
 
         model = PIPELINE_MODEL if model is None else model
         if mode not in MODES:
             raise ModelError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
         self.mode = mode
-        self.classifier: Classifier = model if isinstance(model, Classifier) else load_model(model)
+        if isinstance(model, Classifier):
+            self.classifier: Classifier = model if device is None else model.to(device)
+        else:
+            self.classifier = load_model(model, **({} if device is None else {"device": device}))
         if isinstance(detector, Detector):
             self.detector = detector
         else:
