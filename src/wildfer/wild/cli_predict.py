@@ -307,7 +307,7 @@ def _check_outputs(out, json_file, csv_file, progress) -> None:
 
 def run_predict(paths, *, model=None, detector="yunet", mode="detect", out=None, json_file=None, csv_file=None,
                 annotate=False, saliency=None, video_stride=5, max_side=640, batch=16, tta=False,
-                resume=False) -> int:
+                resume=False, device=None) -> int:
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -339,7 +339,7 @@ def run_predict(paths, *, model=None, detector="yunet", mode="detect", out=None,
     if saliency:
         _saliency_methods()(saliency)  # fail early on an unknown method
     inputs, missing = collect_inputs(paths)
-    rec = Recognizer(model=model, detector=detector, mode=mode, max_side=max_side, tta=tta)
+    rec = Recognizer(model=model, detector=detector, mode=mode, max_side=max_side, tta=tta, device=device)
     labels = list(rec.labels)
     names = _Names(out) if out else None
     writer = ResultWriter(progress, csv_file, labels, resume=resume, report=report_file,

@@ -25,6 +25,7 @@ def register(app: typer.Typer, panel: str) -> None:
         batch: int = typer.Option(16, "--batch", min=1, help="Photos whose faces are classified in one batch."),
         tta: bool = typer.Option(False, "--tta", help="Average each face with its mirror image."),
         resume: bool = typer.Option(False, "--resume", help="Complete the outputs of an interrupted run: keep what they hold and skip those photos."),
+        device: str = typer.Option("auto", "--device", help="Where the classifier runs: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N."),
         engine: str = typer.Option("local", "--engine", help="local, or ray: photos through Ray Data on the cluster ray.init() finds (RAY_ADDRESS, else a local one), results in --json FILE.jsonl."),
     ):
         """Find every face in photos and videos and classify its expression.
@@ -39,14 +40,15 @@ def register(app: typer.Typer, panel: str) -> None:
             from ..batch import predict_paths
 
             extras = [o for o, v in (("--out", out), ("--csv", csv_file), ("--annotate", annotate),
-                                     ("--saliency", saliency), ("--resume", resume), ("--tta", tta)) if v]
+                                     ("--saliency", saliency), ("--resume", resume), ("--tta", tta),
+                                     ("--device", device != "auto")) if v]
             if extras or json_file is None:
                 raise WildferError(f"--engine ray writes --json FILE.jsonl only{' (not ' + ', '.join(extras) + ')' if extras else ''}")
             raise SystemExit(predict_paths(paths, json_file, model=model, detector=detector, mode=mode,
                                             max_side=max_side))
         code = run_predict(paths, model=model, detector=detector, mode=mode, out=out, json_file=json_file,
                            csv_file=csv_file, annotate=annotate, saliency=saliency, video_stride=video_stride,
-                           max_side=max_side, batch=batch, tta=tta, resume=resume)
+                           max_side=max_side, batch=batch, tta=tta, resume=resume, device=device)
         if code:
             # SystemExit, not typer.Exit: click in non-standalone mode returns Exit's code
             # instead of raising it, and wildfer.cli.main would turn it into 0
@@ -66,6 +68,7 @@ def register(app: typer.Typer, panel: str) -> None:
         split: Optional[str] = typer.Option(None, "--split", help="Only rows whose split column holds this value (train, val ...); all rows when the manifest has no split column."),
         save_predictions: Optional[Path] = typer.Option(None, "--save-predictions", help="Write one CSV row per face: path, label, prediction, found, probabilities."),
         tta: bool = typer.Option(False, "--tta", help="Average each face with its mirror image (as predict --tta)."),
+        device: str = typer.Option("auto", "--device", help="Where the classifier runs: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N."),
     ):
         """Detection recall and accuracy of the wild pipeline on a labelled manifest."""
         import json
@@ -85,8 +88,8 @@ def register(app: typer.Typer, panel: str) -> None:
                 raise WildferError(f"{f}: is a folder; give a file name")
             if f is not None:
                 f.parent.mkdir(parents=True, exist_ok=True)
-        clf = load_model(model, classes=classes) if classes else model
-        rec = Recognizer(model=clf, detector=detector, mode=mode, max_side=max_side, tta=tta)
+        clf = load_model(model, classes=classes, device=device) if classes else model
+        rec = Recognizer(model=clf, detector=detector, mode=mode, max_side=max_side, tta=tta, device=device)
         with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeRemainingColumn(), console=err, transient=True) as bar:
             task = bar.add_task(f"evaluate {mode}", total=None)
