@@ -309,6 +309,7 @@ def run_predict(paths, *, model=None, detector="yunet", mode="detect", out=None,
                 annotate=False, saliency=None, video_stride=5, max_side=640, batch=16, tta=False,
                 resume=False, device=None) -> int:
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -398,7 +399,7 @@ def run_predict(paths, *, model=None, detector="yunet", mode="detect", out=None,
             for src, rel in todo:
                 if is_video_file(src):
                     flush()
-                    bar.update(task, description=f"video {src.name}")
+                    bar.update(task, description=f"video {escape(src.name)}")
                     try:
                         if annotate and names is not None:
                             with written_whole(names(rel, ".annotated.mp4")) as tmp:
@@ -433,6 +434,7 @@ def _finish(err, rec, mode, labels, inputs, missing, records, *, out, report_fil
             annotate, saliency, interrupted) -> int:
     """Write the JSON report, print the table and the summary; the exit code."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     order = {str(src): i for i, (src, _) in enumerate(inputs)}
@@ -460,10 +462,10 @@ def _finish(err, rec, mode, labels, inputs, missing, records, *, out, report_fil
         for c in ("path", "faces", "labels"):
             table.add_column(c)
         for r in images[:200]:
-            table.add_row(r.get("path", "") + (" (truncated)" if r.get("truncated") else ""), str(len(r["faces"])),
+            table.add_row(escape(r.get("path", "")) + (" (truncated)" if r.get("truncated") else ""), str(len(r["faces"])),
                           ", ".join(f["label"] for f in r["faces"][:12]) + (" ..." if len(r["faces"]) > 12 else ""))
         for v in videos:
-            table.add_row(v["path"], f"{len(v['tracks'])} tracks", ", ".join(str(t["label"]) for t in v["tracks"][:12]))
+            table.add_row(escape(v["path"]), f"{len(v['tracks'])} tracks", ", ".join(str(t["label"]) for t in v["tracks"][:12]))
         Console().print(table)
         if len(images) > 200:
             Console().print(f"... {len(images) - 200} more photos (use --json or --csv for all)")
@@ -475,12 +477,12 @@ def _finish(err, rec, mode, labels, inputs, missing, records, *, out, report_fil
         msg += f"; {len(truncated)} truncated"
     err.print(f"[bold]{'so far' if interrupted else 'done'}:[/] {msg}", highlight=False)
     for u in unreadable:
-        err.print(f"  [yellow]unreadable[/] {u['error']}", highlight=False, soft_wrap=True)
+        err.print(f"  [yellow]unreadable[/] {escape(u['error'])}", highlight=False, soft_wrap=True)
     for p in truncated:
-        err.print(f"  [yellow]truncated[/] {p}: the file ends early; the rest of the photo is filler",
+        err.print(f"  [yellow]truncated[/] {escape(p)}: the file ends early; the rest of the photo is filler",
                   highlight=False, soft_wrap=True)
     if out is not None and (annotate or saliency):
-        err.print(f"outputs in {out}", highlight=False)
+        err.print(f"outputs in {out}", highlight=False, markup=False)
     if interrupted:
         what = "files" if any(is_video_file(src) for src, _ in inputs) else "photos"
         where = (f"written to {' and '.join(map(str, written))}; --resume completes it" if written
@@ -489,7 +491,7 @@ def _finish(err, rec, mode, labels, inputs, missing, records, *, out, report_fil
                   markup=False)
         return 130
     if written:
-        err.print(f"results written to {' and '.join(map(str, written))}", highlight=False, soft_wrap=True)
+        err.print(f"results written to {' and '.join(map(str, written))}", highlight=False, soft_wrap=True, markup=False)
     if not images and not videos:
         err.print("[bold red]error:[/] nothing could be processed", highlight=False)
         return 1
