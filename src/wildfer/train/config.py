@@ -196,7 +196,10 @@ def apply_overrides(d: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
             raise WildferError(f"override {item!r} must look like key=value")
         k, v = item.split("=", 1)
         k = k.strip().replace("-", "_")
-        val = yaml.safe_load(v) if v != "" else None
+        try:
+            val = yaml.safe_load(v) if v != "" else None
+        except yaml.YAMLError as e:
+            raise WildferError(f"override {item!r}: cannot parse the value ({str(e).splitlines()[0]})") from None
         if "." in k:
             head, tail = k.split(".", 1)
             if head in ("model_kwargs", "aug"):
