@@ -1,0 +1,62 @@
+"""The ``machine`` record stored beside measurements (evaluation and explanation reports, the
+benchmarks): when and on what they were made, so numbers from different computers are not
+compared as if they were one.
+
+>>> from wildfer.machine import machine
+>>> sorted(machine())                                          # doctest: +SKIP
+['cores', 'cpu', 'cpu_features', 'date', 'gpu', 'platform', 'python', 'torch', 'wildfer']
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import sys
+from pathlib import Path
+
+#: Instruction-set extensions that change CPU inference and bf16 training speed.
+FEATURES = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+
+
+def cpu_model() -> tuple[str, list[str]]:
+    """The CPU's name from /proc/cpuinfo (else what ``platform`` knows) and which of FEATURES it has."""
+    name, flags = "", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and not name:
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    return name or platform.processor() or platform.machine(), [f for f in FEATURES if f in flags]
+
+
+def machine(**extra) -> dict:
+    """Date (UTC, ISO 8601), CPU and its features, core count, OS, Python, wildfer and, when
+    torch is loaded, its version and the GPU (``None`` without one); ``extra`` keys (threads,
+    load averages ...) are added after them. torch is named only when the caller has imported
+    it, so describing the machine never pays torch's import."""
+    from . import __version__
+
+    cpu, features = cpu_model()
+    info = {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "cpu": cpu,
+        "cpu_features": features,
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "wildfer": __version__,
+    }
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        info["torch"] = torch.__version__
+        info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    info.update(extra)
+    return info
+
+
+__all__ = ["FEATURES", "cpu_model", "machine"]
