@@ -152,9 +152,12 @@ def _load_folder_or_manifest(path: Path) -> FaceArrays:
 def save_json(report: dict, path: str | os.PathLike) -> Path:
     import json
 
+    from ..machine import machine
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     clean = {k: v for k, v in report.items() if k != "probs"}
+    clean.setdefault("machine", machine())  # what the numbers were measured on, and when
     path.write_text(json.dumps(clean, indent=2))
     return path
 
