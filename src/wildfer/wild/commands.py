@@ -81,6 +81,8 @@ def register(app: typer.Typer, panel: str) -> None:
         from .evaluate import evaluate_wild
         from ..errors import WildferError
         from .recognizer import Recognizer
+        from ..machine import machine
+        from rich.markup import escape
 
         err = Console(stderr=True)
         for f in (json_file, save_predictions):  # before any work, not after it
@@ -105,9 +107,9 @@ def register(app: typer.Typer, panel: str) -> None:
             table.add_row(k, "-" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v)))
         Console().print(table)
         for u in res["unreadable"]:
-            err.print(f"[yellow]unreadable:[/] {u['error']}", highlight=False)
+            err.print(f"[yellow]unreadable:[/] {escape(u['error'])}", highlight=False)
         if json_file:
-            json_file.write_text(json.dumps(res, indent=2))
-            err.print(f"metrics written to {json_file}", highlight=False)
+            json_file.write_text(json.dumps({**res, "machine": machine()}, indent=2))
+            err.print(f"metrics written to {json_file}", highlight=False, markup=False)
         if save_predictions:
-            err.print(f"predictions written to {save_predictions}", highlight=False)
+            err.print(f"predictions written to {save_predictions}", highlight=False, markup=False)
