@@ -37,6 +37,8 @@ def register(app: typer.Typer, panel: str) -> None:
         out: Optional[Path] = typer.Option(None, "--out", help="Folder for confusion.png, reliability.png and report.json."),
         batch_size: int = typer.Option(256, "--batch-size", min=1),
         threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Torch CPU threads."),
+        device: str = typer.Option("auto", "--device", help="Where the models run: auto (a CUDA GPU when there is "
+                                   "one, else the CPU), cpu, cuda or cuda:N."),
     ):
         """Accuracy, macro-F1, per-class precision/recall, top-2, confusion matrix and calibration (ECE, reliability diagram)."""
         from rich.console import Console
@@ -70,12 +72,16 @@ def register(app: typer.Typer, panel: str) -> None:
             check_output_file(json_out, "--json")
         if out:
             check_output_dir(out, "--out")
+        from ..models.loader import resolve_device
+
+        device = resolve_device(device)  # a GPU that is not there is one line before the data is read
         if threads:
             import torch
 
             torch.set_num_threads(threads)
         arrays = load_eval_data(data, split, dataset=dataset, ferplus_labels=ferplus_labels)
-        report = evaluate(models, arrays, tta=tta, batch_size=batch_size, weights=w, save_probs_to=save_probs)
+        report = evaluate(models, arrays, tta=tta, batch_size=batch_size, weights=w, save_probs_to=save_probs,
+                          device=device)
         skipped = list((arrays.meta or {}).get("skipped") or [])
         if skipped:  # folder / manifest items that could not be used: reported, never dropped silently
             report["skipped"] = [[str(a) for a in item] if isinstance(item, (list, tuple)) else str(item) for item in skipped]

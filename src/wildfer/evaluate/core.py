@@ -29,7 +29,7 @@ def split_name(arrays: FaceArrays) -> str:
 
 def evaluate(models, arrays: FaceArrays, tta: str | None = None, batch_size: int = 256, *, crop: int = 44,
              n_bins: int = ECE_BINS, return_probs: bool = False, weights: Sequence[float] | None = None,
-             save_probs_to: str | os.PathLike | None = None) -> dict:
+             save_probs_to: str | os.PathLike | None = None, device: str | None = None) -> dict:
     """Evaluate a classifier (or a list of them, as an ensemble) on ``arrays``.
 
     ``models``: :class:`~wildfer.models.loader.Classifier` objects, built-in names, checkpoint
@@ -39,12 +39,14 @@ def evaluate(models, arrays: FaceArrays, tta: str | None = None, batch_size: int
     ``tta``: ``None``, ``"flip"`` or ``"tencrop"``. Returns the metrics of
     :func:`~wildfer.evaluate.metrics.compute_metrics` plus ``model``, ``models``, ``split``,
     ``tta`` and ``dataset``; with ``return_probs`` also ``probs`` (N x C numpy, not JSON).
+    ``device``: where the classifiers run, ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``
+    (``None``: given classifiers stay where they are, names load on the CPU).
     """
     if tta not in TTA_MODES:
         raise WildferError(f"unknown TTA mode {tta!r} (flip | tencrop)")
     if len(arrays) == 0:
         raise DataError(arrays.source or "data", "no samples to evaluate")
-    clfs = resolve_models(models, data_classes=arrays.classes)
+    clfs = resolve_models(models, data_classes=arrays.classes, device=device)
     w = ensemble_weights(weights, len(clfs))  # normalised, for the report
     probs = predict_proba(clfs, arrays.images, arrays.classes, tta=tta, batch_size=batch_size, crop=crop,
                           weights=weights)

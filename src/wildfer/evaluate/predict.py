@@ -94,11 +94,12 @@ def load_saved_probs(path: str | os.PathLike) -> SavedProbs:
         raise DataError(path, f"unreadable saved probabilities ({e})") from None
 
 
-def resolve_models(models, *, data_classes: Sequence[str] | None = None) -> list:
+def resolve_models(models, *, data_classes: Sequence[str] | None = None, device: str | None = None) -> list:
     """Classifiers from a classifier, a name/path, or a list of them (``"a,b"`` strings split).
 
     An 8-class FER+ model evaluated against FER2013's classes is mapped with
-    :func:`wildfer.models.loader.with_fer2013_classes`.
+    :func:`wildfer.models.loader.with_fer2013_classes`. ``device`` (``auto``, ``cpu``, ``cuda``,
+    ``cuda:N``) puts every classifier there; ``None``: given ones stay, names load on the CPU.
     """
     from ..models.loader import Classifier, load_model, with_fer2013_classes
 
@@ -107,7 +108,7 @@ def resolve_models(models, *, data_classes: Sequence[str] | None = None) -> list
     out = []
     for m in models:
         if isinstance(m, str) and "," in m and not os.path.exists(m):
-            out.extend(resolve_models([s for s in m.split(",") if s.strip()], data_classes=data_classes))
+            out.extend(resolve_models([s for s in m.split(",") if s.strip()], data_classes=data_classes, device=device))
             continue
         if isinstance(m, SavedProbs):
             out.append(m)
@@ -115,7 +116,9 @@ def resolve_models(models, *, data_classes: Sequence[str] | None = None) -> list
         if isinstance(m, (str, os.PathLike)) and str(m).strip().endswith(".npz"):
             out.append(load_saved_probs(str(m).strip()))
             continue
-        clf = m if not isinstance(m, (str, os.PathLike)) else load_model(str(m).strip())
+        clf = m if not isinstance(m, (str, os.PathLike)) else load_model(str(m).strip(), device=device or "cpu")
+        if device is not None and isinstance(clf, Classifier):
+            clf = clf.to(device)
         if data_classes is not None and tuple(data_classes) == FER2013_CLASSES and tuple(clf.labels) != FER2013_CLASSES:
             if isinstance(clf, Classifier):
                 clf = with_fer2013_classes(clf)
@@ -161,15 +164,17 @@ def tta_views(faces: np.ndarray, tta: str | None, crop: int = 44) -> list[np.nda
 
 
 def predict_proba(models, faces: np.ndarray, data_classes: Sequence[str] | None = None, *, tta: str | None = None,
-                  batch_size: int = 256, crop: int = 44, weights: Sequence[float] | None = None) -> np.ndarray:
+                  batch_size: int = 256, crop: int = 44, weights: Sequence[float] | None = None,
+                  device: str | None = None) -> np.ndarray:
     """Averaged probabilities (N x C) of one or more classifiers over the TTA views of ``faces``.
 
     Each classifier resizes views to its own input size (``Classifier.to_tensor``). With
     ``data_classes`` the output columns follow those classes (see :func:`align_probs`).
     ``weights``: one per model (normalised); equal by default. A :class:`SavedProbs` member
     gives its saved probabilities, after checking they are for these faces and this TTA.
+    ``device``: where the classifiers run (:func:`resolve_models`).
     """
-    clfs = resolve_models(models, data_classes=data_classes)
+    clfs = resolve_models(models, data_classes=data_classes, device=device)
     w = ensemble_weights(weights, len(clfs))
     labels = list(data_classes) if data_classes is not None else list(clfs[0].labels)
     tta = None if tta in (None, "none", "") else tta
