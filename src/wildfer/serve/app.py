@@ -235,28 +235,43 @@ def model_explain_methods(clf) -> list[str]:
 
 
 def load_recognizer(model: str | None = None, detector: str = "yunet", backend: str = "auto",
-                    compute_threads: int | None = 1):
+                    compute_threads: int | None = 1, device: str = "auto"):
     """The server's :class:`~wildfer.wild.Recognizer`: ``model`` with its classifier on
     onnxruntime (``backend="onnx"``), torch (``"torch"``), or onnxruntime when it can be
     exported and loaded here, torch otherwise (``"auto"``). ``compute_threads`` is the
-    onnxruntime intra-op thread count (None: its default)."""
-    from ..models.loader import PIPELINE_MODEL, load_model
+    onnxruntime intra-op thread count (None: its default).
+
+    ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``; checked before the model loads): with
+    ``backend="auto"`` a GPU only torch can use is chosen over onnxruntime on the CPU."""
+    from ..models.loader import PIPELINE_MODEL, load_model, resolve_device
     from ..wild import Recognizer
 
     model = PIPELINE_MODEL if model is None else model
     if backend not in BACKENDS:
         raise ModelError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
-    clf = load_model(model)
-    if backend != "torch":
+    placed: dict[str, str] = {}  # backend -> the device it would run on
+    refusal: ModelError | None = None
+    for b in ("onnx", "torch") if backend == "auto" else (backend,):
         try:
-            from ..models.onnx import attach_onnx
+            placed[b] = resolve_device(device, b)
+        except ModelError as e:
+            refusal = e
+    if not placed:
+        raise refusal
+    use_onnx = "onnx" in placed and (backend == "onnx" or placed["onnx"] != "cpu" or placed.get("torch") in (None, "cpu"))
+    if not use_onnx:
+        return Recognizer(model=load_model(model, device=placed["torch"]), detector=detector)
+    clf = load_model(model)
+    try:
+        from ..models.onnx import attach_onnx
 
-            attach_onnx(clf, threads=compute_threads)
-        except Exception as e:  # noqa: BLE001 - no onnxruntime, or a model that does not export
-            if backend == "onnx":
-                raise ModelError(f"model {model!r} cannot run on onnxruntime here ({str(e)[:150]})") from None
-            log.info("onnxruntime unavailable for %s (%s); classifying with torch", model, e)
-            clf.backend, clf.runner = "torch", None
+        attach_onnx(clf, threads=compute_threads, device=placed["onnx"])
+    except Exception as e:  # noqa: BLE001 - no onnxruntime, or a model that does not export
+        if backend == "onnx" or "torch" not in placed:
+            raise ModelError(f"model {model!r} cannot run on onnxruntime here ({str(e)[:150]})") from None
+        log.info("onnxruntime unavailable for %s (%s); classifying with torch", model, e)
+        clf.backend, clf.runner = "torch", None
+        clf = clf.to(placed["torch"])
     return Recognizer(model=clf, detector=detector)
 
 
@@ -275,6 +290,7 @@ def create_app(
     torch_threads: int | None = None,
     threads: int | None = None,
     backend: str = "auto",
+    device: str = "auto",
     work_pixels: int = SERVER_WORK_PIXELS,
     explain_pixels: int = SERVER_EXPLAIN_PIXELS,
     max_predict: int = 32,
@@ -300,6 +316,7 @@ def create_app(
         (``None``: one per core; one when the detector is not thread-safe).
     backend: the classifier's backend when the app loads its own model (``auto``, ``onnx``,
         ``torch``).
+    device: where that classifier runs (``auto``, ``cpu``, ``cuda``, ``cuda:N``).
     work_pixels: photos over this many pixels are downscaled to it before any model work (the
         answer's boxes are in the photo's pixels).
     explain_pixels: the same bound for ``/v1/explain`` (its PNG is the downscaled copy).
@@ -325,7 +342,7 @@ def create_app(
             torch.set_num_threads(int(torch_threads))
         rec = app.state.recognizer
         if rec is None:
-            rec = load_recognizer(model, detector, backend, compute_threads=torch_threads or 1)
+            rec = load_recognizer(model, detector, backend, compute_threads=torch_threads or 1, device=device)
             app.state.recognizer = rec
         app.state.worker = InferenceWorker(rec, max_batch=max_batch, max_queue=max_queue,
                                            threads=threads or os.cpu_count() or 1).start()
@@ -512,6 +529,7 @@ def create_app(
                 "classes": list(getattr(clf, "labels", ()) or ()),
                 "input_size": int(getattr(clf, "size", 48)),
                 "backend": str(getattr(clf, "backend", "") or ""),
+                "device": str(getattr(clf, "device", "cpu") or "cpu"),
             },
             "detector": _detector_name(rec),
             "mode": getattr(rec, "mode", None),

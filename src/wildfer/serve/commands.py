@@ -24,6 +24,9 @@ def register(app: typer.Typer, panel: str) -> None:
                                               "(default: cores / workers)."),
         backend: str = typer.Option("auto", "--backend", help="Classifier runtime: auto (onnxruntime when the model "
                                     "exports, else torch), onnx or torch. Saliency maps always use torch."),
+        device: str = typer.Option("auto", "--device", help="Where the classifier runs: auto (a CUDA GPU when there "
+                                   "is one, else the CPU), cpu, cuda or cuda:N. With --backend auto a GPU only "
+                                   "torch can use wins over onnxruntime on the CPU."),
         cors: Optional[List[str]] = typer.Option(None, "--cors", help="Allow browser calls from this origin "
                                                  "(repeatable or comma-separated, e.g. --cors http://localhost:3000). "
                                                  "Off by default."),
@@ -60,20 +63,22 @@ def register(app: typer.Typer, panel: str) -> None:
         compute = max(1, cores // (workers * threads))  # torch / onnxruntime threads per inference thread
         settings = dict(model=model, detector=detector, max_upload_mb=max_upload_mb, timeout=timeout,
                         cors=list(cors or []), max_pixels=int(max_megapixels * 1e6), max_queue=max_queue,
-                        torch_threads=compute, threads=threads, backend=backend, max_explain=max_explain,
+                        torch_threads=compute, threads=threads, backend=backend, device=device,
+                        max_explain=max_explain,
                         allowed_hosts=hosts)
         # Load once here: a wrong model, detector or backend is a one-line error before any socket opens.
         from .app import load_recognizer
 
-        rec = load_recognizer(model, detector, backend, compute_threads=compute)
+        rec = load_recognizer(model, detector, backend, compute_threads=compute, device=device)
         where = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
         console.print(f"wildfer: model [bold]{model}[/] ({getattr(rec.classifier, 'arch', '')} on "
-                      f"{rec.classifier.backend}), detector {rec.detector.name}, {workers} process(es) x {threads} "
+                      f"{rec.classifier.backend}, {rec.classifier.device}), detector {rec.detector.name}, {workers} process(es) x {threads} "
                       f"thread(s); page {where}/ , API reference {where}/docs"
                       + (f"; CORS for {', '.join(cors)}" if cors else ""), highlight=False)
         common = dict(log_level=log_level, limit_concurrency=max_queue + 64, server_header=False)
         if workers == 1:
-            app_ = create_app(rec, **{k: v for k, v in settings.items() if k not in ("model", "detector", "backend")})
+            app_ = create_app(rec, **{k: v for k, v in settings.items()
+                                      if k not in ("model", "detector", "backend", "device")})
             server = uvicorn.Server(server_config(app_, host, port, **common))
             server.run()
             if not server.started:
