@@ -27,7 +27,7 @@ def environment() -> dict:
 
     from . import __version__
     from .data.cache import cache_dir
-    from .models.loader import PIPELINE_MODEL, builtin_models
+    from .models.loader import PIPELINE_MODEL, builtin_models, resolve_device
     from .wild.detectors import available_detectors, create_detector
 
     try:
@@ -48,6 +48,8 @@ def environment() -> dict:
         "onnxruntime": onnx,
         "detector": {"default": "yunet", "active": create_detector("yunet").name, "available": available_detectors()},
         "backends": {"predict": "torch", "serve": "onnxruntime" if onnx else "torch"},
+        # what device="auto" (the commands' --device default) picks here, per backend
+        "device": {"auto": resolve_device("auto"), "auto onnx": resolve_device("auto", backend="onnx")},
         "models": {"pipeline": PIPELINE_MODEL, "builtin": builtin_models()},
         "folders": {"cache": str(cache_dir()), "data (WILDFER_DATA)": os.environ.get("WILDFER_DATA")},
         "executable": sys.executable,
