@@ -149,6 +149,7 @@ def test_audit_writes_json_and_markdown(cli, mini, tmp_path):
     assert code == 0, text
     rep = json.loads(js.read_text())
     assert rep["data"]["n"] == 7
+    assert {"date", "cpu", "cores", "python", "torch", "gpu"} <= set(rep["machine"]), rep["machine"]
     assert rep["randomization"]["layers"] == ["fc2", "fc1", "conv"]
     for m in ("vanilla", "gradcam"):
         assert len(rep["randomization"]["methods"][m]["spearman"]) == 3
@@ -163,6 +164,7 @@ def test_regions_table(cli, mini, tmp_path):
                       "--method", "vanilla,gradcam", "--json", js, "--md", md])
     assert code == 0, text
     rep = json.loads(js.read_text())
+    assert {"date", "cpu", "cores", "python", "torch", "gpu"} <= set(rep["machine"]), rep["machine"]
     e = rep["models"]["run/epoch_002"]["methods"]["vanilla"]
     assert set(e["per_class"]) == set(FER2013_CLASSES) and rep["n_faces"] == 14
     assert sum(e["all"].values()) == pytest.approx(1.0, abs=1e-3)

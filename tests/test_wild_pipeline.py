@@ -348,6 +348,7 @@ def test_cli_evaluate_wild_json(cli, ckpt, wild_dir, tmp_path):
     for k in ("detection_recall", "accuracy", "accuracy_found", "macro_f1", "n", "n_found", "labels", "confusion", "n_search"):
         assert k in r
     assert r["n"] == 5 and r["detection_recall"] == 1.0
+    assert {"date", "cpu", "cores", "python", "torch", "gpu"} <= set(r["machine"]), r["machine"]
     code, text = cli(["evaluate-wild", tmp_path / "nope.csv", "--model", ckpt])
     assert code == 2 and "manifest not found" in text
 

@@ -38,9 +38,11 @@ def _load(spec: str):
 
 
 def _write_json(path: Path, obj) -> None:
+    """Write a command's JSON report; a report that is a mapping also gets the ``machine`` record."""
+    from ..machine import machine
     from .studies import write_json
 
-    write_json(path, obj)
+    write_json(path, {**obj, "machine": machine()} if isinstance(obj, dict) else obj)
 
 
 def _write_markdown(path: Path, text: str, console) -> None:
