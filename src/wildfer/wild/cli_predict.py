@@ -15,6 +15,14 @@ output holds); the progress file is removed once the outputs are complete. ``--r
 already holds, skips those inputs and completes it. Annotated images, overlays, videos and the
 report are written under a temporary name in their folder and renamed when whole, so no file
 under its final name is ever half written.
+
+With ``workers`` > 1 (``--workers N``), batches of photos are processed by N local processes
+(spawned, each with one Recognizer, one torch thread and a one-thread detector), which also
+save their photos' annotated images and overlays under names chosen here beforehand; videos
+stay in the main process, which remains the only writer of the progress file, the CSV and the
+report. Records are written in input order (a batch finished early waits for those before
+it), so every output is the one a single process writes. Ctrl-C stops the workers after the
+photo each is on and writes everything finished; a second Ctrl-C stops them at once.
 """
 
 from __future__ import annotations
@@ -25,8 +33,9 @@ import json
 import os
 import signal
 import threading
+from collections import deque
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 
 from ..data.images import IMAGE_EXTENSIONS
 from ..errors import WildferError
@@ -96,6 +105,23 @@ def _no_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, old)
+
+
+@contextlib.contextmanager
+def _ctrl_c_after() -> Iterator[None]:
+    """Hold a Ctrl-C until the block ends, then raise it (the records of one batch are
+    written all or none, so none is written twice after an interruption)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pressed: list[int] = []
+    old = signal.signal(signal.SIGINT, lambda *_: pressed.append(1))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+    if pressed:
+        raise KeyboardInterrupt
 
 
 # ----------------------------------------------------------------------------- records
@@ -229,6 +255,215 @@ class _Names:
         return p
 
 
+# ----------------------------------------------------------------------------- what to do
+
+
+class PhotoJob(NamedTuple):
+    """One photo and the names its annotated image and saliency overlay are saved to
+    (``None``: not wanted), chosen before any work so every process gives the same ones."""
+
+    path: Path
+    annotated: Path | None = None
+    overlay: Path | None = None
+
+
+class VideoJob(NamedTuple):
+    """One video (always processed in the main process) and the name of its annotated copy."""
+
+    path: Path
+    annotated: Path | None = None
+
+
+def plan_jobs(inputs: list[tuple[Path, Path]], names: _Names | None, *, annotate: bool,
+              saliency: str | None) -> list[PhotoJob | VideoJob]:
+    """A job per input, in input order. Every input takes its output names, readable or not
+    and done or not, so a run resumed gives each input the names the first run gave it."""
+    jobs: list[PhotoJob | VideoJob] = []
+    for src, rel in inputs:
+        if is_video_file(src):
+            jobs.append(VideoJob(src, names(rel, ".annotated.mp4", make=False) if annotate and names else None))
+        else:
+            jobs.append(PhotoJob(src, names(rel, ".annotated.jpg", make=False) if annotate and names else None,
+                                 names(rel, f".{saliency}.jpg", make=False) if saliency and names else None))
+    return jobs
+
+
+def batch_jobs(jobs: list[PhotoJob | VideoJob], size: int) -> list[list[PhotoJob] | VideoJob]:
+    """Consecutive photos in batches of at most ``size``, each video on its own, in input order
+    (the classifier sees the same batches whichever process runs them)."""
+    steps: list[list[PhotoJob] | VideoJob] = []
+    photos: list[PhotoJob] = []
+    for job in jobs:
+        if isinstance(job, VideoJob):
+            if photos:
+                steps.append(photos)
+                photos = []
+            steps.append(job)
+            continue
+        photos.append(job)
+        if len(photos) >= size:
+            steps.append(photos)
+            photos = []
+    if photos:
+        steps.append(photos)
+    return steps
+
+
+def photo_records(rec, jobs: list[PhotoJob], *, saliency: str | None = None, stop=None) -> Iterator[dict[str, Any]]:
+    """Detect and classify one batch of photos and save their images, yielding each photo's
+    record when it is finished: unreadable ones as they are found, then the others in input
+    order. ``stop`` (an Event): once set, no further photo is started."""
+    from .annotate import annotate as draw
+
+    kept, works = [], []
+    for job in jobs:
+        if stop is not None and stop.is_set():
+            break
+        try:
+            works.append(rec._prepare(job.path, keep_rgb=job.annotated is not None))  # noqa: SLF001
+            kept.append(job)
+        except WildferError as e:
+            yield {"path": str(job.path), "error": str(e)}
+    for job, work, res in zip(kept, works, rec._classify(works)):  # noqa: SLF001
+        if job.annotated is not None or job.overlay is not None:
+            if stop is not None and stop.is_set():
+                return
+            if job.annotated is not None:
+                with written_whole(job.annotated) as tmp:
+                    draw(work.rgb, res).save(tmp, quality=90)
+            if job.overlay is not None:
+                ex = rec.explain(job.path, method=saliency)
+                with written_whole(job.overlay) as tmp:
+                    ex.overlay().save(tmp, quality=90)
+        yield res.to_dict()
+
+
+# ----------------------------------------------------------------------------- worker processes
+
+_WORKER: dict[str, Any] = {}
+
+
+def _start_worker(settings: dict[str, Any], saliency: str | None, stop) -> None:
+    """Pool initializer: this process's Recognizer, built once, on one thread (N processes of
+    one thread use N cores better than threads inside one). Ctrl-C is for the main process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import cv2
+    import torch
+
+    from .detectors import create_detector
+    from .recognizer import Recognizer
+
+    torch.set_num_threads(1)
+    with contextlib.suppress(RuntimeError):  # only settable before any inter-op work
+        torch.set_num_interop_threads(1)
+    cv2.setNumThreads(1)
+    detector = create_detector(settings["detector"], max_side=settings.get("max_side", 640), threads=1)
+    _WORKER.update(recognizer=Recognizer(**{**settings, "detector": detector}), saliency=saliency, stop=stop)
+
+
+def _predict_batch(jobs: list[PhotoJob]) -> list[dict[str, Any]]:
+    """One batch in a worker: the records of the photos it finished."""
+    w = _WORKER
+    return list(photo_records(w["recognizer"], jobs, saliency=w["saliency"], stop=w["stop"]))
+
+
+def _stop_processes(pool) -> None:
+    """End the pool's processes now (their batches are dropped)."""
+    stop_now = getattr(pool, "terminate_workers", None)  # Python 3.14
+    if stop_now is not None:
+        stop_now()
+        return
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        proc.terminate()
+
+
+def run_in_workers(steps: list[list[PhotoJob] | VideoJob], workers: int, settings: dict[str, Any], *,
+                   saliency: str | None, finished: Callable[[dict[str, Any]], None],
+                   video: Callable[[VideoJob], None], err) -> bool:
+    """Photo batches on ``workers`` spawned processes, videos here, records handed to
+    ``finished`` in input order, at most two batches per process queued ahead. True when
+    Ctrl-C stopped it: no photo is started after it, the workers finish the one they are on
+    and every finished record is handed on; a second Ctrl-C ends the workers at once."""
+    import multiprocessing
+    from concurrent.futures import CancelledError, ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        # one server process imports torch and the pipeline, and each worker is a fork of it:
+        # N workers start in about the time of one import, not N imports on the same cores
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["torch", "wildfer.wild.recognizer", __name__])
+    else:
+        ctx = multiprocessing.get_context("spawn")
+    stop = ctx.Event()
+    n_batches = sum(isinstance(s, list) for s in steps)
+    pool = ProcessPoolExecutor(max(1, min(workers, n_batches)), mp_context=ctx, initializer=_start_worker,
+                               initargs=(settings, saliency, stop))
+    ahead: deque = deque()  # (step, future; None for a video), in input order
+    queued, i, killed = 0, 0, []
+
+    def hand_on(results: list[dict[str, Any]], hold=_ctrl_c_after) -> None:
+        with hold():
+            for r in results:
+                finished(r)
+            ahead.popleft()
+
+    try:
+        try:
+            while i < len(steps) or ahead:
+                while i < len(steps) and queued < 2 * workers:
+                    step, i = steps[i], i + 1
+                    if isinstance(step, VideoJob):
+                        ahead.append((step, None))
+                        continue
+                    with _no_interrupt():  # processes started here inherit Ctrl-C ignored
+                        ahead.append((step, pool.submit(_predict_batch, step)))
+                    queued += 1
+                step, fut = ahead[0]
+                if fut is None:
+                    video(step)
+                    ahead.popleft()
+                else:
+                    results = fut.result()
+                    queued -= 1
+                    hand_on(results)
+        except KeyboardInterrupt:
+            stop.set()
+            for _, fut in ahead:
+                if fut is not None:
+                    fut.cancel()
+            err.print("stopping: the workers finish the photo each is on (Ctrl-C again to drop it)", highlight=False)
+            wait = True
+            while ahead:
+                step, fut = ahead[0]
+                results = []
+                if fut is not None and (wait or fut.done()):
+                    try:
+                        results = fut.result()
+                    except KeyboardInterrupt:
+                        wait = False
+                        killed = [s for s, _ in ahead if isinstance(s, list)]
+                        _stop_processes(pool)
+                        continue
+                    except (CancelledError, BrokenProcessPool):
+                        results = []
+                hand_on(results, hold=_no_interrupt)
+            return True
+    except BrokenProcessPool:
+        raise WildferError("a --workers process ended unexpectedly; what was finished is in the outputs, and "
+                           "--resume completes them") from None
+    finally:
+        stop.set()
+        with _no_interrupt():
+            pool.shutdown(wait=True, cancel_futures=True)
+            for step in killed:  # a process ended while saving leaves its temporary file
+                for job in step:
+                    for name in (job.annotated, job.overlay):
+                        if name is not None:
+                            partial_path(name).unlink(missing_ok=True)
+    return False
+
+
 class ResultWriter:
     """Everything ``predict`` writes per finished input, flushed as it goes: the progress file
     (one JSON line per input) and the CSV rows. ``done`` maps each input already in the
@@ -307,7 +542,7 @@ def _check_outputs(out, json_file, csv_file, progress) -> None:
 
 def run_predict(paths, *, model=None, detector="yunet", mode="detect", out=None, json_file=None, csv_file=None,
                 annotate=False, saliency=None, video_stride=5, max_side=640, batch=16, tta=False,
-                resume=False, device=None) -> int:
+                resume=False, device=None, workers=1) -> int:
     from rich.console import Console
     from rich.markup import escape
     from rich.progress import (
@@ -318,10 +553,11 @@ def run_predict(paths, *, model=None, detector="yunet", mode="detect", out=None,
         TimeRemainingColumn,
     )
 
-    from .annotate import annotate as draw
     from .recognizer import Recognizer, _saliency_methods
     from .video import process_video
 
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise WildferError(f"--workers {workers}: give the number of processes, 1 or more")
     err = Console(stderr=True)
     out = Path(out) if out is not None else None
     json_file = Path(json_file) if json_file is not None else None
@@ -340,82 +576,52 @@ def run_predict(paths, *, model=None, detector="yunet", mode="detect", out=None,
     if saliency:
         _saliency_methods()(saliency)  # fail early on an unknown method
     inputs, missing = collect_inputs(paths)
-    rec = Recognizer(model=model, detector=detector, mode=mode, max_side=max_side, tta=tta, device=device)
+    settings = dict(model=model, detector=detector, mode=mode, max_side=max_side, tta=tta, device=device)
+    rec = Recognizer(**settings)
     labels = list(rec.labels)
-    names = _Names(out) if out else None
     writer = ResultWriter(progress, csv_file, labels, resume=resume, report=report_file,
                           inputs={str(src) for src, _ in inputs})
     records: dict[str, dict[str, Any]] = dict(writer.done)
-    todo = []
-    for src, rel in inputs:
-        if str(src) in writer.done:
-            if names is not None:  # keep the names later inputs were given
-                if is_video_file(src) and annotate:
-                    names(rel, ".annotated.mp4", make=False)
-                elif not is_video_file(src):
-                    if annotate:
-                        names(rel, ".annotated.jpg", make=False)
-                    if saliency:
-                        names(rel, f".{saliency}.jpg", make=False)
-        else:
-            todo.append((src, rel))
-
-    def finished(r: dict[str, Any]) -> None:
-        writer.add(r)
-        writer.flush()
-        records[r["path"]] = r
-
-    def save_image_outputs(res, work, rel: Path, src: Path):
-        if annotate and names is not None:
-            with written_whole(names(rel, ".annotated.jpg")) as tmp:
-                draw(work.rgb, res).save(tmp, quality=90)
-        if saliency and names is not None:
-            ex = rec.explain(src, method=saliency)
-            with written_whole(names(rel, f".{saliency}.jpg")) as tmp:
-                ex.overlay().save(tmp, quality=90)
+    jobs = plan_jobs(inputs, _Names(out) if out else None, annotate=annotate, saliency=saliency)
+    steps = batch_jobs([j for j in jobs if str(j.path) not in writer.done], batch)
 
     interrupted = False
     try:
         with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeRemainingColumn(), console=err, transient=True) as bar:
-            task = bar.add_task("predict", total=len(inputs), completed=len(inputs) - len(todo))
-            pending: list[tuple[Path, Path]] = []
+            task = bar.add_task("predict", total=len(inputs), completed=len(writer.done))
 
-            def flush():
-                works, metas = [], []
-                for src, rel in pending:
-                    try:
-                        works.append(rec._prepare(src, keep_rgb=bool(annotate)))  # noqa: SLF001
-                        metas.append((src, rel))
-                    except WildferError as e:
-                        finished({"path": str(src), "error": str(e)})
-                        bar.advance(task)
-                for (src, rel), work, res in zip(metas, works, rec._classify(works)):  # noqa: SLF001
-                    save_image_outputs(res, work, rel, src)
-                    finished(res.to_dict())
-                    bar.advance(task)
-                pending.clear()
+            def finished(r: dict[str, Any]) -> None:
+                writer.add(r)
+                writer.flush()
+                records[r["path"]] = r
+                bar.advance(task)
 
-            for src, rel in todo:
-                if is_video_file(src):
-                    flush()
-                    bar.update(task, description=f"video {escape(src.name)}")
-                    try:
-                        if annotate and names is not None:
-                            with written_whole(names(rel, ".annotated.mp4")) as tmp:
-                                v = process_video(rec, src, stride=video_stride, annotate_to=tmp)
-                        else:
-                            v = process_video(rec, src, stride=video_stride)
-                        finished(v)
-                    except WildferError as e:
-                        finished({"path": str(src), "error": str(e)})
-                    bar.update(task, description="predict")
-                    bar.advance(task)
-                    continue
-                pending.append((src, rel))
-                if len(pending) >= batch:
-                    flush()
-            flush()
+            def video(job: VideoJob) -> None:
+                bar.update(task, description=f"video {escape(job.path.name)}")
+                try:
+                    if job.annotated is not None:
+                        with written_whole(job.annotated) as tmp:
+                            v = process_video(rec, job.path, stride=video_stride, annotate_to=tmp)
+                    else:
+                        v = process_video(rec, job.path, stride=video_stride)
+                    finished(v)
+                except WildferError as e:
+                    finished({"path": str(job.path), "error": str(e)})
+                bar.update(task, description="predict")
+
+            if workers > 1 and any(isinstance(step, list) for step in steps):
+                # the workers build their own detector (on one thread): name the one this one became
+                settings["detector"] = rec.detector.name
+                interrupted = run_in_workers(steps, workers, settings, saliency=saliency, finished=finished,
+                                             video=video, err=err)
+            else:
+                for step in steps:
+                    if isinstance(step, VideoJob):
+                        video(step)
+                    else:
+                        for r in photo_records(rec, step, saliency=saliency):
+                            finished(r)
     except KeyboardInterrupt:
         interrupted = True
     finally:

@@ -27,6 +27,7 @@ def register(app: typer.Typer, panel: str) -> None:
         resume: bool = typer.Option(False, "--resume", help="Complete the outputs of an interrupted run: keep what they hold and skip those photos."),
         device: str = typer.Option("auto", "--device", help="Where the classifier runs: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N."),
         engine: str = typer.Option("local", "--engine", help="local, or ray: photos through Ray Data on the cluster ray.init() finds (RAY_ADDRESS, else a local one), results in --json FILE.jsonl."),
+        workers: int = typer.Option(1, "--workers", help="Local processes that photos are processed by, each loading the model once on one thread (videos stay in the main process); outputs are those of one process."),
     ):
         """Find every face in photos and videos and classify its expression.
 
@@ -41,14 +42,15 @@ def register(app: typer.Typer, panel: str) -> None:
 
             extras = [o for o, v in (("--out", out), ("--csv", csv_file), ("--annotate", annotate),
                                      ("--saliency", saliency), ("--resume", resume), ("--tta", tta),
-                                     ("--device", device != "auto")) if v]
+                                     ("--device", device != "auto"), ("--workers", workers != 1)) if v]
             if extras or json_file is None:
                 raise WildferError(f"--engine ray writes --json FILE.jsonl only{' (not ' + ', '.join(extras) + ')' if extras else ''}")
             raise SystemExit(predict_paths(paths, json_file, model=model, detector=detector, mode=mode,
                                             max_side=max_side))
         code = run_predict(paths, model=model, detector=detector, mode=mode, out=out, json_file=json_file,
                            csv_file=csv_file, annotate=annotate, saliency=saliency, video_stride=video_stride,
-                           max_side=max_side, batch=batch, tta=tta, resume=resume, device=device)
+                           max_side=max_side, batch=batch, tta=tta, resume=resume, device=device,
+                           workers=workers)
         if code:
             # SystemExit, not typer.Exit: click in non-standalone mode returns Exit's code
             # instead of raising it, and wildfer.cli.main would turn it into 0
