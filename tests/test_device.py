@@ -24,12 +24,19 @@ def clf():
 
 @pytest.fixture
 def no_cuda(monkeypatch):
+    """Neither torch nor onnxruntime can use a GPU."""
+    from wildfer.models.onnx import import_onnxruntime
+
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(import_onnxruntime(), "get_available_providers", lambda: ["CPUExecutionProvider"])
 
 
 @pytest.fixture
 def two_gpus(monkeypatch):
-    """torch reports two CUDA devices; moving a classifier there is recorded, not done."""
+    """torch reports two CUDA devices (onnxruntime none); moving a classifier there is recorded, not done."""
+    from wildfer.models.onnx import import_onnxruntime
+
+    monkeypatch.setattr(import_onnxruntime(), "get_available_providers", lambda: ["CPUExecutionProvider"])
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     moves = []
