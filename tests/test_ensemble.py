@@ -125,3 +125,15 @@ def test_builtin_accurate_is_default_plus_resnet_with_tencrop():
     faces = np.random.default_rng(0).integers(0, 256, (6, 48, 48)).astype(np.uint8)
     want = predict_proba(["default", "default_resnet"], faces, tta="tencrop")
     assert np.abs(clf.predict_proba(faces) - want).max() < 1e-5
+
+
+def test_ensemble_buffers_follow_members_already_on_another_device():
+    import torch
+    from torch import nn
+
+    from wildfer.models.ensemble import EnsembleNet
+
+    members = [nn.Sequential(nn.Flatten(), nn.Linear(48 * 48, 7)).to("meta") for _ in range(2)]
+    net = EnsembleNet(members, tta="flip")
+    assert {b.device.type for b in net.buffers()} == {"meta"}
+    assert net.flip_index.device == torch.device("meta")

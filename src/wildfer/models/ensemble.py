@@ -91,6 +91,9 @@ class EnsembleNet(nn.Module):
                                  persistent=False)
         self.register_buffer("flip_index", torch.arange(self.size - 1, -1, -1), persistent=False)
         self.in_chans = int(getattr(members[0], "in_chans", 1))
+        first = next(self.members.parameters(), None)
+        if first is not None:  # members already on a GPU: the buffers made above join them
+            self.to(first.device)
 
     def views(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The TTA views of a batch (any pixel scale; bilinear resizing is linear, so it commutes
