@@ -377,24 +377,35 @@ def _stop_processes(pool) -> None:
         proc.terminate()
 
 
+def worker_context():
+    """The multiprocessing context of the workers. Where there is a forkserver, it is started
+    now and imports torch and the pipeline while this process loads its own model, and each
+    worker is a fork of it: N workers start in about the time of one import, not N imports on
+    the same cores. It is started with Ctrl-C ignored, which it and its workers inherit."""
+    import multiprocessing
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    from multiprocessing import forkserver
+
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["torch", "wildfer.wild.recognizer", __name__])
+    with _no_interrupt():
+        forkserver.ensure_running()
+    return ctx
+
+
 def run_in_workers(steps: list[list[PhotoJob] | VideoJob], workers: int, settings: dict[str, Any], *,
                    saliency: str | None, finished: Callable[[dict[str, Any]], None],
-                   video: Callable[[VideoJob], None], err) -> bool:
+                   video: Callable[[VideoJob], None], err, ctx=None) -> bool:
     """Photo batches on ``workers`` spawned processes, videos here, records handed to
     ``finished`` in input order, at most two batches per process queued ahead. True when
     Ctrl-C stopped it: no photo is started after it, the workers finish the one they are on
     and every finished record is handed on; a second Ctrl-C ends the workers at once."""
-    import multiprocessing
     from concurrent.futures import CancelledError, ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        # one server process imports torch and the pipeline, and each worker is a fork of it:
-        # N workers start in about the time of one import, not N imports on the same cores
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["torch", "wildfer.wild.recognizer", __name__])
-    else:
-        ctx = multiprocessing.get_context("spawn")
+    ctx = ctx or worker_context()
     stop = ctx.Event()
     n_batches = sum(isinstance(s, list) for s in steps)
     pool = ProcessPoolExecutor(max(1, min(workers, n_batches)), mp_context=ctx, initializer=_start_worker,
@@ -576,6 +587,8 @@ def run_predict(paths, *, model=None, detector="yunet", mode="detect", out=None,
     if saliency:
         _saliency_methods()(saliency)  # fail early on an unknown method
     inputs, missing = collect_inputs(paths)
+    # the workers' processes get ready while this one loads its model
+    ctx = worker_context() if workers > 1 and not all(is_video_file(src) for src, _ in inputs) else None
     settings = dict(model=model, detector=detector, mode=mode, max_side=max_side, tta=tta, device=device)
     rec = Recognizer(**settings)
     labels = list(rec.labels)
@@ -614,7 +627,7 @@ def run_predict(paths, *, model=None, detector="yunet", mode="detect", out=None,
                 # the workers build their own detector (on one thread): name the one this one became
                 settings["detector"] = rec.detector.name
                 interrupted = run_in_workers(steps, workers, settings, saliency=saliency, finished=finished,
-                                             video=video, err=err)
+                                             video=video, err=err, ctx=ctx)
             else:
                 for step in steps:
                     if isinstance(step, VideoJob):
