@@ -129,7 +129,7 @@ def main() -> None:
     result["machine_shared"] = shared
     result["note"] = (
         ("The machine was shared with other jobs during the measurement (1-minute load average above 1 "
-         "before or after): every number is lower, and the 2-worker gain smaller, than on an idle machine. "
+         "before or after): the wall-clock numbers are those of a busy machine, not an idle one. "
          if shared else "")
         + "workers=1 is predict in one process (torch on main_torch_threads threads); workers=2 is two processes "
           "of one thread each, started from a forkserver that has imported torch, with the main process writing.")
