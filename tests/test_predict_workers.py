@@ -186,3 +186,62 @@ def test_ctrl_c_with_workers_keeps_finished_photos_and_resume_completes_them(cli
     with open(out / "r.csv") as a, open(ref / "r.csv") as b:
         assert sorted(csv.reader(a)) == sorted(csv.reader(b))
     assert not side.exists() and len(list((out / "img").rglob("*.jpg"))) == 20
+
+
+def _grandchildren(pid: int) -> list[int]:
+    """Processes whose parent's parent is ``pid`` (Linux /proc): the workers under the forkserver."""
+    parent = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            parent[int(d.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    children = {p for p, pp in parent.items() if pp == pid}
+    return [p for p, pp in parent.items() if pp in children]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the workers through /proc")
+def test_a_worker_killed_is_one_line_and_resume_completes(cli, tmp_path):
+    """A worker process that dies (out of memory, killed) ends the run with one line, not a
+    hang or a traceback; what was finished is kept for --resume."""
+    from PIL import Image
+
+    from wildfer.wild.cli_predict import read_progress
+
+    rng = np.random.default_rng(1)
+    src = tmp_path / "in"
+    photos = _faces(src, 2)
+    for i in range(14):
+        p = src / f"q{i:02d}.jpg"
+        Image.fromarray(rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)).save(p)
+        photos.append(p)
+    out = tmp_path / "r.json"
+    args = ["predict", str(src), "--json", str(out), "--model", "fast", "--batch", "1", "--mode", "search",
+            "--workers", "2"]
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from wildfer.cli import main; sys.exit(main())", *args],
+                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while len(read_progress(tmp_path / "r.json.jsonl")) < 2:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no photo finished in time"
+            time.sleep(0.02)
+        workers = _grandchildren(proc.pid)
+        assert workers
+        os.kill(workers[0], signal.SIGKILL)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 2, stderr
+    assert stderr.strip().splitlines() == ["error: a --workers process ended unexpectedly; what was finished is in "
+                                           "the outputs, and --resume completes them"], stderr
+    kept = read_progress(tmp_path / "r.json.jsonl")
+    assert len(kept) >= 2
+    code, text = cli([*args, "--resume"])
+    assert code == 0, text
+    rep = json.loads(out.read_text())
+    assert [r["path"] for r in rep["images"]] == [str(p) for p in photos] and rep["complete"] is True

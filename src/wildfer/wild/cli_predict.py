@@ -406,6 +406,9 @@ def run_in_workers(steps: list[list[PhotoJob] | VideoJob], workers: int, setting
     from concurrent.futures.process import BrokenProcessPool
 
     ctx = ctx or worker_context()
+    # spawned workers start from here and must inherit Ctrl-C ignored (a Ctrl-C meanwhile is
+    # lost); forked ones inherit it from the forkserver, and a Ctrl-C here is only held
+    starting = _no_interrupt if ctx.get_start_method() == "spawn" else _ctrl_c_after
     stop = ctx.Event()
     n_batches = sum(isinstance(s, list) for s in steps)
     pool = ProcessPoolExecutor(max(1, min(workers, n_batches)), mp_context=ctx, initializer=_start_worker,
@@ -427,7 +430,7 @@ def run_in_workers(steps: list[list[PhotoJob] | VideoJob], workers: int, setting
                     if isinstance(step, VideoJob):
                         ahead.append((step, None))
                         continue
-                    with _no_interrupt():  # processes started here inherit Ctrl-C ignored
+                    with starting():
                         ahead.append((step, pool.submit(_predict_batch, step)))
                     queued += 1
                 step, fut = ahead[0]
