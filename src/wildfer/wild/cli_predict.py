@@ -17,10 +17,10 @@ report are written under a temporary name in their folder and renamed when whole
 under its final name is ever half written.
 
 With ``workers`` > 1 (``--workers N``), batches of photos are processed by N local processes
-(spawned, each with one Recognizer, one torch thread and a one-thread detector), which also
-save their photos' annotated images and overlays under names chosen here beforehand; videos
-stay in the main process, which remains the only writer of the progress file, the CSV and the
-report. Records are written in input order (a batch finished early waits for those before
+(forks of a forkserver where there is one, else spawned; each with one Recognizer, one torch
+thread and a one-thread detector), which also save their photos' annotated images and
+overlays under names chosen here beforehand; videos stay in the main process, which remains
+the only writer of the progress file, the CSV and the report. Records are written in input order (a batch finished early waits for those before
 it), so every output is the one a single process writes. Ctrl-C stops the workers after the
 photo each is on and writes everything finished; a second Ctrl-C stops them at once.
 """
@@ -398,7 +398,7 @@ def worker_context():
 def run_in_workers(steps: list[list[PhotoJob] | VideoJob], workers: int, settings: dict[str, Any], *,
                    saliency: str | None, finished: Callable[[dict[str, Any]], None],
                    video: Callable[[VideoJob], None], err, ctx=None) -> bool:
-    """Photo batches on ``workers`` spawned processes, videos here, records handed to
+    """Photo batches on ``workers`` processes (see :func:`worker_context`), videos here, records handed to
     ``finished`` in input order, at most two batches per process queued ahead. True when
     Ctrl-C stopped it: no photo is started after it, the workers finish the one they are on
     and every finished record is handed on; a second Ctrl-C ends the workers at once."""
