@@ -220,14 +220,16 @@ def test_http_explain_png_of_rotated_and_large_photos(client, photos):
 
 
 def test_truncated_jpeg_with_end_marker_is_flagged(recognizer, client, photos, tmp_path):
-    """A JPEG cut short but given an end marker decodes (the rest grey): kept, and marked."""
+    """A JPEG cut short but given an end marker decodes (the rest grey): kept, and marked by the
+    Python API, /v1/predict, /v1/explain and predict's JSON and summary."""
     cut = bad.truncated_jpeg_with_eoi(tmp_path)
     res = recognizer.predict(cut).to_dict()
     assert (res["width"], res["height"]) == (96, 96) and res["truncated"] is True
     assert not recognizer.predict(photos["good"]).to_dict().get("truncated")
-    r = upload(client, cut)
-    assert r.status_code == 200 and r.json()["truncated"] is True
-    assert upload(client, photos["good"]).json().get("truncated") is False
+    for url in ("/v1/predict", "/v1/explain?format=json"):
+        r = upload(client, cut, url)
+        assert r.status_code == 200 and r.json()["truncated"] is True, url
+        assert upload(client, photos["good"], url).json().get("truncated") is False, url
     code, _, err = run_cli("predict", cut, photos["good"], "--model", "fast", "--json", tmp_path / "p.json")
     assert code == 0, err
     flags = {r["path"]: r.get("truncated") for r in json.loads((tmp_path / "p.json").read_text())["images"]}
@@ -395,6 +397,11 @@ def test_broken_config(tmp_path, name, text, problem):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("override", ["epochs=[1", "lr=: :"])
+def test_unparsable_override_is_refused(override):
+    assert_one_line_error(run_cli("train", override, "--no-progress"), override.split("=")[0])
+
+
 @pytest.mark.parametrize("kind", ["folder", "json_list"])
 def test_config_that_is_no_mapping_file(tmp_path, kind):
     if kind == "folder":
@@ -516,3 +523,28 @@ def test_good_output_path_reaches_the_work(photos, tmp_path, no_work, command):
     source = photos["good"] if command == "predict" else bad.fer_csv(tmp_path, "tiny.csv")
     with pytest.raises(AssertionError, match="work started"):
         run_cli(command, source, "--json", tmp_path / "out.json", "--model", "fast")
+
+
+def test_data_info_json_folder_is_refused(tmp_path):
+    (tmp_path / "DIR").mkdir()
+    data = bad.fer_csv(tmp_path, "tiny.csv")
+    assert_one_line_error(run_cli("data", "info", data, "--json", tmp_path / "DIR"), str(tmp_path / "DIR"))
+
+
+# ----------------------------------------------------------------------------- paths that look like markup
+
+
+@pytest.mark.parametrize("name", ["[happy]", "[/]", "[bold red]x"])
+def test_paths_with_brackets_are_printed_as_they_are(tmp_path, name):
+    folder = tmp_path / name  # "[/]" is a folder "[" holding a folder "]"
+    folder.mkdir(parents=True)
+    missing = folder / "fer.csv"
+    assert_one_line_error(run_cli("data", "info", missing), str(missing))
+    empty = bad.fer_empty(folder)
+    assert_one_line_error(run_cli("data", "info", empty), str(empty))
+    cut = bad.truncated_jpeg(folder)
+    code, _, err = run_cli("predict", cut, "--model", "fast")
+    assert code == 1 and f"unreadable {cut}: " in err, err
+    root, _, _ = bad.image_folder(folder)
+    code, out, err = run_cli("evaluate", root, "--model", "fast")
+    assert code == 0 and str(root / "sad" / "empty.jpg") in out, out
