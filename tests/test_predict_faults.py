@@ -456,3 +456,67 @@ def test_data_info_skips_images_too_small_to_be_faces(cli, tmp_path):
     assert "too small" in problems["dot.png"] and "1x1" in problems["dot.png"]
     assert "40x5" in problems["strip.png"]
     assert "2 item(s) skipped" in text and "dot.png" in text
+
+
+# ----------------------------------------------------------------------------- odd Python inputs
+
+
+@pytest.mark.parametrize("src, problem", [
+    (None, "a NoneType is not an image"),
+    (5, "a int is not an image"),
+    ("__array_nan__", "NaN or infinite pixel values"),
+    ("__array_object__", "dtype object is not an image"),
+])
+def test_inputs_that_are_not_images_are_one_image_error(src, problem):
+    import numpy as np
+
+    from wildfer.data.images import read_image
+    from wildfer.errors import ImageError
+
+    if src == "__array_nan__":
+        src = np.full((4, 4, 3), 0.8, np.float32)
+        src[0, 0, 0] = np.nan
+    elif src == "__array_object__":
+        src = np.array([[None]], dtype=object)
+    with pytest.raises(ImageError, match=problem):
+        read_image(src)
+
+
+def test_bool_arrays_read_true_as_white():
+    import numpy as np
+
+    from wildfer.data.images import read_image
+
+    a = np.zeros((4, 4), bool)
+    a[1, 1] = True
+    rgb = read_image(a)
+    assert rgb[1, 1].tolist() == [255, 255, 255] and rgb[0, 0].tolist() == [0, 0, 0]
+
+
+def test_json_nested_too_deep_as_model_is_one_line(tmp_path, capsys):
+    from wildfer.cli import main
+
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    photo = tmp_path / "p.png"
+    from PIL import Image
+
+    Image.new("RGB", (64, 64)).save(photo)
+    assert main(["predict", str(photo), "--model", str(deep)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "deep.json" in err[0]
+
+
+def test_service_names_a_corrupt_png_as_the_library_does():
+    sys.path.insert(0, str(Path(__file__).parent))
+    import badinput
+
+    from wildfer.serve.uploads import UploadError, decode_image
+
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        data = badinput.corrupt_ihdr_png(Path(d)).read_bytes()
+    with pytest.raises(UploadError) as e:
+        decode_image(data, 40_000_000)
+    assert e.value.status == 422 and "corrupt or truncated PNG" in str(e.value)

@@ -192,9 +192,10 @@ def test_read_manifest_formats(tmp_path):
 
 @pytest.mark.parametrize("text,problem", [
     ("file,label\na.jpg,happy\n", "no 'path' column"),
-    ("path,label\na.jpg,happy\nb.jpg,bored\n", "row 3: unknown expression 'bored'"),
-    ("path,label,left,top,right,bottom\na.jpg,sad,10,10,5,20\n", "row 2: box"),
-    ("path,label,left,top,right,bottom\na.jpg,sad,1,x,5,20\n", "row 2: box values"),
+    ("path,label\na.jpg,happy\nb.jpg,bored\n", "row 2: unknown expression 'bored'"),
+    ("path,label,left,top,right,bottom\na.jpg,sad,10,10,5,20\n", "row 1: box"),
+    ("path,label,left,top,right,bottom\na.jpg,sad,1,x,5,20\n", "row 1: box values"),
+    ("path,label,left,top,right,bottom\na.jpg,sad,nan,nan,nan,nan\n", r"row 1: box values \['nan', .* are not all finite"),
     ("path,label\n", "no faces"),
 ])
 def test_read_manifest_errors_name_the_row(tmp_path, text, problem):

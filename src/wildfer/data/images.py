@@ -161,8 +161,13 @@ def open_image(src, *, name: str | None = None, max_pixels: int = MAX_PIXELS) ->
             if len(src) == 0:
                 raise ImageError(label, "no image data (0 bytes)")
             data = bytes(src)
-        else:
+        elif callable(getattr(src, "read", None)):
             data = src.read()
+            if not isinstance(data, (bytes, bytearray)):
+                raise ImageError(label, f"file object gave {type(data).__name__}, not bytes (open it in binary mode)")
+        else:
+            raise ImageError(label, f"a {type(src).__name__} is not an image: give a path, bytes, a file object, "
+                             "a PIL image or a numpy array")
         fobj = io.BytesIO(data)
         try:
             with warnings.catch_warnings():
@@ -202,8 +207,8 @@ def read_image(src, *, bgr: bool = False, name: str | None = None, max_pixels: i
     """Any image -> ``H x W x 3`` uint8 RGB array.
 
     ``src`` may be a path, bytes, a file object, a PIL image, or a numpy array (``H x W``
-    grayscale, ``H x W x 3`` RGB, or BGR when ``bgr=True``, ``H x W x 4`` RGBA; uint8, uint16
-    or float in [0, 1]).
+    grayscale, ``H x W x 3`` RGB, or BGR when ``bgr=True``, ``H x W x 4`` RGBA; uint8, uint16,
+    float in [0, 1] or bool).
 
     A file that ended early comes back as a :class:`TruncatedImage` (an array all the same;
     :func:`is_truncated` tells), and so does such an array given back in.
@@ -219,9 +224,15 @@ def read_image(src, *, bgr: bool = False, name: str | None = None, max_pixels: i
 def array_to_rgb(a: np.ndarray, *, bgr: bool = False, name: str = "<array>") -> np.ndarray:
     if a.size == 0:
         raise ImageError(name, "empty array")
-    if a.dtype == np.uint16:
+    if a.dtype.kind not in "buif":
+        raise ImageError(name, f"array of dtype {a.dtype} is not an image (uint8, uint16, float or bool pixels)")
+    if a.dtype == bool:
+        a = a.astype(np.uint8) * 255
+    elif a.dtype == np.uint16:
         a = (a / 257.0).round().astype(np.uint8)
     elif a.dtype.kind == "f":
+        if not np.isfinite(a).all():
+            raise ImageError(name, "array holds NaN or infinite pixel values")
         a = np.clip(a * (255.0 if a.max() <= 1.0 else 1.0), 0, 255).round().astype(np.uint8)
     elif a.dtype != np.uint8:
         a = np.clip(a, 0, 255).astype(np.uint8)

@@ -179,7 +179,7 @@ def is_ensemble_spec(path: str | os.PathLike) -> bool:
         return False
     try:
         spec = json.loads(p.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: JSON nested too deep
         return False
     return isinstance(spec, dict) and spec.get("arch") == ENSEMBLE_ARCH
 
@@ -188,7 +188,7 @@ def load_spec_members(path: str | os.PathLike) -> list[str]:
     """The member names/paths a spec file lists, as written (empty when unreadable)."""
     try:
         members = json.loads(Path(path).read_text()).get("members")
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         return []
     return [m for m in members if isinstance(m, str)] if isinstance(members, list) else []
 
@@ -224,6 +224,8 @@ def _load_spec(path: Path, name: str):
 
     try:
         spec = json.loads(path.read_text())
+    except RecursionError:
+        raise ModelError(f"{path}: not a readable ensemble spec (JSON nested too deep)") from None
     except (OSError, ValueError) as e:
         raise ModelError(f"{path}: not a readable ensemble spec ({e})") from None
     if not isinstance(spec, dict) or spec.get("arch") != ENSEMBLE_ARCH:

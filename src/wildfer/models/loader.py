@@ -346,7 +346,7 @@ def classifier_from_safetensors(path: str | os.PathLike, name: str = "") -> Clas
         raise ModelError(f"{path}: metadata {meta_path.name} missing beside the weights")
     try:
         meta = json.loads(meta_path.read_text())
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:
         raise ModelError(f"{meta_path}: unreadable weights metadata ({one_line(e)})") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("arch"), str):
         raise ModelError(f"{meta_path}: weights metadata must be a JSON object naming the \"arch\"")

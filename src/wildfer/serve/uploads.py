@@ -210,8 +210,9 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
             with Image.open(io.BytesIO(data)) as probe:
                 w, h = probe.size
                 fmt, mode = probe.format, probe.mode
-    except UnidentifiedImageError:
-        raise UploadError(422, "cannot decode the upload: not an image or an unsupported format", "not_an_image") from None
+    except UnidentifiedImageError:  # read_image below says what is wrong (a corrupt PNG, not an image ...)
+        w = h = 0
+        fmt = mode = None
     except Image.DecompressionBombError:
         raise UploadError(413, "image too large (decompression bomb guard)", "too_many_pixels") from None
     except Exception as e:  # noqa: BLE001 - broken header

@@ -21,6 +21,7 @@ counted in ``n_search`` and scored separately (``accuracy_search``).
 from __future__ import annotations
 
 import csv
+import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, replace
@@ -72,7 +73,7 @@ def read_manifest(manifest: str | Path, split: str | None = None) -> list[Manife
         seen_splits: set[str] = set()
         if label_col is None and not groups:
             raise DataError(manifest, "no 'label' column (and no 'boxes_left_top_w_h' column for detection only)")
-        for i, raw in enumerate(reader, start=2):  # row numbers as in a text editor (header = 1)
+        for i, raw in enumerate(reader, start=1):  # row numbers as every wildfer loader counts them (header = 0)
             row = {str(k).strip().lower(): (v or "").strip() for k, v in raw.items() if k is not None}
             row_split = row.get(split_col, "") if split_col else None
             if row_split is not None:
@@ -119,6 +120,8 @@ def _numbers(parts, manifest, row, n) -> list[float]:
         raise DataError(manifest, f"box values {parts} are not numbers", row=row) from None
     if len(v) != n:
         raise DataError(manifest, f"box needs {n} numbers, got {len(v)}", row=row)
+    if not all(math.isfinite(x) for x in v):
+        raise DataError(manifest, f"box values {parts} are not all finite numbers", row=row)
     return v
 
 
