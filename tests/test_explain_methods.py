@@ -286,3 +286,32 @@ def test_against_captum_gradcam(captum, x):
     up = GradCAM(net, layer=layer).attribute(x, target=t)
     ref_up = captum.LayerAttribution.interpolate(ref, (48, 48), interpolate_mode="bilinear")
     torch.testing.assert_close(up, ref_up, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["gradcam", "gradcam++", "vanilla", "smoothgrad", "ig", "occlusion"])
+def test_one_method_object_serves_two_threads_at_once(x, name):
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    net = small_cnn()
+    net.train()  # each call switches to eval; the other thread must not see train mode come back
+    kw = {"n_samples": 4} if name == "smoothgrad" else {"steps": 8} if name == "ig" else {}
+    meth = create_method(name, net, batch_size=2, **kw)
+    inputs = [x, torch.flip(x, dims=(0, 3)) * 0.5 + 0.3]
+    expected = [meth.explain(inp) for inp in inputs]
+    start = Barrier(2)
+
+    def run(inp):
+        start.wait()
+        return [meth.explain(inp) for _ in range(3)]
+
+    with ThreadPoolExecutor(2) as pool:
+        runs = list(pool.map(run, inputs))
+    for want, got in zip(expected, runs):
+        for result in got:
+            torch.testing.assert_close(result.maps, want.maps, msg=name)
+            torch.testing.assert_close(result.target, want.target)
+            if name == "ig":
+                torch.testing.assert_close(result.convergence_delta, want.convergence_delta)
+    assert all(m.training for m in net.modules())
+    assert not any(m._forward_hooks for m in net.modules())

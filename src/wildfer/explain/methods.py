@@ -21,12 +21,19 @@ Every method is ``Method(model, **params).attribute(x, target=None) -> Tensor``:
 All methods use torch autograd and module hooks; they put the network in ``eval()`` while
 they run, restore each module's train/eval flag afterwards and remove every hook they add,
 and never touch parameter ``.grad`` (gradients come from ``torch.autograd.grad``).
+
+A call keeps what it computes (targets, hooked activations, noise, convergence deltas) in
+call-local state and returns it (:meth:`Attribution.explain`), so one method object serves
+concurrent calls from several threads.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence, Union
 
 import numpy as np
@@ -55,16 +62,34 @@ def as_module(model: Any) -> nn.Module:
     return net
 
 
+_EVAL_LOCK = threading.Lock()
+#: ``id(net) -> [calls inside eval_mode, the flags saved by the first]``
+_EVAL_USERS: dict[int, list] = {}
+
+
 @contextmanager
 def eval_mode(net: nn.Module) -> Iterator[nn.Module]:
-    """Put ``net`` in eval mode and restore every submodule's own flag afterwards."""
-    states = [(m, m.training) for m in net.modules()]
-    net.eval()
+    """Put ``net`` in eval mode and restore every submodule's own flag afterwards.
+
+    Overlapping uses of one net (nested, or from several threads) share one switch: the first
+    saves the flags, the last restores them, so no call sees the net back in train mode while
+    another still runs.
+    """
+    with _EVAL_LOCK:
+        entry = _EVAL_USERS.setdefault(id(net), [0, None])
+        if entry[0] == 0:
+            entry[1] = [(m, m.training) for m in net.modules()]
+            net.eval()
+        entry[0] += 1
     try:
         yield net
     finally:
-        for m, flag in states:
-            m.training = flag
+        with _EVAL_LOCK:
+            entry[0] -= 1
+            if entry[0] == 0:
+                del _EVAL_USERS[id(net)]
+                for m, flag in entry[1]:
+                    m.training = flag
 
 
 @contextmanager
@@ -234,11 +259,40 @@ def conv_layers(net: nn.Module) -> list[str]:
 # ----------------------------------------------------------------------------- base
 
 
+@dataclass(frozen=True)
+class Attributions:
+    """What one call computed: the ``maps``, the explained class per sample (``target``) and,
+    for Integrated Gradients, ``convergence_delta`` per sample."""
+
+    maps: torch.Tensor
+    target: torch.Tensor
+    convergence_delta: torch.Tensor | None = None
+
+
+@dataclass
+class CallState:
+    """State of one ``attribute`` call, shared by its batches and by nothing else."""
+
+    target: torch.Tensor
+    #: SmoothGrad's noise source for this call
+    generator: torch.Generator | None = None
+    #: Integrated Gradients' completeness error, one tensor per batch (None: not measured)
+    deltas: list[torch.Tensor] | None = None
+
+    def result(self, maps: torch.Tensor) -> Attributions:
+        delta = None if self.deltas is None else torch.cat(self.deltas) if self.deltas else torch.zeros(0)
+        return Attributions(maps=maps, target=self.target, convergence_delta=delta)
+
+
 class Attribution:
-    """Base class: batching, eval mode, target resolution; subclasses give ``_attribute``.
+    """Base class: batching, eval mode, target resolution; subclasses give ``_attribute``
+    (or ``_attribute_batch`` when a batch needs the call's :class:`CallState`).
 
     ``output`` picks the score that is explained: ``"logit"`` (default, as in captum and the
     study), ``"prob"`` (softmax probability) or ``"logprob"``.
+
+    :meth:`explain` returns the maps with the explained classes; :meth:`attribute` returns the
+    maps and leaves the calling thread's last result readable as ``target_`` (sklearn style).
     """
 
     name = "base"
@@ -252,27 +306,53 @@ class Attribution:
             raise MethodError(f"output must be logit, prob or logprob, not {output!r}")
         self.output = output
         self.batch_size = int(batch_size)
+        self._last = threading.local()
 
     # -- public API
-    def attribute(self, x: Any, target: TargetLike = None) -> torch.Tensor:
-        """Maps for ``x`` (see the module docstring for shapes and targets)."""
+    def explain(self, x: Any, target: TargetLike = None) -> Attributions:
+        """Maps for ``x`` and the class explained for each sample (see the module docstring
+        for shapes and targets)."""
         x = prepare_input(self.model, x)
         with torch.inference_mode(False), eval_mode(self.net):
             with torch.no_grad():
                 logits = torch.cat([self.net(x[i : i + self.batch_size]) for i in range(0, len(x), self.batch_size)]) \
                     if len(x) else torch.zeros(0, 1)
             t = resolve_target(logits, target) if len(x) else torch.zeros(0, dtype=torch.long)
-            self.target_ = t
-            outs = [self._attribute(x[i : i + self.batch_size], t[i : i + self.batch_size])
+            call = self._new_call(t)
+            outs = [self._attribute_batch(x[i : i + self.batch_size], t[i : i + self.batch_size], call)
                     for i in range(0, len(x), self.batch_size)]
-        if not outs:
-            return torch.zeros(0, *self._out_shape(x)[1:])
-        return torch.cat(outs).detach()
+        maps = torch.cat(outs).detach() if outs else torch.zeros(0, *self._out_shape(x)[1:])
+        return call.result(maps)
+
+    def attribute(self, x: Any, target: TargetLike = None) -> torch.Tensor:
+        """Maps for ``x`` (see the module docstring for shapes and targets)."""
+        return self._remember(self.explain(x, target)).maps
 
     __call__ = attribute
 
+    @property
+    def target_(self) -> torch.Tensor:
+        """The classes explained by this thread's last :meth:`attribute` call."""
+        return self._last_result().target
+
+    def _remember(self, result: Attributions) -> Attributions:
+        self._last.result = result
+        return result
+
+    def _last_result(self) -> Attributions:
+        result = getattr(self._last, "result", None)
+        if result is None:
+            raise AttributeError(f"{type(self).__name__} has not attributed anything in this thread yet")
+        return result
+
     def _out_shape(self, x: torch.Tensor) -> tuple[int, ...]:
         return (x.shape[0], 1, x.shape[2], x.shape[3])
+
+    def _new_call(self, target: torch.Tensor) -> CallState:
+        return CallState(target=target)
+
+    def _attribute_batch(self, x: torch.Tensor, target: torch.Tensor, call: CallState) -> torch.Tensor:
+        return self._attribute(x, target)
 
     def _attribute(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
@@ -403,17 +483,15 @@ class SmoothGrad(Attribution):
     def _out_shape(self, x):
         return x.shape if not self.abs else super()._out_shape(x)
 
-    def attribute(self, x: Any, target: TargetLike = None) -> torch.Tensor:
+    def _new_call(self, target):
         # one generator per call, drawn image by image: maps do not depend on batch sizes
-        self._gen = torch.Generator()
-        self._gen.manual_seed(int(self.seed) if self.seed is not None else int(torch.seed() % (2**63)))
-        return super().attribute(x, target)
+        gen = torch.Generator()
+        gen.manual_seed(int(self.seed) if self.seed is not None else int(torch.seed() % (2**63)))
+        return CallState(target=target, generator=gen)
 
-    __call__ = attribute
-
-    def _attribute(self, x, target):
+    def _attribute_batch(self, x, target, call):
         n, s = x.shape[0], self.n_samples
-        eps = torch.stack([torch.randn((s, *x.shape[1:]), generator=self._gen) for _ in range(n)])
+        eps = torch.stack([torch.randn((s, *x.shape[1:]), generator=call.generator) for _ in range(n)])
         eps = eps.to(x.device, x.dtype).reshape(n * s, *x.shape[1:])
         span = (x.flatten(1).amax(1) - x.flatten(1).amin(1)).view(n, 1, 1, 1)
         noisy = x.repeat_interleave(s, dim=0) + eps * (self.noise * span).repeat_interleave(s, dim=0)
@@ -435,9 +513,10 @@ class IntegratedGradients(Attribution):
     (``"riemann_trapezoid"``) over ``steps`` points. The baseline ``b`` is ``"zeros"``,
     ``"black"``, ``"blur"``, ``"mean"``, a number or a tensor (see :func:`make_baseline`).
 
-    Completeness: each map sums to ``f(x) - f(b)`` up to the quadrature error, which is kept
-    per sample in ``convergence_delta_`` (``sum(map) - (f(x) - f(b))``) and returned too with
-    ``return_convergence_delta=True``. Maps are signed, ``N x C x H x W``.
+    Completeness: each map sums to ``f(x) - f(b)`` up to the quadrature error
+    (``sum(map) - (f(x) - f(b))`` per sample), returned with ``return_convergence_delta=True``
+    or by :meth:`explain`, and readable after the call as ``convergence_delta_``. Maps are
+    signed, ``N x C x H x W``.
     """
 
     signed = True
@@ -471,15 +550,20 @@ class IntegratedGradients(Attribution):
         return a, w
 
     def attribute(self, x: Any, target: TargetLike = None, *, return_convergence_delta: bool = False):
-        deltas: list[torch.Tensor] = []
-        self._deltas = deltas
-        attr = super().attribute(x, target)
-        self.convergence_delta_ = torch.cat(deltas) if deltas else torch.zeros(0)
-        return (attr, self.convergence_delta_) if return_convergence_delta else attr
+        result = self._remember(self.explain(x, target))
+        return (result.maps, result.convergence_delta) if return_convergence_delta else result.maps
 
     __call__ = attribute
 
-    def _attribute(self, x, target):
+    @property
+    def convergence_delta_(self) -> torch.Tensor:
+        """``sum(map) - (f(x) - f(b))`` per sample of this thread's last :meth:`attribute` call."""
+        return self._last_result().convergence_delta
+
+    def _new_call(self, target):
+        return CallState(target=target, deltas=[])
+
+    def _attribute_batch(self, x, target, call):
         n = x.shape[0]
         b = make_baseline(x, self.baseline, model=self.model, blur_sigma=self.blur_sigma)
         alphas, weights = self.alphas_and_weights()
@@ -497,19 +581,24 @@ class IntegratedGradients(Attribution):
         attr = diff * avg
         fx = self._forward_scores(x, target)
         fb = self._forward_scores(b, target)
-        self._deltas.append((attr.flatten(1).sum(1) - (fx - fb)).detach())
+        call.deltas.append((attr.flatten(1).sum(1) - (fx - fb)).detach())
         return attr
 
 
 # ----------------------------------------------------------------------------- CAM family
 
+#: The activation store of the CAM forward pass running in this thread / task. A hook on a
+#: shared layer fires for every caller's forward pass; it writes only into its own call's store.
+_CAM_STORE: ContextVar[dict | None] = ContextVar("wildfer_cam_store", default=None)
+
 
 class _CAMBase(Attribution):
     """Template for class activation maps (pytorch-grad-cam style).
 
-    The base class owns the hooks: a forward hook on ``layer`` keeps its activation ``A``
-    (``N x K x h x w``) and hands the rest of the network a copy (so an in-place op after the
-    layer cannot corrupt it); ``torch.autograd.grad`` gives ``dS/dA``. A subclass only says
+    The base class owns the hooks: for each batch a forward hook on ``layer``, registered and
+    removed inside the call, keeps its activation ``A`` (``N x K x h x w``) in that call's store
+    and hands the rest of the network a copy (so an in-place op after the layer cannot corrupt
+    it); ``torch.autograd.grad`` gives ``dS/dA``. A subclass only says
     how to weigh the channels, :meth:`channel_weights` ``-> N x K``; the map is
     ``relu(sum_k w_k A_k)`` upsampled to the input size (``upsample="bilinear"``).
 
@@ -535,11 +624,14 @@ class _CAMBase(Attribution):
         store: dict[str, torch.Tensor] = {}
 
         def hook(_module, _inputs, output):
+            if _CAM_STORE.get() is not store:  # another call's forward pass through the layer
+                return None
             if not isinstance(output, torch.Tensor):
                 raise MethodError(f"layer {self.layer_name!r} does not output a single tensor")
             store["a"] = output
             return output.clone()
 
+        token = _CAM_STORE.set(store)
         handle = self.layer.register_forward_hook(hook)
         try:
             with grad_enabled():
@@ -555,6 +647,7 @@ class _CAMBase(Attribution):
                     g = torch.zeros_like(a)
         finally:
             handle.remove()
+            _CAM_STORE.reset(token)
         return a.detach(), g.detach()
 
     def channel_weights(self, activations: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:  # pragma: no cover
@@ -649,7 +742,11 @@ class Occlusion(Attribution):
 
 @register_method("random", "random_map")
 class RandomMap(Attribution):
-    """Uniform random maps (``seed``): the null baseline for faithfulness and randomization checks."""
+    """Uniform random maps (``seed``): the null baseline for faithfulness and randomization checks.
+
+    The generator is seeded once per object and its stream runs on across calls (torch draws
+    from it under its own lock), so successive calls give fresh maps.
+    """
 
     def __init__(self, model: Any, *, seed: int = 0, **kw: Any):
         super().__init__(model, **kw)

@@ -105,16 +105,13 @@ def stratified_subset(labels: np.ndarray, per_class: int, seed: int = 0) -> np.n
 
 def load_data(path: str | Path, split: str | None = "PublicTest"):
     """Any data set :func:`wildfer.data.detect.load_dataset` reads, restricted to ``split``
-    when it has that split (a folder without splits is used whole)."""
-    from ..data.detect import load_dataset
+    (:func:`~wildfer.data.detect.select_split`) when it has several splits (a folder without
+    splits is used whole)."""
+    from ..data.detect import load_dataset, select_split
 
     data = load_dataset(path)
-    if split:
-        usages = {str(u).lower() for u in np.unique(data.usage)}
-        if split.lower() in usages:
-            data = data.split(split)
-        elif len(usages) > 1:
-            raise DataError(path, f"no {split!r} rows; splits present: {', '.join(sorted(usages))}")
+    if len(data.usages()) > 1:
+        data = select_split(data, split)
     if len(data) == 0:
         raise DataError(path, "no faces to explain")
     return data
@@ -227,9 +224,9 @@ def compute_maps(clf, images: np.ndarray, methods: Sequence[str], target=None,
     targets = None
     for m in methods:
         meth = create_method(m, clf, **dict((params or {}).get(m, {})))
-        a = meth.attribute(x, target=target if targets is None else targets)
-        targets = meth.target_
-        out[m] = a.detach().abs().sum(1).cpu().numpy().astype(np.float32)
+        result = meth.explain(x, target=target if targets is None else targets)
+        targets = result.target
+        out[m] = result.maps.abs().sum(1).cpu().numpy().astype(np.float32)
     if targets is None:
         with torch.inference_mode():
             targets = clf.net(x).argmax(1)
