@@ -1,6 +1,7 @@
 """Recognise what a data path is (FER2013 CSV, FER+ CSV, manifest, image folder) and load it.
 
-Used by ``wildfer data info`` / ``data show`` so one command takes any data set a user has.
+:func:`load_dataset` is the one entry point for every format: ``wildfer data``, ``evaluate`` and
+``explain`` read their data through it, and :func:`select_split` picks rows by one split rule.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import DataError
-from .fer2013 import _READ_ERRORS, FaceArrays, _open_text
+from .fer2013 import _READ_ERRORS, FaceArrays, _open_text, usage_name
 from .paths import data_path, not_found_hint
 
 FORMATS = ("fer2013", "ferplus", "manifest", "folder")
@@ -74,35 +75,82 @@ def find_fer2013_beside(ferplus_csv: str | os.PathLike) -> Path:
     )
 
 
+def select_split(data: FaceArrays, split: str | Sequence[str] | None) -> FaceArrays:
+    """``data``'s rows whose usage is ``split`` (a name or several), by the one split rule:
+    a name stands for the usage :func:`~wildfer.data.fer2013.usage_name` gives it
+    (case-insensitive; ``train`` -> ``Training``, ``val`` / ``test`` -> ``PublicTest``,
+    ``private`` -> ``PrivateTest``), and ``None`` or ``"all"`` keeps every row. A split with no
+    rows is a :class:`DataError` listing the splits present."""
+    names = [split] if isinstance(split, str) else list(split or ())
+    if not names or any(n.strip().lower() == "all" for n in names):
+        return data
+    present = data.usages()
+    have = {u.lower() for u in present}
+    for name in names:
+        usage = usage_name(name)
+        if usage.lower() not in have:
+            raise DataError(data.source or "data", f"no {name!r} rows (no rows with usage {usage!r}); "
+                                                   f"splits present: {', '.join(present) or 'none'}, or 'all'")
+    return data.split(*(usage_name(n) for n in names))
+
+
+def _ferplus_files(path: Path, labels: str | os.PathLike | None,
+                   fer2013: str | os.PathLike | None) -> tuple[Path, Path]:
+    """``(FER2013 images, FER+ votes)`` for a FER+ load of ``path``: ``path`` is the FER2013
+    file when ``labels`` names the votes, else ``path`` is the votes file (images from
+    ``fer2013`` or beside it) or a FER2013 file with ``fer2013new.csv`` beside it."""
+    if labels is not None:
+        return path, data_path(labels)
+    if detect_format(path) == "ferplus":
+        return (data_path(fer2013) if fer2013 else find_fer2013_beside(path)), path
+    votes = path.parent / "fer2013new.csv"
+    if not votes.exists():
+        raise DataError(path, "FER+ needs its votes file: pass labels=PATH/fer2013new.csv (none beside it)")
+    return path, votes
+
+
 def load_dataset(
     path: str | os.PathLike,
+    split: str | Sequence[str] | None = None,
     *,
+    dataset: str | None = None,
+    labels: str | os.PathLike | None = None,
     fer2013: str | os.PathLike | None = None,
     classes: str | Sequence[str] | None = None,
     use_cache: bool = True,
     cache_dir: str | os.PathLike | None = None,
 ) -> FaceArrays:
-    """Load any supported data set; ``meta["format"]`` says which it was.
+    """Load any supported data set, restricted to ``split`` (see :func:`select_split`);
+    ``meta["format"]`` says which format it was.
 
-    ``fer2013``: the FER2013 CSV for a FER+ file (default: found beside it). ``classes``:
-    for FER+ ``"ferplus"`` (default) or ``"fer2013"``; for folders / manifests see
-    :func:`wildfer.data.folders.resolve_classes`.
+    ``dataset``: one of :data:`FORMATS` to force the format (``None``: :func:`detect_format`).
+    ``labels``: the FER+ votes (``fer2013new.csv``) for the FER2013 file ``path``; it makes
+    the load a FER+ one. A FER+ ``path`` takes its images from ``fer2013`` (default: the FER2013
+    file beside it). ``classes``: for FER+ ``"ferplus"`` (default) or ``"fer2013"``; for
+    folders / manifests see :func:`wildfer.data.folders.resolve_classes`.
     """
     path = data_path(path)
-    fmt = detect_format(path)
-    if fmt == "fer2013":
+    if dataset is not None and dataset not in FORMATS:
+        raise DataError(path, f"unknown dataset {dataset!r} ({' | '.join(FORMATS)})")
+    fmt = dataset or detect_format(path)
+    if labels is not None and fmt not in ("fer2013", "ferplus"):
+        raise DataError(labels, f"FER+ labels go with FER2013 images, and {path.name} is a {fmt}")
+    return select_split(_load_format(path, fmt, labels, fer2013, classes, use_cache, cache_dir), split)
+
+
+def _load_format(path, fmt, labels, fer2013, classes, use_cache, cache_dir) -> FaceArrays:
+    if fmt == "fer2013" and labels is None:
         from .fer2013 import load_fer2013
 
         data = load_fer2013(path, use_cache=use_cache, cache_dir=cache_dir)
         data.meta["format"] = "fer2013"
         return data
-    if fmt == "ferplus":
+    if fmt in ("fer2013", "ferplus"):
         from .ferplus import load_ferplus
 
-        base = Path(fer2013) if fer2013 else find_fer2013_beside(path)
-        return load_ferplus(
-            base, path, classes=str(classes or "ferplus"), use_cache=use_cache, cache_dir=cache_dir
-        )
+        images, votes = _ferplus_files(path, labels, fer2013)
+        return load_ferplus(images, votes, classes=str(classes or "ferplus"), use_cache=use_cache,
+                            cache_dir=cache_dir)
     from .folders import load_image_folder, load_manifest
 
     if fmt == "manifest":

@@ -38,7 +38,20 @@ from .paths import data_path, not_found_hint
 IMAGE_SIZE = 48
 N_PIXELS = IMAGE_SIZE * IMAGE_SIZE
 USAGES = ("Training", "PublicTest", "PrivateTest")
+#: Split names (lower case, ``_`` and ``-`` left out) -> FER2013 usage names: the one rule by
+#: which FER2013 / FER+ usages, manifest ``split`` / ``usage`` values and split folders are named.
+SPLIT_NAMES = {
+    "train": "Training", "training": "Training",
+    "test": "PublicTest", "val": "PublicTest", "valid": "PublicTest", "validation": "PublicTest",
+    "publictest": "PublicTest", "private": "PrivateTest", "privatetest": "PrivateTest",
+}
 _CACHE_VERSION = "fer2013-v1"
+
+
+def usage_name(split: str) -> str:
+    """The usage name ``split`` stands for (:data:`SPLIT_NAMES`, case-insensitive); any other
+    name stands for itself."""
+    return SPLIT_NAMES.get(split.strip().lower().replace("_", "").replace("-", ""), split.strip())
 
 
 @dataclass

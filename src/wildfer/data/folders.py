@@ -5,9 +5,9 @@ Two layouts of folders are understood:
 * ``root/<class>/*.jpg`` (any depth below the class folder); every image gets ``usage``
   (``"Training"`` unless told otherwise);
 * ``root/<split>/<class>/*.jpg`` with split folders such as ``train/`` and ``test/`` (the
-  common FER2013 image-folder release): ``train``/``training`` -> ``Training``;
-  ``test``/``val``/``valid``/``validation``/``publictest`` -> ``PublicTest``;
-  ``privatetest`` -> ``PrivateTest``.
+  common FER2013 image-folder release), split folders named by
+  :data:`~wildfer.data.fer2013.SPLIT_NAMES` (``train`` -> ``Training``, ``val`` / ``test`` ->
+  ``PublicTest``, ``private`` -> ``PrivateTest`` ...).
 
 A manifest is a CSV with a header holding ``path,label`` and optionally
 ``left,top,right,bottom`` (a face box in pixels) and ``usage``; paths are relative to the
@@ -33,23 +33,13 @@ from PIL import Image
 
 from ..errors import DataError, ImageError
 from ..labels import FER2013_CLASSES, FERPLUS_CLASSES, normalize_label
-from .fer2013 import FaceArrays, csv_rows, require_file
+from .fer2013 import SPLIT_NAMES, FaceArrays, csv_rows, require_file, usage_name
 from .images import is_image_file, read_image, to_gray
 from .paths import data_path, not_found_hint
 
-#: Split folder names (lower case) -> FER2013 usage names.
-SPLIT_NAMES = {
-    "train": "Training", "training": "Training",
-    "test": "PublicTest", "val": "PublicTest", "valid": "PublicTest", "validation": "PublicTest",
-    "publictest": "PublicTest", "privatetest": "PrivateTest",
-}
 _PATH_COLUMNS = ("path", "file", "filename", "image", "image_path")
 _LABEL_COLUMNS = ("label", "emotion", "expression", "class")
 _BOX_COLUMNS = ("left", "top", "right", "bottom")
-
-
-def _usage_name(name: str) -> str:
-    return SPLIT_NAMES.get(name.strip().lower().replace("_", "").replace("-", ""), name.strip())
 
 
 def resolve_classes(labels: Iterable[str], classes: str | Sequence[str] | None = None) -> tuple[str, ...]:
@@ -280,7 +270,7 @@ def load_manifest(
                         continue
             u = usage
             if iusage is not None and iusage < len(row) and row[iusage].strip():
-                u = _usage_name(row[iusage])
+                u = usage_name(row[iusage])
             items.append((img_path, row[ilabel], u, box, row_no, None))
     if not items:
         raise DataError(path, "no data rows after the header")

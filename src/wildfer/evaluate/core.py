@@ -72,83 +72,35 @@ def evaluate(models, arrays: FaceArrays, tta: str | None = None, batch_size: int
 # ----------------------------------------------------------------------------- data for `wildfer evaluate`
 
 
-def _looks_like_fer2013(path: Path) -> bool:
-    """Whether ``path`` is FER2013 (a CSV with its header, plain or gzipped, or a pack), by the
-    same test ``wildfer data info`` uses (:func:`wildfer.data.detect.detect_format`)."""
-    from ..data.detect import detect_format
-
-    try:
-        return detect_format(path) == "fer2013"
-    except DataError:  # empty, unreadable or not a data file: not FER2013
-        return False
-
-
 def load_eval_data(path: str | os.PathLike, split: str | None = "PublicTest", *, dataset: str = "fer2013",
                    ferplus_labels: str | os.PathLike | None = None) -> FaceArrays:
-    """Faces and labels for ``wildfer evaluate``.
+    """Faces and labels for ``wildfer evaluate``, through :func:`wildfer.data.load_dataset`.
 
     * a FER2013 CSV (``emotion,pixels,Usage``, plain or gzipped) or pack (``wildfer data pack``): its ``split`` rows (``"all"`` =
       every row); with ``ferplus_labels`` (or ``dataset="ferplus"``, which looks for
       ``fer2013new.csv`` beside the CSV) FER+ majority labels with 8 classes;
-    * an image folder (``root/<class>/*``) or a manifest CSV (``path,label[,box]``) through
-      :mod:`wildfer.data.folders`: all its faces unless ``split`` names one of its usages.
+    * an image folder (``root/<class>/*``) or a manifest CSV (``path,label[,box]``): all its
+      faces unless ``split`` names one of its usages (the default ``"PublicTest"`` takes all
+      the faces of a folder or manifest without that split).
     """
+    from ..data.detect import load_dataset, select_split
+
     path = Path(path)
     if not path.exists():
         raise DataError(path, "file or folder not found")
     if dataset not in ("fer2013", "ferplus"):
         raise WildferError(f"unknown dataset {dataset!r} (fer2013 | ferplus)")
-    if path.is_file() and _looks_like_fer2013(path):
-        if dataset == "ferplus" or ferplus_labels:
-            if not ferplus_labels:
-                cand = path.parent / "fer2013new.csv"
-                if not cand.exists():
-                    raise WildferError(f"--dataset ferplus needs --ferplus-labels PATH/fer2013new.csv (none beside {path})")
-                ferplus_labels = cand
-            try:
-                from ..data.ferplus import load_ferplus
-            except ModuleNotFoundError as e:  # pragma: no cover - until the FER+ loader lands
-                raise WildferError(f"FER+ labels need wildfer.data.ferplus, missing in this installation ({e})") from None
-            data = load_ferplus(path, ferplus_labels)
-        else:
-            from ..data.fer2013 import load_fer2013
-
-            data = load_fer2013(path)
-        split = split or "PublicTest"
-        source_kind = "csv"
+    forced = "ferplus" if dataset == "ferplus" and path.is_file() else None
+    data = load_dataset(path, dataset=forced, labels=ferplus_labels)
+    if data.meta.get("format") in ("folder", "manifest"):
+        if split == "PublicTest" and "PublicTest" not in data.usages():
+            split = None  # the default: a folder or manifest without that split is used whole
     else:
-        data = _load_folder_or_manifest(path)
-        source_kind = "folder"
-    if split and split.lower() != "all":
-        have = sorted({str(u) for u in np.unique(data.usage)})
-        if source_kind == "folder" and split.lower() not in {h.lower() for h in have}:
-            if split == "PublicTest":  # the default: a plain folder/manifest has no splits, use it all
-                return data
-        if split.lower() not in {h.lower() for h in have}:
-            raise DataError(path, f"no rows with usage {split!r}; this data has {', '.join(have) or 'none'} (or use --split all)")
-        data = data.split(split)
+        split = split or "PublicTest"
+    data = select_split(data, split)
     if len(data) == 0:
         raise DataError(path, "no samples to evaluate")
     return data
-
-
-def _load_folder_or_manifest(path: Path) -> FaceArrays:
-    try:
-        from ..data import folders
-    except ModuleNotFoundError as e:
-        if e.name and e.name.endswith("folders"):
-            raise DataError(path, "not a FER2013 CSV (expected header 'emotion,pixels,Usage'); image folders and "
-                                  "manifests need wildfer.data.folders, missing in this installation") from None
-        raise
-    names = ("load_manifest",) if path.is_file() else ("load_image_folder", "load_folder")
-    for generic in ("load_faces", "load_any", "load_path", "load"):
-        if hasattr(folders, generic):
-            names = names + (generic,)
-    for n in names:
-        fn = getattr(folders, n, None)
-        if fn is not None:
-            return fn(path)
-    raise DataError(path, "not a FER2013 CSV, and wildfer.data.folders has no loader for it")
 
 
 def save_json(report: dict, path: str | os.PathLike) -> Path:
