@@ -1,9 +1,12 @@
 """Data sets: FER2013 / FER+ CSVs, image folders, manifests, torch adapters, augmentation.
 
 >>> from wildfer.data import load_fer2013, load_ferplus, load_dataset     # doctest: +SKIP
->>> train = load_fer2013("fer2013.csv.gz", "Training")                   # doctest: +SKIP
+>>> train = load_dataset("fer2013.csv.gz", "train")                      # doctest: +SKIP
+>>> val = load_dataset("faces.csv", "val")         # a manifest's split column  # doctest: +SKIP
 
-Everything loads into :class:`FaceArrays` (N x 48 x 48 uint8 images, labels, usage).
+:func:`load_dataset` reads every format (``dataset=`` forces one) and selects rows by one
+split rule (:func:`wildfer.data.detect.select_split`). Everything loads into
+:class:`FaceArrays` (N x 48 x 48 uint8 images, labels, usage).
 Torch adapters (:class:`FaceDataset`, :func:`make_loader`) import torch lazily.
 """
 
