@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from wildfer.errors import ModelError
-from wildfer.models import loader
+from wildfer.models import classifier, loader
 from wildfer.models.loader import load_model, resolve_device
 
 FACES = np.random.default_rng(0).integers(0, 256, size=(6, 48, 48), dtype=np.uint8)
@@ -99,7 +99,7 @@ def test_auto_picks_the_first_gpu_when_torch_has_one(two_gpus):
 
 
 def test_to_another_device_gives_a_new_classifier_and_leaves_this_one(clf, monkeypatch):
-    monkeypatch.setattr(loader, "resolve_device", lambda device, backend="torch": "meta")
+    monkeypatch.setattr(classifier, "resolve_device", lambda device, backend="torch": "meta")
     moved = clf.to("anywhere")
     assert moved is not clf and moved.device == "meta"
     assert next(moved.net.parameters()).device.type == "meta"

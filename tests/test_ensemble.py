@@ -94,7 +94,7 @@ def test_ensemble_exports_to_onnx_with_the_same_probabilities(tmp_path, faces):
 
     ens = ensemble_classifier([_shallow(0), _shallow(1, mean=0.4, std=0.3)], weights=[1, 2], tta="tencrop")
     want = ens.predict_proba(faces)
-    attach_onnx(ens)
+    ens = attach_onnx(ens)
     assert ens.backend == "onnx"
     assert np.abs(ens.predict_proba(faces, batch_size=4) - want).max() < 1e-4
 

@@ -100,7 +100,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_wildfer_has_no_import_cycle():
     graph = import_graph(SRC, "wildfer")
-    assert "wildfer.models.loader" in graph and graph["wildfer.models.loader"]
+    assert graph.get("wildfer.models.loader")  # the parser sees imports
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 

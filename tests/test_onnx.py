@@ -41,6 +41,23 @@ def test_onnx_matches_torch(tmp_path, arch):
     assert clf2.predict(faces[:3]) == clf.predict(faces[:3])
 
 
+def test_with_backend_gives_new_classifiers_and_leaves_this_one():
+    from wildfer.errors import ModelError
+
+    clf = _classifier("shallow")
+    faces = np.random.default_rng(2).integers(0, 256, size=(9, 48, 48), dtype=np.uint8)
+    on_onnx = clf.with_backend("onnx", threads=1)
+    assert on_onnx is not clf and on_onnx.backend == "onnx" and on_onnx.runner.threads == 1
+    assert clf.backend == "torch" and clf.runner is None
+    back = on_onnx.with_backend("torch")
+    assert back.backend == "torch" and back.runner is None and back.device == "cpu"
+    assert on_onnx.backend == "onnx"
+    for c in (on_onnx, back):
+        assert np.abs(c.predict_proba(faces) - clf.predict_proba(faces)).max() < 1e-4
+    assert clf.with_backend("torch") is clf
+    with pytest.raises(ModelError, match="unknown backend"):
+        clf.with_backend("tensorrt")
+
 def test_export_cli(tmp_path, cli):
     clf = _classifier("shallow")
     ckpt = tmp_path / "m.pt"

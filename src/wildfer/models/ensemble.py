@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from ..errors import ModelError
 from ..labels import class_alignment
+from .classifier import DEFAULT_PREPROCESS, Classifier
 
 TTA_CHOICES = (None, "flip", "tencrop")
 ENSEMBLE_ARCH = "ensemble"
@@ -142,11 +143,13 @@ def class_map(member_classes: Sequence[str], classes: Sequence[str]) -> torch.Te
 
 
 def ensemble_classifier(members: Sequence, *, weights: Sequence[float] | None = None, tta: str | None = None,
-                        crop: int = 44, name: str = "", classes: Sequence[str] | None = None, meta: dict | None = None):
-    """One :class:`~wildfer.models.loader.Classifier` from several (built-in names, checkpoint
+                        crop: int = 44, name: str = "", classes: Sequence[str] | None = None,
+                        meta: dict | None = None) -> Classifier:
+    """One :class:`~wildfer.models.classifier.Classifier` from several (built-in names, checkpoint
     or weights paths, or classifiers): their probabilities averaged over ``tta`` views.
     ``classes``: the output classes (default: the first member's own)."""
-    from .loader import DEFAULT_PREPROCESS, Classifier, load_model
+    # members may be ensembles, which the loader reads through this module
+    from .loader import load_model
 
     if isinstance(members, (str, os.PathLike)):
         members = [members]
@@ -203,7 +206,7 @@ _LOADING: contextvars.ContextVar[tuple[tuple[Path, str], ...]] = contextvars.Con
                                                                                          default=())
 
 
-def load_ensemble_spec(path: str | os.PathLike, name: str = ""):
+def load_ensemble_spec(path: str | os.PathLike, name: str = "") -> Classifier:
     """The classifier a spec file describes (member paths relative to the file; built-in names as they are)."""
     path = Path(path)
     stack = _LOADING.get()
@@ -219,7 +222,7 @@ def load_ensemble_spec(path: str | os.PathLike, name: str = ""):
         _LOADING.reset(token)
 
 
-def _load_spec(path: Path, name: str):
+def _load_spec(path: Path, name: str) -> Classifier:
     from .loader import BUILTIN
 
     try:

@@ -1,20 +1,14 @@
 """Load and save models: training checkpoints (``.pt``), shipped weights (``.safetensors`` +
 ``.json`` metadata) and the built-in models inside the package (``"default"``, ``"fast"``,
-``"ferplus"``).
-
-:class:`Classifier` wraps a network with its class names and preprocessing, so every stage
-(evaluate, explain, wild, serve) feeds faces the same way. ``Classifier.to(device)`` gives it on
-a device (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``; see :func:`resolve_device`).
+``"ferplus"``, ...), each as a :class:`~wildfer.models.classifier.Classifier`.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import os
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +18,7 @@ import torch.nn as nn
 
 from ..errors import ModelError
 from ..labels import FER2013_CLASSES, class_alignment
+from .classifier import DEFAULT_PREPROCESS, Classifier, resolve_device
 from .registry import create_model, list_models
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -33,157 +28,6 @@ BUILTIN = ("default", "fast", "ferplus", "default_resnet", "accurate", "wild")
 #: evaluate-wild, the service): the model that reads faces in web photos best
 PIPELINE_MODEL = "wild"
 CHECKPOINT_FORMAT = "wildfer-checkpoint-v1"
-
-#: FER2013 pixel statistics used to normalise inputs (x / 255 - mean) / std.
-DEFAULT_PREPROCESS = {"size": 48, "mean": 0.5, "std": 0.25, "grayscale": True}
-
-#: the device names :func:`resolve_device` takes (and ``cuda:N``)
-DEVICES = ("auto", "cpu", "cuda")
-
-
-def resolve_device(device: Any = "auto", backend: str = "torch") -> str:
-    """The device ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` names here, as ``"cpu"``
-    or ``"cuda:N"``, for the ``backend`` that computes (``"torch"`` or ``"onnx"``).
-
-    ``"auto"`` is the first CUDA GPU when the backend can use one (torch:
-    ``torch.cuda.is_available()``; onnx: onnxruntime's ``CUDAExecutionProvider``), else the CPU.
-    A CUDA device the backend cannot use, or an unknown name, is a :class:`ModelError`.
-    """
-    name = str(device).strip().lower() if device is not None else "auto"
-    if name not in DEVICES and not (name.startswith("cuda:") and name[5:].isdigit()):
-        raise ModelError(f"unknown device {str(device)!r}; use auto, cpu, cuda or cuda:N")
-    if name == "cpu":
-        return "cpu"
-    missing = _cuda_missing(backend)
-    if name == "auto":
-        return "cpu" if missing else "cuda:0"
-    if missing:
-        raise ModelError(f"device {name!r}: {missing}; use cpu or auto")
-    index = int(name[5:]) if ":" in name else 0
-    count = torch.cuda.device_count() if backend == "torch" else None
-    if count is not None and index >= count:
-        raise ModelError(f"device {name!r}: this machine has {count} CUDA device(s) (cuda:0 to cuda:{count - 1})")
-    return f"cuda:{index}"
-
-
-def _cuda_missing(backend: str) -> str | None:
-    """Why ``backend`` cannot run on a CUDA GPU here, or ``None`` when it can."""
-    if backend == "onnx":
-        try:
-            from .onnx import import_onnxruntime
-
-            providers = import_onnxruntime().get_available_providers()
-        except ImportError:
-            return "onnxruntime is not installed"
-        if "CUDAExecutionProvider" not in providers:
-            return (f"onnxruntime has no CUDAExecutionProvider here (it has {', '.join(providers) or 'none'}; "
-                    f"the GPU build is the onnxruntime-gpu package)")
-        return None
-    if torch.cuda.is_available():
-        return None
-    if torch.version.cuda is None:
-        return f"this torch ({torch.__version__}) is built without CUDA"
-    return "torch finds no CUDA GPU on this machine (torch.cuda.is_available() is False)"
-
-
-@dataclass
-class Classifier:
-    """A trained network plus what is needed to use it.
-
-    ``predict_proba(faces)`` takes uint8 faces ``N x 48 x 48`` (or ``N x H x W`` that are
-    resized) and returns probabilities ``N x C`` as numpy.
-    """
-
-    net: nn.Module
-    classes: tuple[str, ...] = FER2013_CLASSES
-    preprocess: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_PREPROCESS))
-    name: str = ""
-    arch: str = ""
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
-    meta: dict[str, Any] = field(default_factory=dict)
-    class_map: np.ndarray | None = None  # optional C_out x C_net matrix (e.g. FER+ 8 -> FER2013 7)
-    out_classes: tuple[str, ...] | None = None
-    backend: str = "torch"  # "torch" or "onnx" (see wildfer.models.onnx.attach_onnx)
-    runner: Any = None  # the onnxruntime runner when backend == "onnx"
-    #: where the backend computes, "cpu" or "cuda:N" (the onnx backend's torch net, kept for
-    #: gradients, stays on the CPU)
-    device: str = "cpu"
-
-    def __post_init__(self):
-        self.net.eval()
-
-    def to(self, device: Any = "auto") -> "Classifier":
-        """This classifier on ``device`` (:func:`resolve_device`): itself when it is there already,
-        else a new one with its own copy of the network there (this one is left as it was).
-        With the onnx backend the onnxruntime session is made again with the device's provider."""
-        target = resolve_device(device, self.backend)
-        if target == self.device:
-            return self
-        net = self.net if self.backend == "onnx" else copy.deepcopy(self.net)
-        return _placed(dataclasses.replace(self, net=net), target)
-
-    @property
-    def input_device(self) -> torch.device:
-        """Where :meth:`to_tensor` puts faces: the device of the torch network's weights."""
-        for t in self.net.parameters():
-            return t.device
-        for t in self.net.buffers():
-            return t.device
-        return torch.device("cpu")
-
-    @property
-    def size(self) -> int:
-        return int(self.preprocess.get("size", 48))
-
-    @property
-    def labels(self) -> tuple[str, ...]:
-        return self.out_classes or self.classes
-
-    def to_tensor(self, faces, device: Any = None) -> torch.Tensor:
-        """uint8/float faces (N x H x W or N x 1 x H x W, 0-255) -> normalised float tensor on
-        ``device`` (default: the network's, :attr:`input_device`). The one place faces move to
-        the model's device: they travel as uint8, a quarter of the float bytes."""
-        x = torch.as_tensor(np.asarray(faces) if not isinstance(faces, torch.Tensor) else faces)
-        x = x.to(self.input_device if device is None else device)
-        if x.dim() == 2:
-            x = x[None]
-        if x.dim() == 3:
-            x = x[:, None]
-        x = x.float() / 255.0
-        if x.shape[-1] != self.size or x.shape[-2] != self.size:
-            x = torch.nn.functional.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
-        return self.normalize(x)
-
-    def normalize(self, x01: torch.Tensor) -> torch.Tensor:
-        return (x01 - float(self.preprocess.get("mean", 0.5))) / float(self.preprocess.get("std", 0.25))
-
-    @torch.inference_mode()
-    def logits(self, faces, batch_size: int = 256) -> torch.Tensor:
-        """Network outputs ``N x C`` for ``faces``, on the CPU whatever the device."""
-        if self.backend == "onnx" and self.runner is not None:
-            x = self.to_tensor(faces, device="cpu")  # onnxruntime takes numpy and moves it itself
-            outs = [torch.from_numpy(self.runner(x[i : i + batch_size].numpy())) for i in range(0, x.shape[0], batch_size)]
-            return torch.cat(outs) if outs else torch.zeros(0, len(self.classes))
-        x = self.to_tensor(faces)
-        outs = [self.net(x[i : i + batch_size]).cpu() for i in range(0, x.shape[0], batch_size)]
-        return torch.cat(outs) if outs else torch.zeros(0, len(self.classes))
-
-    def predict_proba(self, faces, batch_size: int = 256, tta: bool = False) -> np.ndarray:
-        p = torch.softmax(self.logits(faces, batch_size).float(), dim=1)
-        if tta:
-            flipped = np.asarray(faces)[..., ::-1].copy()
-            p = 0.5 * (p + torch.softmax(self.logits(flipped, batch_size).float(), dim=1))
-        p = p.numpy()
-        if self.class_map is not None:
-            p = p @ self.class_map.T
-            p = p / np.clip(p.sum(1, keepdims=True), 1e-12, None)
-        return p
-
-    def predict(self, faces, **kw) -> list[str]:
-        return [self.labels[i] for i in self.predict_proba(faces, **kw).argmax(1)]
-
-    def num_params(self) -> int:
-        return sum(p.numel() for p in self.net.parameters())
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -462,29 +306,20 @@ def load_model(name_or_path: str | os.PathLike = "default", *, classes: str | No
     if classes:
         clf = with_fer2013_classes(clf)
     if backend == "onnx":
-        from .onnx import attach_onnx
-
-        return attach_onnx(clf, device=target)
+        return clf.with_backend("onnx", device=target)
     return _placed(clf, target)
 
 
 def _placed(clf: Classifier, device: str) -> Classifier:
-    """``clf`` moved to the resolved ``device`` in place: its torch network, or for the onnx
-    backend a new onnxruntime session with that device's provider (the network stays on the CPU)."""
-    if clf.backend == "onnx":
-        from .onnx import attach_onnx
-
-        threads = getattr(clf.runner, "threads", None)
-        return attach_onnx(clf, threads=threads, device=device)
+    """A classifier just loaded, on the resolved ``device``: its network is moved there, not
+    copied (nothing else holds it)."""
     clf.net.to(device)
-    clf.device = device
-    return clf
+    return dataclasses.replace(clf, device=device)
 
 
 def with_fer2013_classes(clf: Classifier) -> Classifier:
     """Fold a model's classes onto FER2013's 7 (drops classes FER2013 lacks, e.g. contempt)."""
     if tuple(clf.classes) == FER2013_CLASSES:
         return clf
-    clf.class_map = class_alignment(clf.classes, FER2013_CLASSES).astype(np.float32)
-    clf.out_classes = FER2013_CLASSES
-    return clf
+    return dataclasses.replace(clf, class_map=class_alignment(clf.classes, FER2013_CLASSES).astype(np.float32),
+                               out_classes=FER2013_CLASSES)

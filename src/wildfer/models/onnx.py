@@ -2,13 +2,15 @@
 
 ``export_onnx(classifier, "model.onnx")`` writes a graph with a dynamic batch axis (input
 ``N x 1 x 48 x 48`` normalised, output logits) and the class names in its metadata.
-``OnnxRunner`` runs it on onnxruntime; ``Classifier.use_backend("onnx")`` plugs it into a
-classifier so everything downstream (evaluate, wild, serve) uses it, while ``.net`` stays
-available for gradients (saliency maps).
+``OnnxRunner`` runs it on onnxruntime; :func:`attach_onnx` (``Classifier.with_backend("onnx")``)
+gives a classifier computing with it, so everything downstream (evaluate, wild, serve) uses it,
+while ``.net`` stays available for gradients (saliency maps).
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import io
 import json
 import os
@@ -19,7 +21,8 @@ import numpy as np
 import torch
 
 from ..errors import ModelError
-from .loader import Classifier, load_model, one_line, resolve_device
+from .classifier import Classifier, resolve_device
+from .loader import load_model, one_line
 
 
 def onnx_opsets() -> tuple[int, int]:
@@ -114,13 +117,13 @@ class OnnxRunner:
 
 
 def attach_onnx(clf: Classifier, threads: int | None = None, device: str = "cpu") -> Classifier:
-    """Make ``clf`` compute logits with onnxruntime (same probabilities, usually faster on CPU).
+    """A new classifier computing ``clf``'s logits with onnxruntime (same probabilities, usually
+    faster on CPU); ``clf`` is left as it was.
 
     ``device``: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (the CUDA provider when
-    onnxruntime has it, see :func:`wildfer.models.loader.resolve_device`); the torch network,
-    kept for saliency maps, stays on the CPU."""
+    onnxruntime has it, see :func:`wildfer.models.classifier.resolve_device`); the torch network,
+    kept for saliency maps, is on the CPU (a copy when ``clf``'s is elsewhere)."""
     target = resolve_device(device, "onnx")
     runner = OnnxRunner(onnx_bytes(clf), threads=threads, device=target)
-    clf.net.to("cpu")
-    clf.runner, clf.backend, clf.device = runner, "onnx", target
-    return clf
+    net = clf.net if clf.input_device.type == "cpu" else copy.deepcopy(clf.net).to("cpu")
+    return dataclasses.replace(clf, net=net, runner=runner, backend="onnx", device=target)

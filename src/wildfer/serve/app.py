@@ -263,14 +263,11 @@ def load_recognizer(model: str | None = None, detector: str = "yunet", backend: 
         return Recognizer(model=load_model(model, device=placed["torch"]), detector=detector)
     clf = load_model(model)
     try:
-        from ..models.onnx import attach_onnx
-
-        attach_onnx(clf, threads=compute_threads, device=placed["onnx"])
+        clf = clf.with_backend("onnx", threads=compute_threads, device=placed["onnx"])
     except Exception as e:  # noqa: BLE001 - no onnxruntime, or a model that does not export
         if backend == "onnx" or "torch" not in placed:
             raise ModelError(f"model {model!r} cannot run on onnxruntime here ({str(e)[:150]})") from None
         log.info("onnxruntime unavailable for %s (%s); classifying with torch", model, e)
-        clf.backend, clf.runner = "torch", None
         clf = clf.to(placed["torch"])
     return Recognizer(model=clf, detector=detector)
 

@@ -1,0 +1,193 @@
+"""The :class:`Classifier`: a trained network with its class names and preprocessing, so every
+stage (evaluate, explain, wild, serve) feeds faces the same way, and where it computes
+(:func:`resolve_device`).
+
+A value object every module may import; it imports none of the loaders, ensembles or ONNX code.
+Changing its device (:meth:`Classifier.to`) or backend (:meth:`Classifier.with_backend`)
+gives a new classifier and leaves this one as it was.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..errors import ModelError
+from ..labels import FER2013_CLASSES
+
+#: FER2013 pixel statistics used to normalise inputs (x / 255 - mean) / std.
+DEFAULT_PREPROCESS = {"size": 48, "mean": 0.5, "std": 0.25, "grayscale": True}
+
+#: the device names :func:`resolve_device` takes (and ``cuda:N``)
+DEVICES = ("auto", "cpu", "cuda")
+
+#: what computes a classifier's logits: its torch network or an onnxruntime session of it
+BACKENDS = ("torch", "onnx")
+
+
+def resolve_device(device: Any = "auto", backend: str = "torch") -> str:
+    """The device ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` names here, as ``"cpu"``
+    or ``"cuda:N"``, for the ``backend`` that computes (``"torch"`` or ``"onnx"``).
+
+    ``"auto"`` is the first CUDA GPU when the backend can use one (torch:
+    ``torch.cuda.is_available()``; onnx: onnxruntime's ``CUDAExecutionProvider``), else the CPU.
+    A CUDA device the backend cannot use, or an unknown name, is a :class:`ModelError`.
+    """
+    name = str(device).strip().lower() if device is not None else "auto"
+    if name not in DEVICES and not (name.startswith("cuda:") and name[5:].isdigit()):
+        raise ModelError(f"unknown device {str(device)!r}; use auto, cpu, cuda or cuda:N")
+    if name == "cpu":
+        return "cpu"
+    missing = _cuda_missing(backend)
+    if name == "auto":
+        return "cpu" if missing else "cuda:0"
+    if missing:
+        raise ModelError(f"device {name!r}: {missing}; use cpu or auto")
+    index = int(name[5:]) if ":" in name else 0
+    count = torch.cuda.device_count() if backend == "torch" else None
+    if count is not None and index >= count:
+        raise ModelError(f"device {name!r}: this machine has {count} CUDA device(s) (cuda:0 to cuda:{count - 1})")
+    return f"cuda:{index}"
+
+
+def _cuda_missing(backend: str) -> str | None:
+    """Why ``backend`` cannot run on a CUDA GPU here, or ``None`` when it can."""
+    if backend == "onnx":
+        try:  # onnxruntime is optional and slow to import: only when asked about
+            from .onnx import import_onnxruntime
+
+            providers = import_onnxruntime().get_available_providers()
+        except ImportError:
+            return "onnxruntime is not installed"
+        if "CUDAExecutionProvider" not in providers:
+            return (f"onnxruntime has no CUDAExecutionProvider here (it has {', '.join(providers) or 'none'}; "
+                    f"the GPU build is the onnxruntime-gpu package)")
+        return None
+    if torch.cuda.is_available():
+        return None
+    if torch.version.cuda is None:
+        return f"this torch ({torch.__version__}) is built without CUDA"
+    return "torch finds no CUDA GPU on this machine (torch.cuda.is_available() is False)"
+
+
+@dataclass
+class Classifier:
+    """A trained network plus what is needed to use it.
+
+    ``predict_proba(faces)`` takes uint8 faces ``N x 48 x 48`` (or ``N x H x W`` that are
+    resized) and returns probabilities ``N x C`` as numpy.
+    """
+
+    net: nn.Module
+    classes: tuple[str, ...] = FER2013_CLASSES
+    preprocess: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_PREPROCESS))
+    name: str = ""
+    arch: str = ""
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    class_map: np.ndarray | None = None  # optional C_out x C_net matrix (e.g. FER+ 8 -> FER2013 7)
+    out_classes: tuple[str, ...] | None = None
+    backend: str = "torch"  # "torch" or "onnx" (see with_backend)
+    runner: Any = None  # the onnxruntime runner when backend == "onnx"
+    #: where the backend computes, "cpu" or "cuda:N" (the onnx backend's torch net, kept for
+    #: gradients, stays on the CPU)
+    device: str = "cpu"
+
+    def __post_init__(self):
+        self.net.eval()
+
+    def to(self, device: Any = "auto") -> Classifier:
+        """This classifier on ``device`` (:func:`resolve_device`): itself when it is there already,
+        else a new one with its own copy of the network there (this one is left as it was).
+        With the onnx backend the onnxruntime session is made again with the device's provider."""
+        target = resolve_device(device, self.backend)
+        if target == self.device:
+            return self
+        if self.backend == "onnx":
+            return self.with_backend("onnx", threads=getattr(self.runner, "threads", None), device=target)
+        return dataclasses.replace(self, net=copy.deepcopy(self.net).to(target), device=target)
+
+    def with_backend(self, backend: str, *, threads: int | None = None, device: Any = None) -> Classifier:
+        """This classifier computing with ``backend`` on ``device`` (default: its own), as a new
+        one: ``"onnx"`` runs an export of the network on onnxruntime with ``threads`` intra-op
+        threads (:func:`wildfer.models.onnx.attach_onnx`; the network stays for gradients),
+        ``"torch"`` runs the network itself."""
+        if backend not in BACKENDS:
+            raise ModelError(f"unknown backend {backend!r} (torch | onnx)")
+        device = self.device if device is None else device
+        if backend == "onnx":  # onnx.py builds on this module
+            from .onnx import attach_onnx
+
+            return attach_onnx(self, threads=threads, device=device)
+        if self.backend == "torch":
+            return self.to(device)
+        return dataclasses.replace(self, backend="torch", runner=None, device="cpu").to(device)
+
+    @property
+    def input_device(self) -> torch.device:
+        """Where :meth:`to_tensor` puts faces: the device of the torch network's weights."""
+        for t in self.net.parameters():
+            return t.device
+        for t in self.net.buffers():
+            return t.device
+        return torch.device("cpu")
+
+    @property
+    def size(self) -> int:
+        return int(self.preprocess.get("size", 48))
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.out_classes or self.classes
+
+    def to_tensor(self, faces, device: Any = None) -> torch.Tensor:
+        """uint8/float faces (N x H x W or N x 1 x H x W, 0-255) -> normalised float tensor on
+        ``device`` (default: the network's, :attr:`input_device`). The one place faces move to
+        the model's device: they travel as uint8, a quarter of the float bytes."""
+        x = torch.as_tensor(np.asarray(faces) if not isinstance(faces, torch.Tensor) else faces)
+        x = x.to(self.input_device if device is None else device)
+        if x.dim() == 2:
+            x = x[None]
+        if x.dim() == 3:
+            x = x[:, None]
+        x = x.float() / 255.0
+        if x.shape[-1] != self.size or x.shape[-2] != self.size:
+            x = torch.nn.functional.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        return self.normalize(x)
+
+    def normalize(self, x01: torch.Tensor) -> torch.Tensor:
+        return (x01 - float(self.preprocess.get("mean", 0.5))) / float(self.preprocess.get("std", 0.25))
+
+    @torch.inference_mode()
+    def logits(self, faces, batch_size: int = 256) -> torch.Tensor:
+        """Network outputs ``N x C`` for ``faces``, on the CPU whatever the device."""
+        if self.backend == "onnx" and self.runner is not None:
+            x = self.to_tensor(faces, device="cpu")  # onnxruntime takes numpy and moves it itself
+            outs = [torch.from_numpy(self.runner(x[i : i + batch_size].numpy())) for i in range(0, x.shape[0], batch_size)]
+            return torch.cat(outs) if outs else torch.zeros(0, len(self.classes))
+        x = self.to_tensor(faces)
+        outs = [self.net(x[i : i + batch_size]).cpu() for i in range(0, x.shape[0], batch_size)]
+        return torch.cat(outs) if outs else torch.zeros(0, len(self.classes))
+
+    def predict_proba(self, faces, batch_size: int = 256, tta: bool = False) -> np.ndarray:
+        p = torch.softmax(self.logits(faces, batch_size).float(), dim=1)
+        if tta:
+            flipped = np.asarray(faces)[..., ::-1].copy()
+            p = 0.5 * (p + torch.softmax(self.logits(flipped, batch_size).float(), dim=1))
+        p = p.numpy()
+        if self.class_map is not None:
+            p = p @ self.class_map.T
+            p = p / np.clip(p.sum(1, keepdims=True), 1e-12, None)
+        return p
+
+    def predict(self, faces, **kw) -> list[str]:
+        return [self.labels[i] for i in self.predict_proba(faces, **kw).argmax(1)]
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.net.parameters())
