@@ -1,10 +1,11 @@
 """The training engine: ``Trainer(TrainConfig).fit()``.
 
-One loop for every experiment: optimizers (sgd, momentum, nesterov, rmsprop, adam, adamw),
-per-iteration LR schedules with warm-up (step, cosine, plateau, one-cycle), label smoothing,
-mixup / cutmix, class weights, knowledge distillation, early stopping on the validation
-split, a checkpoint every epoch with exact resume, bf16 autocast + channels_last on CPU and
-AMP on CUDA, and DDP when launched under ``torchrun`` (gloo on CPU, nccl on GPU).
+One loop for every experiment: build the model, optimizer and schedule (:mod:`.optim`), maybe
+resume from ``last.pt``, then per epoch :meth:`Trainer.train_epoch` and :meth:`Trainer.validate`,
+with the loss -- label smoothing, mixup / cutmix, class weights, knowledge distillation -- from
+:mod:`.losses` and logging, checkpoints (exact resume), the time budget and early stopping as
+callbacks (:mod:`.callbacks`). bf16 autocast + channels_last on CPU and AMP on CUDA, and DDP
+when launched under ``torchrun`` (gloo on CPU, nccl on GPU).
 
 Logs go to ``<out>/metrics.jsonl``: ``{"type": "iter", ...}`` per iteration (loss, lr) and
 ``{"type": "epoch", ...}`` per epoch (train / validation loss and accuracy, seconds).
@@ -12,12 +13,12 @@ Logs go to ``<out>/metrics.jsonl``: ``{"type": "iter", ...}`` per iteration (los
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +27,40 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..data.augment import Augment, mixup_cutmix
+from ..data.augment import Augment
 from ..data.fer2013 import FaceArrays
 from ..errors import WildferError
 from ..labels import FER2013_CLASSES
-from ..models.loader import DEFAULT_PREPROCESS, save_checkpoint
+from ..models.loader import DEFAULT_PREPROCESS
 from ..models.registry import create_model
 from ..paths import check_output_dir
+from .callbacks import (
+    Callback,
+    CallbackList,
+    Checkpoints,
+    EarlyStopping,
+    EpochLines,
+    MetricsLog,
+    ProgressBar,
+    Step,
+    TimeBudget,
+    TrainState,
+    clean,
+)
 from .config import TrainConfig, save_config
+from .losses import (
+    Batch,
+    TrainingLoss,
+    class_weight_vector,
+    partial_distillation,
+    soft_cross_entropy,
+)
+from .optim import LRSchedule, make_optimizer
+
+__all__ = ["Trainer", "init_from", "load_training_data", "add_wild_data", "build_model", "resume_state",
+           "RESUME_KEYS", "seed_everything", "dist_info",
+           # the loss and optimizer pieces, importable from here as before
+           "LRSchedule", "make_optimizer", "class_weight_vector", "partial_distillation", "soft_cross_entropy"]
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -89,91 +116,6 @@ def add_wild_data(cfg: TrainConfig, train: FaceArrays, val: FaceArrays) -> tuple
         extra["fer"] = val
         val = crop_manifest(cfg.wild_data, split=cfg.wild_val_split, detector=cfg.wild_detector)
     return FaceArrays.concat(train, wild), val, extra
-
-
-def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
-    name = cfg.optimizer.lower()
-    decay, no_decay = [], []
-    for p in params:
-        if p.requires_grad:
-            (no_decay if p.dim() <= 1 else decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    if name == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.0)
-    if name in ("momentum", "nesterov"):
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov or name == "nesterov")
-    if name == "rmsprop":
-        return torch.optim.RMSprop(groups, lr=cfg.lr, alpha=0.99, eps=1e-8)
-    if name == "adam":
-        return torch.optim.Adam(groups, lr=cfg.lr)
-    if name == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr)
-    raise WildferError(f"unknown optimizer {cfg.optimizer!r} (sgd | momentum | nesterov | rmsprop | adam | adamw)")
-
-
-@dataclass
-class LRSchedule:
-    """Learning rate as a function of the global step; ``plateau`` also uses epoch metrics."""
-
-    cfg: TrainConfig
-    steps_per_epoch: int
-    plateau_scale: float = 1.0
-    plateau_best: float = -math.inf
-    plateau_bad: int = 0
-
-    def __call__(self, step: int) -> float:
-        cfg, spe = self.cfg, max(1, self.steps_per_epoch)
-        total = cfg.epochs * spe
-        warm = int(cfg.warmup_epochs * spe)
-        base = cfg.lr
-        if cfg.schedule == "onecycle":
-            # linear warm-up to lr over 30% (or warmup_epochs), then cosine down to ~0
-            warm = warm or int(0.3 * total)
-            if step < warm:
-                return base * (0.04 + 0.96 * step / max(1, warm))
-            t = (step - warm) / max(1, total - warm)
-            return cfg.min_lr + (base - cfg.min_lr) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-        if step < warm:
-            return base * (step + 1) / warm
-        if cfg.schedule == "cosine":
-            t = (step - warm) / max(1, total - warm)
-            return cfg.min_lr + (base - cfg.min_lr) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-        if cfg.schedule == "step":
-            return base * cfg.gamma ** ((step // spe) // max(1, cfg.step_size))
-        if cfg.schedule == "plateau":
-            return max(cfg.min_lr, base * self.plateau_scale)
-        if cfg.schedule in ("none", "constant"):
-            return base
-        raise WildferError(f"unknown schedule {cfg.schedule!r} (none | step | cosine | plateau | onecycle)")
-
-    def epoch_end(self, metric: float) -> None:
-        if self.cfg.schedule != "plateau":
-            return
-        if metric > self.plateau_best + 1e-4:
-            self.plateau_best, self.plateau_bad = metric, 0
-        else:
-            self.plateau_bad += 1
-            if self.plateau_bad > self.cfg.plateau_patience:
-                self.plateau_scale *= self.cfg.gamma if self.cfg.gamma < 1 else 0.1
-                self.plateau_bad = 0
-
-    def state(self) -> dict:
-        return {"scale": self.plateau_scale, "best": self.plateau_best, "bad": self.plateau_bad}
-
-    def load(self, s: dict) -> None:
-        self.plateau_scale, self.plateau_best, self.plateau_bad = s["scale"], s["best"], s["bad"]
-
-
-def class_weight_vector(labels: np.ndarray, num_classes: int, mode: str | None) -> torch.Tensor | None:
-    if not mode:
-        return None
-    counts = np.bincount(labels, minlength=num_classes).astype(np.float64) + 1.0
-    w = counts.sum() / (num_classes * counts)
-    if mode == "sqrt":
-        w = np.sqrt(w)
-    elif mode != "balanced":
-        raise WildferError(f"unknown class_weights {mode!r} (balanced | sqrt)")
-    return torch.tensor(w / w.mean(), dtype=torch.float32)
 
 
 # ----------------------------------------------------------------------------- init
@@ -366,36 +308,11 @@ class Trainer:
         loss_sum, correct, count = t.tolist()
         return {"loss": loss_sum / max(1, count), "acc": correct / max(1, count), "n": int(count)}
 
-    def _plan_epochs(self, epoch: int, elapsed: float, epoch_seconds: float, max_epochs: int) -> int:
-        """Epochs that fit ``cfg.time_budget`` minutes at ``epoch_seconds`` per epoch (same on
-        every rank: rank 0 decides), between ``epoch + 1`` and ``max_epochs``."""
-        cfg = self.cfg
-        left = cfg.time_budget * 60.0 - elapsed
-        n = epoch + 1 + int(max(0.0, left) // max(1e-6, epoch_seconds))
-        n = max(epoch + 1, min(max_epochs, n))
-        if self.distributed:
-            t = torch.tensor([n], dtype=torch.int64, device=self.device)
-            torch.distributed.broadcast(t, 0)
-            n = int(t)
-        return n
 
-    def _replan(self, log, epoch: int, new_epochs: int, configured: int) -> None:
-        """Adopt a time-budget plan: log it, rewrite the run's config.yaml with that length
-        (and no budget, so a rerun repeats one schedule of it), and set ``cfg.epochs``, which the
-        learning-rate schedule and the epoch loop read."""
-        cfg = self.cfg
-        if self.is_main:
-            log.write(json.dumps({"type": "plan", "epoch": epoch, "epochs": new_epochs,
-                                  "configured_epochs": configured, "time_budget_min": cfg.time_budget}) + "\n")
-            log.flush()
-            if self.console is not None:
-                self.console.print(f"time budget {cfg.time_budget:g} min: {new_epochs} epochs (configured {configured})")
-            save_config(TrainConfig.from_dict({**cfg.to_dict(), "epochs": new_epochs, "time_budget": None}),
-                        self.out / "config.yaml")
-        cfg.epochs = new_epochs
-
-    # -- main loop --------------------------------------------------------------------------
-    def fit(self) -> dict[str, Any]:
+    # -- building a fit -----------------------------------------------------------------------
+    def _build_state(self) -> TrainState:
+        """The model (initialised from ``cfg.init``), optimizer, schedule and generator of a fit,
+        and with ``resume`` the training state of ``last.pt``."""
         cfg = self.cfg
         model = build_model(cfg, self.num_classes).to(self.device)
         if cfg.init and not self.resume:
@@ -409,199 +326,186 @@ class Trainer:
 
             n_fer, n_wild = self.train_data.meta["parts"]
             sampler = MixedEpochSampler(n_fer, n_wild, cfg.wild_ratio, seed=cfg.seed)
-        n_train = len(sampler) if sampler is not None else len(self.train_data)
-        per_rank = math.ceil(n_train / self.world)
-        steps_per_epoch = math.ceil(per_rank / cfg.batch_size)
+        steps_per_epoch = math.ceil(self._rows_per_rank(sampler) / cfg.batch_size)
         if cfg.max_iters_per_epoch:
             steps_per_epoch = min(steps_per_epoch, cfg.max_iters_per_epoch)
         sched = LRSchedule(cfg, steps_per_epoch)
-        start_epoch, best, history, bad_epochs = 0, -1.0, [], 0
         gen = torch.Generator().manual_seed(cfg.seed * 1000 + self.rank)
-
-        last = self.out / "last.pt"
+        state = TrainState(model, opt, sched, gen, steps_per_epoch, sampler=sampler)
         if self.resume:
-            start_epoch, best, history, bad_epochs = resume_state(last, cfg, model, opt, sched, gen, self.rank)
+            state.start_epoch, state.best, state.history, state.bad_epochs = resume_state(
+                self.out / "last.pt", cfg, model, opt, sched, gen, self.rank)
+            state.epoch = state.start_epoch - 1
+        return state
 
-        net = model
-        if self.distributed:
-            net = nn.parallel.DistributedDataParallel(
-                model, device_ids=[self.local_rank] if self.device.type == "cuda" else None
-            )
-        teacher = None
+    def _rows_per_rank(self, sampler) -> int:
+        return math.ceil((len(sampler) if sampler is not None else len(self.train_data)) / self.world)
+
+    def _make_loss(self, sampler) -> TrainingLoss:
+        """The loss of this run, with ``cfg.teacher`` live or, with ``cfg.teacher_cache``, its
+        logits for every training face computed once (then no mixup / cutmix: checks.check_config)."""
+        cfg = self.cfg
+        teacher = teacher_logits = None
         if cfg.teacher:
             from ..models.loader import load_model
 
-            teacher = load_model(cfg.teacher).net.to(self.device).eval()
-        teacher_logits = None
-        if teacher is not None and cfg.teacher_cache:  # (no mixup / cutmix then: checks.check_config)
-            # the teacher's logits for every training face, once (kept on the CPU)
-            teacher_logits = torch.cat([lg.cpu() for _, lg in self._batch_logits(
-                teacher, self.train_data, np.arange(len(self.train_data)))])
-            teacher = None
+            net = load_model(cfg.teacher).net.to(self.device).eval()
+            if cfg.teacher_cache:  # kept on the CPU
+                rows = np.arange(len(self.train_data))
+                teacher_logits = torch.cat([lg.cpu() for _, lg in self._batch_logits(net, self.train_data, rows)])
+            else:
+                teacher = functools.partial(self._teacher_logits, net)
         weights = class_weight_vector(self.train_data.labels, self.num_classes, cfg.class_weights)
-        if weights is not None:
-            weights = weights.to(self.device)
-        aug = Augment(**cfg.aug) if cfg.augment else None
-        soft_labels = self.train_data.soft if (cfg.dataset == "ferplus" and cfg.ferplus_soft) else None
+        soft = self.train_data.soft if (cfg.dataset == "ferplus" and cfg.ferplus_soft) else None
+        # learning without forgetting: on mixed epochs the teacher speaks for the FER2013 faces only
+        teach_rows = sampler.n_a if sampler is not None and not cfg.teacher_on_wild else None
+        return TrainingLoss(cfg, self.num_classes, self.train_data.labels, soft=soft,
+                            weights=None if weights is None else weights.to(self.device),
+                            teacher=teacher, teacher_logits=teacher_logits, teach_rows=teach_rows)
 
+    @torch.no_grad()
+    def _teacher_logits(self, teacher: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        with self._autocast():
+            return teacher(x).float()
+
+    def _callbacks(self) -> CallbackList:
+        cfg = self.cfg
+        log = MetricsLog(self.out / "metrics.jsonl", append=self.resume)
+        callbacks: list[Callback] = [log, Checkpoints(self.out), EpochLines()]
+        if cfg.time_budget:
+            callbacks.append(TimeBudget(log))
+        if cfg.early_stop:
+            callbacks.append(EarlyStopping(cfg.early_stop))
+        return CallbackList(callbacks + [ProgressBar()])
+
+    # -- the loop -----------------------------------------------------------------------------
+    def fit(self) -> dict[str, Any]:
+        """Train for ``cfg.epochs`` (or until a callback stops the run); the run's summary."""
+        state = self._build_state()
+        state.net = state.model
+        if self.distributed:
+            state.net = nn.parallel.DistributedDataParallel(
+                state.model, device_ids=[self.local_rank] if self.device.type == "cuda" else None)
+        state.loss = self._make_loss(state.sampler)
+        state.augment = Augment(**self.cfg.aug) if self.cfg.augment else None
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, self.out / "config.yaml")
-        # a fresh run starts a fresh log; a resumed one appends
-        log = open(self.out / "metrics.jsonl", "a" if self.resume else "w") if self.is_main else None
-        progress = _progress(cfg.progress and self.is_main, self.console)
-        summary: dict[str, Any] = {}
+            save_config(self.cfg, self.out / "config.yaml")
+        callbacks = self._callbacks()
+        callbacks.on_fit_start(self, state)
         try:
-            with progress:
-                task = progress.add_task("train", total=(cfg.epochs - start_epoch) * steps_per_epoch)
-                fit_t0, planned, max_epochs = time.time(), False, cfg.epochs
-                # running sums stay on the device: on a GPU the loop reads a number back (a sync)
-                # only every log_every iterations; on a CPU every step (free there), as before
-                on_gpu = self.device.type == "cuda"
-                epoch = start_epoch - 1
-                while epoch + 1 < cfg.epochs:
-                    epoch += 1
-                    t0 = time.time()
-                    net.train()
-                    # same permutation on every rank, then each takes its shard (DistributedSampler semantics)
-                    if sampler is not None:
-                        sampler.set_epoch(epoch)
-                        perm = np.fromiter(sampler, dtype=np.int64, count=n_train)
-                    else:
-                        perm_gen = torch.Generator().manual_seed(cfg.seed * 7919 + epoch)
-                        perm = torch.randperm(n_train, generator=perm_gen).numpy()
-                    if self.world > 1:
-                        pad = per_rank * self.world - n_train
-                        perm = np.concatenate([perm, perm[:pad]])[self.rank :: self.world]
-                    tl_t = torch.zeros((), dtype=torch.float64, device=self.device)
-                    tc_t = torch.zeros((), dtype=torch.int64, device=self.device)
-                    tn = 0
-                    for it in range(steps_per_epoch):
-                        b = perm[it * cfg.batch_size : (it + 1) * cfg.batch_size]
-                        if len(b) == 0:
-                            break
-                        step = epoch * steps_per_epoch + it
-                        lr = sched(step)
-                        for g in opt.param_groups:
-                            g["lr"] = lr
-                        # on a GPU the batch is augmented there
-                        x = self._batch_tensor(self.train_data.images[b], self.device if on_gpu else None)
-                        if aug is not None:
-                            x = aug(x, gen)
-                        x = self._normalize(x)
-                        y_idx = torch.from_numpy(self.train_data.labels[b])
-                        if soft_labels is not None:
-                            y = torch.from_numpy(soft_labels[b]).float()
-                        else:
-                            y = F.one_hot(y_idx, self.num_classes).float()
-                        y = y.to(x.device)
-                        if cfg.mixup > 0 or cfg.cutmix > 0:
-                            x, y = mixup_cutmix(x, y, self.num_classes, cfg.mixup, cfg.cutmix, gen)
-                        x = self._prep(x)
-                        y = y.to(self.device)
-                        with self._autocast():
-                            logits = net(x)
-                        logits = logits.float()
-                        loss = soft_cross_entropy(logits, y, cfg.label_smoothing, weights)
-                        if teacher is not None or teacher_logits is not None:
-                            if teacher_logits is not None:
-                                tlog = teacher_logits[torch.from_numpy(b)].to(self.device, non_blocking=True)
-                            else:
-                                with torch.no_grad(), self._autocast():
-                                    tlog = teacher(x).float()
-                            T = cfg.distill_temperature
-                            if sampler is not None and not cfg.teacher_on_wild:
-                                # learning without forgetting: the teacher speaks for the FER2013 faces only
-                                teach = torch.from_numpy(b < sampler.n_a).to(self.device)
-                                loss = partial_distillation(logits, y, tlog, teach, cfg, weights)
-                            else:
-                                kd = F.kl_div(F.log_softmax(logits / T, 1), F.softmax(tlog / T, 1), reduction="batchmean")
-                                loss = (1 - cfg.distill_alpha) * loss + cfg.distill_alpha * kd * T * T
-                        sync = not on_gpu or it % max(1, cfg.log_every) == 0 or it == steps_per_epoch - 1
-                        lv = float(loss.detach()) if sync else None
-                        if lv is not None and not math.isfinite(lv):
-                            raise WildferError(f"loss became {lv} at epoch {epoch} iteration {it}; lower lr={cfg.lr}")
-                        opt.zero_grad(set_to_none=True)
-                        loss.backward()
-                        if cfg.grad_clip:
-                            nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
-                        opt.step()
-                        tl_t += loss.detach().double() * len(b)
-                        tc_t += (logits.detach().argmax(1) == y_idx.to(self.device, non_blocking=True)).sum()
-                        tn += len(b)
-                        if log and (it % max(1, cfg.log_every) == 0):
-                            log.write(json.dumps({"type": "iter", "epoch": epoch, "iter": step, "loss": round(lv, 5),
-                                                  "lr": lr}) + "\n")
-                        if lv is not None:
-                            progress.update(task, advance=1, description=f"epoch {epoch + 1}/{cfg.epochs} loss {lv:.3f}")
-                        else:
-                            progress.update(task, advance=1)
-                    tl = float(tl_t)
-                    if not math.isfinite(tl):
-                        raise WildferError(f"loss became {tl} in epoch {epoch}; lower lr={cfg.lr}")
-                    train_stats = torch.tensor([tl, float(tc_t), tn], dtype=torch.float64, device=self.device)
-                    if self.distributed:
-                        torch.distributed.all_reduce(train_stats)
-                    tl, tc, tn = train_stats.tolist()
-                    val = self.evaluate(model, self.val_data) if len(self.val_data) else {"loss": float("nan"), "acc": float("nan"), "n": 0}
-                    sched.epoch_end(val["acc"])
-                    rec = {
-                        "type": "epoch", "epoch": epoch, "train_loss": tl / max(1, tn), "train_acc": tc / max(1, tn),
-                        "val_loss": val["loss"], "val_acc": val["acc"], "lr": sched(max(0, (epoch + 1) * steps_per_epoch - 1)),
-                        "seconds": round(time.time() - t0, 2), "world_size": self.world,
-                    }
-                    for name, data in self.extra_val.items():
-                        rec[f"{name}_val_acc"] = self.evaluate(model, data)["acc"]
-                    history.append(rec)
-                    improved = val["acc"] > best
-                    if improved:
-                        best, bad_epochs = val["acc"], 0
-                    else:
-                        bad_epochs += 1
-                    # every rank's augmentation stream, so that --resume continues each exactly
-                    gen_states = _gather_generator_states(gen, self.distributed, self.world)
-                    if self.is_main:
-                        log.write(json.dumps(rec) + "\n")
-                        log.flush()
-                        common = dict(arch=cfg.model, model_kwargs=cfg.model_kwargs, classes=self.classes,
-                                      preprocess=DEFAULT_PREPROCESS, epoch=epoch, metrics=_clean(rec),
-                                      config=_clean(cfg.to_dict()))
-                        if improved:
-                            save_checkpoint(self.out / "best.pt", model, **common)
-                        if cfg.keep_epoch_checkpoints:
-                            save_checkpoint(self.out / f"epoch_{epoch + 1:03d}.pt", model, **common)
-                        save_checkpoint(last, model, **common, optimizer=opt.state_dict(), schedule=sched.state(),
-                                        best=best, bad_epochs=bad_epochs, history=[_clean(h) for h in history],
-                                        generator=gen_states)
-                        if self.console is not None:
-                            self.console.print(
-                                f"epoch {epoch + 1}/{cfg.epochs}: train loss {rec['train_loss']:.4f} acc {rec['train_acc']:.4f} | "
-                                f"val loss {val['loss']:.4f} acc {val['acc']:.4f}"
-                                + "".join(f" | {k} {rec[f'{k}_val_acc']:.4f}" for k in self.extra_val)
-                                + f" | {rec['seconds']:.0f}s"
-                            )
-                    if cfg.time_budget and epoch + 1 - start_epoch >= max(1, cfg.budget_epochs) \
-                            and (not planned or epoch + 1 <= cfg.epochs / 2):
-                        recent = [h["seconds"] for h in history[start_epoch:][-5:]]  # pace of this fit's epochs
-                        new_epochs = self._plan_epochs(epoch, time.time() - fit_t0, sum(recent) / len(recent),
-                                                       max_epochs)
-                    else:
-                        new_epochs = None
-                    if new_epochs is not None and (not planned or new_epochs != cfg.epochs):
-                        planned = True
-                        self._replan(log, epoch, new_epochs, max_epochs)
-                        progress.update(task, total=(cfg.epochs - start_epoch) * steps_per_epoch)
-                    if cfg.early_stop and bad_epochs >= cfg.early_stop:
-                        if self.console is not None and self.is_main:
-                            self.console.print(f"early stop: no improvement for {bad_epochs} epochs")
-                        break
+            while state.epoch + 1 < self.cfg.epochs and not state.should_stop:
+                state.epoch += 1
+                t0 = time.time()
+                train = self.train_epoch(state, callbacks)
+                callbacks.on_epoch_end(self, state, self._end_epoch(state, train, self.validate(state), t0))
         finally:
-            if log:
-                log.close()
-        summary = {"best_val_acc": best, "epochs_run": len(history), "history": history, "out": str(self.out),
-                   "world_size": self.world, "rank": self.rank}
+            callbacks.on_fit_end(self, state)
+        return self._summary(state)
+
+    def _epoch_rows(self, state: TrainState) -> np.ndarray:
+        """This rank's training rows of ``state.epoch``: one permutation shared by every rank,
+        padded to a multiple of the world size and sharded (DistributedSampler semantics)."""
+        sampler, epoch = state.sampler, state.epoch
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+            perm = np.fromiter(sampler, dtype=np.int64, count=len(sampler))
+        else:
+            perm_gen = torch.Generator().manual_seed(self.cfg.seed * 7919 + epoch)
+            perm = torch.randperm(len(self.train_data), generator=perm_gen).numpy()
+        if self.world > 1:
+            pad = self._rows_per_rank(sampler) * self.world - len(perm)
+            perm = np.concatenate([perm, perm[:pad]])[self.rank :: self.world]
+        return perm
+
+    def train_epoch(self, state: TrainState, callbacks: Callback) -> dict[str, float]:
+        """One epoch of optimizer steps; training loss and accuracy over every rank."""
+        cfg = self.cfg
+        state.net.train()
+        rows = self._epoch_rows(state)
+        # running sums stay on the device: on a GPU the loop reads a number back (a sync)
+        # only every log_every iterations; on a CPU every step (free there)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        count = 0
+        for it in range(state.steps_per_epoch):
+            b = rows[it * cfg.batch_size : (it + 1) * cfg.batch_size]
+            if len(b) == 0:
+                break
+            step = Step(state.epoch, it, state.epoch * state.steps_per_epoch + it, 0.0, None)
+            loss, logits = self._train_step(state, step, b)
+            loss_sum += loss.detach().double() * len(b)
+            labels = torch.from_numpy(self.train_data.labels[b]).to(self.device, non_blocking=True)
+            correct += (logits.detach().argmax(1) == labels).sum()
+            count += len(b)
+            callbacks.on_step_end(self, state, step)
+        total = float(loss_sum)
+        if not math.isfinite(total):
+            raise WildferError(f"loss became {total} in epoch {state.epoch}; lower lr={cfg.lr}")
+        stats = torch.tensor([total, float(correct), count], dtype=torch.float64, device=self.device)
+        if self.distributed:
+            torch.distributed.all_reduce(stats)
+        total, right, n = stats.tolist()
+        return {"loss": total / max(1, n), "acc": right / max(1, n)}
+
+    def _train_step(self, state: TrainState, step: Step, b: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step on the training rows ``b``; fills ``step``'s lr and loss; ``(loss, logits)``."""
+        cfg, on_gpu = self.cfg, self.device.type == "cuda"
+        step.lr = state.schedule(step.step)
+        for g in state.optimizer.param_groups:
+            g["lr"] = step.lr
+        x = self._batch_tensor(self.train_data.images[b], self.device if on_gpu else None)  # augmented on a GPU there
+        if state.augment is not None:
+            x = state.augment(x, state.generator)
+        x, y = state.loss.targets(b, self._normalize(x), state.generator)
+        batch = Batch(b, self._prep(x), y.to(self.device))
+        with self._autocast():
+            logits = state.net(batch.x)
+        logits = logits.float()
+        loss = state.loss(logits, batch)
+        if not on_gpu or step.iteration % max(1, cfg.log_every) == 0 or step.iteration == state.steps_per_epoch - 1:
+            step.loss = float(loss.detach())
+            if not math.isfinite(step.loss):
+                raise WildferError(f"loss became {step.loss} at epoch {step.epoch} iteration {step.iteration}; "
+                                   f"lower lr={cfg.lr}")
+        state.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            nn.utils.clip_grad_norm_(state.net.parameters(), cfg.grad_clip)
+        state.optimizer.step()
+        return loss, logits
+
+    def validate(self, state: TrainState) -> dict[str, float]:
+        """Loss and accuracy on the validation split (NaN without one), accuracy on each extra
+        split as ``<name>_val_acc``; steps a plateau schedule."""
+        if len(self.val_data):
+            val = self.evaluate(state.model, self.val_data)
+        else:
+            val = {"loss": float("nan"), "acc": float("nan"), "n": 0}
+        state.schedule.epoch_end(val["acc"])
+        return {"loss": val["loss"], "acc": val["acc"],
+                **{f"{name}_val_acc": self.evaluate(state.model, data)["acc"] for name, data in self.extra_val.items()}}
+
+    def _end_epoch(self, state: TrainState, train: dict, val: dict, t0: float) -> dict[str, Any]:
+        """The epoch's record, added to the history; the best accuracy and the epochs without it."""
+        spe = state.steps_per_epoch
+        rec = {"type": "epoch", "epoch": state.epoch, "train_loss": train["loss"], "train_acc": train["acc"],
+               "val_loss": val.pop("loss"), "val_acc": val.pop("acc"), "lr": state.schedule(max(0, (state.epoch + 1) * spe - 1)),
+               "seconds": round(time.time() - t0, 2), "world_size": self.world, **val}
+        state.history.append(rec)
+        state.improved = rec["val_acc"] > state.best
+        if state.improved:
+            state.best, state.bad_epochs = rec["val_acc"], 0
+        else:
+            state.bad_epochs += 1
+        return rec
+
+    def _summary(self, state: TrainState) -> dict[str, Any]:
+        """The run's summary (rank 0 writes ``summary.json``); under DDP, the end of the process group."""
+        summary = {"best_val_acc": state.best, "epochs_run": len(state.history), "history": state.history,
+                   "out": str(self.out), "world_size": self.world, "rank": self.rank}
         if self.is_main:
-            (self.out / "summary.json").write_text(json.dumps(_clean(summary), indent=2))
+            (self.out / "summary.json").write_text(json.dumps(clean(summary), indent=2))
         if self.distributed:
             torch.distributed.barrier()  # rank 0 has written its files before anyone returns
             if self._owns_process_group:
@@ -609,76 +513,5 @@ class Trainer:
         return summary
 
 
-def _gather_generator_states(gen: torch.Generator, distributed: bool, world: int) -> list[torch.Tensor]:
-    """The augmentation generator state of every rank (rank order), for exact resume."""
-    state = gen.get_state()
-    if not distributed:
-        return [state]
-    states: list = [None] * world
-    torch.distributed.all_gather_object(states, state)
-    return [torch.as_tensor(s) for s in states]
-
-
-def partial_distillation(logits: torch.Tensor, target: torch.Tensor, teacher_logits: torch.Tensor,
-                         teach: torch.Tensor, cfg: TrainConfig, weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Per face: ``(1 - alpha) CE + alpha T^2 KL(teacher || student)`` where ``teach`` is True,
-    plain CE where it is False; the mean over the batch."""
-    c, T, a = logits.shape[1], cfg.distill_temperature, cfg.distill_alpha
-    t = target * (1 - cfg.label_smoothing) + cfg.label_smoothing / c if cfg.label_smoothing > 0 else target
-    w = torch.ones(c, device=logits.device) if weights is None else weights
-    ce = -(t * F.log_softmax(logits, 1) * w).sum(1) / (t * w).sum(1).mean()
-    kl = F.kl_div(F.log_softmax(logits / T, 1), F.softmax(teacher_logits / T, 1), reduction="none").sum(1)
-    m = teach.float()
-    return ((1 - a * m) * ce + a * m * kl * T * T).mean()
-
-
-def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, smoothing: float = 0.0,
-                       weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Cross-entropy against soft targets, with label smoothing and optional class weights."""
-    c = logits.shape[1]
-    if smoothing > 0:
-        target = target * (1 - smoothing) + smoothing / c
-    logp = F.log_softmax(logits, dim=1)
-    per = -(target * logp)
-    if weights is not None:
-        per = per * weights.view(1, -1)
-        return per.sum(1).sum() / (target * weights.view(1, -1)).sum()
-    return per.sum(1).mean()
-
-
 def _kw(d: dict) -> dict:
     return {k: (tuple(v) if isinstance(v, list) else v) for k, v in (d or {}).items()}
-
-
-def _clean(obj):
-    """Make a structure safe for weights_only loading / JSON (floats, ints, str, lists, dicts)."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, (np.floating, np.integer)):
-        return obj.item()
-    return obj
-
-
-class _NoProgress:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
-
-    def add_task(self, *a, **k):
-        return 0
-
-    def update(self, *a, **k):
-        pass
-
-
-def _progress(enabled: bool, console=None):
-    if not enabled:
-        return _NoProgress()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), console=console, transient=False)
