@@ -86,12 +86,12 @@ def select_split(data: FaceArrays, split: str | Sequence[str] | None) -> FaceArr
         return data
     present = data.usages()
     have = {u.lower() for u in present}
-    for name in names:
-        usage = usage_name(name)
+    usages = [usage_name(n) for n in names]
+    for name, usage in zip(names, usages):
         if usage.lower() not in have:
             raise DataError(data.source or "data", f"no {name!r} rows (no rows with usage {usage!r}); "
                                                    f"splits present: {', '.join(present) or 'none'}, or 'all'")
-    return data.split(*(usage_name(n) for n in names))
+    return data.split(*usages)
 
 
 def _ferplus_files(path: Path, labels: str | os.PathLike | None,
@@ -105,7 +105,8 @@ def _ferplus_files(path: Path, labels: str | os.PathLike | None,
         return (data_path(fer2013) if fer2013 else find_fer2013_beside(path)), path
     votes = path.parent / "fer2013new.csv"
     if not votes.exists():
-        raise DataError(path, "FER+ needs its votes file: pass labels=PATH/fer2013new.csv (none beside it)")
+        raise DataError(path, "FER+ needs its votes file, and no fer2013new.csv is beside it: "
+                              "pass it as labels (--ferplus-labels)")
     return path, votes
 
 
@@ -135,10 +136,13 @@ def load_dataset(
     fmt = dataset or detect_format(path)
     if labels is not None and fmt not in ("fer2013", "ferplus"):
         raise DataError(labels, f"FER+ labels go with FER2013 images, and {path.name} is a {fmt}")
-    return select_split(_load_format(path, fmt, labels, fer2013, classes, use_cache, cache_dir), split)
+    data = _load_format(path, fmt, labels=labels, fer2013=fer2013, classes=classes, use_cache=use_cache,
+                        cache_dir=cache_dir)
+    return select_split(data, split)
 
 
-def _load_format(path, fmt, labels, fer2013, classes, use_cache, cache_dir) -> FaceArrays:
+def _load_format(path: Path, fmt: str, *, labels, fer2013, classes, use_cache, cache_dir) -> FaceArrays:
+    """``path`` read as ``fmt`` (FER+ where ``labels`` names the votes); see :func:`load_dataset`."""
     if fmt == "fer2013" and labels is None:
         from .fer2013 import load_fer2013
 

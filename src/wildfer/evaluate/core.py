@@ -83,24 +83,22 @@ def load_eval_data(path: str | os.PathLike, split: str | None = "PublicTest", *,
       faces unless ``split`` names one of its usages (the default ``"PublicTest"`` takes all
       the faces of a folder or manifest without that split).
     """
-    from ..data.detect import load_dataset, select_split
+    from ..data.detect import detect_format, load_dataset, select_split
 
     path = Path(path)
     if not path.exists():
         raise DataError(path, "file or folder not found")
     if dataset not in ("fer2013", "ferplus"):
         raise WildferError(f"unknown dataset {dataset!r} (fer2013 | ferplus)")
-    forced = "ferplus" if dataset == "ferplus" and path.is_file() else None
-    data = load_dataset(path, dataset=forced, labels=ferplus_labels)
+    fmt = detect_format(path)
+    data = load_dataset(path, dataset="ferplus" if fmt == "fer2013" and dataset == "ferplus" else fmt,
+                        labels=ferplus_labels)
     if data.meta.get("format") in ("folder", "manifest"):
         if split == "PublicTest" and "PublicTest" not in data.usages():
             split = None  # the default: a folder or manifest without that split is used whole
     else:
         split = split or "PublicTest"
-    data = select_split(data, split)
-    if len(data) == 0:
-        raise DataError(path, "no samples to evaluate")
-    return data
+    return select_split(data, split)
 
 
 def save_json(report: dict, path: str | os.PathLike) -> Path:
