@@ -1,5 +1,9 @@
 """Training: ``Trainer(TrainConfig(...)).fit()``; ``wildfer train --config FILE``.
 
+The loop is :mod:`.engine`; its loss in :mod:`.losses`, its callbacks (logging, checkpoints,
+time budget, early stopping, progress) in :mod:`.callbacks`, optimizers and learning-rate
+schedules in :mod:`.optim`.
+
 Imports are lazy (PEP 562) so that ``wildfer --help``, which imports
 :mod:`wildfer.train.commands`, does not import torch (via :mod:`.engine`) or yaml.
 """
