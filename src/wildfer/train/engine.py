@@ -476,21 +476,21 @@ class Trainer:
         return loss, logits
 
     def validate(self, state: TrainState) -> dict[str, float]:
-        """Loss and accuracy on the validation split (NaN without one), accuracy on each extra
-        split as ``<name>_val_acc``; steps a plateau schedule."""
+        """``val_loss`` and ``val_acc`` on the validation split (NaN without one), ``<name>_val_acc``
+        on each extra split; steps a plateau schedule."""
         if len(self.val_data):
             val = self.evaluate(state.model, self.val_data)
         else:
             val = {"loss": float("nan"), "acc": float("nan"), "n": 0}
         state.schedule.epoch_end(val["acc"])
-        return {"loss": val["loss"], "acc": val["acc"],
+        return {"val_loss": val["loss"], "val_acc": val["acc"],
                 **{f"{name}_val_acc": self.evaluate(state.model, data)["acc"] for name, data in self.extra_val.items()}}
 
     def _end_epoch(self, state: TrainState, train: dict, val: dict, t0: float) -> dict[str, Any]:
         """The epoch's record, added to the history; the best accuracy and the epochs without it."""
         spe = state.steps_per_epoch
         rec = {"type": "epoch", "epoch": state.epoch, "train_loss": train["loss"], "train_acc": train["acc"],
-               "val_loss": val.pop("loss"), "val_acc": val.pop("acc"), "lr": state.schedule(max(0, (state.epoch + 1) * spe - 1)),
+               "val_loss": val["val_loss"], "val_acc": val["val_acc"], "lr": state.schedule(max(0, (state.epoch + 1) * spe - 1)),
                "seconds": round(time.time() - t0, 2), "world_size": self.world, **val}
         state.history.append(rec)
         state.improved = rec["val_acc"] > state.best
