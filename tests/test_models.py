@@ -191,3 +191,16 @@ def test_models_list_and_info_show_the_builtin_models(cli):
     assert "Model card" in out and "FER2013" in out and "default.md" in out
     code, out = cli(["models", "info", "accurate"])
     assert code == 0 and "ten-crop" in out
+
+
+def test_builtin_models_are_the_weights_folder_json_files_in_their_order(tmp_path, monkeypatch):
+    from wildfer.models import loader
+
+    assert loader.BUILTIN == ("default", "fast", "ferplus", "default_resnet", "accurate", "wild")
+    assert loader.builtin_names() == loader.BUILTIN
+    for name, body in {"b": {"arch": "shallow", "order": 2}, "a": {"arch": "shallow"},
+                       "c": {"arch": "ensemble", "members": ["b"], "order": 1}, "notes": [1, 2]}.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(body))
+    (tmp_path / "broken.json").write_text("{")
+    monkeypatch.setattr(loader, "WEIGHTS_DIR", tmp_path)
+    assert loader.builtin_names() == ("c", "b", "a")

@@ -223,7 +223,7 @@ def load_ensemble_spec(path: str | os.PathLike, name: str = "") -> Classifier:
 
 
 def _load_spec(path: Path, name: str) -> Classifier:
-    from .loader import BUILTIN
+    from .loader import builtin_names
 
     try:
         spec = json.loads(path.read_text())
@@ -241,7 +241,8 @@ def _load_spec(path: Path, name: str) -> Classifier:
         raise ModelError(f"{path}: \"crop\" must be a whole number of pixels, not {crop!r}")
     if classes is not None and (not isinstance(classes, list) or not all(isinstance(c, str) for c in classes)):
         raise ModelError(f"{path}: \"classes\" must be a list of class names, not {classes!r}")
-    resolved = [m if (m in BUILTIN or os.path.isabs(m)) else str(path.parent / m) for m in members]
+    builtins = builtin_names()
+    resolved = [m if (m in builtins or os.path.isabs(m)) else str(path.parent / m) for m in members]
     try:
         return ensemble_classifier(resolved, weights=spec.get("weights"), tta=spec.get("tta"),
                                    crop=crop, name=name or str(path), classes=classes,

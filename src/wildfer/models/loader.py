@@ -9,6 +9,7 @@ import dataclasses
 import json
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +19,32 @@ import torch.nn as nn
 
 from ..errors import ModelError
 from ..labels import FER2013_CLASSES, class_alignment
-from .classifier import DEFAULT_PREPROCESS, Classifier, resolve_device
+from .classifier import BACKENDS, DEFAULT_PREPROCESS, Classifier, resolve_device
+from .ensemble import is_ensemble_spec, load_ensemble_spec, load_spec_members
 from .registry import create_model, list_models
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-# default_resnet: ensemble partner of default; accurate: an ensemble spec (weights/accurate.json, no weights of its own)
-BUILTIN = ("default", "fast", "ferplus", "default_resnet", "accurate", "wild")
+
+
+def builtin_names() -> tuple[str, ...]:
+    """The built-in models: one per JSON object naming an ``"arch"`` in :data:`WEIGHTS_DIR`
+    (``NAME.json``, the metadata of ``NAME.safetensors``, or an ensemble spec with no weights of
+    its own, like ``accurate``), ordered by its ``"order"`` number (the README's order; none:
+    last), then by name."""
+    found = []
+    for path in WEIGHTS_DIR.glob("*.json"):
+        try:
+            meta = json.loads(path.read_text())
+        except (OSError, ValueError, RecursionError):
+            continue
+        if isinstance(meta, dict) and isinstance(meta.get("arch"), str):
+            order = meta.get("order")
+            found.append((order if isinstance(order, int) and not isinstance(order, bool) else float("inf"), path.stem))
+    return tuple(name for _, name in sorted(found))
+
+
+#: the built-in models of this installation's weights folder, as :func:`builtin_names` finds them
+BUILTIN = builtin_names()
 #: the built-in the wild pipeline uses unless told otherwise (Recognizer, wildfer predict,
 #: evaluate-wild, the service): the model that reads faces in web photos best
 PIPELINE_MODEL = "wild"
@@ -213,25 +234,25 @@ def classifier_from_safetensors(path: str | os.PathLike, name: str = "") -> Clas
 def _builtin_available(name: str, _seen: frozenset[str] = frozenset()) -> bool:
     if (WEIGHTS_DIR / f"{name}.safetensors").exists():
         return True
-    from .ensemble import is_ensemble_spec, load_spec_members
-
     spec = WEIGHTS_DIR / f"{name}.json"
     if name in _seen or not is_ensemble_spec(spec):  # a spec that lists itself (through others) never loads
         return False
-    return all(_builtin_available(m, _seen | {name}) for m in load_spec_members(spec) if m in BUILTIN)
+    names = builtin_names()
+    return all(_builtin_available(m, _seen | {name}) for m in load_spec_members(spec) if m in names)
 
 
 def builtin_models() -> list[str]:
     """Names of built-in models whose weights ship in this installation."""
-    return [n for n in BUILTIN if _builtin_available(n)]
+    return [n for n in builtin_names() if _builtin_available(n)]
 
 
 def builtin_info(name: str) -> dict[str, Any]:
     """What the installation says about a built-in model without building it: its metadata
     JSON (architecture or ensemble members, classes, training facts), the weights' size and
     the model card's path and text."""
-    if name not in BUILTIN:
-        raise ModelError(f"{name!r} is not a built-in model ({', '.join(BUILTIN)})")
+    names = builtin_names()
+    if name not in names:
+        raise ModelError(f"{name!r} is not a built-in model ({', '.join(names)})")
     meta_path = WEIGHTS_DIR / f"{name}.json"
     try:
         meta = json.loads(meta_path.read_text())
@@ -257,7 +278,8 @@ def load_model(name_or_path: str | os.PathLike = "default", *, classes: str | No
                backend: str = "torch", device: Any = "cpu") -> Classifier:
     """A built-in name (``default``, ``fast``, ``ferplus``, ``default_resnet``, ``accurate``, ``wild``), a
     ``.pt`` checkpoint, a ``.safetensors`` file (with its ``.json`` beside it), a run folder or
-    an ensemble spec ``.json`` (:mod:`wildfer.models.ensemble`). Nothing is downloaded.
+    an ensemble spec ``.json`` (:mod:`wildfer.models.ensemble`): the first of :data:`RESOLVERS`
+    that accepts it loads it. Nothing is downloaded.
 
     ``classes="fer2013"`` maps an 8-class FER+ model's output to FER2013's 7 classes
     (contempt folded away, probabilities renormalised).
@@ -268,46 +290,57 @@ def load_model(name_or_path: str | os.PathLike = "default", *, classes: str | No
     """
     if classes and classes.lower() != "fer2013":
         raise ModelError(f"classes={classes!r}: the only class mapping is 'fer2013' (FER2013's 7 classes)")
-    if backend not in ("torch", "onnx"):
+    if backend not in BACKENDS:
         raise ModelError(f"unknown backend {backend!r} (torch | onnx)")
     target = resolve_device(device, backend)
-    from .ensemble import is_ensemble_spec, load_ensemble_spec
-
-    s = str(name_or_path)
-    if s in BUILTIN and not (WEIGHTS_DIR / f"{s}.safetensors").exists() and is_ensemble_spec(WEIGHTS_DIR / f"{s}.json"):
-        clf = load_ensemble_spec(WEIGHTS_DIR / f"{s}.json", name=s)
-    elif s in BUILTIN:
-        f = WEIGHTS_DIR / f"{s}.safetensors"
-        if not f.exists():
-            have = builtin_models()
-            raise ModelError(
-                f"built-in model {s!r} is not in this installation (weights {f} missing); "
-                f"available: {', '.join(have) or 'none'}"
-            )
-        clf = classifier_from_safetensors(f, name=s)
-    elif s.endswith(".safetensors"):
-        clf = classifier_from_safetensors(s)
-    elif s.endswith(".json") and is_ensemble_spec(s):
-        clf = load_ensemble_spec(s)
-    elif os.path.exists(s) and os.path.isdir(s):
-        for cand in ("best.pt", "last.pt"):
-            if (Path(s) / cand).exists():
-                return load_model(Path(s) / cand, classes=classes, backend=backend, device=target)
-        raise ModelError(f"{s}: folder has no best.pt or last.pt checkpoint")
-    elif os.path.exists(s):
-        clf = classifier_from_checkpoint(s)
-    elif s in list_models():
-        raise ModelError(
-            f"{s!r} is an architecture, not trained weights: train it with 'wildfer train' and pass the "
-            f"checkpoint, or use a built-in model ({', '.join(BUILTIN)})"
-        )
-    else:
-        raise ModelError(f"{s}: no such built-in model, checkpoint or weights file")
+    clf = _resolve(str(name_or_path))
     if classes:
         clf = with_fer2013_classes(clf)
     if backend == "onnx":
         return clf.with_backend("onnx", device=target)
     return _placed(clf, target)
+
+
+def _resolve(source: str) -> Classifier:
+    for accepts, load in RESOLVERS:
+        if accepts(source):
+            return load(source)
+    raise ModelError(f"{source}: no such built-in model, checkpoint or weights file")
+
+
+def _load_builtin(name: str) -> Classifier:
+    weights, spec = WEIGHTS_DIR / f"{name}.safetensors", WEIGHTS_DIR / f"{name}.json"
+    if weights.exists():
+        return classifier_from_safetensors(weights, name=name)
+    if is_ensemble_spec(spec):
+        return load_ensemble_spec(spec, name=name)
+    raise ModelError(f"built-in model {name!r} is not in this installation (weights {weights} missing); "
+                     f"available: {', '.join(builtin_models()) or 'none'}")
+
+
+def _load_run_folder(folder: str) -> Classifier:
+    for name in ("best.pt", "last.pt"):
+        if (Path(folder) / name).exists():
+            return classifier_from_checkpoint(Path(folder) / name)
+    raise ModelError(f"{folder}: folder has no best.pt or last.pt checkpoint")
+
+
+def _refuse_architecture(arch: str) -> Classifier:
+    raise ModelError(
+        f"{arch!r} is an architecture, not trained weights: train it with 'wildfer train' and pass the "
+        f"checkpoint, or use a built-in model ({', '.join(builtin_names())})"
+    )
+
+
+#: what :func:`load_model` accepts, as ``(accepts(source), load(source))`` pairs tried in order
+RESOLVERS: tuple[tuple[Callable[[str], bool], Callable[[str], Classifier]], ...] = (
+    (lambda s: s in builtin_names(), _load_builtin),
+    (lambda s: s.endswith(".json") and is_ensemble_spec(s), load_ensemble_spec),
+    (lambda s: s.endswith(".safetensors"), classifier_from_safetensors),
+    (os.path.isdir, _load_run_folder),
+    (os.path.exists, classifier_from_checkpoint),
+    (lambda s: s in list_models(), _refuse_architecture),
+)
 
 
 def _placed(clf: Classifier, device: str) -> Classifier:
