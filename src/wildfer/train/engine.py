@@ -78,22 +78,19 @@ def dist_info() -> tuple[int, int, int]:
 
 
 def load_training_data(cfg: TrainConfig) -> tuple[FaceArrays, FaceArrays]:
-    """Training and validation arrays for ``cfg.dataset`` (fer2013 or ferplus)."""
-    if cfg.dataset == "fer2013":
-        from ..data.fer2013 import load_fer2013
+    """Training and validation arrays for ``cfg.dataset`` (fer2013 or ferplus), through
+    :func:`wildfer.data.load_dataset` and its split rule (``train`` / ``Training``, ``val`` /
+    ``PublicTest`` ...)."""
+    from ..data import load_dataset
+    from ..data.detect import select_split
+    from ..data.fer2013 import usage_name
 
-        full = load_fer2013(cfg.data)
-    elif cfg.dataset == "ferplus":
-        from ..data.ferplus import load_ferplus
-
-        if not cfg.ferplus_labels:
-            raise WildferError("dataset 'ferplus' needs ferplus_labels=PATH/fer2013new.csv")
-        full = load_ferplus(cfg.data, cfg.ferplus_labels)
-    else:
+    if cfg.dataset not in ("fer2013", "ferplus"):
         raise WildferError(f"unknown dataset {cfg.dataset!r} (fer2013 | ferplus)")
-    train, val = full.split(cfg.train_split), full.split(cfg.val_split)
-    if len(train) == 0:
-        raise WildferError(f"{cfg.data}: no rows with usage {cfg.train_split!r}")
+    if cfg.dataset == "ferplus" and not cfg.ferplus_labels:
+        raise WildferError("dataset 'ferplus' needs ferplus_labels=PATH/fer2013new.csv")
+    full = load_dataset(cfg.data, dataset=cfg.dataset, labels=cfg.ferplus_labels if cfg.dataset == "ferplus" else None)
+    train, val = select_split(full, cfg.train_split), full.split(usage_name(cfg.val_split))
     if cfg.subset:
         train = train.subset(np.arange(min(cfg.subset, len(train))))
     if cfg.val_subset:
