@@ -282,10 +282,8 @@ def test_ctrl_c_keeps_finished_photos_and_resume_completes_them(cli, tiny_ckpt, 
     """SIGINT to a real ``wildfer predict`` process: the JSON holds every photo finished by
     then, the message says how many, and --resume adds the rest, each photo exactly once."""
     import json
-    import signal
-    import time
 
-    from wildfer.wild.cli_predict import read_progress
+    from predict_helpers import interrupt_after
 
     photos = _noise_photos(tmp_path / "in", 20, size=(150, 200))
     out = tmp_path / "res" / "out.json"
@@ -293,22 +291,8 @@ def test_ctrl_c_keeps_finished_photos_and_resume_completes_them(cli, tiny_ckpt, 
     # search mode: the search fallback over windows of photos without faces makes each photo slow
     args = ["predict", str(tmp_path / "in"), "--json", str(out), "--model", str(tiny_ckpt), "--batch", "1",
             "--mode", "search"]
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; from wildfer.cli import main; sys.exit(main())", *args],
-                            env=_clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 180
-        while len(read_progress(side)) < 3:
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "no photo finished in time"
-            time.sleep(0.02)
-        seen = [r["path"] for r in read_progress(side)]
-        proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 130, stderr
+    code, stderr, seen = interrupt_after(args, side, 3, _clean_env())
+    assert code == 130, stderr
     rep = json.loads(out.read_text())
     got = [r["path"] for r in rep["images"]]
     n = len(got)

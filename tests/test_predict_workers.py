@@ -133,7 +133,7 @@ def test_ctrl_c_with_workers_keeps_finished_photos_and_resume_completes_them(cli
     """SIGINT to a real ``wildfer predict --workers 2``: exit 130, every photo finished is in the
     JSON report and the CSV, no worker traceback, no half-written image; --resume --workers 2
     then gives what one uninterrupted process gives."""
-    from wildfer.wild.cli_predict import read_progress
+    from predict_helpers import interrupt_after
 
     rng = np.random.default_rng(0)
     src = tmp_path / "in"
@@ -148,21 +148,8 @@ def test_ctrl_c_with_workers_keeps_finished_photos_and_resume_completes_them(cli
     args = ["predict", str(src), "--json", str(out / "r.json"), "--csv", str(out / "r.csv"), "--out",
             str(out / "img"), "--annotate", "--model", "fast", "--batch", "1", "--mode", "search", "--workers", "2"]
     side = out / "r.json.jsonl"
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; from wildfer.cli import main; sys.exit(main())", *args],
-                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 180
-        while len(read_progress(side)) < 6:
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "no photo finished in time"
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 130, stderr
+    code, stderr, _ = interrupt_after(args, side, 6, _env())
+    assert code == 130, stderr
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
     rep = json.loads((out / "r.json").read_text())
     got = [r["path"] for r in rep["images"]]

@@ -24,6 +24,11 @@ __version__ = "0.1.0"
 # and it only obeys this variable, read at that moment: set here, before any wildfer module
 # can import onnxruntime. A value the user set is kept.
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+# torch's and the face detector's OpenMP runtimes are separate copies; with the default
+# (spinning) wait policy the threads of one spin on the cores while the other computes, which
+# made `wildfer predict` 2x slower on a 2-core CPU (benchmarks/openmp_wait.py). Sleeping
+# waits: the runtimes read this when they load, so it is set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 #: public name -> the module that defines it.
 _EXPORTS = {
