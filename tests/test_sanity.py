@@ -74,3 +74,28 @@ def test_failed_check_exits_nonzero(cli, monkeypatch):
     code, out = cli(["train", "--sanity"])
     assert code == 1
     assert "FAIL" in out and "some sanity checks failed" in out
+
+
+def test_sanity_checks_the_model_named_on_the_command_line(cli, tmp_path):
+    code, out = cli(["train", "--sanity", "model=fastfer", f"data={tmp_path / 'absent.csv.gz'}"])
+    assert code == 0, out
+    assert "sanity checks of fastfer on 50 random images" in out
+    assert out.count("(fastfer") == 3  # every check names the architecture it built
+    assert len(re.findall(r"│ pass\s+│", out)) == 3 and "FAIL" not in out
+
+
+def test_sanity_honours_the_config_file(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")  # table rows on one line each
+    config = tmp_path / "small.yaml"
+    config.write_text(f"model: shallow\nmodel_kwargs:\n  num_filters: 4\n  hidden: 16\nseed: 3\n"
+                      f"data: {tmp_path / 'absent.csv.gz'}\n")
+    code, out = cli(["train", "--sanity", "--config", config])
+    assert code == 0, out
+    # the configured setting, not the cheap default of each check (8 filters, a tiny gradient-check net)
+    assert out.count("num_filters=4, hidden=16") == 2 and "num_filters=8" not in out
+    assert "max rel. error" in out and "FAIL" not in out
+
+
+def test_sanity_refuses_an_unknown_model_in_one_line(cli):
+    code, out = cli(["train", "--sanity", "model=no_such_net"])
+    assert code != 0 and "no_such_net" in out and "Traceback" not in out

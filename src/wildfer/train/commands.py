@@ -14,7 +14,8 @@ def register(app: typer.Typer, panel: str) -> None:
         overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides, e.g. epochs=5 lr=0.01"),
         config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML or TOML config file."),
         resume: bool = typer.Option(False, "--resume", help="Continue from <out>/last.pt."),
-        sanity: bool = typer.Option(False, "--sanity", help="Run the sanity checks (initial loss, overfit, gradient check) and exit."),
+        sanity: bool = typer.Option(False, "--sanity", help="Run the sanity checks (initial loss, overfit, gradient check) on the "
+                                                               "configured model and exit."),
         progress: Optional[bool] = typer.Option(None, "--progress/--no-progress",
                                                 help="Show the progress bar (default: the config's 'progress', on). "
                                                      "--no-progress for logs of background runs."),
@@ -25,14 +26,16 @@ def register(app: typer.Typer, panel: str) -> None:
         from .config import load_config
 
         console = Console(stderr=True)
+        cfg = load_config(config, overrides or [])
         if sanity:
             from .sanity import run_sanity
 
-            ok = run_sanity(console=console)
+            cfg.check()
+            ok = run_sanity(console=console, data=cfg.data, seed=cfg.seed, model=cfg.model,
+                            model_kwargs=cfg.model_kwargs or None)
             raise typer.Exit(0 if ok else 1)
         from .engine import Trainer
 
-        cfg = load_config(config, overrides or [])
         if progress is not None:
             cfg.progress = progress
         summary = Trainer(cfg, resume=resume, console=console).fit()
