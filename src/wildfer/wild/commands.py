@@ -81,17 +81,15 @@ def register(app: typer.Typer, panel: str) -> None:
 
         from ..models.loader import load_model
         from .evaluate import evaluate_wild
-        from ..errors import WildferError
         from .recognizer import Recognizer
         from ..machine import machine
+        from ..paths import check_output_file
         from rich.markup import escape
 
         err = Console(stderr=True)
-        for f in (json_file, save_predictions):  # before any work, not after it
-            if f is not None and f.is_dir():
-                raise WildferError(f"{f}: is a folder; give a file name")
+        for f, what in ((json_file, "--json"), (save_predictions, "--save-predictions")):  # before any work
             if f is not None:
-                f.parent.mkdir(parents=True, exist_ok=True)
+                check_output_file(f, what).parent.mkdir(parents=True, exist_ok=True)
         clf = load_model(model, classes=classes, device=device) if classes else model
         rec = Recognizer(model=clf, detector=detector, mode=mode, max_side=max_side, tta=tta, device=device)
         with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
