@@ -26,7 +26,23 @@ except ImportError:  # run from a checkout without an installed wildfer
     sys.path.insert(0, str(ROOT / "src"))
     from wildfer.machine import FEATURES, cpu_model, machine as describe_machine
 
-__all__ = ["DATA", "FEATURES", "ROOT", "cpu_model", "describe_machine"]
+
+
+def run_threads(client, concurrency: int) -> float:
+    """Run ``client`` in ``concurrency`` threads at once; the wall seconds until all are done."""
+    import threading
+    import time
+
+    threads = [threading.Thread(target=client) for _ in range(concurrency)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0
+
+
+__all__ = ["DATA", "FEATURES", "ROOT", "cpu_model", "describe_machine", "run_threads"]
 
 
 if __name__ == "__main__":  # `make bench` runs every script here with --quick; this one just prints

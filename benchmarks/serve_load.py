@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import DATA, describe_machine
+from common import DATA, describe_machine, run_threads
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "serve_load.json"
@@ -242,13 +242,7 @@ def main(argv=None) -> int:
                             with lock:
                                 on_done(time.perf_counter() - t0, code, nf)
 
-            threads = [threading.Thread(target=client) for _ in range(args.concurrency)]
-            t0 = time.perf_counter()
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            return time.perf_counter() - t0
+            return run_threads(client, args.concurrency)
 
         # warm-up: every photo once, then a concurrent round (allocators, batch sizes, threads)
         with httpx.Client(base_url=url, timeout=60) as c:

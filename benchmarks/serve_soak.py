@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import describe_machine
+from common import describe_machine, run_threads
 from serve_load import cpu_note, load_photos, rss_mb
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,13 +133,7 @@ class Soak:
                         with self.lock:
                             on_done(kinds[i], time.perf_counter() - t0, code)
 
-        threads = [threading.Thread(target=client) for _ in range(self.concurrency)]
-        t0 = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        return time.perf_counter() - t0
+        return run_threads(client, self.concurrency)
 
     @staticmethod
     def _watch(s: socket.socket, conn: dict, limit_s: float = 3 * HEADER_TIMEOUT_S) -> None:
