@@ -31,7 +31,6 @@ app = typer.Typer(
 STAGES = [
     ("wildfer.data.commands", "Data"),
     ("wildfer.models.commands", "Models"),
-    ("wildfer.models.export_cli", "Models"),
     ("wildfer.train.commands", "Train"),
     ("wildfer.evaluate.commands", "Evaluate"),
     ("wildfer.explain.commands", "Explain"),

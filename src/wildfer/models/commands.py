@@ -1,4 +1,5 @@
-"""``wildfer models list`` and ``wildfer models info NAME``."""
+"""``wildfer models list``, ``wildfer models info NAME`` and ``wildfer export`` (kept apart from
+wildfer.models.onnx so the CLI starts without importing torch)."""
 
 from __future__ import annotations
 
@@ -9,115 +10,190 @@ from typing import Optional
 import typer
 
 
+def models_list(
+    pattern: Optional[str] = typer.Argument(None, help="Only names matching this pattern, e.g. 'vgg*'."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the architectures table as JSON to this file."),
+    num_classes: int = typer.Option(7, "--num-classes", help="Classes of the head (7 FER2013, 8 FER+)."),
+):
+    """Every registered architecture with its input size, parameters and multiply-adds, then
+    the built-in trained models (weights inside the package)."""
+    import fnmatch
+
+    from rich.console import Console
+
+    from ..errors import ModelError
+    from .complexity import complexity_table
+    from .loader import BUILTIN, builtin_info
+
+    rows = complexity_table(pattern, num_classes=num_classes)
+    builtins = [builtin_info(n) for n in BUILTIN if not pattern or fnmatch.fnmatch(n, pattern)]
+    builtins = [b for b in builtins if b["available"]]
+    if not rows and not builtins:
+        raise ModelError(f"no model matches {pattern!r}")
+    con = Console(width=max(160, Console().width))
+    if rows:
+        con.print(_architectures_table(rows))
+    if builtins:
+        con.print(_builtins_table(builtins))
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps([r.to_dict() for r in rows], indent=2))
+
+
+def _architectures_table(rows):
+    """The registered architectures: input, parameters, multiply-adds, description."""
+    from rich.table import Table
+
+    from .complexity import human
+
+    table = Table(title=f"wildfer models ({len(rows)})", show_lines=False)
+    for col, just in (("name", "left"), ("family", "left"), ("input", "right"), ("params", "right"),
+                      ("MACs", "right"), ("description", "left")):
+        table.add_column(col, justify=just, no_wrap=col != "description")
+    for r in rows:
+        table.add_row(r.name, r.family, f"{r.input_size}x{r.input_size}x{r.in_chans}", human(r.params),
+                      human(r.macs), r.description)
+    return table
+
+
+def _builtins_table(builtins: list[dict]):
+    """The built-in trained models: architecture, classes, selection accuracy, weights size."""
+    from rich.table import Table
+
+    table = Table(title=f"built-in trained models ({len(builtins)}): load_model(NAME), --model NAME; "
+                        "'wildfer models info NAME' shows the model card")
+    for col, just in (("name", "left"), ("architecture", "left"), ("classes", "right"),
+                      ("selection acc. (PublicTest unless noted)", "right"), ("weights", "right")):
+        table.add_column(col, justify=just)
+    for b in builtins:
+        arch = b["arch"] + (" of " + " + ".join(b["members"]) if b["members"] else "")
+        acc = f"{100 * b['val_acc']:.1f}%" if b["val_acc"] else "-"
+        if b["classes"] == 8 and b["val_acc"]:
+            acc += " (FER+)"
+        elif b["val_set"] != "PublicTest" and b["val_acc"]:
+            acc += f" ({b['val_set']})"
+        table.add_row(b["name"], arch, str(b["classes"]), acc,
+                      f"{b['weights_mb']:.1f} MB" if b["weights_mb"] else "(members')")
+    return table
+
+
+def models_info(
+    name: str = typer.Argument(..., help="A registered architecture or a built-in model (see 'wildfer models list')."),
+    num_classes: int = typer.Option(7, "--num-classes", help="Classes of the head."),
+    pretrained: Optional[Path] = typer.Option(
+        None, "--pretrained", help="Check that this torchvision-format ImageNet weights file loads into NAME."),
+):
+    """One architecture (family, input, parameters, multiply-adds, how it is built), or a
+    built-in model's card."""
+    from rich.console import Console
+
+    from .loader import BUILTIN
+
+    if name in BUILTIN:
+        _print_card(name)
+        return
+    con = Console()
+    _print_architecture(con, name, num_classes)
+    if pretrained is not None:
+        _print_pretrained_check(con, name, num_classes, pretrained)
+
+
+def _print_card(name: str) -> None:
+    """A built-in model's card."""
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    from ..errors import ModelError
+    from .loader import builtin_info
+
+    b = builtin_info(name)
+    if not b["available"]:
+        raise ModelError(f"built-in model {name!r} is not in this installation (weights missing)")
+    con = Console()
+    con.print(Markdown(b["card_text"]) if b["card_text"] else f"{name}: no model card")
+    if b["card"]:
+        con.print(f"\n(card: {b['card']})", highlight=False, soft_wrap=True)
+
+
+def _print_architecture(con, name: str, num_classes: int) -> None:
+    """An architecture's family, input, size and cost, and its module's docstring."""
+    import sys
+
+    from .complexity import human, model_complexity
+    from .registry import model_info
+
+    info = model_info(name)
+    c = model_complexity(name, num_classes=num_classes)
+    doc = (sys.modules[info.factory.__module__].__doc__ or "").strip()
+    con.print(f"[bold]{name}[/]  ({info.family})  {info.description}", soft_wrap=True)
+    con.print(f"input {c.input_size}x{c.input_size}x{c.in_chans}, {human(c.params)} parameters "
+              f"({c.params:,}), {human(c.macs)} multiply-adds ({c.macs:,}) per face", soft_wrap=True)
+    if doc:
+        con.print()
+        con.print(doc, highlight=False, markup=False, soft_wrap=True)
+
+
+def _print_pretrained_check(con, name: str, num_classes: int, pretrained: Path) -> None:
+    """Load a torchvision-format weights file into the architecture and say what it held."""
+    from .pretrained import load_torchvision_weights, resolve_weights_path
+    from .registry import create_model
+
+    path = resolve_weights_path(name, pretrained)
+    report = load_torchvision_weights(create_model(name, num_classes=num_classes), path)
+    con.print()
+    con.print(f"{path}: loaded {len(report['loaded'])} tensors"
+              + (f", summed RGB -> gray: {', '.join(report['adapted'])}" if report["adapted"] else "")
+              + (f"; new (not in the file or another shape): {', '.join(report['reinitialised'])}"
+                 if report["reinitialised"] else "")
+              + (f"; unused from the file: {len(report['ignored'])}" if report["ignored"] else ""),
+              soft_wrap=True, highlight=False)
+
+
+def export(
+    model: str = typer.Argument(..., help="Built-in name (default, fast, ferplus), checkpoint .pt or .safetensors."),
+    onnx: Path = typer.Option(..., "--onnx", help="Where to write the ONNX file."),
+    opset: int = typer.Option(17, help="ONNX opset."),
+    check: bool = typer.Option(True, help="Compare torch and onnxruntime probabilities on random faces."),
+):
+    """Export a model to ONNX (dynamic batch; class names in the metadata)."""
+    from rich.console import Console
+
+    from ..errors import WildferError
+    from ..paths import check_output_file
+    from .loader import load_model
+    from .onnx import export_onnx, onnx_opsets
+
+    lo, hi = onnx_opsets()
+    if not lo <= opset <= hi:
+        raise WildferError(f"--opset {opset}: this torch exports ONNX opsets {lo} to {hi}")
+    check_output_file(onnx, "--onnx")  # before the model is loaded and traced
+    clf = load_model(model)
+    path = export_onnx(clf, onnx, opset)
+    msg = f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)"
+    if check:
+        msg += f"; max |p_torch - p_onnx| = {_onnx_disagreement(clf, path):.2e}"
+    Console().print(msg, soft_wrap=True, highlight=False, markup=False)
+
+
+def _onnx_disagreement(clf, path: Path) -> float:
+    """The largest difference between torch's and onnxruntime's probabilities on 16 random faces."""
+    import numpy as np
+
+    from .onnx import OnnxRunner
+
+    rng = np.random.default_rng(0)
+    faces = rng.integers(0, 256, size=(16, clf.size, clf.size), dtype=np.uint8)
+    p_torch = clf.predict_proba(faces)
+    logits = OnnxRunner(path)(clf.to_tensor(faces).numpy())
+    p_onnx = np.exp(logits - logits.max(1, keepdims=True))
+    p_onnx /= p_onnx.sum(1, keepdims=True)
+    return float(np.abs(p_torch - p_onnx).max())
+
+
 def register(app: typer.Typer, panel: str) -> None:
     sub = typer.Typer(help="The model zoo: architectures, their size and cost; the built-in trained models.",
                       no_args_is_help=True)
-
-    @sub.command("list")
-    def list_cmd(
-        pattern: Optional[str] = typer.Argument(None, help="Only names matching this pattern, e.g. 'vgg*'."),
-        json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the architectures table as JSON to this file."),
-        num_classes: int = typer.Option(7, "--num-classes", help="Classes of the head (7 FER2013, 8 FER+)."),
-    ):
-        """Every registered architecture with its input size, parameters and multiply-adds, then
-        the built-in trained models (weights inside the package)."""
-        import fnmatch
-
-        from rich.console import Console
-        from rich.table import Table
-
-        from ..errors import ModelError
-        from .complexity import complexity_table, human
-        from .loader import BUILTIN, builtin_info
-
-        rows = complexity_table(pattern, num_classes=num_classes)
-        builtins = [builtin_info(n) for n in BUILTIN if not pattern or fnmatch.fnmatch(n, pattern)]
-        builtins = [b for b in builtins if b["available"]]
-        if not rows and not builtins:
-            raise ModelError(f"no model matches {pattern!r}")
-        table = Table(title=f"wildfer models ({len(rows)})", show_lines=False)
-        for col, just in (("name", "left"), ("family", "left"), ("input", "right"), ("params", "right"),
-                          ("MACs", "right"), ("description", "left")):
-            table.add_column(col, justify=just, no_wrap=col != "description")
-        for r in rows:
-            table.add_row(r.name, r.family, f"{r.input_size}x{r.input_size}x{r.in_chans}", human(r.params),
-                          human(r.macs), r.description)
-        con = Console(width=max(160, Console().width))
-        if rows:
-            con.print(table)
-        if builtins:
-            bt = Table(title=f"built-in trained models ({len(builtins)}): load_model(NAME), --model NAME; "
-                             "'wildfer models info NAME' shows the model card")
-            for col, just in (("name", "left"), ("architecture", "left"), ("classes", "right"),
-                              ("selection acc. (PublicTest unless noted)", "right"), ("weights", "right")):
-                bt.add_column(col, justify=just)
-            for b in builtins:
-                arch = b["arch"] + (" of " + " + ".join(b["members"]) if b["members"] else "")
-                acc = f"{100 * b['val_acc']:.1f}%" if b["val_acc"] else "-"
-                if b["classes"] == 8 and b["val_acc"]:
-                    acc += " (FER+)"
-                elif b["val_set"] != "PublicTest" and b["val_acc"]:
-                    acc += f" ({b['val_set']})"
-                bt.add_row(b["name"], arch, str(b["classes"]), acc,
-                           f"{b['weights_mb']:.1f} MB" if b["weights_mb"] else "(members')")
-            con.print(bt)
-        if json_out is not None:
-            json_out.parent.mkdir(parents=True, exist_ok=True)
-            json_out.write_text(json.dumps([r.to_dict() for r in rows], indent=2))
-
-    @sub.command("info")
-    def info_cmd(
-        name: str = typer.Argument(..., help="A registered architecture or a built-in model (see 'wildfer models list')."),
-        num_classes: int = typer.Option(7, "--num-classes", help="Classes of the head."),
-        pretrained: Optional[Path] = typer.Option(
-            None, "--pretrained", help="Check that this torchvision-format ImageNet weights file loads into NAME."),
-    ):
-        """One architecture (family, input, parameters, multiply-adds, how it is built), or a
-        built-in model's card."""
-        from rich.console import Console
-
-        from .complexity import human, model_complexity
-        from .loader import BUILTIN, builtin_info
-        from .registry import model_info
-
-        if name in BUILTIN:
-            from rich.markdown import Markdown
-
-            from ..errors import ModelError
-
-            b = builtin_info(name)
-            if not b["available"]:
-                raise ModelError(f"built-in model {name!r} is not in this installation (weights missing)")
-            con = Console()
-            con.print(Markdown(b["card_text"]) if b["card_text"] else f"{name}: no model card")
-            if b["card"]:
-                con.print(f"\n(card: {b['card']})", highlight=False, soft_wrap=True)
-            return
-
-        info = model_info(name)
-        c = model_complexity(name, num_classes=num_classes)
-        import sys
-
-        doc = (sys.modules[info.factory.__module__].__doc__ or "").strip()
-        con = Console()
-        con.print(f"[bold]{name}[/]  ({info.family})  {info.description}", soft_wrap=True)
-        con.print(f"input {c.input_size}x{c.input_size}x{c.in_chans}, {human(c.params)} parameters "
-                  f"({c.params:,}), {human(c.macs)} multiply-adds ({c.macs:,}) per face", soft_wrap=True)
-        if doc:
-            con.print()
-            con.print(doc, highlight=False, markup=False, soft_wrap=True)
-        if pretrained is not None:
-            from .pretrained import load_torchvision_weights, resolve_weights_path
-            from .registry import create_model
-
-            path = resolve_weights_path(name, pretrained)
-            report = load_torchvision_weights(create_model(name, num_classes=num_classes), path)
-            con.print()
-            con.print(f"{path}: loaded {len(report['loaded'])} tensors"
-                      + (f", summed RGB -> gray: {', '.join(report['adapted'])}" if report["adapted"] else "")
-                      + (f"; new (not in the file or another shape): {', '.join(report['reinitialised'])}"
-                         if report["reinitialised"] else "")
-                      + (f"; unused from the file: {len(report['ignored'])}" if report["ignored"] else ""),
-                      soft_wrap=True, highlight=False)
-
+    sub.command("list")(models_list)
+    sub.command("info")(models_info)
     app.add_typer(sub, name="models", rich_help_panel=panel)
+    app.command("export", rich_help_panel=panel)(export)
