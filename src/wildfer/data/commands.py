@@ -40,106 +40,105 @@ def _load(path: Path, fer2013: Optional[Path], classes: Optional[str], no_cache:
     return load_dataset(path, fer2013=fer2013, classes=classes, use_cache=not no_cache)
 
 
-def register(app: typer.Typer, panel: str) -> None:
-    sub = typer.Typer(
-        help="Inspect data sets: FER2013 / FER+ CSVs, image folders (root/<class>/, root/train/<class>/), manifests.",
-        no_args_is_help=True,
+_FER2013_OPT = typer.Option(
+    None, "--fer2013", help="FER2013 CSV that holds the images of a FER+ file (default: beside it)."
+)
+_CLASSES_OPT = typer.Option(
+    None, "--classes", help="Class set: 'ferplus' (8) or 'fer2013' (7) for FER+; for folders/manifests too."
+)
+
+
+def info(
+    path: Path = typer.Argument(..., help="fer2013.csv(.gz), fer2013new.csv, an image folder or a manifest CSV."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the counts to this JSON file."),
+    fer2013: Optional[Path] = _FER2013_OPT,
+    classes: Optional[str] = _CLASSES_OPT,
+    no_cache: bool = typer.Option(False, "--no-cache", help="Parse the CSV again, ignoring the cache."),
+):
+    """Print counts per usage and class (and what was skipped or dropped)."""
+    import json
+
+    from rich.console import Console
+
+    from ..paths import check_output_file
+
+    if json_out is not None:
+        check_output_file(json_out, "--json")  # before the data set is parsed
+    data = _load(path, fer2013, classes, no_cache)
+    d = info_dict(data, path)
+    console = Console()
+    console.print(f"{path}  ({d['format']}, {d['n']:,} faces)", soft_wrap=True, markup=False, highlight=False)
+    console.print(_counts_table(d))
+    if "dropped" in d:
+        parts = ", ".join(f"{k} {v:,}" for k, v in d["dropped"].items())
+        console.print(f"FER+ {d['protocol']} protocol; rows dropped: {parts}", highlight=False, soft_wrap=True)
+    if d.get("n_skipped"):
+        from .folders import skipped_summary
+
+        console.print(f"[yellow]{d['n_skipped']} item(s) skipped:[/]")
+        for line in skipped_summary(data):
+            console.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(d, indent=2) + "\n")
+        console.print(f"wrote {json_out}", highlight=False, markup=False, soft_wrap=True)
+
+
+def _counts_table(d: dict):
+    """Faces per class (rows) and usage (columns) of an :func:`info_dict`, with totals."""
+    from rich.table import Table
+
+    usages = list(d["counts"])
+    table = Table()
+    table.add_column("class")
+    for u in usages:
+        table.add_column(u, justify="right")
+    table.add_column("total", justify="right", style="bold")
+    for c in d["classes"]:
+        table.add_row(c, *[f"{d['counts'][u][c]:,}" for u in usages], f"{d['class_totals'][c]:,}")
+    table.add_row("total", *[f"{d['usages'][u]:,}" for u in usages], f"{d['n']:,}", style="bold")
+    return table
+
+
+def pack(
+    src: Path = typer.Argument(..., help="FER2013 CSV (.csv / .csv.gz) or an existing pack."),
+    out: Path = typer.Argument(..., help="The pack to write: NAME.npz.xz (compact) or NAME.npz (raw, fastest)."),
+    usage: Optional[str] = typer.Option(None, "--usage", help="Comma-separated usages to keep, e.g. Training,PublicTest (default: all)."),
+    preset: int = typer.Option(6, "--preset", min=0, max=9, help="xz compression preset for .npz.xz."),
+):
+    """Write FER2013 as a compact pack (uint8 arrays, xz) that every data option reads like the CSV:
+    for carrying the data to another machine, e.g. a GPU box with an upload limit."""
+    from rich.console import Console
+
+    from .fer2013 import load_fer2013, save_pack
+
+    usages = [u.strip() for u in usage.split(",") if u.strip()] if usage else None
+    data = load_fer2013(src, usages)
+    save_pack(data, out, preset=preset)
+    counts = ", ".join(f"{u} {n:,}" for u, n in data.usage_counts().items())
+    Console().print(f"wrote {out}: {len(data):,} faces ({counts}), {out.stat().st_size / 1e6:.1f} MB "
+                    f"(source {src.stat().st_size / 1e6:.1f} MB)", highlight=False, markup=False, soft_wrap=True)
+
+
+def show(
+    path: Path = typer.Argument(..., help="fer2013.csv(.gz), fer2013new.csv, an image folder or a manifest CSV."),
+    out: Path = typer.Option(Path("grid.png"), "--out", "-o", help="Image file to write (png, jpg, pdf, svg)."),
+    per_class: int = typer.Option(8, "--per-class", "-n", min=1, max=64, help="Samples per class."),
+    split: Optional[str] = typer.Option(None, "--split", help="Only this usage (Training, PublicTest ...)."),
+    seed: int = typer.Option(0, "--seed", help="Which random samples to draw."),
+    fer2013: Optional[Path] = _FER2013_OPT,
+    classes: Optional[str] = _CLASSES_OPT,
+):
+    """Draw a grid of sample faces, one row per class."""
+    from rich.console import Console
+
+    data = _load(path, fer2013, classes, False)
+    if split:
+        data = data.split(split)
+    save_grid(data, out, per_class=per_class, seed=seed, title=f"{path.name}" + (f" ({split})" if split else ""))
+    Console().print(
+        f"wrote {out} ({len(data.classes)} classes x {per_class})", highlight=False, markup=False, soft_wrap=True
     )
-    app.add_typer(sub, name="data", rich_help_panel=panel)
-
-    fer2013_opt = typer.Option(
-        None, "--fer2013", help="FER2013 CSV that holds the images of a FER+ file (default: beside it)."
-    )
-    classes_opt = typer.Option(
-        None, "--classes", help="Class set: 'ferplus' (8) or 'fer2013' (7) for FER+; for folders/manifests too."
-    )
-
-    @sub.command("info")
-    def info(
-        path: Path = typer.Argument(..., help="fer2013.csv(.gz), fer2013new.csv, an image folder or a manifest CSV."),
-        json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the counts to this JSON file."),
-        fer2013: Optional[Path] = fer2013_opt,
-        classes: Optional[str] = classes_opt,
-        no_cache: bool = typer.Option(False, "--no-cache", help="Parse the CSV again, ignoring the cache."),
-    ):
-        """Print counts per usage and class (and what was skipped or dropped)."""
-        import json
-
-        from rich.console import Console
-        from rich.table import Table
-
-        from ..paths import check_output_file
-
-        if json_out is not None:
-            check_output_file(json_out, "--json")  # before the data set is parsed
-        data = _load(path, fer2013, classes, no_cache)
-        d = info_dict(data, path)
-        console = Console()
-        usages = list(d["counts"])
-        console.print(f"{path}  ({d['format']}, {d['n']:,} faces)", soft_wrap=True, markup=False, highlight=False)
-        table = Table()
-        table.add_column("class")
-        for u in usages:
-            table.add_column(u, justify="right")
-        table.add_column("total", justify="right", style="bold")
-        for c in d["classes"]:
-            table.add_row(c, *[f"{d['counts'][u][c]:,}" for u in usages], f"{d['class_totals'][c]:,}")
-        table.add_row("total", *[f"{d['usages'][u]:,}" for u in usages], f"{d['n']:,}", style="bold")
-        console.print(table)
-        if "dropped" in d:
-            parts = ", ".join(f"{k} {v:,}" for k, v in d["dropped"].items())
-            console.print(f"FER+ {d['protocol']} protocol; rows dropped: {parts}", highlight=False, soft_wrap=True)
-        if d.get("n_skipped"):
-            from .folders import skipped_summary
-
-            console.print(f"[yellow]{d['n_skipped']} item(s) skipped:[/]")
-            for line in skipped_summary(data):
-                console.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
-        if json_out is not None:
-            json_out.parent.mkdir(parents=True, exist_ok=True)
-            json_out.write_text(json.dumps(d, indent=2) + "\n")
-            console.print(f"wrote {json_out}", highlight=False, markup=False, soft_wrap=True)
-
-    @sub.command("pack")
-    def pack(
-        src: Path = typer.Argument(..., help="FER2013 CSV (.csv / .csv.gz) or an existing pack."),
-        out: Path = typer.Argument(..., help="The pack to write: NAME.npz.xz (compact) or NAME.npz (raw, fastest)."),
-        usage: Optional[str] = typer.Option(None, "--usage", help="Comma-separated usages to keep, e.g. Training,PublicTest (default: all)."),
-        preset: int = typer.Option(6, "--preset", min=0, max=9, help="xz compression preset for .npz.xz."),
-    ):
-        """Write FER2013 as a compact pack (uint8 arrays, xz) that every data option reads like the CSV:
-        for carrying the data to another machine, e.g. a GPU box with an upload limit."""
-        from rich.console import Console
-
-        from .fer2013 import load_fer2013, save_pack
-
-        usages = [u.strip() for u in usage.split(",") if u.strip()] if usage else None
-        data = load_fer2013(src, usages)
-        save_pack(data, out, preset=preset)
-        counts = ", ".join(f"{u} {n:,}" for u, n in data.usage_counts().items())
-        Console().print(f"wrote {out}: {len(data):,} faces ({counts}), {out.stat().st_size / 1e6:.1f} MB "
-                        f"(source {src.stat().st_size / 1e6:.1f} MB)", highlight=False, markup=False, soft_wrap=True)
-
-    @sub.command("show")
-    def show(
-        path: Path = typer.Argument(..., help="fer2013.csv(.gz), fer2013new.csv, an image folder or a manifest CSV."),
-        out: Path = typer.Option(Path("grid.png"), "--out", "-o", help="Image file to write (png, jpg, pdf, svg)."),
-        per_class: int = typer.Option(8, "--per-class", "-n", min=1, max=64, help="Samples per class."),
-        split: Optional[str] = typer.Option(None, "--split", help="Only this usage (Training, PublicTest ...)."),
-        seed: int = typer.Option(0, "--seed", help="Which random samples to draw."),
-        fer2013: Optional[Path] = fer2013_opt,
-        classes: Optional[str] = classes_opt,
-    ):
-        """Draw a grid of sample faces, one row per class."""
-        from rich.console import Console
-
-        data = _load(path, fer2013, classes, False)
-        if split:
-            data = data.split(split)
-        save_grid(data, out, per_class=per_class, seed=seed, title=f"{path.name}" + (f" ({split})" if split else ""))
-        Console().print(
-            f"wrote {out} ({len(data.classes)} classes x {per_class})", highlight=False, markup=False, soft_wrap=True
-        )
 
 
 def save_grid(data, out: Path, per_class: int = 8, seed: int = 0, title: str = "") -> Path:
@@ -182,3 +181,14 @@ def save_grid(data, out: Path, per_class: int = 8, seed: int = 0, title: str = "
     finally:
         plt.close(fig)
     return out
+
+
+def register(app: typer.Typer, panel: str) -> None:
+    sub = typer.Typer(
+        help="Inspect data sets: FER2013 / FER+ CSVs, image folders (root/<class>/, root/train/<class>/), manifests.",
+        no_args_is_help=True,
+    )
+    app.add_typer(sub, name="data", rich_help_panel=panel)
+    sub.command("info")(info)
+    sub.command("pack")(pack)
+    sub.command("show")(show)
