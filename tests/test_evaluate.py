@@ -144,7 +144,7 @@ def test_ece_of_calibrated_and_overconfident_predictions():
 
 
 def test_tencrop_views_are_corners_centre_and_mirrors():
-    from wildfer.evaluate.predict import tta_views
+    from wildfer.models.classifier import tta_views
 
     faces = np.arange(2 * 48 * 48, dtype=np.int64).reshape(2, 48, 48) % 251
     views = tta_views(faces.astype(np.uint8), "tencrop", crop=44)

@@ -27,9 +27,9 @@ import numpy as np
 
 from ..errors import DataError, ModelError
 from ..labels import FER2013_CLASSES, class_alignment
-from ..models.ensemble import ensemble_weights, tencrop_origins
+from ..models.classifier import TTA_MODES, fold_classes, tta_mode, tta_views  # noqa: F401 (TTA_MODES: evaluate.core)
+from ..models.ensemble import ensemble_weights
 
-TTA_MODES = (None, "none", "flip", "tencrop")
 CHUNK = 4096  # faces per Classifier.predict_proba call
 PROBS_FORMAT = "wildfer-probs-1"  # the marker key of a saved-probabilities file
 
@@ -132,35 +132,10 @@ def model_name(clf) -> str:
     return str(getattr(clf, "name", "") or getattr(clf, "arch", "") or type(clf).__name__)
 
 
-def alignment_matrix(model_labels: Sequence[str], data_classes: Sequence[str]) -> np.ndarray | None:
-    """``C_data x C_model`` 0/1 matrix mapping model outputs onto data classes by name; ``None``
-    when they already agree (:func:`wildfer.labels.class_alignment`)."""
-    return class_alignment(model_labels, data_classes)
-
-
 def align_probs(probs: np.ndarray, model_labels: Sequence[str], data_classes: Sequence[str]) -> np.ndarray:
-    """Re-index ``probs`` (N x C_model) to the data's classes (N x C_data), renormalised."""
-    m = alignment_matrix(model_labels, data_classes)
-    if m is None:
-        return probs
-    p = probs @ m.T
-    return p / np.clip(p.sum(1, keepdims=True), 1e-12, None)
-
-
-def tta_views(faces: np.ndarray, tta: str | None, crop: int = 44) -> list[np.ndarray]:
-    """The views of ``faces`` (N x H x W uint8) that one TTA mode averages over."""
-    faces = np.asarray(faces)
-    if tta in (None, "none", ""):
-        return [faces]
-    flip = lambda a: np.ascontiguousarray(a[..., ::-1])  # noqa: E731
-    if tta == "flip":
-        return [faces, flip(faces)]
-    if tta == "tencrop":
-        h, w = faces.shape[-2:]
-        ch, cw = min(crop, h), min(crop, w)
-        crops = [np.ascontiguousarray(faces[..., y : y + ch, x : x + cw]) for y, x in tencrop_origins(h, w, ch, cw)]
-        return crops + [flip(c) for c in crops]
-    raise ModelError(f"unknown TTA mode {tta!r} (flip | tencrop)")
+    """Re-index ``probs`` (N x C_model) to the data's classes (N x C_data) by class name,
+    renormalised (:func:`wildfer.models.classifier.fold_classes`)."""
+    return fold_classes(probs, class_alignment(model_labels, data_classes))
 
 
 def predict_proba(models, faces: np.ndarray, data_classes: Sequence[str] | None = None, *, tta: str | None = None,
@@ -177,7 +152,7 @@ def predict_proba(models, faces: np.ndarray, data_classes: Sequence[str] | None 
     clfs = resolve_models(models, data_classes=data_classes, device=device)
     w = ensemble_weights(weights, len(clfs))
     labels = list(data_classes) if data_classes is not None else list(clfs[0].labels)
-    tta = None if tta in (None, "none", "") else tta
+    tta = tta_mode(tta)
     for clf in clfs:  # a mismatched file stops the evaluation before any network runs
         if isinstance(clf, SavedProbs):
             clf.check(faces, tta)
@@ -187,7 +162,7 @@ def predict_proba(models, faces: np.ndarray, data_classes: Sequence[str] | None 
         if isinstance(clf, SavedProbs):
             p = align_probs(clf.probs, list(clf.labels), labels)
         else:
-            views = tta_views(faces, tta, crop) if views is None else views
+            views = tta_views(np.asarray(faces), tta, crop) if views is None else views
             acc = None
             for v in views:
                 # chunks bound the float copy Classifier.to_tensor makes (28,709 faces = 265 MB at once)

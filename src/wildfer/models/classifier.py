@@ -76,6 +76,72 @@ def _cuda_missing(backend: str) -> str | None:
     return "torch finds no CUDA GPU on this machine (torch.cuda.is_available() is False)"
 
 
+#: the test-time augmentation modes :func:`tta_views` takes (``None`` and ``"none"``: no augmentation)
+TTA_MODES = (None, "none", "flip", "tencrop")
+
+
+def tta_mode(tta: str | None, what: str = "tta") -> str | None:
+    """``tta`` as ``"flip"``, ``"tencrop"`` or ``None`` (for ``None``, ``""`` and ``"none"``);
+    any other value is a :class:`ModelError` naming ``what``."""
+    if tta in (None, "", "none"):
+        return None
+    if tta not in TTA_MODES:
+        raise ModelError(f"{what} must be none, flip or tencrop, not {tta!r}")
+    return tta
+
+
+def tencrop_origins(h: int, w: int, ch: int, cw: int) -> list[tuple[int, int]]:
+    """Top-left corners (y, x) of the five ch x cw crops of an h x w image that ten-crop TTA
+    takes (four corners, then the centre; the other five views are their mirror images)."""
+    return [(0, 0), (0, w - cw), (h - ch, 0), (h - ch, w - cw), ((h - ch) // 2, (w - cw) // 2)]
+
+
+def mirror_index(width: int) -> np.ndarray:
+    """Column order of a left-right mirror image. Views are mirrored by a gather with it, which,
+    unlike ``torch.flip``, exports to every ONNX opset."""
+    return np.arange(width - 1, -1, -1)
+
+
+def mirror(faces: np.ndarray) -> np.ndarray:
+    """``faces`` (``... x W``) mirrored left-right, as a new contiguous array."""
+    return np.take(faces, mirror_index(faces.shape[-1]), axis=-1)
+
+
+def tta_views(x, tta: str | None, crop: int = 44, *, flip=mirror, resize=None) -> list:
+    """The views of a batch ``x`` (``... x H x W``) that TTA mode ``tta`` averages over.
+
+    No mode: ``x`` alone. ``"flip"``: ``x`` and its mirror image. ``"tencrop"``: the four
+    corners and the centre at ``crop`` x ``crop`` pixels (at most the image's size), each
+    passed through ``resize`` when given, then the mirror images of those five. ``flip``
+    mirrors one view (default :func:`mirror`, for numpy faces; a torch batch passes a gather
+    with :func:`mirror_index`).
+    """
+    tta = tta_mode(tta)
+    if tta is None:
+        return [x]
+    if tta == "flip":
+        return [x, flip(x)]
+    h, w = x.shape[-2:]
+    ch, cw = min(crop, h), min(crop, w)
+    crops = [x[..., y : y + ch, xx : xx + cw] for y, xx in tencrop_origins(h, w, ch, cw)]
+    if resize is not None:
+        crops = [resize(c) for c in crops]
+    return crops + [flip(c) for c in crops]
+
+
+def fold_classes(probabilities, class_map):
+    """``probabilities`` (``N x C_from``, numpy or torch) moved onto other classes and renormalised.
+
+    ``class_map`` is the ``C_to x C_from`` 0/1 matrix :func:`wildfer.labels.class_alignment`
+    makes: a class the targets lack (FER+'s contempt for FER2013) is folded away and the rest
+    renormalised to sum 1; a target class the source lacks gets 0. ``None``: unchanged.
+    """
+    if class_map is None:
+        return probabilities
+    p = probabilities @ class_map.T
+    return p / p.sum(1, keepdims=True).clip(1e-12, None)
+
+
 @dataclass
 class Classifier:
     """A trained network plus what is needed to use it.
@@ -176,15 +242,11 @@ class Classifier:
         return torch.cat(outs) if outs else torch.zeros(0, len(self.classes))
 
     def predict_proba(self, faces, batch_size: int = 256, tta: bool = False) -> np.ndarray:
-        p = torch.softmax(self.logits(faces, batch_size).float(), dim=1)
-        if tta:
-            flipped = np.asarray(faces)[..., ::-1].copy()
-            p = 0.5 * (p + torch.softmax(self.logits(flipped, batch_size).float(), dim=1))
-        p = p.numpy()
-        if self.class_map is not None:
-            p = p @ self.class_map.T
-            p = p / np.clip(p.sum(1, keepdims=True), 1e-12, None)
-        return p
+        """Probabilities ``N x C`` (numpy) of ``faces``; ``tta``: averaged with those of their
+        mirror images. A ``class_map`` folds them onto :attr:`labels` (:func:`fold_classes`)."""
+        views = tta_views(np.asarray(faces), "flip") if tta else [faces]
+        p = sum(torch.softmax(self.logits(v, batch_size).float(), dim=1) for v in views) / len(views)
+        return fold_classes(p.numpy(), self.class_map)
 
     def predict(self, faces, **kw) -> list[str]:
         return [self.labels[i] for i in self.predict_proba(faces, **kw).argmax(1)]

@@ -9,8 +9,8 @@ probabilities (by ``weights``) and returns their logarithm: ``softmax(output)`` 
 ensemble's probability, so the rest of wildfer needs no special case.
 
 Members may differ in input normalisation and size and in classes (matched by name to the
-ensemble's, as :func:`wildfer.evaluate.predict.align_probs` does: a FER+ member's contempt is
-folded away).
+ensemble's and folded with :func:`wildfer.models.classifier.fold_classes`: a FER+ member's
+contempt is folded away).
 
 Spec files (``.json``) name the members and the averaging:
 ``{"arch": "ensemble", "members": ["default", "runs/b/best.pt"], "weights": [1, 1], "tta": "tencrop"}``
@@ -32,16 +32,9 @@ import torch.nn.functional as F
 
 from ..errors import ModelError
 from ..labels import class_alignment
-from .classifier import DEFAULT_PREPROCESS, Classifier
+from .classifier import DEFAULT_PREPROCESS, Classifier, fold_classes, mirror_index, tta_mode, tta_views
 
-TTA_CHOICES = (None, "flip", "tencrop")
 ENSEMBLE_ARCH = "ensemble"
-
-
-def tencrop_origins(h: int, w: int, ch: int, cw: int) -> list[tuple[int, int]]:
-    """Top-left corners (y, x) of the five ch x cw crops of an h x w image that ten-crop TTA
-    takes (four corners, then the centre; the other five views are their mirror images)."""
-    return [(0, 0), (0, w - cw), (h - ch, 0), (h - ch, w - cw), ((h - ch) // 2, (w - cw) // 2)]
 
 
 def ensemble_weights(weights: Sequence[float] | None, n: int) -> np.ndarray:
@@ -74,8 +67,7 @@ class EnsembleNet(nn.Module):
         super().__init__()
         if not members:
             raise ModelError("an ensemble needs at least one member")
-        if tta not in TTA_CHOICES:
-            raise ModelError(f"ensemble tta must be none, flip or tencrop, not {tta!r}")
+        tta = tta_mode(tta, "ensemble tta")
         n = len(members)
         w = ensemble_weights(weights, n)
         self.members = nn.ModuleList(members)
@@ -90,27 +82,19 @@ class EnsembleNet(nn.Module):
         for i, m in enumerate(maps):  # buffers so .to(device) moves them; None = same classes
             self.register_buffer(f"class_map_{i}", None if m is None else torch.as_tensor(m, dtype=torch.float32),
                                  persistent=False)
-        self.register_buffer("flip_index", torch.arange(self.size - 1, -1, -1), persistent=False)
+        self.register_buffer("flip_index", torch.from_numpy(mirror_index(self.size)), persistent=False)
         self.in_chans = int(getattr(members[0], "in_chans", 1))
         first = next(self.members.parameters(), None)
         if first is not None:  # members already on a GPU: the buffers made above join them
             self.to(first.device)
 
     def views(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The TTA views of a batch (any pixel scale; bilinear resizing is linear, so it commutes
-        with the normalisation)."""
-        if self.tta is None:
-            return [x]
-        # a gather, not torch.flip: it exports to every ONNX opset
-        flip = lambda a: a.index_select(-1, self.flip_index)  # noqa: E731
-        if self.tta == "flip":
-            return [x, flip(x)]
-        h, w = x.shape[-2:]
-        c = self.crop
-        crops = [x[..., y : y + c, xx : xx + c] for y, xx in tencrop_origins(h, w, c, c)]
-        if c != h or c != w:
-            crops = [F.interpolate(v, size=(h, w), mode="bilinear", align_corners=False) for v in crops]
-        return crops + [flip(v) for v in crops]
+        """The TTA views (:func:`~wildfer.models.classifier.tta_views`) of a ``size`` x ``size``
+        batch, crops resized back to ``size`` (any pixel scale; bilinear resizing is linear, so it
+        commutes with the normalisation)."""
+        resize = None if self.crop == self.size else (
+            lambda v: F.interpolate(v, size=(self.size, self.size), mode="bilinear", align_corners=False))
+        return tta_views(x, self.tta, self.crop, flip=lambda a: a.index_select(-1, self.flip_index), resize=resize)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mean_in, std_in = self.input_norm
@@ -126,10 +110,7 @@ class EnsembleNet(nn.Module):
             for v in views:
                 if v.shape[-1] != size or v.shape[-2] != size:
                     v = F.interpolate(v, size=(size, size), mode="bilinear", align_corners=False)
-                p = torch.softmax(net((v - mean) / std).float(), dim=1)
-                if cmap is not None:
-                    p = p @ cmap.t()
-                    p = p / p.sum(1, keepdim=True).clamp_min(1e-12)
+                p = fold_classes(torch.softmax(net((v - mean) / std).float(), dim=1), cmap)
                 acc = p if acc is None else acc + p
             part = self.weights[i] * acc / len(views)
             total = part if total is None else total + part
@@ -153,9 +134,7 @@ def ensemble_classifier(members: Sequence, *, weights: Sequence[float] | None = 
 
     if isinstance(members, (str, os.PathLike)):
         members = [members]
-    tta = None if tta in (None, "none", "") else tta
-    if tta not in TTA_CHOICES:
-        raise ModelError(f"ensemble tta must be none, flip or tencrop, not {tta!r}")
+    tta = tta_mode(tta, "ensemble tta")
     clfs = [m if isinstance(m, Classifier) else load_model(m) for m in members]
     if not clfs:
         raise ModelError("an ensemble needs at least one member")
