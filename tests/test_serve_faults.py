@@ -265,7 +265,7 @@ def test_missing_field_message_names_a_few_fields(standin_server):
 def test_parsing_a_form_never_holds_up_other_requests(monkeypatch):
     """The body is parsed and decoded off the event loop: while one upload is stuck in the
     parser, /healthz still answers."""
-    import wildfer.serve.app as app_module
+    import wildfer.serve.routes as app_module
 
     entered, release = threading.Event(), threading.Event()
     real = app_module.extract_image_bytes

@@ -7,10 +7,12 @@
 
 __all__ = ["create_app", "EXPLAIN_METHODS"]
 
+_HOMES = {"create_app": "app", "EXPLAIN_METHODS": "routes"}  # name -> its module in this package
+
 
 def __getattr__(name):  # lazy: keep `wildfer --help` from importing fastapi
-    if name in __all__:
-        from . import app
+    if name in _HOMES:
+        from importlib import import_module
 
-        return getattr(app, name)
+        return getattr(import_module(f".{_HOMES[name]}", __name__), name)
     raise AttributeError(f"module 'wildfer.serve' has no attribute {name!r}")
