@@ -52,273 +52,317 @@ def _write_markdown(path: Path, text: str, console) -> None:
     console.print(f"wrote {path}", highlight=False)
 
 
-def register(app: typer.Typer, panel: str) -> None:
-    sub = typer.Typer(
-        cls=_DefaultToMaps,
-        help="Saliency maps (vanilla gradient, SmoothGrad, Integrated Gradients, Grad-CAM, occlusion) and tests "
-        "of whether to trust them. 'wildfer explain INPUT' = 'wildfer explain maps INPUT'.",
-        no_args_is_help=True,
-    )
-    app.add_typer(sub, name="explain", rich_help_panel=panel)
+_MODEL_OPT = typer.Option("default", "--model", "-m", help="Built-in model name, checkpoint (.pt), weights "
+                          "(.safetensors) or run folder.")
+_SPLIT_OPT = typer.Option("PublicTest", "--split", help="Rows of a data set to use (FER2013 usage).")
 
-    model_opt = typer.Option("default", "--model", "-m", help="Built-in model name, checkpoint (.pt), weights "
-                             "(.safetensors) or run folder.")
-    split_opt = typer.Option("PublicTest", "--split", help="Rows of a data set to use (FER2013 usage).")
 
-    @sub.command("maps")
-    def maps(
-        input: Path = typer.Argument(..., help="A face image, a folder of face images, or a data set "  # noqa: A002
-                                     "(fer2013.csv[.gz], FER+ CSV, manifest)."),
-        model: str = model_opt,
-        method: str = typer.Option("vanilla,smoothgrad,gradcam", "--method", help="Comma-separated: vanilla, "
-                                   "smoothgrad, ig, gradcam, gradcam++, occlusion."),
-        out: Path = typer.Option(Path("explain_out"), "--out", "-o", help="Output folder."),
-        per_class: int = typer.Option(2, "--per-class", help="For a data set: typical faces per class."),
-        split: str = split_opt,
-        target: str = typer.Option("pred", "--target", help="Class to explain: pred (predicted), true "
-                                   "(data set label) or a class name."),
-        detect: bool = typer.Option(False, "--detect", help="Whole photos: detect and align faces first "
-                                    "(wildfer.wild.Recognizer) and paint the maps back on the photo."),
-        no_overlays: bool = typer.Option(False, "--no-overlays", help="Only the grid, maps.npz and index.json."),
-    ):
-        """Saliency maps for an image, a folder or N faces per class of a data set: a grid (rows = faces, columns = methods), one overlay per face and method, maps.npz, index.json."""
-        from .studies import explain_images, faces_from_input, parse_methods
+def _say(console):
+    """A ``progress`` callback printing dim lines on ``console``."""
+    return lambda s: console.print(f"[dim]{s}[/]", highlight=False)
 
-        console = _console()
-        methods = parse_methods(method)
-        if detect:
-            _maps_detect(input, model, methods, out, console)
-            return
-        clf = _load(model)
-        faces = faces_from_input(input, size=clf.size, split=split, per_class=per_class)
-        for p, problem in faces.skipped:
-            console.print(f"[yellow]skipped[/] {p}: {problem}", highlight=False)
-        idx = explain_images(clf, faces, methods, out, target=target, overlays=not no_overlays)
-        console.print(f"{idx['n']} faces x {len(methods)} methods -> {out}/{idx['grids'][0]}"
-                      + (f" (+{len(idx['grids']) - 1} pages)" if len(idx["grids"]) > 1 else ""), highlight=False)
 
-    @sub.command("epochs")
-    def epochs(
-        run_dir: Path = typer.Argument(..., help="A training run folder with epoch_NNN.pt checkpoints."),
-        data: Path = typer.Option(..., "--data", help="fer2013.csv[.gz] (or another data set) for the faces."),
-        out: Path = typer.Option(Path("explain_epochs"), "--out", "-o", help="Output folder."),
-        method: str = typer.Option("vanilla", "--method", help="Saliency method (the study used vanilla)."),
-        split: str = split_opt,
-        n_regions: int = typer.Option(50, "--n-regions", help="Faces per class for the region shares."),
-        every: int = typer.Option(1, "--every", help="Use every k-th epoch checkpoint."),
-    ):
-        """Saliency over training (the study's Fig. 5): rows = epochs, columns = one typical face per class; per epoch the share of saliency in each face region (JSON + line plot)."""
-        from .studies import epochs_study
+def _balanced_indices(labels, n: int, seed: int):
+    """``n`` faces balanced over the classes (fixed seed), sorted."""
+    import numpy as np
 
-        console = _console()
-        rep = epochs_study(run_dir, data, out, method=method, split=split, n_regions=n_regions, every=every,
-                           progress=lambda s: console.print(f"[dim]{s}[/]", highlight=False))
-        last = rep["epochs"][-1]
-        console.print(f"{len(rep['epochs'])} epochs -> {out}/{rep['grid']}, {out}/{rep['plot']}; last epoch key-region "
-                      f"share {last['key_share']:.3f} (area {rep['key_area_share']:.3f})", highlight=False)
+    from .studies import stratified_subset
 
-    @sub.command("compare")
-    def compare(
-        model: List[str] = typer.Option(..., "--model", "-m", help="A model; repeat for each model to compare."),
-        data: Path = typer.Option(..., "--data", help="fer2013.csv[.gz] (or another data set) for the faces."),
-        out: Path = typer.Option(Path("explain_compare"), "--out", "-o", help="Output folder."),
-        method: str = typer.Option("vanilla", "--method", help="Comma-separated saliency methods."),
-        per_class: int = typer.Option(1, "--per-class", help="Typical faces per class."),
-        split: str = split_opt,
-        target: str = typer.Option("true", "--target", help="true, pred or a class name."),
-    ):
-        """The same faces through several models, side by side (the study's Fig. 6; rows = models)."""
-        from .studies import compare_models, model_label, parse_methods
+    k = max(1, math.ceil(n / max(1, len(np.unique(labels)))))
+    idx = stratified_subset(labels, k, seed)
+    return np.sort(np.random.default_rng(seed).permutation(idx)[:n])
 
-        console = _console()
-        methods = parse_methods(method)
-        models = [(model_label(None, m), _load(m)) for m in model]
-        rep = compare_models(models, data, out, methods=methods, split=split, per_class=per_class, target=target)
-        for name, r in rep["models"].items():
-            console.print(f"{name}: {r['correct']}/{len(rep['faces'])} faces right", highlight=False)
-        console.print(f"-> {out}/{rep['grid']}", highlight=False)
 
-    @sub.command("audit")
-    def audit(
-        model: str = model_opt,
-        data: Path = typer.Option(..., "--data", help="fer2013.csv[.gz] (or another data set) for the faces."),
-        split: str = split_opt,
-        n: int = typer.Option(64, "--n", help="Faces (balanced over classes, fixed seed)."),
-        methods: str = typer.Option("vanilla,smoothgrad,ig,gradcam,occlusion", "--methods", help="Comma-separated."),
-        threshold: float = typer.Option(0.5, "--threshold", help="Flag a method whose Spearman stays above this "
-                                        "with every layer randomized."),
-        steps: int = typer.Option(24, "--steps", help="Deletion / insertion steps."),
-        random_seeds: int = typer.Option(3, "--random-seeds", help="Random-map baselines to average."),
-        seed: int = typer.Option(0, "--seed"),
-        no_randomization: bool = typer.Option(False, "--no-randomization", help="Only the faithfulness test."),
-        json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full report (curves too) here."),
-        md_out: Optional[Path] = typer.Option(None, "--md", help="Write markdown tables here."),
-    ):
-        """Can the maps be trusted? Cascading parameter randomization (Adebayo et al. 2018) and deletion / insertion faithfulness against random maps."""
-        import numpy as np
+def maps(
+    input: Path = typer.Argument(..., help="A face image, a folder of face images, or a data set "  # noqa: A002
+                                 "(fer2013.csv[.gz], FER+ CSV, manifest)."),
+    model: str = _MODEL_OPT,
+    method: str = typer.Option("vanilla,smoothgrad,gradcam", "--method", help="Comma-separated: vanilla, "
+                               "smoothgrad, ig, gradcam, gradcam++, occlusion."),
+    out: Path = typer.Option(Path("explain_out"), "--out", "-o", help="Output folder."),
+    per_class: int = typer.Option(2, "--per-class", help="For a data set: typical faces per class."),
+    split: str = _SPLIT_OPT,
+    target: str = typer.Option("pred", "--target", help="Class to explain: pred (predicted), true "
+                               "(data set label) or a class name."),
+    detect: bool = typer.Option(False, "--detect", help="Whole photos: detect and align faces first "
+                                "(wildfer.wild.Recognizer) and paint the maps back on the photo."),
+    no_overlays: bool = typer.Option(False, "--no-overlays", help="Only the grid, maps.npz and index.json."),
+):
+    """Saliency maps for an image, a folder or N faces per class of a data set: a grid (rows = faces, columns = methods), one overlay per face and method, maps.npz, index.json."""
+    from .studies import explain_images, faces_from_input, parse_methods
 
-        from .audit import audit_markdown, audit_tables, run_audit
-        from .plot import plot_curves
-        from .studies import load_data, parse_methods, stratified_subset
+    console = _console()
+    methods = parse_methods(method)
+    if detect:
+        _maps_detect(input, model, methods, out, console)
+        return
+    clf = _load(model)
+    faces = faces_from_input(input, size=clf.size, split=split, per_class=per_class)
+    for p, problem in faces.skipped:
+        console.print(f"[yellow]skipped[/] {p}: {problem}", highlight=False)
+    idx = explain_images(clf, faces, methods, out, target=target, overlays=not no_overlays)
+    console.print(f"{idx['n']} faces x {len(methods)} methods -> {out}/{idx['grids'][0]}"
+                  + (f" (+{len(idx['grids']) - 1} pages)" if len(idx["grids"]) > 1 else ""), highlight=False)
 
-        console = _console()
-        names = parse_methods(methods)
-        clf = _load(model)
-        ds = load_data(data, split)
-        k = max(1, math.ceil(n / max(1, len(np.unique(ds.labels)))))
-        idx = stratified_subset(ds.labels, k, seed)
-        idx = np.sort(np.random.default_rng(seed).permutation(idx)[:n])
-        rep = run_audit(clf, ds.images[idx], names, threshold=threshold, steps=steps, n_random=random_seeds, seed=seed,
-                        randomization=not no_randomization,
-                        progress=lambda s: console.print(f"[dim]{s}[/]", highlight=False))
-        rep["model"] = model
-        rep["data"] = {"path": str(data), "split": split, "n": int(len(idx)), "seed": seed}
-        from rich.console import Console
 
-        out_console = Console()
-        for tb in audit_tables(rep):
-            out_console.print(tb)
-        ra = rep.get("randomization")
-        if ra:
-            flagged = [m for m, r in ra["methods"].items() if r["flagged"]]
-            console.print("randomization: " + ("every method's maps change" if not flagged else
-                          f"[red]flagged[/] {', '.join(flagged)} (maps barely change when the model is destroyed)"))
-        fa = rep["faithfulness"]
-        worse = [m for m, r in fa["methods"].items() if not r["beats_random_deletion"]]
-        console.print("deletion: " + ("every method beats random maps" if not worse else
-                      f"[red]not better than random[/]: {', '.join(worse)}"))
-        if json_out:
-            _write_json(json_out, rep)
-            curves = {m: r["deletion_curve"] for m, r in fa["methods"].items()}
-            curves["random"] = fa["random"]["deletion_curve"]
-            plot_curves(curves, json_out.with_name(json_out.stem + "_deletion.png"), title="deletion (lower is better)")
-            curves = {m: r["insertion_curve"] for m, r in fa["methods"].items()}
-            curves["random"] = fa["random"]["insertion_curve"]
-            plot_curves(curves, json_out.with_name(json_out.stem + "_insertion.png"), title="insertion (higher is better)")
-            console.print(f"wrote {json_out}", highlight=False)
-        if md_out:
-            _write_markdown(md_out, audit_markdown(rep), console)
+def epochs(
+    run_dir: Path = typer.Argument(..., help="A training run folder with epoch_NNN.pt checkpoints."),
+    data: Path = typer.Option(..., "--data", help="fer2013.csv[.gz] (or another data set) for the faces."),
+    out: Path = typer.Option(Path("explain_epochs"), "--out", "-o", help="Output folder."),
+    method: str = typer.Option("vanilla", "--method", help="Saliency method (the study used vanilla)."),
+    split: str = _SPLIT_OPT,
+    n_regions: int = typer.Option(50, "--n-regions", help="Faces per class for the region shares."),
+    every: int = typer.Option(1, "--every", help="Use every k-th epoch checkpoint."),
+):
+    """Saliency over training (the study's Fig. 5): rows = epochs, columns = one typical face per class; per epoch the share of saliency in each face region (JSON + line plot)."""
+    from .studies import epochs_study
 
-    @sub.command("regions")
-    def regions(
-        model: List[str] = typer.Option(["default"], "--model", "-m", help="A model; repeat for several."),
-        data: Path = typer.Option(..., "--data", help="fer2013.csv[.gz] (or another data set)."),
-        split: str = split_opt,
-        per_class: int = typer.Option(100, "--per-class", help="Faces per class (fixed seed)."),
-        method: str = typer.Option("vanilla", "--method", help="Comma-separated saliency methods."),
-        target: str = typer.Option("true", "--target", help="true (label) or pred (prediction)."),
-        json_out: Optional[Path] = typer.Option(None, "--json", help="Write the table as JSON here."),
-        md_out: Optional[Path] = typer.Option(None, "--md", help="Write the table as markdown here."),
-    ):
-        """Share of saliency on brows, eyes, nose, mouth, the rest of the face and outside it, per class and per model, against each region's share of the area."""
-        from rich.console import Console
-        from rich.table import Table
+    console = _console()
+    rep = epochs_study(run_dir, data, out, method=method, split=split, n_regions=n_regions, every=every,
+                       progress=_say(console))
+    last = rep["epochs"][-1]
+    console.print(f"{len(rep['epochs'])} epochs -> {out}/{rep['grid']}, {out}/{rep['plot']}; last epoch key-region "
+                  f"share {last['key_share']:.3f} (area {rep['key_area_share']:.3f})", highlight=False)
 
-        from .regions import REGIONS
-        from .studies import model_label, parse_methods, region_markdown, region_table
 
-        console = _console()
-        if target not in ("true", "pred"):
-            from .methods import MethodError
+def compare(
+    model: List[str] = typer.Option(..., "--model", "-m", help="A model; repeat for each model to compare."),
+    data: Path = typer.Option(..., "--data", help="fer2013.csv[.gz] (or another data set) for the faces."),
+    out: Path = typer.Option(Path("explain_compare"), "--out", "-o", help="Output folder."),
+    method: str = typer.Option("vanilla", "--method", help="Comma-separated saliency methods."),
+    per_class: int = typer.Option(1, "--per-class", help="Typical faces per class."),
+    split: str = _SPLIT_OPT,
+    target: str = typer.Option("true", "--target", help="true, pred or a class name."),
+):
+    """The same faces through several models, side by side (the study's Fig. 6; rows = models)."""
+    from .studies import compare_models, model_label, parse_methods
 
-            raise MethodError(f"--target must be true or pred, not {target!r}")
-        methods = parse_methods(method)
-        models = [(model_label(None, m), _load(m)) for m in model]
-        rep = region_table(models, data, methods=methods, split=split, per_class=per_class, target=target,
-                           progress=lambda s: console.print(f"[dim]{s}[/]", highlight=False))
-        out_console = Console()
-        for name, entry in rep["models"].items():
-            for m, e in entry["methods"].items():
-                tb = Table(title=f"{name} - {m}: share of saliency per region", title_justify="left")
-                tb.add_column("class")
-                for r in REGIONS:
-                    tb.add_column(r, justify="right")
-                for cls, sh in e["per_class"].items():
-                    tb.add_row(cls, *[f"{sh[r]:.3f}" for r in REGIONS])
-                tb.add_row("[bold]all[/]", *[f"[bold]{e['all'][r]:.3f}[/]" for r in REGIONS])
-                tb.add_row("[dim]area[/]", *[f"[dim]{rep['area'][r]:.3f}[/]" for r in REGIONS])
-                out_console.print(tb)
-        if json_out:
-            _write_json(json_out, rep)
-            console.print(f"wrote {json_out}", highlight=False)
-        if md_out:
-            _write_markdown(md_out, region_markdown(rep), console)
+    console = _console()
+    methods = parse_methods(method)
+    models = [(model_label(None, m), _load(m)) for m in model]
+    rep = compare_models(models, data, out, methods=methods, split=split, per_class=per_class, target=target)
+    for name, r in rep["models"].items():
+        console.print(f"{name}: {r['correct']}/{len(rep['faces'])} faces right", highlight=False)
+    console.print(f"-> {out}/{rep['grid']}", highlight=False)
 
-    @sub.command("report")
-    def report(
-        runs: List[Path] = typer.Argument(..., help="Training run folders (best.pt; epoch_NNN.pt for the epochs figure)."),
-        data: Path = typer.Option(..., "--data", help="fer2013.csv[.gz] (or another data set)."),
-        out: Path = typer.Option(Path("runs/explain"), "--out", "-o", help="Output folder."),
-        split: str = split_opt,
-        method: str = typer.Option("vanilla,smoothgrad,gradcam", "--method", help="Methods for the region table."),
-        epochs_method: str = typer.Option("vanilla", "--epochs-method", help="Method for the epochs figure."),
-        per_class: int = typer.Option(100, "--per-class", help="Faces per class for the region table."),
-        n_regions: int = typer.Option(50, "--n-regions", help="Faces per class for region shares over epochs."),
-        audit_n: int = typer.Option(0, "--audit", help="Also audit each run's best.pt on this many faces (0: no)."),
-    ):
-        """Everything for the README in one command: per run the saliency-over-epochs figure, then the region table and the side-by-side figure of all runs (and the audit with --audit N); report.md gathers the tables."""
-        import numpy as np
 
-        from ..errors import ModelError
-        from .audit import audit_markdown, run_audit
-        from .studies import (compare_models, epoch_checkpoints, epochs_study, load_data, parse_methods,
-                              region_markdown, region_table, stratified_subset)
+def audit(
+    model: str = _MODEL_OPT,
+    data: Path = typer.Option(..., "--data", help="fer2013.csv[.gz] (or another data set) for the faces."),
+    split: str = _SPLIT_OPT,
+    n: int = typer.Option(64, "--n", help="Faces (balanced over classes, fixed seed)."),
+    methods: str = typer.Option("vanilla,smoothgrad,ig,gradcam,occlusion", "--methods", help="Comma-separated."),
+    threshold: float = typer.Option(0.5, "--threshold", help="Flag a method whose Spearman stays above this "
+                                    "with every layer randomized."),
+    steps: int = typer.Option(24, "--steps", help="Deletion / insertion steps."),
+    random_seeds: int = typer.Option(3, "--random-seeds", help="Random-map baselines to average."),
+    seed: int = typer.Option(0, "--seed"),
+    no_randomization: bool = typer.Option(False, "--no-randomization", help="Only the faithfulness test."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full report (curves too) here."),
+    md_out: Optional[Path] = typer.Option(None, "--md", help="Write markdown tables here."),
+):
+    """Can the maps be trusted? Cascading parameter randomization (Adebayo et al. 2018) and deletion / insertion faithfulness against random maps."""
+    from .audit import audit_markdown, run_audit
+    from .studies import load_data, parse_methods
 
-        console = _console()
-        say = lambda s: console.print(f"[dim]{s}[/]", highlight=False)  # noqa: E731
-        methods = parse_methods(method)
-        models = []
-        for r in runs:
-            models.append((r.name, _load(str(r))))
-        out.mkdir(parents=True, exist_ok=True)
-        md = ["# Saliency report", "", f"Data: `{data}` ({split}). Runs: {', '.join(f'`{r}`' for r in runs)}.", ""]
-        # the region template on the data's mean face, to check it by eye
-        from .plot import region_picture, save_grid
-        from .regions import template_regions
+    console = _console()
+    names = parse_methods(methods)
+    clf = _load(model)
+    ds = load_data(data, split)
+    idx = _balanced_indices(ds.labels, n, seed)
+    rep = run_audit(clf, ds.images[idx], names, threshold=threshold, steps=steps, n_random=random_seeds, seed=seed,
+                    randomization=not no_randomization, progress=_say(console))
+    rep["model"] = model
+    rep["data"] = {"path": str(data), "split": split, "n": int(len(idx)), "seed": seed}
+    _print_audit(rep, console)
+    if json_out:
+        _write_audit_json(json_out, rep, console)
+    if md_out:
+        _write_markdown(md_out, audit_markdown(rep), console)
 
-        ds_all = load_data(data, split)
-        mean_face = ds_all.images.astype(np.float64).mean(0)
-        mean_u8 = np.clip((mean_face - mean_face.min()) / max(1e-6, np.ptp(mean_face)) * 255, 0, 255).astype(np.uint8)
-        save_grid([[mean_u8, region_picture(mean_u8, template_regions(mean_u8.shape))]], out / "template.png",
-                  col_labels=[f"mean of {len(ds_all)} faces", "regions"], cell_inches=2.5)
-        md += ["Face-region template on the mean face: ![template](template.png)", ""]
-        for r in runs:
-            try:
-                epoch_checkpoints(r)
-            except ModelError as e:  # a run without epoch checkpoints just has no figure
-                console.print(f"[yellow]no epochs figure for {r}[/]: {e}", highlight=False)
-                continue
-            rep = epochs_study(r, data, out / f"{r.name}_epochs", method=epochs_method, split=split,
-                               n_regions=n_regions, progress=say)
-            md += [f"## {r.name}: {epochs_method} saliency over training", "",
-                   f"![epochs]({r.name}_epochs/{rep['grid']}) ![regions]({r.name}_epochs/{rep['plot']})", "",
-                   "| epoch | val acc | eyes | brows | nose | mouth | rest of face | outside | key regions |",
-                   "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-            for e in rep["epochs"]:
-                sh = e["shares"]
-                acc = f"{e['val_acc']:.3f}" if e["val_acc"] is not None else "-"
-                md.append(f"| {e['epoch']} | {acc} | " + " | ".join(f"{sh[k]:.3f}" for k in
-                          ("eyes", "brows", "nose", "mouth", "face_other", "outside")) + f" | {e['key_share']:.3f} |")
-            md += [f"| area | | " + " | ".join(f"{rep['area_shares'][k]:.3f}" for k in
-                   ("eyes", "brows", "nose", "mouth", "face_other", "outside")) + f" | {rep['key_area_share']:.3f} |", ""]
-        reg = region_table(models, data, methods=methods, split=split, per_class=per_class, progress=say)
-        _write_json(out / "regions.json", reg)
-        (out / "regions.md").write_text(region_markdown(reg))
-        md += ["## Face regions", "", region_markdown(reg)]
-        cmp_rep = compare_models(models, data, out / "compare", methods=[epochs_method], split=split)
-        md += ["## The same faces, side by side", "", f"![compare](compare/{cmp_rep['grid']})", ""]
-        if audit_n > 0:
-            ds = load_data(data, split)
-            k = max(1, -(-audit_n // max(1, len(np.unique(ds.labels)))))
-            idx = np.sort(np.random.default_rng(0).permutation(stratified_subset(ds.labels, k, 0))[:audit_n])
-            for name, clf in models:
-                rep = run_audit(clf, ds.images[idx], progress=say)
-                rep["model"] = name
-                _write_json(out / f"{name}_audit.json", rep)
-                (out / f"{name}_audit.md").write_text(audit_markdown(rep))
-                md += ["## Audit", "", audit_markdown(rep)]
-        (out / "report.md").write_text("\n".join(md) + "\n")
-        console.print(f"wrote {out / 'report.md'}", highlight=False)
+
+def _print_audit(rep: dict, console) -> None:
+    """The audit's tables on stdout, and on ``console`` which methods failed a test."""
+    from rich.console import Console
+
+    from .audit import audit_tables
+
+    out_console = Console()
+    for tb in audit_tables(rep):
+        out_console.print(tb)
+    ra = rep.get("randomization")
+    if ra:
+        flagged = [m for m, r in ra["methods"].items() if r["flagged"]]
+        console.print("randomization: " + ("every method's maps change" if not flagged else
+                      f"[red]flagged[/] {', '.join(flagged)} (maps barely change when the model is destroyed)"))
+    fa = rep["faithfulness"]
+    worse = [m for m, r in fa["methods"].items() if not r["beats_random_deletion"]]
+    console.print("deletion: " + ("every method beats random maps" if not worse else
+                  f"[red]not better than random[/]: {', '.join(worse)}"))
+
+
+def _write_audit_json(json_out: Path, rep: dict, console) -> None:
+    """The audit report as JSON, with its deletion and insertion curves plotted beside it."""
+    from .plot import plot_curves
+
+    _write_json(json_out, rep)
+    fa = rep["faithfulness"]
+    for kind, title in (("deletion", "deletion (lower is better)"), ("insertion", "insertion (higher is better)")):
+        curves = {m: r[f"{kind}_curve"] for m, r in fa["methods"].items()}
+        curves["random"] = fa["random"][f"{kind}_curve"]
+        plot_curves(curves, json_out.with_name(f"{json_out.stem}_{kind}.png"), title=title)
+    console.print(f"wrote {json_out}", highlight=False)
+
+
+def regions(
+    model: List[str] = typer.Option(["default"], "--model", "-m", help="A model; repeat for several."),
+    data: Path = typer.Option(..., "--data", help="fer2013.csv[.gz] (or another data set)."),
+    split: str = _SPLIT_OPT,
+    per_class: int = typer.Option(100, "--per-class", help="Faces per class (fixed seed)."),
+    method: str = typer.Option("vanilla", "--method", help="Comma-separated saliency methods."),
+    target: str = typer.Option("true", "--target", help="true (label) or pred (prediction)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the table as JSON here."),
+    md_out: Optional[Path] = typer.Option(None, "--md", help="Write the table as markdown here."),
+):
+    """Share of saliency on brows, eyes, nose, mouth, the rest of the face and outside it, per class and per model, against each region's share of the area."""
+    from rich.console import Console
+
+    from .studies import model_label, parse_methods, region_markdown, region_table
+
+    console = _console()
+    if target not in ("true", "pred"):
+        from .methods import MethodError
+
+        raise MethodError(f"--target must be true or pred, not {target!r}")
+    methods = parse_methods(method)
+    models = [(model_label(None, m), _load(m)) for m in model]
+    rep = region_table(models, data, methods=methods, split=split, per_class=per_class, target=target,
+                       progress=_say(console))
+    out_console = Console()
+    for tb in _region_tables(rep):
+        out_console.print(tb)
+    if json_out:
+        _write_json(json_out, rep)
+        console.print(f"wrote {json_out}", highlight=False)
+    if md_out:
+        _write_markdown(md_out, region_markdown(rep), console)
+
+
+def _region_tables(rep: dict) -> list:
+    """One table per model and method: the share of saliency per region and class, overall, and the area."""
+    from rich.table import Table
+
+    from .regions import REGIONS
+
+    tables = []
+    for name, entry in rep["models"].items():
+        for m, e in entry["methods"].items():
+            tb = Table(title=f"{name} - {m}: share of saliency per region", title_justify="left")
+            tb.add_column("class")
+            for r in REGIONS:
+                tb.add_column(r, justify="right")
+            for cls, sh in e["per_class"].items():
+                tb.add_row(cls, *[f"{sh[r]:.3f}" for r in REGIONS])
+            tb.add_row("[bold]all[/]", *[f"[bold]{e['all'][r]:.3f}[/]" for r in REGIONS])
+            tb.add_row("[dim]area[/]", *[f"[dim]{rep['area'][r]:.3f}[/]" for r in REGIONS])
+            tables.append(tb)
+    return tables
+
+
+def report(
+    runs: List[Path] = typer.Argument(..., help="Training run folders (best.pt; epoch_NNN.pt for the epochs figure)."),
+    data: Path = typer.Option(..., "--data", help="fer2013.csv[.gz] (or another data set)."),
+    out: Path = typer.Option(Path("runs/explain"), "--out", "-o", help="Output folder."),
+    split: str = _SPLIT_OPT,
+    method: str = typer.Option("vanilla,smoothgrad,gradcam", "--method", help="Methods for the region table."),
+    epochs_method: str = typer.Option("vanilla", "--epochs-method", help="Method for the epochs figure."),
+    per_class: int = typer.Option(100, "--per-class", help="Faces per class for the region table."),
+    n_regions: int = typer.Option(50, "--n-regions", help="Faces per class for region shares over epochs."),
+    audit_n: int = typer.Option(0, "--audit", help="Also audit each run's best.pt on this many faces (0: no)."),
+):
+    """Everything for the README in one command: per run the saliency-over-epochs figure, then the region table and the side-by-side figure of all runs (and the audit with --audit N); report.md gathers the tables."""
+    from .studies import compare_models, load_data, parse_methods, region_markdown, region_table
+
+    console = _console()
+    say = _say(console)
+    methods = parse_methods(method)
+    models = [(r.name, _load(str(r))) for r in runs]
+    out.mkdir(parents=True, exist_ok=True)
+    md = ["# Saliency report", "", f"Data: `{data}` ({split}). Runs: {', '.join(f'`{r}`' for r in runs)}.", ""]
+    ds = load_data(data, split)
+    md += _template_section(ds, out)
+    for r in runs:
+        md += _epochs_section(r, data, out, method=epochs_method, split=split, n_regions=n_regions, console=console)
+    reg = region_table(models, data, methods=methods, split=split, per_class=per_class, progress=say)
+    _write_json(out / "regions.json", reg)
+    (out / "regions.md").write_text(region_markdown(reg))
+    md += ["## Face regions", "", region_markdown(reg)]
+    cmp_rep = compare_models(models, data, out / "compare", methods=[epochs_method], split=split)
+    md += ["## The same faces, side by side", "", f"![compare](compare/{cmp_rep['grid']})", ""]
+    if audit_n > 0:
+        md += _audit_section(models, ds, audit_n, out, say)
+    (out / "report.md").write_text("\n".join(md) + "\n")
+    console.print(f"wrote {out / 'report.md'}", highlight=False)
+
+
+def _template_section(ds, out: Path) -> list[str]:
+    """The region template drawn on the data's mean face (to check it by eye): template.png
+    and its report lines."""
+    import numpy as np
+
+    from .plot import region_picture, save_grid
+    from .regions import template_regions
+
+    mean_face = ds.images.astype(np.float64).mean(0)
+    mean_u8 = np.clip((mean_face - mean_face.min()) / max(1e-6, np.ptp(mean_face)) * 255, 0, 255).astype(np.uint8)
+    save_grid([[mean_u8, region_picture(mean_u8, template_regions(mean_u8.shape))]], out / "template.png",
+              col_labels=[f"mean of {len(ds)} faces", "regions"], cell_inches=2.5)
+    return ["Face-region template on the mean face: ![template](template.png)", ""]
+
+
+_EPOCH_REGIONS = ("eyes", "brows", "nose", "mouth", "face_other", "outside")
+
+
+def _epochs_section(run: Path, data: Path, out: Path, *, method: str, split: str, n_regions: int,
+                    console) -> list[str]:
+    """A run's saliency-over-epochs figure and table; nothing for a run without epoch checkpoints."""
+    from ..errors import ModelError
+    from .studies import epoch_checkpoints, epochs_study
+
+    try:
+        epoch_checkpoints(run)
+    except ModelError as e:  # a run without epoch checkpoints just has no figure
+        console.print(f"[yellow]no epochs figure for {run}[/]: {e}", highlight=False)
+        return []
+    rep = epochs_study(run, data, out / f"{run.name}_epochs", method=method, split=split, n_regions=n_regions,
+                       progress=_say(console))
+    md = [f"## {run.name}: {method} saliency over training", "",
+          f"![epochs]({run.name}_epochs/{rep['grid']}) ![regions]({run.name}_epochs/{rep['plot']})", "",
+          "| epoch | val acc | eyes | brows | nose | mouth | rest of face | outside | key regions |",
+          "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for e in rep["epochs"]:
+        sh = e["shares"]
+        acc = f"{e['val_acc']:.3f}" if e["val_acc"] is not None else "-"
+        md.append(f"| {e['epoch']} | {acc} | " + " | ".join(f"{sh[k]:.3f}" for k in _EPOCH_REGIONS)
+                  + f" | {e['key_share']:.3f} |")
+    md += ["| area | | " + " | ".join(f"{rep['area_shares'][k]:.3f}" for k in _EPOCH_REGIONS)
+           + f" | {rep['key_area_share']:.3f} |", ""]
+    return md
+
+
+def _audit_section(models, ds, n: int, out: Path, say) -> list[str]:
+    """Each model audited on ``n`` balanced faces: NAME_audit.json / .md and the report lines."""
+    from .audit import audit_markdown, run_audit
+
+    idx = _balanced_indices(ds.labels, n, 0)
+    md: list[str] = []
+    for name, clf in models:
+        rep = run_audit(clf, ds.images[idx], progress=say)
+        rep["model"] = name
+        _write_json(out / f"{name}_audit.json", rep)
+        (out / f"{name}_audit.md").write_text(audit_markdown(rep))
+        md += ["## Audit", "", audit_markdown(rep)]
+    return md
 
 
 def face_region_shares(face, size: int) -> dict[str, float] | None:
@@ -381,3 +425,16 @@ def _maps_detect(input: Path, model: str, methods: list[str], out: Path, console
         report.append(entry)
     _write_json(out / "detect.json", report)
     console.print(f"{done}/{len(files)} photos x {len(methods)} methods -> {out}", highlight=False)
+
+
+def register(app: typer.Typer, panel: str) -> None:
+    sub = typer.Typer(
+        cls=_DefaultToMaps,
+        help="Saliency maps (vanilla gradient, SmoothGrad, Integrated Gradients, Grad-CAM, occlusion) and tests "
+        "of whether to trust them. 'wildfer explain INPUT' = 'wildfer explain maps INPUT'.",
+        no_args_is_help=True,
+    )
+    app.add_typer(sub, name="explain", rich_help_panel=panel)
+    for name, command in (("maps", maps), ("epochs", epochs), ("compare", compare), ("audit", audit),
+                          ("regions", regions), ("report", report)):
+        sub.command(name)(command)
