@@ -33,7 +33,7 @@ def register(app: typer.Typer, panel: str) -> None:
 
         Results are written as each batch is done; Ctrl-C keeps what is finished, and --resume completes it."""
         from ..errors import WildferError
-        from .cli_predict import run_predict
+        from .batch_predict import run_predict
 
         if engine not in ("local", "ray"):
             raise WildferError(f"--engine {engine!r}: use local or ray")
