@@ -126,3 +126,24 @@ def test_ferplus_without_votes_and_labels_for_a_folder(three_copies):
         load_dataset(three_copies["fer2013"], dataset="ferplus")
     with pytest.raises(DataError, match="FER\\+ labels go with FER2013 images"):
         load_dataset(three_copies["folder"], labels=three_copies["fer2013"])
+
+
+def test_face_arrays_split_takes_usage_names_strictly(three_copies):
+    data = load_dataset(three_copies["fer2013"])
+    assert len(data.split("publictest")) == 2 and len(data.split("Training", "PrivateTest")) == 3
+    with pytest.raises(ValueError, match=r"unknown split \['train'\]; available: Training, PublicTest, "
+                                         r"PrivateTest \('train' is the split name of 'Training': use select_split\)"):
+        data.split("train")
+    with pytest.raises(DataError, match="available: Training, PublicTest, PrivateTest$"):
+        data.split("fold1")
+
+
+def test_split_rows_is_the_rule_select_split_applies():
+    from wildfer.data.detect import split_rows
+
+    usage = np.array(["Training", "PublicTest", "Training", "fold1"])
+    assert split_rows(usage, None) is None and split_rows(usage, "all") is None
+    assert split_rows(usage, "TRAIN").tolist() == [True, False, True, False]
+    assert split_rows(usage, ["val", "fold1"]).tolist() == [False, True, False, True]
+    with pytest.raises(DataError, match="no 'private' rows .*splits present: Training, PublicTest, fold1, or 'all'"):
+        split_rows(usage, "private", "m.csv")

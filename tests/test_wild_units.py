@@ -280,3 +280,25 @@ def test_match_faces_inside_a_loose_box():
     # an IoU match is taken first, and its detection is not given away again
     tight = ManifestItem(None, "sad", (30, 20, 70, 70), 3)
     assert match_faces([loose, tight], [face]) == [None, 0]
+
+
+def test_crop_manifest_chooses_rows_by_the_split_rule(tmp_path, monkeypatch):
+    from wildfer.wild import crops
+
+    man = tmp_path / "m.csv"
+    man.write_text("path,label,split\na.jpg,happy,train\nb.jpg,sad,Training\nc.jpg,angry,valid\nd.jpg,fear,\n")
+
+    def fake_crops(items, *args):
+        n = len(items)
+        return {"images": np.zeros((n, 48, 48), np.uint8), "labels": np.arange(n), "found": np.ones(n, bool),
+                "landmarks": np.full((n, 5, 2), np.nan, np.float32), "keep": np.ones(n, bool),
+                "usage": np.array([it.split or "" for it in items]), "paths": np.array([str(it.path) for it in items]),
+                "rows": np.array([it.row for it in items]), "problems": np.array([""] * n)}
+
+    monkeypatch.setattr(crops, "_crop_items", fake_crops)
+    train = crops.crop_manifest(man, split="train", cache=False)
+    assert train.rows.tolist() == [1, 2, 4] and train.usages() == ["Training"]  # no split: Training
+    assert crops.crop_manifest(man, split="val", cache=False).rows.tolist() == [3]
+    assert len(crops.crop_manifest(man, split=None, cache=False)) == 4
+    with pytest.raises(DataError, match="no 'private' rows .*splits present: Training, PublicTest"):
+        crops.crop_manifest(man, split="private", cache=False)

@@ -1,7 +1,7 @@
 """Recognise what a data path is (FER2013 CSV, FER+ CSV, manifest, image folder) and load it.
 
 :func:`load_dataset` is the one entry point for every format: ``wildfer data``, ``evaluate`` and
-``explain`` read their data through it, and :func:`select_split` picks rows by one split rule.
+``explain`` read their data through it, and :func:`select_split` picks rows by the one split rule (:func:`split_rows`).
 """
 
 from __future__ import annotations
@@ -11,8 +11,10 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from ..errors import DataError
-from .fer2013 import _READ_ERRORS, FaceArrays, _open_text, usage_name
+from .fer2013 import _READ_ERRORS, FaceArrays, _open_text, usage_name, usages_present
 from .paths import data_path, not_found_hint
 
 FORMATS = ("fer2013", "ferplus", "manifest", "folder")
@@ -75,23 +77,31 @@ def find_fer2013_beside(ferplus_csv: str | os.PathLike) -> Path:
     )
 
 
-def select_split(data: FaceArrays, split: str | Sequence[str] | None) -> FaceArrays:
-    """``data``'s rows whose usage is ``split`` (a name or several), by the one split rule:
-    a name stands for the usage :func:`~wildfer.data.fer2013.usage_name` gives it
-    (case-insensitive; ``train`` -> ``Training``, ``val`` / ``test`` -> ``PublicTest``,
-    ``private`` -> ``PrivateTest``), and ``None`` or ``"all"`` keeps every row. A split with no
-    rows is a :class:`DataError` listing the splits present."""
+def split_rows(usage: np.ndarray, split: str | Sequence[str] | None, source: str | os.PathLike = "data"
+               ) -> np.ndarray | None:
+    """Which rows of ``usage`` (one usage name per row) ``split`` (a name or several) keeps, by
+    the one split rule: a name stands for the usage :func:`~wildfer.data.fer2013.usage_name`
+    gives it (case-insensitive; ``train`` -> ``Training``, ``val`` / ``test`` -> ``PublicTest``,
+    ``private`` -> ``PrivateTest``); ``None`` (the result too) or ``"all"`` keeps every row. A
+    split with no rows is a :class:`DataError` for ``source`` listing the splits present."""
     names = [split] if isinstance(split, str) else list(split or ())
     if not names or any(n.strip().lower() == "all" for n in names):
-        return data
-    present = data.usages()
+        return None
+    present = usages_present(usage)
     have = {u.lower() for u in present}
     usages = [usage_name(n) for n in names]
-    for name, usage in zip(names, usages):
-        if usage.lower() not in have:
-            raise DataError(data.source or "data", f"no {name!r} rows (no rows with usage {usage!r}); "
-                                                   f"splits present: {', '.join(present) or 'none'}, or 'all'")
-    return data.split(*usages)
+    for name, u in zip(names, usages):
+        if u.lower() not in have:
+            raise DataError(source, f"no {name!r} rows (no rows with usage {u!r}); "
+                                    f"splits present: {', '.join(present) or 'none'}, or 'all'")
+    return np.isin(np.char.lower(np.asarray(usage).astype(str)), [u.lower() for u in usages])
+
+
+def select_split(data: FaceArrays, split: str | Sequence[str] | None) -> FaceArrays:
+    """``data``'s rows whose usage is ``split`` (a name or several), by the one split rule
+    (:func:`split_rows`)."""
+    rows = split_rows(data.usage, split, data.source or "data")
+    return data if rows is None else data.subset(rows)
 
 
 def _ferplus_files(path: Path, labels: str | os.PathLike | None,

@@ -54,6 +54,14 @@ def usage_name(split: str) -> str:
     return SPLIT_NAMES.get(split.strip().lower().replace("_", "").replace("-", ""), split.strip())
 
 
+def usages_present(usage: np.ndarray) -> list[str]:
+    """The distinct usage names of ``usage`` (one per row), FER2013's order first (Training,
+    PublicTest, PrivateTest), then the others alphabetically."""
+    present = [str(u) for u in np.unique(np.asarray(usage).astype(str))]
+    order = {u: i for i, u in enumerate(USAGES)}
+    return sorted(present, key=lambda u: (order.get(u, len(order)), u))
+
+
 @dataclass
 class FaceArrays:
     """Images (N x H x W uint8), integer labels (N,), per-row usage names and class names.
@@ -79,13 +87,21 @@ class FaceArrays:
         return int(self.labels.shape[0])
 
     def split(self, *usages: str) -> "FaceArrays":
-        """Rows whose usage is one of ``usages`` (case-insensitive). Unknown usage -> error."""
-        wanted = {u.lower() for u in usages}
-        known = {u.lower() for u in USAGES} | {str(u).lower() for u in np.unique(self.usage)}
-        bad = wanted - known
+        """Rows whose usage is one of ``usages``, matched case-insensitively against FER2013's
+        three usage names (one this data lacks gives no rows) and the usages present.
+
+        Any other name is a :class:`DataError` (a ``ValueError``) listing the available ones;
+        split names such as ``train`` or ``val`` are for
+        :func:`~wildfer.data.detect.select_split`, which maps them by :func:`usage_name`.
+        """
+        available = list(dict.fromkeys([*USAGES, *self.usages()]))
+        known = {u.lower() for u in available}
+        bad = [u for u in usages if u.lower() not in known]
         if bad:
-            raise DataError(self.source or "data", f"unknown split {sorted(bad)}; known: {list(USAGES)}")
-        mask = np.isin(np.char.lower(self.usage.astype(str)), list(wanted))
+            hints = [f"{b!r} is the split name of {usage_name(b)!r}" for b in bad if usage_name(b).lower() in known]
+            raise DataError(self.source or "data", f"unknown split {sorted(bad)}; available: {', '.join(available)}"
+                                                   + "".join(f" ({h}: use select_split)" for h in hints))
+        mask = np.isin(np.char.lower(self.usage.astype(str)), [u.lower() for u in usages])
         return self.subset(mask)
 
     def subset(self, index) -> "FaceArrays":
@@ -137,9 +153,7 @@ class FaceArrays:
 
     def usages(self) -> list[str]:
         """Usage names present, FER2013's order first (Training, PublicTest, PrivateTest)."""
-        present = [str(u) for u in np.unique(self.usage.astype(str))]
-        order = {u: i for i, u in enumerate(USAGES)}
-        return sorted(present, key=lambda u: (order.get(u, len(order)), u))
+        return usages_present(self.usage)
 
     def counts_by_usage(self) -> dict[str, dict[str, int]]:
         """``{usage: {class: count}}`` for every usage present (every class listed)."""

@@ -30,7 +30,8 @@ from typing import Callable
 import numpy as np
 
 from ..data import cache as data_cache
-from ..data.fer2013 import FaceArrays
+from ..data.detect import split_rows
+from ..data.fer2013 import USAGES, FaceArrays, usage_name
 from ..data.paths import data_path
 from ..errors import WildferError
 from ..labels import FER2013_CLASSES
@@ -46,10 +47,13 @@ def crop_manifest(manifest: str | Path, *, split: str | None = None, detector: s
                   align: AlignConfig | None = None, iou: float = 0.3, cache: bool = True,
                   cache_dir: str | Path | None = None,
                   progress: Callable[[int, int], None] | None = None) -> FaceArrays:
-    """The labelled faces of ``manifest`` (rows of ``split``; all rows with ``split=None``) as
-    :class:`~wildfer.data.fer2013.FaceArrays` of aligned crops (FER2013's 7 classes).
+    """The labelled faces of ``manifest`` as :class:`~wildfer.data.fer2013.FaceArrays` of
+    aligned crops (FER2013's 7 classes): the rows of ``split`` by the one split rule
+    (:func:`~wildfer.data.detect.split_rows`: ``train`` keeps the rows whose ``split`` is
+    ``train`` or ``Training``, a row without one counts as ``Training``); every row with
+    ``split=None`` or ``"all"``.
 
-    ``usage`` holds each row's split, ``paths`` its photo, ``rows`` its manifest row;
+    ``usage`` holds each row's usage (``Training``, ``PublicTest`` ...), ``paths`` its photo, ``rows`` its manifest row;
     ``meta["found"]`` (bool per face) says whether the detector found it, ``meta["landmarks"]``
     (N x 5 x 2, crop pixels, NaN without landmarks) where it put the landmarks.
     """
@@ -120,17 +124,16 @@ def _crop_items(items: list[ManifestItem], detector: str, max_side: int, align: 
 
 
 def _to_faces(a: dict[str, np.ndarray], manifest: Path, split: str | None) -> FaceArrays:
-    usage = np.char.lower(a["usage"].astype(str))
-    rows = np.ones(len(usage), dtype=bool)
-    if split is not None and (usage != "").any():
-        rows = usage == split.strip().lower()
-        if not rows.any():
-            raise WildferError(f"{manifest}: no rows with split {split!r} (splits: {', '.join(sorted(set(usage)))})")
+    # a row's usage as every manifest loader reads it: its split named by usage_name, else Training
+    usage = np.array([usage_name(u) if u.strip() else USAGES[0] for u in a["usage"].astype(str)], dtype=str)
+    rows = split_rows(usage, split, manifest)
+    if rows is None:
+        rows = np.ones(len(usage), dtype=bool)
     skipped = [(str(p), str(msg)) for p, msg in zip(a["paths"][rows], a["problems"][rows]) if msg]
     sel = rows & a["keep"]
     found = a["found"][sel]
     return FaceArrays(
-        images=a["images"][sel], labels=a["labels"][sel], usage=a["usage"][sel], classes=FER2013_CLASSES,
+        images=a["images"][sel], labels=a["labels"][sel], usage=usage[sel], classes=FER2013_CLASSES,
         rows=a["rows"][sel], source=str(manifest), paths=a["paths"][sel],
         meta={"format": "wild-crops", "skipped": skipped, "found": found, "n_found": int(found.sum()),
               "landmarks": a["landmarks"][sel]},
