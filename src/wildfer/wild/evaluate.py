@@ -186,60 +186,91 @@ def evaluate_wild(manifest: str | Path, recognizer=None, *, model: Any = None, m
     ``save_predictions`` writes one CSV row per face (path, label, prediction, found, one
     probability column per class). ``progress(done, total)`` is called after each photo.
     """
-    from sklearn.metrics import confusion_matrix, f1_score
-
     from .recognizer import Recognizer
 
     items = read_manifest(manifest, split=split)
     if limit:
         items = items[: int(limit)]
     rec = recognizer or Recognizer(model=model, detector=detector, mode=mode, **recognizer_kw)
+    t0 = time.perf_counter()
+    matches = _match_photos(rec, items, iou, progress)
+    labels = tuple(rec.labels)
+    pred, face_probs = _classify_found(rec, matches.crops, labels)
+    seconds = time.perf_counter() - t0
+    found = [c is not None for c in matches.crops]
+    if save_predictions is not None:
+        write_predictions(save_predictions, items, pred, face_probs, found, labels)
+    out = _run_summary(manifest, split, rec, iou, items, matches, seconds)
+    labelled = [k for k in range(len(items)) if items[k].label is not None]
+    if not labelled:
+        out.update({"accuracy": None, "accuracy_found": None, "accuracy_search": None, "macro_f1": None,
+                    "labels": list(labels), "confusion": None, "confusion_columns": None, "per_class": {}})
+        return out
+    out.update(_label_metrics([items[k].label for k in labelled], [pred[k] for k in labelled], labels,
+                              [found[k] for k in labelled], [matches.via_search[k] for k in labelled],
+                              [matches.by_iou[k] for k in labelled]))
+    return out
+
+
+@dataclass
+class PhotoMatches:
+    """What detection and alignment found for each face of a manifest (one entry per face)."""
+
+    crops: list[np.ndarray | None]  # the aligned crop of the detection matched to the face; None: missed
+    via_search: list[bool]  # matched to a face the search fallback found
+    by_iou: list[bool]  # matched by IoU with the labelled box (or the face has no box)
+    n_images: int
+    n_detections: int
+    unreadable: list[dict[str, str]]
+
+
+def _match_photos(rec, items: list[ManifestItem], iou: float,
+                  progress: Callable[[int, int], None] | None) -> PhotoMatches:
+    """Detect and align each photo of ``items`` once and match its detections to its faces
+    (:func:`match_faces`); unreadable photos are listed, their faces missed."""
     by_image: "OrderedDict[Path, list[int]]" = OrderedDict()
     for k, it in enumerate(items):
         by_image.setdefault(it.path, []).append(k)
-
-    t0 = time.perf_counter()
-    matched_crop: list[np.ndarray | None] = [None] * len(items)
-    via_search = [False] * len(items)
-    by_iou = [False] * len(items)
-    unreadable: list[dict[str, str]] = []
-    n_dets = 0
+    m = PhotoMatches([None] * len(items), [False] * len(items), [False] * len(items), len(by_image), 0, [])
     for done, (path, ks) in enumerate(by_image.items(), start=1):
         try:
-            work = rec._prepare(path)  # noqa: SLF001 - detection + alignment, classified below in one batch
+            work = rec._prepare(path)  # noqa: SLF001 - detection + alignment, classified later in one batch
         except WildferError as e:
-            unreadable.append({"path": str(path), "error": str(e)})
+            m.unreadable.append({"path": str(path), "error": str(e)})
             work = None
         if work is not None:
-            n_dets += len(work.dets)
+            m.n_detections += len(work.dets)
             # the whole-photo path has one "face", the photo: it stands for the photo's labelled face
             faces = [replace(items[k], box=None) if rec.mode == "whole" else items[k] for k in ks]
-            match = match_faces(faces, work.dets, iou)
-            for k, face, j in zip(ks, faces, match):
+            for k, face, j in zip(ks, faces, match_faces(faces, work.dets, iou)):
                 if j is not None:
-                    matched_crop[k] = work.crops[j]
-                    via_search[k] = "search" in work.dets[j].flags
-                    by_iou[k] = face.box is None or box_iou(face.box, work.dets[j].box) >= iou
+                    m.crops[k] = work.crops[j]
+                    m.via_search[k] = "search" in work.dets[j].flags
+                    m.by_iou[k] = face.box is None or box_iou(face.box, work.dets[j].box) >= iou
         if progress:
             progress(done, len(by_image))
-    found = [c is not None for c in matched_crop]
-    crops = [c for c in matched_crop if c is not None]
-    labels = tuple(rec.labels)
-    pred: list[str] = [MISSED] * len(items)
-    face_probs = np.full((len(items), len(labels)), np.nan, dtype=np.float32)
-    if crops:
-        probs = rec.classifier.predict_proba(np.stack(crops), tta=rec.tta)
-        face_probs[np.flatnonzero(found)] = probs
-        for k in np.flatnonzero(found):
-            pred[k] = labels[int(face_probs[k].argmax())]
-    seconds = time.perf_counter() - t0
-    if save_predictions is not None:
-        write_predictions(save_predictions, items, pred, face_probs, found, labels)
+    return m
 
+
+def _classify_found(rec, crops: list[np.ndarray | None], labels: tuple[str, ...]) -> tuple[list[str], np.ndarray]:
+    """``(prediction, probabilities)`` per face: the classifier runs once over the found faces'
+    crops; a missed face is predicted :data:`MISSED` with NaN probabilities."""
+    found = np.flatnonzero([c is not None for c in crops])
+    pred: list[str] = [MISSED] * len(crops)
+    face_probs = np.full((len(crops), len(labels)), np.nan, dtype=np.float32)
+    if len(found):
+        face_probs[found] = rec.classifier.predict_proba(np.stack([crops[k] for k in found]), tta=rec.tta)
+        for k in found:
+            pred[k] = labels[int(face_probs[k].argmax())]
+    return pred, face_probs
+
+
+def _run_summary(manifest, split, rec, iou: float, items: list[ManifestItem], m: PhotoMatches,
+                 seconds: float) -> dict[str, Any]:
+    """The settings of a run and its counts over every face, labelled or not."""
     n = len(items)
-    n_found = int(sum(found))
-    n_search = int(sum(via_search))
-    out: dict[str, Any] = {
+    n_found = sum(c is not None for c in m.crops)
+    return {
         "manifest": str(manifest),
         "split": split,
         "model": rec.classifier.name or rec.classifier.arch,
@@ -250,46 +281,44 @@ def evaluate_wild(manifest: str | Path, recognizer=None, *, model: Any = None, m
         "align": {"margin": rec.align.margin, "center_y": rec.align.center_y, "rotate": rec.align.rotate},
         "tta": rec.tta,
         "n": n,
-        "n_images": len(by_image),
+        "n_images": m.n_images,
         "n_found": n_found,
-        "n_search": n_search,
-        "n_detections": n_dets,
+        "n_search": int(sum(m.via_search)),
+        "n_detections": m.n_detections,
         "detection_recall": n_found / n if n else None,
-        "unreadable": unreadable,
+        "unreadable": m.unreadable,
         "seconds": round(seconds, 2),
-        "images_per_s": round(len(by_image) / seconds, 2) if seconds > 0 else None,
+        "images_per_s": round(m.n_images / seconds, 2) if seconds > 0 else None,
     }
-    labelled = [k for k in range(n) if items[k].label is not None]
-    if not labelled:
-        out.update({"accuracy": None, "accuracy_found": None, "accuracy_search": None, "macro_f1": None,
-                    "labels": list(labels), "confusion": None, "confusion_columns": None, "per_class": {}})
-        return out
-    y_true = [items[k].label for k in labelled]
-    y_pred = [pred[k] for k in labelled]
+
+
+def _label_metrics(y_true: list[str], y_pred: list[str], labels: tuple[str, ...], found: list[bool],
+                   search: list[bool], by_iou: list[bool]) -> dict[str, Any]:
+    """Recall, accuracy (overall, of found faces, by detector and by search), macro-F1 and the
+    confusion matrix (with a ``missed`` column) over the labelled faces."""
+    from sklearn.metrics import confusion_matrix, f1_score
+
     present = [c for c in labels if c in set(y_true)] + sorted(set(y_true) - set(labels))
     correct = [t == p for t, p in zip(y_true, y_pred)]
-    found_l = [found[k] for k in labelled]
-    search_l = [via_search[k] for k in labelled]
     cols = present + [MISSED]
     cm = confusion_matrix(y_true, y_pred, labels=cols)[: len(present)]
-    out.update({
-        "n": len(labelled),
-        "n_found": int(sum(found_l)),
-        "detection_recall": sum(found_l) / len(labelled),
-        "detection_recall_iou": sum(by_iou[k] for k in labelled) / len(labelled),
+    return {
+        "n": len(y_true),
+        "n_found": int(sum(found)),
+        "detection_recall": sum(found) / len(y_true),
+        "detection_recall_iou": sum(by_iou) / len(y_true),
         "accuracy": float(np.mean(correct)),
-        "accuracy_found": float(np.mean([c for c, f in zip(correct, found_l) if f])) if any(found_l) else None,
-        "accuracy_detector": (float(np.mean([c for c, f, s in zip(correct, found_l, search_l) if f and not s]))
-                              if any(f and not s for f, s in zip(found_l, search_l)) else None),
-        "accuracy_search": (float(np.mean([c for c, s in zip(correct, search_l) if s])) if any(search_l) else None),
+        "accuracy_found": float(np.mean([c for c, f in zip(correct, found) if f])) if any(found) else None,
+        "accuracy_detector": (float(np.mean([c for c, f, s in zip(correct, found, search) if f and not s]))
+                              if any(f and not s for f, s in zip(found, search)) else None),
+        "accuracy_search": (float(np.mean([c for c, s in zip(correct, search) if s])) if any(search) else None),
         "macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
         "labels": present,
         "confusion": cm.tolist(),
         "confusion_columns": cols,
         "per_class": {c: {"n": int(cm[i].sum()), "recall": float(cm[i, i] / cm[i].sum()) if cm[i].sum() else None,
                           "found": int(cm[i].sum() - cm[i, -1])} for i, c in enumerate(present)},
-    })
-    return out
+    }
 
 
 def write_predictions(path: str | Path, items: list[ManifestItem], pred: list[str], probs: np.ndarray,
