@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from ..labels import FER2013_CLASSES, FERPLUS_CLASSES
+from ..labels import FER2013_CLASSES, FERPLUS_CLASSES, class_alignment
 from .fer2013 import USAGES, FaceArrays, csv_rows, load_fer2013, require_file
 
 #: Vote columns of ``fer2013new.csv``, in file order (the 8 emotions are FERPLUS_CLASSES' order).
@@ -143,10 +143,45 @@ def load_ferplus(
     plus_path = Path(ferplus_csv)
     fer = load_fer2013(fer2013_csv, use_cache=use_cache, cache_dir=cache_dir)
     plus = parse_ferplus_csv(plus_path)
+    fi, pi = _align_rows(fer, plus["usage"].astype(str), plus_path, fer2013_csv)
 
-    # ---- align on Usage + order within usage
+    votes = plus["votes"][pi]
+    label, reason = ferplus_majority(votes, plus["image_name"][pi])
+    emo = votes[:, :N_EMOTIONS].astype(np.float64)
+    dropped = {r: int((reason == r).sum()) for r in ("not_a_face", "nf", "unknown", "no_majority")}
+    class_names = FERPLUS_CLASSES
+    if classes == "fer2013":
+        label, emo, dropped["contempt"] = _to_fer2013_classes(label, emo)
+        class_names = FER2013_CLASSES
+    keep = label >= 0
+    emo = emo[keep]
+    data = FaceArrays(
+        images=fer.images[fi[keep]],
+        labels=label[keep].astype(np.int64),
+        usage=fer.usage[fi[keep]],
+        classes=tuple(class_names),
+        soft=(emo / emo.sum(axis=1, keepdims=True)).astype(np.float32),
+        rows=None if fer.rows is None else fer.rows[fi[keep]],
+        source=str(plus_path),
+        meta={
+            "format": "ferplus",
+            "fer2013": str(fer2013_csv),
+            "protocol": "majority",
+            "dropped": dropped,
+            "unmatched_usages": sorted(set(np.unique(plus["usage"].astype(str))) - set(fer.usages())),
+            "votes_rows": int(len(fi)),
+        },
+    )
+    if usages:
+        data = data.split(*([usages] if isinstance(usages, str) else usages))
+    return data
+
+
+def _align_rows(fer: FaceArrays, plus_usage: np.ndarray, plus_path: Path,
+                fer2013_csv: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """``(FER2013 rows, FER+ rows)`` that hold the same faces, in FER2013's row order: matched on
+    usage and order within it, for every usage of the FER2013 file (whose row counts must agree)."""
     fer_usage = fer.usage.astype(str)
-    plus_usage = plus["usage"].astype(str)
     fer_idx: list[np.ndarray] = []
     plus_idx: list[np.ndarray] = []
     for u in fer.usages():
@@ -163,53 +198,17 @@ def load_ferplus(
     fi = np.concatenate(fer_idx)
     pi = np.concatenate(plus_idx)
     order = np.argsort(fi, kind="stable")  # keep FER2013's row order
-    fi, pi = fi[order], pi[order]
-    unmatched = sorted(set(np.unique(plus_usage)) - set(fer.usages()))
+    return fi[order], pi[order]
 
-    votes = plus["votes"][pi]
-    label, reason = ferplus_majority(votes, plus["image_name"][pi])
-    emo = votes[:, :N_EMOTIONS].astype(np.float64)
 
-    dropped = {r: int((reason == r).sum()) for r in ("not_a_face", "nf", "unknown", "no_majority")}
-    if classes == "fer2013":
-        # FERPLUS index -> FER2013 index (contempt -> -1)
-        to7 = np.array([FER2013_CLASSES.index(c) if c in FER2013_CLASSES else -1 for c in FERPLUS_CLASSES])
-        contempt = (label >= 0) & (to7[np.maximum(label, 0)] < 0)
-        dropped["contempt"] = int(contempt.sum())
-        label = np.where(label >= 0, to7[np.maximum(label, 0)], -1)
-        soft7 = np.zeros((len(emo), len(FER2013_CLASSES)))
-        for j, c in enumerate(FERPLUS_CLASSES):
-            if to7[j] >= 0:
-                soft7[:, to7[j]] = emo[:, j]
-        emo = soft7
-        class_names = FER2013_CLASSES
-    else:
-        class_names = FERPLUS_CLASSES
-    keep = label >= 0
-    emo = emo[keep]
-    soft = (emo / emo.sum(axis=1, keepdims=True)).astype(np.float32)
-    data = FaceArrays(
-        images=fer.images[fi[keep]],
-        labels=label[keep].astype(np.int64),
-        usage=fer.usage[fi[keep]],
-        classes=tuple(class_names),
-        soft=soft,
-        rows=None if fer.rows is None else fer.rows[fi[keep]],
-        source=str(plus_path),
-        meta={
-            "format": "ferplus",
-            "fer2013": str(fer2013_csv),
-            "protocol": "majority",
-            "dropped": dropped,
-            "unmatched_usages": unmatched,
-            "votes_rows": int(len(fi)),
-        },
-    )
-    if usages:
-        if isinstance(usages, str):
-            usages = [usages]
-        data = data.split(*usages)
-    return data
+def _to_fer2013_classes(label: np.ndarray, emo: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(label, votes, contempt rows)`` on FER2013's 7 classes: FERPLUS indices become FER2013
+    ones, a contempt majority -1 (dropped), and the contempt votes leave the vote columns
+    (:func:`wildfer.labels.class_alignment`)."""
+    to7 = np.array([FER2013_CLASSES.index(c) if c in FER2013_CLASSES else -1 for c in FERPLUS_CLASSES])
+    contempt = (label >= 0) & (to7[np.maximum(label, 0)] < 0)
+    label = np.where(label >= 0, to7[np.maximum(label, 0)], -1)
+    return label, emo @ class_alignment(FERPLUS_CLASSES, FER2013_CLASSES).T, int(contempt.sum())
 
 
 __all__ = ["load_ferplus", "parse_ferplus_csv", "ferplus_majority", "VOTE_COLUMNS", "USAGES"]
