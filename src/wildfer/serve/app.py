@@ -183,7 +183,6 @@ def load_recognizer(model: str | None = None, detector: str = "yunet", backend: 
     return Recognizer(model=clf, detector=detector)
 
 
-
 #: The API's description on ``/openapi.json`` and the ``/docs`` page.
 DESCRIPTION = ("Facial expression recognition on photos: detect, align and classify every face; "
                "saliency maps of what the model looks at. Send a photo as the multipart field `file` "
@@ -302,15 +301,16 @@ def create_app(
                         ("max_explain", max_explain)):
         if int(value) < 1:
             raise ValueError(f"{name} must be at least 1, got {value!r}")
+    limits = Limits(
+        max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_pixels=int(max_pixels), timeout_s=float(timeout),
+        max_queue=int(max_queue), max_batch=int(max_batch), work_pixels=int(work_pixels),
+        explain_pixels=int(explain_pixels), max_predict=int(max_predict), max_explain=int(max_explain))
     app = FastAPI(title="wildfer", version=__version__, description=DESCRIPTION, docs_url=None, redoc_url=None,
                   lifespan=lifespan)
     app.state.recognizer = recognizer
     app.state.startup = Startup(model, detector, backend, device, torch_threads, threads, decode_threads)
-    app.state.limits = Limits(
-        max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_pixels=int(max_pixels), timeout_s=float(timeout),
-        max_queue=int(max_queue), max_batch=int(max_batch), work_pixels=int(work_pixels),
-        explain_pixels=int(explain_pixels), max_predict=int(max_predict), max_explain=int(max_explain))
-    app.state.slots = {"predict": Slots("predict", max_predict), "explain": Slots("explain", max_explain)}
+    app.state.limits = limits
+    app.state.slots = {"predict": Slots("predict", limits.max_predict), "explain": Slots("explain", limits.max_explain)}
     app.include_router(router)
     _add_middleware(app, cors, allowed_hosts)
     app.add_exception_handler(Exception, _internal_error)
