@@ -24,6 +24,7 @@ from typing import Any
 
 from .data.images import IMAGE_EXTENSIONS
 from .errors import WildferError
+from .jsonio import dumps
 
 # wildfer is offline: Ray's usage statistics stay off unless a user turns them on
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -86,7 +87,7 @@ class Predictor:
             return {"path": path, "width": 0, "height": 0, "mode": self.recognizer.mode, "truncated": False,
                     "faces": "[]", "error": f"{path}: {getattr(e, 'problem', e)}"}
         return {"path": path, "width": res["width"], "height": res["height"], "mode": res["mode"],
-                "truncated": res["truncated"], "faces": json.dumps(res["faces"]), "error": ""}
+                "truncated": res["truncated"], "faces": dumps(res["faces"]), "error": ""}
 
 
 def predict_dataset(ds, *, model: Any = None, detector: str = "yunet", mode: str = "detect", max_side: int = 640,
@@ -139,7 +140,7 @@ def _stream_jsonl(ds, path: str | os.PathLike) -> tuple[int, int]:
     with open(tmp, "w", encoding="utf-8") as fh:
         for row in ds.iter_rows():
             rec = record(row)
-            fh.write(json.dumps(rec) + "\n")
+            fh.write(dumps(rec) + "\n")
             fh.flush()
             bad += "error" in rec
             good += "error" not in rec

@@ -21,10 +21,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ..models.classifier import DEFAULT_PREPROCESS
 from .fer2013 import FaceArrays
-
-#: The network input normalisation shared with :mod:`wildfer.models.loader` (x/255, then (x - 0.5) / 0.25).
-MEAN, STD = 0.5, 0.25
 
 AugmentFn = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
@@ -36,8 +34,9 @@ def _mix_seed(*parts: int) -> int:
 
 
 class FaceDataset(Dataset):
-    """Samples ``(x, y)``: ``x`` a normalised ``1 x H x W`` float32 tensor, ``y`` the label
-    (int64 scalar), or the soft label (float32 ``C``) when ``soft=True``.
+    """Samples ``(x, y)``: ``x`` a ``1 x H x W`` float32 tensor normalised ``(x / 255 - mean) / std``
+    (by default the models' :data:`~wildfer.models.classifier.DEFAULT_PREPROCESS`), ``y`` the
+    label (int64 scalar), or the soft label (float32 ``C``) when ``soft=True``.
 
     ``augment`` is any callable ``(x_float01_CHW_or_NCHW, generator) -> same shape``, such as
     :class:`wildfer.data.augment.Augment`; it is applied per sample, before normalisation.
@@ -51,8 +50,8 @@ class FaceDataset(Dataset):
         seed: int = 0,
         *,
         soft: bool = False,
-        mean: float = MEAN,
-        std: float = STD,
+        mean: float = DEFAULT_PREPROCESS["mean"],
+        std: float = DEFAULT_PREPROCESS["std"],
     ) -> None:
         if soft and arrays.soft is None:
             from ..errors import DataError
@@ -156,12 +155,16 @@ class FaceLoader(DataLoader):
             self.sampler.set_epoch(epoch)
 
 
-def _dist_rank_world() -> tuple[int, int]:
+def dist_info() -> tuple[int, int, int]:
+    """``(rank, local_rank, world_size)`` of this process: the initialised process group's rank
+    and size, else torchrun's ``RANK`` / ``WORLD_SIZE``; ``LOCAL_RANK`` from the environment
+    (``0, 0, 1`` outside a distributed launch)."""
     import torch.distributed as dist
 
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
     if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+        return dist.get_rank(), local_rank, dist.get_world_size()
+    return int(os.environ.get("RANK", 0)), local_rank, int(os.environ.get("WORLD_SIZE", 1))
 
 
 def make_loader(
@@ -187,7 +190,7 @@ def make_loader(
     if distributed:
         from torch.utils.data.distributed import DistributedSampler
 
-        rank, world = _dist_rank_world()
+        rank, _, world = dist_info()
         sampler: Sampler[int] = DistributedSampler(
             dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last
         )
@@ -203,4 +206,4 @@ def make_loader(
     )
 
 
-__all__ = ["FaceDataset", "FaceLoader", "EpochShuffleSampler", "make_loader", "MEAN", "STD"]
+__all__ = ["FaceDataset", "FaceLoader", "EpochShuffleSampler", "MixedEpochSampler", "make_loader", "dist_info"]

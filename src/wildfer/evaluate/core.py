@@ -17,6 +17,7 @@ import numpy as np
 
 from ..data.fer2013 import FaceArrays
 from ..errors import DataError, WildferError
+from ..jsonio import write_json
 from .metrics import ECE_BINS, compute_metrics
 from ..models.ensemble import ensemble_weights
 from .predict import TTA_MODES, model_name, predict_proba, resolve_models, save_probs
@@ -102,16 +103,13 @@ def load_eval_data(path: str | os.PathLike, split: str | None = "PublicTest", *,
 
 
 def save_json(report: dict, path: str | os.PathLike) -> Path:
-    import json
-
+    """``report`` without its probabilities as ``path`` (strict JSON, see :func:`wildfer.jsonio.json_ready`),
+    with the machine it was measured on."""
     from ..machine import machine
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    clean = {k: v for k, v in report.items() if k != "probs"}
-    clean.setdefault("machine", machine())  # what the numbers were measured on, and when
-    path.write_text(json.dumps(clean, indent=2))
-    return path
+    saved = {k: v for k, v in report.items() if k != "probs"}
+    saved.setdefault("machine", machine())  # what the numbers were measured on, and when
+    return write_json(path, saved)
 
 
 def write_figures(report: dict, out: str | os.PathLike, stem: str = "") -> dict[str, Path]:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import WildferError
+from ..jsonio import write_json
 
 #: ``wildfer experiment optimizers`` defaults (== configs/experiments/optimizers.yaml).
 OPTIMIZERS_DEFAULT: dict[str, Any] = {
@@ -256,7 +257,7 @@ def _train_run(tcfg, train, val, run_dir: Path, console, message: str,
     t0 = time.time()
     summary = Trainer(tcfg, train=train, val=val, console=console, resume=state == "partial").fit()
     secs = before + time.time() - t0
-    sidecar.write_text(json.dumps({"seconds": round(secs, 2)}))
+    write_json(sidecar, {"seconds": round(secs, 2)}, indent=None)
     iters, epochs = read_metrics(run_dir)
     return summary, secs, iters, epochs
 
@@ -549,7 +550,7 @@ def _cell(fmt, v) -> str:
 
 def _write_tables(out: Path, result: dict, columns, title: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(result, indent=2))
+    write_json(out / "results.json", result)
     lines = [f"# {title}", "", "| " + " | ".join(c[0] for c in columns) + " |",
              "|" + "|".join(" --- " if i == 0 else " ---: " for i in range(len(columns))) + "|"]
     for r in result["rows"]:

@@ -14,7 +14,6 @@ images. So every model and every epoch is shown the same, typical faces.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,32 +23,11 @@ import numpy as np
 import torch
 
 from ..errors import DataError, ModelError
+from ..jsonio import write_json
 from .methods import create_method, get_method
 from .regions import KEY_REGIONS, REGIONS, key_share, region_areas, region_shares, template_regions
 
 Progress = Callable[[str], None] | None
-
-
-def json_ready(obj: Any) -> Any:
-    """``obj`` with NaN / inf floats replaced by ``None`` (strict JSON has no NaN) and numpy
-    scalars turned into Python numbers."""
-    if isinstance(obj, dict):
-        return {k: json_ready(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_ready(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
-
-
-def write_json(path: str | Path, obj: Any) -> Path:
-    """Write strict JSON (see :func:`json_ready`), creating the folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(json_ready(obj), indent=2, allow_nan=False) + "\n")
-    return path
 
 
 # ----------------------------------------------------------------------------- faces

@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import ModelError
+from ..jsonio import json_ready, write_json
 from ..labels import FER2013_CLASSES, class_alignment
 from .classifier import BACKENDS, DEFAULT_PREPROCESS, Classifier, resolve_device
 from .ensemble import is_ensemble_spec, load_ensemble_spec, load_spec_members
@@ -61,7 +62,7 @@ def save_checkpoint(path: str | os.PathLike, net: nn.Module, *, arch: str, model
     ckpt = {
         "format": CHECKPOINT_FORMAT,
         "arch": arch,
-        "model_kwargs": _plain(model_kwargs),
+        "model_kwargs": json_ready(model_kwargs),
         "classes": list(classes),
         "in_chans": int(getattr(_unwrap(net), "in_chans", 1)),
         "preprocess": dict(preprocess or DEFAULT_PREPROCESS),
@@ -133,14 +134,6 @@ def _unwrap(net: nn.Module) -> nn.Module:
     return net.module if hasattr(net, "module") else net
 
 
-def _plain(obj):
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
-
-
 def _build(arch: str, model_kwargs: dict, num_classes: int, in_chans: int, source: str | os.PathLike = "") -> nn.Module:
     """The network a checkpoint or metadata file ``source`` describes (a :class:`ModelError` naming
     ``source`` when its architecture or keyword arguments build nothing)."""
@@ -190,13 +183,13 @@ def export_weights(clf_or_ckpt, out: str | os.PathLike, *, half: bool = True, ca
     save_file(state, str(out) + ".safetensors")
     meta = {
         "arch": clf.arch,
-        "model_kwargs": _plain(clf.model_kwargs),
+        "model_kwargs": json_ready(clf.model_kwargs),
         "classes": list(clf.classes),
         "in_chans": int(getattr(clf.net, "in_chans", 1)),
         "preprocess": clf.preprocess,
     }
     meta.update(card or {})
-    Path(str(out) + ".json").write_text(json.dumps(meta, indent=2))
+    write_json(str(out) + ".json", meta)
     return Path(str(out) + ".safetensors")
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ..errors import ModelError
+from ..jsonio import dumps
 from .classifier import Classifier, resolve_device
 from .loader import load_model, one_line
 
@@ -47,7 +48,7 @@ def onnx_bytes(clf: Classifier, opset: int = 17) -> bytes:
     import onnx
 
     model = onnx.load_from_string(buf.getvalue())
-    meta = {"classes": json.dumps(list(clf.classes)), "preprocess": json.dumps(clf.preprocess),
+    meta = {"classes": dumps(list(clf.classes)), "preprocess": dumps(clf.preprocess),
             "arch": clf.arch, "producer": "wildfer"}
     for k, v in meta.items():
         p = model.metadata_props.add()

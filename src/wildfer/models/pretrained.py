@@ -32,6 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import ModelError
+from .classifier import DEFAULT_PREPROCESS
 
 #: torchvision's (timm's for Inception-ResNet-v2) ImageNet weight file for each ImageNet form.
 WEIGHT_FILES: dict[str, str] = {
@@ -56,9 +57,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 INCEPTION_MEAN = (0.5, 0.5, 0.5)
 INCEPTION_STD = (0.5, 0.5, 0.5)
-
-#: wildfer's input normalisation (see ``models.loader.DEFAULT_PREPROCESS``).
-WILDFER_MEAN, WILDFER_STD = 0.5, 0.25
 
 FREEZE_CHOICES = ("features", "all_but_last")
 
@@ -223,9 +221,10 @@ def freeze(model: nn.Module, what: str | bool | None = "features") -> nn.Module:
 class ImageNetForm(nn.Module):
     """Mixin for the ImageNet-size forms (224 or 299 pixels, 3 channels).
 
-    They take wildfer's input (grayscale or RGB, any size, normalised ``(x/255 - 0.5) / 0.25``)
-    and adapt it: a 1-channel face is repeated to 3 channels, resized to the net's input size
-    (bilinear), and renormalised to the statistics the ImageNet weights were trained with.
+    They take wildfer's input (grayscale or RGB, any size, normalised ``(x/255 - mean) / std``
+    with :data:`~wildfer.models.classifier.DEFAULT_PREPROCESS`) and adapt it: a 1-channel face
+    is repeated to 3 channels, resized to the net's input size (bilinear), and renormalised to
+    the statistics the ImageNet weights were trained with.
     Subclasses call :meth:`set_form` in their constructor, set ``imagenet_mean`` and
     ``imagenet_std`` when their weights expect other statistics (see :class:`InceptionForm`),
     and call :meth:`adapt_input` first in ``forward`` when ``self.imagenet``.
@@ -254,8 +253,8 @@ class ImageNetForm(nn.Module):
         mean = torch.tensor(self.imagenet_mean[:c] if c == 3 else (sum(self.imagenet_mean) / 3,), dtype=x.dtype, device=x.device)
         std = torch.tensor(self.imagenet_std[:c] if c == 3 else (sum(self.imagenet_std) / 3,), dtype=x.dtype, device=x.device)
         # wildfer-normalised -> [0, 1] -> ImageNet-normalised, as one affine map per channel
-        scale = WILDFER_STD / std
-        shift = (WILDFER_MEAN - mean) / std
+        scale = DEFAULT_PREPROCESS["std"] / std
+        shift = (DEFAULT_PREPROCESS["mean"] - mean) / std
         return x * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
 
     def train(self, mode: bool = True):  # keep frozen batch norms frozen

@@ -9,17 +9,18 @@ on every rank, in list order; what only rank 0 writes is guarded by ``trainer.is
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import numpy as np
 import torch
 import torch.nn as nn
 
-from ..models.loader import DEFAULT_PREPROCESS, save_checkpoint
+from ..jsonio import dumps, json_ready
+from ..models.classifier import DEFAULT_PREPROCESS
+from ..models.loader import save_checkpoint
+from ..progress import NoProgress, progress_bar
 from .config import TrainConfig, save_config
 
 
@@ -104,17 +105,6 @@ class CallbackList(Callback):
             raise errors[0]
 
 
-def clean(obj):
-    """Make a structure safe for weights_only loading / JSON (floats, ints, str, lists, dicts)."""
-    if isinstance(obj, dict):
-        return {str(k): clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [clean(v) for v in obj]
-    if isinstance(obj, (np.floating, np.integer)):
-        return obj.item()
-    return obj
-
-
 class MetricsLog(Callback):
     """``<out>/metrics.jsonl`` on rank 0: an ``iter`` record every ``cfg.log_every`` iterations,
     an ``epoch`` record per epoch; other records through :meth:`write`. A fresh run starts a
@@ -130,7 +120,7 @@ class MetricsLog(Callback):
 
     def write(self, record: dict) -> None:
         if self.file is not None:
-            self.file.write(json.dumps(record) + "\n")
+            self.file.write(dumps(record) + "\n")
 
     def on_step_end(self, trainer, state, step):
         if step.iteration % max(1, trainer.cfg.log_every) == 0:
@@ -172,15 +162,15 @@ class Checkpoints(Callback):
             return
         cfg = trainer.cfg
         common = dict(arch=cfg.model, model_kwargs=cfg.model_kwargs, classes=trainer.classes,
-                      preprocess=DEFAULT_PREPROCESS, epoch=state.epoch, metrics=clean(record),
-                      config=clean(cfg.to_dict()))
+                      preprocess=DEFAULT_PREPROCESS, epoch=state.epoch, metrics=json_ready(record),
+                      config=json_ready(cfg.to_dict()))
         if state.improved:
             save_checkpoint(self.out / "best.pt", state.model, **common)
         if cfg.keep_epoch_checkpoints:
             save_checkpoint(self.out / f"epoch_{state.epoch + 1:03d}.pt", state.model, **common)
         save_checkpoint(self.out / "last.pt", state.model, **common, optimizer=state.optimizer.state_dict(),
                         schedule=state.schedule.state(), best=state.best, bad_epochs=state.bad_epochs,
-                        history=[clean(h) for h in state.history], generator=gen_states)
+                        history=json_ready(state.history), generator=gen_states)
 
 
 class EpochLines(Callback):
@@ -259,43 +249,19 @@ class EarlyStopping(Callback):
             state.should_stop = True
 
 
-class _NoProgress:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
-
-    def add_task(self, *a, **k):
-        return 0
-
-    def update(self, *a, **k):
-        pass
-
-
 class ProgressBar(Callback):
     """A rich progress bar over the run's iterations (rank 0, when ``cfg.progress``); its length
     follows ``cfg.epochs`` when a time budget changes it."""
 
     def __init__(self):
-        self.bar, self.task = _NoProgress(), 0
+        self.bar, self.task = NoProgress(), 0
 
     def _total(self, trainer, state) -> int:
         return (trainer.cfg.epochs - state.start_epoch) * state.steps_per_epoch
 
     def on_fit_start(self, trainer, state):
-        if trainer.cfg.progress and trainer.is_main:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TimeElapsedColumn(), TimeRemainingColumn(), console=trainer.console, transient=False)
+        self.bar = progress_bar(trainer.console, enabled=trainer.cfg.progress and trainer.is_main, elapsed=True,
+                                transient=False)
         self.bar.__enter__()
         self.task = self.bar.add_task("train", total=self._total(trainer, state))
 

@@ -14,9 +14,7 @@ Logs go to ``<out>/metrics.jsonl``: ``{"type": "iter", ...}`` per iteration (los
 from __future__ import annotations
 
 import functools
-import json
 import math
-import os
 import random
 import time
 from pathlib import Path
@@ -29,9 +27,11 @@ import torch.nn.functional as F
 
 from ..data.augment import Augment
 from ..data.fer2013 import FaceArrays
+from ..data.torchdata import dist_info
 from ..errors import WildferError
+from ..jsonio import write_json
 from ..labels import FER2013_CLASSES
-from ..models.loader import DEFAULT_PREPROCESS
+from ..models.classifier import DEFAULT_PREPROCESS
 from ..models.registry import create_model
 from ..paths import check_output_dir
 from .callbacks import (
@@ -45,7 +45,6 @@ from .callbacks import (
     Step,
     TimeBudget,
     TrainState,
-    clean,
 )
 from .config import TrainConfig, save_config
 from .losses import (
@@ -58,7 +57,7 @@ from .losses import (
 from .optim import LRSchedule, make_optimizer
 
 __all__ = ["Trainer", "init_from", "load_training_data", "add_wild_data", "build_model", "resume_state",
-           "RESUME_KEYS", "seed_everything", "dist_info",
+           "RESUME_KEYS", "seed_everything",
            # the loss and optimizer pieces, importable from here as before
            "LRSchedule", "make_optimizer", "class_weight_vector", "partial_distillation", "soft_cross_entropy"]
 
@@ -70,11 +69,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
-
-
-def dist_info() -> tuple[int, int, int]:
-    """(rank, local_rank, world_size) from torchrun's environment (0, 0, 1 otherwise)."""
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
 def load_training_data(cfg: TrainConfig) -> tuple[FaceArrays, FaceArrays]:
@@ -502,7 +496,7 @@ class Trainer:
         summary = {"best_val_acc": state.best, "epochs_run": len(state.history), "history": state.history,
                    "out": str(self.out), "world_size": self.world, "rank": self.rank}
         if self.is_main:
-            (self.out / "summary.json").write_text(json.dumps(clean(summary), indent=2))
+            write_json(self.out / "summary.json", summary)
         if self.distributed:
             torch.distributed.barrier()  # rank 0 has written its files before anyone returns
             if self._owns_process_group:

@@ -69,7 +69,7 @@ def _default_data(data: str | os.PathLike | None = None) -> Path | None:
 
 def _tiny_batch(n: int, data: str | os.PathLike | None, seed: int) -> tuple[torch.Tensor, torch.Tensor, str]:
     """``n`` normalised faces and labels: FER2013 training rows if available, else noise."""
-    from ..models.loader import DEFAULT_PREPROCESS
+    from ..models.classifier import DEFAULT_PREPROCESS
 
     path = _default_data(data)
     if path is not None and path.exists():
