@@ -16,20 +16,14 @@ __all__ = [
     "FaceArrays",
     "load_fer2013",
     "load_ferplus",
-    "load_image_folder",
-    "load_manifest",
     "load_dataset",
-    "detect_format",
     "FaceDataset",
     "make_loader",
 ]
 
 _LAZY = {
     "load_ferplus": "ferplus",
-    "load_image_folder": "folders",
-    "load_manifest": "folders",
     "load_dataset": "detect",
-    "detect_format": "detect",
     "FaceDataset": "torchdata",
     "make_loader": "torchdata",
 }

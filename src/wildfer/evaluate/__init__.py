@@ -8,15 +8,9 @@ stays fast.
 
 from __future__ import annotations
 
-__all__ = [
-    "evaluate", "compute_metrics", "expected_calibration_error", "predict_proba", "load_eval_data",
-    "print_report", "write_figures", "save_json",
-]
+__all__ = ["evaluate", "load_eval_data", "compute_metrics"]
 
-_WHERE = {
-    "evaluate": "core", "load_eval_data": "core", "print_report": "core", "write_figures": "core", "save_json": "core",
-    "compute_metrics": "metrics", "expected_calibration_error": "metrics", "predict_proba": "predict",
-}
+_WHERE = {"evaluate": "core", "load_eval_data": "core", "compute_metrics": "metrics"}
 
 
 def __getattr__(name):

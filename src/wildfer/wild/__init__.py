@@ -13,22 +13,15 @@ smoothing), :mod:`~wildfer.wild.annotate` (drawing results).
 
 from __future__ import annotations
 
-__all__ = [
-    "Recognizer", "FaceResult", "ImageResult", "ExplainResult", "AlignConfig", "Detection", "Detector",
-    "create_detector", "list_detectors", "evaluate_wild",
-]
+__all__ = ["Recognizer", "create_detector", "list_detectors", "evaluate_wild"]
 
 
 def __getattr__(name):  # lazy: importing wildfer.wild must not import torch
-    if name in ("Recognizer", "FaceResult", "ImageResult", "ExplainResult"):
-        from . import recognizer
+    if name == "Recognizer":
+        from .recognizer import Recognizer
 
-        return getattr(recognizer, name)
-    if name == "AlignConfig":
-        from .align import AlignConfig
-
-        return AlignConfig
-    if name in ("Detection", "Detector", "create_detector", "list_detectors"):
+        return Recognizer
+    if name in ("create_detector", "list_detectors"):
         from . import detectors
 
         return getattr(detectors, name)

@@ -163,7 +163,7 @@ class ExplainResult:
 
 
 @dataclass
-class _Work:
+class PreparedPhoto:
     """A photo after detection and alignment, waiting for the classifier."""
 
     width: int
@@ -305,7 +305,7 @@ class Recognizer:
                              work.rgb, timings, res.truncated)
 
     # -- steps
-    def _prepare(self, image, bgr: bool = False, keep_rgb: bool = False, name: str | None = None) -> _Work:
+    def _prepare(self, image, bgr: bool = False, keep_rgb: bool = False, name: str | None = None) -> PreparedPhoto:
         """Decode, detect and align one photo (no classifier)."""
         import os
 
@@ -346,9 +346,9 @@ class Recognizer:
                     d.flags.append("low_score")
         t3 = time.perf_counter()
         timings = {"decode": (t1 - t0) * 1e3, "detect": (t2 - t1) * 1e3, "align": (t3 - t2) * 1e3}
-        return _Work(w, h, dets, crops, mats, timings, rgb if keep_rgb else None, path, truncated)
+        return PreparedPhoto(w, h, dets, crops, mats, timings, rgb if keep_rgb else None, path, truncated)
 
-    def _classify(self, works: list[_Work]) -> list[ImageResult]:
+    def _classify(self, works: list[PreparedPhoto]) -> list[ImageResult]:
         """Run the classifier once over the crops of all ``works`` and build the results."""
         crops = [c for wk in works for c in wk.crops]
         t0 = time.perf_counter()
@@ -379,19 +379,10 @@ class Recognizer:
 
 
 def _saliency_methods():
-    """``wildfer.explain.get_method`` (from the package, or its ``methods`` module)."""
-    try:
-        from ..explain import get_method
+    """``wildfer.explain.get_method``, imported when a saliency map is first asked for."""
+    from ..explain import get_method
 
-        return get_method
-    except ImportError:
-        pass
-    try:
-        from ..explain.methods import get_method
-
-        return get_method
-    except ImportError as e:
-        raise ModelError(f"saliency maps need wildfer.explain.get_method, missing in this install ({e})") from None
+    return get_method
 
 
 def reading_order(dets: list[Detection]) -> list[Detection]:
