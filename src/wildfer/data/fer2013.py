@@ -98,9 +98,9 @@ class FaceArrays:
         known = {u.lower() for u in available}
         bad = [u for u in usages if u.lower() not in known]
         if bad:
-            hints = [f"{b!r} is the split name of {usage_name(b)!r}" for b in bad if usage_name(b).lower() in known]
+            hints = [f"{b!r} stands for {usage_name(b)!r}" for b in bad if usage_name(b).lower() in known]
             raise DataError(self.source or "data", f"unknown split {sorted(bad)}; available: {', '.join(available)}"
-                                                   + "".join(f" ({h}: use select_split)" for h in hints))
+                                                   + (f" ({'; '.join(hints)})" if hints else ""))
         mask = np.isin(np.char.lower(self.usage.astype(str)), [u.lower() for u in usages])
         return self.subset(mask)
 
