@@ -1,5 +1,8 @@
-"""The work behind ``wildfer predict``: collect inputs, run the recognizer in batches, write
-JSON / CSV / annotated images / saliency overlays / videos, and report what could not be read.
+"""Batch prediction, the engine of ``wildfer predict``: collect inputs, plan their outputs,
+run the recognizer over them in batches (here or on worker processes), stream each finished
+record to the progress file and the CSV, resume what an interrupted run left, and assemble
+the JSON report. The command itself (options, progress bar, summary) is in
+:mod:`wildfer.wild.commands`.
 
 Bad inputs never stop the run: each is listed in the summary, and the exit code is 1 only
 when nothing at all could be processed. Photos whose file ended early (see
@@ -34,6 +37,8 @@ import os
 import signal
 import threading
 from collections import deque
+from concurrent.futures import CancelledError, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple
 
@@ -94,7 +99,7 @@ def _write_text_whole(final: Path, text: str) -> None:
 
 
 @contextlib.contextmanager
-def _no_interrupt() -> Iterator[None]:
+def no_interrupt() -> Iterator[None]:
     """Hold Ctrl-C off while the outputs are completed (a second Ctrl-C must not cut the
     report it is waiting for)."""
     if threading.current_thread() is not threading.main_thread():
@@ -338,6 +343,48 @@ def photo_records(rec, jobs: list[PhotoJob], *, saliency: str | None = None, sto
         yield res.to_dict()
 
 
+def plan_steps(inputs: list[tuple[Path, Path]], out: Path | None, *, done, batch: int, annotate: bool,
+               saliency: str | None) -> list[list[PhotoJob] | VideoJob]:
+    """What a run does: every input named under ``out`` (:func:`plan_jobs`), those not
+    ``done`` in batches (:func:`batch_jobs`)."""
+    jobs = plan_jobs(inputs, _Names(out) if out else None, annotate=annotate, saliency=saliency)
+    return batch_jobs([j for j in jobs if str(j.path) not in done], batch)
+
+
+def video_record(rec, job: VideoJob, *, stride: int) -> dict[str, Any]:
+    """One video's record (an error record when it cannot be read), its annotated copy
+    written whole."""
+    from .video import process_video
+
+    try:
+        if job.annotated is None:
+            return process_video(rec, job.path, stride=stride)
+        with written_whole(job.annotated) as tmp:
+            return process_video(rec, job.path, stride=stride, annotate_to=tmp)
+    except WildferError as e:
+        return {"path": str(job.path), "error": str(e)}
+
+
+def run_steps(rec, steps: list[list[PhotoJob] | VideoJob], *, saliency: str | None,
+              finished: Callable[[dict[str, Any]], None], video: Callable[[VideoJob], None], workers: int = 1,
+              settings: dict[str, Any] | None = None, err=None, ctx=None) -> bool:
+    """Every step, each record handed to ``finished`` in input order: here, or the photos on
+    ``workers`` processes (:func:`run_in_workers`, built with ``settings``, the Recognizer's
+    keywords). True when Ctrl-C stopped the workers."""
+    if workers > 1 and any(isinstance(step, list) for step in steps):
+        # the workers build their own detector (on one thread): name the one ``rec`` became
+        settings = {**(settings or {}), "detector": rec.detector.name}
+        return run_in_workers(steps, workers, settings, saliency=saliency, finished=finished, video=video,
+                              err=err, ctx=ctx)
+    for step in steps:
+        if isinstance(step, VideoJob):
+            video(step)
+        else:
+            for r in photo_records(rec, step, saliency=saliency):
+                finished(r)
+    return False
+
+
 # ----------------------------------------------------------------------------- worker processes
 
 _WORKER: dict[str, Any] = {}
@@ -390,9 +437,85 @@ def worker_context():
 
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["torch", "wildfer.wild.recognizer", __name__])
-    with _no_interrupt():
+    with no_interrupt():
         forkserver.ensure_running()
     return ctx
+
+
+class _PoolRun:
+    """Photo batches queued on a process pool, at most two per process ahead, and the videos
+    between them, handed on in input order."""
+
+    def __init__(self, pool, steps: list[list[PhotoJob] | VideoJob], workers: int, *,
+                 finished: Callable[[dict[str, Any]], None], video: Callable[[VideoJob], None], starting):
+        self.pool, self.steps, self.workers = pool, steps, workers
+        self.finished, self.video, self.starting = finished, video, starting
+        self.ahead: deque = deque()  # (step, future; None for a video), in input order
+        self.queued = self.next = 0
+        self.killed: list[list[PhotoJob]] = []  # batches whose process was ended in the middle
+
+    def _hand_on(self, results: list[dict[str, Any]], hold=_ctrl_c_after) -> None:
+        with hold():
+            for r in results:
+                self.finished(r)
+            self.ahead.popleft()
+
+    def _fill(self) -> None:
+        while self.next < len(self.steps) and self.queued < 2 * self.workers:
+            step = self.steps[self.next]
+            self.next += 1
+            if isinstance(step, VideoJob):
+                self.ahead.append((step, None))
+                continue
+            with self.starting():
+                self.ahead.append((step, self.pool.submit(_predict_batch, step)))
+            self.queued += 1
+
+    def run(self) -> None:
+        """Every step, each record handed on as soon as those before it are."""
+        while self.next < len(self.steps) or self.ahead:
+            self._fill()
+            step, fut = self.ahead[0]
+            if fut is None:
+                self.video(step)
+                self.ahead.popleft()
+            else:
+                results = fut.result()
+                self.queued -= 1
+                self._hand_on(results)
+
+    def drain(self, err) -> None:
+        """After a Ctrl-C: nothing new is started, the records of the photos the workers finish
+        are handed on; a second Ctrl-C ends the processes at once."""
+        for _, fut in self.ahead:
+            if fut is not None:
+                fut.cancel()
+        err.print("stopping: the workers finish the photo each is on (Ctrl-C again to drop it)", highlight=False)
+        wait = True
+        while self.ahead:
+            step, fut = self.ahead[0]
+            results = []
+            if fut is not None and (wait or fut.done()):
+                try:
+                    results = fut.result()
+                except KeyboardInterrupt:
+                    wait = False
+                    self.killed = [s for s, _ in self.ahead if isinstance(s, list)]
+                    _stop_processes(self.pool)
+                    continue
+                except (CancelledError, BrokenProcessPool):
+                    results = []
+            self._hand_on(results, hold=no_interrupt)
+
+    def close(self) -> None:
+        """Wait for the processes to end; remove what an ended process left half saved."""
+        with no_interrupt():
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            for step in self.killed:
+                for job in step:
+                    for name in (job.annotated, job.overlay):
+                        if name is not None:
+                            partial_path(name).unlink(missing_ok=True)
 
 
 def run_in_workers(steps: list[list[PhotoJob] | VideoJob], workers: int, settings: dict[str, Any], *,
@@ -402,79 +525,28 @@ def run_in_workers(steps: list[list[PhotoJob] | VideoJob], workers: int, setting
     ``finished`` in input order, at most two batches per process queued ahead. True when
     Ctrl-C stopped it: no photo is started after it, the workers finish the one they are on
     and every finished record is handed on; a second Ctrl-C ends the workers at once."""
-    from concurrent.futures import CancelledError, ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
-
     ctx = ctx or worker_context()
     # spawned workers start from here and must inherit Ctrl-C ignored (a Ctrl-C meanwhile is
     # lost); forked ones inherit it from the forkserver, and a Ctrl-C here is only held
-    starting = _no_interrupt if ctx.get_start_method() == "spawn" else _ctrl_c_after
+    starting = no_interrupt if ctx.get_start_method() == "spawn" else _ctrl_c_after
     stop = ctx.Event()
     n_batches = sum(isinstance(s, list) for s in steps)
     pool = ProcessPoolExecutor(max(1, min(workers, n_batches)), mp_context=ctx, initializer=_start_worker,
                                initargs=(settings, saliency, stop))
-    ahead: deque = deque()  # (step, future; None for a video), in input order
-    queued, i, killed = 0, 0, []
-
-    def hand_on(results: list[dict[str, Any]], hold=_ctrl_c_after) -> None:
-        with hold():
-            for r in results:
-                finished(r)
-            ahead.popleft()
-
+    run = _PoolRun(pool, steps, workers, finished=finished, video=video, starting=starting)
     try:
         try:
-            while i < len(steps) or ahead:
-                while i < len(steps) and queued < 2 * workers:
-                    step, i = steps[i], i + 1
-                    if isinstance(step, VideoJob):
-                        ahead.append((step, None))
-                        continue
-                    with starting():
-                        ahead.append((step, pool.submit(_predict_batch, step)))
-                    queued += 1
-                step, fut = ahead[0]
-                if fut is None:
-                    video(step)
-                    ahead.popleft()
-                else:
-                    results = fut.result()
-                    queued -= 1
-                    hand_on(results)
+            run.run()
         except KeyboardInterrupt:
             stop.set()
-            for _, fut in ahead:
-                if fut is not None:
-                    fut.cancel()
-            err.print("stopping: the workers finish the photo each is on (Ctrl-C again to drop it)", highlight=False)
-            wait = True
-            while ahead:
-                step, fut = ahead[0]
-                results = []
-                if fut is not None and (wait or fut.done()):
-                    try:
-                        results = fut.result()
-                    except KeyboardInterrupt:
-                        wait = False
-                        killed = [s for s, _ in ahead if isinstance(s, list)]
-                        _stop_processes(pool)
-                        continue
-                    except (CancelledError, BrokenProcessPool):
-                        results = []
-                hand_on(results, hold=_no_interrupt)
+            run.drain(err)
             return True
     except BrokenProcessPool:
         raise WildferError("a --workers process ended unexpectedly; what was finished is in the outputs, and "
                            "--resume completes them") from None
     finally:
         stop.set()
-        with _no_interrupt():
-            pool.shutdown(wait=True, cancel_futures=True)
-            for step in killed:  # a process ended while saving leaves its temporary file
-                for job in step:
-                    for name in (job.annotated, job.overlay):
-                        if name is not None:
-                            partial_path(name).unlink(missing_ok=True)
+        run.close()
     return False
 
 
@@ -535,44 +607,43 @@ class ResultWriter:
         self._csv_fh = self._log = self._csv = None
 
 
-def _check_outputs(out, json_file, csv_file, progress) -> None:
-    """Every output path can be written, before any work (model loading included)."""
-    from ..paths import check_output_dir, check_output_file
+class PredictOutputs(NamedTuple):
+    """Where a run writes: ``report`` the JSON report (a ``--json`` name not ending in
+    ``.jsonl``), ``progress`` the progress file, ``jsonl`` the progress file when it is itself
+    the output (``--json x.jsonl``)."""
 
-    if out is not None:
-        check_output_dir(out, "--out")
-    if json_file is not None:
-        check_output_file(json_file, "--json")
-    if csv_file is not None:
-        check_output_file(csv_file, "--csv")
-        if json_file is not None and Path(csv_file).resolve() == Path(json_file).resolve():
-            raise WildferError(f"--csv {csv_file}: is also the --json file; give two names")
-    if progress is not None and progress != json_file:
-        check_output_file(progress, "progress file")
+    out: Path | None
+    json_file: Path | None
+    csv_file: Path | None
+    report: Path | None
+    progress: Path | None
+    jsonl: Path | None
+
+    @property
+    def written(self) -> list[Path]:
+        """The result files a finished run leaves (annotated images aside)."""
+        return [p for p in (self.report, self.jsonl, self.csv_file) if p is not None]
+
+    def check(self) -> None:
+        """Every output path can be written, before any work (model loading included)."""
+        from ..paths import check_output_dir, check_output_file
+
+        if self.out is not None:
+            check_output_dir(self.out, "--out")
+        if self.json_file is not None:
+            check_output_file(self.json_file, "--json")
+        if self.csv_file is not None:
+            check_output_file(self.csv_file, "--csv")
+            if self.json_file is not None and Path(self.csv_file).resolve() == Path(self.json_file).resolve():
+                raise WildferError(f"--csv {self.csv_file}: is also the --json file; give two names")
+        if self.progress is not None and self.progress != self.json_file:
+            check_output_file(self.progress, "progress file")
 
 
-# ----------------------------------------------------------------------------- the command
-
-
-def run_predict(paths, *, model=None, detector="yunet", mode="detect", out=None, json_file=None, csv_file=None,
-                annotate=False, saliency=None, video_stride=5, max_side=640, batch=16, tta=False,
-                resume=False, device=None, workers=1) -> int:
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    from .recognizer import Recognizer, _saliency_methods
-    from .video import process_video
-
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise WildferError(f"--workers {workers}: give the number of processes, 1 or more")
-    err = Console(stderr=True)
+def predict_outputs(out=None, json_file=None, csv_file=None, *, annotate=False, saliency=None) -> PredictOutputs:
+    """The outputs of a run: images and overlays need a folder (``predictions`` by default),
+    and a folder alone gets ``predictions.json`` in it; the progress file is beside the JSON
+    (or the CSV) output."""
     out = Path(out) if out is not None else None
     json_file = Path(json_file) if json_file is not None else None
     csv_file = Path(csv_file) if csv_file is not None else None
@@ -580,144 +651,40 @@ def run_predict(paths, *, model=None, detector="yunet", mode="detect", out=None,
         out = Path("predictions")
     if json_file is None and csv_file is None and out is not None:
         json_file = out / "predictions.json"
-    report_file = json_file if json_file is not None and json_file.suffix.lower() != ".jsonl" else None
-    progress = (json_file if report_file is None else json_file.with_name(json_file.name + ".jsonl")) \
-        if json_file is not None else (csv_file.with_name(csv_file.name + ".jsonl") if csv_file is not None else None)
-    jsonl_out = json_file if report_file is None else None  # --json x.jsonl: the progress file is the output
-    _check_outputs(out, json_file, csv_file, progress)
-    if resume and progress is None:
-        raise WildferError("--resume needs the output to complete: give --json, --csv or --out")
-    if saliency:
-        _saliency_methods()(saliency)  # fail early on an unknown method
-    inputs, missing = collect_inputs(paths)
-    # the workers' processes get ready while this one loads its model
-    ctx = worker_context() if workers > 1 and not all(is_video_file(src) for src, _ in inputs) else None
-    settings = dict(model=model, detector=detector, mode=mode, max_side=max_side, tta=tta, device=device)
-    rec = Recognizer(**settings)
-    labels = list(rec.labels)
-    writer = ResultWriter(progress, csv_file, labels, resume=resume, report=report_file,
-                          inputs={str(src) for src, _ in inputs})
-    records: dict[str, dict[str, Any]] = dict(writer.done)
-    jobs = plan_jobs(inputs, _Names(out) if out else None, annotate=annotate, saliency=saliency)
-    steps = batch_jobs([j for j in jobs if str(j.path) not in writer.done], batch)
-
-    interrupted = False
-    try:
-        with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeRemainingColumn(), console=err, transient=True) as bar:
-            task = bar.add_task("predict", total=len(inputs), completed=len(writer.done))
-
-            def finished(r: dict[str, Any]) -> None:
-                writer.add(r)
-                writer.flush()
-                records[r["path"]] = r
-                bar.advance(task)
-
-            def video(job: VideoJob) -> None:
-                bar.update(task, description=f"video {escape(job.path.name)}")
-                try:
-                    if job.annotated is not None:
-                        with written_whole(job.annotated) as tmp:
-                            v = process_video(rec, job.path, stride=video_stride, annotate_to=tmp)
-                    else:
-                        v = process_video(rec, job.path, stride=video_stride)
-                    finished(v)
-                except WildferError as e:
-                    finished({"path": str(job.path), "error": str(e)})
-                bar.update(task, description="predict")
-
-            if workers > 1 and any(isinstance(step, list) for step in steps):
-                # the workers build their own detector (on one thread): name the one this one became
-                settings["detector"] = rec.detector.name
-                interrupted = run_in_workers(steps, workers, settings, saliency=saliency, finished=finished,
-                                             video=video, err=err, ctx=ctx)
-            else:
-                for step in steps:
-                    if isinstance(step, VideoJob):
-                        video(step)
-                    else:
-                        for r in photo_records(rec, step, saliency=saliency):
-                            finished(r)
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        with _no_interrupt():
-            writer.close()
-
-    with _no_interrupt():
-        if progress is not None:  # what the outputs hold is what the progress file holds
-            records = {r["path"]: r for r in read_progress(progress)}
-        return _finish(err, rec, mode, labels, inputs, missing, records, out=out, report_file=report_file,
-                       jsonl_out=jsonl_out, csv_file=csv_file, progress=progress, annotate=annotate,
-                       saliency=saliency, interrupted=interrupted)
+    report = json_file if json_file is not None and json_file.suffix.lower() != ".jsonl" else None
+    if json_file is not None:
+        progress = json_file if report is None else json_file.with_name(json_file.name + ".jsonl")
+    else:
+        progress = csv_file.with_name(csv_file.name + ".jsonl") if csv_file is not None else None
+    jsonl = json_file if report is None else None  # --json x.jsonl: the progress file is the output
+    return PredictOutputs(out, json_file, csv_file, report, progress, jsonl)
 
 
-def _finish(err, rec, mode, labels, inputs, missing, records, *, out, report_file, jsonl_out, csv_file, progress,
-            annotate, saliency, interrupted) -> int:
-    """Write the JSON report, print the table and the summary; the exit code."""
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
+def build_report(rec, mode: str, inputs: list[tuple[Path, Path]], missing: list[dict[str, str]],
+                 records: dict[str, dict[str, Any]], *, complete: bool) -> dict[str, Any]:
+    """The JSON report of a run: its records in input order, by kind, and their counts."""
     order = {str(src): i for i, (src, _) in enumerate(inputs)}
     ordered = sorted(records.values(), key=lambda r: order.get(r["path"], len(order)))
     images = [r for r in ordered if record_kind(r) == "image"]
     videos = [r for r in ordered if record_kind(r) == "video"]
     unreadable = missing + [r for r in ordered if record_kind(r) == "unreadable"]
-    truncated = [r["path"] for r in images if r.get("truncated")]
-    n_faces = sum(len(r["faces"]) for r in images)
-    n_vfaces = sum(len(f["faces"]) for v in videos for f in v["frames"])
-    report = {
+    return {
         "model": rec.classifier.name or rec.classifier.arch, "detector": None if mode == "whole" else rec.detector.name,
-        "mode": mode, "labels": labels, "complete": not interrupted, "images": images, "videos": videos,
+        "mode": mode, "labels": list(rec.labels), "complete": complete, "images": images, "videos": videos,
         "unreadable": unreadable,
-        "summary": {"images": len(images), "videos": len(videos), "faces": n_faces, "video_faces": n_vfaces,
-                    "unreadable": len(unreadable), "truncated": len(truncated)},
+        "summary": {"images": len(images), "videos": len(videos), "faces": sum(len(r["faces"]) for r in images),
+                    "video_faces": sum(len(f["faces"]) for v in videos for f in v["frames"]),
+                    "unreadable": len(unreadable), "truncated": sum(bool(r.get("truncated")) for r in images)},
     }
-    if report_file is not None:
-        _write_text_whole(report_file, json.dumps(report, indent=1))
-    if progress is not None and progress != jsonl_out and not interrupted:
-        progress.unlink(missing_ok=True)  # the outputs are complete
-    written = [p for p in (report_file, jsonl_out, csv_file) if p is not None]
-    if not written and (images or videos):
-        table = Table(show_edge=False)
-        for c in ("path", "faces", "labels"):
-            table.add_column(c)
-        for r in images[:200]:
-            table.add_row(escape(r.get("path", "")) + (" (truncated)" if r.get("truncated") else ""), str(len(r["faces"])),
-                          ", ".join(f["label"] for f in r["faces"][:12]) + (" ..." if len(r["faces"]) > 12 else ""))
-        for v in videos:
-            table.add_row(escape(v["path"]), f"{len(v['tracks'])} tracks", ", ".join(str(t["label"]) for t in v["tracks"][:12]))
-        Console().print(table)
-        if len(images) > 200:
-            Console().print(f"... {len(images) - 200} more photos (use --json or --csv for all)")
-    msg = f"{len(images)} photo(s) with {n_faces} face(s)"
-    if videos:
-        msg += f", {len(videos)} video(s) with {n_vfaces} face detections"
-    msg += f"; {len(unreadable)} unreadable"
-    if truncated:
-        msg += f"; {len(truncated)} truncated"
-    err.print(f"[bold]{'so far' if interrupted else 'done'}:[/] {msg}", highlight=False)
-    for u in unreadable:
-        err.print(f"  [yellow]unreadable[/] {escape(u['error'])}", highlight=False, soft_wrap=True)
-    for p in truncated:
-        err.print(f"  [yellow]truncated[/] {escape(p)}: the file ends early; the rest of the photo is filler",
-                  highlight=False, soft_wrap=True)
-    if out is not None and (annotate or saliency):
-        err.print(f"outputs in {out}", highlight=False, markup=False)
-    if interrupted:
-        what = "files" if any(is_video_file(src) for src, _ in inputs) else "photos"
-        where = (f"written to {' and '.join(map(str, written))}; --resume completes it" if written
-                 else "done, nothing written (no --json, --csv or --out)")
-        err.print(f"interrupted: {len(records)} of {len(inputs)} {what} {where}", highlight=False, soft_wrap=True,
-                  markup=False)
-        return 130
-    if written:
-        err.print(f"results written to {' and '.join(map(str, written))}", highlight=False, soft_wrap=True, markup=False)
-    if not images and not videos:
-        err.print("[bold red]error:[/] nothing could be processed", highlight=False)
-        return 1
-    return 0
 
 
-__all__ = ["run_predict", "collect_inputs", "read_progress", "partial_path", "written_whole", "record_rows"]
+def complete_outputs(outputs: PredictOutputs, report: dict[str, Any]) -> None:
+    """Write the JSON report; once the run is complete, the progress file beside it goes."""
+    if outputs.report is not None:
+        _write_text_whole(outputs.report, json.dumps(report, indent=1))
+    if outputs.progress is not None and outputs.progress != outputs.jsonl and report["complete"]:
+        outputs.progress.unlink(missing_ok=True)
+
+
+__all__ = ["PredictOutputs", "predict_outputs", "collect_inputs", "plan_steps", "run_steps", "build_report",
+           "complete_outputs", "read_progress", "partial_path", "written_whole", "record_rows"]
