@@ -38,7 +38,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..labels import FER2013_CLASSES, FERPLUS_CLASSES, class_alignment
-from .fer2013 import USAGES, FaceArrays, csv_rows, load_fer2013, require_file
+from .fer2013 import FaceArrays, csv_rows, load_fer2013, require_file
 
 #: Vote columns of ``fer2013new.csv``, in file order (the 8 emotions are FERPLUS_CLASSES' order).
 VOTE_COLUMNS = (
@@ -211,4 +211,4 @@ def _to_fer2013_classes(label: np.ndarray, emo: np.ndarray) -> tuple[np.ndarray,
     return label, emo @ class_alignment(FERPLUS_CLASSES, FER2013_CLASSES).T, int(contempt.sum())
 
 
-__all__ = ["load_ferplus", "parse_ferplus_csv", "ferplus_majority", "VOTE_COLUMNS", "USAGES"]
+__all__ = ["load_ferplus", "parse_ferplus_csv", "ferplus_majority", "VOTE_COLUMNS"]

@@ -286,4 +286,4 @@ def skipped_summary(data: FaceArrays, limit: int = 10) -> list[str]:
     return lines
 
 
-__all__ = ["load_image_folder", "load_manifest", "face_from_image", "resolve_classes", "skipped_summary", "SPLIT_NAMES"]
+__all__ = ["load_image_folder", "load_manifest", "face_from_image", "resolve_classes", "skipped_summary"]

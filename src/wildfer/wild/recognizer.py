@@ -30,7 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import ModelError
-from .align import AlignConfig, align_face, crop_scale, to_gray, unwarp, whole_crop
+from .align import AlignConfig, align_face, to_gray, unwarp, whole_crop
 from .detectors import Detection, Detector, create_detector
 
 MODES = ("detect", "search", "whole")
@@ -403,4 +403,4 @@ def reading_order(dets: list[Detection]) -> list[Detection]:
     return [d for row in rows for d in sorted(row, key=lambda d: d.box[0])]
 
 
-__all__ = ["Recognizer", "FaceResult", "ImageResult", "ExplainResult", "MODES", "reading_order", "crop_scale"]
+__all__ = ["Recognizer", "FaceResult", "ImageResult", "ExplainResult", "MODES", "reading_order"]
