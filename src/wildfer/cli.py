@@ -27,7 +27,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-#: (module, help panel) for every stage; each module has ``register(app)``.
+#: (module, help panel) for every stage; each module has ``register(app, panel)``.
 STAGES = [
     ("wildfer.data.commands", "Data"),
     ("wildfer.models.commands", "Models"),
@@ -63,26 +63,21 @@ def _info(as_json: bool = typer.Option(False, "--json", help="Print the report a
     if as_json:
         typer.echo(json.dumps(env, indent=2))
         return
-
-    def text(v):
-        if isinstance(v, dict):
-            return "; ".join(f"{k} {text(x)}" for k, x in v.items())
-        if isinstance(v, list):
-            return ", ".join(map(str, v)) or "none"
-        return "none" if v is None else str(v)
-
     for key, value in env.items():
-        typer.echo(f"{key + ':':<13}{text(value)}")
+        typer.echo(f"{key + ':':<13}{_info_text(value)}")
+
+
+def _info_text(value) -> str:
+    """One value of the ``info`` report as text: mappings as ``key value; ...``, lists joined."""
+    if isinstance(value, dict):
+        return "; ".join(f"{k} {_info_text(x)}" for k, x in value.items())
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) or "none"
+    return "none" if value is None else str(value)
 
 
 for _mod, _panel in STAGES:
-    try:
-        _m = importlib.import_module(_mod)
-    except ModuleNotFoundError as e:  # a stage not written yet
-        if e.name != _mod:
-            raise
-        continue
-    _m.register(app, _panel)
+    importlib.import_module(_mod).register(app, _panel)
 
 
 def main(argv: list[str] | None = None) -> int:
