@@ -113,12 +113,10 @@ def _run_with_bar(rec, steps, writer, records: dict, *, err, total: int, salienc
     """The steps of a run under a progress bar, each finished record written and kept in
     ``records``; True when Ctrl-C stopped the workers."""
     from rich.markup import escape
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from .batch_predict import run_steps, video_record
 
-    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), console=err, transient=True) as bar:
+    with _progress_bar(err) as bar:
         task = bar.add_task("predict", total=total, completed=len(writer.done))
 
         def finished(r: dict) -> None:
@@ -220,15 +218,13 @@ def evaluate_wild_cmd(
     import json
 
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-    from rich.table import Table
+    from rich.markup import escape
 
+    from ..machine import machine
     from ..models.loader import load_model
+    from ..paths import check_output_file
     from .evaluate import evaluate_wild
     from .recognizer import Recognizer
-    from ..machine import machine
-    from ..paths import check_output_file
-    from rich.markup import escape
 
     err = Console(stderr=True)
     for f, what in ((json_file, "--json"), (save_predictions, "--save-predictions")):  # before any work
@@ -236,20 +232,13 @@ def evaluate_wild_cmd(
             check_output_file(f, what).parent.mkdir(parents=True, exist_ok=True)
     clf = load_model(model, classes=classes, device=device) if classes else model
     rec = Recognizer(model=clf, detector=detector, mode=mode, max_side=max_side, tta=tta, device=device)
-    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), console=err, transient=True) as bar:
+    with _progress_bar(err) as bar:
         task = bar.add_task(f"evaluate {mode}", total=None)
         res = evaluate_wild(manifest, rec, iou=iou, limit=limit, split=split, save_predictions=save_predictions,
                             progress=lambda d, n: bar.update(task, completed=d, total=n))
-    table = Table(title=f"{Path(manifest).name}" + (f" split={split}" if split else "") + f": {mode}"
-                  + ("" if mode == "whole" else f" ({rec.detector.name})"))
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for k in ("n", "n_found", "n_search", "detection_recall", "accuracy", "accuracy_found", "accuracy_search",
-              "macro_f1", "images_per_s"):
-        v = res.get(k)
-        table.add_row(k, "-" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v)))
-    Console().print(table)
+    title = (f"{Path(manifest).name}" + (f" split={split}" if split else "") + f": {mode}"
+             + ("" if mode == "whole" else f" ({rec.detector.name})"))
+    Console().print(_metrics_table(res, title))
     for u in res["unreadable"]:
         err.print(f"[yellow]unreadable:[/] {escape(u['error'])}", highlight=False)
     if json_file:
@@ -257,6 +246,28 @@ def evaluate_wild_cmd(
         err.print(f"metrics written to {json_file}", highlight=False, markup=False)
     if save_predictions:
         err.print(f"predictions written to {save_predictions}", highlight=False, markup=False)
+
+
+def _metrics_table(res: dict, title: str):
+    """evaluate-wild's counts, recall, accuracies, macro-F1 and speed."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k in ("n", "n_found", "n_search", "detection_recall", "accuracy", "accuracy_found", "accuracy_search",
+              "macro_f1", "images_per_s"):
+        v = res.get(k)
+        table.add_row(k, "-" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v)))
+    return table
+
+
+def _progress_bar(err):
+    """The progress bar of predict and evaluate-wild: description, bar, done of total, time left."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeRemainingColumn(), console=err, transient=True)
 
 
 def register(app: typer.Typer, panel: str) -> None:
