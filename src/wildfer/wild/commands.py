@@ -91,7 +91,6 @@ def run_predict(paths, *, model=None, detector="yunet", mode="detect", out=None,
                              inputs={str(src) for src, _ in inputs})
     records: dict[str, dict] = dict(writer.done)
     steps = bp.plan_steps(inputs, outputs.out, done=writer.done, batch=batch, annotate=annotate, saliency=saliency)
-    interrupted = False
     try:
         interrupted = _run_with_bar(rec, steps, writer, records, err=err, total=len(inputs), saliency=saliency,
                                     video_stride=video_stride, workers=workers, settings=settings, ctx=ctx)
