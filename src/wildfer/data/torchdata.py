@@ -14,6 +14,7 @@ workers, the batch size or the order of access; the shuffle order depends on
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Callable, Iterator
 
@@ -145,6 +146,30 @@ class MixedEpochSampler(Sampler[int]):
         return self.take_a + self.take_b
 
 
+class ShardedSampler(Sampler[int]):
+    """One rank's share of another sampler's epoch order, as ``DistributedSampler`` shares its
+    shuffle: the order (the same on every rank) padded with its own first indices to a multiple
+    of ``world``, then every ``world``-th index from ``rank``. :meth:`set_epoch` reaches the
+    wrapped sampler (such as :class:`MixedEpochSampler`)."""
+
+    def __init__(self, sampler: Sampler[int], rank: int, world: int) -> None:
+        if not 0 <= rank < world:
+            raise ValueError(f"rank must be in [0, {world}), got {rank}")
+        self.sampler, self.rank, self.world = sampler, int(rank), int(world)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        order, total = list(self.sampler), len(self) * self.world
+        if order:
+            order = (order * math.ceil(total / len(order)))[:total]
+        return iter(order[self.rank :: self.world])
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.sampler) / self.world)
+
+
 class FaceLoader(DataLoader):
     """A ``DataLoader`` with :meth:`set_epoch` that reaches both the sampler and the dataset."""
 
@@ -206,4 +231,5 @@ def make_loader(
     )
 
 
-__all__ = ["FaceDataset", "FaceLoader", "EpochShuffleSampler", "MixedEpochSampler", "make_loader", "dist_info"]
+__all__ = ["FaceDataset", "FaceLoader", "EpochShuffleSampler", "MixedEpochSampler", "ShardedSampler", "make_loader",
+           "dist_info"]

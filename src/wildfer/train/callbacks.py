@@ -27,9 +27,9 @@ from .config import TrainConfig, save_config
 @dataclass
 class TrainState:
     """What one fit holds and changes: the model (``net``: it, or its DDP wrapper) and its
-    optimizer, schedule, loss, augmentation and augmentation generator, the epoch order
-    (``sampler``: None for a plain shuffle), the epoch reached, the best validation accuracy
-    and the epoch records."""
+    optimizer, schedule, loss, augmentation and augmentation generator, this rank's training
+    rows of each epoch (``sampler``, with ``set_epoch``), the epoch reached, the best validation
+    accuracy and the epoch records."""
 
     model: nn.Module
     optimizer: torch.optim.Optimizer

@@ -24,10 +24,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.data import Sampler
+from torch.utils.data.distributed import DistributedSampler
 
 from ..data.augment import Augment
 from ..data.fer2013 import FaceArrays
-from ..data.torchdata import dist_info
+from ..data.torchdata import MixedEpochSampler, ShardedSampler, dist_info
 from ..errors import WildferError
 from ..jsonio import write_json
 from ..labels import FER2013_CLASSES
@@ -311,13 +313,8 @@ class Trainer:
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         opt = make_optimizer(cfg, model.parameters())
-        sampler = None
-        if cfg.wild_data:
-            from ..data.torchdata import MixedEpochSampler
-
-            n_fer, n_wild = self.train_data.meta["parts"]
-            sampler = MixedEpochSampler(n_fer, n_wild, cfg.wild_ratio, seed=cfg.seed)
-        steps_per_epoch = math.ceil(self._rows_per_rank(sampler) / cfg.batch_size)
+        sampler = self._epoch_sampler()
+        steps_per_epoch = math.ceil(len(sampler) / cfg.batch_size)
         if cfg.max_iters_per_epoch:
             steps_per_epoch = min(steps_per_epoch, cfg.max_iters_per_epoch)
         sched = LRSchedule(cfg, steps_per_epoch)
@@ -329,10 +326,20 @@ class Trainer:
             state.epoch = state.start_epoch - 1
         return state
 
-    def _rows_per_rank(self, sampler) -> int:
-        return math.ceil((len(sampler) if sampler is not None else len(self.train_data)) / self.world)
+    def _epoch_sampler(self) -> Sampler[int]:
+        """This rank's training rows of each epoch, from one order shared by every rank, padded to
+        a multiple of the world size and sharded (``DistributedSampler``): a shuffle of every face
+        seeded from ``(cfg.seed, epoch)``, or with ``cfg.wild_data`` the epoch's mix of FER2013
+        and wild faces (:class:`~wildfer.data.torchdata.MixedEpochSampler`)."""
+        cfg = self.cfg
+        if cfg.wild_data:
+            n_fer, n_wild = self.train_data.meta["parts"]
+            mixed = MixedEpochSampler(n_fer, n_wild, cfg.wild_ratio, seed=cfg.seed)
+            return ShardedSampler(mixed, self.rank, self.world)
+        return DistributedSampler(range(len(self.train_data)), num_replicas=self.world, rank=self.rank,
+                                  shuffle=True, seed=cfg.seed * 7919)
 
-    def _make_loss(self, sampler) -> TrainingLoss:
+    def _make_loss(self) -> TrainingLoss:
         """The loss of this run, with ``cfg.teacher`` live or, with ``cfg.teacher_cache``, its
         logits for every training face computed once (then no mixup / cutmix: checks.check_config)."""
         cfg = self.cfg
@@ -349,7 +356,7 @@ class Trainer:
         weights = class_weight_vector(self.train_data.labels, self.num_classes, cfg.class_weights)
         soft = self.train_data.soft if (cfg.dataset == "ferplus" and cfg.ferplus_soft) else None
         # learning without forgetting: on mixed epochs the teacher speaks for the FER2013 faces only
-        teach_rows = sampler.n_a if sampler is not None and not cfg.teacher_on_wild else None
+        teach_rows = self.train_data.meta["parts"][0] if cfg.wild_data and not cfg.teacher_on_wild else None
         return TrainingLoss(cfg, self.num_classes, self.train_data.labels, soft=soft,
                             weights=None if weights is None else weights.to(self.device),
                             teacher=teacher, teacher_logits=teacher_logits, teach_rows=teach_rows)
@@ -377,7 +384,7 @@ class Trainer:
         if self.distributed:
             state.net = nn.parallel.DistributedDataParallel(
                 state.model, device_ids=[self.local_rank] if self.device.type == "cuda" else None)
-        state.loss = self._make_loss(state.sampler)
+        state.loss = self._make_loss()
         state.augment = Augment(**self.cfg.aug) if self.cfg.augment else None
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -395,19 +402,9 @@ class Trainer:
         return self._summary(state)
 
     def _epoch_rows(self, state: TrainState) -> np.ndarray:
-        """This rank's training rows of ``state.epoch``: one permutation shared by every rank,
-        padded to a multiple of the world size and sharded (DistributedSampler semantics)."""
-        sampler, epoch = state.sampler, state.epoch
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-            perm = np.fromiter(sampler, dtype=np.int64, count=len(sampler))
-        else:
-            perm_gen = torch.Generator().manual_seed(self.cfg.seed * 7919 + epoch)
-            perm = torch.randperm(len(self.train_data), generator=perm_gen).numpy()
-        if self.world > 1:
-            pad = self._rows_per_rank(sampler) * self.world - len(perm)
-            perm = np.concatenate([perm, perm[:pad]])[self.rank :: self.world]
-        return perm
+        """This rank's training rows of ``state.epoch`` (see :meth:`_epoch_sampler`)."""
+        state.sampler.set_epoch(state.epoch)
+        return np.fromiter(state.sampler, dtype=np.int64, count=len(state.sampler))
 
     def train_epoch(self, state: TrainState, callbacks: Callback) -> dict[str, float]:
         """One epoch of optimizer steps; training loss and accuracy over every rank."""
