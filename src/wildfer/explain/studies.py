@@ -24,6 +24,7 @@ import torch
 
 from ..errors import DataError, ModelError
 from ..jsonio import write_json
+from ..models.classifier import DEFAULT_PREPROCESS
 from .methods import create_method, get_method
 from .regions import KEY_REGIONS, REGIONS, key_share, region_areas, region_shares, template_regions
 
@@ -104,7 +105,7 @@ def faces_from_data(path: str | Path, *, split: str | None = "PublicTest", per_c
     return FaceSet(data.images[idx], names, [data.classes[int(data.labels[i])] for i in idx], source=str(path))
 
 
-def faces_from_paths(paths: Sequence[str | Path], size: int = 48) -> FaceSet:
+def faces_from_paths(paths: Sequence[str | Path], size: int = DEFAULT_PREPROCESS["size"]) -> FaceSet:
     """Face crops from image files, as grayscale ``size x size``; unreadable files are
     skipped and reported, the others kept."""
     from PIL import Image
@@ -127,7 +128,8 @@ def faces_from_paths(paths: Sequence[str | Path], size: int = 48) -> FaceSet:
     return FaceSet(arr, names, [None] * len(names), skipped)
 
 
-def faces_from_input(path: str | Path, *, size: int = 48, split: str | None = "PublicTest", per_class: int = 1) -> FaceSet:
+def faces_from_input(path: str | Path, *, size: int = DEFAULT_PREPROCESS["size"], split: str | None = "PublicTest",
+                     per_class: int = 1) -> FaceSet:
     """An image file, a folder of images, or a data set file (FER2013 / FER+ CSV, manifest)."""
     from ..data.images import is_image_file
 

@@ -241,7 +241,7 @@ class ImageNetForm(nn.Module):
         ``imagenet_px`` for the ImageNet form and 48 for the other)."""
         self.imagenet = imagenet
         self.net_in_chans = in_chans
-        self.input_px = input_size or (imagenet_px if imagenet else 48)
+        self.input_px = input_size or (imagenet_px if imagenet else DEFAULT_PREPROCESS["size"])
 
     def adapt_input(self, x: torch.Tensor) -> torch.Tensor:
         want = self.net_in_chans  # type: ignore[attr-defined]

@@ -36,6 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..labels import FER2013_CLASSES
+from ..models.classifier import DEFAULT_PREPROCESS
 
 #: per check, the setting an architecture runs at when no ``model_kwargs`` are given
 CHEAP_KWARGS: dict[str, dict[str, dict]] = {
@@ -69,8 +70,6 @@ def _default_data(data: str | os.PathLike | None = None) -> Path | None:
 
 def _tiny_batch(n: int, data: str | os.PathLike | None, seed: int) -> tuple[torch.Tensor, torch.Tensor, str]:
     """``n`` normalised faces and labels: FER2013 training rows if available, else noise."""
-    from ..models.classifier import DEFAULT_PREPROCESS
-
     path = _default_data(data)
     if path is not None and path.exists():
         from ..data.fer2013 import load_fer2013
@@ -86,7 +85,8 @@ def _tiny_batch(n: int, data: str | os.PathLike | None, seed: int) -> tuple[torc
             path = None
     if path is None or not path.exists():
         g = torch.Generator().manual_seed(seed)
-        images = torch.randint(0, 256, (n, 48, 48), generator=g).float()
+        side = DEFAULT_PREPROCESS["size"]
+        images = torch.randint(0, 256, (n, side, side), generator=g).float()
         labels = torch.randint(0, len(FER2013_CLASSES), (n,), generator=g)
         source = f"{n} random images (FER2013 not found)"
     x = (images[:, None] / 255.0 - DEFAULT_PREPROCESS["mean"]) / DEFAULT_PREPROCESS["std"]
@@ -198,7 +198,7 @@ def check_gradients(seed: int = 0, *, model: str = "shallow", model_kwargs: dict
     torch.manual_seed(seed)
     net, kwargs = _build(model, model_kwargs, "gradients", 3)
     net = net.double().eval()
-    size = int(kwargs.get("input_size", getattr(net, "input_size", 48)))
+    size = int(kwargs.get("input_size", getattr(net, "input_size", DEFAULT_PREPROCESS["size"])))
     names = [n for n, _ in net.named_parameters()]
     params = tuple(p.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True) for p in net.parameters())
     x = torch.randn(2, getattr(net, "in_chans", 1), size, size, dtype=torch.float64, requires_grad=True)
