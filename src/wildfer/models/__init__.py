@@ -30,7 +30,6 @@ _EXPORTS = {
 #: submodules reachable as attributes (``wildfer.models.vggfer``) without an explicit import.
 _SUBMODULES = frozenset(FAMILIES) | {
     "registry", "pretrained", "layers", "classifier", "loader", "ensemble", "complexity", "onnx", "commands",
-    "export_cli",
 }
 
 __all__ = ["create_model", "list_models", "model_info", "register_model", "registry", "freeze",
