@@ -143,5 +143,23 @@ def test_show_draws_a_grid(cli, tmp_path):
     assert img.width > 200 and img.height > 400  # 7 rows x 3 columns of faces
     a = np.asarray(img.convert("L"))
     assert a.std() > 10  # faces were drawn
-    code, text = cli(["data", "show", f, "--out", out, "--split", "Validation"])
+    code, text = cli(["data", "show", f, "--out", out, "--split", "holdout"])
     assert code == 2 and "unknown split" in one_error_line(text)
+
+
+def test_show_takes_split_names(cli, tmp_path, monkeypatch):
+    """``--split train`` is ``--split Training`` (the one split rule); an absent split says which are present."""
+    from wildfer.data import commands
+
+    f = fer_csv(tmp_path / "s.csv", [(i % 7, "Training" if i < 20 else "PublicTest") for i in range(25)])
+    drawn = {}
+    monkeypatch.setattr(commands, "save_grid", lambda data, out, **kw: drawn.setdefault(kw["title"], data))
+    for split in ("Training", "train", "val"):
+        code, text = cli(["data", "show", f, "--out", tmp_path / "g.png", "--split", split])
+        assert code == 0, text
+    usages = {title: set(data.usage) for title, data in drawn.items()}
+    assert usages == {"s.csv (Training)": {"Training"}, "s.csv (train)": {"Training"}, "s.csv (val)": {"PublicTest"}}
+    assert len(drawn["s.csv (train)"]) == 20
+    code, text = cli(["data", "show", f, "--out", tmp_path / "p.png", "--split", "private"])
+    line = one_error_line(text)
+    assert code == 2 and "no 'private' rows" in line and "splits present: Training, PublicTest" in line

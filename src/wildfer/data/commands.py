@@ -124,7 +124,7 @@ def show(
     path: Path = typer.Argument(..., help="fer2013.csv(.gz), fer2013new.csv, an image folder or a manifest CSV."),
     out: Path = typer.Option(Path("grid.png"), "--out", "-o", help="Image file to write (png, jpg, pdf, svg)."),
     per_class: int = typer.Option(8, "--per-class", "-n", min=1, max=64, help="Samples per class."),
-    split: Optional[str] = typer.Option(None, "--split", help="Only this usage (Training, PublicTest ...)."),
+    split: Optional[str] = typer.Option(None, "--split", help="Only this split (train, val, private; or a usage: Training ...)."),
     seed: int = typer.Option(0, "--seed", help="Which random samples to draw."),
     fer2013: Optional[Path] = _FER2013_OPT,
     classes: Optional[str] = _CLASSES_OPT,
@@ -132,9 +132,9 @@ def show(
     """Draw a grid of sample faces, one row per class."""
     from rich.console import Console
 
-    data = _load(path, fer2013, classes, False)
-    if split:
-        data = data.split(split)
+    from .detect import select_split
+
+    data = select_split(_load(path, fer2013, classes, False), split)
     save_grid(data, out, per_class=per_class, seed=seed, title=f"{path.name}" + (f" ({split})" if split else ""))
     Console().print(
         f"wrote {out} ({len(data.classes)} classes x {per_class})", highlight=False, markup=False, soft_wrap=True

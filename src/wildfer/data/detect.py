@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import DataError
-from .fer2013 import _READ_ERRORS, FaceArrays, _open_text, usage_name, usages_present
+from .fer2013 import _READ_ERRORS, USAGES, FaceArrays, _open_text, usage_name, usages_present
 from .paths import data_path, not_found_hint
 
 FORMATS = ("fer2013", "ferplus", "manifest", "folder")
@@ -83,7 +83,8 @@ def split_rows(usage: np.ndarray, split: str | Sequence[str] | None, source: str
     the one split rule: a name stands for the usage :func:`~wildfer.data.fer2013.usage_name`
     gives it (case-insensitive; ``train`` -> ``Training``, ``val`` / ``test`` -> ``PublicTest``,
     ``private`` -> ``PrivateTest``); ``None`` (the result too) or ``"all"`` keeps every row. A
-    split with no rows is a :class:`DataError` for ``source`` listing the splits present."""
+    split with no rows is a :class:`DataError` for ``source`` listing the splits present (and
+    saying "unknown split" of a name that is neither a FER2013 usage nor a split name)."""
     names = [split] if isinstance(split, str) else list(split or ())
     if not names or any(n.strip().lower() == "all" for n in names):
         return None
@@ -92,7 +93,8 @@ def split_rows(usage: np.ndarray, split: str | Sequence[str] | None, source: str
     usages = [usage_name(n) for n in names]
     for name, u in zip(names, usages):
         if u.lower() not in have:
-            raise DataError(source, f"no {name!r} rows (no rows with usage {u!r}); "
+            why = f"no rows with usage {u!r}" if u in USAGES else "unknown split"
+            raise DataError(source, f"no {name!r} rows ({why}); "
                                     f"splits present: {', '.join(present) or 'none'}, or 'all'")
     return np.isin(np.char.lower(np.asarray(usage).astype(str)), [u.lower() for u in usages])
 
