@@ -28,7 +28,7 @@ DEFAULT_PREPROCESS = {"size": 48, "mean": 0.5, "std": 0.25, "grayscale": True}
 DEVICES = ("auto", "cpu", "cuda")
 
 #: what computes a classifier's logits: its torch network or an onnxruntime session of it
-BACKENDS = ("torch", "onnx")
+BACKENDS = ("torch", "onnx", "int8")
 
 
 def resolve_device(device: Any = "auto", backend: str = "torch") -> str:
@@ -58,6 +58,8 @@ def resolve_device(device: Any = "auto", backend: str = "torch") -> str:
 
 def _cuda_missing(backend: str) -> str | None:
     """Why ``backend`` cannot run on a CUDA GPU here, or ``None`` when it can."""
+    if backend == "int8":
+        return "the int8 backend runs on the CPU only"
     if backend == "onnx":
         try:  # onnxruntime is optional and slow to import: only when asked about
             from .onnx import import_onnxruntime
@@ -159,8 +161,8 @@ class Classifier:
     meta: dict[str, Any] = field(default_factory=dict)
     class_map: np.ndarray | None = None  # optional C_out x C_net matrix (e.g. FER+ 8 -> FER2013 7)
     out_classes: tuple[str, ...] | None = None
-    backend: str = "torch"  # "torch" or "onnx" (see with_backend)
-    runner: Any = None  # the onnxruntime runner when backend == "onnx"
+    backend: str = "torch"  # "torch", "onnx" or "int8" (see with_backend)
+    runner: Any = None  # the onnxruntime runner of the onnx and int8 backends
     #: where the backend computes, "cpu" or "cuda:N" (the onnx backend's torch net, kept for
     #: gradients, stays on the CPU)
     device: str = "cpu"
@@ -171,7 +173,8 @@ class Classifier:
     def to(self, device: Any = "auto") -> Classifier:
         """This classifier on ``device`` (:func:`resolve_device`): itself when it is there already,
         else a new one with its own copy of the network there (this one is left as it was).
-        With the onnx backend the onnxruntime session is made again with the device's provider."""
+        With the onnx backend the onnxruntime session is made again with the device's provider;
+        the int8 backend computes on the CPU only."""
         target = resolve_device(device, self.backend)
         if target == self.device:
             return self
@@ -183,14 +186,20 @@ class Classifier:
         """This classifier computing with ``backend`` on ``device`` (default: its own), as a new
         one: ``"onnx"`` runs an export of the network on onnxruntime with ``threads`` intra-op
         threads (:func:`wildfer.models.onnx.attach_onnx`; the network stays for gradients),
-        ``"torch"`` runs the network itself."""
+        ``"int8"`` runs the model's int8 graph there on the CPU
+        (:func:`wildfer.models.quantize.attach_int8`), ``"torch"`` runs the network itself."""
         if backend not in BACKENDS:
-            raise ModelError(f"unknown backend {backend!r} (torch | onnx)")
+            raise ModelError(f"unknown backend {backend!r} (torch | onnx | int8)")
         device = self.device if device is None else device
-        if backend == "onnx":  # onnx.py builds on this module
+        if backend == "onnx":  # onnx.py and quantize.py build on this module
             from .onnx import attach_onnx
 
             return attach_onnx(self, threads=threads, device=device)
+        if backend == "int8":
+            from .quantize import attach_int8
+
+            resolve_device(device, "int8")  # a GPU asked for is an error
+            return attach_int8(self, threads=threads)
         if self.backend == "torch":
             return self.to(device)
         return dataclasses.replace(self, backend="torch", runner=None, device="cpu").to(device)
@@ -233,7 +242,7 @@ class Classifier:
     @torch.inference_mode()
     def logits(self, faces, batch_size: int = 256) -> torch.Tensor:
         """Network outputs ``N x C`` for ``faces``, on the CPU whatever the device."""
-        if self.backend == "onnx" and self.runner is not None:
+        if self.backend in ("onnx", "int8") and self.runner is not None:
             x = self.to_tensor(faces, device="cpu")  # onnxruntime takes numpy and moves it itself
             outs = [torch.from_numpy(self.runner(x[i : i + batch_size].numpy())) for i in range(0, x.shape[0], batch_size)]
             return torch.cat(outs) if outs else torch.zeros(0, len(self.classes))

@@ -277,6 +277,10 @@ def load_model(name_or_path: str | os.PathLike = "default", *, classes: str | No
     ``classes="fer2013"`` maps an 8-class FER+ model's output to FER2013's 7 classes
     (contempt folded away, probabilities renormalised).
 
+    ``backend``: ``"torch"`` (default), ``"onnx"`` (an export on onnxruntime) or ``"int8"``
+    (the model's int8 graph: shipped for some built-ins, else ``<file>.int8.onnx`` beside the
+    weights file; :mod:`wildfer.models.quantize`).
+
     ``device``: where it computes, ``"cpu"`` (default), ``"cuda"``, ``"cuda:N"`` or ``"auto"``
     (a CUDA GPU when the backend can use one, else the CPU; :func:`resolve_device`), checked
     before anything is read.
@@ -284,13 +288,17 @@ def load_model(name_or_path: str | os.PathLike = "default", *, classes: str | No
     if classes and classes.lower() != "fer2013":
         raise ModelError(f"classes={classes!r}: the only class mapping is 'fer2013' (FER2013's 7 classes)")
     if backend not in BACKENDS:
-        raise ModelError(f"unknown backend {backend!r} (torch | onnx)")
+        raise ModelError(f"unknown backend {backend!r} (torch | onnx | int8)")
     target = resolve_device(device, backend)
     clf = _resolve(str(name_or_path))
     if classes:
         clf = with_fer2013_classes(clf)
     if backend == "onnx":
         return clf.with_backend("onnx", device=target)
+    if backend == "int8":
+        from .quantize import attach_int8
+
+        return attach_int8(clf, source=name_or_path)
     return _placed(clf, target)
 
 

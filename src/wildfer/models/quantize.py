@@ -1,0 +1,97 @@
+"""int8 classifiers: static QDQ quantisation on onnxruntime, and the ``int8`` backend.
+
+A classifier's ONNX export is quantised once with calibration faces (weights per channel to
+int8, activations to uint8 with percentile ranges), and onnxruntime then runs its
+convolutions with integer kernels (VNNI on CPUs that have it)::
+
+    wildfer export wild --int8 --calibrate $WILDFER_DATA/fer2013/fer2013.csv.gz -o wild.int8.onnx
+
+The built-ins whose int8 graph ships (``weights/<name>.int8.onnx``) run it with
+``load_model(name, backend="int8")`` or ``clf.with_backend("int8")``; a checkpoint or
+``.safetensors`` file finds its graph beside it (``<file>.int8.onnx``). A graph is shipped
+only where it keeps FER2013 PublicTest within half a point of the float model
+(``benchmarks/results/int8.json``).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelError
+from .classifier import Classifier
+
+WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+SUFFIX = ".int8.onnx"
+#: calibration faces drawn from what the user gives (seeded, so a graph can be made again)
+CALIBRATION_FACES = 512
+
+
+def calibration_faces(faces: np.ndarray, n: int = CALIBRATION_FACES, seed: int = 0) -> np.ndarray:
+    """``n`` of ``faces`` (uint8 N x H x W), drawn without replacement with ``seed``."""
+    faces = np.asarray(faces)
+    if len(faces) <= n:
+        return faces
+    return faces[np.random.default_rng(seed).choice(len(faces), n, replace=False)]
+
+
+def quantize_int8(clf: Classifier, faces: np.ndarray, *, batch: int = 32) -> bytes:
+    """The int8 (QDQ) ONNX graph of ``clf``, its activation ranges calibrated on ``faces``
+    (uint8 ``N x H x W`` in the classifier's input size, as :meth:`Classifier.to_tensor` takes)."""
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quant_pre_process, quantize_static)
+
+    from .onnx import onnx_bytes
+
+    if len(faces) == 0:
+        raise ModelError("int8 calibration needs at least one face")
+
+    class Faces(CalibrationDataReader):
+        def __init__(self):
+            xs = (clf.to_tensor(faces[i:i + batch]).cpu().numpy() for i in range(0, len(faces), batch))
+            self.batches = ({"input": x} for x in xs)
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32, pre, out = (os.path.join(tmp, f) for f in ("fp32.onnx", "pre.onnx", "int8.onnx"))
+        Path(fp32).write_bytes(onnx_bytes(clf))
+        quant_pre_process(fp32, pre)
+        quantize_static(pre, out, Faces(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=CalibrationMethod.Percentile)
+        return Path(out).read_bytes()
+
+
+def int8_graph(clf: Classifier, source: str | os.PathLike | None = None) -> Path:
+    """Where ``clf``'s int8 graph is: beside ``source`` (a weights file), or shipped for a
+    built-in; a :class:`ModelError` saying how to make one when there is none."""
+    src = Path(source) if source else None
+    candidates = [Path(str(src) + SUFFIX), src.with_suffix(SUFFIX)] if src and src.is_file() else []
+    if clf.name:
+        candidates.append(WEIGHTS / f"{clf.name}{SUFFIX}")
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise ModelError(f"model {clf.name or source!r} has no int8 graph; make one with 'wildfer export MODEL --int8 "
+                     f"--calibrate FACES -o MODEL{SUFFIX}' (next to the weights file) or use backend torch or onnx")
+
+
+def attach_int8(clf: Classifier, threads: int | None = None, source: str | os.PathLike | None = None,
+                graph: str | os.PathLike | None = None) -> Classifier:
+    """A new classifier computing ``clf``'s logits with its int8 graph on onnxruntime's CPU
+    provider; the float torch network stays for saliency maps."""
+    from .onnx import OnnxRunner
+
+    path = Path(graph) if graph else int8_graph(clf, source)
+    runner = OnnxRunner(path, threads=threads, device="cpu")
+    if runner.classes is not None and tuple(runner.classes) != tuple(clf.classes):
+        raise ModelError(f"{path}: int8 graph's classes {runner.classes} differ from the model's {tuple(clf.classes)}")
+    net = clf.net if clf.input_device.type == "cpu" else copy.deepcopy(clf.net).to("cpu")
+    return dataclasses.replace(clf, net=net, runner=runner, backend="int8", device="cpu")

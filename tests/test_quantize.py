@@ -1,0 +1,86 @@
+"""The int8 backend: static QDQ quantisation on onnxruntime, the shipped int8 graphs, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from wildfer.errors import ModelError
+from wildfer.models import create_model
+from wildfer.models.classifier import Classifier
+from wildfer.models.loader import load_model
+from wildfer.models.quantize import SUFFIX, WEIGHTS, attach_int8, calibration_faces, int8_graph, quantize_int8
+
+pytest.importorskip("onnxruntime.quantization")
+
+
+def faces(n: int, seed: int = 0) -> np.ndarray:
+    """Smooth random faces (blurred noise), closer to photos than white noise."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    raw = rng.integers(0, 256, (n, 12, 12), dtype=np.uint8)
+    return np.stack([cv2.resize(f, (48, 48), interpolation=cv2.INTER_CUBIC) for f in raw])
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    torch.manual_seed(0)
+    clf = Classifier(create_model("shallow", num_filters=8, hidden=32), name="tiny", arch="shallow")
+    path = tmp_path_factory.mktemp("int8") / f"tiny{SUFFIX}"
+    path.write_bytes(quantize_int8(clf, faces(64)))
+    return clf, path
+
+
+def test_int8_graph_computes_what_the_float_network_does(tiny):
+    clf, path = tiny
+    q = attach_int8(clf, graph=path, threads=1)
+    assert q.backend == "int8" and q.device == "cpu" and clf.backend == "torch" and q.net is clf.net
+    x = faces(200, seed=1)
+    p, pq = clf.predict_proba(x), q.predict_proba(x)
+    assert pq.shape == p.shape and np.allclose(pq.sum(1), 1, atol=1e-5)
+    assert (pq.argmax(1) == p.argmax(1)).mean() >= 0.9
+    assert np.abs(pq - p).max() < 0.1
+    assert not np.array_equal(pq, p)  # it really is another computation
+    back = q.with_backend("torch")
+    assert back.backend == "torch" and np.array_equal(back.predict_proba(x), p)
+
+
+def test_a_weights_file_finds_its_graph_beside_it(tiny, tmp_path):
+    clf, path = tiny
+    weights = tmp_path / "tiny.safetensors"
+    weights.write_bytes(b"")
+    (tmp_path / f"tiny{SUFFIX}").write_bytes(path.read_bytes())
+    assert int8_graph(clf, weights) == tmp_path / f"tiny{SUFFIX}"
+    nameless = Classifier(clf.net, name="", arch="shallow")
+    with pytest.raises(ModelError, match="no int8 graph.*wildfer export MODEL --int8"):
+        int8_graph(nameless, tmp_path / "elsewhere.safetensors")
+
+
+def test_int8_is_cpu_only_and_unknown_backends_are_named():
+    with pytest.raises(ModelError, match="int8 backend runs on the CPU only"):
+        load_model("fast", backend="int8", device="cuda")
+    with pytest.raises(ModelError, match="torch \\| onnx \\| int8"):
+        load_model("fast", backend="tensorrt")
+    q = load_model("fast", backend="int8", device="auto")
+    assert q.backend == "int8" and q.device == "cpu"
+    with pytest.raises(ModelError, match="CPU only"):
+        q.to("cuda")
+
+
+def test_calibration_faces_are_a_seeded_draw():
+    x = np.arange(2000 * 4, dtype=np.uint8).reshape(2000, 2, 2)
+    a, b = calibration_faces(x, 100), calibration_faces(x, 100)
+    assert len(a) == 100 and np.array_equal(a, b) and not np.array_equal(a, x[:100])
+    assert calibration_faces(x[:50], 100) is not None and len(calibration_faces(x[:50], 100)) == 50
+
+
+@pytest.mark.parametrize("name", ["wild", "default", "fast"])
+def test_shipped_int8_graphs_keep_publictest_within_half_a_point(name, fer2013):
+    assert (WEIGHTS / f"{name}{SUFFIX}").is_file()
+    test = fer2013.split("PublicTest")
+    clf, q = load_model(name), load_model(name, backend="int8")
+    acc = float((clf.predict_proba(test.images).argmax(1) == test.labels).mean())
+    acc8 = float((q.predict_proba(test.images).argmax(1) == test.labels).mean())
+    assert acc - acc8 < 0.005, (acc, acc8)
