@@ -76,17 +76,16 @@ def seed_everything(seed: int) -> None:
 def load_training_data(cfg: TrainConfig) -> tuple[FaceArrays, FaceArrays]:
     """Training and validation arrays for ``cfg.dataset`` (fer2013 or ferplus), through
     :func:`wildfer.data.load_dataset` and its split rule (``train`` / ``Training``, ``val`` /
-    ``PublicTest`` ...)."""
+    ``PublicTest`` ...); a split the data lacks is a :class:`~wildfer.errors.DataError`."""
     from ..data import load_dataset
     from ..data.detect import select_split
-    from ..data.fer2013 import usage_name
 
     if cfg.dataset not in ("fer2013", "ferplus"):
         raise WildferError(f"unknown dataset {cfg.dataset!r} (fer2013 | ferplus)")
     if cfg.dataset == "ferplus" and not cfg.ferplus_labels:
         raise WildferError("dataset 'ferplus' needs ferplus_labels=PATH/fer2013new.csv")
     full = load_dataset(cfg.data, dataset=cfg.dataset, labels=cfg.ferplus_labels if cfg.dataset == "ferplus" else None)
-    train, val = select_split(full, cfg.train_split), full.split(usage_name(cfg.val_split))
+    train, val = select_split(full, cfg.train_split), select_split(full, cfg.val_split)
     if cfg.subset:
         train = train.subset(np.arange(min(cfg.subset, len(train))))
     if cfg.val_subset:
