@@ -40,7 +40,7 @@ from .detectors import Detection, create_detector
 from .evaluate import ManifestItem, match_faces, read_manifest
 
 #: bump when the crop recipe changes, so old cache files are not reused
-CROP_VERSION = 2
+CROP_VERSION = 3  # 3: detector "yunet" is the ONNX graph (float boxes, not the C build's integers)
 
 
 def crop_manifest(manifest: str | Path, *, split: str | None = None, detector: str = "yunet", max_side: int = 640,
