@@ -91,11 +91,14 @@ class OnnxRunner:
     """Logits from an ONNX model on onnxruntime: its CPU provider, or its CUDA provider for
     ``device="cuda:N"`` (a :class:`ModelError` when that provider cannot start here)."""
 
-    def __init__(self, model: bytes | str | os.PathLike, threads: int | None = None, device: str = "cpu"):
+    def __init__(self, model: bytes | str | os.PathLike, threads: int | None = None, device: str = "cpu",
+                 spin: bool = True):
         ort = import_onnxruntime()
         so = ort.SessionOptions()
         if threads:
             so.intra_op_num_threads = int(threads)
+        if not spin:  # idle pool threads sleep instead of spinning between calls
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         src = model if isinstance(model, bytes) else str(model)
         shown = model if not isinstance(model, bytes) else "<onnx>"

@@ -90,7 +90,9 @@ def attach_int8(clf: Classifier, threads: int | None = None, source: str | os.Pa
     from .onnx import OnnxRunner
 
     path = Path(graph) if graph else int8_graph(clf, source)
-    runner = OnnxRunner(path, threads=threads, device="cpu")
+    # a face or a few per call, between detections: pool threads that spin while the photo is
+    # decoded and searched would take a core from the rest of the pipeline
+    runner = OnnxRunner(path, threads=threads, device="cpu", spin=False)
     if runner.classes is not None and tuple(runner.classes) != tuple(clf.classes):
         raise ModelError(f"{path}: int8 graph's classes {runner.classes} differ from the model's {tuple(clf.classes)}")
     net = clf.net if clf.input_device.type == "cpu" else copy.deepcopy(clf.net).to("cpu")
