@@ -129,7 +129,8 @@ def profile_stages(photos: list[tuple[str, bytes]], model: str, backend: str, re
     import torch
     from fastapi.responses import JSONResponse
 
-    from wildfer.serve.app import jsonable, load_recognizer
+    from wildfer.jsonio import json_ready
+    from wildfer.serve.app import load_recognizer
     from wildfer.serve.uploads import decode_image, extract_image_bytes
     from wildfer.wild.align import align_face, to_gray
 
@@ -159,7 +160,7 @@ def profile_stages(photos: list[tuple[str, bytes]], model: str, backend: str, re
             t5 = clock()
             res = rec._classify([rec._prepare(rgb)])[0]  # the result to serialise (not timed)
             t6 = clock()
-            JSONResponse(jsonable(res.to_dict()))
+            JSONResponse(json_ready(res.to_dict()))
             t7 = clock()
             if rep:
                 faces += len(dets)

@@ -31,6 +31,7 @@ from starlette.requests import ClientDisconnect
 
 from .. import __version__
 from ..errors import WildferError
+from ..jsonio import json_ready
 from .uploads import MULTIPART_SLACK, UploadError, decode_image, extract_image_bytes, read_body, shrink_to
 from .worker import Abandoned, Busy, Expired, InferenceWorker
 
@@ -105,21 +106,6 @@ class Limits:
     explain_pixels: int
     max_predict: int
     max_explain: int
-
-
-def jsonable(obj):
-    """Numpy scalars / arrays and tuples -> plain JSON types (recursively)."""
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
 
 
 def error_response(status: int, message: str, code: str, headers: dict | None = None) -> JSONResponse:
@@ -397,7 +383,7 @@ async def predict(request: Request, limits: LimitsDep, recognizer: RecognizerDep
     async with slots["predict"], ClientWatch(request) as watch:
         photo, steps = await receive_image(request, deadline, watch, limits, pool, limits.work_pixels)
         res, queue_ms = await run_job(worker, "predict", photo, deadline, watch.gone)
-    out = jsonable(photo.to_photo(res).to_dict())
+    out = json_ready(photo.to_photo(res).to_dict())
     timings = dict(out.get("timings_ms") or {})
     timings.update(steps, queue=queue_ms)
     timings["server_total"] = (time.perf_counter() - t0) * 1e3
@@ -438,7 +424,7 @@ async def explain(
         timings = {k: float(v) for k, v in (getattr(ex, "timings", None) or {}).items()}
         timings.update(steps, queue=queue_ms)
         if format is ExplainFormat.json:
-            out = jsonable(photo.to_photo(ex).to_dict())
+            out = json_ready(photo.to_photo(ex).to_dict())
             timings["server_total"] = (time.perf_counter() - t0) * 1e3
             out["timings_ms"] = _rounded(timings, 2)
             out["method"] = method.value
@@ -459,7 +445,7 @@ async def explain(
 @router.get("/v1/models", summary="The model and detector this server uses", tags=["api"])
 async def models(limits: LimitsDep, recognizer: RecognizerDep):
     clf = getattr(recognizer, "classifier", None)
-    return JSONResponse(jsonable({
+    return JSONResponse(json_ready({
         "model": {
             "name": model_name(recognizer),
             "arch": getattr(clf, "arch", ""),
