@@ -55,13 +55,12 @@ def _root(
 @app.command("info", rich_help_panel="Setup")
 def _info(as_json: bool = typer.Option(False, "--json", help="Print the report as JSON.")):
     """Versions, the face detector and classifier backends this installation uses, built-in models."""
-    import json
-
     from .info import environment
+    from .jsonio import dumps
 
     env = environment()
     if as_json:
-        typer.echo(json.dumps(env, indent=2))
+        typer.echo(dumps(env, indent=2))
         return
     for key, value in env.items():
         typer.echo(f"{key + ':':<13}{_info_text(value)}")

@@ -56,10 +56,9 @@ def info(
     no_cache: bool = typer.Option(False, "--no-cache", help="Parse the CSV again, ignoring the cache."),
 ):
     """Print counts per usage and class (and what was skipped or dropped)."""
-    import json
-
     from rich.console import Console
 
+    from ..jsonio import write_json
     from ..paths import check_output_file
 
     if json_out is not None:
@@ -79,8 +78,7 @@ def info(
         for line in skipped_summary(data):
             console.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
     if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(d, indent=2) + "\n")
+        write_json(json_out, d)
         console.print(f"wrote {json_out}", highlight=False, markup=False, soft_wrap=True)
 
 

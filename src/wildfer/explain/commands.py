@@ -40,7 +40,7 @@ def _load(spec: str):
 def _write_json(path: Path, obj) -> None:
     """Write a command's JSON report; a report that is a mapping also gets the ``machine`` record."""
     from ..machine import machine
-    from .studies import write_json
+    from ..jsonio import write_json
 
     write_json(path, {**obj, "machine": machine()} if isinstance(obj, dict) else obj)
 

@@ -3,7 +3,6 @@ wildfer.models.onnx so the CLI starts without importing torch)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -22,6 +21,7 @@ def models_list(
     from rich.console import Console
 
     from ..errors import ModelError
+    from ..jsonio import write_json
     from .complexity import complexity_table
     from .loader import BUILTIN, builtin_info
 
@@ -36,8 +36,7 @@ def models_list(
     if builtins:
         con.print(_builtins_table(builtins))
     if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps([r.to_dict() for r in rows], indent=2))
+        write_json(json_out, [r.to_dict() for r in rows])
 
 
 def _architectures_table(rows):

@@ -44,6 +44,7 @@ from typing import Any, Callable, Iterator, NamedTuple
 
 from ..data.images import IMAGE_EXTENSIONS
 from ..errors import WildferError
+from ..jsonio import dumps
 from .video import VIDEO_EXTENSIONS, is_video_file
 
 CSV_COLUMNS = ["path", "frame", "face", "track", "left", "top", "right", "bottom", "score", "label", "confidence"]
@@ -572,7 +573,7 @@ class ResultWriter:
         if progress is not None:
             progress.parent.mkdir(parents=True, exist_ok=True)
             with written_whole(progress) as tmp:
-                tmp.write_text("".join(json.dumps(r) + "\n" for r in self.done.values()))
+                tmp.write_text("".join(dumps(r) + "\n" for r in self.done.values()))
             self._log = open(progress, "a")
         if csv_file is not None:
             kept: list[list[str]] = []
@@ -593,7 +594,7 @@ class ResultWriter:
         if self._csv is not None:
             self._csv.writerows(record_rows(rec, self.labels))
         if self._log is not None:
-            self._log.write(json.dumps(rec) + "\n")
+            self._log.write(dumps(rec) + "\n")
 
     def flush(self) -> None:
         for fh in (self._csv_fh, self._log):
@@ -681,7 +682,7 @@ def build_report(rec, mode: str, inputs: list[tuple[Path, Path]], missing: list[
 def complete_outputs(outputs: PredictOutputs, report: dict[str, Any]) -> None:
     """Write the JSON report; once the run is complete, the progress file beside it goes."""
     if outputs.report is not None:
-        _write_text_whole(outputs.report, json.dumps(report, indent=1))
+        _write_text_whole(outputs.report, dumps(report, indent=1))
     if outputs.progress is not None and outputs.progress != outputs.jsonl and report["complete"]:
         outputs.progress.unlink(missing_ok=True)
 

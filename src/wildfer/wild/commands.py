@@ -214,11 +214,10 @@ def evaluate_wild_cmd(
     device: str = typer.Option("auto", "--device", help="Where the classifier runs: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N."),
 ):
     """Detection recall and accuracy of the wild pipeline on a labelled manifest."""
-    import json
-
     from rich.console import Console
     from rich.markup import escape
 
+    from ..jsonio import write_json
     from ..machine import machine
     from ..models.loader import load_model
     from ..paths import check_output_file
@@ -241,7 +240,7 @@ def evaluate_wild_cmd(
     for u in res["unreadable"]:
         err.print(f"[yellow]unreadable:[/] {escape(u['error'])}", highlight=False)
     if json_file:
-        json_file.write_text(json.dumps({**res, "machine": machine()}, indent=2))
+        write_json(json_file, {**res, "machine": machine()})
         err.print(f"metrics written to {json_file}", highlight=False, markup=False)
     if save_predictions:
         err.print(f"predictions written to {save_predictions}", highlight=False, markup=False)
