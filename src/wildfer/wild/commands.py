@@ -7,6 +7,8 @@ from typing import List, Optional
 
 import typer
 
+from ..progress import progress_bar
+
 
 def predict(
     paths: List[Path] = typer.Argument(..., help="Images, folders (searched recursively) and videos."),
@@ -115,7 +117,7 @@ def _run_with_bar(rec, steps, writer, records: dict, *, err, total: int, salienc
 
     from .batch_predict import run_steps, video_record
 
-    with _progress_bar(err) as bar:
+    with progress_bar(err) as bar:
         task = bar.add_task("predict", total=total, completed=len(writer.done))
 
         def finished(r: dict) -> None:
@@ -230,7 +232,7 @@ def evaluate_wild_cmd(
             check_output_file(f, what).parent.mkdir(parents=True, exist_ok=True)
     clf = load_model(model, classes=classes, device=device) if classes else model
     rec = Recognizer(model=clf, detector=detector, mode=mode, max_side=max_side, tta=tta, device=device)
-    with _progress_bar(err) as bar:
+    with progress_bar(err) as bar:
         task = bar.add_task(f"evaluate {mode}", total=None)
         res = evaluate_wild(manifest, rec, iou=iou, limit=limit, split=split, save_predictions=save_predictions,
                             progress=lambda d, n: bar.update(task, completed=d, total=n))
@@ -258,14 +260,6 @@ def _metrics_table(res: dict, title: str):
         v = res.get(k)
         table.add_row(k, "-" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v)))
     return table
-
-
-def _progress_bar(err):
-    """The progress bar of predict and evaluate-wild: description, bar, done of total, time left."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    return Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeRemainingColumn(), console=err, transient=True)
 
 
 def register(app: typer.Typer, panel: str) -> None:
