@@ -19,8 +19,9 @@ from ..data.fer2013 import FaceArrays
 from ..errors import DataError, WildferError
 from ..jsonio import write_json
 from .metrics import ECE_BINS, compute_metrics
+from ..models.classifier import tta_mode
 from ..models.ensemble import ensemble_weights
-from .predict import TTA_MODES, model_name, predict_proba, resolve_models, save_probs
+from .predict import model_name, predict_proba, resolve_models, save_probs
 
 
 def split_name(arrays: FaceArrays) -> str:
@@ -43,8 +44,7 @@ def evaluate(models, arrays: FaceArrays, tta: str | None = None, batch_size: int
     ``device``: where the classifiers run, ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``
     (``None``: given classifiers stay where they are, names load on the CPU).
     """
-    if tta not in TTA_MODES:
-        raise WildferError(f"unknown TTA mode {tta!r} (flip | tencrop)")
+    tta = tta_mode(tta)
     if len(arrays) == 0:
         raise DataError(arrays.source or "data", "no samples to evaluate")
     clfs = resolve_models(models, data_classes=arrays.classes, device=device)
@@ -53,7 +53,6 @@ def evaluate(models, arrays: FaceArrays, tta: str | None = None, batch_size: int
                           weights=weights)
     report = compute_metrics(arrays.labels, probs, list(arrays.classes), n_bins=n_bins)
     names = [model_name(c) for c in clfs]
-    tta = tta if tta not in (None, "none") else None
     report.update({
         "model": names[0] if len(names) == 1 else "ensemble(" + ",".join(names) + ")",
         "models": names,

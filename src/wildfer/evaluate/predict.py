@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import DataError, ModelError
 from ..labels import FER2013_CLASSES, class_alignment
-from ..models.classifier import TTA_MODES, fold_classes, tta_mode, tta_views  # noqa: F401 (TTA_MODES: evaluate.core)
+from ..models.classifier import fold_classes, tta_mode, tta_views
 from ..models.ensemble import ensemble_weights
 
 CHUNK = 4096  # faces per Classifier.predict_proba call
