@@ -97,3 +97,18 @@ def test_recognizer_reads_faces_with_the_int8_graph(wild_dir):
     assert abs(a[0].confidence - b[0].confidence) < 0.05 and a[0].probs != b[0].probs and a[0].box == b[0].box
     given = Recognizer(model=load_model("fast"), backend="int8")
     assert given.classifier.backend == "int8"
+
+
+def test_export_int8_command(cli, tmp_path):
+    rows = ["emotion,pixels,Usage"]
+    for i, f in enumerate(faces(40)):
+        rows.append(f"{i % 7},{' '.join(map(str, f.ravel()))},{'Training' if i < 30 else 'PublicTest'}")
+    csv = tmp_path / "faces.csv"
+    csv.write_text("\n".join(rows) + "\n")
+    out = tmp_path / f"fast{SUFFIX}"
+    code, text = cli(["export", "fast", "--onnx", str(out), "--int8", "--calibrate", str(csv)])
+    assert code == 0 and "wrote" in text and out.stat().st_size > 50_000
+    q = attach_int8(load_model("fast"), graph=out)
+    assert q.predict_proba(faces(4)).shape == (4, 7)
+    code, text = cli(["export", "fast", "--onnx", str(tmp_path / "x.onnx"), "--int8"])
+    assert code != 0 and "--int8 needs --calibrate" in text

@@ -153,6 +153,11 @@ def export(
     onnx: Path = typer.Option(..., "--onnx", help="Where to write the ONNX file."),
     opset: int = typer.Option(17, help="ONNX opset."),
     check: bool = typer.Option(True, help="Compare torch and onnxruntime probabilities on random faces."),
+    int8: bool = typer.Option(False, "--int8", help="Write the int8 graph (static QDQ quantisation) instead; "
+                              "name it MODEL.int8.onnx beside the weights file for backend int8."),
+    calibrate: Optional[Path] = typer.Option(None, "--calibrate", help="Faces whose activations set the int8 "
+                                             "ranges (a FER2013 / FER+ CSV or an image folder; its Training rows "
+                                             "when it has them; 512 drawn, seeded)."),
 ):
     """Export a model to ONNX (dynamic batch; class names in the metadata)."""
     from rich.console import Console
@@ -165,13 +170,27 @@ def export(
     lo, hi = onnx_opsets()
     if not lo <= opset <= hi:
         raise WildferError(f"--opset {opset}: this torch exports ONNX opsets {lo} to {hi}")
+    if int8 and calibrate is None:
+        raise WildferError("--int8 needs --calibrate FACES (a FER2013 CSV or an image folder)")
     check_output_file(onnx, "--onnx")  # before the model is loaded and traced
     clf = load_model(model)
-    path = export_onnx(clf, onnx, opset)
+    path = _write_int8(clf, onnx, calibrate) if int8 else export_onnx(clf, onnx, opset)
     msg = f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)"
     if check:
         msg += f"; max |p_torch - p_onnx| = {_onnx_disagreement(clf, path):.2e}"
     Console().print(msg, soft_wrap=True, highlight=False, markup=False)
+
+
+def _write_int8(clf, out: Path, calibrate: Path) -> Path:
+    """The int8 graph of ``clf`` calibrated on ``calibrate``'s (Training) faces, written to ``out``."""
+    from ..data import load_dataset
+    from .quantize import calibration_faces, quantize_int8
+
+    data = load_dataset(calibrate)
+    if "training" in {str(u).lower() for u in set(data.usage)}:
+        data = data.split("Training")
+    out.write_bytes(quantize_int8(clf, calibration_faces(data.images)))
+    return out
 
 
 def _onnx_disagreement(clf, path: Path) -> float:
