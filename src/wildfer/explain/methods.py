@@ -42,6 +42,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import WildferError
+from ..models.classifier import DEFAULT_PREPROCESS
 
 TargetLike = Union[int, Sequence[int], np.ndarray, torch.Tensor, None]
 BaselineLike = Union[str, float, torch.Tensor]
@@ -163,8 +164,8 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 def black_value(model: Any) -> float:
     """The network-input value of a black pixel (``(0 - mean) / std`` of the preprocessing)."""
-    pre = getattr(model, "preprocess", None) or {"mean": 0.5, "std": 0.25}
-    return (0.0 - float(pre.get("mean", 0.5))) / float(pre.get("std", 0.25))
+    pre = {**DEFAULT_PREPROCESS, **(getattr(model, "preprocess", None) or {})}
+    return (0.0 - float(pre["mean"])) / float(pre["std"])
 
 
 def make_baseline(x: torch.Tensor, baseline: BaselineLike, *, model: Any = None, blur_sigma: float = 4.0) -> torch.Tensor:

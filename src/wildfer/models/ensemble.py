@@ -61,7 +61,8 @@ class EnsembleNet(nn.Module):
                        "views: use vanilla, smoothgrad, ig or occlusion, or explain one member")
 
     def __init__(self, members: Sequence[nn.Module], *, weights: Sequence[float] | None = None,
-                 tta: str | None = None, crop: int = 44, size: int = 48, input_norm: tuple[float, float] = (0.5, 0.25),
+                 tta: str | None = None, crop: int = 44, size: int = DEFAULT_PREPROCESS["size"],
+                 input_norm: tuple[float, float] = (DEFAULT_PREPROCESS["mean"], DEFAULT_PREPROCESS["std"]),
                  member_norms: Sequence[tuple[float, float]] | None = None, member_sizes: Sequence[int] | None = None,
                  class_maps: Sequence[torch.Tensor | None] | None = None):
         super().__init__()
@@ -123,6 +124,12 @@ def class_map(member_classes: Sequence[str], classes: Sequence[str]) -> torch.Te
     return None if m is None else torch.from_numpy(m).float()
 
 
+def _mean_std(preprocess: dict) -> tuple[float, float]:
+    """``(mean, std)`` of a preprocessing record, :data:`DEFAULT_PREPROCESS`'s where it has none."""
+    return (float(preprocess.get("mean", DEFAULT_PREPROCESS["mean"])),
+            float(preprocess.get("std", DEFAULT_PREPROCESS["std"])))
+
+
 def ensemble_classifier(members: Sequence, *, weights: Sequence[float] | None = None, tta: str | None = None,
                         crop: int = 44, name: str = "", classes: Sequence[str] | None = None,
                         meta: dict | None = None) -> Classifier:
@@ -140,11 +147,10 @@ def ensemble_classifier(members: Sequence, *, weights: Sequence[float] | None = 
         raise ModelError("an ensemble needs at least one member")
     classes = tuple(classes or clfs[0].classes)
     pre = dict(clfs[0].preprocess or DEFAULT_PREPROCESS)
-    size = int(pre.get("size", 48))
+    size = int(pre.get("size", DEFAULT_PREPROCESS["size"]))
     net = EnsembleNet(
-        [c.net for c in clfs], weights=weights, tta=tta, crop=crop, size=size,
-        input_norm=(float(pre.get("mean", 0.5)), float(pre.get("std", 0.25))),
-        member_norms=[(float(c.preprocess.get("mean", 0.5)), float(c.preprocess.get("std", 0.25))) for c in clfs],
+        [c.net for c in clfs], weights=weights, tta=tta, crop=crop, size=size, input_norm=_mean_std(pre),
+        member_norms=[_mean_std(c.preprocess) for c in clfs],
         member_sizes=[c.size for c in clfs],
         class_maps=[class_map(c.classes, classes) for c in clfs],
     ).eval()
