@@ -9,7 +9,7 @@ import torch
 
 from wildfer.data.augment import Augment
 from wildfer.data.fer2013 import FaceArrays
-from wildfer.data.torchdata import FaceDataset, make_loader
+from wildfer.data.torchdata import FaceDataset, MixedEpochSampler, ShardedSampler, make_loader
 from wildfer.errors import DataError
 
 
@@ -108,6 +108,38 @@ def test_distributed_shards_cover_the_data_once(monkeypatch):
         seen.append(list(loader.sampler))
     assert len(seen[0]) == len(seen[1]) == 11  # DistributedSampler pads to equal shards
     assert set(seen[0]) | set(seen[1]) == set(range(21))
+
+
+def _shards(world: int, seed: int, epoch: int) -> list[list[int]]:
+    shards = []
+    for rank in range(world):
+        sampler = ShardedSampler(MixedEpochSampler(30, 10, ratio=0.5, seed=seed), rank, world)
+        sampler.set_epoch(epoch)
+        shards.append(list(sampler))
+    return shards
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_sharded_sampler_gives_every_row_once_per_epoch(world):
+    whole = MixedEpochSampler(30, 10, ratio=0.5, seed=7)
+    whole.set_epoch(4)
+    order = list(whole)
+    shards = _shards(world, seed=7, epoch=4)
+    assert [len(s) for s in shards] == [-(-len(order) // world)] * world  # equal shards, as DistributedSampler
+    interleaved = [s[i] for i in range(len(shards[0])) for s in shards]
+    assert interleaved[: len(order)] == order  # every row of the epoch once, in the epoch's order
+    assert interleaved[len(order):] == order[: len(interleaved) - len(order)]  # padding from the front
+
+
+def test_sharded_sampler_order_depends_on_seed_and_epoch():
+    assert _shards(2, seed=3, epoch=1) == _shards(2, seed=3, epoch=1)
+    assert _shards(2, seed=3, epoch=1) != _shards(2, seed=3, epoch=2)
+    assert _shards(2, seed=3, epoch=1) != _shards(2, seed=4, epoch=1)
+
+
+def test_sharded_sampler_rank_must_be_in_the_world():
+    with pytest.raises(ValueError, match="rank must be in"):
+        ShardedSampler(MixedEpochSampler(4, 4), 2, 2)
 
 
 def test_soft_targets():
