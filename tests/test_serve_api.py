@@ -344,6 +344,10 @@ def test_load_recognizer_backends():
     real_recognizer()  # skips like the others when the weights are absent
     assert load_recognizer("default", backend="torch").classifier.backend == "torch"
     assert load_recognizer("default", backend="onnx").classifier.backend == "onnx"
+    int8 = load_recognizer("default", backend="int8", compute_threads=1).classifier
+    assert int8.backend == "int8" and int8.device == "cpu"
+    with pytest.raises(ModelError, match="CPU only"):
+        load_recognizer("default", backend="int8", device="cuda")
     with pytest.raises(ModelError, match="unknown backend"):
         load_recognizer("default", backend="tensorflow")
 

@@ -142,15 +142,15 @@ class HostCheck:
                              f"add a name)", "bad_host")(scope, receive, send)
 
 
-BACKENDS = ("auto", "onnx", "torch")
+BACKENDS = ("auto", "onnx", "torch", "int8")
 
 
 def load_recognizer(model: str | None = None, detector: str = "yunet", backend: str = "auto",
                     compute_threads: int | None = 1, device: str = "auto"):
     """The server's :class:`~wildfer.wild.Recognizer`: ``model`` with its classifier on
-    onnxruntime (``backend="onnx"``), torch (``"torch"``), or onnxruntime when it can be
-    exported and loaded here, torch otherwise (``"auto"``). ``compute_threads`` is the
-    onnxruntime intra-op thread count (None: its default).
+    onnxruntime (``backend="onnx"``), torch (``"torch"``), its int8 graph on the CPU
+    (``"int8"``), or onnxruntime when it can be exported and loaded here, torch otherwise
+    (``"auto"``). ``compute_threads`` is the onnxruntime intra-op thread count (None: its default).
 
     ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``; checked before the model loads): with
     ``backend="auto"`` a GPU only torch can use is chosen over onnxruntime on the CPU."""
@@ -160,6 +160,11 @@ def load_recognizer(model: str | None = None, detector: str = "yunet", backend: 
     model = PIPELINE_MODEL if model is None else model
     if backend not in BACKENDS:
         raise ModelError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    if backend == "int8":
+        from ..models.quantize import attach_int8
+
+        resolve_device(device, "int8")  # a GPU asked for is an error
+        return Recognizer(model=attach_int8(load_model(model), threads=compute_threads, source=model), detector=detector)
     placed: dict[str, str] = {}  # backend -> the device it would run on
     refusal: ModelError | None = None
     for b in ("onnx", "torch") if backend == "auto" else (backend,):
