@@ -1,4 +1,4 @@
-"""Classifier throughput: faces/s at batch 1, 64 and 256, torch vs onnxruntime, on every device
+"""Classifier throughput: faces/s at batch 1, 64 and 256, torch vs onnxruntime vs the int8 graph, on every device
 this machine offers (the CPU, and the first CUDA GPU where torch or onnxruntime can use one),
 and peak RSS; writes benchmarks/results/inference.json.
 
@@ -77,11 +77,19 @@ def main() -> None:
     from wildfer.errors import ModelError, WildferError
     from wildfer.models.loader import load_model, resolve_device
     from wildfer.models.onnx import attach_onnx
+    from wildfer.models.quantize import attach_int8
 
     min_time = 1.0 if args.quick else 4.0
     batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
     devices = devices_to_measure(args.devices)
     rng = np.random.default_rng(0)
+    def make(name: str, backend: str, device: str):
+        if backend == "torch":
+            return load_model(name, device=device)
+        if backend == "int8":
+            return attach_int8(load_model(name), threads=args.threads)
+        return attach_onnx(load_model(name), threads=args.threads, device=device)
+
     results = {}
     for name in [m for m in args.models.split(",") if m]:
         try:
@@ -92,14 +100,13 @@ def main() -> None:
         row = {"arch": clf.arch, "params": clf.num_params(), "devices": {}}
         for device in devices:
             numbers = row["devices"][device] = {}
-            for backend in ("torch", "onnx"):
+            for backend in ("torch", "onnx", "int8"):
                 try:
                     resolve_device(device, backend)
-                except ModelError as e:
+                    c = make(name, backend, device)
+                except ModelError as e:  # a GPU the backend cannot use; no int8 graph for this model
                     numbers[f"{backend}_unavailable"] = str(e)
                     continue
-                c = load_model(name, device=device) if backend == "torch" else attach_onnx(
-                    load_model(name), threads=args.threads, device=device)
                 for bs in batch_sizes:
                     faces = rng.integers(0, 256, size=(bs, 48, 48), dtype=np.uint8)
                     # predict_proba returns numpy on the CPU, so each call waits for the GPU
@@ -107,12 +114,12 @@ def main() -> None:
                         bench(lambda: c.predict_proba(faces, batch_size=bs), bs, min_time), 1)
                 del c
             big = 64 if 64 in batch_sizes else max(batch_sizes)
-            measured = {b: numbers.get(f"{b}_b{big}_faces_per_s") for b in ("torch", "onnx")}
-            if all(v is not None for v in measured.values()):
+            measured = {b: v for b in ("torch", "onnx", "int8") if (v := numbers.get(f"{b}_b{big}_faces_per_s"))}
+            if measured:
                 numbers[f"faster_backend_b{big}"] = max(measured, key=measured.get)
         results[name] = row
     out = {
-        "benchmark": "classifier inference (preprocessing + forward + softmax), fp32",
+        "benchmark": "classifier inference (preprocessing + forward + softmax): fp32 torch and onnxruntime, int8 graphs",
         "machine": describe_machine(threads=args.threads),
         "quick": args.quick,
         "devices": devices,
