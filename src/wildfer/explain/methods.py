@@ -42,7 +42,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import WildferError
-from ..models.classifier import DEFAULT_PREPROCESS
+from ..models.classifier import mean_std
 
 TargetLike = Union[int, Sequence[int], np.ndarray, torch.Tensor, None]
 BaselineLike = Union[str, float, torch.Tensor]
@@ -164,8 +164,8 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 def black_value(model: Any) -> float:
     """The network-input value of a black pixel (``(0 - mean) / std`` of the preprocessing)."""
-    pre = {**DEFAULT_PREPROCESS, **(getattr(model, "preprocess", None) or {})}
-    return (0.0 - float(pre["mean"])) / float(pre["std"])
+    mean, std = mean_std(getattr(model, "preprocess", None))
+    return (0.0 - mean) / std
 
 
 def make_baseline(x: torch.Tensor, baseline: BaselineLike, *, model: Any = None, blur_sigma: float = 4.0) -> torch.Tensor:

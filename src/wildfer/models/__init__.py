@@ -29,7 +29,7 @@ _EXPORTS = {
 
 #: submodules reachable as attributes (``wildfer.models.vggfer``) without an explicit import.
 _SUBMODULES = frozenset(FAMILIES) | {
-    "registry", "pretrained", "layers", "classifier", "loader", "ensemble", "complexity", "onnx", "commands",
+    "registry", "pretrained", "layers", "classifier", "loader", "ensemble", "complexity", "onnx", "quantize", "commands",
 }
 
 __all__ = ["create_model", "list_models", "model_info", "register_model", "registry", "freeze",

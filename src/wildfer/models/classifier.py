@@ -24,6 +24,13 @@ from ..labels import FER2013_CLASSES
 #: FER2013 pixel statistics used to normalise inputs (x / 255 - mean) / std.
 DEFAULT_PREPROCESS = {"size": 48, "mean": 0.5, "std": 0.25, "grayscale": True}
 
+
+def mean_std(preprocess: dict | None) -> tuple[float, float]:
+    """``(mean, std)`` of a preprocessing record, :data:`DEFAULT_PREPROCESS`'s where it has none."""
+    pre = {**DEFAULT_PREPROCESS, **(preprocess or {})}
+    return float(pre["mean"]), float(pre["std"])
+
+
 #: the device names :func:`resolve_device` takes (and ``cuda:N``)
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -215,7 +222,7 @@ class Classifier:
 
     @property
     def size(self) -> int:
-        return int(self.preprocess.get("size", 48))
+        return int(self.preprocess.get("size", DEFAULT_PREPROCESS["size"]))
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -237,7 +244,8 @@ class Classifier:
         return self.normalize(x)
 
     def normalize(self, x01: torch.Tensor) -> torch.Tensor:
-        return (x01 - float(self.preprocess.get("mean", 0.5))) / float(self.preprocess.get("std", 0.25))
+        mean, std = mean_std(self.preprocess)
+        return (x01 - mean) / std
 
     @torch.inference_mode()
     def logits(self, faces, batch_size: int = 256) -> torch.Tensor:

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from ..errors import ModelError
 from ..labels import class_alignment
-from .classifier import DEFAULT_PREPROCESS, Classifier, fold_classes, mirror_index, tta_mode, tta_views
+from .classifier import DEFAULT_PREPROCESS, Classifier, fold_classes, mean_std, mirror_index, tta_mode, tta_views
 
 ENSEMBLE_ARCH = "ensemble"
 
@@ -124,12 +124,6 @@ def class_map(member_classes: Sequence[str], classes: Sequence[str]) -> torch.Te
     return None if m is None else torch.from_numpy(m).float()
 
 
-def _mean_std(preprocess: dict) -> tuple[float, float]:
-    """``(mean, std)`` of a preprocessing record, :data:`DEFAULT_PREPROCESS`'s where it has none."""
-    return (float(preprocess.get("mean", DEFAULT_PREPROCESS["mean"])),
-            float(preprocess.get("std", DEFAULT_PREPROCESS["std"])))
-
-
 def ensemble_classifier(members: Sequence, *, weights: Sequence[float] | None = None, tta: str | None = None,
                         crop: int = 44, name: str = "", classes: Sequence[str] | None = None,
                         meta: dict | None = None) -> Classifier:
@@ -149,8 +143,8 @@ def ensemble_classifier(members: Sequence, *, weights: Sequence[float] | None = 
     pre = dict(clfs[0].preprocess or DEFAULT_PREPROCESS)
     size = int(pre.get("size", DEFAULT_PREPROCESS["size"]))
     net = EnsembleNet(
-        [c.net for c in clfs], weights=weights, tta=tta, crop=crop, size=size, input_norm=_mean_std(pre),
-        member_norms=[_mean_std(c.preprocess) for c in clfs],
+        [c.net for c in clfs], weights=weights, tta=tta, crop=crop, size=size, input_norm=mean_std(pre),
+        member_norms=[mean_std(c.preprocess) for c in clfs],
         member_sizes=[c.size for c in clfs],
         class_maps=[class_map(c.classes, classes) for c in clfs],
     ).eval()
