@@ -112,3 +112,29 @@ def test_export_int8_command(cli, tmp_path):
     assert q.predict_proba(faces(4)).shape == (4, 7)
     code, text = cli(["export", "fast", "--onnx", str(tmp_path / "x.onnx"), "--int8"])
     assert code != 0 and "--int8 needs --calibrate" in text
+
+
+def test_predict_evaluate_and_evaluate_wild_take_backend_int8(cli, tmp_path, wild_dir):
+    import json
+
+    out = tmp_path / "p.json"
+    code, text = cli(["predict", str(wild_dir / "kdef_frontal" / "AF01HAS.JPG"), "--backend", "int8", "--json", str(out)])
+    assert code == 0, text
+    (image,) = json.loads(out.read_text())["images"]
+    assert len(image["faces"]) == 1 and image["faces"][0]["label"]
+
+    rows = ["emotion,pixels,Usage"] + [f"{i % 7},{' '.join(map(str, f.ravel()))},PublicTest" for i, f in enumerate(faces(20))]
+    csv = tmp_path / "faces.csv"
+    csv.write_text("\n".join(rows) + "\n")
+    report = tmp_path / "r.json"
+    code, text = cli(["evaluate", str(csv), "--model", "fast", "--backend", "int8", "--json", str(report)])
+    assert code == 0, text
+    assert json.loads(report.read_text())["backend"] == ["int8"]
+    code, text = cli(["evaluate", str(csv), "--model", "fast", "--backend", "tensorrt"])
+    assert code != 0 and "--backend 'tensorrt': use torch, onnx, int8" in text
+
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"path,label\n{wild_dir / 'kdef_frontal' / 'AF01HAS.JPG'},happy\n")
+    code, text = cli(["evaluate-wild", str(manifest), "--model", "fast", "--backend", "int8", "--json", str(report)])
+    assert code == 0, text
+    assert json.loads(report.read_text())["n_found"] == 1

@@ -31,6 +31,8 @@ def evaluate_cmd(
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Torch CPU threads."),
     device: str = typer.Option("auto", "--device", help="Where the models run: auto (a CUDA GPU when there is "
                                "one, else the CPU), cpu, cuda or cuda:N."),
+    backend: str = typer.Option("torch", "--backend", help="How the models compute: torch, onnx (onnxruntime) or "
+                                "int8 (the model's int8 graph on the CPU)."),
 ):
     """Accuracy, macro-F1, per-class precision/recall, top-2, confusion matrix and calibration (ECE, reliability diagram)."""
     from rich.console import Console
@@ -39,17 +41,18 @@ def evaluate_cmd(
     tta = _tta_option(tta)
     models, w = _models_and_weights(model, ensemble, weights)
     _check_outputs(save_probs, json_out, out)  # where the results go is checked before any face is read
+    from ..models.classifier import check_backend
     from ..models.loader import resolve_device
     from .core import evaluate, load_eval_data, print_report
 
-    device = resolve_device(device)  # a GPU that is not there is one line before the data is read
+    device = resolve_device(device, check_backend(backend, "--backend"))  # a GPU that is not there is one line before the data is read
     if threads:
         import torch
 
         torch.set_num_threads(threads)
     arrays = load_eval_data(data, split, dataset=dataset, ferplus_labels=ferplus_labels)
     report = evaluate(models, arrays, tta=tta, batch_size=batch_size, weights=w, save_probs_to=save_probs,
-                      device=device)
+                      device=device, backend=backend)
     _report_skipped(report, arrays, console)
     print_report(report, console)
     _write_outputs(report, console, save_probs=save_probs, json_out=json_out, out=out)

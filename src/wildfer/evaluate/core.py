@@ -31,7 +31,8 @@ def split_name(arrays: FaceArrays) -> str:
 
 def evaluate(models, arrays: FaceArrays, tta: str | None = None, batch_size: int = 256, *, crop: int = 44,
              n_bins: int = ECE_BINS, return_probs: bool = False, weights: Sequence[float] | None = None,
-             save_probs_to: str | os.PathLike | None = None, device: str | None = None) -> dict:
+             save_probs_to: str | os.PathLike | None = None, device: str | None = None,
+             backend: str | None = None) -> dict:
     """Evaluate a classifier (or a list of them, as an ensemble) on ``arrays``.
 
     ``models``: :class:`~wildfer.models.loader.Classifier` objects, built-in names, checkpoint
@@ -42,12 +43,13 @@ def evaluate(models, arrays: FaceArrays, tta: str | None = None, batch_size: int
     :func:`~wildfer.evaluate.metrics.compute_metrics` plus ``model``, ``models``, ``split``,
     ``tta`` and ``dataset``; with ``return_probs`` also ``probs`` (N x C numpy, not JSON).
     ``device``: where the classifiers run, ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``
-    (``None``: given classifiers stay where they are, names load on the CPU).
+    (``None``: given classifiers stay where they are, names load on the CPU); ``backend``: how
+    they compute, ``"torch"``, ``"onnx"`` or ``"int8"`` (``None``: given ones keep theirs).
     """
     tta = tta_mode(tta)
     if len(arrays) == 0:
         raise DataError(arrays.source or "data", "no samples to evaluate")
-    clfs = resolve_models(models, data_classes=arrays.classes, device=device)
+    clfs = resolve_models(models, data_classes=arrays.classes, device=device, backend=backend)
     w = ensemble_weights(weights, len(clfs))  # normalised, for the report
     probs = predict_proba(clfs, arrays.images, arrays.classes, tta=tta, batch_size=batch_size, crop=crop,
                           weights=weights)
@@ -59,6 +61,7 @@ def evaluate(models, arrays: FaceArrays, tta: str | None = None, batch_size: int
         "weights": [round(float(x), 6) for x in w] if weights is not None else None,
         "split": split_name(arrays),
         "tta": tta,
+        "backend": sorted({getattr(c, "backend", "probabilities") for c in clfs}),
         "data": arrays.source,
     })
     if save_probs_to is not None:

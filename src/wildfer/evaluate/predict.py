@@ -94,12 +94,15 @@ def load_saved_probs(path: str | os.PathLike) -> SavedProbs:
         raise DataError(path, f"unreadable saved probabilities ({e})") from None
 
 
-def resolve_models(models, *, data_classes: Sequence[str] | None = None, device: str | None = None) -> list:
+def resolve_models(models, *, data_classes: Sequence[str] | None = None, device: str | None = None,
+                   backend: str | None = None) -> list:
     """Classifiers from a classifier, a name/path, or a list of them (``"a,b"`` strings split).
 
     An 8-class FER+ model evaluated against FER2013's classes is mapped with
     :func:`wildfer.models.loader.with_fer2013_classes`. ``device`` (``auto``, ``cpu``, ``cuda``,
     ``cuda:N``) puts every classifier there; ``None``: given ones stay, names load on the CPU.
+    ``backend`` (``torch``, ``onnx``, ``int8``): how every classifier computes; ``None``: given
+    ones keep theirs, names run on torch.
     """
     from ..models.loader import Classifier, load_model, with_fer2013_classes
 
@@ -108,7 +111,8 @@ def resolve_models(models, *, data_classes: Sequence[str] | None = None, device:
     out = []
     for m in models:
         if isinstance(m, str) and "," in m and not os.path.exists(m):
-            out.extend(resolve_models([s for s in m.split(",") if s.strip()], data_classes=data_classes, device=device))
+            out.extend(resolve_models([s for s in m.split(",") if s.strip()], data_classes=data_classes, device=device,
+                                      backend=backend))
             continue
         if isinstance(m, SavedProbs):
             out.append(m)
@@ -119,6 +123,8 @@ def resolve_models(models, *, data_classes: Sequence[str] | None = None, device:
         clf = m if not isinstance(m, (str, os.PathLike)) else load_model(str(m).strip(), device=device or "cpu")
         if device is not None and isinstance(clf, Classifier):
             clf = clf.to(device)
+        if backend is not None and isinstance(clf, Classifier) and backend != clf.backend:
+            clf = clf.with_backend(backend, **({} if device is None else {"device": device}))
         if data_classes is not None and tuple(data_classes) == FER2013_CLASSES and tuple(clf.labels) != FER2013_CLASSES:
             if isinstance(clf, Classifier):
                 clf = with_fer2013_classes(clf)

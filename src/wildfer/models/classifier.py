@@ -38,6 +38,13 @@ DEVICES = ("auto", "cpu", "cuda")
 BACKENDS = ("torch", "onnx", "int8")
 
 
+def check_backend(backend: str, what: str = "backend") -> str:
+    """``backend`` when it is one of :data:`BACKENDS`, else a :class:`ModelError` naming ``what``."""
+    if backend not in BACKENDS:
+        raise ModelError(f"{what} {backend!r}: use {', '.join(BACKENDS)}")
+    return backend
+
+
 def resolve_device(device: Any = "auto", backend: str = "torch") -> str:
     """The device ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` names here, as ``"cpu"``
     or ``"cuda:N"``, for the ``backend`` that computes (``"torch"`` or ``"onnx"``).

@@ -13,7 +13,7 @@ from ..progress import progress_bar
 def predict(
     paths: List[Path] = typer.Argument(..., help="Images, folders (searched recursively) and videos."),
     model: str = typer.Option("wild", "--model", "-m", help="Built-in model name (wild: trained on web faces; default: FER2013), checkpoint (.pt), weights (.safetensors) or run folder."),
-    detector: str = typer.Option("yunet", "--detector", "-d", help="Face detector: yunet, haar or centerface."),
+    detector: str = typer.Option("yunet", "--detector", "-d", help="Face detector: yunet, yuface, haar or centerface."),
     mode: str = typer.Option("detect", "--mode", help="detect; search (detect, then search windows where nothing was found); whole (the whole photo as one face, the study's path)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for annotated images, saliency overlays and predictions.json."),
     json_file: Optional[Path] = typer.Option(None, "--json", help="Write all results as JSON (a name ending in .jsonl: one line per photo)."),
@@ -26,6 +26,7 @@ def predict(
     tta: bool = typer.Option(False, "--tta", help="Average each face with its mirror image."),
     resume: bool = typer.Option(False, "--resume", help="Complete the outputs of an interrupted run: keep what they hold and skip those photos."),
     device: str = typer.Option("auto", "--device", help="Where the classifier runs: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N."),
+    backend: str = typer.Option("torch", "--backend", help="How the classifier computes: torch, onnx (onnxruntime) or int8 (the model's int8 graph on the CPU, several times faster)."),
     engine: str = typer.Option("local", "--engine", help="local, or ray: photos through Ray Data on the cluster ray.init() finds (RAY_ADDRESS, else a local one), results in --json FILE.jsonl."),
     workers: int = typer.Option(1, "--workers", help="Local processes that photos are processed by, each loading the model once on one thread (videos stay in the main process); outputs are those of one process. Starting them takes a second or two, so it pays from about a hundred photos."),
 ):
@@ -39,13 +40,14 @@ def predict(
     if engine == "ray":
         extras = [o for o, v in (("--out", out), ("--csv", csv_file), ("--annotate", annotate),
                                  ("--saliency", saliency), ("--resume", resume), ("--tta", tta),
-                                 ("--device", device != "auto"), ("--workers", workers != 1)) if v]
+                                 ("--device", device != "auto"), ("--workers", workers != 1),
+                                 ("--backend", backend != "torch")) if v]
         raise SystemExit(_predict_on_ray(paths, json_file, extras, model=model, detector=detector, mode=mode,
                                          max_side=max_side))
     code = run_predict(paths, model=model, detector=detector, mode=mode, out=out, json_file=json_file,
                        csv_file=csv_file, annotate=annotate, saliency=saliency, video_stride=video_stride,
                        max_side=max_side, batch=batch, tta=tta, resume=resume, device=device,
-                       workers=workers)
+                       workers=workers, backend=backend)
     if code:
         # SystemExit, not typer.Exit: click in non-standalone mode returns Exit's code
         # instead of raising it, and wildfer.cli.main would turn it into 0
@@ -65,7 +67,7 @@ def _predict_on_ray(paths, json_file, extras: list[str], **settings) -> int:
 
 def run_predict(paths, *, model=None, detector="yunet", mode="detect", out=None, json_file=None, csv_file=None,
                 annotate=False, saliency=None, video_stride=5, max_side=640, batch=16, tta=False,
-                resume=False, device=None, workers=1) -> int:
+                resume=False, device=None, workers=1, backend=None) -> int:
     """``wildfer predict`` on ``paths`` (the work is :mod:`wildfer.wild.batch_predict`'s) with a
     progress bar and a summary; the exit code."""
     from rich.console import Console
@@ -87,7 +89,8 @@ def run_predict(paths, *, model=None, detector="yunet", mode="detect", out=None,
     inputs, missing = bp.collect_inputs(paths)
     # the workers' processes get ready while this one loads its model
     ctx = bp.worker_context() if workers > 1 and not all(is_video_file(src) for src, _ in inputs) else None
-    settings = dict(model=model, detector=detector, mode=mode, max_side=max_side, tta=tta, device=device)
+    settings = dict(model=model, detector=detector, mode=mode, max_side=max_side, tta=tta, device=device,
+                    backend=backend)
     rec = Recognizer(**settings)
     writer = bp.ResultWriter(outputs.progress, outputs.csv_file, rec.labels, resume=resume, report=outputs.report,
                              inputs={str(src) for src, _ in inputs})
@@ -204,7 +207,7 @@ def evaluate_wild_cmd(
     manifest: Path = typer.Argument(..., help="CSV: path,label[,left,top,right,bottom] (paths relative to the manifest)."),
     model: str = typer.Option("wild", "--model", "-m", help="Built-in model name (wild: the pipeline's; default: FER2013), checkpoint or weights."),
     mode: str = typer.Option("detect", "--mode", help="detect, search or whole."),
-    detector: str = typer.Option("yunet", "--detector", "-d", help="Face detector: yunet, haar or centerface."),
+    detector: str = typer.Option("yunet", "--detector", "-d", help="Face detector: yunet, yuface, haar or centerface."),
     json_file: Optional[Path] = typer.Option(None, "--json", help="Write the metrics as JSON."),
     iou: float = typer.Option(0.3, "--iou", min=0.0, max=1.0, help="Least IoU for a detection to match a labelled box."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N faces."),
@@ -214,6 +217,7 @@ def evaluate_wild_cmd(
     save_predictions: Optional[Path] = typer.Option(None, "--save-predictions", help="Write one CSV row per face: path, label, prediction, found, probabilities."),
     tta: bool = typer.Option(False, "--tta", help="Average each face with its mirror image (as predict --tta)."),
     device: str = typer.Option("auto", "--device", help="Where the classifier runs: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N."),
+    backend: str = typer.Option("torch", "--backend", help="How the classifier computes: torch, onnx (onnxruntime) or int8 (the model's int8 graph on the CPU)."),
 ):
     """Detection recall and accuracy of the wild pipeline on a labelled manifest."""
     from rich.console import Console
@@ -221,6 +225,7 @@ def evaluate_wild_cmd(
 
     from ..jsonio import write_json
     from ..machine import machine
+    from ..models.classifier import check_backend
     from ..models.loader import load_model
     from ..paths import check_output_file
     from .evaluate import evaluate_wild
@@ -231,7 +236,8 @@ def evaluate_wild_cmd(
         if f is not None:
             check_output_file(f, what).parent.mkdir(parents=True, exist_ok=True)
     clf = load_model(model, classes=classes, device=device) if classes else model
-    rec = Recognizer(model=clf, detector=detector, mode=mode, max_side=max_side, tta=tta, device=device)
+    rec = Recognizer(model=clf, detector=detector, mode=mode, max_side=max_side, tta=tta, device=device,
+                     backend=check_backend(backend, "--backend"))
     with progress_bar(err) as bar:
         task = bar.add_task(f"evaluate {mode}", total=None)
         res = evaluate_wild(manifest, rec, iou=iou, limit=limit, split=split, save_predictions=save_predictions,
