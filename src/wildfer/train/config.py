@@ -30,6 +30,9 @@ class TrainConfig:
     dataset: str = "fer2013"  # fer2013 | ferplus
     ferplus_labels: str | None = None  # path to fer2013new.csv when dataset == ferplus
     ferplus_soft: bool = False  # train on FER+ vote distributions instead of majority labels
+    # FER+'s classes: "ferplus" (8, with contempt) or "fer2013" (FER2013's 7: contempt votes
+    # dropped, the rest renormalised), so FER+ labels can be mixed with wild_data
+    ferplus_classes: str = "ferplus"
     train_split: str = "Training"
     val_split: str = "PublicTest"
     subset: int | None = None  # use only the first N training rows (quick runs / tests)

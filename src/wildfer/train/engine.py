@@ -84,7 +84,9 @@ def load_training_data(cfg: TrainConfig) -> tuple[FaceArrays, FaceArrays]:
         raise WildferError(f"unknown dataset {cfg.dataset!r} (fer2013 | ferplus)")
     if cfg.dataset == "ferplus" and not cfg.ferplus_labels:
         raise WildferError("dataset 'ferplus' needs ferplus_labels=PATH/fer2013new.csv")
-    full = load_dataset(cfg.data, dataset=cfg.dataset, labels=cfg.ferplus_labels if cfg.dataset == "ferplus" else None)
+    ferplus = cfg.dataset == "ferplus"
+    full = load_dataset(cfg.data, dataset=cfg.dataset, labels=cfg.ferplus_labels if ferplus else None,
+                        classes=cfg.ferplus_classes if ferplus else None)
     train, val = select_split(full, cfg.train_split), select_split(full, cfg.val_split)
     if cfg.subset:
         train = train.subset(np.arange(min(cfg.subset, len(train))))
