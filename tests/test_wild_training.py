@@ -162,6 +162,32 @@ def test_train_with_wild_data(cli, fer2013_csv, split_manifest, tmp_path, monkey
     assert code == 2 and "wild_ratio=1.5" in text and "Traceback" not in text
 
 
+def test_train_with_ferplus_soft_labels_and_wild_data(cli, fer2013_csv, ferplus_csv, split_manifest, tmp_path,
+                                                      monkeypatch):
+    """FER+ votes on FER2013's 7 classes as soft targets for the FER2013 half, the wild faces' labels one-hot."""
+    from wildfer.train.engine import Trainer
+    from wildfer.train.config import TrainConfig
+
+    monkeypatch.setenv("WILDFER_CACHE_DIR", str(tmp_path / "cache"))
+    cfg = TrainConfig(model="shallow", model_kwargs={"num_filters": 8, "hidden": 16}, data=str(fer2013_csv),
+                      dataset="ferplus", ferplus_labels=str(ferplus_csv), ferplus_soft=True, ferplus_classes="fer2013",
+                      subset=40, val_subset=30, wild_data=str(split_manifest), epochs=1, batch_size=8,
+                      out=str(tmp_path / "soft"))
+    trainer = Trainer(cfg)
+    data = trainer.train_data
+    assert tuple(data.classes) == ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+    assert data.soft.shape == (len(data), 7) and np.allclose(data.soft.sum(1), 1, atol=1e-5)
+    wild = data.soft[40:]
+    assert len(wild) == 5 and np.array_equal(wild, np.eye(7, dtype=wild.dtype)[data.labels[40:]])
+    assert (data.soft[:40].max(1) < 1).any()  # FER+ votes are distributions
+    code, text = cli(["train", "--no-progress", "model=shallow", "model_kwargs.num_filters=8", "model_kwargs.hidden=16",
+                      f"data={fer2013_csv}", "dataset=ferplus", f"ferplus_labels={ferplus_csv}", "ferplus_soft=true",
+                      "ferplus_classes=fer2013", "subset=40", "val_subset=30", f"wild_data={split_manifest}",
+                      "epochs=1", "batch_size=8", f"out={tmp_path / 'run'}"])
+    assert code == 0, text
+    assert (tmp_path / "run" / "metrics.jsonl").exists()
+
+
 def test_partial_distillation():
     import torch.nn.functional as F
 
