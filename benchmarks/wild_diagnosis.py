@@ -34,14 +34,14 @@ SETS = {"expw_val": ("wild/expw.csv", "val"), "lfw": ("wild/lfw.csv", None), "kd
 FER_PRIOR = np.array([3995, 436, 4097, 7215, 4830, 3171, 4965], dtype=np.float64)
 
 
-def detect_set(manifest: Path, split: str | None, limit: int | None):
+def detect_set(manifest: Path, split: str | None, limit: int | None, detector: str = "yunet"):
     """``[(label, rgb, labelled box or None, matched detection or None)]`` for one dev set."""
     from wildfer.data.images import read_image
     from wildfer.wild.detectors import create_detector
     from wildfer.wild.evaluate import match_faces, read_manifest
 
     items = read_manifest(manifest, split=split)[:limit]
-    det = create_detector("yunet", max_side=640)
+    det = create_detector(detector, max_side=640)
     out, by_photo = [], {}
     for it in items:
         by_photo.setdefault(it.path, []).append(it)
@@ -141,13 +141,15 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DATA, help="folder holding wild/ (the dev sets)")
     ap.add_argument("--quick", action="store_true", help="60 faces per set")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--detector", default="yunet", help="face detector (yunet, or yuface: the C build of the same network)")
     args = ap.parse_args()
     from wildfer.models.loader import load_model
 
     if not (args.data / "wild").exists():
         raise SystemExit(f"{args.data / 'wild'}: no dev sets there (pass --data)")
     t0 = time.time()
-    faces = {name: detect_set(args.data / rel, split, 60 if args.quick else None) for name, (rel, split) in SETS.items()}
+    faces = {name: detect_set(args.data / rel, split, 60 if args.quick else None, args.detector)
+             for name, (rel, split) in SETS.items()}
     for name in args.model or ["default"]:
         clf = load_model(name)
         if len(clf.labels) != len(FER_PRIOR):  # FER+'s 8 classes folded to the manifests' 7
@@ -160,7 +162,7 @@ def main() -> None:
                           for v, cfg in vs.items()}
         res["prior"] = {f"tau={tau}": {s: score(clf, fs, {}, grays, tau) for s, fs in faces.items()}
                         for tau in (0.0, 0.25, 0.5, 0.75, 1.0)}
-        out = {"model": name, "sets": {s: len(f) for s, f in faces.items()}, "detector": "yunet", "max_side": 640,
+        out = {"model": name, "sets": {s: len(f) for s, f in faces.items()}, "detector": args.detector, "max_side": 640,
                **res, "seconds": round(time.time() - t0, 1),
                "machine": describe_machine()}
         stem = Path(str(name)).stem if os.sep in str(name) or str(name).endswith((".pt", ".safetensors")) else name
