@@ -2,7 +2,31 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import pytest
+
+
+@dataclass
+class FakeResult:
+    """What a Recognizer stand-in's predict / explain returns: an ImageResult / ExplainResult
+    look-alike whose faces are ``(box)`` holders, each read as happy."""
+
+    width: int
+    height: int
+    faces: list = field(default_factory=list)
+    timings: dict = field(default_factory=dict)
+    method: str = "gradcam"
+
+    def to_dict(self):
+        return {"width": self.width, "height": self.height, "mode": "detect",
+                "faces": [{"box": list(f.box), "label": "happy"} for f in self.faces],
+                "timings_ms": {"detect": 1.5} if self.faces else {}}
+
+    def overlay(self):
+        from PIL import Image
+
+        return Image.new("RGB", (self.width, self.height))
 
 
 def real_recognizer():

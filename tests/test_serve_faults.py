@@ -13,7 +13,6 @@ import io
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
@@ -25,24 +24,12 @@ from wildfer.serve.app import HostCheck, create_app  # noqa: E402
 from wildfer.serve.runner import ServerThread  # noqa: E402
 from wildfer.serve.uploads import MAX_PARTS  # noqa: E402
 
-from serve_helpers import real_recognizer  # noqa: E402
+from serve_helpers import FakeResult, real_recognizer  # noqa: E402
 
 KDEF = "kdef_frontal/AF01HAS.JPG"
 
 
 # ----------------------------------------------------------------------------- stand-ins
-
-
-@dataclass
-class _Result:
-    width: int
-    height: int
-    faces: list = field(default_factory=list)
-    timings: dict = field(default_factory=dict)
-    method: str = "gradcam"
-
-    def to_dict(self):
-        return {"width": self.width, "height": self.height, "mode": "detect", "faces": [], "timings_ms": {}}
 
 
 class StandIn:
@@ -66,7 +53,7 @@ class StandIn:
 
     def predict(self, image, bgr=False):
         self.shapes.append(image.shape)
-        return _Result(image.shape[1], image.shape[0])
+        return FakeResult(image.shape[1], image.shape[0])
 
     def predict_batch(self, images):
         return [self.predict(i) for i in images]
@@ -82,7 +69,7 @@ class StandIn:
             self.classifier.net(x)
             self.done += 1
             time.sleep(self.pass_s)
-        return _Result(image.shape[1], image.shape[0], method=method)
+        return FakeResult(image.shape[1], image.shape[0], method=method)
 
 
 def png(width: int, height: int, mode: str = "L") -> bytes:

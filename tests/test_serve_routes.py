@@ -9,7 +9,7 @@ import dataclasses
 import io
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 
@@ -22,6 +22,7 @@ from wildfer.errors import WildferError  # noqa: E402
 from wildfer.serve import routes  # noqa: E402
 from wildfer.serve.routes import Limits, Slots  # noqa: E402
 from wildfer.serve.worker import Busy, Expired, Job  # noqa: E402
+from serve_helpers import FakeResult  # noqa: E402
 
 TINY = Limits(max_upload_bytes=4096, max_pixels=10_000, timeout_s=5.0, max_queue=1, max_batch=1, work_pixels=10_000,
               explain_pixels=10_000, max_predict=1, max_explain=1)
@@ -31,25 +32,6 @@ TINY = Limits(max_upload_bytes=4096, max_pixels=10_000, timeout_s=5.0, max_queue
 class Face:
     box: tuple
     landmarks: list | None = None
-
-
-@dataclass
-class Result:
-    """What the worker's future resolves to: an ImageResult / ExplainResult look-alike."""
-
-    width: int
-    height: int
-    faces: list = field(default_factory=list)
-    timings: dict = field(default_factory=dict)
-
-    def to_dict(self):
-        return {"width": self.width, "height": self.height, "mode": "detect",
-                "faces": [{"box": list(f.box), "label": "happy"} for f in self.faces], "timings_ms": {"detect": 1.5}}
-
-    def overlay(self):
-        from PIL import Image
-
-        return Image.new("RGB", (self.width, self.height))
 
 
 class FakeWorker:
@@ -74,7 +56,7 @@ class FakeWorker:
         if self.error is not None:
             job.future.set_exception(self.error)
         else:
-            job.future.set_result(Result(w, h, faces=[Face((0, 0, w / 2, h))]))
+            job.future.set_result(FakeResult(w, h, faces=[Face((0, 0, w / 2, h))]))
         self.jobs.append(job)
         return job
 
