@@ -30,12 +30,10 @@ def _session(threads: int):
     global _SESSION
     if _SESSION is not None:
         return _SESSION
-    try:
-        import onnx
-        import onnxruntime as ort
-        from onnx.tools.update_model_dims import update_inputs_outputs_dims
-    except ImportError as e:
-        raise DetectorUnavailable(f"face detector 'centerface' needs onnx and onnxruntime ({e})") from None
+    import onnx
+    import onnxruntime as ort
+    from onnx.tools.update_model_dims import update_inputs_outputs_dims
+
     model = onnx.load(model_path())
     # the shipped graph has a fixed input size; make height and width free
     ins = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input}

@@ -31,10 +31,8 @@ def session(threads: int = 1):
     """The onnxruntime session of the shipped graph, one per thread count (runs are thread-safe)."""
     with _LOCK:
         if threads not in _SESSIONS:
-            try:
-                import onnxruntime as ort
-            except ImportError as e:  # pragma: no cover - onnxruntime is a core dependency
-                raise DetectorUnavailable(f"face detector 'yunet' needs onnxruntime ({e})") from None
+            import onnxruntime as ort
+
             if not MODEL_FILE.exists():
                 raise DetectorUnavailable(f"face detector 'yunet': {MODEL_FILE} is missing from the installed wildfer")
             opts = ort.SessionOptions()
