@@ -36,6 +36,7 @@ def test_info_json_names_versions_detector_and_backends(capsys):
     assert env["detector"]["active"] in env["detector"]["available"]
     assert env["backends"]["predict"] == "torch"
     assert "wild" in env["models"]["builtin"]
+    assert {"wild", "default", "fast"} <= set(env["models"]["int8"]) <= set(env["models"]["builtin"])
 
 
 def test_info_text_is_one_line_per_topic(capsys):

@@ -28,6 +28,7 @@ def environment() -> dict:
     from . import __version__
     from .data.cache import cache_dir
     from .models.loader import PIPELINE_MODEL, builtin_models, resolve_device
+    from .models.quantize import SUFFIX, WEIGHTS
     from .wild.detectors import available_detectors, create_detector
 
     try:
@@ -50,7 +51,8 @@ def environment() -> dict:
         "backends": {"predict": "torch", "serve": "onnxruntime" if onnx else "torch"},
         # what device="auto" (the commands' --device default) picks here, per backend
         "device": {"auto": resolve_device("auto"), "auto onnx": resolve_device("auto", backend="onnx")},
-        "models": {"pipeline": PIPELINE_MODEL, "builtin": builtin_models()},
+        "models": {"pipeline": PIPELINE_MODEL, "builtin": builtin_models(),
+                   "int8": [m for m in builtin_models() if (WEIGHTS / f"{m}{SUFFIX}").is_file()]},
         "folders": {"cache": str(cache_dir()), "data (WILDFER_DATA)": os.environ.get("WILDFER_DATA")},
         "executable": sys.executable,
     }
