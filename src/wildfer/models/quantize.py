@@ -4,7 +4,7 @@ A classifier's ONNX export is quantised once with calibration faces (weights per
 int8, activations to uint8 with percentile ranges), and onnxruntime then runs its
 convolutions with integer kernels (VNNI on CPUs that have it)::
 
-    wildfer export wild --int8 --calibrate $WILDFER_DATA/fer2013/fer2013.csv.gz -o wild.int8.onnx
+    wildfer export wild --int8 --calibrate $WILDFER_DATA/fer2013/fer2013.csv.gz --onnx wild.int8.onnx
 
 The built-ins whose int8 graph ships (``weights/<name>.int8.onnx``) run it with
 ``load_model(name, backend="int8")`` or ``clf.with_backend("int8")``; a checkpoint or
@@ -80,7 +80,7 @@ def int8_graph(clf: Classifier, source: str | os.PathLike | None = None) -> Path
         if path.is_file():
             return path
     raise ModelError(f"model {clf.name or source!r} has no int8 graph; make one with 'wildfer export MODEL --int8 "
-                     f"--calibrate FACES -o MODEL{SUFFIX}' (next to the weights file) or use backend torch or onnx")
+                     f"--calibrate FACES --onnx MODEL{SUFFIX}' (next to the weights file) or use backend torch or onnx")
 
 
 def attach_int8(clf: Classifier, threads: int | None = None, source: str | os.PathLike | None = None,
