@@ -285,7 +285,8 @@ def test_ctrl_c_keeps_finished_photos_and_resume_completes_them(cli, tiny_ckpt, 
 
     from predict_helpers import interrupt_after
 
-    photos = _noise_photos(tmp_path / "in", 20, size=(150, 200))
+    # 60 photos of some 50 ms each: the signal lands while most are still to do, even on a busy CPU
+    photos = _noise_photos(tmp_path / "in", 60, size=(150, 200))
     out = tmp_path / "res" / "out.json"
     side = out.with_name("out.json.jsonl")
     # search mode: the search fallback over windows of photos without faces makes each photo slow
@@ -296,10 +297,10 @@ def test_ctrl_c_keeps_finished_photos_and_resume_completes_them(cli, tiny_ckpt, 
     rep = json.loads(out.read_text())
     got = [r["path"] for r in rep["images"]]
     n = len(got)
-    assert 3 <= n < 20, stderr
+    assert 3 <= n < 60, stderr
     assert rep["complete"] is False and rep["summary"]["images"] == n
     assert set(seen) <= set(got) and got == [str(p) for p in photos[:n]]
-    assert f"interrupted: {n} of 20 photos written to {out}" in " ".join(stderr.split()), stderr
+    assert f"interrupted: {n} of 60 photos written to {out}" in " ".join(stderr.split()), stderr
     assert "Traceback" not in stderr
     assert side.exists() and not list(out.parent.glob(".*partial*"))
     before = {r["path"]: r for r in rep["images"]}
@@ -307,7 +308,7 @@ def test_ctrl_c_keeps_finished_photos_and_resume_completes_them(cli, tiny_ckpt, 
     code, text = cli([*args, "--resume"])
     assert code == 0, text
     rep = json.loads(out.read_text())
-    assert rep["complete"] is True and rep["summary"]["images"] == 20
+    assert rep["complete"] is True and rep["summary"]["images"] == 60
     assert [r["path"] for r in rep["images"]] == [str(p) for p in photos]  # each once, in order
     for r in rep["images"]:
         if r["path"] in before:  # kept, not done again (timings differ between two runs)

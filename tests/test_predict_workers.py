@@ -140,7 +140,7 @@ def test_ctrl_c_with_workers_keeps_finished_photos_and_resume_completes_them(cli
     photos = _faces(src, 4)
     from PIL import Image
 
-    for i in range(16):  # no face: the search fallback over windows makes each of these slow
+    for i in range(56):  # no face: the search fallback over windows makes each of these slow (~50 ms)
         p = src / f"q{i:02d}.jpg"
         Image.fromarray(rng.integers(0, 256, (150, 200, 3), dtype=np.uint8)).save(p)
         photos.append(p)
@@ -153,9 +153,9 @@ def test_ctrl_c_with_workers_keeps_finished_photos_and_resume_completes_them(cli
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
     rep = json.loads((out / "r.json").read_text())
     got = [r["path"] for r in rep["images"]]
-    assert 6 <= len(got) < 20 and rep["complete"] is False, stderr
+    assert 6 <= len(got) < 60 and rep["complete"] is False, stderr
     assert got == [str(p) for p in photos if str(p) in got]  # in input order
-    assert f"interrupted: {len(got)} of 20 photos written" in " ".join(stderr.split()), stderr
+    assert f"interrupted: {len(got)} of 60 photos written" in " ".join(stderr.split()), stderr
     with open(out / "r.csv") as fh:
         assert {r["path"] for r in csv.DictReader(fh)} == {r["path"] for r in rep["images"] if r["faces"]}
     assert not list(out.rglob(".*partial*"))
@@ -172,7 +172,7 @@ def test_ctrl_c_with_workers_keeps_finished_photos_and_resume_completes_them(cli
     assert _without_timings(done) == _without_timings(json.loads((ref / "r.json").read_text()))
     with open(out / "r.csv") as a, open(ref / "r.csv") as b:
         assert sorted(csv.reader(a)) == sorted(csv.reader(b))
-    assert not side.exists() and len(list((out / "img").rglob("*.jpg"))) == 20
+    assert not side.exists() and len(list((out / "img").rglob("*.jpg"))) == 60
 
 
 def _grandchildren(pid: int) -> list[int]:
