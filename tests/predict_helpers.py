@@ -15,8 +15,11 @@ def interrupt_after(args: list[str], progress: Path, n_done: int, env: dict, wai
     holds ``n_done`` records; return (exit code, stderr, the paths recorded before the signal)."""
     from wildfer.wild.batch_predict import read_progress
 
+    # SIGINT back to its default in the child: a shell starts background jobs with it ignored,
+    # and Python then never turns it into KeyboardInterrupt
     proc = subprocess.Popen([sys.executable, "-c", "import sys; from wildfer.cli import main; sys.exit(main())", *args],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + wait_s
         while len(read_progress(progress)) < n_done:
