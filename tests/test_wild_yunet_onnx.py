@@ -105,11 +105,14 @@ def test_threads_detect_at_once(wild_dir):
 
 
 def test_nms_keeps_the_best_of_overlapping_boxes():
+    from wildfer.wild.detectors import nms_indices
+
     boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [0, 0, 10, 10.5]], dtype=float)
     scores = np.array([0.6, 0.9, 0.7, 0.5])
-    assert yunet_onnx.nms_indices(scores, boxes) == [1, 2]
-    assert yunet_onnx.nms_indices(scores, boxes, iou=0.99) == [1, 2, 0, 3]
-    assert yunet_onnx.nms_indices(scores, boxes, keep_k=1) == [1]
+    assert nms_indices(scores, boxes, yunet_onnx.NMS_IOU) == [1, 2]
+    assert nms_indices(scores, boxes, 0.99) == [1, 2, 0, 3]
+    assert nms_indices(scores, boxes, yunet_onnx.NMS_IOU, keep_k=1) == [1]
+    assert nms_indices(scores, boxes, 0.99, top_k=2) == [1, 2]
 
 
 def test_decode_places_an_anchor_in_photo_pixels():

@@ -232,13 +232,37 @@ def _build(key: str, kwargs: dict) -> Detector:
     return cls(**{k: v for k, v in kwargs.items() if k in params})
 
 
-def nms(dets: list[Detection], iou_threshold: float = 0.4) -> list[Detection]:
-    """Greedy non-maximum suppression (highest score first)."""
-    keep: list[Detection] = []
-    for d in sorted(dets, key=lambda d: -d.score):
-        if all(box_iou(d.box, k.box) < iou_threshold for k in keep):
-            keep.append(d)
+def nms_indices(scores: np.ndarray, boxes: np.ndarray, iou_threshold: float = 0.4, *, top_k: int | None = None,
+                keep_k: int | None = None) -> list[int]:
+    """Greedy non-maximum suppression on arrays: the indices kept, highest score first. A box
+    is kept when its IoU with every box kept before it is below ``iou_threshold``; only the
+    ``top_k`` best candidates are considered and at most ``keep_k`` kept (``None``: all)."""
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")[:top_k]
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    keep: list[int] = []
+    for i in order:
+        if keep:
+            k = np.array(keep)
+            iw = np.clip(np.minimum(boxes[k, 2], boxes[i, 2]) - np.maximum(boxes[k, 0], boxes[i, 0]), 0, None)
+            ih = np.clip(np.minimum(boxes[k, 3], boxes[i, 3]) - np.maximum(boxes[k, 1], boxes[i, 1]), 0, None)
+            inter = iw * ih
+            union = area[k] + area[i] - inter
+            iou = np.divide(inter, union, out=np.zeros_like(inter), where=(inter > 0) & (union > 0))
+            if np.any(iou >= iou_threshold):
+                continue
+        keep.append(int(i))
+        if keep_k is not None and len(keep) >= keep_k:
+            break
     return keep
+
+
+def nms(dets: list[Detection], iou_threshold: float = 0.4) -> list[Detection]:
+    """Greedy non-maximum suppression of detections (highest score first; :func:`nms_indices`)."""
+    if not dets:
+        return []
+    keep = nms_indices(np.array([d.score for d in dets]), np.array([d.box for d in dets]), iou_threshold)
+    return [dets[i] for i in keep]
 
 
 def _intersection(a, b) -> float:
@@ -264,5 +288,5 @@ def box_inside(a, b) -> float:
 
 __all__ = [
     "Detection", "Detector", "DetectorUnavailable", "FALLBACKS", "LANDMARK_NAMES", "create_detector", "list_detectors", "available_detectors",
-    "register_detector", "nms", "box_iou", "box_inside",
+    "register_detector", "nms", "nms_indices", "box_iou", "box_inside",
 ]

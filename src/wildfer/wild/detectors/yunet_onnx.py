@@ -16,11 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import Detection, Detector, DetectorUnavailable, register_detector
+from . import Detection, Detector, DetectorUnavailable, nms_indices, register_detector
+from .yunet_graph import STRIDES
 
 MODEL_FILE = Path(__file__).with_name("yunet.onnx")
-STRIDES = (8, 16, 32)
-#: libfacedetection's own post-processing: candidates from this score, NMS at this IoU
+#: libfacedetection's own post-processing: candidates from this score, NMS at this IoU, the best
+#: TOP_K candidates, at most KEEP_K faces
 MIN_SCORE, NMS_IOU, TOP_K, KEEP_K = 0.2, 0.45, 1000, 512
 
 _SESSIONS: dict[int, object] = {}
@@ -66,27 +67,6 @@ def decode(maps, min_score: float = MIN_SCORE) -> tuple[np.ndarray, np.ndarray, 
     return np.concatenate(scores), np.concatenate(boxes), np.concatenate(marks)
 
 
-def nms_indices(scores: np.ndarray, boxes: np.ndarray, iou: float = NMS_IOU, top_k: int = TOP_K,
-                keep_k: int = KEEP_K) -> list[int]:
-    """Greedy NMS as libfacedetection does it: best ``top_k`` candidates, a box is kept when its
-    IoU with every kept box is at most ``iou``; at most ``keep_k`` kept."""
-    order = np.argsort(-scores, kind="stable")[:top_k]
-    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    keep: list[int] = []
-    for i in order:
-        if keep:
-            k = np.array(keep)
-            iw = np.clip(np.minimum(boxes[k, 2], boxes[i, 2]) - np.maximum(boxes[k, 0], boxes[i, 0]), 0, None)
-            ih = np.clip(np.minimum(boxes[k, 3], boxes[i, 3]) - np.maximum(boxes[k, 1], boxes[i, 1]), 0, None)
-            inter = iw * ih
-            if np.any(inter / np.maximum(area[k] + area[i] - inter, 1e-12) > iou):
-                continue
-        keep.append(int(i))
-        if len(keep) >= keep_k:
-            break
-    return keep
-
-
 @register_detector("yunet")
 class YuNetOnnxDetector(Detector):
     """YuNet (libfacedetection's weights) on onnxruntime: boxes, scores in [0, 1] and 5
@@ -115,4 +95,4 @@ class YuNetOnnxDetector(Detector):
         maps = self._sess.run(None, {"rgb": padded})
         scores, boxes, marks = decode(maps, max(MIN_SCORE, min(self.score_threshold, 1.0)))
         return [Detection(tuple(float(v) for v in boxes[i]), float(scores[i]), marks[i])
-                for i in nms_indices(scores, boxes)]
+                for i in nms_indices(scores, boxes, NMS_IOU, top_k=TOP_K, keep_k=KEEP_K)]
