@@ -45,7 +45,7 @@ def evaluate_cmd(
     from ..models.loader import resolve_device
     from .core import evaluate, load_eval_data, print_report
 
-    device = resolve_device(device, check_backend(backend, "--backend"))  # a GPU that is not there is one line before the data is read
+    device = resolve_device(device, check_backend(backend))  # a GPU that is not there is one line before the data is read
     if threads:
         import torch
 

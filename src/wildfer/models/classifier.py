@@ -38,10 +38,10 @@ DEVICES = ("auto", "cpu", "cuda")
 BACKENDS = ("torch", "onnx", "int8")
 
 
-def check_backend(backend: str, what: str = "backend") -> str:
-    """``backend`` when it is one of :data:`BACKENDS`, else a :class:`ModelError` naming ``what``."""
+def check_backend(backend: str) -> str:
+    """``backend`` when it is one of :data:`BACKENDS`, else a :class:`ModelError` naming them."""
     if backend not in BACKENDS:
-        raise ModelError(f"{what} {backend!r}: use {', '.join(BACKENDS)}")
+        raise ModelError(f"unknown backend {backend!r} ({' | '.join(BACKENDS)})")
     return backend
 
 
@@ -202,8 +202,7 @@ class Classifier:
         threads (:func:`wildfer.models.onnx.attach_onnx`; the network stays for gradients),
         ``"int8"`` runs the model's int8 graph there on the CPU
         (:func:`wildfer.models.quantize.attach_int8`), ``"torch"`` runs the network itself."""
-        if backend not in BACKENDS:
-            raise ModelError(f"unknown backend {backend!r} (torch | onnx | int8)")
+        check_backend(backend)
         device = self.device if device is None else device
         if backend == "onnx":  # onnx.py and quantize.py build on this module
             from .onnx import attach_onnx

@@ -20,7 +20,7 @@ import torch.nn as nn
 from ..errors import ModelError
 from ..jsonio import json_ready, write_json
 from ..labels import FER2013_CLASSES, class_alignment
-from .classifier import BACKENDS, DEFAULT_PREPROCESS, Classifier, resolve_device
+from .classifier import DEFAULT_PREPROCESS, Classifier, check_backend, resolve_device
 from .ensemble import is_ensemble_spec, load_ensemble_spec, load_spec_members
 from .registry import create_model, list_models
 
@@ -287,9 +287,7 @@ def load_model(name_or_path: str | os.PathLike = "default", *, classes: str | No
     """
     if classes and classes.lower() != "fer2013":
         raise ModelError(f"classes={classes!r}: the only class mapping is 'fer2013' (FER2013's 7 classes)")
-    if backend not in BACKENDS:
-        raise ModelError(f"unknown backend {backend!r} (torch | onnx | int8)")
-    target = resolve_device(device, backend)
+    target = resolve_device(device, check_backend(backend))
     clf = _resolve(str(name_or_path))
     if classes:
         clf = with_fer2013_classes(clf)

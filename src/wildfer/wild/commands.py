@@ -237,7 +237,7 @@ def evaluate_wild_cmd(
             check_output_file(f, what).parent.mkdir(parents=True, exist_ok=True)
     clf = load_model(model, classes=classes, device=device) if classes else model
     rec = Recognizer(model=clf, detector=detector, mode=mode, max_side=max_side, tta=tta, device=device,
-                     backend=check_backend(backend, "--backend"))
+                     backend=check_backend(backend))
     with progress_bar(err) as bar:
         task = bar.add_task(f"evaluate {mode}", total=None)
         res = evaluate_wild(manifest, rec, iou=iou, limit=limit, split=split, save_predictions=save_predictions,
