@@ -74,12 +74,11 @@ def main() -> None:
     torch.set_num_threads(1)
     from wildfer.data import load_dataset
     from wildfer.models.loader import load_model
-    from wildfer.models.quantize import SUFFIX, WEIGHTS, calibration_faces, quantize_int8
+    from wildfer.models.quantize import SUFFIX, WEIGHTS, export_int8
 
     if args.make:
-        train = load_dataset(FER, split="Training")
         for name in args.models:
-            (WEIGHTS / f"{name}{SUFFIX}").write_bytes(quantize_int8(load_model(name), calibration_faces(train.images)))
+            export_int8(load_model(name), WEIGHTS / f"{name}{SUFFIX}", FER)
     test = load_dataset(FER, split="PublicTest")
     result = {"torch_threads": 1, "int8_threads": "onnxruntime's default (one per core)",
               "machine": describe_machine(load_avg_before=[round(x, 2) for x in os.getloadavg()]),

@@ -166,6 +166,7 @@ def export(
     from ..paths import check_output_file
     from .loader import load_model
     from .onnx import export_onnx, onnx_opsets
+    from .quantize import export_int8
 
     lo, hi = onnx_opsets()
     if not lo <= opset <= hi:
@@ -174,23 +175,11 @@ def export(
         raise WildferError("--int8 needs --calibrate FACES (a FER2013 CSV or an image folder)")
     check_output_file(onnx, "--onnx")  # before the model is loaded and traced
     clf = load_model(model)
-    path = _write_int8(clf, onnx, calibrate) if int8 else export_onnx(clf, onnx, opset)
+    path = export_int8(clf, onnx, calibrate) if int8 else export_onnx(clf, onnx, opset)
     msg = f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)"
     if check:
         msg += f"; max |p_torch - p_onnx| = {_onnx_disagreement(clf, path):.2e}"
     Console().print(msg, soft_wrap=True, highlight=False, markup=False)
-
-
-def _write_int8(clf, out: Path, calibrate: Path) -> Path:
-    """The int8 graph of ``clf`` calibrated on ``calibrate``'s (Training) faces, written to ``out``."""
-    from ..data import load_dataset
-    from .quantize import calibration_faces, quantize_int8
-
-    data = load_dataset(calibrate)
-    if "training" in {str(u).lower() for u in set(data.usage)}:
-        data = data.split("Training")
-    out.write_bytes(quantize_int8(clf, calibration_faces(data.images)))
-    return out
 
 
 def _onnx_disagreement(clf, path: Path) -> float:

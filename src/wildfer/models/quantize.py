@@ -69,6 +69,19 @@ def quantize_int8(clf: Classifier, faces: np.ndarray, *, batch: int = 32) -> byt
         return Path(out).read_bytes()
 
 
+def export_int8(clf: Classifier, out: str | os.PathLike, faces: str | os.PathLike) -> Path:
+    """Write the int8 graph of ``clf`` to ``out``, calibrated on the data set ``faces`` (any
+    format :func:`wildfer.data.load_dataset` reads; its Training rows when it has them)."""
+    from ..data import load_dataset
+
+    data = load_dataset(faces)
+    if any(u.lower() == "training" for u in data.usages()):
+        data = data.split("Training")
+    out = Path(out)
+    out.write_bytes(quantize_int8(clf, calibration_faces(data.images)))
+    return out
+
+
 def int8_graph(clf: Classifier, source: str | os.PathLike | None = None) -> Path:
     """Where ``clf``'s int8 graph is: beside ``source`` (a weights file), or shipped for a
     built-in; a :class:`ModelError` saying how to make one when there is none."""
