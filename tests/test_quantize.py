@@ -138,3 +138,22 @@ def test_predict_evaluate_and_evaluate_wild_take_backend_int8(cli, tmp_path, wil
     code, text = cli(["evaluate-wild", str(manifest), "--model", "fast", "--backend", "int8", "--json", str(report)])
     assert code == 0, text
     assert json.loads(report.read_text())["n_found"] == 1
+
+
+def test_evaluate_finds_a_checkpoints_int8_graph_beside_it(tiny, tmp_path):
+    """evaluate(..., backend="int8") on a weights path uses the graph next to the file, as
+    load_model and the Recognizer do."""
+    from wildfer.data.fer2013 import FaceArrays
+    from wildfer.evaluate.core import evaluate
+    from wildfer.models.loader import export_weights
+
+    import dataclasses
+
+    clf, graph = tiny
+    clf = dataclasses.replace(clf, model_kwargs={"num_filters": 8, "hidden": 32})
+    weights = export_weights(clf, tmp_path / "tiny", half=False)
+    (tmp_path / f"tiny{SUFFIX}").write_bytes(graph.read_bytes())
+    x = faces(30, seed=2)
+    data = FaceArrays(x, np.arange(30) % 7, np.array(["PublicTest"] * 30))
+    report = evaluate(str(weights), data, backend="int8")
+    assert report["backend"] == ["int8"] and report["n"] == 30
