@@ -77,6 +77,19 @@ def test_imagenet_forms_match_published_parameter_counts(name, count):
     assert model_complexity(name, num_classes=1000).params == count
 
 
+def test_vggfer_for_larger_faces_keeps_the_48_pixel_weights():
+    """input_size=96 with head_side=3 has exactly the 48-pixel net's parameters (so init= copies
+    all of them) and reads 96-pixel faces; without head_side the head grows with the input."""
+    small = create_model("vggfer", fc=32).eval()
+    big = create_model("vggfer", fc=32, input_size=96, head_side=3).eval()
+    a, b = small.state_dict(), big.state_dict()
+    assert a.keys() == b.keys() and all(a[k].shape == b[k].shape for k in a)
+    big.load_state_dict(a)
+    assert big(torch.randn(2, 1, 96, 96)).shape == (2, 7) and big.input_size == 96
+    wide = create_model("vggfer", fc=32, input_size=96)
+    assert wide.classifier[2].in_features == 512 * 6 * 6 and wide(torch.randn(1, 1, 96, 96)).shape == (1, 7)
+
+
 def test_param_counts_sane():
     table = {c.name: c for c in complexity_table()}
     assert table["mini_xception"].params == 56_951  # Keras' count for mini_XCEPTION, 7 classes

@@ -208,3 +208,36 @@ def test_partial_distillation():
     parts = (partial_distillation(logits[:3], y[:3], tlog[:3], half[:3], cfg)
              + partial_distillation(logits[3:], y[3:], tlog[3:], half[3:], cfg)) / 2
     assert torch.allclose(partial_distillation(logits, y, tlog, half, cfg), parts)
+
+
+def test_train_larger_faces(fer2013_csv, split_manifest, wild_dir, tmp_path, monkeypatch):
+    """model_kwargs input_size: FER2013's faces upsampled, the wild crops cut at that side from the
+    photos, and the checkpoint tells the pipeline to cut its faces so."""
+    from wildfer.errors import WildferError
+    from wildfer.models.loader import load_model
+    from wildfer.train.config import TrainConfig
+    from wildfer.train.engine import Trainer
+    from wildfer.wild.crops import crop_manifest
+    from wildfer.wild.align import AlignConfig
+    from wildfer.wild.recognizer import Recognizer
+
+    monkeypatch.setenv("WILDFER_CACHE_DIR", str(tmp_path / "cache"))
+    kw = {"input_size": 64, "head_side": 3, "fc": 16}
+    cfg = TrainConfig(model="vggfer_small", model_kwargs=kw, data=str(fer2013_csv), subset=40, val_subset=30,
+                      wild_data=str(split_manifest), epochs=1, batch_size=8, out=str(tmp_path / "run"))
+    trainer = Trainer(cfg)
+    assert trainer.train_data.images.shape == (45, 64, 64) and trainer.val_data.images.shape == (2, 64, 64)
+    assert trainer.extra_val["fer"].images.shape == (30, 64, 64)
+    wild = crop_manifest(split_manifest, split="train", align=AlignConfig(size=64))
+    assert np.array_equal(trainer.train_data.images[40:], wild.images)  # cut from the photos, not upsampled
+    trainer.fit()
+    clf = load_model(tmp_path / "run" / "best.pt")
+    assert clf.size == 64 and clf.preprocess["size"] == 64
+    rec = Recognizer(model=clf)
+    assert rec.align.size == 64
+    faces = rec.predict(wild_dir / KDEF[0]).faces
+    assert len(faces) == 1 and faces[0].label in clf.labels and faces[0].crop.shape == (64, 64)
+    bad = TrainConfig(**{**cfg.to_dict(), "teacher": str(tmp_path / "run" / "best.pt"), "out": str(tmp_path / "t")})
+    bad.model_kwargs = {"fc": 16}
+    with pytest.raises(WildferError, match="reads 64-pixel faces; this run's model reads 48"):
+        Trainer(bad).fit()

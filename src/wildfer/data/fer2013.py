@@ -24,7 +24,7 @@ import lzma
 import os
 import zlib
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -116,6 +116,18 @@ class FaceArrays:
             meta=dict(self.meta),
             paths=None if self.paths is None else self.paths[index],
         )
+
+    def resized(self, side: int) -> "FaceArrays":
+        """The same faces at ``side`` x ``side`` pixels (bilinear, as a classifier resizes its
+        input), or ``self`` when they are that size already."""
+        import cv2
+
+        if self.images.shape[1:] == (side, side):
+            return self
+        out = np.empty((len(self), side, side), dtype=np.uint8)
+        for i, img in enumerate(self.images):
+            out[i] = cv2.resize(img, (side, side), interpolation=cv2.INTER_LINEAR)
+        return replace(self, images=out, meta=dict(self.meta))
 
     @classmethod
     def concat(cls, *parts: "FaceArrays") -> "FaceArrays":

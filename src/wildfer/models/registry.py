@@ -93,6 +93,6 @@ def create_model(name: str, num_classes: int = 7, in_chans: int | None = None, *
         in_chans = info.in_chans
     model = info.factory(num_classes=num_classes, in_chans=in_chans, **kwargs)
     model.wildfer_name = name  # type: ignore[attr-defined]
-    model.input_size = info.input_size  # type: ignore[attr-defined]
+    model.input_size = int(kwargs.get("input_size", info.input_size))  # type: ignore[attr-defined]
     model.in_chans = in_chans  # type: ignore[attr-defined]
     return model

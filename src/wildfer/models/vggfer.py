@@ -2,7 +2,9 @@
 the Art Performance on FER2013".
 
 Four stages of two 3x3 conv-BN-ReLU blocks and a 2x2 max pool (48 -> 24 -> 12 -> 6 -> 3),
-then dropout and fully connected layers. The paper's net has 4096-wide FC layers (~ 40 M
+then dropout and fully connected layers. ``input_size`` sets the face side the net reads;
+``head_side`` average-pools the last map to that side first, so a net for 96-pixel faces
+(``input_size=96, head_side=3``) has exactly the weights of a 48-pixel one and starts from them. The paper's net has 4096-wide FC layers (~ 40 M
 parameters); ``vggfer`` keeps the conv trunk and uses a narrower head so fp16 weights fit in
 the package, ``vggfer_paper`` is the paper's width.
 """
@@ -29,6 +31,7 @@ class VGGFer(nn.Module):
         fc_layers: int = 2,
         drop: float = 0.4,
         input_size: int = 48,
+        head_side: int | None = None,
     ):
         super().__init__()
         layers: list[nn.Module] = []
@@ -36,8 +39,11 @@ class VGGFer(nn.Module):
         for w in widths:
             layers += [conv_bn(c, w), conv_bn(w, w), nn.MaxPool2d(2)]
             c = w
-        self.features = nn.Sequential(*layers)
         side = input_size // (2 ** len(widths))
+        if head_side is not None and head_side != side:
+            layers.append(nn.AdaptiveAvgPool2d(head_side))  # a larger input reuses a 48-pixel net's head
+            side = head_side
+        self.features = nn.Sequential(*layers)
         head: list[nn.Module] = [nn.Flatten()]
         d = c * side * side
         for _ in range(fc_layers):

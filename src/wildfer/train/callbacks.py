@@ -162,7 +162,7 @@ class Checkpoints(Callback):
             return
         cfg = trainer.cfg
         common = dict(arch=cfg.model, model_kwargs=cfg.model_kwargs, classes=trainer.classes,
-                      preprocess=DEFAULT_PREPROCESS, epoch=state.epoch, metrics=json_ready(record),
+                      preprocess={**DEFAULT_PREPROCESS, "size": cfg.face_side()}, epoch=state.epoch, metrics=json_ready(record),
                       config=json_ready(cfg.to_dict()))
         if state.improved:
             save_checkpoint(self.out / "best.pt", state.model, **common)

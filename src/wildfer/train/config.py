@@ -101,6 +101,11 @@ class TrainConfig:
     progress: bool = True
     max_iters_per_epoch: int | None = None
 
+    def face_side(self) -> int:
+        """The side of the faces the network reads: ``model_kwargs["input_size"]``, else FER2013's 48.
+        Training faces are resized to it and wild crops cut at it."""
+        return int(self.model_kwargs.get("input_size", 48))
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

@@ -97,18 +97,21 @@ def load_training_data(cfg: TrainConfig) -> tuple[FaceArrays, FaceArrays]:
 
 def add_wild_data(cfg: TrainConfig, train: FaceArrays, val: FaceArrays) -> tuple[FaceArrays, FaceArrays, dict[str, FaceArrays]]:
     """``(train, val, extra_val)`` with ``cfg.wild_data``'s crops: its training split after
-    ``train``'s faces, its validation split as ``val`` (and the old ``val`` as ``extra_val["fer"]``)."""
+    ``train``'s faces, its validation split as ``val`` (and the old ``val`` as ``extra_val["fer"]``),
+    cut at ``cfg.face_side()`` pixels from the photos."""
+    from ..wild.align import AlignConfig
     from ..wild.crops import crop_manifest
 
     if tuple(train.classes) != FER2013_CLASSES:
         raise WildferError(f"wild_data has FER2013's 7 classes; dataset {cfg.dataset!r} has {len(train.classes)}")
-    wild = crop_manifest(cfg.wild_data, split=cfg.wild_train_split, detector=cfg.wild_detector)
+    align = AlignConfig(size=cfg.face_side())
+    wild = crop_manifest(cfg.wild_data, split=cfg.wild_train_split, detector=cfg.wild_detector, align=align)
     if len(wild) == 0:
         raise WildferError(f"{cfg.wild_data}: no usable faces in split {cfg.wild_train_split!r}")
     extra: dict[str, FaceArrays] = {}
     if cfg.wild_val_split:
         extra["fer"] = val
-        val = crop_manifest(cfg.wild_data, split=cfg.wild_val_split, detector=cfg.wild_detector)
+        val = crop_manifest(cfg.wild_data, split=cfg.wild_val_split, detector=cfg.wild_detector, align=align)
     return FaceArrays.concat(train, wild), val, extra
 
 
@@ -235,12 +238,14 @@ class Trainer:
             self._owns_process_group = True
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
-            torch.backends.cudnn.benchmark = True  # fixed 48x48 shapes: let cuDNN pick its fastest kernels
+            torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
         seed_everything(cfg.seed)
         if train is None or val is None:
             tr, va = load_training_data(cfg)
             train = train if train is not None else tr
             val = val if val is not None else va
+        side = cfg.face_side()  # FER2013's 48-pixel faces upsampled for a net that reads larger ones
+        train, val = train.resized(side), val.resized(side)
         self.extra_val: dict[str, FaceArrays] = {}
         if cfg.wild_data:
             train, val, self.extra_val = add_wild_data(cfg, train, val)
@@ -348,7 +353,11 @@ class Trainer:
         if cfg.teacher:
             from ..models.loader import load_model
 
-            net = load_model(cfg.teacher).net.to(self.device).eval()
+            clf = load_model(cfg.teacher)
+            if clf.size != cfg.face_side():
+                raise WildferError(f"teacher {cfg.teacher} reads {clf.size}-pixel faces; this run's model reads "
+                                   f"{cfg.face_side()} (model_kwargs input_size)")
+            net = clf.net.to(self.device).eval()
             if cfg.teacher_cache:  # kept on the CPU
                 rows = np.arange(len(self.train_data))
                 teacher_logits = torch.cat([lg.cpu() for _, lg in self._batch_logits(net, self.train_data, rows)])
