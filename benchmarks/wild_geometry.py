@@ -53,18 +53,23 @@ def geometry(lm: np.ndarray) -> np.ndarray:
     ])
 
 
-def fit_score(parts: dict, cols: list[int], test: str) -> dict:
-    """Logistic regression on ExpW ``train``'s feature blocks ``cols``, scored on ``test``."""
+def fit_logreg(x: np.ndarray, y: np.ndarray):
+    """Standardised multinomial logistic regression; the dense mesh's 1,404 features get a firmer prior."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import accuracy_score, f1_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    c_reg = 1.0 if x.shape[1] < 100 else 0.01
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000, C=c_reg)).fit(x, y)
+
+
+def fit_score(parts: dict, cols: list[int], test: str) -> dict:
+    """Logistic regression on ExpW ``train``'s feature blocks ``cols``, scored on ``test``."""
+    from sklearn.metrics import accuracy_score, f1_score
+
     x_tr = np.hstack([parts["train"][c] for c in cols])
     x_te = np.hstack([parts[test][c] for c in cols])
-    c_reg = 1.0 if x_tr.shape[1] < 100 else 0.01  # the dense mesh's 1,404 features need a firmer prior
-    m = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000, C=c_reg)).fit(x_tr, parts["train"][-1])
-    p = m.predict(x_te)
+    p = fit_logreg(x_tr, parts["train"][-1]).predict(x_te)
     return {"accuracy": round(float(accuracy_score(parts[test][-1], p)), 4),
             "macro_f1": round(float(f1_score(parts[test][-1], p, average="macro")), 4)}
 
@@ -73,11 +78,7 @@ def product_score(parts: dict, weights=(0.25, 0.5, 1.0)) -> dict:
     """``log p(cnn) + w log p(mesh)`` with the mesh's classifier fitted on ExpW ``train`` and the
     model's own probabilities as they are (nothing refitted on them, so a model that has seen
     ExpW ``train`` is measured fairly): accuracy per test set and weight."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    m = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000, C=0.01)).fit(parts["train"][2], parts["train"][-1])
+    m = fit_logreg(parts["train"][2], parts["train"][-1])
     out = {}
     for test, (_, logp, feats, y) in ((k, v) for k, v in parts.items() if k != "train"):
         mesh_logp = m.predict_log_proba(feats)
@@ -124,7 +125,7 @@ def main() -> None:
     sets = {"train": (args.manifest, "train"), "val": (args.manifest, "val")}
     if args.mesh:  # the fusion fitted on ExpW, scored on the other dev sets too
         sets |= {"lfw": (DATA / "wild" / "lfw.csv", None), "kdef": (DATA / "wild" / "kdef_frontal.csv", None)}
-    parts = {name: collect(clf, m, split, mesh) for name, (m, split) in sets.items()}
+    parts = {key: collect(clf, manifest, split, mesh) for key, (manifest, split) in sets.items()}
     arms = {"geometry": [0], "cnn_recalibrated": [1], "cnn_plus_geometry": [1, 0]}
     if mesh is not None:
         arms |= {"mesh": [2], "cnn_plus_mesh": [1, 2]}

@@ -2,11 +2,13 @@
 the Art Performance on FER2013".
 
 Four stages of two 3x3 conv-BN-ReLU blocks and a 2x2 max pool (48 -> 24 -> 12 -> 6 -> 3),
-then dropout and fully connected layers. ``input_size`` sets the face side the net reads;
-``head_side`` average-pools the last map to that side first, so a net for 96-pixel faces
-(``input_size=96, head_side=3``) has exactly the weights of a 48-pixel one and starts from them. The paper's net has 4096-wide FC layers (~ 40 M
+then dropout and fully connected layers. The paper's net has 4096-wide FC layers (~ 40 M
 parameters); ``vggfer`` keeps the conv trunk and uses a narrower head so fp16 weights fit in
 the package, ``vggfer_paper`` is the paper's width.
+
+``input_size`` sets the face side the net reads; ``head_side`` average-pools the last map to
+that side first, so a net for 96-pixel faces (``input_size=96, head_side=3``) has exactly the
+weights of a 48-pixel one and starts from them.
 """
 
 from __future__ import annotations

@@ -162,8 +162,8 @@ class Checkpoints(Callback):
             return
         cfg = trainer.cfg
         common = dict(arch=cfg.model, model_kwargs=cfg.model_kwargs, classes=trainer.classes,
-                      preprocess={**DEFAULT_PREPROCESS, "size": cfg.face_side()}, epoch=state.epoch, metrics=json_ready(record),
-                      config=json_ready(cfg.to_dict()))
+                      preprocess={**DEFAULT_PREPROCESS, "size": cfg.face_side()}, epoch=state.epoch,
+                      metrics=json_ready(record), config=json_ready(cfg.to_dict()))
         if state.improved:
             save_checkpoint(self.out / "best.pt", state.model, **common)
         if cfg.keep_epoch_checkpoints:

@@ -104,7 +104,9 @@ class TrainConfig:
     def face_side(self) -> int:
         """The side of the faces the network reads: ``model_kwargs["input_size"]``, else FER2013's 48.
         Training faces are resized to it and wild crops cut at it."""
-        return int(self.model_kwargs.get("input_size", 48))
+        from ..models.classifier import DEFAULT_PREPROCESS
+
+        return int(self.model_kwargs.get("input_size", DEFAULT_PREPROCESS["size"]))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -48,7 +48,8 @@ class FaceResult:
     orientation). ``flags`` lists caveats: ``"small"`` (face narrower than the alignment's
     ``min_face``), ``"low_score"`` (detection score below the recognizer's ``low_score``),
     ``"search"`` (found by the search fallback), ``"whole"`` (whole-photo mode).
-    ``crop`` is the face the classifier saw (48 x 48 for FER2013's nets) and ``transform`` the photo -> crop matrix.
+    ``crop`` is the face the classifier saw (48 x 48 for FER2013's nets) and ``transform`` the
+    photo -> crop matrix.
     """
 
     box: tuple[float, float, float, float]
