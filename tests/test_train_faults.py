@@ -266,6 +266,8 @@ def test_ensemble_spec_may_list_one_member_twice(tmp_path):
     ("model=nonet", "nonet"),
     ("model_kwargs.bogus=1", "bogus"),
     ("model_kwargs.num_classes=3", "num_classes"),
+    ("model_kwargs.input_size=abc", "model_kwargs.input_size='abc': must be an integer in [8, 512]"),
+    ("model_kwargs.input_size=0", "model_kwargs.input_size=0: must be an integer"),
     ("aug.bogus=1", "bogus"),
     ("aug.erase=1.5", "erase"),
     ("aug.scale=[0.5]", "aug.scale=[0.5]: must be two numbers"),

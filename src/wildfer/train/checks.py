@@ -155,8 +155,18 @@ def model_keywords(model: str) -> set[str] | None:
     return None if kw is None else kw - {"self", *RESERVED_MODEL_KWARGS}
 
 
+#: ``model_kwargs.input_size``, which the trainer reads too (the side it resizes and cuts faces at)
+INPUT_SIZE = (8, 512)
+
+
 def check_model_kwargs(model: str, model_kwargs: dict[str, Any]) -> None:
-    """Raise :class:`WildferError` for a ``model_kwargs`` key the model's constructor does not take."""
+    """Raise :class:`WildferError` for a ``model_kwargs`` key the model's constructor does not take,
+    or an ``input_size`` that is not a face side in pixels."""
+    side = (model_kwargs or {}).get("input_size")
+    if side is not None and not (isinstance(side, int) and not isinstance(side, bool)
+                                 and INPUT_SIZE[0] <= side <= INPUT_SIZE[1]):
+        raise WildferError(f"config key model_kwargs.input_size={side!r}: must be an integer in "
+                           f"[{INPUT_SIZE[0]}, {INPUT_SIZE[1]}] (the side of the faces the net reads, in pixels)")
     for k in RESERVED_MODEL_KWARGS:
         if k in (model_kwargs or {}):
             raise WildferError(f"config key model_kwargs.{k}: set by the trainer from the data's classes; remove it")
