@@ -268,6 +268,10 @@ def test_ensemble_spec_may_list_one_member_twice(tmp_path):
     ("model_kwargs.num_classes=3", "num_classes"),
     ("model_kwargs.input_size=abc", "model_kwargs.input_size='abc': must be an integer in [8, 512]"),
     ("model_kwargs.input_size=0", "model_kwargs.input_size=0: must be an integer"),
+    ("bf16=fast", "bf16='fast': must be true, false or auto"),
+    ("bf16=3", "bf16=3: must be true, false or auto"),
+    ("colour=maybe", "colour='maybe': must be true or false"),
+    ("colour=true", "colour=true: the net must take 3 channels"),
     ("aug.bogus=1", "bogus"),
     ("aug.erase=1.5", "erase"),
     ("aug.scale=[0.5]", "aug.scale=[0.5]: must be two numbers"),
@@ -407,3 +411,15 @@ def test_paths_with_brackets_print_as_they_are(cli, tmp_path):
     run = folder / "[green]run"
     code, text = cli(["train", *_common(train, run)])
     assert code == 0 and f"run folder {run}" in " ".join(text.split()), text
+
+
+def test_bf16_auto_follows_the_cpu_and_true_without_bf16_units_says_so(monkeypatch, capsys):
+    from wildfer import machine
+    from wildfer.train.engine import cpu_bf16
+
+    for units in (True, False):
+        monkeypatch.setattr(machine, "has_bf16_units", lambda units=units: units)
+        assert cpu_bf16("auto") is units and cpu_bf16(False) is False
+        assert cpu_bf16(True, warn=True) is True
+        notice = capsys.readouterr().err
+        assert ("notice: bf16=true on a CPU without bf16 units" in notice) is (not units)

@@ -241,3 +241,55 @@ def test_train_larger_faces(fer2013_csv, split_manifest, wild_dir, tmp_path, mon
     bad.model_kwargs = {"fc": 16}
     with pytest.raises(WildferError, match="reads 64-pixel faces; this run's model reads 48"):
         Trainer(bad).fit()
+
+
+def test_train_colour_faces(fer2013_csv, split_manifest, wild_dir, tmp_path, monkeypatch):
+    """colour=true: the wild crops cut in RGB from the photos, FER2013's grey faces repeated to
+    R = G = B, a grey init's first convolution spread over the three channels, and a checkpoint
+    whose pipeline cuts colour faces."""
+    from wildfer.data.images import read_image
+    from wildfer.errors import WildferError
+    from wildfer.models.loader import load_model
+    from wildfer.train.config import TrainConfig
+    from wildfer.train.engine import Trainer
+    from wildfer.wild.align import align_face
+    from wildfer.wild.detectors import create_detector
+    from wildfer.wild.recognizer import Recognizer
+
+    monkeypatch.setenv("WILDFER_CACHE_DIR", str(tmp_path / "cache"))
+    grey = TrainConfig(model="vggfer_small", model_kwargs={"fc": 16}, data=str(fer2013_csv), subset=40, val_subset=30,
+                       wild_data=str(split_manifest), epochs=1, batch_size=8, out=str(tmp_path / "grey"))
+    Trainer(grey).fit()
+    cfg = TrainConfig(**{**grey.to_dict(), "colour": True, "model_kwargs": {"fc": 16, "in_chans": 3},
+                         "init": str(tmp_path / "grey" / "best.pt"), "out": str(tmp_path / "run")})
+    trainer = Trainer(cfg)
+    imgs = trainer.train_data.images
+    assert imgs.shape == (45, 3, 48, 48) and trainer.val_data.images.shape == (2, 3, 48, 48)
+    assert (imgs[:40, 0] == imgs[:40, 1]).all() and (imgs[:40, 1] == imgs[:40, 2]).all()  # FER2013: R = G = B
+    assert trainer.extra_val["fer"].images.shape == (30, 3, 48, 48)
+    rgb = read_image(wild_dir / KDEF[0])
+    det = max(create_detector("yunet").detect(rgb), key=lambda d: d.score)
+    assert np.array_equal(imgs[40], align_face(rgb, det)[0])  # the first wild face, cut in colour
+    assert not (imgs[40, 0] == imgs[40, 2]).all()
+
+    # the grey net's first layer / 3 on each channel: a grey face gives the grey net's logits
+    state = trainer._build_state()
+    src = load_model(tmp_path / "grey" / "best.pt")
+    faces = trainer.extra_val["fer"].images[:4]
+    with torch.no_grad():
+        x = trainer._normalize(trainer._batch_tensor(faces))
+        assert torch.allclose(state.model.eval()(x), src.net(x[:, :1]), atol=1e-4)
+    trainer.fit()
+    clf = load_model(tmp_path / "run" / "best.pt")
+    assert clf.channels == 3 and clf.preprocess["grayscale"] is False
+    face = Recognizer(model=clf).predict(wild_dir / KDEF[0]).faces[0]
+    assert face.crop.shape == (3, 48, 48) and face.label in clf.labels
+    # grey faces (FER2013, evaluate) are repeated for it; a grey classifier turns colour ones grey
+    assert clf.predict_proba(faces[:, 0]).shape == (4, 7)
+    assert np.allclose(src.predict_proba(faces), src.predict_proba(faces[:, 0]), atol=1e-5)
+
+    with pytest.raises(WildferError, match="colour=true: the net must take 3 channels"):
+        Trainer(TrainConfig(**{**cfg.to_dict(), "model_kwargs": {"fc": 16}}))
+    with pytest.raises(WildferError, match="reads grey faces; this run trains on colour ones"):
+        Trainer(TrainConfig(**{**cfg.to_dict(), "teacher": str(tmp_path / "grey" / "best.pt"),
+                               "out": str(tmp_path / "t")})).fit()

@@ -34,6 +34,12 @@ def cpu_model() -> tuple[str, list[str]]:
     return name or platform.processor() or platform.machine(), [f for f in FEATURES if f in flags]
 
 
+def has_bf16_units() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX), where bf16 autocast
+    speeds training up; elsewhere it emulates bf16 and runs slower than fp32."""
+    return bool({"avx512_bf16", "amx_bf16"} & set(cpu_model()[1]))
+
+
 def machine(**extra) -> dict:
     """Date (UTC, ISO 8601), CPU and its features, core count, OS, Python, wildfer and, when
     torch is loaded, its version and the GPU (``None`` without one); ``extra`` keys (threads,
@@ -59,4 +65,4 @@ def machine(**extra) -> dict:
     return info
 
 
-__all__ = ["FEATURES", "cpu_model", "machine"]
+__all__ = ["FEATURES", "cpu_model", "has_bf16_units", "machine"]

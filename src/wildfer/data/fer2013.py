@@ -64,7 +64,8 @@ def usages_present(usage: np.ndarray) -> list[str]:
 
 @dataclass
 class FaceArrays:
-    """Images (N x H x W uint8), integer labels (N,), per-row usage names and class names.
+    """Images (N x H x W uint8, grey; N x 3 x H x W for colour faces), integer labels (N,),
+    per-row usage names and class names.
 
     ``soft`` optionally holds per-row label distributions (N x C float32), e.g. FER+ votes.
     ``rows`` holds each sample's 1-based data row in the source file (header is row 0).
@@ -122,12 +123,23 @@ class FaceArrays:
         input), or ``self`` when they are that size already."""
         import cv2
 
-        if self.images.shape[1:] == (side, side):
+        if self.images.shape[-2:] == (side, side):
             return self
-        out = np.empty((len(self), side, side), dtype=np.uint8)
+        out = np.empty((*self.images.shape[:-2], side, side), dtype=np.uint8)
         for i, img in enumerate(self.images):
-            out[i] = cv2.resize(img, (side, side), interpolation=cv2.INTER_LINEAR)
+            if img.ndim == 3:  # channels first; OpenCV resizes channels last
+                out[i] = cv2.resize(img.transpose(1, 2, 0), (side, side), interpolation=cv2.INTER_LINEAR).reshape(
+                    side, side, -1).transpose(2, 0, 1)
+            else:
+                out[i] = cv2.resize(img, (side, side), interpolation=cv2.INTER_LINEAR)
         return replace(self, images=out, meta=dict(self.meta))
+
+    def in_colour(self) -> "FaceArrays":
+        """The same faces as colour images (``N x 3 x H x W``, grey faces repeated to R = G = B),
+        or ``self`` when they are colour already."""
+        if self.images.ndim == 4:
+            return self
+        return replace(self, images=np.repeat(self.images[:, None], 3, axis=1), meta=dict(self.meta))
 
     @classmethod
     def concat(cls, *parts: "FaceArrays") -> "FaceArrays":

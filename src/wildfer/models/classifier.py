@@ -158,12 +158,28 @@ def fold_classes(probabilities, class_map):
     return p / p.sum(1, keepdims=True).clip(1e-12, None)
 
 
+#: ITU-R 601 luma weights of R, G and B (FER2013's and OpenCV's grey conversion)
+LUMA = (0.299, 0.587, 0.114)
+
+
+def match_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
+    """A batch ``N x C x H x W`` with ``channels`` channels: grey (C = 1) repeated to three,
+    RGB (C = 3) turned grey with :data:`LUMA`; as it is when it has them already."""
+    if x.shape[1] == channels:
+        return x
+    if x.shape[1] == 1 and channels == 3:
+        return x.expand(-1, 3, -1, -1)
+    if x.shape[1] == 3 and channels == 1:
+        return (x * x.new_tensor(LUMA).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    raise ModelError(f"faces with {x.shape[1]} channels; this classifier reads {channels} (1 grey, 3 RGB)")
+
+
 @dataclass
 class Classifier:
     """A trained network plus what is needed to use it.
 
     ``predict_proba(faces)`` takes uint8 faces ``N x 48 x 48`` (or ``N x H x W`` that are
-    resized) and returns probabilities ``N x C`` as numpy.
+    resized; colour faces ``N x 3 x H x W``) and returns probabilities ``N x C`` as numpy.
     """
 
     net: nn.Module
@@ -234,17 +250,25 @@ class Classifier:
     def labels(self) -> tuple[str, ...]:
         return self.out_classes or self.classes
 
+    @property
+    def channels(self) -> int:
+        """The channels of the faces the network reads: 1 (grey, FER2013's) or 3 (RGB), from
+        the preprocessing record's ``grayscale``."""
+        return 1 if self.preprocess.get("grayscale", True) else 3
+
     def to_tensor(self, faces, device: Any = None) -> torch.Tensor:
-        """uint8/float faces (N x H x W or N x 1 x H x W, 0-255) -> normalised float tensor on
-        ``device`` (default: the network's, :attr:`input_device`). The one place faces move to
-        the model's device: they travel as uint8, a quarter of the float bytes."""
+        """uint8/float faces (grey N x H x W, or N x C x H x W with C = 1 or 3, 0-255) ->
+        normalised float tensor on ``device`` (default: the network's, :attr:`input_device`),
+        with :attr:`channels` channels: grey faces are repeated for a colour classifier, colour
+        ones turned grey (ITU-R 601 luma) for a grey one. The one place faces move to the
+        model's device: they travel as uint8, a quarter of the float bytes."""
         x = torch.as_tensor(np.asarray(faces) if not isinstance(faces, torch.Tensor) else faces)
         x = x.to(self.input_device if device is None else device)
         if x.dim() == 2:
             x = x[None]
         if x.dim() == 3:
             x = x[:, None]
-        x = x.float() / 255.0
+        x = match_channels(x.float() / 255.0, self.channels)
         if x.shape[-1] != self.size or x.shape[-2] != self.size:
             x = torch.nn.functional.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
         return self.normalize(x)

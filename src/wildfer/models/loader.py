@@ -141,6 +141,7 @@ def _build(arch: str, model_kwargs: dict, num_classes: int, in_chans: int, sourc
         raise ModelError(f"{source}: model_kwargs must be a mapping, not {model_kwargs!r}")
     kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in (model_kwargs or {}).items()}
     kw.pop("pretrained", None)  # ImageNet init file used in training; the weights come from the checkpoint
+    in_chans = kw.pop("in_chans", in_chans)  # a config's model_kwargs may name it too (colour nets)
     try:
         return create_model(arch, num_classes=num_classes, in_chans=in_chans, **kw)
     except ModelError as e:

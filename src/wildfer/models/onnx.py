@@ -37,7 +37,7 @@ def onnx_opsets() -> tuple[int, int]:
 
 def onnx_bytes(clf: Classifier, opset: int = 17) -> bytes:
     net = clf.net.eval()
-    x = torch.zeros(1, int(getattr(net, "in_chans", 1)), clf.size, clf.size, device=clf.input_device)
+    x = torch.zeros(1, clf.channels, clf.size, clf.size, device=clf.input_device)  # the faces to_tensor gives it
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

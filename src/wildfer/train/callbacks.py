@@ -18,7 +18,6 @@ import torch
 import torch.nn as nn
 
 from ..jsonio import dumps, json_ready
-from ..models.classifier import DEFAULT_PREPROCESS
 from ..models.loader import save_checkpoint
 from ..progress import NoProgress, progress_bar
 from .config import TrainConfig, save_config
@@ -162,7 +161,7 @@ class Checkpoints(Callback):
             return
         cfg = trainer.cfg
         common = dict(arch=cfg.model, model_kwargs=cfg.model_kwargs, classes=trainer.classes,
-                      preprocess={**DEFAULT_PREPROCESS, "size": cfg.face_side()}, epoch=state.epoch,
+                      preprocess=cfg.preprocess(), epoch=state.epoch,
                       metrics=json_ready(record), config=json_ready(cfg.to_dict()))
         if state.improved:
             save_checkpoint(self.out / "best.pt", state.model, **common)

@@ -94,6 +94,8 @@ def check_config(cfg) -> None:
         if (v.lower() if name == "optimizer" and isinstance(v, str) else v) not in allowed:
             shown = " | ".join("null" if a is None else a for a in allowed)
             raise WildferError(f"config key {name}={v!r}: must be one of {shown}")
+    if isinstance(cfg.bf16, str) and cfg.bf16 != "auto":
+        raise WildferError(f"config key bf16={cfg.bf16!r}: must be true, false or auto")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(cfg.device)):
         raise WildferError(f"config key device={cfg.device!r}: must be auto, cpu, cuda or cuda:N")
     if cfg.wild_data and not 0.0 < cfg.wild_ratio < 1.0:
@@ -103,7 +105,21 @@ def check_config(cfg) -> None:
         raise WildferError("teacher_cache=true holds the teacher's logits for unmixed faces; "
                            "set mixup=0 and cutmix=0, or teacher_cache=false")
     check_model_kwargs(cfg.model, cfg.model_kwargs)
+    check_colour(cfg)
     check_aug(cfg.aug)
+
+
+def check_colour(cfg) -> None:
+    """A colour run's net takes three channels (a grey run's may take three too: the ImageNet
+    forms repeat a grey face)."""
+    if not cfg.colour:
+        return
+    from ..models.registry import model_info
+
+    chans = (cfg.model_kwargs or {}).get("in_chans", model_info(cfg.model).in_chans)
+    if chans != 3:
+        raise WildferError(f"config key colour=true: the net must take 3 channels (model_kwargs in_chans: 3); "
+                           f"model {cfg.model!r} takes {chans!r}")
 
 
 # ----------------------------------------------------------------------------- model_kwargs

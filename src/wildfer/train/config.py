@@ -25,6 +25,9 @@ class TrainConfig:
     # what to train
     model: str = "shallow"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
+    # colour faces: wild crops cut in RGB, FER2013's grey faces repeated to R = G = B; the net
+    # takes three channels (model_kwargs in_chans: 3) and its checkpoint says grayscale: false
+    colour: bool = False
     # data
     data: str = "fer2013/fer2013.csv.gz"
     dataset: str = "fer2013"  # fer2013 | ferplus
@@ -92,7 +95,9 @@ class TrainConfig:
     seed: int = 0
     out: str = "runs/run"
     device: str = "auto"  # auto | cpu | cuda
-    bf16: bool = False  # bf16 autocast on CPU (fast only where the CPU has bf16 units)
+    # bf16 autocast on CPU: fast only where the CPU has bf16 units (AVX512-BF16 or AMX), many times
+    # slower than fp32 elsewhere; "auto" turns it on only there (wildfer.machine.has_bf16_units)
+    bf16: bool | str = False
     amp: bool = True  # fp16/bf16 autocast on CUDA
     channels_last: bool = True
     threads: int | None = None
@@ -107,6 +112,13 @@ class TrainConfig:
         from ..models.classifier import DEFAULT_PREPROCESS
 
         return int(self.model_kwargs.get("input_size", DEFAULT_PREPROCESS["size"]))
+
+    def preprocess(self) -> dict[str, Any]:
+        """The preprocessing record of this run's checkpoints: FER2013's normalisation at
+        :meth:`face_side` pixels, grey or (``colour``) RGB."""
+        from ..models.classifier import DEFAULT_PREPROCESS
+
+        return {**DEFAULT_PREPROCESS, "size": self.face_side(), "grayscale": not self.colour}
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -135,6 +147,7 @@ class TrainConfig:
 #: the value types a config key may hold, by the annotation of its TrainConfig field
 _TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "bool": ((bool,), "true or false"),
+    "bool | str": ((bool, str), "true, false or auto"),
     "int": ((int,), "an integer"),
     "float": ((int, float), "a number"),
     "str": ((str, os.PathLike), "a string"),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import math
 import random
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -98,20 +99,22 @@ def load_training_data(cfg: TrainConfig) -> tuple[FaceArrays, FaceArrays]:
 def add_wild_data(cfg: TrainConfig, train: FaceArrays, val: FaceArrays) -> tuple[FaceArrays, FaceArrays, dict[str, FaceArrays]]:
     """``(train, val, extra_val)`` with ``cfg.wild_data``'s crops: its training split after
     ``train``'s faces, its validation split as ``val`` (and the old ``val`` as ``extra_val["fer"]``),
-    cut at ``cfg.face_side()`` pixels from the photos."""
+    cut at ``cfg.face_side()`` pixels from the photos (in colour with ``cfg.colour``)."""
     from ..wild.align import AlignConfig
     from ..wild.crops import crop_manifest
 
     if tuple(train.classes) != FER2013_CLASSES:
         raise WildferError(f"wild_data has FER2013's 7 classes; dataset {cfg.dataset!r} has {len(train.classes)}")
     align = AlignConfig(size=cfg.face_side())
-    wild = crop_manifest(cfg.wild_data, split=cfg.wild_train_split, detector=cfg.wild_detector, align=align)
+    wild = crop_manifest(cfg.wild_data, split=cfg.wild_train_split, detector=cfg.wild_detector, align=align,
+                         colour=cfg.colour)
     if len(wild) == 0:
         raise WildferError(f"{cfg.wild_data}: no usable faces in split {cfg.wild_train_split!r}")
     extra: dict[str, FaceArrays] = {}
     if cfg.wild_val_split:
         extra["fer"] = val
-        val = crop_manifest(cfg.wild_data, split=cfg.wild_val_split, detector=cfg.wild_detector, align=align)
+        val = crop_manifest(cfg.wild_data, split=cfg.wild_val_split, detector=cfg.wild_detector, align=align,
+                            colour=cfg.colour)
     return FaceArrays.concat(train, wild), val, extra
 
 
@@ -122,7 +125,8 @@ def init_from(model: nn.Module, source: str, classes: tuple[str, ...] | None = N
     """Copy the weights of ``source`` (checkpoint, run folder or built-in name) into ``model``.
 
     Fine-tuning across label sets is the point: tensors whose name or shape does not match keep
-    their fresh initialisation, except the per-class rows of the output layer when ``classes``
+    their fresh initialisation, except a grey net's first convolution in a colour one
+    (:func:`grey_to_colour`) and the per-class rows of the output layer when ``classes``
     (the new model's) and the source's share class names: those rows are copied by name (FER+'s
     8 classes -> FER2013's 7 keeps every class but contempt; listed as ``mapped``). A source of
     another architecture, where almost nothing matches, is a user mistake and says so.
@@ -141,6 +145,9 @@ def init_from(model: nn.Module, source: str, classes: tuple[str, ...] | None = N
             "is it the same architecture (see `wildfer models info`)?"
         )
     state = {k: src[k].to(own[k].dtype) for k in loaded}
+    for k in grey_to_colour(src, own, loaded):  # a grey net's first convolution, spread over R, G and B
+        state[k] = (src[k] / 3.0).expand_as(own[k]).to(own[k].dtype).clone()
+        loaded.append(k)
     mapped = []
     if classes is not None and tuple(clf.classes) != tuple(classes):
         rows = {c: i for i, c in enumerate(clf.classes)}
@@ -157,6 +164,30 @@ def init_from(model: nn.Module, source: str, classes: tuple[str, ...] | None = N
             mapped.append(k)
     model.load_state_dict(state, strict=False)
     return {"loaded": loaded, "mapped": mapped, "skipped": sorted(set(own) - set(loaded) - set(mapped))}
+
+
+def grey_to_colour(src: dict[str, torch.Tensor], own: dict[str, torch.Tensor], loaded: list[str]) -> list[str]:
+    """The convolution kernels of ``src`` that take one channel where ``own``'s take three, the
+    rest of their shape equal: the first layer of a grey net fine-tuned on colour faces. Each
+    channel gets a third of the grey kernel, so a grey face repeated to R = G = B gives the grey
+    net's output from the start."""
+    return [k for k, v in src.items() if k not in loaded and k in own and v.dim() == 4 and own[k].dim() == 4
+            and v.shape[1] == 1 and own[k].shape[1] == 3 and v.shape[0] == own[k].shape[0]
+            and v.shape[2:] == own[k].shape[2:]]
+
+
+def cpu_bf16(setting: bool | str, warn: bool = False) -> bool:
+    """Whether CPU training runs under bf16 autocast for the config value ``bf16``: ``"auto"`` on
+    a CPU with bf16 units only (:func:`wildfer.machine.has_bf16_units`). ``True`` on a CPU without
+    them is obeyed, with one ``notice:`` line on stderr when ``warn``."""
+    from ..machine import has_bf16_units
+
+    if setting == "auto":
+        return has_bf16_units()
+    if setting is True and warn and not has_bf16_units():
+        print("notice: bf16=true on a CPU without bf16 units (AVX512-BF16 or AMX): autocast emulates bf16 there "
+              "and trains many times slower than fp32; bf16=auto turns it on only where it pays", file=sys.stderr)
+    return bool(setting)
 
 
 def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
@@ -239,6 +270,7 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
             torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
+        self.cpu_bf16 = cpu_bf16(cfg.bf16, self.device.type == "cpu" and self.rank == 0)
         seed_everything(cfg.seed)
         if train is None or val is None:
             tr, va = load_training_data(cfg)
@@ -246,6 +278,8 @@ class Trainer:
             val = val if val is not None else va
         side = cfg.face_side()  # FER2013's 48-pixel faces upsampled for a net that reads larger ones
         train, val = train.resized(side), val.resized(side)
+        if cfg.colour:  # FER2013's grey faces as R = G = B beside the wild photos' colour
+            train, val = train.in_colour(), val.in_colour()
         self.extra_val: dict[str, FaceArrays] = {}
         if cfg.wild_data:
             train, val, self.extra_val = add_wild_data(cfg, train, val)
@@ -262,7 +296,8 @@ class Trainer:
         x = torch.from_numpy(np.ascontiguousarray(images))
         if device is not None:
             x = x.to(device, non_blocking=True)  # uint8 over the bus: a quarter of the float bytes
-        return x.float().div_(255.0).unsqueeze(1)
+        x = x.float().div_(255.0)
+        return x.unsqueeze(1) if x.dim() == 3 else x  # grey N x H x W; colour faces are N x 3 x H x W
 
     def _normalize(self, x: torch.Tensor) -> torch.Tensor:
         return (x - DEFAULT_PREPROCESS["mean"]) / DEFAULT_PREPROCESS["std"]
@@ -270,7 +305,7 @@ class Trainer:
     def _autocast(self):
         if self.device.type == "cuda" and self.cfg.amp:
             return torch.autocast("cuda", dtype=torch.bfloat16)
-        if self.device.type == "cpu" and self.cfg.bf16:
+        if self.device.type == "cpu" and self.cpu_bf16:
             return torch.autocast("cpu", dtype=torch.bfloat16)
         return torch.autocast(self.device.type, enabled=False)
 
@@ -357,6 +392,9 @@ class Trainer:
             if clf.size != cfg.face_side():
                 raise WildferError(f"teacher {cfg.teacher} reads {clf.size}-pixel faces; this run's model reads "
                                    f"{cfg.face_side()} (model_kwargs input_size)")
+            if clf.channels != (3 if cfg.colour else 1):
+                raise WildferError(f"teacher {cfg.teacher} reads {'colour' if clf.channels == 3 else 'grey'} faces; "
+                                   f"this run trains on {'colour' if cfg.colour else 'grey'} ones (config key colour)")
             net = clf.net.to(self.device).eval()
             if cfg.teacher_cache:  # kept on the CPU
                 rows = np.arange(len(self.train_data))

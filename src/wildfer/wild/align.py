@@ -130,9 +130,21 @@ def warp_crop(gray: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
 
 def align_face(gray: np.ndarray, det: Detection, cfg: AlignConfig = AlignConfig(),
                detector: str = "yunet") -> tuple[np.ndarray, np.ndarray]:
-    """``(crop, matrix)``: the ``size x size`` uint8 face and its photo -> crop matrix."""
+    """``(crop, matrix)``: the ``size x size`` uint8 face and its photo -> crop matrix. A colour
+    photo (``H x W x 3``) gives a colour face, channels first (``3 x size x size``), as a
+    classifier of colour faces takes it (:func:`face_pixels` picks which one a classifier reads)."""
     m = face_transform(det, cfg, detector)
-    return warp_crop(gray, m, cfg.size), m
+    return channels_first(warp_crop(gray, m, cfg.size)), m
+
+
+def face_pixels(rgb: np.ndarray, colour: bool) -> np.ndarray:
+    """What faces are cut from: the RGB photo for a classifier of colour faces, else its grey image."""
+    return rgb if colour and rgb.ndim == 3 else to_gray(rgb)
+
+
+def channels_first(img: np.ndarray) -> np.ndarray:
+    """An ``H x W x C`` image as ``C x H x W`` (contiguous); a grey ``H x W`` one as it is."""
+    return np.ascontiguousarray(img.transpose(2, 0, 1)) if img.ndim == 3 else img
 
 
 def whole_transform(width: int, height: int, size: int = 48) -> np.ndarray:
@@ -141,10 +153,11 @@ def whole_transform(width: int, height: int, size: int = 48) -> np.ndarray:
 
 
 def whole_crop(gray: np.ndarray, size: int = 48) -> tuple[np.ndarray, np.ndarray]:
+    """The whole photo as one ``size x size`` face (channels first for a colour photo) and its matrix."""
     import cv2
 
     h, w = gray.shape[:2]
-    return cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA), whole_transform(w, h, size)
+    return channels_first(cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA)), whole_transform(w, h, size)
 
 
 def unwarp(face_map: np.ndarray, m: np.ndarray, width: int, height: int) -> np.ndarray:

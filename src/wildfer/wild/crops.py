@@ -35,7 +35,7 @@ from ..data.fer2013 import USAGES, FaceArrays, usage_name
 from ..data.paths import data_path
 from ..errors import WildferError
 from ..labels import FER2013_CLASSES
-from .align import AlignConfig, align_face, to_gray
+from .align import AlignConfig, align_face, face_pixels
 from .detectors import Detection, create_detector
 from .evaluate import ManifestItem, match_faces, read_manifest
 
@@ -44,14 +44,15 @@ CROP_VERSION = 3  # 3: detector "yunet" is the ONNX graph (float boxes, not the 
 
 
 def crop_manifest(manifest: str | Path, *, split: str | None = None, detector: str = "yunet", max_side: int = 640,
-                  align: AlignConfig | None = None, iou: float = 0.3, cache: bool = True,
+                  align: AlignConfig | None = None, iou: float = 0.3, colour: bool = False, cache: bool = True,
                   cache_dir: str | Path | None = None,
                   progress: Callable[[int, int], None] | None = None) -> FaceArrays:
     """The labelled faces of ``manifest`` as :class:`~wildfer.data.fer2013.FaceArrays` of
     aligned crops (FER2013's 7 classes): the rows of ``split`` by the one split rule
     (:func:`~wildfer.data.detect.split_rows`: ``train`` keeps the rows whose ``split`` is
     ``train`` or ``Training``, a row without one counts as ``Training``); every row with
-    ``split=None`` or ``"all"``.
+    ``split=None`` or ``"all"``. ``colour``: RGB crops (``N x 3 x size x size``) for a
+    classifier of colour faces, instead of grey ones.
 
     ``usage`` holds each row's usage (``Training``, ``PublicTest`` ...), ``paths`` its photo, ``rows`` its manifest row;
     ``meta["found"]`` (bool per face) says whether the detector found it, ``meta["landmarks"]``
@@ -59,21 +60,21 @@ def crop_manifest(manifest: str | Path, *, split: str | None = None, detector: s
     """
     align = align or AlignConfig()
     manifest = data_path(manifest)
-    salt = json.dumps({"v": CROP_VERSION, "detector": detector, "max_side": max_side, "iou": iou,
-                       "align": asdict(align)}, sort_keys=True)
+    recipe = {"v": CROP_VERSION, "detector": detector, "max_side": max_side, "iou": iou, "align": asdict(align)}
+    salt = json.dumps({**recipe, "colour": True} if colour else recipe, sort_keys=True)
     items = read_manifest(manifest)  # validates the manifest before any cache lookup or detection
     directory = data_cache.cache_dir(cache_dir) / "wild_crops"
     key = data_cache.file_key(manifest, salt)
     arrays = data_cache.load(key, directory) if cache else None
     if arrays is None:
-        arrays = _crop_items(items, detector, max_side, align, iou, progress)
+        arrays = _crop_items(items, detector, max_side, align, iou, colour, progress)
         if cache:
             data_cache.save(key, directory, arrays)
     return _to_faces(arrays, manifest, split)
 
 
 def _crop_items(items: list[ManifestItem], detector: str, max_side: int, align: AlignConfig, iou: float,
-                progress: Callable[[int, int], None] | None) -> dict[str, np.ndarray]:
+                colour: bool, progress: Callable[[int, int], None] | None) -> dict[str, np.ndarray]:
     from ..data.images import read_image
 
     det = create_detector(detector, max_side=max_side)
@@ -82,7 +83,7 @@ def _crop_items(items: list[ManifestItem], detector: str, max_side: int, align: 
         if it.label is not None:
             by_photo.setdefault(it.path, []).append(k)
     n, size = len(items), align.size
-    images = np.zeros((n, size, size), dtype=np.uint8)
+    images = np.zeros((n, 3, size, size) if colour else (n, size, size), dtype=np.uint8)
     landmarks = np.full((n, 5, 2), np.nan, dtype=np.float32)
     found = np.zeros(n, dtype=bool)
     keep = np.zeros(n, dtype=bool)
@@ -94,7 +95,7 @@ def _crop_items(items: list[ManifestItem], detector: str, max_side: int, align: 
             for k in ks:
                 problems[k] = str(e)
         else:
-            gray = to_gray(rgb)
+            pixels = face_pixels(rgb, colour)
             dets = det.detect(rgb)
             for k, j in zip(ks, match_faces([items[k] for k in ks], dets, iou)):
                 if j is not None:
@@ -104,7 +105,7 @@ def _crop_items(items: list[ManifestItem], detector: str, max_side: int, align: 
                 else:
                     problems[k] = f"{path}: no face found and no box to fall back on"
                     continue
-                images[k], m = align_face(gray, face, align, det.name)
+                images[k], m = align_face(pixels, face, align, det.name)
                 keep[k] = True
                 if face.landmarks is not None:
                     lm = np.asarray(face.landmarks, dtype=np.float64).reshape(5, 2)

@@ -30,7 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import ModelError
-from .align import AlignConfig, align_face, to_gray, unwarp, whole_crop
+from .align import AlignConfig, align_face, face_pixels, unwarp, whole_crop
 from .detectors import Detection, Detector, create_detector
 
 MODES = ("detect", "search", "whole")
@@ -48,8 +48,8 @@ class FaceResult:
     orientation). ``flags`` lists caveats: ``"small"`` (face narrower than the alignment's
     ``min_face``), ``"low_score"`` (detection score below the recognizer's ``low_score``),
     ``"search"`` (found by the search fallback), ``"whole"`` (whole-photo mode).
-    ``crop`` is the face the classifier saw (48 x 48 for FER2013's nets) and ``transform`` the
-    photo -> crop matrix.
+    ``crop`` is the face the classifier saw (48 x 48 grey for FER2013's nets, 3 x side x side
+    for a classifier of colour faces) and ``transform`` the photo -> crop matrix.
     """
 
     box: tuple[float, float, float, float]
@@ -329,7 +329,7 @@ class Recognizer:
         t1 = time.perf_counter()
         size = self.align.size
         if self.mode == "whole":
-            crop, m = whole_crop(to_gray(rgb), size)
+            crop, m = whole_crop(face_pixels(rgb, self.classifier.channels == 3), size)
             dets = [Detection((0.0, 0.0, float(w), float(h)), 1.0, None, ["whole"])]
             t2 = time.perf_counter()
             crops, mats = [crop], [m]
@@ -344,9 +344,9 @@ class Recognizer:
             dets = reading_order(dets)
             t2 = time.perf_counter()
             crops, mats = [], []
-            gray = to_gray(rgb) if dets else None
+            pixels = face_pixels(rgb, self.classifier.channels == 3) if dets else None
             for d in dets:
-                crop, m = align_face(gray, d, self.align, self.detector.name)
+                crop, m = align_face(pixels, d, self.align, self.detector.name)
                 crops.append(crop)
                 mats.append(m)
                 if d.width < self.align.min_face and "small" not in d.flags:
