@@ -287,6 +287,13 @@ def test_train_colour_faces(fer2013_csv, split_manifest, wild_dir, tmp_path, mon
     # grey faces (FER2013, evaluate) are repeated for it; a grey classifier turns colour ones grey
     assert clf.predict_proba(faces[:, 0]).shape == (4, 7)
     assert np.allclose(src.predict_proba(faces), src.predict_proba(faces[:, 0]), atol=1e-5)
+    # an ensemble of a grey and a colour net reads colour faces and gives each member its own
+    from wildfer.models.ensemble import ensemble_classifier
+
+    both = ensemble_classifier([src, clf])
+    assert both.channels == 3
+    want = (src.predict_proba(faces) + clf.predict_proba(faces)) / 2
+    assert np.allclose(both.predict_proba(faces), want, atol=1e-5)
 
     with pytest.raises(WildferError, match="colour=true: the net must take 3 channels"):
         Trainer(TrainConfig(**{**cfg.to_dict(), "model_kwargs": {"fc": 16}}))

@@ -32,7 +32,16 @@ import torch.nn.functional as F
 
 from ..errors import ModelError
 from ..labels import class_alignment
-from .classifier import DEFAULT_PREPROCESS, Classifier, fold_classes, mean_std, mirror_index, tta_mode, tta_views
+from .classifier import (
+    DEFAULT_PREPROCESS,
+    Classifier,
+    fold_classes,
+    match_channels,
+    mean_std,
+    mirror_index,
+    tta_mode,
+    tta_views,
+)
 
 ENSEMBLE_ARCH = "ensemble"
 
@@ -64,7 +73,8 @@ class EnsembleNet(nn.Module):
                  tta: str | None = None, crop: int = 44, size: int = DEFAULT_PREPROCESS["size"],
                  input_norm: tuple[float, float] = (DEFAULT_PREPROCESS["mean"], DEFAULT_PREPROCESS["std"]),
                  member_norms: Sequence[tuple[float, float]] | None = None, member_sizes: Sequence[int] | None = None,
-                 class_maps: Sequence[torch.Tensor | None] | None = None):
+                 class_maps: Sequence[torch.Tensor | None] | None = None,
+                 member_channels: Sequence[int] | None = None):
         super().__init__()
         if not members:
             raise ModelError("an ensemble needs at least one member")
@@ -79,6 +89,7 @@ class EnsembleNet(nn.Module):
         self.input_norm = (float(input_norm[0]), float(input_norm[1]))
         self.member_norms = [tuple(map(float, m)) for m in (member_norms or [self.input_norm] * n)]
         self.member_sizes = [int(s) for s in (member_sizes or [self.size] * n)]
+        self.member_channels = [int(c) for c in (member_channels or [1] * n)]  # grey 1, colour 3
         maps = list(class_maps or [None] * n)
         for i, m in enumerate(maps):  # buffers so .to(device) moves them; None = same classes
             self.register_buffer(f"class_map_{i}", None if m is None else torch.as_tensor(m, dtype=torch.float32),
@@ -111,6 +122,7 @@ class EnsembleNet(nn.Module):
             for v in views:
                 if v.shape[-1] != size or v.shape[-2] != size:
                     v = F.interpolate(v, size=(size, size), mode="bilinear", align_corners=False)
+                v = match_channels(v, self.member_channels[i])
                 p = fold_classes(torch.softmax(net((v - mean) / std).float(), dim=1), cmap)
                 acc = p if acc is None else acc + p
             part = self.weights[i] * acc / len(views)
@@ -141,11 +153,12 @@ def ensemble_classifier(members: Sequence, *, weights: Sequence[float] | None = 
         raise ModelError("an ensemble needs at least one member")
     classes = tuple(classes or clfs[0].classes)
     pre = dict(clfs[0].preprocess or DEFAULT_PREPROCESS)
+    pre["grayscale"] = all(c.channels == 1 for c in clfs)  # colour faces when any member reads them
     size = int(pre.get("size", DEFAULT_PREPROCESS["size"]))
     net = EnsembleNet(
         [c.net for c in clfs], weights=weights, tta=tta, crop=crop, size=size, input_norm=mean_std(pre),
         member_norms=[mean_std(c.preprocess) for c in clfs],
-        member_sizes=[c.size for c in clfs],
+        member_sizes=[c.size for c in clfs], member_channels=[c.channels for c in clfs],
         class_maps=[class_map(c.classes, classes) for c in clfs],
     ).eval()
     w = net.weights.tolist()
