@@ -157,3 +157,20 @@ def test_evaluate_finds_a_checkpoints_int8_graph_beside_it(tiny, tmp_path):
     data = FaceArrays(x, np.arange(30) % 7, np.array(["PublicTest"] * 30))
     report = evaluate(str(weights), data, backend="int8")
     assert report["backend"] == ["int8"] and report["n"] == 30
+
+
+def test_exact_int8_products_where_the_cpu_has_no_vnni(monkeypatch):
+    """Without VNNI onnxruntime's fast uint8 x int8 kernels saturate 16-bit pair sums; the
+    session then asks for exact products (without them, on an AVX2-only CPU, the shipped graphs
+    lost 1.3 to 14 points of PublicTest in the test above)."""
+    from wildfer import machine
+    from wildfer.models.onnx import session_options
+
+    key = "session.x64quantprecision"
+    monkeypatch.setattr(machine, "has_vnni", lambda: False)
+    assert session_options().get_session_config_entry(key) == "1"
+    monkeypatch.setattr(machine, "has_vnni", lambda: True)
+    so = session_options(threads=2, spin=False)
+    assert so.intra_op_num_threads == 2 and so.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    with pytest.raises(Exception):  # not set: onnxruntime's default, fast kernels
+        so.get_session_config_entry(key)

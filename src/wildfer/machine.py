@@ -15,8 +15,8 @@ import platform
 import sys
 from pathlib import Path
 
-#: Instruction-set extensions that change CPU inference and bf16 training speed.
-FEATURES = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+#: Instruction-set extensions that change CPU inference (int8: VNNI) and bf16 training speed.
+FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16")
 
 
 def cpu_model() -> tuple[str, list[str]]:
@@ -38,6 +38,12 @@ def has_bf16_units() -> bool:
     """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX), where bf16 autocast
     speeds training up; elsewhere it emulates bf16 and runs slower than fp32."""
     return bool({"avx512_bf16", "amx_bf16"} & set(cpu_model()[1]))
+
+
+def has_vnni() -> bool:
+    """Whether this CPU has VNNI (AVX512-VNNI or AVX-VNNI), whose int8 dot products onnxruntime
+    uses without 16-bit intermediate sums."""
+    return bool({"avx512_vnni", "avx_vnni"} & set(cpu_model()[1]))
 
 
 def machine(**extra) -> dict:
@@ -65,4 +71,4 @@ def machine(**extra) -> dict:
     return info
 
 
-__all__ = ["FEATURES", "cpu_model", "has_bf16_units", "machine"]
+__all__ = ["FEATURES", "cpu_model", "has_bf16_units", "has_vnni", "machine"]

@@ -87,6 +87,26 @@ def onnx_providers(device: str) -> list:
     return ["CPUExecutionProvider"]
 
 
+def session_options(threads: int | None = None, spin: bool = True):
+    """onnxruntime session options: ``threads`` intra-op threads, pool threads that sleep
+    between calls unless ``spin``, every graph optimisation, and on an x86 CPU without VNNI
+    (:func:`wildfer.machine.has_vnni`) the exact int8 products: there onnxruntime's fast
+    uint8 x int8 kernels add pairs of products in 16 bits, which saturate and cost the int8
+    graphs 1 to 15 points of accuracy."""
+    from ..machine import has_vnni
+
+    ort = import_onnxruntime()
+    so = ort.SessionOptions()
+    if threads:
+        so.intra_op_num_threads = int(threads)
+    if not spin:  # idle pool threads sleep instead of spinning between calls
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if not has_vnni():
+        so.add_session_config_entry("session.x64quantprecision", "1")
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return so
+
+
 class OnnxRunner:
     """Logits from an ONNX model on onnxruntime: its CPU provider, or its CUDA provider for
     ``device="cuda:N"`` (a :class:`ModelError` when that provider cannot start here)."""
@@ -94,12 +114,7 @@ class OnnxRunner:
     def __init__(self, model: bytes | str | os.PathLike, threads: int | None = None, device: str = "cpu",
                  spin: bool = True):
         ort = import_onnxruntime()
-        so = ort.SessionOptions()
-        if threads:
-            so.intra_op_num_threads = int(threads)
-        if not spin:  # idle pool threads sleep instead of spinning between calls
-            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so = session_options(threads, spin)
         src = model if isinstance(model, bytes) else str(model)
         shown = model if not isinstance(model, bytes) else "<onnx>"
         self.threads, self.device = threads, device
