@@ -10,6 +10,7 @@ compared as if they were one.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import platform
 import sys
@@ -21,6 +22,13 @@ FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf
 
 def cpu_model() -> tuple[str, list[str]]:
     """The CPU's name from /proc/cpuinfo (else what ``platform`` knows) and which of FEATURES it has."""
+    name, features = _read_cpu()
+    return name, list(features)
+
+
+@functools.lru_cache(maxsize=1)
+def _read_cpu() -> tuple[str, tuple[str, ...]]:
+    """/proc/cpuinfo read once per process (every onnxruntime session asks about VNNI)."""
     name, flags = "", set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -31,19 +39,23 @@ def cpu_model() -> tuple[str, list[str]]:
                 break
     except OSError:
         pass
-    return name or platform.processor() or platform.machine(), [f for f in FEATURES if f in flags]
+    return name or platform.processor() or platform.machine(), tuple(f for f in FEATURES if f in flags)
+
+
+def _has_any(*features: str) -> bool:
+    return bool(set(features) & set(_read_cpu()[1]))
 
 
 def has_bf16_units() -> bool:
     """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX), where bf16 autocast
     speeds training up; elsewhere it emulates bf16 and runs slower than fp32."""
-    return bool({"avx512_bf16", "amx_bf16"} & set(cpu_model()[1]))
+    return _has_any("avx512_bf16", "amx_bf16")
 
 
 def has_vnni() -> bool:
     """Whether this CPU has VNNI (AVX512-VNNI or AVX-VNNI), whose int8 dot products onnxruntime
     uses without 16-bit intermediate sums."""
-    return bool({"avx512_vnni", "avx_vnni"} & set(cpu_model()[1]))
+    return _has_any("avx512_vnni", "avx_vnni")
 
 
 def machine(**extra) -> dict:
