@@ -28,7 +28,7 @@ def environment() -> dict:
     from . import __version__
     from .data.cache import cache_dir
     from .models.loader import PIPELINE_MODEL, builtin_models, resolve_device
-    from .models.quantize import SUFFIX, WEIGHTS
+    from .models.quantize import shipped_int8
     from .wild.detectors import available_detectors, create_detector
 
     try:
@@ -52,7 +52,7 @@ def environment() -> dict:
         # what device="auto" (the commands' --device default) picks here, per backend
         "device": {"auto": resolve_device("auto"), "auto onnx": resolve_device("auto", backend="onnx")},
         "models": {"pipeline": PIPELINE_MODEL, "builtin": builtin_models(),
-                   "int8": [m for m in builtin_models() if (WEIGHTS / f"{m}{SUFFIX}").is_file()]},
+                   "int8": [m for m in builtin_models() if shipped_int8(m).is_file()]},
         "folders": {"cache": str(cache_dir()), "data (WILDFER_DATA)": os.environ.get("WILDFER_DATA")},
         "executable": sys.executable,
     }

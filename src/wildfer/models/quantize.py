@@ -82,13 +82,18 @@ def export_int8(clf: Classifier, out: str | os.PathLike, faces: str | os.PathLik
     return out
 
 
+def shipped_int8(name: str) -> Path:
+    """The path a built-in's shipped int8 graph has (whether or not that built-in ships one)."""
+    return WEIGHTS / f"{name}{SUFFIX}"
+
+
 def int8_graph(clf: Classifier, source: str | os.PathLike | None = None) -> Path:
     """Where ``clf``'s int8 graph is: beside ``source`` (a weights file), or shipped for a
     built-in; a :class:`ModelError` saying how to make one when there is none."""
     src = Path(source) if source else None
     candidates = [Path(str(src) + SUFFIX), src.with_suffix(SUFFIX)] if src and src.is_file() else []
     if clf.name:
-        candidates.append(WEIGHTS / f"{clf.name}{SUFFIX}")
+        candidates.append(shipped_int8(clf.name))
     for path in candidates:
         if path.is_file():
             return path
