@@ -18,6 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # the data sets are not shipped: WILDFER_DATA names the folder holding fer2013/ and wild/
 DATA = Path(os.environ.get("WILDFER_DATA") or os.environ.get("WILDFER_SHARED_DATA") or ROOT.parent / "shared" / "data")
+# the wild dev sets every model is reported on: name -> (manifest under DATA / "wild", split)
+WILD_SETS = {"expw_val": ("expw.csv", "val"), "lfw": ("lfw.csv", None), "kdef_frontal": ("kdef_frontal.csv", None)}
 
 
 try:  # the record is wildfer's own (wildfer.machine), so reports and benchmarks share its fields
@@ -42,8 +44,8 @@ def run_threads(client, concurrency: int) -> float:
     return time.perf_counter() - t0
 
 
-__all__ = ["DATA", "FEATURES", "ROOT", "cpu_model", "describe_machine", "run_threads"]
+__all__ = ["DATA", "FEATURES", "ROOT", "WILD_SETS", "cpu_model", "describe_machine", "run_threads"]
 
 
-if __name__ == "__main__":  # `make bench` runs every script here with --quick; this one just prints
+if __name__ == "__main__":
     print(json.dumps({"data": str(DATA), "machine": describe_machine()}, indent=2))

@@ -24,12 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from common import DATA, ROOT, describe_machine
+from common import DATA, ROOT, WILD_SETS, describe_machine
 
 OUT = ROOT / "benchmarks" / "results" / "detectors.json"
 WILD = DATA / "wild"
-SETS = {"expw_val": ("expw.csv", "val"), "lfw": ("lfw.csv", None), "kdef_frontal": ("kdef_frontal.csv", None),
-        "groups_boxed": ("groups.csv", None)}
+SETS = {**WILD_SETS, "groups_boxed": ("groups.csv", None)}
 GOAL_MS, REFERENCE = 10.0, "yuface"
 
 

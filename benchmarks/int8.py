@@ -17,11 +17,10 @@ import time
 
 import numpy as np
 
-from common import DATA, ROOT, describe_machine
+from common import DATA, ROOT, WILD_SETS, describe_machine
 
 OUT = ROOT / "benchmarks" / "results" / "int8.json"
 FER = DATA / "fer2013" / "fer2013.csv.gz"
-WILD_SETS = {"expw_val": ("expw.csv", "val"), "lfw": ("lfw.csv", None), "kdef_frontal": ("kdef_frontal.csv", None)}
 
 
 def one_face_ms(clf, face: np.ndarray, runs: int) -> float:

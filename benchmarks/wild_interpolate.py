@@ -24,9 +24,7 @@ from pathlib import Path
 
 import torch
 
-from common import DATA, ROOT, describe_machine
-
-SETS = {"expw_val": ("expw.csv", "val"), "lfw": ("lfw.csv", None), "kdef_frontal": ("kdef_frontal.csv", None)}
+from common import DATA, ROOT, WILD_SETS, describe_machine
 
 
 def interpolated(start: str, tuned: str, alpha: float, path: Path) -> Path:
@@ -47,16 +45,20 @@ def interpolated(start: str, tuned: str, alpha: float, path: Path) -> Path:
 
 
 def score(model: str) -> dict:
-    """Accuracy and macro-F1 on the wild dev sets and FER2013 PublicTest."""
+    """Accuracy and macro-F1 on the wild dev sets and FER2013 PublicTest (the model loaded once)."""
     from wildfer.evaluate.core import evaluate, load_eval_data
+    from wildfer.models.loader import load_model
+    from wildfer.wild import Recognizer
     from wildfer.wild.evaluate import evaluate_wild
 
+    clf = load_model(model)
+    rec = Recognizer(model=clf)
     out = {}
-    for name, (csv, split) in SETS.items():
-        r = evaluate_wild(DATA / "wild" / csv, model=model, split=split)
+    for name, (csv, split) in WILD_SETS.items():
+        r = evaluate_wild(DATA / "wild" / csv, rec, split=split)
         out[name] = {"accuracy": r["accuracy"], "macro_f1": r["macro_f1"], "detection_recall": r["detection_recall"],
                      "recall": {c: v["recall"] for c, v in r["per_class"].items()}}
-    r = evaluate(model, load_eval_data(DATA / "fer2013" / "fer2013.csv.gz", "PublicTest"))
+    r = evaluate(clf, load_eval_data(DATA / "fer2013" / "fer2013.csv.gz", "PublicTest"))
     out["fer2013_publictest"] = {"accuracy": r["accuracy"], "macro_f1": r["macro_f1"]}
     return out
 
