@@ -70,6 +70,8 @@ def main() -> None:
     ap.add_argument("--alpha", type=float, nargs="+", default=[0.25, 0.5, 0.75])
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "wild_interpolate.json"))
     args = ap.parse_args()
+    if not Path(args.tuned).is_file():
+        raise SystemExit(f"{args.tuned}: no such checkpoint (give the best.pt of a run fine-tuned from --start)")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for alpha in args.alpha:
