@@ -14,7 +14,7 @@ import importlib
 #: the architecture family modules; importing one registers its models.
 FAMILIES = (
     "shallow", "vggfer", "resnet", "alexnet", "vgg16", "inception", "inception_resnet",
-    "mini_xception", "fastfer",
+    "mini_xception", "fastfer", "mobilefacenet",
 )
 
 #: public name -> the submodule that defines it.
@@ -29,7 +29,7 @@ _EXPORTS = {
 
 #: submodules reachable as attributes (``wildfer.models.vggfer``) without an explicit import.
 _SUBMODULES = frozenset(FAMILIES) | {
-    "registry", "pretrained", "layers", "classifier", "loader", "ensemble", "complexity", "onnx", "quantize", "commands",
+    "registry", "pretrained", "layers", "classifier", "loader", "ensemble", "complexity", "onnx", "quantize", "commands", "convert",
 }
 
 __all__ = ["create_model", "list_models", "model_info", "register_model", "registry", "freeze",

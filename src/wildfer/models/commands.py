@@ -197,10 +197,37 @@ def _onnx_disagreement(clf, path: Path) -> float:
     return float(np.abs(p_torch - p_onnx).max())
 
 
+def models_convert(
+    source: Path = typer.Argument(..., help="The OpenCV model zoo's int8 expression graph "
+                                  "(facial_expression_recognition_mobilefacenet_2022july_int8.onnx)."),
+    out: Path = typer.Option(..., "--out", help="Where to write the float weights (W.safetensors, with W.json)."),
+):
+    """Dequantise the zoo's int8 MobileFaceNet into float PyTorch weights that load_model, init=
+    (fine-tuning) and every command read."""
+    from rich.console import Console
+
+    from ..paths import check_output_file
+    from .classifier import Classifier
+    from .convert import ZOO_PREPROCESS, mobilefacenet_from_onnx
+    from .loader import export_weights
+
+    out = out if out.suffix == ".safetensors" else out.with_name(out.name + ".safetensors")
+    check_output_file(out, "--out")
+    check_output_file(out.with_suffix(".json"), "--out")
+    net, classes = mobilefacenet_from_onnx(source)
+    clf = Classifier(net, classes, dict(ZOO_PREPROCESS), name=str(out), arch="mobilefacenet")
+    card = {"source": source.name, "converted_from": "int8 ONNX (OpenCV model zoo), dequantised",
+            "data": "RAF-DB (non-commercial research use)", "licence": "Apache-2.0 (weights); see the zoo's LICENSE"}
+    path = export_weights(clf, out, half=False, card=card)
+    Console().print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB; mobilefacenet, classes {', '.join(classes)})",
+                    soft_wrap=True, highlight=False, markup=False)
+
+
 def register(app: typer.Typer, panel: str) -> None:
     sub = typer.Typer(help="The model zoo: architectures, their size and cost; the built-in trained models.",
                       no_args_is_help=True)
     sub.command("list")(models_list)
     sub.command("info")(models_info)
+    sub.command("convert")(models_convert)
     app.add_typer(sub, name="models", rich_help_panel=panel)
     app.command("export", rich_help_panel=panel)(export)

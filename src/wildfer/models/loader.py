@@ -325,6 +325,16 @@ def _load_run_folder(folder: str) -> Classifier:
     raise ModelError(f"{folder}: folder has no best.pt or last.pt checkpoint")
 
 
+def _load_quantised_graph(path: str) -> Classifier:
+    """The OpenCV model zoo's int8 MobileFaceNet graph, dequantised into a float network
+    (:mod:`wildfer.models.convert`): fine-tune from it with ``init=`` or use it as it is."""
+    from .convert import ZOO_PREPROCESS, mobilefacenet_from_onnx
+
+    net, classes = mobilefacenet_from_onnx(path)
+    return Classifier(net, classes, dict(ZOO_PREPROCESS), name=str(path), arch="mobilefacenet",
+                      meta={"converted_from": str(path)})
+
+
 def _refuse_architecture(arch: str) -> Classifier:
     raise ModelError(
         f"{arch!r} is an architecture, not trained weights: train it with 'wildfer train' and pass the "
@@ -337,6 +347,7 @@ RESOLVERS: tuple[tuple[Callable[[str], bool], Callable[[str], Classifier]], ...]
     (lambda s: s in builtin_names(), _load_builtin),
     (lambda s: s.endswith(".json") and is_ensemble_spec(s), load_ensemble_spec),
     (lambda s: s.endswith(".safetensors"), classifier_from_safetensors),
+    (lambda s: s.endswith(".onnx") and os.path.isfile(s), _load_quantised_graph),
     (os.path.isdir, _load_run_folder),
     (os.path.exists, classifier_from_checkpoint),
     (lambda s: s in list_models(), _refuse_architecture),

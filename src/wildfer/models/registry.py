@@ -7,7 +7,7 @@ registers their factories.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch.nn as nn
@@ -23,6 +23,9 @@ class ModelInfo:
     input_size: int
     in_chans: int
     description: str
+    #: how the architecture's faces are cut and scaled, over DEFAULT_PREPROCESS (FER2013's 48-pixel
+    #: grey framing): size, mean, std, grayscale, align ("fer2013" or "template") and template
+    preprocess: dict = field(default_factory=dict)
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
@@ -51,6 +54,7 @@ def register_model(
     input_size: int = 48,
     in_chans: int = 1,
     description: str = "",
+    preprocess: dict | None = None,
 ):
     """Decorator: register ``fn(num_classes=7, in_chans=1, **kw) -> nn.Module`` under ``name``."""
 
@@ -62,7 +66,7 @@ def register_model(
         doc = description or (fn.__doc__ or "").strip().splitlines()[0:1]
         if isinstance(doc, list):
             doc = doc[0] if doc else ""
-        _REGISTRY[key] = ModelInfo(key, fn, family, input_size, in_chans, doc)
+        _REGISTRY[key] = ModelInfo(key, fn, family, input_size, in_chans, doc, dict(preprocess or {}))
         return fn
 
     return deco
