@@ -27,8 +27,9 @@ def test_recipe_loads_and_builds_its_model(path, monkeypatch):
     cfg = load_config(path)  # unknown keys and bad values are errors here
     assert cfg.model in list_models()
     net = create_model(cfg.model, num_classes=8 if cfg.dataset == "ferplus" else 7, **(cfg.model_kwargs or {}))
+    side, chans = cfg.face_side(), 3 if cfg.colour else 1  # the faces the recipe trains on
     with torch.no_grad():
-        assert net.eval()(torch.zeros(2, 1, 48, 48)).shape[0] == 2
+        assert net.eval()(torch.zeros(2, chans, side, side)).shape[0] == 2
     if cfg.teacher and cfg.teacher.endswith(".json"):  # a teacher spec must load offline
         teacher = load_model(cfg.teacher)
         assert list(teacher.labels)[:7] == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]

@@ -84,6 +84,9 @@ class TrainConfig:
     # start from trained weights (checkpoint, run folder or built-in name such as "default");
     # tensors whose shape differs -- the classifier head when the class count changes -- start fresh
     init: str | None = None
+    # parameters that do not learn: those whose names start with one of these prefixes (e.g.
+    # ["conv1", "dw_conv1", "blocks.0."]: a pretrained trunk's first layers; ["*"]: all but "fc")
+    freeze: list[str] = field(default_factory=list)
     # distillation (teacher checkpoint or built-in name)
     teacher: str | None = None
     distill_alpha: float = 0.5
@@ -107,18 +110,30 @@ class TrainConfig:
     max_iters_per_epoch: int | None = None
 
     def face_side(self) -> int:
-        """The side of the faces the network reads: ``model_kwargs["input_size"]``, else FER2013's 48.
-        Training faces are resized to it and wild crops cut at it."""
-        from ..models.classifier import DEFAULT_PREPROCESS
+        """The side of the faces the network reads: ``model_kwargs["input_size"]``, else the
+        architecture's declared face size (:attr:`~wildfer.models.registry.ModelInfo.preprocess`),
+        else FER2013's 48. Training faces are resized to it and wild crops cut at it."""
+        if "input_size" in self.model_kwargs:
+            return int(self.model_kwargs["input_size"])
+        return int(self._arch_preprocess()["size"])
 
-        return int(self.model_kwargs.get("input_size", DEFAULT_PREPROCESS["size"]))
+    def _arch_preprocess(self) -> dict[str, Any]:
+        """DEFAULT_PREPROCESS under what the architecture declares (an unknown one: the default)."""
+        from ..errors import ModelError
+        from ..models.classifier import DEFAULT_PREPROCESS
+        from ..models.registry import model_info
+
+        try:
+            declared = model_info(self.model).preprocess
+        except ModelError:  # an unknown model is reported by check() with the known names
+            declared = {}
+        return {**DEFAULT_PREPROCESS, **declared}
 
     def preprocess(self) -> dict[str, Any]:
-        """The preprocessing record of this run's checkpoints: FER2013's normalisation at
-        :meth:`face_side` pixels, grey or (``colour``) RGB."""
-        from ..models.classifier import DEFAULT_PREPROCESS
-
-        return {**DEFAULT_PREPROCESS, "size": self.face_side(), "grayscale": not self.colour}
+        """The preprocessing record of this run's checkpoints: the architecture's normalisation and
+        alignment (FER2013's unless it declares its own) at :meth:`face_side` pixels, grey or
+        (``colour``) RGB."""
+        return {**self._arch_preprocess(), "size": self.face_side(), "grayscale": not self.colour}
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -152,6 +167,7 @@ _TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "float": ((int, float), "a number"),
     "str": ((str, os.PathLike), "a string"),
     "dict[str, Any]": ((dict,), "a mapping"),
+    "list[str]": ((list,), "a list of strings"),
 }
 
 
@@ -166,6 +182,8 @@ def _check_types(cls, values: dict[str, Any]) -> None:
         kinds, words = _TYPES[ann.removesuffix(" | None")]
         if v is None and optional:
             continue
+        if ann == "list[str]" and isinstance(v, list) and not all(isinstance(x, str) for x in v):
+            raise WildferError(f"config key {f.name}: must be {words}")
         if not isinstance(v, kinds) or (isinstance(v, bool) and bool not in kinds):
             raise WildferError(f"config key {f.name}={v!r}: must be {words}" + (" or null" if optional else ""))
 

@@ -30,11 +30,12 @@ from torch.utils.data.distributed import DistributedSampler
 
 from ..data.augment import Augment
 from ..data.fer2013 import FaceArrays
+from ..data.paths import data_path
 from ..data.torchdata import MixedEpochSampler, ShardedSampler, dist_info
 from ..errors import WildferError
 from ..jsonio import write_json
 from ..labels import FER2013_CLASSES
-from ..models.classifier import DEFAULT_PREPROCESS
+from ..models.classifier import mean_std
 from ..models.registry import create_model
 from ..paths import check_output_dir
 from .callbacks import (
@@ -100,12 +101,12 @@ def add_wild_data(cfg: TrainConfig, train: FaceArrays, val: FaceArrays) -> tuple
     """``(train, val, extra_val)`` with ``cfg.wild_data``'s crops: its training split after
     ``train``'s faces, its validation split as ``val`` (and the old ``val`` as ``extra_val["fer"]``),
     cut at ``cfg.face_side()`` pixels from the photos (in colour with ``cfg.colour``)."""
-    from ..wild.align import AlignConfig
+    from ..wild.align import align_for
     from ..wild.crops import crop_manifest
 
     if tuple(train.classes) != FER2013_CLASSES:
         raise WildferError(f"wild_data has FER2013's 7 classes; dataset {cfg.dataset!r} has {len(train.classes)}")
-    align = AlignConfig(size=cfg.face_side())
+    align = align_for(cfg.preprocess())
     wild = crop_manifest(cfg.wild_data, split=cfg.wild_train_split, detector=cfg.wild_detector, align=align,
                          colour=cfg.colour)
     if len(wild) == 0:
@@ -134,7 +135,7 @@ def init_from(model: nn.Module, source: str, classes: tuple[str, ...] | None = N
     """
     from ..models.loader import load_model
 
-    clf = load_model(source)
+    clf = load_model(str(data_path(source)))  # a relative path may live under $WILDFER_DATA
     src = clf.net.state_dict()
     own = model.state_dict()
     loaded = [k for k, v in src.items() if k in own and own[k].shape == v.shape]
@@ -152,18 +153,29 @@ def init_from(model: nn.Module, source: str, classes: tuple[str, ...] | None = N
     if classes is not None and tuple(clf.classes) != tuple(classes):
         rows = {c: i for i, c in enumerate(clf.classes)}
         shared = [(i, rows[c]) for i, c in enumerate(classes) if c in rows]
-        for k, v in src.items():
-            mine = own.get(k)
-            if (k in state or mine is None or not shared or v.dim() == 0 or mine.shape[1:] != v.shape[1:]
-                    or v.shape[0] != len(clf.classes) or mine.shape[0] != len(classes)):
+        for k in output_layer(src, len(clf.classes)):
+            v, mine = src[k], own.get(k)
+            if mine is None or not shared or mine.shape[1:] != v.shape[1:] or mine.shape[0] != len(classes):
                 continue
             t = mine.clone()
             for i, j in shared:
                 t[i] = v[j].to(t.dtype)
             state[k] = t
+            if k in loaded:  # same shape, other class order: the rows move by name, not by place
+                loaded.remove(k)
             mapped.append(k)
     model.load_state_dict(state, strict=False)
     return {"loaded": loaded, "mapped": mapped, "skipped": sorted(set(own) - set(loaded) - set(mapped))}
+
+
+def output_layer(state: dict[str, torch.Tensor], num_classes: int) -> list[str]:
+    """The per-class tensors of a state dict: those of the last module whose tensors have one
+    row per class (the classifier's weight and bias)."""
+    rows = [k for k, v in state.items() if v.dim() > 0 and v.shape[0] == num_classes]
+    if not rows:
+        return []
+    module = rows[-1].rpartition(".")[0]
+    return [k for k in rows if k.rpartition(".")[0] == module]
 
 
 def grey_to_colour(src: dict[str, torch.Tensor], own: dict[str, torch.Tensor], loaded: list[str]) -> list[str]:
@@ -198,6 +210,26 @@ def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
         return create_model(cfg.model, num_classes=num_classes, **_kw(cfg.model_kwargs))
     except (TypeError, ValueError, RuntimeError) as e:
         raise WildferError(f"model={cfg.model} with model_kwargs={cfg.model_kwargs}: cannot be built ({one_line(e)})") from None
+
+
+def freeze_parameters(model: nn.Module, prefixes) -> list[str]:
+    """Stop the parameters whose names start with one of ``prefixes`` from learning (``"*"``:
+    every one but the classifier ``fc``); returns their names. A prefix that names no parameter
+    is a :class:`WildferError` (a typo would silently train everything)."""
+    frozen: list[str] = []
+    names = [n for n, _ in model.named_parameters()]
+    for prefix in prefixes or ():
+        if prefix == "*":
+            hit = [n for n in names if not n.startswith("fc.")]
+        else:
+            hit = [n for n in names if n.startswith(prefix)]
+        if not hit:
+            raise WildferError(f"freeze: {prefix!r} names no parameter of {getattr(model, 'wildfer_name', 'the model')}")
+        frozen += hit
+    for n, p in model.named_parameters():
+        if n in frozen:
+            p.requires_grad_(False)
+    return sorted(set(frozen))
 
 
 #: what a ``last.pt`` holds beyond a model's weights, for ``--resume``
@@ -270,6 +302,7 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
             torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
+        self.norm = mean_std(cfg.preprocess())  # the architecture's input scaling
         self.cpu_bf16 = cpu_bf16(cfg.bf16, self.device.type == "cpu" and self.rank == 0)
         seed_everything(cfg.seed)
         if train is None or val is None:
@@ -300,7 +333,8 @@ class Trainer:
         return x.unsqueeze(1) if x.dim() == 3 else x  # grey N x H x W; colour faces are N x 3 x H x W
 
     def _normalize(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - DEFAULT_PREPROCESS["mean"]) / DEFAULT_PREPROCESS["std"]
+        mean, std = self.norm
+        return (x - mean) / std
 
     def _autocast(self):
         if self.device.type == "cuda" and self.cfg.amp:
@@ -351,6 +385,7 @@ class Trainer:
         model = build_model(cfg, self.num_classes).to(self.device)
         if cfg.init and not self.resume:
             self.init_report = init_from(model, cfg.init, self.classes)
+        freeze_parameters(model, cfg.freeze)
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         opt = make_optimizer(cfg, model.parameters())

@@ -16,6 +16,12 @@ With landmarks the crop is rotated so that the eye line is horizontal (a similar
 with a box only (Haar, the search fallback) the crop is a square around the box, scaled by a
 per-detector factor measured the same way.
 
+A model trained on faces cut another way declares it in its preprocessing record
+(:func:`align_for`): ``"align": "template"`` with five template points is the face-recognition
+framing (ArcFace, MobileFaceNet, the OpenCV model zoo): the similarity transform that puts the
+five landmarks (eyes, nose tip, mouth corners) nearest, in least squares, to the template's
+points (Umeyama's estimate, as insightface's ``norm_crop``).
+
 Every crop comes with the 2 x 3 affine matrix photo -> crop, so saliency maps computed on the
 crop can be put back on the photo (:func:`unwarp`).
 """
@@ -69,9 +75,37 @@ class AlignConfig:
     box_scale: float | None = None
     box_shift: float | None = None
     min_face: float = 24.0
+    #: five (x, y) points in a ``template_size`` face where the landmarks go (eyes, nose tip,
+    #: mouth corners, as the detector orders them); ``None``: FER2013's framing above
+    template: tuple[tuple[float, float], ...] | None = None
+    template_size: float = 112.0
 
     def with_(self, **kw) -> "AlignConfig":
         return replace(self, **kw)
+
+
+#: Box framing without landmarks for the five-point template (crop side / box width, centre
+#: shift below the box centre / box height): the medians of the template crops of YuNet's
+#: faces on the ExpW photos relative to their boxes (``benchmarks/wild_align.py --template``).
+TEMPLATE_BOX_FRAMING = (1.0, 0.0)
+
+
+def align_for(preprocess: dict | None, base: AlignConfig | None = None) -> AlignConfig:
+    """How to cut faces for a classifier whose preprocessing record is ``preprocess``: its size,
+    and for ``"align": "template"`` its five template points (given in a face of its size).
+    Other fields come from ``base`` (default :class:`AlignConfig`'s)."""
+    pre = preprocess or {}
+    base = base or AlignConfig()
+    size = int(pre.get("size", base.size))
+    if pre.get("align", "fer2013") != "template":
+        return base.with_(size=size, template=None)
+    points = np.asarray(pre.get("template"), dtype=np.float64)
+    if points.shape != (5, 2) or not np.isfinite(points).all():
+        raise ValueError(f"a template alignment needs five (x, y) points, not {pre.get('template')!r}")
+    scale, shift = TEMPLATE_BOX_FRAMING
+    return base.with_(size=size, template=tuple(map(tuple, points.tolist())), template_size=float(size),
+                      box_scale=scale if base.box_scale is None else base.box_scale,
+                      box_shift=shift if base.box_shift is None else base.box_shift)
 
 
 def face_transform(det: Detection, cfg: AlignConfig = AlignConfig(), detector: str = "yunet") -> np.ndarray:
@@ -85,6 +119,9 @@ def face_transform(det: Detection, cfg: AlignConfig = AlignConfig(), detector: s
         ed = float(np.linalg.norm(lm[1] - lm[0]))
         em = float(np.linalg.norm(mouth_c - eye_c))
         scale_ref = math.hypot(ed, em)
+        if np.isfinite(lm).all() and scale_ref >= 2.0 and cfg.template is not None:
+            dst = np.asarray(cfg.template, dtype=np.float64) * (size / cfg.template_size)
+            return similarity_fit(lm, dst)
         if np.isfinite(lm).all() and scale_ref >= 2.0:
             side = cfg.margin * scale_ref
             angle = math.atan2(lm[1, 1] - lm[0, 1], lm[1, 0] - lm[0, 0]) if cfg.rotate else 0.0
@@ -97,6 +134,21 @@ def face_transform(det: Detection, cfg: AlignConfig = AlignConfig(), detector: s
     w, h = max(r - l, 1.0), max(b - t, 1.0)
     center = np.array([(l + r) / 2, (t + b) / 2 + bsh * h])
     return _similarity(center, bs * w, 0.0, size, 0.5, 0.5)
+
+
+def similarity_fit(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The 2 x 3 similarity (rotation, uniform scale, shift; no reflection) taking points ``src``
+    nearest to ``dst`` in least squares (Umeyama 1991)."""
+    src, dst = np.asarray(src, dtype=np.float64), np.asarray(dst, dtype=np.float64)
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    s0, d0 = src - mu_s, dst - mu_d
+    cov = d0.T @ s0 / len(src)
+    u, sv, vt = np.linalg.svd(cov)
+    sign = np.diag([1.0, 1.0 if np.linalg.det(u) * np.linalg.det(vt) >= 0 else -1.0])
+    rot = u @ sign @ vt
+    scale = float(np.trace(np.diag(sv) @ sign) / max((s0 ** 2).sum() / len(src), 1e-12))
+    a = scale * rot
+    return np.hstack([a, (mu_d - a @ mu_s)[:, None]])
 
 
 def _similarity(center, side: float, angle: float, size: float, cx: float, cy: float) -> np.ndarray:
