@@ -31,6 +31,16 @@ def mean_std(preprocess: dict | None) -> tuple[float, float]:
     return float(pre["mean"]), float(pre["std"])
 
 
+def face_view(preprocess: dict | None) -> tuple:
+    """What decides how faces are cut for a preprocessing record: ``(size, colour, alignment,
+    template)``. Classifiers whose records give the same view read the same crops."""
+    pre = {**DEFAULT_PREPROCESS, **(preprocess or {})}
+    align = pre.get("align", "fer2013")
+    template = pre.get("template") if align == "template" else None
+    return (int(pre["size"]), not pre.get("grayscale", True), align,
+            None if template is None else tuple(tuple(float(v) for v in p) for p in template))
+
+
 #: the device names :func:`resolve_device` takes (and ``cuda:N``)
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -256,21 +266,33 @@ class Classifier:
         the preprocessing record's ``grayscale``."""
         return 1 if self.preprocess.get("grayscale", True) else 3
 
-    def to_tensor(self, faces, device: Any = None) -> torch.Tensor:
+    @property
+    def face_views(self) -> list[dict[str, Any]]:
+        """The preprocessing records of the crops this classifier reads, one per distinct way of
+        cutting a face (:func:`face_view`): its own record, or an ensemble's members' records when
+        they cut faces in several ways (a 48-pixel grey member beside a 112-pixel colour one).
+        :meth:`predict_proba` then takes a list of face arrays, one per view."""
+        views = self.preprocess.get("views")
+        return [dict(v) for v in views] if views else [dict(self.preprocess)]
+
+    def to_tensor(self, faces, device: Any = None, view: dict | None = None) -> torch.Tensor:
         """uint8/float faces (grey N x H x W, or N x C x H x W with C = 1 or 3, 0-255) ->
         normalised float tensor on ``device`` (default: the network's, :attr:`input_device`),
         with :attr:`channels` channels: grey faces are repeated for a colour classifier, colour
         ones turned grey (ITU-R 601 luma) for a grey one. The one place faces move to the
-        model's device: they travel as uint8, a quarter of the float bytes."""
+        model's device: they travel as uint8, a quarter of the float bytes. ``view``: one of
+        :attr:`face_views` (its size and channels; the normalisation stays this classifier's)."""
+        size = self.size if view is None else int(view.get("size", self.size))
+        channels = self.channels if view is None else (1 if view.get("grayscale", True) else 3)
         x = torch.as_tensor(np.asarray(faces) if not isinstance(faces, torch.Tensor) else faces)
         x = x.to(self.input_device if device is None else device)
         if x.dim() == 2:
             x = x[None]
         if x.dim() == 3:
             x = x[:, None]
-        x = match_channels(x.float() / 255.0, self.channels)
-        if x.shape[-1] != self.size or x.shape[-2] != self.size:
-            x = torch.nn.functional.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        x = match_channels(x.float() / 255.0, channels)
+        if x.shape[-1] != size or x.shape[-2] != size:
+            x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
         return self.normalize(x)
 
     def normalize(self, x01: torch.Tensor) -> torch.Tensor:
@@ -279,7 +301,10 @@ class Classifier:
 
     @torch.inference_mode()
     def logits(self, faces, batch_size: int = 256) -> torch.Tensor:
-        """Network outputs ``N x C`` for ``faces``, on the CPU whatever the device."""
+        """Network outputs ``N x C`` for ``faces``, on the CPU whatever the device. ``faces`` is
+        one array, or a list of arrays (the same faces, one per :attr:`face_views`)."""
+        if isinstance(faces, (list, tuple)):
+            return self._multi_view_logits(faces, batch_size)
         if self.backend in ("onnx", "int8") and self.runner is not None:
             x = self.to_tensor(faces, device="cpu")  # onnxruntime takes numpy and moves it itself
             outs = [torch.from_numpy(self.runner(x[i : i + batch_size].numpy())) for i in range(0, x.shape[0], batch_size)]
@@ -288,11 +313,30 @@ class Classifier:
         outs = [self.net(x[i : i + batch_size]).cpu() for i in range(0, x.shape[0], batch_size)]
         return torch.cat(outs) if outs else torch.zeros(0, len(self.classes))
 
+    def _multi_view_logits(self, faces, batch_size: int) -> torch.Tensor:
+        views = self.face_views
+        if len(faces) != len(views):
+            raise ModelError(f"{len(faces)} face arrays for a classifier that reads {len(views)} views of each face")
+        if self.backend != "torch":
+            raise ModelError(f"backend {self.backend!r} reads one view of each face; this classifier reads "
+                             f"{len(views)}: use the torch backend")
+        xs = [self.to_tensor(f, view=v) for f, v in zip(faces, views)]
+        n = xs[0].shape[0]
+        outs = [self.net([x[i : i + batch_size] for x in xs]).cpu() for i in range(0, n, batch_size)]
+        return torch.cat(outs) if outs else torch.zeros(0, len(self.classes))
+
     def predict_proba(self, faces, batch_size: int = 256, tta: bool = False) -> np.ndarray:
-        """Probabilities ``N x C`` (numpy) of ``faces``; ``tta``: averaged with those of their
-        mirror images. A ``class_map`` folds them onto :attr:`labels` (:func:`fold_classes`)."""
-        views = tta_views(np.asarray(faces), "flip") if tta else [faces]
-        p = sum(torch.softmax(self.logits(v, batch_size).float(), dim=1) for v in views) / len(views)
+        """Probabilities ``N x C`` (numpy) of ``faces`` (one array, or one per :attr:`face_views`);
+        ``tta``: averaged with those of their mirror images. A ``class_map`` folds them onto
+        :attr:`labels` (:func:`fold_classes`). A ``temperature`` in the preprocessing record
+        (calibration) divides the logits first."""
+        if isinstance(faces, (list, tuple)):
+            faces = [np.asarray(f) for f in faces]
+            views = [faces, [mirror(f) for f in faces]] if tta else [faces]
+        else:
+            views = tta_views(np.asarray(faces), "flip") if tta else [faces]
+        t = float(self.preprocess.get("temperature", 1.0))
+        p = sum(torch.softmax(self.logits(v, batch_size).float() / t, dim=1) for v in views) / len(views)
         return fold_classes(p.numpy(), self.class_map)
 
     def predict(self, faces, **kw) -> list[str]:

@@ -35,6 +35,7 @@ from ..labels import class_alignment
 from .classifier import (
     DEFAULT_PREPROCESS,
     Classifier,
+    face_view,
     fold_classes,
     match_channels,
     mean_std,
@@ -74,7 +75,8 @@ class EnsembleNet(nn.Module):
                  input_norm: tuple[float, float] = (DEFAULT_PREPROCESS["mean"], DEFAULT_PREPROCESS["std"]),
                  member_norms: Sequence[tuple[float, float]] | None = None, member_sizes: Sequence[int] | None = None,
                  class_maps: Sequence[torch.Tensor | None] | None = None,
-                 member_channels: Sequence[int] | None = None):
+                 member_channels: Sequence[int] | None = None,
+                 member_inputs: Sequence[Sequence[int]] | None = None):
         super().__init__()
         if not members:
             raise ModelError("an ensemble needs at least one member")
@@ -90,6 +92,10 @@ class EnsembleNet(nn.Module):
         self.member_norms = [tuple(map(float, m)) for m in (member_norms or [self.input_norm] * n)]
         self.member_sizes = [int(s) for s in (member_sizes or [self.size] * n)]
         self.member_channels = [int(c) for c in (member_channels or [1] * n)]  # grey 1, colour 3
+        # which of the input views (crops cut in different ways) each member reads, when the
+        # forward pass gets a list of views; one index, or several for a member that is itself
+        # an ensemble of several views
+        self.member_inputs = [[int(j) for j in ix] for ix in (member_inputs or [[0]] * n)]
         maps = list(class_maps or [None] * n)
         for i, m in enumerate(maps):  # buffers so .to(device) moves them; None = same classes
             self.register_buffer(f"class_map_{i}", None if m is None else torch.as_tensor(m, dtype=torch.float32),
@@ -108,7 +114,11 @@ class EnsembleNet(nn.Module):
             lambda v: F.interpolate(v, size=(self.size, self.size), mode="bilinear", align_corners=False))
         return tta_views(x, self.tta, self.crop, flip=lambda a: a.index_select(-1, self.flip_index), resize=resize)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+        """Log-probabilities of a normalised batch, or of a list of batches: the same faces cut
+        in several ways (the views each member reads, :attr:`member_inputs`)."""
+        if isinstance(x, (list, tuple)):
+            return self._forward_views(list(x))
         mean_in, std_in = self.input_norm
         x01 = x * std_in + mean_in
         if x01.shape[-1] != self.size or x01.shape[-2] != self.size:
@@ -116,16 +126,46 @@ class EnsembleNet(nn.Module):
         views = self.views(x01)
         total = None
         for i, net in enumerate(self.members):
-            mean, std, size = *self.member_norms[i], self.member_sizes[i]
-            cmap = getattr(self, f"class_map_{i}")
             acc = None
             for v in views:
-                if v.shape[-1] != size or v.shape[-2] != size:
-                    v = F.interpolate(v, size=(size, size), mode="bilinear", align_corners=False)
-                v = match_channels(v, self.member_channels[i])
-                p = fold_classes(torch.softmax(net((v - mean) / std).float(), dim=1), cmap)
+                p = self._member_probabilities(i, net, v)
                 acc = p if acc is None else acc + p
             part = self.weights[i] * acc / len(views)
+            total = part if total is None else total + part
+        return torch.log(total.clamp_min(1e-12))
+
+    def _member_probabilities(self, i: int, net: nn.Module, v: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+        """Member ``i``'s probabilities (on the ensemble's classes) of a 0-1 view, or of a list of
+        0-1 views for a member that reads several."""
+        mean, std, size = *self.member_norms[i], self.member_sizes[i]
+        if isinstance(v, list):  # an ensemble member of several views: its own input scaling
+            out = net([(t - mean) / std for t in v])
+        else:
+            if v.shape[-1] != size or v.shape[-2] != size:
+                v = F.interpolate(v, size=(size, size), mode="bilinear", align_corners=False)
+            out = net((match_channels(v, self.member_channels[i]) - mean) / std)
+        return fold_classes(torch.softmax(out.float(), dim=1), getattr(self, f"class_map_{i}"))
+
+    def _forward_views(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        mean_in, std_in = self.input_norm
+        # the TTA views of every input view, as [tta view][input view]; crops scale with each side
+        per_input = []
+        for x in xs:
+            side = x.shape[-1]
+            crop = max(1, round(self.crop * side / self.size))
+            resize = None if crop == side else (
+                lambda v, s=side: F.interpolate(v, size=(s, s), mode="bilinear", align_corners=False))
+            per_input.append(tta_views(x * std_in + mean_in, self.tta, crop, flip=lambda a: a.flip(-1), resize=resize))
+        augmented = list(zip(*per_input))
+        total = None
+        for i, net in enumerate(self.members):
+            ix = self.member_inputs[i]
+            acc = None
+            for views in augmented:
+                v = views[ix[0]] if len(ix) == 1 else [views[j] for j in ix]
+                p = self._member_probabilities(i, net, v)
+                acc = p if acc is None else acc + p
+            part = self.weights[i] * acc / len(augmented)
             total = part if total is None else total + part
         return torch.log(total.clamp_min(1e-12))
 
@@ -153,13 +193,28 @@ def ensemble_classifier(members: Sequence, *, weights: Sequence[float] | None = 
         raise ModelError("an ensemble needs at least one member")
     classes = tuple(classes or clfs[0].classes)
     pre = dict(clfs[0].preprocess or DEFAULT_PREPROCESS)
+    pre.pop("temperature", None)  # a member's calibration is its own
     pre["grayscale"] = all(c.channels == 1 for c in clfs)  # colour faces when any member reads them
     size = int(pre.get("size", DEFAULT_PREPROCESS["size"]))
+    # the distinct ways the members cut faces: with more than one, each face comes as one crop per view
+    views: list[dict] = []
+    member_inputs = []
+    for c in clfs:
+        ix = []
+        for v in c.face_views:
+            keys = [face_view(u) for u in views]
+            if face_view(v) not in keys:
+                views.append({k: val for k, val in v.items() if k not in ("views", "temperature")})
+                keys.append(face_view(v))
+            ix.append(keys.index(face_view(v)))
+        member_inputs.append(ix)
+    if len(views) > 1:
+        pre["views"] = views
     net = EnsembleNet(
         [c.net for c in clfs], weights=weights, tta=tta, crop=crop, size=size, input_norm=mean_std(pre),
         member_norms=[mean_std(c.preprocess) for c in clfs],
         member_sizes=[c.size for c in clfs], member_channels=[c.channels for c in clfs],
-        class_maps=[class_map(c.classes, classes) for c in clfs],
+        member_inputs=member_inputs, class_maps=[class_map(c.classes, classes) for c in clfs],
     ).eval()
     w = net.weights.tolist()
     kwargs = {"members": [c.name or c.arch for c in clfs], "weights": [round(x, 6) for x in w], "tta": tta,
