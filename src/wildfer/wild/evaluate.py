@@ -244,7 +244,7 @@ def _match_photos(rec, items: list[ManifestItem], iou: float,
             faces = [replace(items[k], box=None) if rec.mode == "whole" else items[k] for k in ks]
             for k, face, j in zip(ks, faces, match_faces(faces, work.dets, iou)):
                 if j is not None:
-                    m.crops[k] = work.crops[j]
+                    m.crops[k] = work.face_input(j)
                     m.via_search[k] = "search" in work.dets[j].flags
                     m.by_iou[k] = face.box is None or box_iou(face.box, work.dets[j].box) >= iou
         if progress:
@@ -255,11 +255,13 @@ def _match_photos(rec, items: list[ManifestItem], iou: float,
 def _classify_found(rec, crops: list[np.ndarray | None], labels: tuple[str, ...]) -> tuple[list[str], np.ndarray]:
     """``(prediction, probabilities)`` per face: the classifier runs once over the found faces'
     crops; a missed face is predicted :data:`MISSED` with NaN probabilities."""
+    from .recognizer import stack_faces
+
     found = np.flatnonzero([c is not None for c in crops])
     pred: list[str] = [MISSED] * len(crops)
     face_probs = np.full((len(crops), len(labels)), np.nan, dtype=np.float32)
     if len(found):
-        face_probs[found] = rec.classifier.predict_proba(np.stack([crops[k] for k in found]), tta=rec.tta)
+        face_probs[found] = rec.classifier.predict_proba(stack_faces([crops[k] for k in found]), tta=rec.tta)
         for k in found:
             pred[k] = labels[int(face_probs[k].argmax())]
     return pred, face_probs
@@ -278,7 +280,8 @@ def _run_summary(manifest, split, rec, iou: float, items: list[ManifestItem], m:
         "detector": None if rec.mode == "whole" else rec.detector.name,
         "max_side": None if rec.mode == "whole" else rec.detector.max_side,
         "iou_threshold": iou,
-        "align": {"margin": rec.align.margin, "center_y": rec.align.center_y, "rotate": rec.align.rotate},
+        "align": {"margin": rec.align.margin, "center_y": rec.align.center_y, "rotate": rec.align.rotate,
+                  "size": rec.align.size, "template": rec.align.template is not None, "views": len(rec.aligns)},
         "tta": rec.tta,
         "n": n,
         "n_images": m.n_images,

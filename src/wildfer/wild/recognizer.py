@@ -30,13 +30,19 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import ModelError
-from .align import AlignConfig, align_face, face_pixels, unwarp, whole_crop
+from .align import AlignConfig, align_face, align_for, face_pixels, unwarp, whole_crop
 from .detectors import Detection, Detector, create_detector
 
 MODES = ("detect", "search", "whole")
 
 
 # ----------------------------------------------------------------------------- results
+
+
+def top_labels(probabilities: dict[str, float], k: int = 2) -> list[tuple[str, float]]:
+    """The ``k`` likeliest ``(label, probability)`` pairs, most likely first; equal
+    probabilities keep the classes' order, so the first is the predicted label."""
+    return sorted(probabilities.items(), key=lambda kv: -kv[1])[:k]
 
 
 @dataclass
@@ -69,12 +75,14 @@ class FaceResult:
         return float(self.probs.get(self.label, 0.0))
 
     def to_dict(self) -> dict[str, Any]:
+        """The face as JSON; ``top2`` lists the two likeliest labels with their probabilities."""
         d: dict[str, Any] = {
             "box": [round(float(v), 1) for v in self.box],
             "landmarks": None if self.landmarks is None else [[round(float(x), 1), round(float(y), 1)] for x, y in self.landmarks],
             "score": round(float(self.score), 4),
             "label": self.label,
             "probabilities": {k: round(float(v), 5) for k, v in self.probs.items()},
+            "top2": [{"label": k, "probability": round(float(v), 5)} for k, v in top_labels(self.probs, 2)],
             "flags": list(self.flags),
         }
         if self.track is not None:
@@ -176,6 +184,20 @@ class PreparedPhoto:
     rgb: np.ndarray | None = None
     path: str | None = None
     truncated: bool = False
+    #: per face, its crop in each of the classifier's face views (the first is ``crops``'s);
+    #: ``None`` when the classifier reads one view
+    views: list[tuple[np.ndarray, ...]] | None = None
+
+    def face_input(self, k: int):
+        """What the classifier reads of face ``k``: its crop, or its crops in every view."""
+        return self.crops[k] if self.views is None else self.views[k]
+
+
+def stack_faces(inputs: list) -> np.ndarray | list[np.ndarray]:
+    """Faces from :meth:`PreparedPhoto.face_input` as one batch: an array, or one per view."""
+    if inputs and isinstance(inputs[0], tuple):
+        return [np.stack([f[v] for f in inputs]) for v in range(len(inputs[0]))]
+    return np.stack(inputs)
 
 
 # ----------------------------------------------------------------------------- recognizer
@@ -246,9 +268,11 @@ class Recognizer:
                 kw["score_threshold"] = score_threshold
             self.detector = create_detector(detector, **kw)
         self.low_score = float(low_score)
-        self.align = align or AlignConfig(size=self.classifier.size)
-        if self.align.size != self.classifier.size:
-            self.align = self.align.with_(size=self.classifier.size)
+        # one framing per way the classifier cuts faces (an ensemble may mix several); the
+        # first is the one shown, explained and reported
+        self.aligns = [align_for(v, align) for v in self.classifier.face_views]
+        self.colours = [not v.get("grayscale", True) for v in self.classifier.face_views]
+        self.align = self.aligns[0]
         self.max_faces = max_faces
         self.tta = bool(tta)
 
@@ -327,12 +351,10 @@ class Recognizer:
         rgb = np.asarray(rgb)
         h, w = rgb.shape[:2]
         t1 = time.perf_counter()
-        size = self.align.size
         if self.mode == "whole":
-            crop, m = whole_crop(face_pixels(rgb, self.classifier.channels == 3), size)
             dets = [Detection((0.0, 0.0, float(w), float(h)), 1.0, None, ["whole"])]
             t2 = time.perf_counter()
-            crops, mats = [crop], [m]
+            cut = [[whole_crop(face_pixels(rgb, colour), a.size) for a, colour in zip(self.aligns, self.colours)]]
         else:
             dets = self.detector.detect(rgb)
             if not dets and self.mode == "search":
@@ -343,25 +365,28 @@ class Recognizer:
                 dets = sorted(dets, key=lambda d: -d.score)[: self.max_faces]
             dets = reading_order(dets)
             t2 = time.perf_counter()
-            crops, mats = [], []
-            pixels = face_pixels(rgb, self.classifier.channels == 3) if dets else None
+            cut = []
+            if dets:
+                pixels = {c: face_pixels(rgb, c) for c in set(self.colours)}
+                cut = [[align_face(pixels[c], d, a, self.detector.name) for a, c in zip(self.aligns, self.colours)]
+                       for d in dets]
             for d in dets:
-                crop, m = align_face(pixels, d, self.align, self.detector.name)
-                crops.append(crop)
-                mats.append(m)
                 if d.width < self.align.min_face and "small" not in d.flags:
                     d.flags.append("small")
                 if d.score < self.low_score and "low_score" not in d.flags:
                     d.flags.append("low_score")
+        crops, mats = [c[0][0] for c in cut], [c[0][1] for c in cut]
+        views = [tuple(v[0] for v in c) for c in cut] if len(self.aligns) > 1 else None
         t3 = time.perf_counter()
         timings = {"decode": (t1 - t0) * 1e3, "detect": (t2 - t1) * 1e3, "align": (t3 - t2) * 1e3}
-        return PreparedPhoto(w, h, dets, crops, mats, timings, rgb if keep_rgb else None, path, truncated)
+        return PreparedPhoto(w, h, dets, crops, mats, timings, rgb if keep_rgb else None, path, truncated, views)
 
     def _classify(self, works: list[PreparedPhoto]) -> list[ImageResult]:
         """Run the classifier once over the crops of all ``works`` and build the results."""
-        crops = [c for wk in works for c in wk.crops]
+        crops = [wk.face_input(k) for wk in works for k in range(len(wk.crops))]
         t0 = time.perf_counter()
-        probs = self.classifier.predict_proba(np.stack(crops), tta=self.tta) if crops else np.zeros((0, len(self.labels)))
+        probs = (self.classifier.predict_proba(stack_faces(crops), tta=self.tta) if crops
+                 else np.zeros((0, len(self.labels))))
         per_face_ms = (time.perf_counter() - t0) * 1e3 / max(len(crops), 1)
         labels = self.labels
         out, i = [], 0
