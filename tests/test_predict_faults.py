@@ -362,6 +362,17 @@ def test_csv_resume_drops_rows_of_unfinished_photos(cli, tiny_ckpt, wild_dir, tm
     assert code == 2 and "cannot resume" in text and "Traceback" not in text
     with open(out_csv) as fh:
         assert len(list(csv.DictReader(fh))) == 3
+    # a CSV without the label2 / probability2 columns is not completed in another layout
+    with open(out_csv) as fh:
+        rows = [[v for k, v in enumerate(r) if k not in (11, 12)] for r in csv.reader(fh)]
+    assert rows[0][9:12] == ["label", "confidence", "angry"]
+    old_csv = tmp_path / "old.csv"
+    with open(old_csv, "w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    before = old_csv.read_bytes()
+    code, text = cli(["predict", src, "--model", tiny_ckpt, "--csv", old_csv, "--resume"])
+    assert code == 2 and "cannot resume" in text and "label2, probability2" in text and "Traceback" not in text
+    assert old_csv.read_bytes() == before
 
 
 def test_interrupted_video_leaves_no_file_under_its_final_name(tmp_path, tiny_ckpt, monkeypatch):
@@ -415,7 +426,8 @@ def test_predict_counts_and_marks_truncated_photos(cli, tiny_ckpt, tmp_path):
     assert rep["summary"]["truncated"] == 1 and rep["summary"]["images"] == 2
     assert "1 truncated" in text and "cut.jpg" in text
     with open(tmp_path / "r.csv") as fh:
-        assert "truncated" in next(csv.reader(fh))
+        header = next(csv.reader(fh))
+    assert header[9:13] == ["label", "confidence", "label2", "probability2"] and header[-1] == "truncated"
 
 
 # ----------------------------------------------------------------------------- wildfer data info

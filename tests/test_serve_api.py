@@ -87,6 +87,10 @@ def check_result(js: dict, width: int, height: int) -> None:
         assert set(f["probabilities"]) == set(FER2013_CLASSES)
         assert sum(f["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
         assert f["label"] == max(f["probabilities"], key=f["probabilities"].get)
+        first, second = f["top2"]
+        assert first == {"label": f["label"], "probability": f["probabilities"][f["label"]]}
+        assert second["label"] != f["label"] and second["probability"] == f["probabilities"][second["label"]]
+        assert second["probability"] == max(v for c, v in f["probabilities"].items() if c != f["label"])
         assert 0.0 <= f["score"] <= 1.0
         if f["landmarks"] is not None:
             assert np.asarray(f["landmarks"]).shape == (5, 2)
@@ -111,6 +115,7 @@ def test_predict_kdef_portrait(client, recognizer, kdef):
     np.testing.assert_allclose(js["faces"][0]["box"], ref["faces"][0]["box"], atol=1e-3)
     for c in FER2013_CLASSES:
         assert js["faces"][0]["probabilities"][c] == pytest.approx(ref["faces"][0]["probabilities"][c], abs=1e-5)
+    assert [t["label"] for t in js["faces"][0]["top2"]] == [t["label"] for t in ref["faces"][0]["top2"]]
     assert js["model"] == "default"
 
 
@@ -287,6 +292,7 @@ def test_explain_json_and_bad_method(client, kdef):
     js = r.json()
     assert js["method"] == "vanilla" and len(js["faces"]) == 1
     assert js["faces"][0]["label"] in FER2013_CLASSES
+    assert js["faces"][0]["top2"][0]["label"] == js["faces"][0]["label"] and len(js["faces"][0]["top2"]) == 2
     r = post_file(client, jpeg_bytes(kdef), url="/v1/explain?method=astrology")
     assert r.status_code == 422
 

@@ -78,9 +78,39 @@ def test_predict_one_face_contract(kdef_ref, clf):
     assert f.crop.shape == (48, 48) and f.crop.dtype == np.uint8
     d = json.loads(json.dumps(res.to_dict()))
     assert set(d) >= {"width", "height", "mode", "faces", "timings_ms"}
-    assert set(d["faces"][0]) == {"box", "landmarks", "score", "label", "probabilities", "flags"}
+    assert set(d["faces"][0]) == {"box", "landmarks", "score", "label", "probabilities", "top2", "flags"}
+    probs = d["faces"][0]["probabilities"]
+    first, second = d["faces"][0]["top2"]
+    assert first == {"label": f.label, "probability": probs[f.label]}
+    runner_up = max((c for c in probs if c != f.label), key=probs.get)
+    assert second == {"label": runner_up, "probability": probs[runner_up]}
+    assert first["probability"] >= second["probability"] > 0
     assert set(d["timings_ms"]) == {"decode", "detect", "align", "classify", "total"}
     assert d["mode"] == "detect"
+
+
+def test_top2_in_the_face_dict_and_csv_rows():
+    from wildfer.wild.batch_predict import CSV_COLUMNS, record_rows
+    from wildfer.wild.recognizer import FaceResult
+
+    probs = {"angry": 0.1, "happy": 0.123456789, "sad": 0.7, "fear": 0.123456789, "neutral": 0.0}
+    f = FaceResult(box=(1, 2, 3, 4), landmarks=None, score=0.9, probs=probs, label="sad")
+    d = f.to_dict()
+    # equal probabilities keep the classes' order; rounded as in "probabilities"
+    assert d["top2"] == [{"label": "sad", "probability": 0.7}, {"label": "happy", "probability": 0.12346}]
+    assert list(d) == ["box", "landmarks", "score", "label", "probabilities", "top2", "flags"]
+    labels = list(probs)
+    (row,) = record_rows({"path": "p.jpg", "faces": [d]}, labels)
+    assert dict(zip(CSV_COLUMNS, row)) == {"path": "p.jpg", "frame": "", "face": 0, "track": "", "left": 1.0, "top": 2.0,
+                                           "right": 3.0, "bottom": 4.0, "score": 0.9, "label": "sad", "confidence": 0.7,
+                                           "label2": "happy", "probability2": 0.12346}
+    assert row[len(CSV_COLUMNS):] == [0.1, 0.12346, 0.7, 0.12346, 0.0, "", 0]
+    # a record without top2 (written before it existed) gets the same columns from its probabilities
+    old = {k: v for k, v in d.items() if k != "top2"}
+    assert record_rows({"path": "p.jpg", "faces": [old]}, labels) == [row]
+    one = FaceResult(box=(1, 2, 3, 4), landmarks=None, score=0.9, probs={"happy": 1.0}, label="happy").to_dict()
+    assert one["top2"] == [{"label": "happy", "probability": 1.0}]
+    assert record_rows({"path": "p.jpg", "faces": [one]}, ["happy"])[0][11:13] == ["", ""]
 
 
 def test_crop_matches_classifier_input(kdef_ref, clf):
@@ -300,8 +330,19 @@ def test_cli_predict_folder_with_bad_files(cli, ckpt, wild_dir, tmp_path):
     ann = Image.open(out / "a.annotated.jpg")
     assert ann.size == (281, 381)
     with open(tmp_path / "r.csv") as fh:
+        header = next(csv.reader(fh))
+        fh.seek(0)
         rows = list(csv.DictReader(fh))
+    assert header == ["path", "frame", "face", "track", "left", "top", "right", "bottom", "score", "label", "confidence",
+                      "label2", "probability2", *rep["labels"], "flags", "truncated"]
     assert len(rows) == 3 and float(rows[0]["confidence"]) > 0
+    faces = [f for r in rep["images"] for f in r["faces"]]
+    for row, f in zip(rows, faces):
+        (first, second), probs = f["top2"], f["probabilities"]
+        assert (row["label"], float(row["confidence"])) == (first["label"], first["probability"])
+        assert (row["label2"], float(row["probability2"])) == (second["label"], second["probability"])
+        assert row["label2"] != row["label"] and float(row["probability2"]) == float(row[second["label"]])
+        assert second["probability"] == max(v for c, v in probs.items() if c != f["label"])
 
 
 def test_cli_predict_nothing_processed_exits_nonzero(cli, ckpt, tmp_path):
@@ -332,6 +373,7 @@ def test_cli_predict_video_tracks(cli, ckpt, wild_dir, tmp_path):
     assert all(len(fr["faces"]) == 1 and fr["faces"][0]["track"] == 0 for fr in v["frames"])
     assert v["tracks"][0]["n_frames"] == 4
     assert set(v["frames"][-1]["faces"][0]["smoothed_probabilities"]) == set(v["frames"][0]["faces"][0]["probabilities"])
+    assert all([t["label"] for t in fr["faces"][0]["top2"]][0] == fr["faces"][0]["label"] for fr in v["frames"])
     cap = cv2.VideoCapture(str(tmp_path / "o" / "clip.annotated.mp4"))
     assert cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 8
     cap.release()

@@ -375,7 +375,8 @@ async def predict(request: Request, limits: LimitsDep, recognizer: RecognizerDep
     """Detect every face, align it and classify its expression.
 
     Returns `{"width", "height", "mode", "faces": [{"box": [left, top, right, bottom], "landmarks",
-    "score", "label", "probabilities", "flags"}], "timings_ms": {...}, "model"}`; boxes and landmarks
+    "score", "label", "probabilities", "top2", "flags"}], "timings_ms": {...}, "model"}`; `top2` is the
+    two likeliest labels, `[{"label", "probability"}]`, most likely first; boxes and landmarks
     are in pixels of the photo as uploaded (after EXIF rotation); faces come in reading order.
     """
     t0 = time.perf_counter()

@@ -47,7 +47,10 @@ from ..errors import WildferError
 from ..jsonio import dumps
 from .video import VIDEO_EXTENSIONS, is_video_file
 
-CSV_COLUMNS = ["path", "frame", "face", "track", "left", "top", "right", "bottom", "score", "label", "confidence"]
+#: The CSV's first columns; the classes' probabilities, ``flags`` and ``truncated`` follow. ``label2``
+#: and ``probability2`` are the second likeliest label and its probability.
+CSV_COLUMNS = ["path", "frame", "face", "track", "left", "top", "right", "bottom", "score", "label", "confidence",
+               "label2", "probability2"]
 
 
 def collect_inputs(paths: list[Path]) -> tuple[list[tuple[Path, Path]], list[dict[str, str]]]:
@@ -188,6 +191,9 @@ def _csv_rows(path: Path, labels) -> tuple[list[str], list[list[str]]] | None:
     if not rows or not rows[0] or rows[0][0] != "path":
         raise WildferError(f"{path}: cannot resume, not a predict CSV (no 'path' column first)")
     header = rows[0]
+    if header[:len(CSV_COLUMNS)] != CSV_COLUMNS:
+        raise WildferError(f"{path}: cannot resume, its columns do not begin {', '.join(CSV_COLUMNS)} as "
+                           "predict writes them; write a new CSV")
     classes = header[len(CSV_COLUMNS):header.index("flags")] if "flags" in header else None
     if classes != list(labels):
         raise WildferError(f"{path}: cannot resume, its columns are not those of a model with the classes "
@@ -195,13 +201,23 @@ def _csv_rows(path: Path, labels) -> tuple[list[str], list[list[str]]] | None:
     return header, rows[1:]
 
 
+def _runner_up(face: dict[str, Any]) -> tuple[str, Any]:
+    """A face's second likeliest label and its probability, from its ``top2`` (else its
+    probabilities); empty for a one-class model."""
+    if "top2" in face:
+        second = face["top2"][1:2]
+        return (second[0]["label"], second[0]["probability"]) if second else ("", "")
+    others = [(k, v) for k, v in face["probabilities"].items() if k != face["label"]]
+    return max(others, key=lambda kv: kv[1]) if others else ("", "")
+
+
 def _face_rows(record: dict[str, Any], labels, frame=None, truncated=False) -> list[list[Any]]:
     rows = []
     for i, f in enumerate(record["faces"]):
         probs = f["probabilities"]
         rows.append([record["path"], "" if frame is None else frame, i, f.get("track", ""), *f["box"], f["score"],
-                     f["label"], probs.get(f["label"], 0.0), *[probs.get(c, 0.0) for c in labels], ";".join(f["flags"]),
-                     int(bool(truncated))])
+                     f["label"], probs.get(f["label"], 0.0), *_runner_up(f), *[probs.get(c, 0.0) for c in labels],
+                     ";".join(f["flags"]), int(bool(truncated))])
     return rows
 
 

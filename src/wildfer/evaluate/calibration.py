@@ -1,0 +1,183 @@
+"""Calibration of a classifier's confidence: temperature scaling, ECE and risk-coverage, in numpy.
+
+* :func:`fit_temperature`: the temperature ``T`` that minimises the negative log-likelihood of
+  ``softmax(logits / T)`` on held-out labels (Guo et al. 2017); divide the logits by it before
+  the softmax to calibrate a model without changing a single prediction.
+* :func:`expected_calibration_error`: top-label ECE over equal-width confidence bins, the
+  binning of :func:`wildfer.evaluate.metrics.calibration_bins`.
+* :func:`risk_coverage`: the accuracy on the faces a model is surest of, when it answers only a
+  fraction of them (selective prediction).
+
+Every function checks its inputs first and raises a one-line :class:`ValueError` naming the
+argument that is wrong.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+from .metrics import ECE_BINS
+from .metrics import expected_calibration_error as _binned_ece
+
+#: Points of the coarse search over log T before the golden-section refinement.
+GRID_POINTS = 64
+#: Width of the final bracket on log T (a relative precision of about 1e-6 on T).
+LOG_T_TOLERANCE = 1e-6
+#: How far a row of probabilities may sum from 1 (rounded outputs, float32 softmax).
+SUM_TOLERANCE = 1e-3
+_INV_PHI = (math.sqrt(5.0) - 1.0) / 2.0
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _scores(values, name: str) -> np.ndarray:
+    """``values`` as a finite float64 N x C array with N >= 1 and C >= 2."""
+    try:
+        a = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected an N x C array of numbers") from None
+    if a.ndim != 2:
+        raise ValueError(f"{name}: expected an N x C array, got shape {a.shape}")
+    if a.shape[0] == 0:
+        raise ValueError(f"{name}: no samples (shape {a.shape})")
+    if a.shape[1] < 2:
+        raise ValueError(f"{name}: expected at least 2 classes, got {a.shape[1]}")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name}: contains NaN or infinite values")
+    return a
+
+
+def _probabilities(values) -> np.ndarray:
+    p = _scores(values, "probabilities")
+    if p.min() < 0.0 or p.max() > 1.0:
+        raise ValueError(f"probabilities: values must be in [0, 1], got {p.min():.6g} to {p.max():.6g}")
+    off = np.abs(p.sum(1) - 1.0)
+    if off.max() > SUM_TOLERANCE:
+        row = int(off.argmax())
+        raise ValueError(f"probabilities: each row must sum to 1, row {row} sums to {p[row].sum():.6g}")
+    return p
+
+
+def _labels(values, n: int, c: int) -> np.ndarray:
+    """``values`` as N class indices in ``0..c-1``."""
+    try:
+        y = np.asarray(values)
+    except (TypeError, ValueError):
+        raise ValueError("labels: expected a sequence of class indices") from None
+    if y.ndim != 1 or y.shape[0] != n:
+        raise ValueError(f"labels: expected {n} class indices (one per row), got shape {y.shape}")
+    if y.dtype == bool or not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)):
+        raise ValueError(f"labels: expected integer class indices, got dtype {y.dtype}")
+    if np.issubdtype(y.dtype, np.floating) and not (np.isfinite(y).all() and (y == np.round(y)).all()):
+        raise ValueError("labels: expected integer class indices, got fractional or non-finite values")
+    y = y.astype(np.int64)
+    if y.min() < 0 or y.max() >= c:
+        raise ValueError(f"labels: class indices must be in 0..{c - 1}, got {y.min()} to {y.max()}")
+    return y
+
+
+# ----------------------------------------------------------------------------- temperature
+
+
+def _nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
+    """Mean negative log-likelihood of ``softmax(logits / temperature)`` at ``labels``."""
+    z = logits / temperature
+    top = z.max(1)
+    log_norm = top + np.log(np.exp(z - top[:, None]).sum(1))
+    return float(np.mean(log_norm - z[np.arange(len(labels)), labels]))
+
+
+def fit_temperature(logits, labels, *, bounds: tuple[float, float] = (0.05, 20.0)) -> float:
+    """The temperature ``T`` in ``bounds`` minimising the mean NLL of ``softmax(logits / T)``.
+
+    ``logits`` is N x C (C >= 2), ``labels`` N class indices. The NLL is convex in ``1 / T``,
+    so it has one minimum on ``log T``: a grid of :data:`GRID_POINTS` points over ``bounds``
+    brackets it and a golden-section search narrows the bracket to :data:`LOG_T_TOLERANCE`.
+    Deterministic; a minimum beyond ``bounds`` gives the nearer bound (``T`` -> 0 for logits
+    that already separate the classes perfectly).
+    """
+    z = _scores(logits, "logits")
+    y = _labels(labels, *z.shape)
+    try:
+        low, high = (float(b) for b in bounds)
+    except (TypeError, ValueError):
+        raise ValueError(f"bounds: expected (low, high) with 0 < low < high, got {bounds!r}") from None
+    if not (math.isfinite(low) and math.isfinite(high) and 0.0 < low < high):
+        raise ValueError(f"bounds: expected (low, high) with 0 < low < high, got {bounds!r}")
+
+    def loss(log_t: float) -> float:
+        return _nll(z, y, math.exp(log_t))
+
+    grid = np.linspace(math.log(low), math.log(high), GRID_POINTS)
+    values = [loss(t) for t in grid]
+    best = int(np.argmin(values))
+    a, b = grid[max(best - 1, 0)], grid[min(best + 1, GRID_POINTS - 1)]
+    c, d = b - _INV_PHI * (b - a), a + _INV_PHI * (b - a)
+    fc, fd = loss(c), loss(d)
+    while b - a > LOG_T_TOLERANCE:
+        if fc <= fd:
+            b, d, fd = d, c, fc
+            c = b - _INV_PHI * (b - a)
+            fc = loss(c)
+        else:
+            a, c, fc = c, d, fd
+            d = a + _INV_PHI * (b - a)
+            fd = loss(d)
+    candidates = [(loss(a), a), (fc, c), (fd, d), (loss(b), b)]
+    return float(math.exp(min(candidates)[1]))
+
+
+# ----------------------------------------------------------------------------- calibration error
+
+
+def expected_calibration_error(probabilities, labels, bins: int = ECE_BINS) -> float:
+    """Top-label ECE: over ``bins`` equal-width bins of top-1 probability (bin ``i`` holds
+    ``(i / bins, (i + 1) / bins]``), the mean |accuracy - mean confidence| of each bin
+    weighted by its share of the samples. 0 for a perfectly calibrated model."""
+    p = _probabilities(probabilities)
+    y = _labels(labels, *p.shape)
+    if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 1:
+        raise ValueError(f"bins: expected a positive integer, got {bins!r}")
+    return _binned_ece(y, p, int(bins))
+
+
+# ----------------------------------------------------------------------------- selective prediction
+
+
+def risk_coverage(probabilities, labels, coverages: Sequence[float] = (0.5, 0.8, 1.0)) -> list[dict[str, Any]]:
+    """Accuracy when only the surest fraction of the samples is answered.
+
+    For each coverage ``c`` in (0, 1], the ``n = ceil(c x N)`` samples with the highest top-1
+    probability are answered (equal probabilities in input order). Returns one dict per
+    coverage, in the order given: ``coverage`` (``c``), ``n``, ``accuracy`` (of the top-1
+    label on those ``n``) and ``threshold`` (the lowest top-1 probability among them).
+    """
+    p = _probabilities(probabilities)
+    y = _labels(labels, *p.shape)
+    try:
+        cov = np.asarray(coverages, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"coverages: expected a sequence of fractions in (0, 1], got {coverages!r}") from None
+    if cov.ndim != 1 or cov.size == 0:
+        raise ValueError(f"coverages: expected a sequence of fractions in (0, 1], got {coverages!r}")
+    bad = cov[~((cov > 0.0) & (cov <= 1.0))]
+    if bad.size:
+        raise ValueError(f"coverages: each must be in (0, 1], got {bad[0]:g}")
+    conf = p.max(1)
+    correct = p.argmax(1) == y
+    order = np.argsort(-conf, kind="stable")
+    total = len(y)
+    out = []
+    for c in cov:
+        n = min(total, max(1, math.ceil(c * total - 1e-9)))
+        answered = order[:n]
+        out.append({"coverage": float(c), "n": int(n), "accuracy": float(correct[answered].mean()),
+                    "threshold": float(conf[answered[-1]])})
+    return out
+
+
+__all__ = ["fit_temperature", "expected_calibration_error", "risk_coverage"]
