@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..errors import ModelError
 from .mobilefacenet import PREPROCESS, MobileFaceNet
@@ -117,3 +118,87 @@ def mobilefacenet_from_onnx(path: str | Path) -> tuple[MobileFaceNet, tuple[str,
         net.fc.weight.copy_(torch.from_numpy(fc_w))
         net.fc.bias.copy_(torch.from_numpy(fc_b))
     return net.eval(), ZOO_CLASSES
+
+
+def activation_grids(path: str | Path) -> dict[str, list]:
+    """The 8-bit grids ``(scale, zero_point)`` on which the graph at ``path`` rounds its
+    activations, in graph order: ``input``, after each convolution (``convs``; a quantised one
+    adds its input and weight scales), each PReLU
+    (``prelus``, ``None`` where the graph keeps the value in float), each residual add
+    (``adds``), and the classifier's input, product and output (``fc``)."""
+    nodes, t = read_onnx_tensors(path)
+    quantize_of = {n.input[0]: (t[n.input[1]], t[n.input[2]]) for n in nodes if n.op_type == "QuantizeLinear"}
+    grids: dict[str, list] = {"input": [], "convs": [], "prelus": [], "adds": [], "fc": []}
+    for n in nodes:
+        if n.op_type == "QLinearConv":
+            if not grids["input"]:
+                grids["input"].append((t[n.input[1]], t[n.input[2]]))
+            grids["convs"].append((t[n.input[6]], t[n.input[7]], t[n.input[1]], t[n.input[4]]))
+        elif n.op_type == "Conv":
+            grids["convs"].append(quantize_of.get(n.output[0]))
+        elif n.op_type == "PRelu":
+            grids["prelus"].append(quantize_of.get(n.output[0]))
+        elif n.op_type == "QLinearMatMul":
+            grids["fc"] = [(t[n.input[1]], t[n.input[2]]), (t[n.input[6]], t[n.input[7]])]
+        elif n.op_type == "QLinearAdd":
+            if len(grids["fc"]) == 2:
+                grids["fc"].append((t[n.input[6]], t[n.input[7]]))
+            else:
+                grids["adds"].append((t[n.input[6]], t[n.input[7]]))
+    return grids
+
+
+def _round_to(x: torch.Tensor, grid) -> torch.Tensor:
+    """``x`` rounded onto an 8-bit grid as ONNX QuantizeLinear + DequantizeLinear do it."""
+    if grid is None:
+        return x
+    scale, zp = grid[:2]
+    lo, hi = (0, 255) if np.asarray(zp).dtype == np.uint8 else (-128, 127)
+    scale, zp = float(scale), float(zp)
+    return (torch.clamp(torch.round(x / scale) + zp, lo, hi) - zp) * scale
+
+
+def _integer_conv(m: torch.nn.Conv2d, x: torch.Tensor, grid) -> torch.Tensor:
+    """A convolution as QLinearConv computes it: integer products and sums (exact in float32
+    at these sizes), the int32 bias, then one float32 rescale onto the output grid."""
+    y_scale, y_zp, x_scale, w_scale = grid
+    sx, sw = np.float32(x_scale), np.asarray(w_scale, dtype=np.float32)
+    w_step = torch.from_numpy(sw.reshape(-1, 1, 1, 1) if sw.ndim else sw.reshape(1, 1, 1, 1))
+    b_step = torch.from_numpy((sx * sw).reshape(-1) if sw.ndim else (sx * sw).reshape(1))
+    qx = torch.round(x / float(sx))
+    acc = F.conv2d(qx, torch.round(m.weight / w_step), torch.round(m.bias / b_step), m.stride, m.padding,
+                   m.dilation, m.groups)
+    multiplier = torch.from_numpy(np.asarray(sx * sw / np.float32(y_scale), dtype=np.float32))
+    lo, hi = (0, 255) if np.asarray(y_zp).dtype == np.uint8 else (-128, 127)
+    q = torch.clamp(torch.round(acc * multiplier.reshape(-1, 1, 1) if multiplier.ndim else acc * multiplier)
+                    + float(y_zp), lo, hi)
+    return (q - float(y_zp)) * float(y_scale)
+
+
+def round_like_graph(net: MobileFaceNet, path: str | Path) -> list:
+    """Hooks that make ``net`` round its activations where the int8 graph at ``path`` does, so
+    its outputs can be compared with the graph's to the last step (the conversion's check).
+    Returns the hook handles: ``for h in handles: h.remove()`` undoes it."""
+    g = activation_grids(path)
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    prelus = [m for m in net.modules() if isinstance(m, torch.nn.PReLU)]
+    adds = [m for m in net.modules() if getattr(m, "residual", False)]
+    if (len(convs), len(prelus), len(adds), len(g["fc"])) != (len(g["convs"]), len(g["prelus"]), len(g["adds"]), 3):
+        raise ModelError(f"{path}: its activation grids do not match MobileFaceNet's layers")
+    handles = [convs[0].register_forward_pre_hook(lambda m, a: (_round_to(a[0], g["input"][0]),))]
+    for m, grid in zip(convs, g["convs"]):
+        if grid is not None and len(grid) == 4:  # quantised: integer arithmetic
+            handles.append(m.register_forward_hook(lambda m, a, out, grid=grid: _integer_conv(m, a[0], grid)))
+        else:
+            handles.append(m.register_forward_hook(lambda m, a, out, grid=grid: _round_to(out, grid)))
+    for mods, grids in ((prelus, g["prelus"]), (adds, g["adds"])):
+        for m, grid in zip(mods, grids):
+            handles.append(m.register_forward_hook(lambda m, a, out, grid=grid: _round_to(out, grid)))
+    fc_in, fc_mm, fc_out = g["fc"]
+
+    def fc_rounded(m, a, out):
+        product = _round_to(_round_to(a[0], fc_in) @ m.weight.T, fc_mm)
+        return _round_to(product + m.bias, fc_out)
+
+    handles.append(net.fc.register_forward_hook(fc_rounded))
+    return handles
