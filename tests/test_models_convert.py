@@ -196,3 +196,27 @@ def test_temperature_changes_confidence_not_predictions():
     assert (plain.argmax(1) == hot.argmax(1)).all()
     assert hot.max(1).mean() < plain.max(1).mean()
     np.testing.assert_allclose(hot.sum(1), 1.0, atol=1e-6)
+
+
+def test_mixed_ensemble_runs_each_member_on_its_own_int8_graph(zoo_path, web_faces, cli, tmp_path, fer2013_csv):
+    """One graph cannot take two crops of a face, so backend int8 runs each member's own graph."""
+    import json
+
+    from wildfer.models.loader import load_model
+    from wildfer.models.quantize import quantize_int8
+
+    code, out = cli(["models", "convert", zoo_path, "--out", tmp_path / "zoo.safetensors"])
+    assert code == 0, out
+    zoo = load_model(str(tmp_path / "zoo.safetensors"))
+    faces, _ = web_faces
+    (tmp_path / "zoo.safetensors.int8.onnx").write_bytes(quantize_int8(zoo, faces[:64]))
+    spec = tmp_path / "mixed.json"
+    spec.write_text(json.dumps({"arch": "ensemble", "members": ["default", "zoo.safetensors"]}))
+    float_ens, int8_ens = load_model(str(spec)), load_model(str(spec), backend="int8")
+    assert int8_ens.backend == "int8" and len(int8_ens.face_views) == 2
+    grey = np.stack([np.asarray(f.transpose(1, 2, 0) @ [0.299, 0.587, 0.114], dtype=np.uint8)[::2, ::2][4:52, 4:52]
+                     for f in faces[64:96]])  # any 48-pixel grey faces for the first view
+    views = [grey, faces[64:96]]
+    p_float, p_int8 = float_ens.predict_proba(views), int8_ens.predict_proba(views)
+    assert (p_float.argmax(1) == p_int8.argmax(1)).mean() >= 0.8
+    assert np.abs(p_float - p_int8).mean() < 0.05

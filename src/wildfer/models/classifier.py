@@ -317,9 +317,9 @@ class Classifier:
         views = self.face_views
         if len(faces) != len(views):
             raise ModelError(f"{len(faces)} face arrays for a classifier that reads {len(views)} views of each face")
-        if self.backend != "torch":
-            raise ModelError(f"backend {self.backend!r} reads one view of each face; this classifier reads "
-                             f"{len(views)}: use the torch backend")
+        if self.runner is not None:
+            raise ModelError(f"backend {self.backend!r} runs one graph on one view of each face; this classifier "
+                             f"reads {len(views)}: load it with backend int8 (each member on its own graph) or torch")
         xs = [self.to_tensor(f, view=v) for f, v in zip(faces, views)]
         n = xs[0].shape[0]
         outs = [self.net([x[i : i + batch_size] for x in xs]).cpu() for i in range(0, n, batch_size)]

@@ -170,6 +170,18 @@ class EnsembleNet(nn.Module):
         return torch.log(total.clamp_min(1e-12))
 
 
+class RunnerNet(nn.Module):
+    """A member that computes on onnxruntime (its int8 or ONNX graph) inside an ensemble: takes
+    and returns torch tensors, on the CPU. No gradients flow through it."""
+
+    def __init__(self, runner, in_chans: int):
+        super().__init__()
+        self.runner, self.in_chans = runner, in_chans
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.runner(x.detach().cpu().float().numpy()))
+
+
 def class_map(member_classes: Sequence[str], classes: Sequence[str]) -> torch.Tensor | None:
     """``C x C_member`` 0/1 matrix by class name (:func:`wildfer.labels.class_alignment`); ``None`` when they agree."""
     m = class_alignment(member_classes, classes)
@@ -178,10 +190,11 @@ def class_map(member_classes: Sequence[str], classes: Sequence[str]) -> torch.Te
 
 def ensemble_classifier(members: Sequence, *, weights: Sequence[float] | None = None, tta: str | None = None,
                         crop: int = 44, name: str = "", classes: Sequence[str] | None = None,
-                        meta: dict | None = None) -> Classifier:
+                        meta: dict | None = None, temperature: float | None = None) -> Classifier:
     """One :class:`~wildfer.models.classifier.Classifier` from several (built-in names, checkpoint
     or weights paths, or classifiers): their probabilities averaged over ``tta`` views.
-    ``classes``: the output classes (default: the first member's own)."""
+    ``classes``: the output classes (default: the first member's own). ``temperature``: the
+    averaged log-probabilities are divided by it (calibration, fitted on held-out faces)."""
     # members may be ensembles, which the loader reads through this module
     from .loader import load_model
 
@@ -191,6 +204,9 @@ def ensemble_classifier(members: Sequence, *, weights: Sequence[float] | None = 
     clfs = [m if isinstance(m, Classifier) else load_model(m) for m in members]
     if not clfs:
         raise ModelError("an ensemble needs at least one member")
+    # members that compute on onnxruntime run their graphs; the ensemble's backend says which
+    runners = {c.backend for c in clfs if c.backend != "torch" and c.runner is not None}
+    nets = [c.net if c.backend == "torch" or c.runner is None else RunnerNet(c.runner, c.channels) for c in clfs]
     classes = tuple(classes or clfs[0].classes)
     pre = dict(clfs[0].preprocess or DEFAULT_PREPROCESS)
     pre.pop("temperature", None)  # a member's calibration is its own
@@ -210,8 +226,12 @@ def ensemble_classifier(members: Sequence, *, weights: Sequence[float] | None = 
         member_inputs.append(ix)
     if len(views) > 1:
         pre["views"] = views
+    if temperature is not None:
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0.05 <= temperature <= 20:
+            raise ModelError(f"ensemble temperature must be a number in [0.05, 20], not {temperature!r}")
+        pre["temperature"] = float(temperature)
     net = EnsembleNet(
-        [c.net for c in clfs], weights=weights, tta=tta, crop=crop, size=size, input_norm=mean_std(pre),
+        nets, weights=weights, tta=tta, crop=crop, size=size, input_norm=mean_std(pre),
         member_norms=[mean_std(c.preprocess) for c in clfs],
         member_sizes=[c.size for c in clfs], member_channels=[c.channels for c in clfs],
         member_inputs=member_inputs, class_maps=[class_map(c.classes, classes) for c in clfs],
@@ -220,7 +240,9 @@ def ensemble_classifier(members: Sequence, *, weights: Sequence[float] | None = 
     kwargs = {"members": [c.name or c.arch for c in clfs], "weights": [round(x, 6) for x in w], "tta": tta,
               "crop": int(crop)}
     return Classifier(net, classes, pre, name=name or "ensemble(" + ",".join(kwargs["members"]) + ")",
-                      arch=ENSEMBLE_ARCH, model_kwargs=kwargs, meta=dict(meta or {}, **kwargs))
+                      arch=ENSEMBLE_ARCH, model_kwargs=kwargs, meta=dict(meta or {}, **kwargs),
+                      backend=runners.pop() if len(runners) == 1 and len(nets) == sum(
+                          isinstance(n, RunnerNet) for n in nets) else "torch")
 
 
 def is_ensemble_spec(path: str | os.PathLike) -> bool:
@@ -293,7 +315,9 @@ def _load_spec(path: Path, name: str) -> Classifier:
     try:
         return ensemble_classifier(resolved, weights=spec.get("weights"), tta=spec.get("tta"),
                                    crop=crop, name=name or str(path), classes=classes,
-                                   meta={k: v for k, v in spec.items() if k not in ("members", "weights", "tta", "crop")})
+                                   temperature=spec.get("temperature"),
+                                   meta={k: v for k, v in spec.items()
+                                         if k not in ("members", "weights", "tta", "crop", "temperature")})
     except SpecCycleError:
         raise  # names its files already
     except ModelError as e:

@@ -21,7 +21,7 @@ from ..errors import ModelError
 from ..jsonio import json_ready, write_json
 from ..labels import FER2013_CLASSES, class_alignment
 from .classifier import DEFAULT_PREPROCESS, Classifier, check_backend, resolve_device
-from .ensemble import is_ensemble_spec, load_ensemble_spec, load_spec_members
+from .ensemble import ENSEMBLE_ARCH, is_ensemble_spec, load_ensemble_spec, load_spec_members
 from .registry import create_model, list_models
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -297,8 +297,22 @@ def load_model(name_or_path: str | os.PathLike = "default", *, classes: str | No
     if backend == "int8":
         from .quantize import attach_int8
 
+        if clf.arch == ENSEMBLE_ARCH and len(clf.face_views) > 1:
+            return _int8_members(clf)
         return attach_int8(clf, source=name_or_path)
     return _placed(clf, target)
+
+
+def _int8_members(clf: Classifier) -> Classifier:
+    """An ensemble whose members cut faces differently, each member on its own int8 graph (one
+    graph cannot take two crops of a face)."""
+    from .ensemble import ensemble_classifier
+
+    kw = clf.model_kwargs
+    members = [load_model(m, backend="int8") for m in kw["members"]]
+    return ensemble_classifier(members, weights=kw.get("weights"), tta=kw.get("tta"), crop=kw.get("crop", 44),
+                               name=clf.name, classes=clf.classes, temperature=clf.preprocess.get("temperature"),
+                               meta={k: v for k, v in clf.meta.items() if k not in kw})
 
 
 def _resolve(source: str) -> Classifier:
