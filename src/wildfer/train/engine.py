@@ -168,6 +168,15 @@ def init_from(model: nn.Module, source: str, classes: tuple[str, ...] | None = N
     return {"loaded": loaded, "mapped": mapped, "skipped": sorted(set(own) - set(loaded) - set(mapped))}
 
 
+def teacher_reads_its_own_faces(clf, cfg: TrainConfig) -> bool:
+    """Whether a teacher cuts faces otherwise than the student (another size, colour or framing,
+    or several ways at once): then its cached logits come from its own crops."""
+    from ..models.classifier import face_view
+
+    views = clf.face_views
+    return len(views) > 1 or face_view(views[0]) != face_view(cfg.preprocess())
+
+
 def output_layer(state: dict[str, torch.Tensor], num_classes: int) -> list[str]:
     """The per-class tensors of a state dict: those of the last module whose tensors have one
     row per class (the classifier's weight and bias)."""
@@ -424,18 +433,22 @@ class Trainer:
             from ..models.loader import load_model
 
             clf = load_model(cfg.teacher)
-            if clf.size != cfg.face_side():
-                raise WildferError(f"teacher {cfg.teacher} reads {clf.size}-pixel faces; this run's model reads "
-                                   f"{cfg.face_side()} (model_kwargs input_size)")
-            if clf.channels != (3 if cfg.colour else 1):
-                raise WildferError(f"teacher {cfg.teacher} reads {'colour' if clf.channels == 3 else 'grey'} faces; "
-                                   f"this run trains on {'colour' if cfg.colour else 'grey'} ones (config key colour)")
-            net = clf.net.to(self.device).eval()
-            if cfg.teacher_cache:  # kept on the CPU
-                rows = np.arange(len(self.train_data))
-                teacher_logits = torch.cat([lg.cpu() for _, lg in self._batch_logits(net, self.train_data, rows)])
+            if cfg.teacher_cache and cfg.wild_data and teacher_reads_its_own_faces(clf, cfg):
+                teacher_logits = self._teacher_logits_own_views(clf)
             else:
-                teacher = functools.partial(self._teacher_logits, net)
+                if clf.size != cfg.face_side():
+                    raise WildferError(f"teacher {cfg.teacher} reads {clf.size}-pixel faces; this run's model reads "
+                                       f"{cfg.face_side()} (model_kwargs input_size)")
+                if clf.channels != (3 if cfg.colour else 1):
+                    raise WildferError(f"teacher {cfg.teacher} reads {'colour' if clf.channels == 3 else 'grey'} "
+                                       f"faces; this run trains on {'colour' if cfg.colour else 'grey'} ones "
+                                       f"(config key colour)")
+                net = clf.net.to(self.device).eval()
+                if cfg.teacher_cache:  # kept on the CPU
+                    rows = np.arange(len(self.train_data))
+                    teacher_logits = torch.cat([lg.cpu() for _, lg in self._batch_logits(net, self.train_data, rows)])
+                else:
+                    teacher = functools.partial(self._teacher_logits, net)
         weights = class_weight_vector(self.train_data.labels, self.num_classes, cfg.class_weights)
         soft = self.train_data.soft if (cfg.dataset == "ferplus" and cfg.ferplus_soft) else None
         # learning without forgetting: on mixed epochs the teacher speaks for the FER2013 faces only
@@ -443,6 +456,28 @@ class Trainer:
         return TrainingLoss(cfg, self.num_classes, self.train_data.labels, soft=soft,
                             weights=None if weights is None else weights.to(self.device),
                             teacher=teacher, teacher_logits=teacher_logits, teach_rows=teach_rows)
+
+    def _teacher_logits_own_views(self, clf) -> torch.Tensor:
+        """A cached teacher's log-probabilities for every training face, each face cut the way the
+        teacher reads it: the wild faces again from their photos in each of its views (the crop
+        cache serves them), FER2013's pre-cut faces as they are (every member resizes them)."""
+        from ..wild.align import align_for
+        from ..wild.crops import crop_manifest
+
+        cfg = self.cfg
+        n_fer, n_wild = self.train_data.meta["parts"]
+        fer = np.ascontiguousarray(self.train_data.images[:n_fer])
+        views = [crop_manifest(cfg.wild_data, split=cfg.wild_train_split, detector=cfg.wild_detector,
+                               align=align_for(v), colour=not v.get("grayscale", True))
+                 for v in clf.face_views]
+        own_rows = self.train_data.rows[n_fer:] if self.train_data.rows is not None else None
+        if any(len(v) != n_wild or (own_rows is not None and not np.array_equal(v.rows, own_rows)) for v in views):
+            raise WildferError(f"teacher {cfg.teacher}: its crops of {cfg.wild_data} are not the training faces")
+        wild = [v.images for v in views]
+        parts = [clf.logits(fer[i : i + 256]) for i in range(0, n_fer, 256)]
+        parts += [clf.logits([w[i : i + 256] for w in wild] if len(wild) > 1 else wild[0][i : i + 256])
+                  for i in range(0, n_wild, 256)]
+        return torch.log_softmax(torch.cat(parts).float(), dim=1)
 
     @torch.no_grad()
     def _teacher_logits(self, teacher: nn.Module, x: torch.Tensor) -> torch.Tensor:
