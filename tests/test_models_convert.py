@@ -220,3 +220,19 @@ def test_mixed_ensemble_runs_each_member_on_its_own_int8_graph(zoo_path, web_fac
     p_float, p_int8 = float_ens.predict_proba(views), int8_ens.predict_proba(views)
     assert (p_float.argmax(1) == p_int8.argmax(1)).mean() >= 0.8
     assert np.abs(p_float - p_int8).mean() < 0.05
+
+
+def test_a_teacher_that_cuts_faces_otherwise_is_read_from_its_own_crops(zoo_path):
+    from wildfer.models.ensemble import ensemble_classifier
+    from wildfer.models.loader import load_model
+    from wildfer.train.config import TrainConfig
+    from wildfer.train.engine import teacher_reads_its_own_faces
+
+    student = TrainConfig(model="mobilefacenet", colour=True)
+    grey = TrainConfig(model="vggfer")
+    zoo = load_model(str(zoo_path))
+    assert not teacher_reads_its_own_faces(zoo, student)  # same crops: the student's batch serves
+    assert teacher_reads_its_own_faces(zoo, grey)
+    assert teacher_reads_its_own_faces(ensemble_classifier(["default", zoo]), student)
+    assert student.face_side() == 112 and student.preprocess()["align"] == "template"
+    assert grey.face_side() == 48 and "align" not in grey.preprocess()
