@@ -51,10 +51,26 @@ if [[ $what == all || $what == wild ]]; then
   $W evaluate-wild $D/wild/expw.csv --split val --model ferplus --classes fer2013 --json $R/wild_expw_val_detect_ferplus.json
   $W evaluate $D/fer2013/fer2013.csv.gz --model wild --split PublicTest --json $R/eval_wild_publictest.json
   # flip TTA inside the pipeline (predict --tta): twice the classifier's cost
-  $W evaluate-wild $D/wild/expw.csv --split val --tta --json $R/wild_expw_val_detect_wild_tta.json
+  $W evaluate-wild $D/wild/expw.csv --split val --model wild --tta --json $R/wild_expw_val_detect_wild_tta.json
   for set in lfw kdef_frontal; do
-    $W evaluate-wild $D/wild/$set.csv --tta --json $R/wild_${set}_detect_wild_tta.json
+    $W evaluate-wild $D/wild/$set.csv --model wild --tta --json $R/wild_${set}_detect_wild_tta.json
   done
+  # the pipeline's model, wild_ensemble (wild + the RAF-DB MobileFaceNet wild_mfn, each on its own
+  # crop), float and int8 (each member on its own int8 graph); wild_mfn alone is scored in its
+  # trial folder, benchmarks/results/train_wild_trials/mfn_full/
+  for m in wild_ensemble; do
+    for backend in torch int8; do
+      sfx=""; [[ $backend == int8 ]] && sfx="_int8"
+      $W evaluate-wild $D/wild/expw.csv --split val --model $m --backend $backend --json $R/wild_expw_val_detect_${m}${sfx}.json
+      for set in lfw kdef_frontal; do
+        $W evaluate-wild $D/wild/$set.csv --model $m --backend $backend --json $R/wild_${set}_detect_${m}${sfx}.json
+      done
+      $W evaluate $D/fer2013/fer2013.csv.gz --model $m --backend $backend --split PublicTest \
+         --json $R/eval_${m}${sfx}_publictest.json
+    done
+  done
+  # its calibration: temperature on ExpW val, ECE and risk-coverage on every dev set
+  .venv/bin/python benchmarks/calibration.py --model wild_ensemble
   for set in lfw kdef_frontal; do
     $W evaluate-wild $D/wild/$set.csv --model wild --json $R/wild_${set}_detect_wild.json
     for mode in whole detect; do

@@ -174,3 +174,13 @@ def test_exact_int8_products_where_the_cpu_has_no_vnni(monkeypatch):
     assert so.intra_op_num_threads == 2 and so.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     with pytest.raises(Exception):  # not set: onnxruntime's default, fast kernels
         so.get_session_config_entry(key)
+
+
+def test_mixed_ensemble_int8_keeps_publictest_within_half_a_point(fer2013):
+    """wild_ensemble in int8: each member on its own graph (one graph cannot take both crops)."""
+    test = fer2013.split("PublicTest")
+    clf, q = load_model("wild_ensemble"), load_model("wild_ensemble", backend="int8")
+    assert q.backend == "int8" and q.preprocess.get("temperature") == clf.preprocess.get("temperature")
+    acc = float((clf.predict_proba(test.images).argmax(1) == test.labels).mean())
+    acc8 = float((q.predict_proba(test.images).argmax(1) == test.labels).mean())
+    assert abs(acc - acc8) < 0.005, (acc, acc8)

@@ -11,6 +11,11 @@ from __future__ import annotations
 
 import importlib
 
+#: the built-in the wild pipeline uses unless told otherwise (Recognizer, wildfer predict,
+#: evaluate-wild, the service): the model that reads faces in web photos best. Here, not in
+#: the loader, so the command line names it without importing torch.
+PIPELINE_MODEL = "wild_ensemble"
+
 #: the architecture family modules; importing one registers its models.
 FAMILIES = (
     "shallow", "vggfer", "resnet", "alexnet", "vgg16", "inception", "inception_resnet",

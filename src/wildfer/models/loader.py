@@ -20,6 +20,7 @@ import torch.nn as nn
 from ..errors import ModelError
 from ..jsonio import json_ready, write_json
 from ..labels import FER2013_CLASSES, class_alignment
+from . import PIPELINE_MODEL  # noqa: F401 - re-exported: where callers have always found it
 from .classifier import DEFAULT_PREPROCESS, Classifier, check_backend, resolve_device
 from .ensemble import ENSEMBLE_ARCH, is_ensemble_spec, load_ensemble_spec, load_spec_members
 from .registry import create_model, list_models
@@ -46,9 +47,6 @@ def builtin_names() -> tuple[str, ...]:
 
 #: the built-in models of this installation's weights folder, as :func:`builtin_names` finds them
 BUILTIN = builtin_names()
-#: the built-in the wild pipeline uses unless told otherwise (Recognizer, wildfer predict,
-#: evaluate-wild, the service): the model that reads faces in web photos best
-PIPELINE_MODEL = "wild"
 CHECKPOINT_FORMAT = "wildfer-checkpoint-v1"
 
 

@@ -9,6 +9,8 @@ from typing import List, Optional
 
 import typer
 
+from ..models import PIPELINE_MODEL
+
 
 def register(app: typer.Typer, panel: str) -> None:
     app.command("serve", rich_help_panel=panel)(serve)
@@ -18,7 +20,7 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind. The default answers this machine only; "
                              "use 0.0.0.0 to serve the network."),
     port: int = typer.Option(8000, "--port", "-p", min=0, max=65535, help="TCP port."),
-    model: str = typer.Option("wild", "--model", "-m", help="Built-in model name (wild: web faces), .pt checkpoint, "
+    model: str = typer.Option(PIPELINE_MODEL, "--model", "-m", help="Built-in model name (wild_ensemble: the pipeline's, for web faces), .pt checkpoint, "
                               ".safetensors file or run folder."),
     detector: str = typer.Option("yunet", "--detector", help="Face detector."),
     workers: int = typer.Option(1, "--workers", "-w", min=1, max=64, help="Server processes, each with its own copy "

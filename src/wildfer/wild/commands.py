@@ -7,12 +7,13 @@ from typing import List, Optional
 
 import typer
 
+from ..models import PIPELINE_MODEL
 from ..progress import progress_bar
 
 
 def predict(
     paths: List[Path] = typer.Argument(..., help="Images, folders (searched recursively) and videos."),
-    model: str = typer.Option("wild", "--model", "-m", help="Built-in model name (wild: trained on web faces; default: FER2013), checkpoint (.pt), weights (.safetensors) or run folder."),
+    model: str = typer.Option(PIPELINE_MODEL, "--model", "-m", help="Built-in model name (wild_ensemble: the pipeline's, for web faces; default: FER2013), checkpoint (.pt), weights (.safetensors), ensemble spec or run folder."),
     detector: str = typer.Option("yunet", "--detector", "-d", help="Face detector: yunet, yuface, haar or centerface."),
     mode: str = typer.Option("detect", "--mode", help="detect; search (detect, then search windows where nothing was found); whole (the whole photo as one face, the study's path)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for annotated images, saliency overlays and predictions.json."),
@@ -205,7 +206,7 @@ def _print_results_table(images: list[dict], videos: list[dict]) -> None:
 
 def evaluate_wild_cmd(
     manifest: Path = typer.Argument(..., help="CSV: path,label[,left,top,right,bottom] (paths relative to the manifest)."),
-    model: str = typer.Option("wild", "--model", "-m", help="Built-in model name (wild: the pipeline's; default: FER2013), checkpoint or weights."),
+    model: str = typer.Option(PIPELINE_MODEL, "--model", "-m", help="Built-in model name (wild_ensemble: the pipeline's; default: FER2013), checkpoint, weights or ensemble spec."),
     mode: str = typer.Option("detect", "--mode", help="detect, search or whole."),
     detector: str = typer.Option("yunet", "--detector", "-d", help="Face detector: yunet, yuface, haar or centerface."),
     json_file: Optional[Path] = typer.Option(None, "--json", help="Write the metrics as JSON."),

@@ -1,7 +1,7 @@
 """``Recognizer``: any photo in, every face out with its expression.
 
 >>> from wildfer.wild import Recognizer
->>> rec = Recognizer(detector="yunet")                              # doctest: +SKIP  (model "wild")
+>>> rec = Recognizer(detector="yunet")                              # doctest: +SKIP  (model "wild_ensemble")
 >>> res = rec.predict("party.jpg")                                  # doctest: +SKIP
 >>> [(f.label, round(f.probs[f.label], 2)) for f in res.faces]      # doctest: +SKIP
 [('happy', 0.93), ('neutral', 0.71)]
@@ -211,7 +211,8 @@ class Recognizer:
     model:
         A built-in model name, a checkpoint / weights path, or a loaded
         :class:`~wildfer.models.loader.Classifier`. Loaded once. ``None``: the pipeline's
-        built-in, ``"wild"`` (:data:`~wildfer.models.loader.PIPELINE_MODEL`), trained on web
+        built-in, ``"wild_ensemble"`` (:data:`~wildfer.models.PIPELINE_MODEL`: ``wild`` and the
+        RAF-DB MobileFaceNet ``wild_mfn``, each on its own crop of the face), trained on web
         faces; ``"default"`` is the FER2013 model.
     detector:
         ``"yunet"`` (default), ``"yuface"``, ``"haar"``, ``"centerface"``, or a
