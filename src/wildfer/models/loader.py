@@ -301,6 +301,14 @@ def load_model(name_or_path: str | os.PathLike = "default", *, classes: str | No
     return _placed(clf, target)
 
 
+def switch_backend(clf: Classifier, backend: str, **kw) -> Classifier:
+    """``clf.with_backend(backend)``, except that an ensemble whose members cut faces differently
+    gets each member on its own int8 graph (:func:`_int8_members`)."""
+    if backend == "int8" and clf.arch == ENSEMBLE_ARCH and len(clf.face_views) > 1:
+        return _int8_members(clf)
+    return clf.with_backend(backend, **kw)
+
+
 def _int8_members(clf: Classifier) -> Classifier:
     """An ensemble whose members cut faces differently, each member on its own int8 graph (one
     graph cannot take two crops of a face)."""

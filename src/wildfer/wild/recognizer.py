@@ -248,7 +248,7 @@ class Recognizer:
                  max_side: int | None = 640, score_threshold: float | None = None, low_score: float = 0.7,
                  align: AlignConfig | None = None, max_faces: int | None = None, tta: bool = False,
                  device: str | None = None, backend: str | None = None):
-        from ..models.loader import PIPELINE_MODEL, Classifier, load_model
+        from ..models.loader import PIPELINE_MODEL, Classifier, load_model, switch_backend
 
         model = PIPELINE_MODEL if model is None else model
         if mode not in MODES:
@@ -258,7 +258,7 @@ class Recognizer:
         if isinstance(model, Classifier):
             self.classifier: Classifier = model if device is None else model.to(device)
             if backend is not None and backend != model.backend:
-                self.classifier = self.classifier.with_backend(backend, **placed)
+                self.classifier = switch_backend(self.classifier, backend, **placed)
         else:
             self.classifier = load_model(model, **placed, **({} if backend is None else {"backend": backend}))
         if isinstance(detector, Detector):
