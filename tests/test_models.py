@@ -209,7 +209,8 @@ def test_models_list_and_info_show_the_builtin_models(cli):
 def test_builtin_models_are_the_weights_folder_json_files_in_their_order(tmp_path, monkeypatch):
     from wildfer.models import loader
 
-    assert loader.BUILTIN == ("default", "fast", "ferplus", "default_resnet", "accurate", "wild")
+    assert loader.BUILTIN == ("wild_ensemble", "default", "fast", "ferplus", "default_resnet", "accurate", "wild",
+                              "wild_mfn")
     assert loader.builtin_names() == loader.BUILTIN
     for name, body in {"b": {"arch": "shallow", "order": 2}, "a": {"arch": "shallow"},
                        "c": {"arch": "ensemble", "members": ["b"], "order": 1}, "notes": [1, 2]}.items():

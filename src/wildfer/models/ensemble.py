@@ -171,15 +171,18 @@ class EnsembleNet(nn.Module):
 
 
 class RunnerNet(nn.Module):
-    """A member that computes on onnxruntime (its int8 or ONNX graph) inside an ensemble: takes
-    and returns torch tensors, on the CPU. No gradients flow through it."""
+    """A member that computes on onnxruntime (its int8 or ONNX graph) inside an ensemble, on the
+    CPU. Where gradients are asked for (saliency maps: an input that requires grad) its torch
+    network ``net`` computes instead, as a single classifier's does on those backends."""
 
-    def __init__(self, runner, in_chans: int):
+    def __init__(self, runner, net: nn.Module, in_chans: int):
         super().__init__()
-        self.runner, self.in_chans = runner, in_chans
+        self.runner, self.net, self.in_chans = runner, net, in_chans
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self.runner(x.detach().cpu().float().numpy()))
+        if torch.is_grad_enabled() and x.requires_grad:
+            return self.net(x)
+        return torch.from_numpy(self.runner(x.detach().cpu().float().numpy())).to(x.device)
 
 
 def class_map(member_classes: Sequence[str], classes: Sequence[str]) -> torch.Tensor | None:
@@ -206,7 +209,7 @@ def ensemble_classifier(members: Sequence, *, weights: Sequence[float] | None = 
         raise ModelError("an ensemble needs at least one member")
     # members that compute on onnxruntime run their graphs; the ensemble's backend says which
     runners = {c.backend for c in clfs if c.backend != "torch" and c.runner is not None}
-    nets = [c.net if c.backend == "torch" or c.runner is None else RunnerNet(c.runner, c.channels) for c in clfs]
+    nets = [c.net if c.backend == "torch" or c.runner is None else RunnerNet(c.runner, c.net, c.channels) for c in clfs]
     classes = tuple(classes or clfs[0].classes)
     pre = dict(clfs[0].preprocess or DEFAULT_PREPROCESS)
     pre.pop("temperature", None)  # a member's calibration is its own

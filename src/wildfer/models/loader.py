@@ -291,31 +291,32 @@ def load_model(name_or_path: str | os.PathLike = "default", *, classes: str | No
     if classes:
         clf = with_fer2013_classes(clf)
     if backend == "onnx":
-        return clf.with_backend("onnx", device=target)
+        return switch_backend(clf, "onnx", device=target)
     if backend == "int8":
         from .quantize import attach_int8
 
         if clf.arch == ENSEMBLE_ARCH and len(clf.face_views) > 1:
-            return _int8_members(clf)
+            return _members_on(clf, "int8")
         return attach_int8(clf, source=name_or_path)
     return _placed(clf, target)
 
 
 def switch_backend(clf: Classifier, backend: str, **kw) -> Classifier:
-    """``clf.with_backend(backend)``, except that an ensemble whose members cut faces differently
-    gets each member on its own int8 graph (:func:`_int8_members`)."""
-    if backend == "int8" and clf.arch == ENSEMBLE_ARCH and len(clf.face_views) > 1:
-        return _int8_members(clf)
+    """``clf.with_backend(backend, **kw)``, except that an ensemble whose members cut faces
+    differently gets each member on its own graph (:func:`_members_on`): one graph cannot take
+    two crops of a face."""
+    if backend in ("onnx", "int8") and clf.arch == ENSEMBLE_ARCH and len(clf.face_views) > 1:
+        return _members_on(clf, backend)
     return clf.with_backend(backend, **kw)
 
 
-def _int8_members(clf: Classifier) -> Classifier:
-    """An ensemble whose members cut faces differently, each member on its own int8 graph (one
-    graph cannot take two crops of a face)."""
+def _members_on(clf: Classifier, backend: str) -> Classifier:
+    """An ensemble whose members cut faces differently, each member on its own ``backend``
+    graph (ONNX or int8), loaded again by name."""
     from .ensemble import ensemble_classifier
 
     kw = clf.model_kwargs
-    members = [load_model(m, backend="int8") for m in kw["members"]]
+    members = [load_model(m, backend=backend) for m in kw["members"]]
     return ensemble_classifier(members, weights=kw.get("weights"), tta=kw.get("tta"), crop=kw.get("crop", 44),
                                name=clf.name, classes=clf.classes, temperature=clf.preprocess.get("temperature"),
                                meta={k: v for k, v in clf.meta.items() if k not in kw})

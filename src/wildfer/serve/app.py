@@ -154,7 +154,7 @@ def load_recognizer(model: str | None = None, detector: str = "yunet", backend: 
 
     ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``; checked before the model loads): with
     ``backend="auto"`` a GPU only torch can use is chosen over onnxruntime on the CPU."""
-    from ..models.loader import PIPELINE_MODEL, load_model, resolve_device
+    from ..models.loader import PIPELINE_MODEL, load_model, resolve_device, switch_backend
     from ..wild import Recognizer
 
     model = PIPELINE_MODEL if model is None else model
@@ -164,7 +164,10 @@ def load_recognizer(model: str | None = None, detector: str = "yunet", backend: 
         from ..models.quantize import attach_int8
 
         resolve_device(device, "int8")  # a GPU asked for is an error
-        return Recognizer(model=attach_int8(load_model(model), threads=compute_threads, source=model), detector=detector)
+        clf = load_model(model)
+        if len(clf.face_views) > 1:  # an ensemble of members that cut faces differently: each its own graph
+            return Recognizer(model=switch_backend(clf, "int8"), detector=detector)
+        return Recognizer(model=attach_int8(clf, threads=compute_threads, source=model), detector=detector)
     placed: dict[str, str] = {}  # backend -> the device it would run on
     refusal: ModelError | None = None
     for b in ("onnx", "torch") if backend == "auto" else (backend,):
@@ -179,7 +182,7 @@ def load_recognizer(model: str | None = None, detector: str = "yunet", backend: 
         return Recognizer(model=load_model(model, device=placed["torch"]), detector=detector)
     clf = load_model(model)
     try:
-        clf = clf.with_backend("onnx", threads=compute_threads, device=placed["onnx"])
+        clf = switch_backend(clf, "onnx", threads=compute_threads, device=placed["onnx"])
     except Exception as e:  # noqa: BLE001 - no onnxruntime, or a model that does not export
         if backend == "onnx" or "torch" not in placed:
             raise ModelError(f"model {model!r} cannot run on onnxruntime here ({str(e)[:150]})") from None
