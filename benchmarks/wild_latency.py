@@ -11,7 +11,7 @@ Goals: one face <= 40 ms with the pipeline's model (``wild_ensemble``), <= 20 ms
 ten faces <= 150 ms with it. ``wild`` alone runs beside it for comparison. Each is measured with the classifier on torch and with its int8
 graph (``backend="int8"``).
 
-Usage: ``OMP_NUM_THREADS=1 python benchmarks/wild_latency.py [--quick] [--model M]``.
+Usage: ``OMP_NUM_THREADS=1 python benchmarks/wild_latency.py [--quick] [--model M] [--out FILE]``.
 A training run or other jobs on the machine inflate every number; the JSON records the load
 average before and after so readers can judge.
 """
@@ -167,6 +167,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer runs and photos")
     ap.add_argument("--model", default=None, help="model for the throughput runs (default: the pipeline's)")
+    ap.add_argument("--out", type=Path, default=OUT, help=f"where the JSON goes (default {OUT.name})")
     args = ap.parse_args()
 
     import torch
@@ -187,10 +188,10 @@ def main() -> None:
     result["note"] = ("Detector yunet (the shipped YuNet graph on onnxruntime, 1 thread); the classifier on "
                       "torch with 1 thread or its int8 graph on onnxruntime. Other jobs on the machine inflate "
                       "wall-clock numbers; cpu_median_ms is the process's CPU time.")
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=1) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result["goals"], indent=1))
-    print(f"wrote {OUT}")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
