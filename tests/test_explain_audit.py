@@ -156,7 +156,7 @@ def test_parameter_layers_of_every_builtin_cover_every_weight_layer():
         pytest.skip("no built-in weights in this installation")
     for name in names:
         clf = load_model(name)
-        layers = parameter_layers(clf.net, torch.zeros(1, 1, clf.size, clf.size))
+        layers = parameter_layers(clf.net, torch.zeros(1, clf.channels, clf.size, clf.size))
         weighted = [n for n, m in clf.net.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
         assert sorted(layers) == sorted(weighted), name
     fast = load_model("fast") if "fast" in names else None
