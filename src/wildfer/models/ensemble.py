@@ -123,16 +123,8 @@ class EnsembleNet(nn.Module):
         x01 = x * std_in + mean_in
         if x01.shape[-1] != self.size or x01.shape[-2] != self.size:
             x01 = F.interpolate(x01, size=(self.size, self.size), mode="bilinear", align_corners=False)
-        views = self.views(x01)
-        total = None
-        for i, net in enumerate(self.members):
-            acc = None
-            for v in views:
-                p = self._member_probabilities(i, net, v)
-                acc = p if acc is None else acc + p
-            part = self.weights[i] * acc / len(views)
-            total = part if total is None else total + part
-        return torch.log(total.clamp_min(1e-12))
+        # one input view for every member (however the members cut faces themselves)
+        return self._average([[v] for v in self.views(x01)], [[0]] * len(self.members))
 
     def _member_probabilities(self, i: int, net: nn.Module, v: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
         """Member ``i``'s probabilities (on the ensemble's classes) of a 0-1 view, or of a list of
@@ -156,14 +148,18 @@ class EnsembleNet(nn.Module):
             resize = None if crop == side else (
                 lambda v, s=side: F.interpolate(v, size=(s, s), mode="bilinear", align_corners=False))
             per_input.append(tta_views(x * std_in + mean_in, self.tta, crop, flip=lambda a: a.flip(-1), resize=resize))
-        augmented = list(zip(*per_input))
+        return self._average(list(zip(*per_input)), self.member_inputs)
+
+    def _average(self, augmented: Sequence[Sequence[torch.Tensor]], inputs: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Log of the weighted mean, over members and TTA views, of the members' probabilities.
+        ``augmented[k][j]``: TTA view ``k`` of input view ``j``; member ``i`` reads the input views
+        ``inputs[i]`` (one tensor, or a list when it reads several)."""
         total = None
         for i, net in enumerate(self.members):
-            ix = self.member_inputs[i]
+            ix = inputs[i]
             acc = None
             for views in augmented:
-                v = views[ix[0]] if len(ix) == 1 else [views[j] for j in ix]
-                p = self._member_probabilities(i, net, v)
+                p = self._member_probabilities(i, net, views[ix[0]] if len(ix) == 1 else [views[j] for j in ix])
                 acc = p if acc is None else acc + p
             part = self.weights[i] * acc / len(augmented)
             total = part if total is None else total + part

@@ -22,7 +22,7 @@ from ..jsonio import json_ready, write_json
 from ..labels import FER2013_CLASSES, class_alignment
 from . import PIPELINE_MODEL  # noqa: F401 - re-exported: where callers have always found it
 from .classifier import DEFAULT_PREPROCESS, Classifier, check_backend, resolve_device
-from .ensemble import ENSEMBLE_ARCH, is_ensemble_spec, load_ensemble_spec, load_spec_members
+from .ensemble import is_ensemble_spec, load_ensemble_spec, load_spec_members
 from .registry import create_model, list_models
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -295,7 +295,7 @@ def load_model(name_or_path: str | os.PathLike = "default", *, classes: str | No
     if backend == "int8":
         from .quantize import attach_int8
 
-        if clf.arch == ENSEMBLE_ARCH and len(clf.face_views) > 1:
+        if len(clf.face_views) > 1:  # only an ensemble of members that cut faces differently
             return _members_on(clf, "int8")
         return attach_int8(clf, source=name_or_path)
     return _placed(clf, target)
@@ -305,7 +305,7 @@ def switch_backend(clf: Classifier, backend: str, **kw) -> Classifier:
     """``clf.with_backend(backend, **kw)``, except that an ensemble whose members cut faces
     differently gets each member on its own graph (:func:`_members_on`): one graph cannot take
     two crops of a face."""
-    if backend in ("onnx", "int8") and clf.arch == ENSEMBLE_ARCH and len(clf.face_views) > 1:
+    if backend in ("onnx", "int8") and len(clf.face_views) > 1:
         return _members_on(clf, backend)
     return clf.with_backend(backend, **kw)
 

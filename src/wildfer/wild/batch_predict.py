@@ -45,6 +45,7 @@ from typing import Any, Callable, Iterator, NamedTuple
 from ..data.images import IMAGE_EXTENSIONS
 from ..errors import WildferError
 from ..jsonio import dumps
+from .recognizer import top_labels
 from .video import VIDEO_EXTENSIONS, is_video_file
 
 #: The CSV's first columns; the classes' probabilities, ``flags`` and ``truncated`` follow. ``label2``
@@ -202,13 +203,11 @@ def _csv_rows(path: Path, labels) -> tuple[list[str], list[list[str]]] | None:
 
 
 def _runner_up(face: dict[str, Any]) -> tuple[str, Any]:
-    """A face's second likeliest label and its probability, from its ``top2`` (else its
-    probabilities); empty for a one-class model."""
-    if "top2" in face:
-        second = face["top2"][1:2]
-        return (second[0]["label"], second[0]["probability"]) if second else ("", "")
-    others = [(k, v) for k, v in face["probabilities"].items() if k != face["label"]]
-    return max(others, key=lambda kv: kv[1]) if others else ("", "")
+    """A face's second likeliest label and its probability, from its ``top2`` (a record written
+    before there was one: from its probabilities, ranked as ``top2`` is); empty for a one-class
+    model."""
+    top = face.get("top2") or [{"label": k, "probability": v} for k, v in top_labels(face["probabilities"], 2)]
+    return (top[1]["label"], top[1]["probability"]) if len(top) > 1 else ("", "")
 
 
 def _face_rows(record: dict[str, Any], labels, frame=None, truncated=False) -> list[list[Any]]:
