@@ -1,7 +1,9 @@
 """The ``wildfer`` command line. Each stage registers its commands from its own package
 (``wildfer/<stage>/commands.py``); this file only assembles them under help panels.
 
-User mistakes (:class:`wildfer.errors.WildferError`) print one red line and exit with 2.
+User mistakes (:class:`wildfer.errors.WildferError`) print one red line and exit with 2; a
+file system error (a full disk, a read-only folder, a name too long) prints one line naming the
+path and exits with 1. An error line is cut to :data:`MAX_ERROR_CHARS` characters.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from . import __version__
 from .errors import WildferError
 
 console = Console(stderr=True)
+
+#: The longest error line printed: an echoed value (a huge config entry, a binary field) is cut.
+MAX_ERROR_CHARS = 500
 app = typer.Typer(
     name="wildfer",
     help="Facial expression recognition on wild photos: data, models, training, evaluation, "
@@ -79,14 +84,42 @@ for _mod, _panel in STAGES:
     importlib.import_module(_mod).register(app, _panel)
 
 
+def _error(message: str) -> None:
+    """Print one error line, cut to :data:`MAX_ERROR_CHARS` (the message is literal text: a
+    path such as ``a[/]b.csv`` or a class ``[happy]`` is no markup)."""
+    line = " ".join(str(message).split())
+    if len(line) > MAX_ERROR_CHARS:
+        line = line[:MAX_ERROR_CHARS - 20] + f" ... ({len(line):,} characters)"
+    console.print(Text.assemble(("error:", "bold red"), " ", line), highlight=False, soft_wrap=True)
+
+
+def _empty_argument(args: list[str]) -> int | None:
+    """The position of an empty argument (an unset shell variable: ``wildfer predict ""``
+    would otherwise read the current folder), or None."""
+    return next((i for i, a in enumerate(args) if a == ""), None)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, turning user errors into one line and exit code 2."""
-    try:
-        rv = app(args=argv, standalone_mode=False)  # a command's typer.Exit(code) comes back as rv
-    except WildferError as e:
-        # the message is literal text: a path such as ``a[/]b.csv`` or a class ``[happy]`` is no markup
-        console.print(Text.assemble(("error:", "bold red"), " ", str(e)), highlight=False, soft_wrap=True)
+    args = list(sys.argv[1:] if argv is None else argv)
+    i = _empty_argument(args)
+    if i is not None:
+        after = f" (after {args[i - 1][:40]})" if i else ""
+        _error(f"argument {i + 1} is empty{after}: an unset shell variable? Give a path or value")
         return 2
+    try:
+        rv = app(args=args, standalone_mode=False)  # a command's typer.Exit(code) comes back as rv
+    except WildferError as e:
+        _error(str(e))
+        return 2
+    except RecursionError:
+        _error("an input is nested too deeply to read (a config or JSON file thousands of levels deep?)")
+        return 2
+    except OSError as e:
+        # a file system failure outside the checked writers: one line naming the path
+        where = e.filename if e.filename is not None else "a file"
+        _error(f"{where}: {e.strerror or e}")
+        return 1
     except typer.Exit as e:
         return e.exit_code
     except typer.Abort:

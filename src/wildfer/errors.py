@@ -6,6 +6,19 @@ The CLI prints these as one line (no traceback) and exits with code 2.
 from __future__ import annotations
 
 
+def short(value, limit: int = 60) -> str:
+    """``repr(value)`` cut to about ``limit`` characters, for echoing a user's value in an error
+    line: a huge or deeply nested value is never formatted whole (:mod:`reprlib` cuts
+    containers as it goes)."""
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxlevel, r.maxlist, r.maxtuple, r.maxdict, r.maxset = 2, 4, 4, 4, 4
+    r.maxstring = r.maxother = r.maxlong = limit
+    text = r.repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 class WildferError(Exception):
     """Base class for user-facing errors (bad file, bad option, missing weights)."""
 
@@ -28,6 +41,11 @@ class ImageError(WildferError, ValueError):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+
+class OutputError(WildferError):
+    """An output could not be written (a full disk, a read-only folder, a name too long). It
+    stops a batch run: unlike a bad input, it would fail again for the next one."""
 
 
 class ModelError(WildferError):

@@ -19,6 +19,8 @@ import sys
 from pathlib import Path, PurePath
 from typing import Any
 
+from .paths import write_text_whole
+
 
 def json_ready(obj: Any) -> Any:
     """``obj`` as values :func:`json.dumps` writes as strict JSON: dicts (keys as strings),
@@ -50,11 +52,8 @@ def dumps(obj: Any, *, indent: int | None = None) -> str:
 
 def write_json(path: str | os.PathLike, obj: Any, *, indent: int | None = 2) -> Path:
     """Write ``obj`` to ``path`` as strict JSON (see :func:`json_ready`) with a final newline,
-    making its folder first; the path written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(dumps(obj, indent=indent) + "\n")
-    return path
+    making its folder first, whole (:func:`wildfer.paths.written_whole`); the path written."""
+    return write_text_whole(path, dumps(obj, indent=indent) + "\n")
 
 
 __all__ = ["json_ready", "dumps", "write_json"]

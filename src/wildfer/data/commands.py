@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from ..paths import file_arg, written_whole
+
 
 def info_dict(data, path: Path) -> dict:
     """Counts per usage and class (and what was skipped or dropped) as a JSON-ready dict."""
@@ -50,7 +52,7 @@ _CLASSES_OPT = typer.Option(
 
 def info(
     path: Path = typer.Argument(..., help="fer2013.csv(.gz), fer2013new.csv, an image folder or a manifest CSV."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the counts to this JSON file."),
+    json_out: Optional[Path] = typer.Option(None, "--json", parser=file_arg, help="Also write the counts to this JSON file."),
     fer2013: Optional[Path] = _FER2013_OPT,
     classes: Optional[str] = _CLASSES_OPT,
     no_cache: bool = typer.Option(False, "--no-cache", help="Parse the CSV again, ignoring the cache."),
@@ -172,9 +174,9 @@ def save_grid(data, out: Path, per_class: int = 8, seed: int = 0, title: str = "
     fig.tight_layout()
     out = Path(out)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=100)
-    except (OSError, ValueError) as e:
+        with written_whole(out) as tmp:
+            fig.savefig(tmp, dpi=100)
+    except ValueError as e:
         raise WildferError(f"{out}: cannot write the grid ({e})") from None
     finally:
         plt.close(fig)

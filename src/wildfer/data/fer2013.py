@@ -458,6 +458,8 @@ def save_pack(data: FaceArrays, path: str | os.PathLike, *, preset: int = 6) -> 
         raise DataError(path, f"a pack's name must end in {' or '.join(PACK_SUFFIXES)}")
     if path.is_dir():
         raise DataError(path, "is a folder; give the pack's file name")
+    if (path.exists() or path.is_symlink()) and not path.is_file():
+        raise DataError(path, "is not a regular file (a device or FIFO is never replaced); give the pack's file name")
     rows = data.rows if data.rows is not None else np.arange(1, len(data) + 1, dtype=np.int64)
     xz = str(path).lower().endswith(".xz")
     images = np.ascontiguousarray(data.images, dtype=np.uint8)

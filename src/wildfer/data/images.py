@@ -25,6 +25,10 @@ from ..errors import ImageError
 
 #: Largest image accepted (pixels). 8K x 8K = 67 MP; larger files are refused, not decoded.
 MAX_PIXELS = 80_000_000
+#: Largest image file read (bytes); a larger one is refused before any of it is read. Files over
+#: :data:`_SNIFF_BYTES` must also begin with an image format's signature before they are read.
+MAX_IMAGE_BYTES = 512 * 2**20
+_SNIFF_BYTES = 32 * 2**20
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm"}
 
 #: File signatures of the formats above: a file that starts with one but does not open is a
@@ -134,6 +138,41 @@ def jpeg_cut_short(data: bytes, rgb: np.ndarray) -> bool:
         return False
 
 
+def _read_image_file(p: Path, label: str) -> bytes:
+    """The bytes of an image file, after checks that need none of them read: it is a regular
+    file (a FIFO would block), not empty, at most :data:`MAX_IMAGE_BYTES`, and (when large)
+    begins like an image."""
+    import stat
+
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise ImageError(label, "file not found") from None
+    except OSError as e:
+        raise ImageError(label, f"cannot read the file ({e.strerror or type(e).__name__})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ImageError(label, "is a folder, not an image")
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageError(label, "is not a regular file (a FIFO, device or socket is not read)")
+    if st.st_size == 0:
+        raise ImageError(label, "file is empty")
+    if st.st_size > MAX_IMAGE_BYTES:
+        raise ImageError(label, f"file is {st.st_size / 2**20:,.0f} MiB; images over {MAX_IMAGE_BYTES / 2**20:,.0f} MiB "
+                                "are not read")
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(16)
+            if st.st_size > _SNIFF_BYTES and _format_of(head) is None and not head[:2] in _NETPBM:
+                raise ImageError(label, f"not an image ({st.st_size / 2**20:,.0f} MiB that begin like no image "
+                                        "format)")
+            return head + fh.read()
+    except OSError as e:
+        raise ImageError(label, f"cannot read the file ({e.strerror or type(e).__name__})") from None
+
+
+_NETPBM = {f"P{k}".encode() for k in range(1, 8)}
+
+
 def open_image(src, *, name: str | None = None, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Open ``src`` (path, bytes, file object or PIL image) as an RGB PIL image.
 
@@ -146,17 +185,7 @@ def open_image(src, *, name: str | None = None, max_pixels: int = MAX_PIXELS) ->
         truncated = bool(src.info.get("truncated"))
     else:
         if isinstance(src, (str, os.PathLike)):
-            p = Path(src)
-            if not p.exists():
-                raise ImageError(label, "file not found")
-            if p.is_dir():
-                raise ImageError(label, "is a folder, not an image")
-            if p.stat().st_size == 0:
-                raise ImageError(label, "file is empty")
-            try:
-                data = p.read_bytes()
-            except OSError as e:
-                raise ImageError(label, f"cannot read the file ({e.strerror or type(e).__name__})") from None
+            data = _read_image_file(Path(src), label)
         elif isinstance(src, (bytes, bytearray, memoryview)):
             if len(src) == 0:
                 raise ImageError(label, "no image data (0 bytes)")
@@ -189,6 +218,8 @@ def open_image(src, *, name: str | None = None, max_pixels: int = MAX_PIXELS) ->
         except (OSError, SyntaxError, ValueError) as e:
             raise ImageError(label, f"cannot decode image ({str(e)[:100] or type(e).__name__}; truncated or corrupt?)") from None
         truncated = _jpeg_truncated(img, data)
+    if img.mode == "F" and not np.isfinite(np.asarray(img)).all():
+        raise ImageError(label, "holds NaN or infinite pixel values (a float image must be finite)")
     if img.size[0] * img.size[1] > max_pixels:
         raise ImageError(label, f"image too large ({img.size[0]}x{img.size[1]})")
     if img.size[0] == 0 or img.size[1] == 0:

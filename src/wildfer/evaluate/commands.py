@@ -7,6 +7,8 @@ from typing import List, Optional
 
 import typer
 
+from ..paths import file_arg
+
 
 def evaluate_cmd(
     data: Path = typer.Argument(..., help="FER2013 CSV (plain or .gz), or an image folder / manifest CSV."),
@@ -17,7 +19,7 @@ def evaluate_cmd(
     ensemble: Optional[str] = typer.Option(None, "--ensemble", help="Comma-separated models to average, e.g. A.pt,B.pt."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Ensemble weights, one per model in order, e.g. 2,1 "
                                           "(normalised). Default: equal."),
-    save_probs: Optional[Path] = typer.Option(None, "--save-probs", help="Write the predicted probabilities to P.npz; "
+    save_probs: Optional[Path] = typer.Option(None, "--save-probs", parser=file_arg, help="Write the predicted probabilities to P.npz; "
                                               "--model P.npz later stands in for the model(s) on the same faces "
                                               "and TTA (ensemble search without rerunning networks)."),
     split: Optional[str] = typer.Option(None, "--split", help="Usage to evaluate (PublicTest, PrivateTest, Training, all). "
@@ -25,7 +27,7 @@ def evaluate_cmd(
     tta: Optional[str] = typer.Option(None, "--tta", help="Test-time augmentation: flip or tencrop."),
     ferplus_labels: Optional[Path] = typer.Option(None, "--ferplus-labels", help="fer2013new.csv: evaluate on FER+ majority labels (8 classes)."),
     dataset: str = typer.Option("fer2013", "--dataset", help="fer2013 or ferplus (looks for fer2013new.csv beside DATA)."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full report as JSON."),
+    json_out: Optional[Path] = typer.Option(None, "--json", parser=file_arg, help="Write the full report as JSON."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for confusion.png, reliability.png and report.json."),
     batch_size: int = typer.Option(256, "--batch-size", min=1),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Torch CPU threads."),

@@ -33,6 +33,7 @@ from typing import Any, Sequence
 
 from ..errors import WildferError
 from ..jsonio import write_json
+from ..paths import write_text_whole, written_whole
 
 #: ``wildfer experiment optimizers`` defaults (== configs/experiments/optimizers.yaml).
 OPTIMIZERS_DEFAULT: dict[str, Any] = {
@@ -113,9 +114,7 @@ def load_experiment_config(kind: str, path: str | Path | None = None, overrides:
     """The experiment config: ``path`` (YAML/TOML) or the built-in defaults, with ``key=value``
     overrides applied to ``base`` (``epochs=3``, ``base.lr=0.1``) or to top-level keys
     (``out=DIR``, ``models=[shallow,alexnet]``)."""
-    import yaml
-
-    from ..train.config import read_config_file
+    from ..train.config import read_config_file, safe_yaml
 
     cfg = copy.deepcopy(DEFAULTS[kind]) if path is None else read_config_file(path)
     for key in ("base",):
@@ -127,7 +126,7 @@ def load_experiment_config(kind: str, path: str | Path | None = None, overrides:
             raise WildferError(f"override {item!r} must look like key=value")
         k, v = item.split("=", 1)
         k = k.strip()
-        val = yaml.safe_load(v) if v != "" else None
+        val = safe_yaml(v, f"override {k}") if v != "" else None
         if k in ("out", "models", "runs", "model_overrides", "quick", "name"):
             cfg[k] = val
         else:  # a training key: wins over the config, its runs / model_overrides and --quick
@@ -377,7 +376,8 @@ def _plot_optimizers(out: Path, names: list[str]) -> dict[str, Path]:
     ax.legend()
     fig.tight_layout()
     loss_png = out / "loss.png"
-    fig.savefig(loss_png)
+    with written_whole(loss_png) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(8, 4.8), dpi=110)
@@ -395,7 +395,8 @@ def _plot_optimizers(out: Path, names: list[str]) -> dict[str, Path]:
     ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
     acc_png = out / "accuracy.png"
-    fig.savefig(acc_png)
+    with written_whole(acc_png) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
     return {"loss": loss_png, "accuracy": acc_png}
 
@@ -494,7 +495,8 @@ def _plot_architectures(out: Path, rows: list[dict]) -> dict[str, Path]:
     ax.legend(fontsize=8)
     fig.tight_layout()
     acc_png = out / "accuracy.png"
-    fig.savefig(acc_png)
+    with written_whole(acc_png) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(7, 4.8), dpi=110)
@@ -512,7 +514,8 @@ def _plot_architectures(out: Path, rows: list[dict]) -> dict[str, Path]:
     ax.set_title("Accuracy against compute (marker size ~ parameters)")
     fig.tight_layout()
     macs_png = out / "acc_vs_macs.png"
-    fig.savefig(macs_png)
+    with written_whole(macs_png) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
@@ -523,7 +526,8 @@ def _plot_architectures(out: Path, rows: list[dict]) -> dict[str, Path]:
     ax.set_title("Training time under one budget")
     fig.tight_layout()
     time_png = out / "time.png"
-    fig.savefig(time_png)
+    with written_whole(time_png) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
     return {"accuracy": acc_png, "acc_vs_macs": macs_png, "time": time_png}
 
@@ -564,7 +568,7 @@ def _write_tables(out: Path, result: dict, columns, title: str) -> None:
                   f"epochs: {result['epochs']}, batch size: {result['batch_size']}" + (" (--quick)" if result["quick"] else "") + "."]
     if result.get("figures"):
         lines += [""] + [f"![{k}]({Path(v).name})" for k, v in result["figures"].items()]
-    (out / "results.md").write_text("\n".join(lines) + "\n")
+    write_text_whole(out / "results.md", "\n".join(lines) + "\n")
 
 
 def _print_table(console, result: dict, columns, title: str) -> None:

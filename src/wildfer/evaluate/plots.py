@@ -13,6 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ..paths import written_whole
+
 
 def _plt():
     import matplotlib
@@ -27,9 +29,11 @@ def _save(fig, path: str | Path) -> Path:
     """Lay ``fig`` out, write it to ``path`` (making the folder), close it; returns the path."""
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    _plt().close(fig)
+    try:
+        with written_whole(path) as tmp:
+            fig.savefig(tmp)
+    finally:
+        _plt().close(fig)
     return path
 
 

@@ -29,6 +29,7 @@ from ..errors import DataError, ModelError
 from ..labels import FER2013_CLASSES, class_alignment
 from ..models.classifier import fold_classes, tta_mode, tta_views
 from ..models.ensemble import ensemble_weights
+from ..paths import written_whole
 
 CHUNK = 4096  # faces per Classifier.predict_proba call
 PROBS_FORMAT = "wildfer-probs-1"  # the marker key of a saved-probabilities file
@@ -70,10 +71,10 @@ def save_probs(path: str | os.PathLike, probs: np.ndarray, faces: np.ndarray, la
     path = Path(path)
     if path.suffix != ".npz":
         raise ModelError(f"{path}: saved probabilities need a .npz file name")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, **{PROBS_FORMAT: np.array(1)}, probs=np.asarray(probs, np.float64),
-                        labels=np.array(list(labels)), fingerprint=np.array(faces_fingerprint(faces)),
-                        tta=np.array(tta or "none"), name=np.array(name))
+    with written_whole(path) as tmp:
+        np.savez_compressed(tmp, **{PROBS_FORMAT: np.array(1)}, probs=np.asarray(probs, np.float64),
+                            labels=np.array(list(labels)), fingerprint=np.array(faces_fingerprint(faces)),
+                            tta=np.array(tta or "none"), name=np.array(name))
     return path
 
 

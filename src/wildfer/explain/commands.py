@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+
+from ..paths import file_arg, write_text_whole, written_whole
 from typer.core import TyperGroup
 
 
@@ -47,8 +49,7 @@ def _write_json(path: Path, obj) -> None:
 
 def _write_markdown(path: Path, text: str, console) -> None:
     """Write a ``--md`` report (making its folder) and say where."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    write_text_whole(path, text)
     console.print(f"wrote {path}", highlight=False)
 
 
@@ -158,8 +159,8 @@ def audit(
     random_seeds: int = typer.Option(3, "--random-seeds", help="Random-map baselines to average."),
     seed: int = typer.Option(0, "--seed"),
     no_randomization: bool = typer.Option(False, "--no-randomization", help="Only the faithfulness test."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full report (curves too) here."),
-    md_out: Optional[Path] = typer.Option(None, "--md", help="Write markdown tables here."),
+    json_out: Optional[Path] = typer.Option(None, "--json", parser=file_arg, help="Write the full report (curves too) here."),
+    md_out: Optional[Path] = typer.Option(None, "--md", parser=file_arg, help="Write markdown tables here."),
 ):
     """Can the maps be trusted? Cascading parameter randomization (Adebayo et al. 2018) and deletion / insertion faithfulness against random maps."""
     from .audit import audit_markdown, run_audit
@@ -221,8 +222,8 @@ def regions(
     per_class: int = typer.Option(100, "--per-class", help="Faces per class (fixed seed)."),
     method: str = typer.Option("vanilla", "--method", help="Comma-separated saliency methods."),
     target: str = typer.Option("true", "--target", help="true (label) or pred (prediction)."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the table as JSON here."),
-    md_out: Optional[Path] = typer.Option(None, "--md", help="Write the table as markdown here."),
+    json_out: Optional[Path] = typer.Option(None, "--json", parser=file_arg, help="Write the table as JSON here."),
+    md_out: Optional[Path] = typer.Option(None, "--md", parser=file_arg, help="Write the table as markdown here."),
 ):
     """Share of saliency on brows, eyes, nose, mouth, the rest of the face and outside it, per class and per model, against each region's share of the area."""
     from rich.console import Console
@@ -295,13 +296,13 @@ def report(
         md += _epochs_section(r, data, out, method=epochs_method, split=split, n_regions=n_regions, console=console)
     reg = region_table(models, data, methods=methods, split=split, per_class=per_class, progress=say)
     _write_json(out / "regions.json", reg)
-    (out / "regions.md").write_text(region_markdown(reg))
+    write_text_whole(out / "regions.md", region_markdown(reg))
     md += ["## Face regions", "", region_markdown(reg)]
     cmp_rep = compare_models(models, data, out / "compare", methods=[epochs_method], split=split)
     md += ["## The same faces, side by side", "", f"![compare](compare/{cmp_rep['grid']})", ""]
     if audit_n > 0:
         md += _audit_section(models, ds, audit_n, out, say)
-    (out / "report.md").write_text("\n".join(md) + "\n")
+    write_text_whole(out / "report.md", "\n".join(md) + "\n")
     console.print(f"wrote {out / 'report.md'}", highlight=False)
 
 
@@ -360,7 +361,7 @@ def _audit_section(models, ds, n: int, out: Path, say) -> list[str]:
         rep = run_audit(clf, ds.images[idx], progress=say)
         rep["model"] = name
         _write_json(out / f"{name}_audit.json", rep)
-        (out / f"{name}_audit.md").write_text(audit_markdown(rep))
+        write_text_whole(out / f"{name}_audit.md", audit_markdown(rep))
         md += ["## Audit", "", audit_markdown(rep)]
     return md
 
@@ -414,7 +415,8 @@ def _maps_detect(input: Path, model: str, methods: list[str], out: Path, console
                 console.print(f"[yellow]skipped[/] {f}: {e}", highlight=False)
                 entry["error"] = str(e)
                 break
-            res.overlay().save(out / f"{f.stem}_{m.replace('+', 'p')}.png")
+            with written_whole(out / f"{f.stem}_{m.replace('+', 'p')}.png") as tmp:
+                res.overlay().save(tmp)
             for i, face in enumerate(res.faces):
                 if len(entry["faces"]) <= i:
                     entry["faces"].append({"box": [round(float(v), 1) for v in face.box], "label": face.label,

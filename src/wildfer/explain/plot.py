@@ -11,6 +11,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ..paths import written_whole
+
 
 def _mpl():
     import matplotlib
@@ -25,9 +27,11 @@ def _save(fig, path: str | os.PathLike, *, dpi: int) -> Path:
     """Lay ``fig`` out, write it to ``path`` as PNG (making the folder), close it; returns the path."""
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    _mpl()[1].close(fig)
+    try:
+        with written_whole(path) as tmp:
+            fig.savefig(tmp, dpi=dpi)
+    finally:
+        _mpl()[1].close(fig)
     return path
 
 
@@ -99,8 +103,8 @@ def save_overlay(path: str | os.PathLike, face, saliency, *, scale: int = 4, **k
     if scale > 1:
         im = im.resize((im.width * scale, im.height * scale), Image.NEAREST)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    im.save(path)
+    with written_whole(path) as tmp:
+        im.save(tmp)
     return path
 
 

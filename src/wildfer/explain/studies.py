@@ -25,6 +25,7 @@ import torch
 from ..errors import DataError, ModelError
 from ..jsonio import write_json
 from ..models.classifier import DEFAULT_PREPROCESS
+from ..paths import written_whole
 from .methods import create_method, get_method
 from .regions import KEY_REGIONS, REGIONS, key_share, region_areas, region_shares, template_regions
 
@@ -255,8 +256,8 @@ def explain_images(clf, faces: FaceSet, methods: Sequence[str], out_dir: str | P
         save_grid(cells, out_dir / fname, row_labels=row_labels, col_labels=["face"] + list(methods),
                   title=f"{clf.name or clf.arch}: saliency ({'predicted class' if tg is None else target})")
         grids.append(fname)
-    np.savez_compressed(out_dir / "maps.npz", faces=faces.images, targets=targets,
-                        **{f"map_{m}": maps[m] for m in methods})
+    with written_whole(out_dir / "maps.npz") as tmp:
+        np.savez_compressed(tmp, faces=faces.images, targets=targets, **{f"map_{m}": maps[m] for m in methods})
     index = {"model": clf.name or clf.arch, "methods": list(methods), "target": target, "n": len(faces),
              "grids": grids, "faces": items, "skipped": [{"path": p, "problem": q} for p, q in faces.skipped]}
     write_json(out_dir / "index.json", index)

@@ -8,10 +8,12 @@ from typing import Optional
 
 import typer
 
+from ..paths import file_arg
+
 
 def models_list(
     pattern: Optional[str] = typer.Argument(None, help="Only names matching this pattern, e.g. 'vgg*'."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the architectures table as JSON to this file."),
+    json_out: Optional[Path] = typer.Option(None, "--json", parser=file_arg, help="Also write the architectures table as JSON to this file."),
     num_classes: int = typer.Option(7, "--num-classes", help="Classes of the head (7 FER2013, 8 FER+)."),
 ):
     """Every registered architecture with its input size, parameters and multiply-adds, then
@@ -150,7 +152,7 @@ def _print_pretrained_check(con, name: str, num_classes: int, pretrained: Path) 
 
 def export(
     model: str = typer.Argument(..., help="Built-in name (default, fast, ferplus), checkpoint .pt or .safetensors."),
-    onnx: Path = typer.Option(..., "--onnx", help="Where to write the ONNX file."),
+    onnx: Path = typer.Option(..., "--onnx", parser=file_arg, help="Where to write the ONNX file."),
     opset: int = typer.Option(17, help="ONNX opset."),
     check: bool = typer.Option(True, help="Compare torch and onnxruntime probabilities on random faces."),
     int8: bool = typer.Option(False, "--int8", help="Write the int8 graph (static QDQ quantisation) instead; "

@@ -20,6 +20,7 @@ import torch.nn as nn
 from ..errors import ModelError
 from ..jsonio import json_ready, write_json
 from ..labels import FER2013_CLASSES, class_alignment
+from ..paths import written_whole
 from . import PIPELINE_MODEL  # noqa: F401 - re-exported: where callers have always found it
 from .classifier import DEFAULT_PREPROCESS, Classifier, check_backend, resolve_device
 from .ensemble import is_ensemble_spec, load_ensemble_spec, load_spec_members
@@ -67,10 +68,8 @@ def save_checkpoint(path: str | os.PathLike, net: nn.Module, *, arch: str, model
         "state_dict": state,
     }
     ckpt.update(extra)
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)
+    with written_whole(path) as tmp:
+        torch.save(ckpt, tmp)
 
 
 def one_line(text: str) -> str:
@@ -179,7 +178,8 @@ def export_weights(clf_or_ckpt, out: str | os.PathLike, *, half: bool = True, ca
         if half and v.is_floating_point() and "running_var" not in k and "running_mean" not in k:
             v = v.half()
         state[k] = v
-    save_file(state, str(out) + ".safetensors")
+    with written_whole(str(out) + ".safetensors") as tmp:
+        save_file(state, str(tmp))
     meta = {
         "arch": clf.arch,
         "model_kwargs": json_ready(clf.model_kwargs),

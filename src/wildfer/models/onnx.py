@@ -22,6 +22,7 @@ import torch
 
 from ..errors import ModelError
 from ..jsonio import dumps
+from ..paths import write_bytes_whole
 from .classifier import Classifier, resolve_device
 from .loader import load_model, one_line
 
@@ -59,10 +60,7 @@ def onnx_bytes(clf: Classifier, opset: int = 17) -> bytes:
 def export_onnx(model: Classifier | str | os.PathLike, out: str | os.PathLike, opset: int = 17) -> Path:
     """Export a classifier (or a built-in name / checkpoint path) to an ONNX file."""
     clf = model if isinstance(model, Classifier) else load_model(model)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(onnx_bytes(clf, opset))
-    return out
+    return write_bytes_whole(out, onnx_bytes(clf, opset))
 
 
 def import_onnxruntime():

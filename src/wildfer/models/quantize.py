@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelError
+from ..paths import write_bytes_whole
 from .classifier import Classifier
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
@@ -77,9 +78,7 @@ def export_int8(clf: Classifier, out: str | os.PathLike, faces: str | os.PathLik
     data = load_dataset(faces)
     if any(u.lower() == "training" for u in data.usages()):
         data = data.split("Training")
-    out = Path(out)
-    out.write_bytes(quantize_int8(clf, calibration_faces(data.images)))
-    return out
+    return write_bytes_whole(out, quantize_int8(clf, calibration_faces(data.images)))
 
 
 def shipped_int8(name: str) -> Path:

@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import WildferError
+from ..errors import WildferError, short
 
 # (test, what the value must be); a test sees a number (the type was checked when the config was read)
 _Rule = tuple[Callable[[Any], bool], str]
@@ -86,20 +86,20 @@ def check_config(cfg) -> None:
         if v is None:
             continue
         if isinstance(v, float) and not math.isfinite(v):
-            raise WildferError(f"config key {name}={v!r}: must be a finite number {words}")
+            raise WildferError(f"config key {name}={short(v)}: must be a finite number {words}")
         if not ok(v):
-            raise WildferError(f"config key {name}={v!r}: must be {words}")
+            raise WildferError(f"config key {name}={short(v)}: must be {words}")
     for name, allowed in CHOICES.items():
         v = getattr(cfg, name)
         if (v.lower() if name == "optimizer" and isinstance(v, str) else v) not in allowed:
             shown = " | ".join("null" if a is None else a for a in allowed)
-            raise WildferError(f"config key {name}={v!r}: must be one of {shown}")
+            raise WildferError(f"config key {name}={short(v)}: must be one of {shown}")
     if isinstance(cfg.bf16, str) and cfg.bf16 != "auto":
-        raise WildferError(f"config key bf16={cfg.bf16!r}: must be true, false or auto")
+        raise WildferError(f"config key bf16={short(cfg.bf16)}: must be true, false or auto")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(cfg.device)):
-        raise WildferError(f"config key device={cfg.device!r}: must be auto, cpu, cuda or cuda:N")
+        raise WildferError(f"config key device={short(cfg.device)}: must be auto, cpu, cuda or cuda:N")
     if cfg.wild_data and not 0.0 < cfg.wild_ratio < 1.0:
-        raise WildferError(f"config key wild_ratio={cfg.wild_ratio!r}: with wild_data, must be between 0 and 1 "
+        raise WildferError(f"config key wild_ratio={short(cfg.wild_ratio)}: with wild_data, must be between 0 and 1 "
                            "(the wild share of an epoch), exclusive")
     if cfg.teacher and cfg.teacher_cache and (cfg.mixup > 0 or cfg.cutmix > 0):
         raise WildferError("teacher_cache=true holds the teacher's logits for unmixed faces; "
@@ -119,7 +119,7 @@ def check_colour(cfg) -> None:
     chans = (cfg.model_kwargs or {}).get("in_chans", model_info(cfg.model).in_chans)
     if chans != 3:
         raise WildferError(f"config key colour=true: the net must take 3 channels (model_kwargs in_chans: 3); "
-                           f"model {cfg.model!r} takes {chans!r}")
+                           f"model {short(cfg.model)} takes {short(chans)}")
 
 
 # ----------------------------------------------------------------------------- model_kwargs
@@ -181,7 +181,7 @@ def check_model_kwargs(model: str, model_kwargs: dict[str, Any]) -> None:
     side = (model_kwargs or {}).get("input_size")
     if side is not None and not (isinstance(side, int) and not isinstance(side, bool)
                                  and INPUT_SIZE[0] <= side <= INPUT_SIZE[1]):
-        raise WildferError(f"config key model_kwargs.input_size={side!r}: must be an integer in "
+        raise WildferError(f"config key model_kwargs.input_size={short(side)}: must be an integer in "
                            f"[{INPUT_SIZE[0]}, {INPUT_SIZE[1]}] (the side of the faces the net reads, in pixels)")
     for k in RESERVED_MODEL_KWARGS:
         if k in (model_kwargs or {}):
@@ -192,7 +192,7 @@ def check_model_kwargs(model: str, model_kwargs: dict[str, Any]) -> None:
     unknown = sorted(map(str, set(model_kwargs or {}) - known))
     if unknown:
         raise WildferError(f"config key {', '.join('model_kwargs.' + k for k in unknown)}: not a keyword of model "
-                           f"{model!r} (it takes: {', '.join(sorted(known)) or 'none'})")
+                           f"{short(model)} (it takes: {', '.join(sorted(known)) or 'none'})")
 
 
 # ----------------------------------------------------------------------------- aug
@@ -251,4 +251,4 @@ def check_aug(aug: dict[str, Any]) -> None:
     for k, v in (aug or {}).items():
         rule = AUG_RULES.get(k)
         if rule is not None and not rule[0](v):
-            raise WildferError(f"config key aug.{k}={v!r}: must be {rule[1]}")
+            raise WildferError(f"config key aug.{k}={short(v)}: must be {rule[1]}")

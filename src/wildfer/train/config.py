@@ -17,7 +17,8 @@ from typing import Any
 
 import yaml
 
-from ..errors import WildferError
+from ..errors import WildferError, short
+from ..paths import write_text_whole
 
 
 @dataclass
@@ -185,7 +186,7 @@ def _check_types(cls, values: dict[str, Any]) -> None:
         if ann == "list[str]" and isinstance(v, list) and not all(isinstance(x, str) for x in v):
             raise WildferError(f"config key {f.name}: must be {words}")
         if not isinstance(v, kinds) or (isinstance(v, bool) and bool not in kinds):
-            raise WildferError(f"config key {f.name}={v!r}: must be {words}" + (" or null" if optional else ""))
+            raise WildferError(f"config key {f.name}={short(v)}: must be {words}" + (" or null" if optional else ""))
 
 
 def _flatten(d: dict[str, Any]) -> dict[str, Any]:
@@ -194,7 +195,7 @@ def _flatten(d: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in d.items():
         if not isinstance(k, str):
-            raise WildferError(f"config key {k!r}: keys are names, not {type(k).__name__}s")
+            raise WildferError(f"config key {short(k)}: keys are names, not {type(k).__name__}s")
         k = k.replace("-", "_")
         if isinstance(v, dict) and k not in ("model_kwargs", "aug"):
             for kk, vv in _flatten(v).items():
@@ -204,12 +205,54 @@ def _flatten(d: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: The most values a config may hold once YAML aliases are expanded (an alias bomb of nine
+#: nested aliases expands to billions), how deeply they may nest, and its largest file size.
+MAX_CONFIG_VALUES = 10_000
+MAX_CONFIG_DEPTH = 32
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def check_config_size(data: Any, where: str) -> None:
+    """Raise :class:`WildferError` when ``data`` holds more than :data:`MAX_CONFIG_VALUES`
+    values counted with every alias expanded, or nests deeper than :data:`MAX_CONFIG_DEPTH`.
+    Counted without expanding anything: a shared value is counted once per place it appears,
+    and the count stops at the bound."""
+    stack, n = [(data, 0)], 0
+    while stack:
+        v, depth = stack.pop()
+        n += 1
+        if n > MAX_CONFIG_VALUES:
+            raise WildferError(f"{where}: more than {MAX_CONFIG_VALUES:,} values once its YAML aliases are expanded; "
+                               "a config is a short mapping of keys to values")
+        if depth > MAX_CONFIG_DEPTH:
+            raise WildferError(f"{where}: nested more than {MAX_CONFIG_DEPTH} levels deep")
+        if isinstance(v, dict):
+            stack.extend((x, depth + 1) for kv in v.items() for x in kv)
+        elif isinstance(v, (list, tuple)):
+            stack.extend((x, depth + 1) for x in v)
+
+
+def safe_yaml(text: str, where: str) -> Any:
+    """``yaml.safe_load(text)``, bounded (:func:`check_config_size`); a document nested too
+    deeply for the parser is a one-line :class:`WildferError` too."""
+    try:
+        data = yaml.safe_load(text)
+    except RecursionError:
+        raise WildferError(f"{where}: nested too deeply to read") from None
+    check_config_size(data, where)
+    return data
+
+
 def read_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise WildferError(f"{path}: config file not found")
-    if not path.is_file():
+    if path.is_dir():
         raise WildferError(f"{path}: a folder, not a config file")
+    if not path.is_file():
+        raise WildferError(f"{path}: not a regular file (a FIFO or device is not read as a config)")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise WildferError(f"{path}: {path.stat().st_size:,} bytes; a config is at most {MAX_CONFIG_BYTES:,}")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -222,9 +265,12 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         elif path.suffix.lower() == ".json":
             data = json.loads(text)
         else:
-            data = yaml.safe_load(text) or {}
+            data = safe_yaml(text, str(path)) or {}
     except (yaml.YAMLError, tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
-        raise WildferError(f"{path}: cannot parse config ({str(e).splitlines()[0]})") from None
+        raise WildferError(f"{path}: cannot parse config ({str(e).splitlines()[0][:200]})") from None
+    except RecursionError:
+        raise WildferError(f"{path}: nested too deeply to read") from None
+    check_config_size(data, str(path))
     if not isinstance(data, dict):
         raise WildferError(f"{path}: config must be a mapping of keys to values")
     return data
@@ -234,13 +280,13 @@ def apply_overrides(d: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     d = dict(d)
     for item in overrides:
         if "=" not in item:
-            raise WildferError(f"override {item!r} must look like key=value")
+            raise WildferError(f"override {short(item)} must look like key=value")
         k, v = item.split("=", 1)
         k = k.strip().replace("-", "_")
         try:
-            val = yaml.safe_load(v) if v != "" else None
+            val = safe_yaml(v, f"override {k}") if v != "" else None
         except yaml.YAMLError as e:
-            raise WildferError(f"override {item!r}: cannot parse the value ({str(e).splitlines()[0]})") from None
+            raise WildferError(f"override {short(item)}: cannot parse the value ({str(e).splitlines()[0]})") from None
         if "." in k:
             head, tail = k.split(".", 1)
             if head in ("model_kwargs", "aug"):
@@ -259,4 +305,4 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    write_text_whole(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -36,6 +36,7 @@ import json
 import os
 import signal
 import threading
+import time
 from collections import deque
 from concurrent.futures import CancelledError, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -43,8 +44,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple
 
 from ..data.images import IMAGE_EXTENSIONS
-from ..errors import WildferError
+from ..errors import OutputError, WildferError
 from ..jsonio import dumps
+from ..paths import partial_path, write_text_whole, written_whole
 from .recognizer import top_labels
 from .video import VIDEO_EXTENSIONS, is_video_file
 
@@ -73,34 +75,6 @@ def collect_inputs(paths: list[Path]) -> tuple[list[tuple[Path, Path]], list[dic
 
 
 # ----------------------------------------------------------------------------- writing safely
-
-
-def partial_path(final: Path) -> Path:
-    """Where ``final`` is written until it is complete: a hidden name in the same folder (so
-    the rename is atomic), with the same suffix (writers choose the format from it)."""
-    final = Path(final)
-    return final.with_name(f".{final.stem}.partial{final.suffix}")
-
-
-@contextlib.contextmanager
-def written_whole(final: Path) -> Iterator[Path]:
-    """Yield a temporary path to write ``final`` to; rename it to ``final`` when the block
-    ends normally, remove it when the block fails or is interrupted."""
-    tmp = partial_path(final)
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        yield tmp
-        if not tmp.exists():
-            raise WildferError(f"{final}: the writer produced no file")
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _write_text_whole(final: Path, text: str) -> None:
-    with written_whole(final) as tmp:
-        tmp.write_text(text)
 
 
 @contextlib.contextmanager
@@ -164,6 +138,55 @@ def read_progress(path: Path) -> list[dict[str, Any]]:
         if isinstance(rec, dict) and "path" in rec:
             records.append(rec)
     return records
+
+
+def read_settings(path: Path) -> dict[str, Any] | None:
+    """The settings line a progress file begins with (:class:`ResultWriter`), or None."""
+    try:
+        with open(path) as fh:
+            first = fh.readline()
+    except (OSError, UnicodeDecodeError):
+        return None
+    try:
+        head = json.loads(first)
+    except json.JSONDecodeError:
+        return None
+    return head.get("settings") if isinstance(head, dict) and isinstance(head.get("settings"), dict) else None
+
+
+def settings_path(output: Path) -> Path:
+    """Where a run without a JSON report (``--csv`` alone, ``--json x.jsonl``) keeps the
+    settings its results were made with (hidden, beside the output), so that ``--resume`` can
+    check them."""
+    return output.with_name(f".{output.name}.settings.json")
+
+
+def _read_settings_file(path: Path) -> dict[str, Any] | None:
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return d if isinstance(d, dict) else None
+
+
+def _option_text(key: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return f"--{key.replace('_', '-')} {'on' if value else 'off'}"
+    return f"--{key.replace('_', '-')} {value}"
+
+
+def check_same_settings(where: Path, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
+    """Raise unless an output's results were made with ``new``'s settings (everything that
+    changes a result: model, detector, mode, detection size, TTA, backend, video stride)."""
+    if old is None:
+        raise WildferError(f"{where}: cannot resume, it does not record the settings its results were made with; "
+                           "write a new output")
+    diff = [k for k in new if old.get(k) != new[k]]
+    if diff:
+        was = ", ".join(_option_text(k, old.get(k)) for k in diff)
+        now = ", ".join(_option_text(k, new[k]) for k in diff)
+        raise WildferError(f"{where}: cannot resume, its results were made with {was}, not {now}; give the same "
+                           "options or a new output")
 
 
 def _read_report(path: Path, labels) -> list[dict[str, Any]]:
@@ -376,9 +399,29 @@ def video_record(rec, job: VideoJob, *, stride: int) -> dict[str, Any]:
         if job.annotated is None:
             return process_video(rec, job.path, stride=stride)
         with written_whole(job.annotated) as tmp:
-            return process_video(rec, job.path, stride=stride, annotate_to=tmp)
+            record = process_video(rec, job.path, stride=stride, annotate_to=tmp)
+            check_video_written(tmp, record["frames_total"], job.annotated)
+            return record
+    except OutputError:
+        raise
     except WildferError as e:
         return {"path": str(job.path), "error": str(e)}
+
+
+def check_video_written(path: Path, frames: int, final: Path) -> None:
+    """Raise :class:`OutputError` unless the video at ``path`` reads back with ``frames``
+    frames (a video writer fails silently on a full disk)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    try:
+        ok = cap.isOpened() and cap.read()[0]
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if ok else 0
+    finally:
+        cap.release()
+    if not ok or n < frames:
+        raise OutputError(f"{final}: the annotated video could not be written whole ({n} of {frames} frames read "
+                          "back; a full disk?)")
 
 
 def run_steps(rec, steps: list[list[PhotoJob] | VideoJob], *, saliency: str | None,
@@ -406,10 +449,40 @@ def run_steps(rec, steps: list[list[PhotoJob] | VideoJob], *, saliency: str | No
 _WORKER: dict[str, Any] = {}
 
 
-def _start_worker(settings: dict[str, Any], saliency: str | None, stop) -> None:
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, killed but not yet collected, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _end_with(pid: int, every_s: float = 0.5) -> None:
+    """End this process as soon as process ``pid`` (the run's main process) has ended, however
+    it ended (SIGKILL included), from a daemon thread: a worker never outlives its run."""
+
+    def watch() -> None:
+        while _alive(pid):
+            time.sleep(every_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="wildfer-end-with-parent", daemon=True).start()
+
+
+def _start_worker(settings: dict[str, Any], saliency: str | None, stop, parent: int | None = None) -> None:
     """Pool initializer: this process's Recognizer, built once, on one thread (N processes of
-    one thread use N cores better than threads inside one). Ctrl-C is for the main process."""
+    one thread use N cores better than threads inside one). Ctrl-C is for the main process; the
+    process ends with the ``parent`` process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if parent is not None:
+        _end_with(parent)
     import cv2
     import torch
 
@@ -548,7 +621,7 @@ def run_in_workers(steps: list[list[PhotoJob] | VideoJob], workers: int, setting
     stop = ctx.Event()
     n_batches = sum(isinstance(s, list) for s in steps)
     pool = ProcessPoolExecutor(max(1, min(workers, n_batches)), mp_context=ctx, initializer=_start_worker,
-                               initargs=(settings, saliency, stop))
+                               initargs=(settings, saliency, stop, os.getpid()))
     run = _PoolRun(pool, steps, workers, finished=finished, video=video, starting=starting)
     try:
         try:
@@ -572,29 +645,34 @@ class ResultWriter:
     outputs (from an earlier run, with ``resume``) to its record."""
 
     def __init__(self, progress: Path | None, csv_file: Path | None, labels, *, resume: bool,
-                 report: Path | None = None, inputs: set[str] = frozenset()):
-        self.progress, self.csv_file, self.labels = progress, csv_file, list(labels)
+                 report: Path | None = None, inputs: set[str] = frozenset(), settings: dict[str, Any] | None = None,
+                 jsonl: Path | None = None):
+        self.progress, self.csv_file, self.labels, self.jsonl = progress, csv_file, list(labels), jsonl
+        self.settings = dict(settings or {})
         records: list[dict[str, Any]] = []
         if resume:
-            if progress is not None and progress.exists():
-                records = read_progress(progress)
-            elif report is not None:
-                records = _read_report(report, self.labels)
-            elif csv_file is not None:
-                old = _csv_rows(csv_file, self.labels)
-                records = _records_from_csv(*old) if old else []
+            records, old, where = self._earlier(report)
+            if records and settings is not None:
+                check_same_settings(where, old, self.settings)
         self.done = {r["path"]: r for r in records if r["path"] in inputs}
         self._log = self._csv = self._csv_fh = None
+        # the settings: a first line of the progress file when it is ours, else (no report to hold
+        # them) a hidden file beside each output
+        head = [dumps({"settings": self.settings}) + "\n"] if settings is not None and jsonl is None else []
+        if settings is not None and report is None:
+            for out in (jsonl, csv_file):
+                if out is not None:
+                    write_text_whole(settings_path(out), dumps(self.settings, indent=1) + "\n")
         if progress is not None:
             progress.parent.mkdir(parents=True, exist_ok=True)
             with written_whole(progress) as tmp:
-                tmp.write_text("".join(dumps(r) + "\n" for r in self.done.values()))
+                tmp.write_text("".join(head + [dumps(r) + "\n" for r in self.done.values()]))
             self._log = open(progress, "a")
         if csv_file is not None:
             kept: list[list[str]] = []
             if resume:
-                old = _csv_rows(csv_file, self.labels)
-                kept = [r for r in old[1] if r and r[0] in self.done] if old else []
+                old_rows = _csv_rows(csv_file, self.labels)
+                kept = [r for r in old_rows[1] if r and r[0] in self.done] if old_rows else []
             csv_file.parent.mkdir(parents=True, exist_ok=True)
             with written_whole(csv_file) as tmp, open(tmp, "w", newline="") as fh:
                 w = csv.writer(fh)
@@ -602,6 +680,26 @@ class ResultWriter:
                 w.writerows(kept)
             self._csv_fh = open(csv_file, "a", newline="")
             self._csv = csv.writer(self._csv_fh)
+
+    def _earlier(self, report: Path | None) -> tuple[list[dict[str, Any]], dict[str, Any] | None, Path]:
+        """What the outputs already hold: ``(records, the settings they were made with, the
+        file that says so)``, from the progress file, else the report, else the CSV."""
+        progress, csv_file = self.progress, self.csv_file
+        sidecar = _read_settings_file(settings_path(csv_file)) if csv_file is not None else None
+        if progress is not None and progress.exists():
+            old = _read_settings_file(settings_path(progress)) if progress == self.jsonl else read_settings(progress)
+            return read_progress(progress), old or sidecar, progress
+        if report is not None:
+            records = _read_report(report, self.labels)
+            old = None
+            if records:
+                rep = json.loads(Path(report).read_text())
+                old = rep.get("settings") if isinstance(rep.get("settings"), dict) else None
+            return records, old, report
+        if csv_file is not None:
+            rows = _csv_rows(csv_file, self.labels)
+            return (_records_from_csv(*rows) if rows else []), sidecar, csv_file
+        return [], None, Path()
 
     def add(self, rec: dict[str, Any]) -> None:
         """Write one finished input: its CSV rows first, then its progress line (an input
@@ -634,6 +732,7 @@ class PredictOutputs(NamedTuple):
     report: Path | None
     progress: Path | None
     jsonl: Path | None
+    images: bool = False  # annotated images or saliency overlays are saved under ``out``
 
     @property
     def written(self) -> list[Path]:
@@ -655,6 +754,22 @@ class PredictOutputs(NamedTuple):
         if self.progress is not None and self.progress != self.json_file:
             check_output_file(self.progress, "progress file")
 
+    def check_inputs(self, arguments: list[Path], files: list[Path]) -> None:
+        """No output is one of the input ``files``, and annotated images and overlays are not
+        saved inside a folder among the ``arguments`` (a later run would read them as photos)."""
+        from ..paths import check_not_input, check_outside
+
+        for path, what in ((self.json_file, "--json"), (self.csv_file, "--csv"), (self.progress, "progress file")):
+            if path is not None:
+                check_not_input(path, files, what)
+        if self.out is not None and self.images:
+            check_outside(self.out, arguments, "--out")
+
+    @property
+    def locked(self) -> list[Path]:
+        """The files one run writes alone (a second run on any of them is refused)."""
+        return [p for p in (self.report, self.progress, self.csv_file) if p is not None]
+
 
 def predict_outputs(out=None, json_file=None, csv_file=None, *, annotate=False, saliency=None) -> PredictOutputs:
     """The outputs of a run: images and overlays need a folder (``predictions`` by default),
@@ -673,12 +788,14 @@ def predict_outputs(out=None, json_file=None, csv_file=None, *, annotate=False, 
     else:
         progress = csv_file.with_name(csv_file.name + ".jsonl") if csv_file is not None else None
     jsonl = json_file if report is None else None  # --json x.jsonl: the progress file is the output
-    return PredictOutputs(out, json_file, csv_file, report, progress, jsonl)
+    return PredictOutputs(out, json_file, csv_file, report, progress, jsonl, bool(annotate or saliency))
 
 
 def build_report(rec, mode: str, inputs: list[tuple[Path, Path]], missing: list[dict[str, str]],
-                 records: dict[str, dict[str, Any]], *, complete: bool) -> dict[str, Any]:
-    """The JSON report of a run: its records in input order, by kind, and their counts."""
+                 records: dict[str, dict[str, Any]], *, complete: bool,
+                 settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON report of a run: its records in input order, by kind, and their counts, and
+    the ``settings`` they were made with (:func:`run_settings`)."""
     order = {str(src): i for i, (src, _) in enumerate(inputs)}
     ordered = sorted(records.values(), key=lambda r: order.get(r["path"], len(order)))
     images = [r for r in ordered if record_kind(r) == "image"]
@@ -686,7 +803,8 @@ def build_report(rec, mode: str, inputs: list[tuple[Path, Path]], missing: list[
     unreadable = missing + [r for r in ordered if record_kind(r) == "unreadable"]
     return {
         "model": rec.classifier.name or rec.classifier.arch, "detector": None if mode == "whole" else rec.detector.name,
-        "mode": mode, "labels": list(rec.labels), "complete": complete, "images": images, "videos": videos,
+        "mode": mode, "labels": list(rec.labels), "complete": complete, **({"settings": settings} if settings else {}),
+        "images": images, "videos": videos,
         "unreadable": unreadable,
         "summary": {"images": len(images), "videos": len(videos), "faces": sum(len(r["faces"]) for r in images),
                     "video_faces": sum(len(f["faces"]) for v in videos for f in v["frames"]),
@@ -694,13 +812,25 @@ def build_report(rec, mode: str, inputs: list[tuple[Path, Path]], missing: list[
     }
 
 
+def run_settings(model, *, detector: str, mode: str, max_side: int, tta: bool, backend: str | None,
+                 video_stride: int) -> dict[str, Any]:
+    """Everything that changes a run's results, as its outputs record it for ``--resume``: the
+    model (a file by its absolute path), the detector, mode, detection size, TTA, backend and
+    video stride."""
+    model = str(model)
+    if Path(model).exists():
+        model = str(Path(model).resolve())
+    return {"model": model, "detector": detector, "mode": mode, "max_side": int(max_side), "tta": bool(tta),
+            "backend": backend or "torch", "video_stride": int(video_stride)}
+
+
 def complete_outputs(outputs: PredictOutputs, report: dict[str, Any]) -> None:
     """Write the JSON report; once the run is complete, the progress file beside it goes."""
     if outputs.report is not None:
-        _write_text_whole(outputs.report, dumps(report, indent=1))
+        write_text_whole(outputs.report, dumps(report, indent=1))
     if outputs.progress is not None and outputs.progress != outputs.jsonl and report["complete"]:
         outputs.progress.unlink(missing_ok=True)
 
 
 __all__ = ["PredictOutputs", "predict_outputs", "collect_inputs", "plan_steps", "run_steps", "build_report",
-           "complete_outputs", "read_progress", "partial_path", "written_whole", "record_rows"]
+           "complete_outputs", "read_progress", "read_settings", "run_settings", "check_same_settings", "partial_path", "written_whole", "record_rows"]

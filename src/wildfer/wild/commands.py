@@ -7,6 +7,8 @@ from typing import List, Optional
 
 import typer
 
+from ..paths import file_arg
+
 from ..models import PIPELINE_MODEL
 from ..progress import progress_bar
 
@@ -17,8 +19,8 @@ def predict(
     detector: str = typer.Option("yunet", "--detector", "-d", help="Face detector: yunet, yuface, haar or centerface."),
     mode: str = typer.Option("detect", "--mode", help="detect; search (detect, then search windows where nothing was found); whole (the whole photo as one face, the study's path)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for annotated images, saliency overlays and predictions.json."),
-    json_file: Optional[Path] = typer.Option(None, "--json", help="Write all results as JSON (a name ending in .jsonl: one line per photo)."),
-    csv_file: Optional[Path] = typer.Option(None, "--csv", help="Write one CSV row per face."),
+    json_file: Optional[Path] = typer.Option(None, "--json", parser=file_arg, help="Write all results as JSON (a name ending in .jsonl: one line per photo)."),
+    csv_file: Optional[Path] = typer.Option(None, "--csv", parser=file_arg, help="Write one CSV row per face."),
     annotate: bool = typer.Option(False, "--annotate", help="Save images (and videos) with boxes, labels and probability bars under --out."),
     saliency: Optional[str] = typer.Option(None, "--saliency", help="Save a saliency overlay per image under --out (gradcam, vanilla, smoothgrad, ig ...)."),
     video_stride: int = typer.Option(5, "--video-stride", min=1, help="Process every N-th video frame."),
@@ -74,6 +76,7 @@ def run_predict(paths, *, model=None, detector="yunet", mode="detect", out=None,
     from rich.console import Console
 
     from ..errors import WildferError
+    from ..locks import output_lock
     from . import batch_predict as bp
     from .recognizer import Recognizer, _saliency_methods
     from .video import is_video_file
@@ -88,29 +91,36 @@ def run_predict(paths, *, model=None, detector="yunet", mode="detect", out=None,
     if saliency:
         _saliency_methods()(saliency)  # fail early on an unknown method
     inputs, missing = bp.collect_inputs(paths)
+    outputs.check_inputs(paths, [src for src, _ in inputs])
     # the workers' processes get ready while this one loads its model
     ctx = bp.worker_context() if workers > 1 and not all(is_video_file(src) for src, _ in inputs) else None
     settings = dict(model=model, detector=detector, mode=mode, max_side=max_side, tta=tta, device=device,
                     backend=backend)
-    rec = Recognizer(**settings)
-    writer = bp.ResultWriter(outputs.progress, outputs.csv_file, rec.labels, resume=resume, report=outputs.report,
-                             inputs={str(src) for src, _ in inputs})
-    records: dict[str, dict] = dict(writer.done)
-    steps = bp.plan_steps(inputs, outputs.out, done=writer.done, batch=batch, annotate=annotate, saliency=saliency)
-    try:
-        interrupted = _run_with_bar(rec, steps, writer, records, err=err, total=len(inputs), saliency=saliency,
-                                    video_stride=video_stride, workers=workers, settings=settings, ctx=ctx)
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
+    with output_lock(outputs.locked):
+        rec = Recognizer(**settings)
+        made_with = bp.run_settings(model or PIPELINE_MODEL, detector=rec.detector.name if mode != "whole" else None,
+                                    mode=mode, max_side=max_side, tta=tta, backend=backend, video_stride=video_stride)
+        writer = bp.ResultWriter(outputs.progress, outputs.csv_file, rec.labels, resume=resume,
+                                 report=outputs.report, inputs={str(src) for src, _ in inputs}, settings=made_with,
+                                 jsonl=outputs.jsonl)
+        records: dict[str, dict] = dict(writer.done)
+        steps = bp.plan_steps(inputs, outputs.out, done=writer.done, batch=batch, annotate=annotate,
+                              saliency=saliency)
+        try:
+            interrupted = _run_with_bar(rec, steps, writer, records, err=err, total=len(inputs), saliency=saliency,
+                                        video_stride=video_stride, workers=workers, settings=settings, ctx=ctx)
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            with bp.no_interrupt():
+                writer.close()
         with bp.no_interrupt():
-            writer.close()
-    with bp.no_interrupt():
-        if outputs.progress is not None:  # what the outputs hold is what the progress file holds
-            records = {r["path"]: r for r in bp.read_progress(outputs.progress)}
-        report = bp.build_report(rec, mode, inputs, missing, records, complete=not interrupted)
-        bp.complete_outputs(outputs, report)
-        return _print_summary(err, report, outputs, inputs, len(records), show_out=annotate or bool(saliency))
+            if outputs.progress is not None:  # what the outputs hold is what the progress file holds
+                records = {r["path"]: r for r in bp.read_progress(outputs.progress)}
+            report = bp.build_report(rec, mode, inputs, missing, records, complete=not interrupted,
+                                     settings=made_with)
+            bp.complete_outputs(outputs, report)
+    return _print_summary(err, report, outputs, inputs, len(records), show_out=annotate or bool(saliency))
 
 
 def _run_with_bar(rec, steps, writer, records: dict, *, err, total: int, saliency, video_stride: int, workers: int,
@@ -209,13 +219,13 @@ def evaluate_wild_cmd(
     model: str = typer.Option(PIPELINE_MODEL, "--model", "-m", help="Built-in model name (wild_ensemble: the pipeline's; default: FER2013), checkpoint, weights or ensemble spec."),
     mode: str = typer.Option("detect", "--mode", help="detect, search or whole."),
     detector: str = typer.Option("yunet", "--detector", "-d", help="Face detector: yunet, yuface, haar or centerface."),
-    json_file: Optional[Path] = typer.Option(None, "--json", help="Write the metrics as JSON."),
+    json_file: Optional[Path] = typer.Option(None, "--json", parser=file_arg, help="Write the metrics as JSON."),
     iou: float = typer.Option(0.3, "--iou", min=0.0, max=1.0, help="Least IoU for a detection to match a labelled box."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N faces."),
     max_side: int = typer.Option(640, "--max-side", min=32, help="Longer side photos are downscaled to for detection."),
     classes: Optional[str] = typer.Option(None, "--classes", help="fer2013: fold an 8-class FER+ model's contempt away (7 classes, as the manifest's labels)."),
     split: Optional[str] = typer.Option(None, "--split", help="Only rows whose split column holds this value (train, val ...); all rows when the manifest has no split column."),
-    save_predictions: Optional[Path] = typer.Option(None, "--save-predictions", help="Write one CSV row per face: path, label, prediction, found, probabilities."),
+    save_predictions: Optional[Path] = typer.Option(None, "--save-predictions", parser=file_arg, help="Write one CSV row per face: path, label, prediction, found, probabilities."),
     tta: bool = typer.Option(False, "--tta", help="Average each face with its mirror image (as predict --tta)."),
     device: str = typer.Option("auto", "--device", help="Where the classifier runs: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N."),
     backend: str = typer.Option("torch", "--backend", help="How the classifier computes: torch, onnx (onnxruntime) or int8 (the model's int8 graph on the CPU)."),
