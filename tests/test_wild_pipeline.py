@@ -295,14 +295,16 @@ def test_evaluate_wild_metrics(rec, clf, wild_dir, tmp_path):
             fh.write(f"{wild_dir / r['path']},{r['label']}\n")
         fh.write("blank.png,happy\nmissing.png,sad\n")
     r = evaluate_wild(man, rec)
-    assert r["n"] == 9 and r["n_found"] == 7 and r["n_search"] == 0
-    assert r["detection_recall"] == pytest.approx(7 / 9)
+    # the missing photo's row is listed and left out, as every data loader does; the blank
+    # photo is read, and its face is missed
+    assert r["n"] == 8 and r["n_found"] == 7 and r["n_search"] == 0
+    assert r["detection_recall"] == pytest.approx(7 / 8)
     assert [u["path"] for u in r["unreadable"]] == [str(tmp_path / "missing.png")]
-    assert 0 <= r["accuracy"] <= r["accuracy_found"] * 7 / 9 + 1e-9
+    assert 0 <= r["accuracy"] <= r["accuracy_found"] * 7 / 8 + 1e-9
     cm = np.array(r["confusion"])
-    assert cm.shape == (len(r["labels"]), len(r["labels"]) + 1) and cm.sum() == 9
-    assert r["confusion_columns"][-1] == "missed" and cm[:, -1].sum() == 2
-    assert r["accuracy"] == pytest.approx(np.trace(cm[:, :-1]) / 9)
+    assert cm.shape == (len(r["labels"]), len(r["labels"]) + 1) and cm.sum() == 8
+    assert r["confusion_columns"][-1] == "missed" and cm[:, -1].sum() == 1
+    assert r["accuracy"] == pytest.approx(np.trace(cm[:, :-1]) / 8)
     whole = evaluate_wild(man, Recognizer(model=clf, mode="whole"))
     assert whole["mode"] == "whole" and whole["n_found"] == 8  # every readable photo is its own "face"
 
@@ -432,12 +434,15 @@ def test_cli_evaluate_wild_split_and_predictions(cli, ckpt, wild_dir, tmp_path):
         rows = list(csv.DictReader(fh))[:6]
     man.write_text("path,label,split\n" + "".join(
         f"{wild_dir / r['path']},{r['label']},{'val' if i % 3 == 0 else 'train'}\n" for i, r in enumerate(rows))
-        + "missing.png,sad,val\n")
+        + "blank.png,sad,val\nmissing.png,sad,val\n")
+    Image.new("RGB", (200, 200), (120, 120, 120)).save(tmp_path / "blank.png")
     code, text = cli(["evaluate-wild", man, "--model", ckpt, "--split", "val", "--json", tmp_path / "r.json",
                       "--save-predictions", tmp_path / "faces.csv"])
     assert code == 0, text
     r = json.loads((tmp_path / "r.json").read_text())
+    # the unreadable photo's row is listed and left out; the blank photo's face is missed
     assert r["split"] == "val" and r["n"] == 3 and r["n_found"] == 2
+    assert [u["path"] for u in r["unreadable"]] == [str(tmp_path / "missing.png")]
     with open(tmp_path / "faces.csv") as fh:
         faces = list(csv.DictReader(fh))
     assert [f["label"] for f in faces] == [rows[0]["label"], rows[3]["label"], "sad"]

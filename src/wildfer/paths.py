@@ -43,14 +43,16 @@ def _check_can_create_in(path: Path, what: str) -> None:
         raise WildferError(f"{_named(what, path)}: folder {base} is not writable")
 
 
-def check_output_file(path: str | os.PathLike, what: str) -> Path:
+def check_output_file(path: str | os.PathLike, what: str, inputs: Iterable = ()) -> Path:
     """Raise :class:`WildferError` unless a file can be written at ``path``.
 
     ``what`` names the option or output in the message (e.g. ``"--json"``, or ``"out="`` for a
     config key): the message reads ``"--json out/: is a folder, not a file"``. An existing file is overwritten, so it must be
-    writable; a missing one needs a writable folder somewhere above it.
+    writable and a regular file, and not one of the command's ``inputs``; a missing one needs a
+    writable folder somewhere above it.
     """
     path = Path(path)
+    check_not_input(path, inputs, what)
     if str(path) == "" or path.name == "":
         raise WildferError(f"{_named(what, repr(str(path)))}: needs a file name")
     if path.is_dir():

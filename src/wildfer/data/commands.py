@@ -64,7 +64,7 @@ def info(
     from ..paths import check_output_file
 
     if json_out is not None:
-        check_output_file(json_out, "--json")  # before the data set is parsed
+        check_output_file(json_out, "--json", [path])  # before the data set is parsed
     data = _load(path, fer2013, classes, no_cache)
     d = info_dict(data, path)
     console = Console()
@@ -110,9 +110,11 @@ def pack(
     for carrying the data to another machine, e.g. a GPU box with an upload limit."""
     from rich.console import Console
 
+    from ..paths import check_output_file
     from .fer2013 import load_fer2013, save_pack
 
     usages = [u.strip() for u in usage.split(",") if u.strip()] if usage else None
+    check_output_file(out, "pack", [src])  # a device, FIFO or the source itself is never replaced
     data = load_fer2013(src, usages)
     save_pack(data, out, preset=preset)
     counts = ", ".join(f"{u} {n:,}" for u, n in data.usage_counts().items())
@@ -134,6 +136,9 @@ def show(
 
     from .detect import select_split
 
+    from ..paths import check_output_file
+
+    check_output_file(out, "--out", [path])
     data = select_split(_load(path, fer2013, classes, False), split)
     save_grid(data, out, per_class=per_class, seed=seed, title=f"{path.name}" + (f" ({split})" if split else ""))
     Console().print(

@@ -254,9 +254,27 @@ def require_file(path: str | os.PathLike, kind: str = "a CSV file") -> Path:
         raise DataError(path, f"file {not_found_hint(path)}")
     if path.is_dir():
         raise DataError(path, f"is a folder, not {kind}")
+    if not path.is_file():
+        raise DataError(path, f"is not a regular file (a FIFO, device or socket is not read as {kind})")
     if path.stat().st_size == 0:
         raise DataError(path, "file is empty")
     return path
+
+
+#: More unreadable rows than this share of a data set (or manifest) of at least
+#: :data:`MIN_ROWS_FOR_SHARE` rows is an error, not a skip: the results would describe a few
+#: rows, not the data set (paths relative to the wrong folder, a half-copied data set).
+MAX_UNREADABLE_SHARE = 0.5
+MIN_ROWS_FOR_SHARE = 20
+
+
+def check_unreadable(source, n_bad: int, n: int, first: str | None = None) -> None:
+    """Raise :class:`DataError` when none of ``n`` rows could be used, or more than
+    :data:`MAX_UNREADABLE_SHARE` of them in a set of :data:`MIN_ROWS_FOR_SHARE` or more."""
+    if n and (n_bad >= n or (n >= MIN_ROWS_FOR_SHARE and n_bad > MAX_UNREADABLE_SHARE * n)):
+        what = "no row could be used" if n_bad >= n else f"{n_bad:,} of {n:,} rows could not be used"
+        raise DataError(source, f"{what}{f' (first: {first})' if first else ''}; check the paths, or "
+                                "fix or remove the bad rows")
 
 
 class _CsvRows:

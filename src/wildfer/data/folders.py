@@ -33,7 +33,7 @@ from PIL import Image
 
 from ..errors import DataError, ImageError
 from ..labels import FER2013_CLASSES, FERPLUS_CLASSES, normalize_label
-from .fer2013 import SPLIT_NAMES, FaceArrays, csv_rows, require_file, usage_name
+from .fer2013 import SPLIT_NAMES, FaceArrays, check_unreadable, csv_rows, require_file, usage_name
 from .images import is_image_file, read_image, to_gray
 from .paths import data_path, not_found_hint
 
@@ -131,6 +131,8 @@ def _assemble(
     if not images:
         first = f"; first: {skipped[0][0]}: {skipped[0][1]}" if skipped else ""
         raise DataError(source, f"no usable images ({len(skipped)} skipped{first})")
+    check_unreadable(source, len(skipped), len(skipped) + len(images),
+                     f"{skipped[0][0]}: {skipped[0][1]}" if skipped else None)
     return FaceArrays(
         images=np.stack(images),
         labels=np.asarray(labels, dtype=np.int64),

@@ -42,7 +42,7 @@ def evaluate_cmd(
     console = Console()
     tta = _tta_option(tta)
     models, w = _models_and_weights(model, ensemble, weights)
-    _check_outputs(save_probs, json_out, out)  # where the results go is checked before any face is read
+    _check_outputs(save_probs, json_out, out, inputs=[data])  # where the results go is checked before any face is read
     from ..models.classifier import check_backend
     from ..models.loader import resolve_device
     from .core import evaluate, load_eval_data, print_report
@@ -89,17 +89,17 @@ def _models_and_weights(model, ensemble, weights) -> tuple[list[str], list[float
         raise WildferError(f"--weights takes numbers separated by commas, not {weights!r}") from None
 
 
-def _check_outputs(save_probs, json_out, out) -> None:
-    """``--save-probs``, ``--json`` and ``--out`` can be written."""
+def _check_outputs(save_probs, json_out, out, inputs=()) -> None:
+    """``--save-probs``, ``--json`` and ``--out`` can be written, and none is an input."""
     from ..errors import WildferError
     from ..paths import check_output_dir, check_output_file
 
     if save_probs is not None and save_probs.suffix != ".npz":
         raise WildferError(f"--save-probs {save_probs}: the file name must end in .npz")
     if save_probs is not None:
-        check_output_file(save_probs, "--save-probs")
+        check_output_file(save_probs, "--save-probs", inputs)
     if json_out:
-        check_output_file(json_out, "--json")
+        check_output_file(json_out, "--json", inputs)
     if out:
         check_output_dir(out, "--out")
 

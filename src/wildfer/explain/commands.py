@@ -12,7 +12,7 @@ from typing import List, Optional
 
 import typer
 
-from ..paths import file_arg, write_text_whole, written_whole
+from ..paths import check_output_dir, file_arg, write_text_whole, written_whole
 from typer.core import TyperGroup
 
 
@@ -81,7 +81,7 @@ def maps(
     method: str = typer.Option("vanilla,smoothgrad,gradcam", "--method", help="Comma-separated: vanilla, "
                                "smoothgrad, ig, gradcam, gradcam++, occlusion."),
     out: Path = typer.Option(Path("explain_out"), "--out", "-o", help="Output folder."),
-    per_class: int = typer.Option(2, "--per-class", help="For a data set: typical faces per class."),
+    per_class: int = typer.Option(2, "--per-class", min=1, help="For a data set: typical faces per class."),
     split: str = _SPLIT_OPT,
     target: str = typer.Option("pred", "--target", help="Class to explain: pred (predicted), true "
                                "(data set label) or a class name."),
@@ -92,6 +92,7 @@ def maps(
     """Saliency maps for an image, a folder or N faces per class of a data set: a grid (rows = faces, columns = methods), one overlay per face and method, maps.npz, index.json."""
     from .studies import explain_images, faces_from_input, parse_methods
 
+    check_output_dir(out, "--out")
     console = _console()
     methods = parse_methods(method)
     if detect:
@@ -112,12 +113,13 @@ def epochs(
     out: Path = typer.Option(Path("explain_epochs"), "--out", "-o", help="Output folder."),
     method: str = typer.Option("vanilla", "--method", help="Saliency method (the study used vanilla)."),
     split: str = _SPLIT_OPT,
-    n_regions: int = typer.Option(50, "--n-regions", help="Faces per class for the region shares."),
-    every: int = typer.Option(1, "--every", help="Use every k-th epoch checkpoint."),
+    n_regions: int = typer.Option(50, "--n-regions", min=1, help="Faces per class for the region shares."),
+    every: int = typer.Option(1, "--every", min=1, help="Use every k-th epoch checkpoint."),
 ):
     """Saliency over training (the study's Fig. 5): rows = epochs, columns = one typical face per class; per epoch the share of saliency in each face region (JSON + line plot)."""
     from .studies import epochs_study
 
+    check_output_dir(out, "--out")
     console = _console()
     rep = epochs_study(run_dir, data, out, method=method, split=split, n_regions=n_regions, every=every,
                        progress=_say(console))
@@ -131,13 +133,14 @@ def compare(
     data: Path = typer.Option(..., "--data", help="fer2013.csv[.gz] (or another data set) for the faces."),
     out: Path = typer.Option(Path("explain_compare"), "--out", "-o", help="Output folder."),
     method: str = typer.Option("vanilla", "--method", help="Comma-separated saliency methods."),
-    per_class: int = typer.Option(1, "--per-class", help="Typical faces per class."),
+    per_class: int = typer.Option(1, "--per-class", min=1, help="Typical faces per class."),
     split: str = _SPLIT_OPT,
     target: str = typer.Option("true", "--target", help="true, pred or a class name."),
 ):
     """The same faces through several models, side by side (the study's Fig. 6; rows = models)."""
     from .studies import compare_models, model_label, parse_methods
 
+    check_output_dir(out, "--out")
     console = _console()
     methods = parse_methods(method)
     models = [(model_label(None, m), _load(m)) for m in model]
@@ -151,12 +154,12 @@ def audit(
     model: str = _MODEL_OPT,
     data: Path = typer.Option(..., "--data", help="fer2013.csv[.gz] (or another data set) for the faces."),
     split: str = _SPLIT_OPT,
-    n: int = typer.Option(64, "--n", help="Faces (balanced over classes, fixed seed)."),
+    n: int = typer.Option(64, "--n", min=1, help="Faces (balanced over classes, fixed seed)."),
     methods: str = typer.Option("vanilla,smoothgrad,ig,gradcam,occlusion", "--methods", help="Comma-separated."),
     threshold: float = typer.Option(0.5, "--threshold", help="Flag a method whose Spearman stays above this "
                                     "with every layer randomized."),
-    steps: int = typer.Option(24, "--steps", help="Deletion / insertion steps."),
-    random_seeds: int = typer.Option(3, "--random-seeds", help="Random-map baselines to average."),
+    steps: int = typer.Option(24, "--steps", min=1, help="Deletion / insertion steps."),
+    random_seeds: int = typer.Option(3, "--random-seeds", min=1, help="Random-map baselines to average."),
     seed: int = typer.Option(0, "--seed"),
     no_randomization: bool = typer.Option(False, "--no-randomization", help="Only the faithfulness test."),
     json_out: Optional[Path] = typer.Option(None, "--json", parser=file_arg, help="Write the full report (curves too) here."),
@@ -219,7 +222,7 @@ def regions(
     model: List[str] = typer.Option(["default"], "--model", "-m", help="A model; repeat for several."),
     data: Path = typer.Option(..., "--data", help="fer2013.csv[.gz] (or another data set)."),
     split: str = _SPLIT_OPT,
-    per_class: int = typer.Option(100, "--per-class", help="Faces per class (fixed seed)."),
+    per_class: int = typer.Option(100, "--per-class", min=1, help="Faces per class (fixed seed)."),
     method: str = typer.Option("vanilla", "--method", help="Comma-separated saliency methods."),
     target: str = typer.Option("true", "--target", help="true (label) or pred (prediction)."),
     json_out: Optional[Path] = typer.Option(None, "--json", parser=file_arg, help="Write the table as JSON here."),
@@ -277,13 +280,14 @@ def report(
     split: str = _SPLIT_OPT,
     method: str = typer.Option("vanilla,smoothgrad,gradcam", "--method", help="Methods for the region table."),
     epochs_method: str = typer.Option("vanilla", "--epochs-method", help="Method for the epochs figure."),
-    per_class: int = typer.Option(100, "--per-class", help="Faces per class for the region table."),
-    n_regions: int = typer.Option(50, "--n-regions", help="Faces per class for region shares over epochs."),
+    per_class: int = typer.Option(100, "--per-class", min=1, help="Faces per class for the region table."),
+    n_regions: int = typer.Option(50, "--n-regions", min=1, help="Faces per class for region shares over epochs."),
     audit_n: int = typer.Option(0, "--audit", help="Also audit each run's best.pt on this many faces (0: no)."),
 ):
     """Everything for the README in one command: per run the saliency-over-epochs figure, then the region table and the side-by-side figure of all runs (and the audit with --audit N); report.md gathers the tables."""
     from .studies import compare_models, load_data, parse_methods, region_markdown, region_table
 
+    check_output_dir(out, "--out")
     console = _console()
     say = _say(console)
     methods = parse_methods(method)

@@ -175,7 +175,7 @@ def export(
         raise WildferError(f"--opset {opset}: this torch exports ONNX opsets {lo} to {hi}")
     if int8 and calibrate is None:
         raise WildferError("--int8 needs --calibrate FACES (a FER2013 CSV or an image folder)")
-    check_output_file(onnx, "--onnx")  # before the model is loaded and traced
+    check_output_file(onnx, "--onnx", [model])  # before the model is loaded and traced
     clf = load_model(model)
     path = export_int8(clf, onnx, calibrate) if int8 else export_onnx(clf, onnx, opset)
     msg = f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)"
@@ -214,8 +214,8 @@ def models_convert(
     from .loader import export_weights
 
     out = out if out.suffix == ".safetensors" else out.with_name(out.name + ".safetensors")
-    check_output_file(out, "--out")
-    check_output_file(out.with_suffix(".json"), "--out")
+    check_output_file(out, "--out", [source])
+    check_output_file(out.with_suffix(".json"), "--out", [source])
     net, classes = mobilefacenet_from_onnx(source)
     clf = Classifier(net, classes, dict(ZOO_PREPROCESS), name=str(out), arch="mobilefacenet")
     card = {"source": source.name, "converted_from": "int8 ONNX (OpenCV model zoo), dequantised",

@@ -245,7 +245,7 @@ def evaluate_wild_cmd(
     err = Console(stderr=True)
     for f, what in ((json_file, "--json"), (save_predictions, "--save-predictions")):  # before any work
         if f is not None:
-            check_output_file(f, what).parent.mkdir(parents=True, exist_ok=True)
+            check_output_file(f, what, [manifest]).parent.mkdir(parents=True, exist_ok=True)
     clf = load_model(model, classes=classes, device=device) if classes else model
     rec = Recognizer(model=clf, detector=detector, mode=mode, max_side=max_side, tta=tta, device=device,
                      backend=check_backend(backend))

@@ -24,12 +24,13 @@ import csv
 import math
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from ..data.fer2013 import check_unreadable, csv_rows, require_file
 from ..data.paths import data_path, not_found_hint
 from ..errors import DataError, WildferError
 from ..labels import FER2013_CLASSES, FERPLUS_CLASSES, normalize_label
@@ -56,11 +57,12 @@ def read_manifest(manifest: str | Path, split: str | None = None) -> list[Manife
     manifest = data_path(manifest)
     if not manifest.exists():
         raise DataError(manifest, f"manifest {not_found_hint(manifest)}")
+    manifest = require_file(manifest, "a manifest CSV")
     root = manifest.parent
     items: list[ManifestItem] = []
-    with open(manifest, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        cols = [c.strip().lower() for c in (reader.fieldnames or [])]
+    # the CSV reading rules (gzip, UTF-8, damaged quoting, oversized fields) of every data loader
+    with csv_rows(manifest) as (header, reader):
+        cols = [c.strip().lower() for c in header]
         if "path" not in cols:
             raise DataError(manifest, f"no 'path' column (columns: {', '.join(cols) or 'none'}); expected "
                             "path,label[,left,top,right,bottom]")
@@ -73,8 +75,8 @@ def read_manifest(manifest: str | Path, split: str | None = None) -> list[Manife
         seen_splits: set[str] = set()
         if label_col is None and not groups:
             raise DataError(manifest, "no 'label' column (and no 'boxes_left_top_w_h' column for detection only)")
-        for i, raw in enumerate(reader, start=1):  # row numbers as every wildfer loader counts them (header = 0)
-            row = {str(k).strip().lower(): (v or "").strip() for k, v in raw.items() if k is not None}
+        for i, values in reader:  # row numbers as every wildfer loader counts them (header = 0)
+            row = {c: (values[j] if j < len(values) else "").strip() for j, c in enumerate(cols)}
             row_split = row.get(split_col, "") if split_col else None
             if row_split is not None:
                 seen_splits.add(row_split.lower())
@@ -194,6 +196,15 @@ def evaluate_wild(manifest: str | Path, recognizer=None, *, model: Any = None, m
     rec = recognizer or Recognizer(model=model, detector=detector, mode=mode, **recognizer_kw)
     t0 = time.perf_counter()
     matches = _match_photos(rec, items, iou, progress)
+    # the rules of every data loader: rows whose photo cannot be read, or whose box lies outside
+    # it, are listed and left out (not scored as missed faces); too many of them is an error
+    bad = matches.bad_rows
+    check_unreadable(manifest, len(bad), len(items), matches.unreadable[0]["error"] if matches.unreadable else None)
+    if bad:
+        keep = [k for k in range(len(items)) if k not in bad]
+        items = [items[k] for k in keep]
+        matches = replace(matches, crops=[matches.crops[k] for k in keep],
+                          via_search=[matches.via_search[k] for k in keep], by_iou=[matches.by_iou[k] for k in keep])
     labels = tuple(rec.labels)
     pred, face_probs = _classify_found(rec, matches.crops, labels)
     seconds = time.perf_counter() - t0
@@ -222,6 +233,7 @@ class PhotoMatches:
     n_images: int
     n_detections: int
     unreadable: list[dict[str, str]]
+    bad_rows: set[int] = field(default_factory=set)  # faces left out: photo unreadable, box outside it
 
 
 def _match_photos(rec, items: list[ManifestItem], iou: float,
@@ -237,9 +249,18 @@ def _match_photos(rec, items: list[ManifestItem], iou: float,
             work = rec._prepare(path)  # noqa: SLF001 - detection + alignment, classified later in one batch
         except WildferError as e:
             m.unreadable.append({"path": str(path), "error": str(e)})
+            m.bad_rows.update(ks)
             work = None
         if work is not None:
             m.n_detections += len(work.dets)
+            for k in ks:
+                b = items[k].box
+                if b is not None and (b[2] <= 0 or b[3] <= 0 or b[0] >= work.width or b[1] >= work.height):
+                    m.bad_rows.add(k)
+                    m.unreadable.append({"path": str(path), "error": f"{path}, row {items[k].row}: box "
+                                         f"({', '.join(f'{v:g}' for v in b)}) lies outside the "
+                                         f"{work.width}x{work.height} photo"})
+            ks = [k for k in ks if k not in m.bad_rows]
             # the whole-photo path has one "face", the photo: it stands for the photo's labelled face
             faces = [replace(items[k], box=None) if rec.mode == "whole" else items[k] for k in ks]
             for k, face, j in zip(ks, faces, match_faces(faces, work.dets, iou)):
