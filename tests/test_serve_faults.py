@@ -388,3 +388,46 @@ def test_head_answers_like_get(standin_server):
             get, head = c.get(url), c.head(url)
             assert head.status_code == get.status_code == 200, url
             assert head.headers["content-type"] == get.headers["content-type"] and head.content == b""
+
+
+# ----------------------------------------------------------------------------- request framing
+
+
+def _exchange(srv, raw: bytes, wait_s: float = 3.0) -> bytes:
+    """Send ``raw`` on a fresh connection and read until the server closes it (or ``wait_s``)."""
+    host, port = srv.url.split("//")[1].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=wait_s) as sock:
+        sock.sendall(raw)
+        got = b""
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            try:
+                chunk = sock.recv(65536)
+            except socket.timeout:
+                break
+            if not chunk:
+                break
+            got += chunk
+    return got
+
+
+def test_content_length_with_transfer_encoding_is_refused_and_closed(standin_server):
+    """RFC 9112 6.3: a request with both Content-Length and Transfer-Encoding may be smuggling
+    a second request; it is answered once, with 400, and the connection is closed."""
+    smuggled = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    body = b"0\r\n\r\n" + smuggled
+    raw = (b"POST /v1/predict HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n"
+           b"Transfer-Encoding: chunked\r\n\r\n" % len(body)) + body
+    got = _exchange(standin_server, raw)
+    assert got.startswith(b"HTTP/1.1 400"), got[:200]
+    assert got.count(b"HTTP/1.1 ") == 1, got  # the smuggled request is never answered
+
+
+def test_request_heads_over_the_limit_are_refused(standin_server):
+    from wildfer.serve.runner import MAX_HEAD_BYTES
+
+    for size, ok in ((MAX_HEAD_BYTES // 2, True), (MAX_HEAD_BYTES + 1024, False), (4 * MAX_HEAD_BYTES, False)):
+        raw = (b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Pad: " + b"a" * size + b"\r\n"
+               b"Connection: close\r\n\r\n")
+        got = _exchange(standin_server, raw)
+        assert got.startswith(b"HTTP/1.1 200" if ok else b"HTTP/1.1 431"), (size, got[:200])

@@ -47,6 +47,7 @@ class GuardedH11Protocol(H11Protocol):
         super().__init__(config, *args, **kwargs)
         self.header_timeout = float(getattr(config, "header_timeout", HEADER_TIMEOUT_S))
         self._head_timer = None
+        self._head = b""  # the request head received so far (while one is awaited)
 
     def _arm_head_timer(self) -> None:
         self._cancel_head_timer()
@@ -67,9 +68,39 @@ class GuardedH11Protocol(H11Protocol):
         self._arm_head_timer()
 
     def data_received(self, data: bytes) -> None:
+        if self.conn.their_state is h11.IDLE and not self._head_is_acceptable(data):
+            return
         super().data_received(data)
         if self.conn.their_state is not h11.IDLE:
             self._cancel_head_timer()
+
+    def _head_is_acceptable(self, data: bytes) -> bool:
+        """Check a request head as its bytes arrive, before h11 parses it: one longer than
+        :data:`MAX_HEAD_BYTES` gets 431 (h11's own limit only holds for heads that arrive in
+        pieces), and one with both Content-Length and Transfer-Encoding, which may smuggle a
+        second request in its body (RFC 9112 6.3), gets 400; both close the connection."""
+        head = self._head + data
+        end = head.find(b"\r\n\r\n")
+        if (end if end >= 0 else len(head)) > MAX_HEAD_BYTES:
+            self._refuse(431, "Request Header Fields Too Large", f"request head over {MAX_HEAD_BYTES} bytes")
+            return False
+        if end < 0:
+            self._head = head
+            return True
+        self._head = b""
+        names = {line.split(b":", 1)[0].strip().lower() for line in head[:end].split(b"\r\n")[1:]}
+        if b"content-length" in names and b"transfer-encoding" in names:
+            self._refuse(400, "Bad Request", "both Content-Length and Transfer-Encoding")
+            return False
+        return True
+
+    def _refuse(self, status: int, reason: str, detail: str) -> None:
+        """Answer ``status`` with a JSON error and close the connection, without the app."""
+        body = ('{"error": "bad_request", "detail": "%s"}' % detail).encode()
+        self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+                             b"connection: close\r\n\r\n" % (status, reason.encode(), len(body)) + body)
+        self._cancel_head_timer()
+        self.transport.close()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()

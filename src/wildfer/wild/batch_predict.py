@@ -67,8 +67,10 @@ def collect_inputs(paths: list[Path]) -> tuple[list[tuple[Path, Path]], list[dic
         if p.is_dir():
             files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in exts)
             found.extend((f, f.relative_to(p)) for f in files)
-        elif p.exists():
+        elif p.is_file():
             found.append((p, Path(p.name)))
+        elif p.exists():  # a FIFO or device would block or never end
+            missing.append({"path": str(p), "error": f"{p}: not a regular file (a FIFO, device or socket is not read)"})
         else:
             missing.append({"path": str(p), "error": f"{p}: not found"})
     return found, missing

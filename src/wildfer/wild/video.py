@@ -120,6 +120,8 @@ def process_video(rec, path, *, stride: int = 1, max_frames: int | None = None, 
     from .annotate import annotate
 
     stride = max(1, int(stride))
+    if not Path(path).is_file():  # a FIFO or device would block the decoder for ever
+        raise ImageError(path, "not found" if not Path(path).exists() else "not a regular file")
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise ImageError(path, "cannot open video (unsupported codec or not a video)")
