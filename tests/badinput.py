@@ -222,6 +222,51 @@ def text_bomb_png(folder: Path) -> Path:
     return p
 
 
+def float_tiff_nan(folder: Path) -> Path:
+    """A 32-bit float TIFF holding NaN and infinity: no pixel value a reader could show."""
+    a = np.linspace(0, 1, 64 * 48, dtype=np.float32).reshape(48, 64)
+    a[5, 5], a[6, 6] = np.nan, np.inf
+    return _save(Image.fromarray(a, "F"), Path(folder) / "float_nan.tif")
+
+
+# ----------------------------------------------------------------------------- files that are no files
+
+
+def fifo(folder: Path, name: str = "pipe.jpg") -> Path:
+    """A named pipe: reading it whole would block until a writer comes, for ever."""
+    p = Path(folder) / name
+    os.mkfifo(p)
+    return p
+
+
+def sparse_file(folder: Path, name: str = "huge.jpg", size: int = 2 * 2**30) -> Path:
+    """A file of ``size`` bytes that takes no disk (all zeros): reading it whole would take
+    ``size`` of memory."""
+    p = Path(folder) / name
+    with open(p, "wb") as fh:
+        fh.truncate(size)
+    return p
+
+
+def long_name(folder: Path, suffix: str = ".json") -> Path:
+    """A path whose last component is longer than file systems allow (255 bytes)."""
+    return Path(folder) / ("n" * 300 + suffix)
+
+
+def huge_field_manifest(folder: Path) -> Path:
+    """A manifest whose path field is longer than Python's CSV field limit (128 KiB)."""
+    p = Path(folder) / "huge_field.csv"
+    p.write_text("path,label\n" + "a" * 200_000 + ".jpg,happy\n")
+    return p
+
+
+def damaged_zip(folder: Path, name: str) -> Path:
+    """A zip archive's first bytes and nothing after (as a model: .pt, .npz, .zip)."""
+    p = Path(folder) / name
+    p.write_bytes(b"PK\x03\x04" + b"\x00" * 60)
+    return p
+
+
 def text_as_video(folder: Path) -> Path:
     p = Path(folder) / "clip.mp4"
     p.write_text("not a video")
@@ -271,6 +316,7 @@ IMAGE_CASES = [
     ImageCase("corrupt_idat_png", corrupt_idat_png, None, "decode", 422),
     ImageCase("corrupt_ihdr_png", corrupt_ihdr_png, None, "", 422),
     ImageCase("text_bomb_png", text_bomb_png, None, "too large", 422),
+    ImageCase("float_tiff_nan", float_tiff_nan, None, "NaN or infinite", 422),
 ]
 
 
@@ -590,6 +636,11 @@ CONFIG_CASES = [
     ("wrong_type", "data: {data}\nout: {out}\nepochs: three\n", "epochs"),
     ("wrong_type_list", "data: {data}\nout: {out}\nlr: [0.1]\n", "lr"),
     ("latin1_text", b"epochs: 1\n# caf\xe9\n", "config"),
+    ("yaml_alias_bomb", "data: {data}\nout: {out}\n" + "".join(
+        f"{k}: &{k} [" + ",".join([f"*{p}"] * 9 if p else ['"lol"'] * 9) + "]\n"
+        for p, k in zip([None, *"abcdefgh"], "abcdefghi")) + "epochs: *i\n", "aliases are expanded"),
+    ("yaml_nested_deep", "epochs: " + "[" * 5000 + "]" * 5000 + "\n", "nested"),
+    ("huge_value", "data: {data}\nout: {out}\nepochs: '" + "x" * 500_000 + "'\n", "epochs"),
 ]
 #: out-of-range values (D3) and unknown keys inside model_kwargs / aug (D4)
 CONFIG_RANGE_CASES = [

@@ -21,6 +21,8 @@ FORMATS = ("fer2013", "ferplus", "manifest", "folder")
 
 
 def _header(path: Path) -> list[str]:
+    if not path.is_file():
+        raise DataError(path, "is not a regular file (a FIFO, device or socket is not read as data)")
     if path.stat().st_size == 0:
         raise DataError(path, "file is empty")
     try:
