@@ -310,6 +310,30 @@ def test_other_writers_on_a_full_disk(tiny_ckpt, tmp_path, small_disk, command):
     assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]
 
 
+@pytest.fixture
+def readonly_disk(small_disk):
+    """The small file system, remounted read-only (so that even root cannot write to it)."""
+    (small_disk / "old.json").write_text("{}")
+    r = subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot remount read-only here ({r.stderr.strip()[:80]})")
+    return small_disk
+
+
+@pytest.mark.parametrize("command", ["predict-json", "predict-resume", "evaluate", "export", "train"])
+def test_a_read_only_disk_is_one_line(tiny_ckpt, photos, tmp_path, readonly_disk, command):
+    fer = bad.fer_csv(tmp_path, "fer.csv")
+    args = {"predict-json": ["predict", photos, "--model", tiny_ckpt, "--json", readonly_disk / "r.json"],
+            "predict-resume": ["predict", photos, "--model", tiny_ckpt, "--json", readonly_disk / "old.json",
+                               "--resume"],
+            "evaluate": ["evaluate", fer, "--model", tiny_ckpt, "--json", readonly_disk / "sub" / "e.json"],
+            "export": ["export", tiny_ckpt, "--onnx", readonly_disk / "m.onnx"],
+            "train": ["train", f"data={fer}", f"out={readonly_disk / 'run'}", "model=shallow", "epochs=1",
+                      "--no-progress"]}[command]
+    one_line_error(run_cli(*args), str(readonly_disk), "not writable")
+    assert sorted(p.name for p in readonly_disk.iterdir()) == ["old.json"]
+
+
 def test_an_unreadable_annotated_video_is_an_error(tmp_path):
     from wildfer.errors import OutputError
     from wildfer.wild.batch_predict import check_video_written

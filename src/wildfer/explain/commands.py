@@ -282,7 +282,7 @@ def report(
     epochs_method: str = typer.Option("vanilla", "--epochs-method", help="Method for the epochs figure."),
     per_class: int = typer.Option(100, "--per-class", min=1, help="Faces per class for the region table."),
     n_regions: int = typer.Option(50, "--n-regions", min=1, help="Faces per class for region shares over epochs."),
-    audit_n: int = typer.Option(0, "--audit", help="Also audit each run's best.pt on this many faces (0: no)."),
+    audit_n: int = typer.Option(0, "--audit", min=0, help="Also audit each run's best.pt on this many faces (0: no)."),
 ):
     """Everything for the README in one command: per run the saliency-over-epochs figure, then the region table and the side-by-side figure of all runs (and the audit with --audit N); report.md gathers the tables."""
     from .studies import compare_models, load_data, parse_methods, region_markdown, region_table

@@ -14,7 +14,7 @@ from ..paths import file_arg
 def models_list(
     pattern: Optional[str] = typer.Argument(None, help="Only names matching this pattern, e.g. 'vgg*'."),
     json_out: Optional[Path] = typer.Option(None, "--json", parser=file_arg, help="Also write the architectures table as JSON to this file."),
-    num_classes: int = typer.Option(7, "--num-classes", help="Classes of the head (7 FER2013, 8 FER+)."),
+    num_classes: int = typer.Option(7, "--num-classes", min=1, help="Classes of the head (7 FER2013, 8 FER+)."),
 ):
     """Every registered architecture with its input size, parameters and multiply-adds, then
     the built-in trained models (weights inside the package)."""
@@ -80,7 +80,7 @@ def _builtins_table(builtins: list[dict]):
 
 def models_info(
     name: str = typer.Argument(..., help="A registered architecture or a built-in model (see 'wildfer models list')."),
-    num_classes: int = typer.Option(7, "--num-classes", help="Classes of the head."),
+    num_classes: int = typer.Option(7, "--num-classes", min=1, help="Classes of the head."),
     pretrained: Optional[Path] = typer.Option(
         None, "--pretrained", help="Check that this torchvision-format ImageNet weights file loads into NAME."),
 ):
