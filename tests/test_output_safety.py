@@ -310,6 +310,18 @@ def test_other_writers_on_a_full_disk(tiny_ckpt, tmp_path, small_disk, command):
     assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]
 
 
+def test_training_on_a_full_disk_is_one_line(tmp_path, small_disk):
+    fer = bad.fer_csv(tmp_path, "fer.csv", rows=bad.good_rows(60))
+    run = small_disk / "run"
+    _fill(small_disk, 20_000)  # room for the config and the log, not for a checkpoint
+    rc, _, err = run_cli("train", f"data={fer}", f"out={run}", "model=shallow", "epochs=1", "batch_size=16",
+                         "model_kwargs.num_filters=32", "model_kwargs.hidden=256", "--no-progress")
+    assert rc != 0 and "Traceback" not in err, err
+    errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and str(run) in errors[0] and "No space left" in errors[0], err
+    assert not list(run.glob("*.pt")) and not list(small_disk.rglob("*partial*"))
+
+
 @pytest.fixture
 def readonly_disk(small_disk):
     """The small file system, remounted read-only (so that even root cannot write to it)."""

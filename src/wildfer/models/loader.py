@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 import warnings
@@ -68,8 +69,12 @@ def save_checkpoint(path: str | os.PathLike, net: nn.Module, *, arch: str, model
         "state_dict": state,
     }
     ckpt.update(extra)
+    # serialised in memory first: torch.save on a full disk fails with a RuntimeError that
+    # names no file; a plain write fails with the OSError that says what happened
+    buf = io.BytesIO()
+    torch.save(ckpt, buf)
     with written_whole(path) as tmp:
-        torch.save(ckpt, tmp)
+        tmp.write_bytes(buf.getbuffer())
 
 
 def one_line(text: str) -> str:
@@ -165,7 +170,7 @@ def classifier_from_checkpoint(path: str | os.PathLike) -> Classifier:
 
 def export_weights(clf_or_ckpt, out: str | os.PathLike, *, half: bool = True, card: dict | None = None) -> Path:
     """Write ``out.safetensors`` (fp16 by default) and ``out.json`` metadata."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     clf = clf_or_ckpt if isinstance(clf_or_ckpt, Classifier) else classifier_from_checkpoint(clf_or_ckpt)
     out = Path(out)
@@ -179,7 +184,7 @@ def export_weights(clf_or_ckpt, out: str | os.PathLike, *, half: bool = True, ca
             v = v.half()
         state[k] = v
     with written_whole(str(out) + ".safetensors") as tmp:
-        save_file(state, str(tmp))
+        tmp.write_bytes(save(state))  # bytes first: a full disk is then a plain OSError
     meta = {
         "arch": clf.arch,
         "model_kwargs": json_ready(clf.model_kwargs),
