@@ -30,6 +30,9 @@ class NoProgress:
     def advance(self, *args, **kwargs) -> None:
         pass
 
+    def remove_task(self, *args, **kwargs) -> None:
+        pass
+
 
 def progress_bar(console: Any = None, *, enabled: bool = True, elapsed: bool = False, transient: bool = True):
     """A rich ``Progress`` on ``console``: description, bar, ``done/total``, the time elapsed

@@ -314,20 +314,23 @@ class PhotoJob(NamedTuple):
 
 
 class VideoJob(NamedTuple):
-    """One video (always processed in the main process) and the name of its annotated copy."""
+    """One video (always processed in the main process), the name of its annotated copy and
+    the folder of its timeline (:mod:`wildfer.wild.timeline`)."""
 
     path: Path
     annotated: Path | None = None
+    timeline: Path | None = None
 
 
 def plan_jobs(inputs: list[tuple[Path, Path]], names: _Names | None, *, annotate: bool,
-              saliency: str | None) -> list[PhotoJob | VideoJob]:
+              saliency: str | None, timelines: _Names | None = None) -> list[PhotoJob | VideoJob]:
     """A job per input, in input order. Every input takes its output names, readable or not
     and done or not, so a run resumed gives each input the names the first run gave it."""
     jobs: list[PhotoJob | VideoJob] = []
     for src, rel in inputs:
         if is_video_file(src):
-            jobs.append(VideoJob(src, names(rel, ".annotated.mp4", make=False) if annotate and names else None))
+            jobs.append(VideoJob(src, names(rel, ".annotated.mp4", make=False) if annotate and names else None,
+                                 timelines(rel, "", make=False) if timelines else None))
         else:
             jobs.append(PhotoJob(src, names(rel, ".annotated.jpg", make=False) if annotate and names else None,
                                  names(rel, f".{saliency}.jpg", make=False) if saliency and names else None))
@@ -385,23 +388,30 @@ def photo_records(rec, jobs: list[PhotoJob], *, saliency: str | None = None, sto
 
 
 def plan_steps(inputs: list[tuple[Path, Path]], out: Path | None, *, done, batch: int, annotate: bool,
-               saliency: str | None) -> list[list[PhotoJob] | VideoJob]:
-    """What a run does: every input named under ``out`` (:func:`plan_jobs`), those not
-    ``done`` in batches (:func:`batch_jobs`)."""
-    jobs = plan_jobs(inputs, _Names(out) if out else None, annotate=annotate, saliency=saliency)
+               saliency: str | None, timeline: Path | None = None) -> list[list[PhotoJob] | VideoJob]:
+    """What a run does: every input named under ``out`` (:func:`plan_jobs`), each video's
+    timeline folder under ``timeline``, those not ``done`` in batches (:func:`batch_jobs`)."""
+    jobs = plan_jobs(inputs, _Names(out) if out else None, annotate=annotate, saliency=saliency,
+                     timelines=_Names(timeline) if timeline else None)
     return batch_jobs([j for j in jobs if str(j.path) not in done], batch)
 
 
-def video_record(rec, job: VideoJob, *, stride: int) -> dict[str, Any]:
+def video_record(rec, job: VideoJob, *, stride: int, progress=None, keep_frames: bool = True) -> dict[str, Any]:
     """One video's record (an error record when it cannot be read), its annotated copy
-    written whole."""
+    written whole, its timeline written as it plays (with ``job.timeline``; its folder's
+    files when the video is done). ``progress(done, total)`` after each frame."""
+    from .timeline import TimelineWriter
     from .video import process_video
 
     try:
-        if job.annotated is None:
-            return process_video(rec, job.path, stride=stride)
-        with written_whole(job.annotated) as tmp:
-            record = process_video(rec, job.path, stride=stride, annotate_to=tmp)
+        with contextlib.ExitStack() as stack:
+            kw: dict[str, Any] = {"stride": stride, "progress": progress, "keep_frames": keep_frames}
+            if job.timeline is not None:
+                kw["on_frame"] = stack.enter_context(TimelineWriter(job.timeline, rec.labels, video=str(job.path))).add
+            if job.annotated is None:
+                return process_video(rec, job.path, **kw)
+            tmp = stack.enter_context(written_whole(job.annotated))
+            record = process_video(rec, job.path, annotate_to=tmp, **kw)
             check_video_written(tmp, record["frames_total"], job.annotated)
             return record
     except OutputError:
@@ -809,7 +819,7 @@ def build_report(rec, mode: str, inputs: list[tuple[Path, Path]], missing: list[
         "images": images, "videos": videos,
         "unreadable": unreadable,
         "summary": {"images": len(images), "videos": len(videos), "faces": sum(len(r["faces"]) for r in images),
-                    "video_faces": sum(len(f["faces"]) for v in videos for f in v["frames"]),
+                    "video_faces": sum(v.get("faces_total", sum(len(f["faces"]) for f in v["frames"])) for v in videos),
                     "unreadable": len(unreadable), "truncated": sum(bool(r.get("truncated")) for r in images)},
     }
 

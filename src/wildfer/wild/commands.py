@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -22,6 +23,7 @@ def predict(
     json_file: Optional[Path] = typer.Option(None, "--json", parser=file_arg, help="Write all results as JSON (a name ending in .jsonl: one line per photo)."),
     csv_file: Optional[Path] = typer.Option(None, "--csv", parser=file_arg, help="Write one CSV row per face."),
     annotate: bool = typer.Option(False, "--annotate", help="Save images (and videos) with boxes, labels and probability bars under --out."),
+    timeline: Optional[Path] = typer.Option(None, "--timeline", help="For each video, write per-track CSVs and plots of the expressions over time, a scene plot and summary.html in a folder under this one."),
     saliency: Optional[str] = typer.Option(None, "--saliency", help="Save a saliency overlay per image under --out (gradcam, vanilla, smoothgrad, ig ...)."),
     video_stride: int = typer.Option(5, "--video-stride", min=1, help="Process every N-th video frame."),
     max_side: int = typer.Option(640, "--max-side", min=32, help="Longer side photos are downscaled to for detection."),
@@ -41,7 +43,7 @@ def predict(
     if engine not in ("local", "ray"):
         raise WildferError(f"--engine {engine!r}: use local or ray")
     if engine == "ray":
-        extras = [o for o, v in (("--out", out), ("--csv", csv_file), ("--annotate", annotate),
+        extras = [o for o, v in (("--out", out), ("--csv", csv_file), ("--annotate", annotate), ("--timeline", timeline),
                                  ("--saliency", saliency), ("--resume", resume), ("--tta", tta),
                                  ("--device", device != "auto"), ("--workers", workers != 1),
                                  ("--backend", backend != "torch")) if v]
@@ -50,7 +52,7 @@ def predict(
     code = run_predict(paths, model=model, detector=detector, mode=mode, out=out, json_file=json_file,
                        csv_file=csv_file, annotate=annotate, saliency=saliency, video_stride=video_stride,
                        max_side=max_side, batch=batch, tta=tta, resume=resume, device=device,
-                       workers=workers, backend=backend)
+                       workers=workers, backend=backend, timeline=timeline)
     if code:
         # SystemExit, not typer.Exit: click in non-standalone mode returns Exit's code
         # instead of raising it, and wildfer.cli.main would turn it into 0
@@ -70,7 +72,7 @@ def _predict_on_ray(paths, json_file, extras: list[str], **settings) -> int:
 
 def run_predict(paths, *, model=None, detector="yunet", mode="detect", out=None, json_file=None, csv_file=None,
                 annotate=False, saliency=None, video_stride=5, max_side=640, batch=16, tta=False,
-                resume=False, device=None, workers=1, backend=None) -> int:
+                resume=False, device=None, workers=1, backend=None, timeline=None) -> int:
     """``wildfer predict`` on ``paths`` (the work is :mod:`wildfer.wild.batch_predict`'s) with a
     progress bar and a summary; the exit code."""
     from rich.console import Console
@@ -90,8 +92,16 @@ def run_predict(paths, *, model=None, detector="yunet", mode="detect", out=None,
         raise WildferError("--resume needs the output to complete: give --json, --csv or --out")
     if saliency:
         _saliency_methods()(saliency)  # fail early on an unknown method
+    if timeline is not None:
+        from ..paths import check_output_dir, check_outside
+
+        check_output_dir(timeline, "--timeline")
     inputs, missing = bp.collect_inputs(paths)
     outputs.check_inputs(paths, [src for src, _ in inputs])
+    if timeline is not None:
+        check_outside(timeline, paths, "--timeline")
+        if not any(is_video_file(src) for src, _ in inputs):
+            err.print("note: no video among the inputs; --timeline writes nothing", highlight=False)
     # the workers' processes get ready while this one loads its model
     ctx = bp.worker_context() if workers > 1 and not all(is_video_file(src) for src, _ in inputs) else None
     settings = dict(model=model, detector=detector, mode=mode, max_side=max_side, tta=tta, device=device,
@@ -105,10 +115,11 @@ def run_predict(paths, *, model=None, detector="yunet", mode="detect", out=None,
                                  jsonl=outputs.jsonl)
         records: dict[str, dict] = dict(writer.done)
         steps = bp.plan_steps(inputs, outputs.out, done=writer.done, batch=batch, annotate=annotate,
-                              saliency=saliency)
+                              saliency=saliency, timeline=timeline)
         try:
             interrupted = _run_with_bar(rec, steps, writer, records, err=err, total=len(inputs), saliency=saliency,
-                                        video_stride=video_stride, workers=workers, settings=settings, ctx=ctx)
+                                        video_stride=video_stride, workers=workers, settings=settings, ctx=ctx,
+                                        keep_frames=outputs.progress is not None)
         except KeyboardInterrupt:
             interrupted = True
         finally:
@@ -124,7 +135,7 @@ def run_predict(paths, *, model=None, detector="yunet", mode="detect", out=None,
 
 
 def _run_with_bar(rec, steps, writer, records: dict, *, err, total: int, saliency, video_stride: int, workers: int,
-                  settings: dict, ctx) -> bool:
+                  settings: dict, ctx, keep_frames: bool = True) -> bool:
     """The steps of a run under a progress bar, each finished record written and kept in
     ``records``; True when Ctrl-C stopped the workers."""
     from rich.markup import escape
@@ -141,8 +152,19 @@ def _run_with_bar(rec, steps, writer, records: dict, *, err, total: int, salienc
             bar.advance(task)
 
         def video(job) -> None:
-            bar.update(task, description=f"video {escape(job.path.name)}")
-            finished(video_record(rec, job, stride=video_stride))
+            name = escape(job.path.name)
+            bar.update(task, description=f"video {name}")
+            frames = bar.add_task(f"frames of {name}", total=None)
+            t0 = time.perf_counter()
+
+            def seen(done: int, n: int) -> None:  # frames read so far, and their rate
+                if done % 10 == 0 or done == n:
+                    rate = done / max(time.perf_counter() - t0, 1e-6)
+                    bar.update(frames, completed=done, total=n or None,
+                               description=f"frames of {name}: {rate:.0f}/s")
+
+            finished(video_record(rec, job, stride=video_stride, progress=seen, keep_frames=keep_frames))
+            bar.remove_task(frames)
             bar.update(task, description="predict")
 
         return run_steps(rec, steps, saliency=saliency, finished=finished, video=video, workers=workers,

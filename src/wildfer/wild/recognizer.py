@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -172,6 +173,31 @@ class ExplainResult:
 
 
 @dataclass
+class VideoResult:
+    """A video's results (:meth:`Recognizer.predict_video`): ``record`` is the JSON-able dict of
+    :func:`~wildfer.wild.video.process_video`; with a timeline, the folder and its summary."""
+
+    record: dict[str, Any]
+    timeline_dir: Path | None = None
+    timeline_summary: dict[str, Any] | None = None
+
+    @property
+    def tracks(self) -> list[dict[str, Any]]:
+        """Every track: id, processed frames, most common smoothed label."""
+        return self.record["tracks"]
+
+    def timeline(self) -> list[dict[str, Any]]:
+        """One row per face per processed frame: ``time_s, frame, track, box, label,
+        probabilities`` (smoothed along the track)."""
+        from .timeline import iter_timeline_rows
+
+        return list(iter_timeline_rows(self.record))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.record)
+
+
+@dataclass
 class PreparedPhoto:
     """A photo after detection and alignment, waiting for the classifier."""
 
@@ -294,6 +320,27 @@ class Recognizer:
         """Faces in many photos; the classifier runs once over all their faces."""
         works = [self._prepare(im, bgr=bgr) for im in images]
         return self._classify(works)
+
+    def predict_video(self, path, *, stride: int = 1, timeline=None, max_frames: int | None = None,
+                      min_track_frames: int = 3, min_track_seconds: float = 0.5, keep_frames: bool = True,
+                      progress=None) -> VideoResult:
+        """Faces in every ``stride``-th frame of a video file, linked into tracks and smoothed
+        along them (:func:`wildfer.wild.video.process_video`). With ``timeline`` (a folder), each
+        track's CSV and plot, the scene plot and ``summary.html`` are written there as the video
+        plays (:mod:`wildfer.wild.timeline`); tracks shorter than ``min_track_frames``
+        processed frames or ``min_track_seconds`` are dropped from it. ``keep_frames=False``
+        keeps no per-frame results in memory (for long videos, with a timeline)."""
+        from .timeline import TimelineWriter
+        from .video import process_video
+
+        if timeline is None:
+            return VideoResult(process_video(self, path, stride=stride, max_frames=max_frames, progress=progress,
+                                             keep_frames=keep_frames))
+        with TimelineWriter(timeline, self.labels, video=str(path), min_frames=min_track_frames,
+                            min_seconds=min_track_seconds) as tl:
+            record = process_video(self, path, stride=stride, max_frames=max_frames, progress=progress,
+                                   keep_frames=keep_frames, on_frame=tl.add)
+        return VideoResult(record, timeline_dir=Path(timeline), timeline_summary=tl.summary)
 
     def explain(self, image, method: str = "gradcam", bgr: bool = False, **params) -> ExplainResult:
         """Predict, then explain each face's predicted label with a saliency ``method``

@@ -106,14 +106,20 @@ class IoUTracker:
 
 
 def process_video(rec, path, *, stride: int = 1, max_frames: int | None = None, annotate_to: str | Path | None = None,
-                  window: int = 5, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+                  window: int = 5, progress: Callable[[int, int], None] | None = None,
+                  on_frame: Callable[[dict[str, Any], np.ndarray], None] | None = None,
+                  keep_frames: bool = True) -> dict[str, Any]:
     """Run ``rec`` over every ``stride``-th frame of a video file.
 
     Returns a JSON-able dict: ``path``, ``type`` ("video"), ``fps``, ``width``, ``height``,
-    ``frames_total``, ``frames_processed``, ``stride``, ``frames`` (per processed frame:
+    ``frames_total``, ``frames_processed``, ``faces_total`` (face detections in them), ``stride``, ``frames`` (per processed frame:
     ``frame``, ``time_s``, ``faces`` with ``track``, ``smoothed_label`` and
     ``smoothed_probabilities``) and ``tracks``. With ``annotate_to`` an annotated copy of the
     video (mp4) is written there, every frame showing the latest smoothed labels.
+    ``on_frame(frame_record, frame_bgr)`` is called for each processed frame (a timeline
+    streams them to disk: :class:`wildfer.wild.timeline.TimelineWriter`); with
+    ``keep_frames=False`` the record's ``frames`` stays empty, so memory stays flat however long
+    the video.
     """
     import cv2
 
@@ -131,7 +137,7 @@ def process_video(rec, path, *, stride: int = 1, max_frames: int | None = None, 
     frames: list[dict[str, Any]] = []
     writer = None
     shown = None
-    idx = 0
+    idx = n_processed = n_faces = 0
     width = height = 0
     try:
         while True:
@@ -150,7 +156,13 @@ def process_video(rec, path, *, stride: int = 1, max_frames: int | None = None, 
                     d["smoothed_label"] = max(sp, key=sp.get)
                     d["smoothed_probabilities"] = {k: round(v, 5) for k, v in sp.items()}
                     faces.append(d)
-                frames.append({"frame": idx, "time_s": round(idx / fps, 3), "faces": faces})
+                fr = {"frame": idx, "time_s": round(idx / fps, 3), "faces": faces}
+                if keep_frames:
+                    frames.append(fr)
+                n_processed += 1
+                n_faces += len(faces)
+                if on_frame is not None:
+                    on_frame(fr, frame)
                 shown = replace(res, faces=[replace(f, probs=sp, label=max(sp, key=sp.get)) for f, sp in zip(res.faces, smoothed)])
             if annotate_to is not None:
                 if writer is None:
@@ -170,6 +182,34 @@ def process_video(rec, path, *, stride: int = 1, max_frames: int | None = None, 
         raise ImageError(path, "video has no readable frames")
     return {
         "path": str(path), "type": "video", "fps": fps, "width": width, "height": height,
-        "frames_total": idx, "frames_processed": len(frames), "stride": stride,
+        "frames_total": idx, "frames_processed": n_processed, "faces_total": n_faces, "stride": stride,
         "frames": frames, "tracks": tracker.summary(),
     }
+
+
+def slideshow(images, out: str | Path, *, fps: float = 10.0, seconds: float = 2.0, size: tuple[int, int] = (640, 480),
+              zoom: float = 0.06) -> Path:
+    """Write an mp4 clip that shows each of ``images`` (paths or RGB arrays) for ``seconds``,
+    letterboxed into ``size`` (width, height) with a slow zoom of ``zoom`` (so faces move as
+    in a real video): a test clip made from real photos. Written whole; returns ``out``."""
+    import cv2
+
+    from ..data.images import read_image
+    from ..paths import written_whole
+
+    w, h = int(size[0]), int(size[1])
+    n = max(1, int(round(seconds * fps)))
+    with written_whole(out) as tmp:
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (w, h))
+        try:
+            for im in images:
+                rgb = read_image(im)
+                base = min(w / rgb.shape[1], h / rgb.shape[0])
+                for k in range(n):
+                    s = base * (1.0 + zoom * k / max(1, n - 1))
+                    m = np.array([[s, 0, (w - s * rgb.shape[1]) / 2], [0, s, (h - s * rgb.shape[0]) / 2]], np.float32)
+                    frame = cv2.warpAffine(np.ascontiguousarray(rgb[:, :, ::-1]), m, (w, h), flags=cv2.INTER_LINEAR)
+                    writer.write(frame)
+        finally:
+            writer.release()
+    return Path(out)
