@@ -180,3 +180,103 @@ def test_page_second_photo_and_bad_file(browser, server, wild_dir, tmp_path):
     assert browser.find_elements(By.CSS_SELECTOR, "#boxes .face-box") == []
     logs = [m for m in _severe_logs(browser) if "/v1/predict" not in m]  # the 422 itself is logged
     assert logs == []
+
+
+# ----------------------------------------------------------------------------- live camera
+
+
+@pytest.fixture(scope="module")
+def camera_browser(tmp_path_factory, wild_dir):
+    """Chromium whose camera is a fake one playing a clip of a real face (a KDEF portrait)."""
+    from serve_helpers import write_y4m
+
+    chrome, driver_path = _binaries()
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    clip = write_y4m(tmp_path_factory.mktemp("camera") / "face.y4m", wild_dir / PORTRAIT)
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chrome
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--window-size=1280,900",
+                "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-video-capture={clip}",
+                f"--user-data-dir={tmp_path_factory.mktemp('chromium-camera-profile')}"):
+        opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    drv = webdriver.Chrome(service=Service(executable_path=driver_path), options=opts)
+    drv.set_page_load_timeout(30)
+    drv.set_script_timeout(30)
+    yield drv
+    drv.quit()
+
+
+def _open_live(browser):
+    """Open the page's camera (the fake one) and start the live view."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.find_element(By.ID, "webcam-button").click()
+    WebDriverWait(browser, 30, poll_frequency=0.1).until(
+        lambda d: d.execute_script("return document.getElementById('webcam-video').videoWidth") > 0)
+    browser.find_element(By.ID, "live-button").click()
+
+
+def test_live_camera_draws_labelled_boxes(camera_browser, server, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    b = camera_browser
+    b.get(server.url + "/")
+    _open_live(b)
+    WebDriverWait(b, 90, poll_frequency=0.1).until(
+        lambda d: int(d.execute_script("return document.body.dataset.liveFrames || '0'")) >= 8)
+    assert b.execute_script("return document.body.dataset.live") == "running"
+    assert int(b.execute_script("return document.body.dataset.liveFaces")) == 1
+    # the overlay holds a drawn box and label: coloured, opaque pixels over the video
+    drawn = b.execute_script("""
+        const c = document.getElementById('live-overlay');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 200) n++;
+        return [n, c.width, c.height];""")
+    assert drawn[0] > 500 and drawn[1] > 100, drawn
+    stats = b.find_element(By.ID, "live-stats").text
+    assert "frames/s" in stats and "ms from capture to label" in stats
+    fps = float(b.execute_script("return document.body.dataset.liveFps"))
+    latency = float(b.execute_script("return document.body.dataset.liveLatencyMs"))
+    assert fps > 0 and latency > 0
+    shot = tmp_path / "serve_live.png"
+    assert b.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+    if os.environ.get("WILDFER_SAVE_SCREENSHOT"):
+        shutil.copy(shot, ROOT / "benchmarks" / "results" / "serve_live.png")
+    assert _severe_logs(b) == []
+    # a hidden page stops the live view and the camera
+    b.execute_script("Object.defineProperty(document, 'hidden', {value: true, configurable: true});"
+                     "document.dispatchEvent(new Event('visibilitychange'));")
+    WebDriverWait(b, 10).until(lambda d: d.execute_script("return document.getElementById('webcam').hidden"))
+    assert b.execute_script("return document.getElementById('webcam-video').srcObject") is None
+    assert b.execute_script("return document.body.dataset.live") == "stopped"
+
+
+def test_live_camera_degrades_to_still_photos(camera_browser, server):
+    """When the server refuses the live frames, the live view stops with a message and the
+    still-photo button stays."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    b = camera_browser
+    b.get(server.url + "/")
+    b.execute_script("""
+        const real = window.fetch;
+        window.fetch = (url, opts) => String(url).startsWith('/v1/live')
+            ? Promise.resolve(new Response(JSON.stringify({detail: 'live frames are off here', error: 'off'}),
+                                           {status: 403, headers: {'Content-Type': 'application/json'}}))
+            : real(url, opts);""")
+    _open_live(b)
+    WebDriverWait(b, 30).until(lambda d: d.execute_script("return document.body.dataset.live") == "refused")
+    status = b.find_element(By.ID, "status").text
+    assert "live frames are off here" in status and "still photos" in status
+    capture = b.find_element(By.ID, "capture-button")
+    assert capture.is_displayed()
+    capture.click()
+    assert _wait_state(b) == "done"  # the still photo of the camera goes through /v1/predict

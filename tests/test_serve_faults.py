@@ -431,3 +431,44 @@ def test_request_heads_over_the_limit_are_refused(standin_server):
                b"Connection: close\r\n\r\n")
         got = _exchange(standin_server, raw)
         assert got.startswith(b"HTTP/1.1 200" if ok else b"HTTP/1.1 431"), (size, got[:200])
+
+
+# ----------------------------------------------------------------------------- the live camera's frames
+
+
+def test_live_frames_are_bounded_per_client():
+    """/v1/live: one frame at a time and at most LIVE_MAX_FPS a second per client (429 at
+    once, never queued), frames over 1280 x 720 refused (413)."""
+    from wildfer.serve.routes import LIVE_MAX_FPS
+
+    standin = StandIn()
+    standin.release.clear()  # nothing is answered until released
+    slow = type("Slow", (), {"detector": StandIn.detector, "classifier": standin.classifier,
+                             "predict": lambda self, im, bgr=False: (standin.release.wait(30), standin.predict(im))[1],
+                             "predict_batch": lambda self, ims: [self.predict(i) for i in ims],
+                             "explain": standin.explain})()
+    frame = png(640, 480, "RGB")
+    with ServerThread(create_app(slow, timeout=30)) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
+        out = {}
+        t = threading.Thread(target=lambda: out.update(r=c.post("/v1/live", content=frame,
+                                                                 headers={"Content-Type": "image/png"})))
+        t.start()
+        time.sleep(0.5)  # the first frame is in progress
+        with httpx.Client(base_url=srv.url, timeout=30) as c2:
+            t0 = time.perf_counter()
+            busy = c2.post("/v1/live", content=frame, headers={"Content-Type": "image/png"})
+            assert busy.status_code == 429 and busy.json()["error"] == "busy" and time.perf_counter() - t0 < 2
+            standin.release.set()
+            t.join(30)
+            first = out["r"]
+            assert first.status_code == 200, first.text
+            assert set(first.json()) == {"width", "height", "faces", "timings_ms"} and first.json()["width"] == 640
+            assert c2.post("/v1/live", content=frame, headers={"Content-Type": "image/png"}).status_code == 200
+            too_soon = c2.post("/v1/live", content=frame, headers={"Content-Type": "image/png"})  # at once after it
+            assert too_soon.status_code == 429 and str(int(LIVE_MAX_FPS)) in too_soon.json()["detail"]
+            time.sleep(1.5 / LIVE_MAX_FPS)
+            assert c2.post("/v1/live", content=frame, headers={"Content-Type": "image/png"}).status_code == 200
+            time.sleep(1.5 / LIVE_MAX_FPS)
+            big = c2.post("/v1/live", content=png(1920, 1080), headers={"Content-Type": "image/png"})
+            assert big.status_code == 413, big.text
+            assert c2.get("/healthz").status_code == 200

@@ -53,7 +53,7 @@ from fastapi import FastAPI, Request
 
 from .. import __version__
 from ..errors import ModelError
-from .routes import Limits, Slots, detector_name, error_response, model_name, router
+from .routes import Limits, LiveGate, Slots, detector_name, error_response, model_name, router
 from .worker import InferenceWorker
 
 log = logging.getLogger("wildfer.serve")
@@ -319,6 +319,7 @@ def create_app(
     app.state.startup = Startup(model, detector, backend, device, torch_threads, threads, decode_threads)
     app.state.limits = limits
     app.state.slots = {"predict": Slots("predict", limits.max_predict), "explain": Slots("explain", limits.max_explain)}
+    app.state.live = LiveGate()
     app.include_router(router)
     _add_middleware(app, cors, allowed_hosts)
     app.add_exception_handler(Exception, _internal_error)

@@ -14,6 +14,9 @@
     video: $("webcam-video"),
     capture: $("capture-button"),
     webcamClose: $("webcam-close"),
+    liveButton: $("live-button"),
+    liveOverlay: $("live-overlay"),
+    liveStats: $("live-stats"),
     result: $("result"),
     status: $("status"),
     toolbar: $("toolbar"),
@@ -263,11 +266,152 @@
   }
 
   function closeWebcam() {
+    stopLive();
     if (stream) stream.getTracks().forEach((t) => t.stop());
     stream = null;
     el.video.srcObject = null;
     el.webcam.hidden = true;
   }
+
+  // ------------------------------------------------------------------ live camera
+  // One frame in flight at a time: the next frame is captured when the previous answer is
+  // drawn, so a slow answer never builds a queue of stale frames. Frames go to /v1/live at
+  // most 640 px wide; the server answers 429 (at once) to a frame sent too soon.
+  const LIVE_WIDTH = 640;
+  const LIVE_GAP_MS = 1000 / 15 + 3;  // the server reads at most 15 frames a second per client
+  let lastSent = 0;
+  const COLOURS = { angry: "#d62728", disgust: "#8c564b", fear: "#9467bd", happy: "#ff7f0e", sad: "#1f77b4",
+    surprise: "#2ca02c", neutral: "#7f7f7f", contempt: "#e377c2" };
+  let live = false;
+  let liveTimes = [];   // when each answer was drawn (ms), the last 2 s
+  let liveLatency = []; // capture to drawn label (ms), the last 30 frames
+  let liveFrames = 0;
+
+  function frameBlob() {
+    const vw = el.video.videoWidth, vh = el.video.videoHeight;
+    if (!vw || !vh) return Promise.resolve(null);
+    const s = Math.min(1, LIVE_WIDTH / vw);
+    const c = document.createElement("canvas");
+    c.width = Math.round(vw * s);
+    c.height = Math.round(vh * s);
+    c.getContext("2d").drawImage(el.video, 0, 0, c.width, c.height);
+    return new Promise((resolve) => c.toBlob(resolve, "image/jpeg", 0.8));
+  }
+
+  function drawLive(res) {
+    const cv = el.liveOverlay;
+    const w = el.video.clientWidth, h = el.video.clientHeight;
+    cv.width = w;
+    cv.height = h;
+    const g = cv.getContext("2d");
+    g.clearRect(0, 0, w, h);
+    const sx = w / res.width, sy = h / res.height;
+    res.faces.forEach((f) => {
+      const [l, t, r, b] = f.box;
+      const colour = COLOURS[f.label] || "#ffffff";
+      g.lineWidth = 3;
+      g.strokeStyle = colour;
+      g.strokeRect(l * sx, t * sy, (r - l) * sx, (b - t) * sy);
+      g.font = "bold 14px system-ui, sans-serif";
+      const text = f.label + " " + pct(f.probabilities[f.label]);
+      const tw = g.measureText(text).width + 8;
+      const ty = Math.max(0, t * sy - 20);
+      g.fillStyle = colour;
+      g.fillRect(l * sx, ty, tw, 20);
+      g.fillStyle = "#ffffff";
+      g.fillText(text, l * sx + 4, ty + 15);
+      // a bar per class under the box, as long as its probability
+      const bw = Math.max(40, (r - l) * sx);
+      Object.entries(f.probabilities).forEach(([name, p], k) => {
+        g.fillStyle = COLOURS[name] || "#cccccc";
+        g.fillRect(l * sx, b * sy + 4 + 5 * k, bw * p, 4);
+      });
+    });
+    el.body.dataset.liveFaces = String(res.faces.length);
+  }
+
+  function showLiveStats() {
+    const now = performance.now();
+    liveTimes = liveTimes.filter((t) => now - t < 2000);
+    const fps = liveTimes.length / 2;
+    const lat = liveLatency.length ? liveLatency.reduce((a, b) => a + b, 0) / liveLatency.length : 0;
+    el.liveStats.textContent = "Live: " + fps.toFixed(1) + " frames/s answered, " + Math.round(lat) +
+      " ms from capture to label";
+    el.body.dataset.liveFps = fps.toFixed(2);
+    el.body.dataset.liveLatencyMs = lat.toFixed(1);
+    el.body.dataset.liveFrames = String(liveFrames);
+  }
+
+  async function liveLoop() {
+    while (live && !document.hidden) {
+      const wait = lastSent + LIVE_GAP_MS - performance.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      if (!live || document.hidden) break;
+      const t0 = performance.now();
+      const blob = await frameBlob();
+      if (!live) break;
+      if (!blob) { await new Promise((r) => setTimeout(r, 100)); continue; }
+      let resp;
+      lastSent = performance.now();
+      try {
+        resp = await fetch("/v1/live", { method: "POST", body: blob, headers: { "Content-Type": "image/jpeg" } });
+      } catch (e) {
+        stopLive("The live view stopped: cannot reach the server (" + e.message + "). Take still photos instead.");
+        return;
+      }
+      if (!live) break;
+      if (resp.status === 429) {  // too soon: wait a little, then send the newest frame
+        await new Promise((r) => setTimeout(r, 30));
+        continue;
+      }
+      if (!resp.ok) {
+        const msg = await errorMessage(resp);
+        stopLive("The live view stopped: " + msg + ". Take still photos instead.");
+        return;
+      }
+      const res = await resp.json();
+      if (!live) break;
+      drawLive(res);
+      const t1 = performance.now();
+      liveFrames += 1;
+      liveTimes.push(t1);
+      liveLatency.push(t1 - t0);
+      if (liveLatency.length > 30) liveLatency.shift();
+      showLiveStats();
+    }
+  }
+
+  function startLive() {
+    if (live || !stream) return;
+    live = true;
+    liveTimes = [];
+    liveLatency = [];
+    liveFrames = 0;
+    el.liveButton.textContent = "Stop live";
+    el.liveButton.setAttribute("aria-pressed", "true");
+    el.body.dataset.live = "running";
+    liveLoop();
+  }
+
+  function stopLive(message) {
+    const was = live;
+    live = false;
+    el.liveButton.textContent = "Go live";
+    el.liveButton.setAttribute("aria-pressed", "false");
+    const g = el.liveOverlay.getContext("2d");
+    g.clearRect(0, 0, el.liveOverlay.width, el.liveOverlay.height);
+    if (message) {
+      el.body.dataset.live = "refused";
+      setState("error", message, true);
+    } else if (was) {
+      el.body.dataset.live = "stopped";
+    }
+  }
+
+  // a hidden page stops the live view and the camera (it must not film in the background)
+  document.addEventListener("visibilitychange", () => {
+    if (document.hidden && stream) closeWebcam();
+  });
 
   function captureFrame() {
     if (!el.video.videoWidth) return;
@@ -337,6 +481,7 @@
     el.webcamButton.addEventListener("click", openWebcam);
     el.capture.addEventListener("click", captureFrame);
     el.webcamClose.addEventListener("click", closeWebcam);
+    el.liveButton.addEventListener("click", () => (live ? stopLive() : startLive()));
   } else {
     el.webcamButton.disabled = true;
     el.webcamButton.title = "This browser does not allow camera access on this page";
