@@ -188,13 +188,13 @@ def test_page_second_photo_and_bad_file(browser, server, wild_dir, tmp_path):
 @pytest.fixture(scope="module")
 def camera_browser(tmp_path_factory, wild_dir):
     """Chromium whose camera is a fake one playing a clip of a real face (a KDEF portrait)."""
-    from serve_helpers import write_y4m
+    from wildfer.wild.video import slideshow
 
     chrome, driver_path = _binaries()
     webdriver = pytest.importorskip("selenium.webdriver")
     from selenium.webdriver.chrome.service import Service
 
-    clip = write_y4m(tmp_path_factory.mktemp("camera") / "face.y4m", wild_dir / PORTRAIT)
+    clip = slideshow([wild_dir / PORTRAIT], tmp_path_factory.mktemp("camera") / "face.y4m", fps=15, seconds=2)
     opts = webdriver.ChromeOptions()
     opts.binary_location = chrome
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",

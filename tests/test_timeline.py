@@ -172,3 +172,15 @@ def test_slideshow_writes_a_whole_clip(tmp_path, wild_dir):
     ok, frame = cap.read()
     cap.release()
     assert n == 10 and ok and frame.shape == (240, 320, 3)
+
+
+def test_slideshow_writes_a_y4m_camera_clip(tmp_path, wild_dir):
+    from wildfer.errors import ImageError
+    from wildfer.wild.video import slideshow
+
+    p = slideshow([wild_dir / "kdef_frontal" / "AF01HAS.JPG"], tmp_path / "c.y4m", fps=15, seconds=1, size=(320, 240))
+    data = p.read_bytes()
+    assert data.startswith(b"YUV4MPEG2 W320 H240 F15:1") and data.count(b"FRAME\n") == 15
+    assert len(data) == len(data.split(b"\n", 1)[0]) + 1 + 15 * (6 + 320 * 240 * 3 // 2)
+    with pytest.raises(ImageError, match="even"):
+        slideshow([wild_dir / "kdef_frontal" / "AF01HAS.JPG"], tmp_path / "odd.y4m", size=(321, 240))

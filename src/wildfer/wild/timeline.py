@@ -288,7 +288,7 @@ def plot_track(st: TrackStats, labels) -> Any:
     thumbnail, and a bar per class of the share of time the track spent in it."""
     plt = _plt()
     fig = plt.figure(figsize=(9, 3.2))
-    ax = fig.add_axes((0.07, 0.16, 0.58, 0.72))
+    ax = fig.add_axes((0.07, 0.16, 0.58, 0.64))
     t = np.asarray(st.times)
     p = np.asarray(st.probs).reshape(len(t), len(labels))
     for k, c in enumerate(labels):
@@ -298,10 +298,11 @@ def plot_track(st: TrackStats, labels) -> Any:
     ax.set_ylim(0, 1)
     if len(t) and t[-1] > t[0]:
         ax.set_xlim(t[0], t[-1])
-    ax.legend(fontsize=7, ncol=4, loc="upper left", frameon=False)
+    ax.legend(fontsize=7, ncol=len(labels), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False,
+              handlelength=1.2, columnspacing=0.8)
     top = st.labels.most_common(1)
-    ax.set_title(f"track {st.id}: {st.first_s:.1f}-{st.last_s:.1f} s"
-                 + (f", mostly {top[0][0]} ({top[0][1] / st.n:.0%})" if top else ""), fontsize=9)
+    fig.suptitle(f"track {st.id}: {st.first_s:.1f}-{st.last_s:.1f} s"
+                 + (f", mostly {top[0][0]} ({top[0][1] / st.n:.0%})" if top else ""), fontsize=9, x=0.36, y=0.97)
     if st.thumb is not None:
         ia = fig.add_axes((0.68, 0.55, 0.12, 0.36))
         ia.imshow(st.thumb)
@@ -322,10 +323,11 @@ def plot_scene(rows: list[dict[str, Any]], labels) -> Any:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(9, 2.6))
     if rows:
-        x = [r["second"] for r in rows]
-        ys = [[r["shares"][c] for r in rows] for c in labels]
+        # each second's shares hold until the next second ("post" steps): the last one too
+        x = [r["second"] for r in rows] + [rows[-1]["second"] + 1]
+        ys = [[r["shares"][c] for r in rows] + [rows[-1]["shares"][c]] for c in labels]
         ax.stackplot(x, ys, labels=list(labels), colors=[COLOURS.get(c) for c in labels], step="post")
-        ax.set_xlim(x[0], x[-1] + 1)
+        ax.set_xlim(x[0], x[-1])
     ax.set_ylim(0, 1)
     ax.set_xlabel("second of video")
     ax.set_ylabel("share of faces")

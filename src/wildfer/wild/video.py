@@ -189,9 +189,11 @@ def process_video(rec, path, *, stride: int = 1, max_frames: int | None = None, 
 
 def slideshow(images, out: str | Path, *, fps: float = 10.0, seconds: float = 2.0, size: tuple[int, int] = (640, 480),
               zoom: float = 0.06) -> Path:
-    """Write an mp4 clip that shows each of ``images`` (paths or RGB arrays) for ``seconds``,
+    """Write a clip that shows each of ``images`` (paths or RGB arrays) for ``seconds``,
     letterboxed into ``size`` (width, height) with a slow zoom of ``zoom`` (so faces move as
-    in a real video): a test clip made from real photos. Written whole; returns ``out``."""
+    in a real video): a test clip made from real photos. ``out`` ending in ``.y4m`` is
+    uncompressed YUV4MPEG2 (what Chromium's fake camera plays), anything else mp4. Written
+    whole; returns ``out``."""
     import cv2
 
     from ..data.images import read_image
@@ -199,8 +201,17 @@ def slideshow(images, out: str | Path, *, fps: float = 10.0, seconds: float = 2.
 
     w, h = int(size[0]), int(size[1])
     n = max(1, int(round(seconds * fps)))
+    y4m = str(out).lower().endswith(".y4m")
+    if y4m and (w % 2 or h % 2):
+        raise ImageError(out, f"a y4m clip needs an even width and height, not {w}x{h}")
     with written_whole(out) as tmp:
-        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (w, h))
+        if y4m:
+            fh = open(tmp, "wb")
+            fh.write(f"YUV4MPEG2 W{w} H{h} F{int(round(fps))}:1 Ip A1:1 C420jpeg\n".encode())
+            write = lambda bgr: fh.write(b"FRAME\n" + cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420).tobytes())  # noqa: E731
+        else:
+            fh = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (w, h))
+            write = fh.write
         try:
             for im in images:
                 rgb = read_image(im)
@@ -208,8 +219,7 @@ def slideshow(images, out: str | Path, *, fps: float = 10.0, seconds: float = 2.
                 for k in range(n):
                     s = base * (1.0 + zoom * k / max(1, n - 1))
                     m = np.array([[s, 0, (w - s * rgb.shape[1]) / 2], [0, s, (h - s * rgb.shape[0]) / 2]], np.float32)
-                    frame = cv2.warpAffine(np.ascontiguousarray(rgb[:, :, ::-1]), m, (w, h), flags=cv2.INTER_LINEAR)
-                    writer.write(frame)
+                    write(cv2.warpAffine(np.ascontiguousarray(rgb[:, :, ::-1]), m, (w, h), flags=cv2.INTER_LINEAR))
         finally:
-            writer.release()
+            fh.close() if y4m else fh.release()
     return Path(out)

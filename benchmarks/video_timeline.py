@@ -1,0 +1,89 @@
+"""Memory of a video timeline over a long video: peak RSS after 1 minute and after 10 minutes of
+a 720p clip processed at stride 3 with ``--timeline`` (rows streamed to disk, no per-frame
+results kept: what ``wildfer predict clip.mp4 --timeline DIR`` does without ``--json``).
+
+The clip is made from the shared group photos (``wildfer.wild.video.slideshow``: each photo
+for 10 s with a slow zoom, 1280 x 720, 30 fps, repeated to the length asked). The classifier is
+``fast`` unless ``--model`` says otherwise: memory, not accuracy, is measured here.
+
+Target: memory flat over time (the RSS at 10 minutes within a few MB of that at 1 minute).
+
+Usage: ``python benchmarks/video_timeline.py [--minutes 1,10] [--quick] [--model fast]``
+(``--quick``: 0.25 and 1 minute). Writes ``benchmarks/results/video_timeline.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+from common import DATA, ROOT, describe_machine
+
+OUT = ROOT / "benchmarks" / "results" / "video_timeline.json"
+
+
+def rss_mb() -> float:
+    """This process's resident memory now (MB), from /proc (the peak where there is none)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", default="1,10", help="checkpoints in minutes of video (the last is its length)")
+    ap.add_argument("--quick", action="store_true", help="0.25 and 1 minute")
+    ap.add_argument("--model", default="fast")
+    ap.add_argument("--stride", type=int, default=3)
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args()
+    marks = [0.25, 1.0] if args.quick else [float(m) for m in args.minutes.split(",")]
+    fps = 30.0
+
+    from wildfer.wild import Recognizer
+    from wildfer.wild.timeline import TimelineWriter
+    from wildfer.wild.video import process_video, slideshow
+
+    photos = sorted((DATA / "wild" / "groups").glob("*.jpg"))
+    per_photo_s = 10.0
+    n = int(round(marks[-1] * 60 / per_photo_s))
+    rec = Recognizer(model=args.model)
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = slideshow([photos[k % len(photos)] for k in range(n)], Path(tmp) / "long.mp4", fps=fps,
+                         seconds=per_photo_s, size=(1280, 720))
+        samples: list[dict] = []
+        todo = [m * 60 for m in marks]
+        t0 = time.perf_counter()
+
+        with TimelineWriter(Path(tmp) / "tl", rec.labels, video=str(clip)) as tl:
+            def on_frame(fr, frame_bgr):
+                tl.add(fr, frame_bgr)
+                if todo and fr["time_s"] >= todo[0] - args.stride / fps:
+                    samples.append({"video_minutes": round(todo.pop(0) / 60, 3), "rss_mb": round(rss_mb(), 1),
+                                    "wall_s": round(time.perf_counter() - t0, 1)})
+
+            record = process_video(rec, clip, stride=args.stride, keep_frames=False, on_frame=on_frame)
+        tracks = len(tl.summary["tracks"])
+    out = {
+        "benchmark": "video_timeline", "model": args.model, "stride": args.stride, "video": "1280x720, 30 fps",
+        "frames_total": record["frames_total"], "frames_processed": record["frames_processed"],
+        "faces_total": record["faces_total"], "tracks_kept": tracks, "samples": samples,
+        "rss_growth_mb": round(samples[-1]["rss_mb"] - samples[0]["rss_mb"], 1) if len(samples) > 1 else None,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "machine": describe_machine(),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=1) + "\n")
+    print(json.dumps({k: out[k] for k in ("samples", "rss_growth_mb", "peak_rss_mb")}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
