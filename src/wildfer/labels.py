@@ -31,11 +31,6 @@ def normalize_label(name: str) -> str:
     return _ALIASES.get(key, key)
 
 
-def ferplus_to_fer2013(name: str) -> str | None:
-    """FER+ class name -> FER2013 class name; ``contempt`` has no FER2013 class (None)."""
-    return None if name == "contempt" else name
-
-
 def class_alignment(model_classes, target_classes):
     """``C_target x C_model`` 0/1 float matrix mapping a model's outputs onto other classes by
     name (``probs @ m.T``, then renormalise: a class the targets lack, e.g. FER+'s contempt for

@@ -221,15 +221,6 @@ def unwarp(face_map: np.ndarray, m: np.ndarray, width: int, height: int) -> np.n
                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
-def crop_corners(m: np.ndarray, size: int = 48) -> np.ndarray:
-    """The crop square's 4 corners in photo coordinates (for drawing what the model saw)."""
-    import cv2
-
-    inv = cv2.invertAffineTransform(m)
-    pts = np.array([[0, 0], [size, 0], [size, size], [0, size]], dtype=np.float64)
-    return pts @ inv[:, :2].T + inv[:, 2]
-
-
 def to_gray(rgb: np.ndarray) -> np.ndarray:
     """RGB uint8 -> grayscale uint8 (ITU-R 601 luma, FER2013's conversion)."""
     import cv2
