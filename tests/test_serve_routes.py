@@ -6,6 +6,7 @@ server, no lifespan."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import io
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -198,3 +199,42 @@ def test_page_is_served_with_its_policy(mount):
     r = mount(FakeWorker()).get("/")
     assert r.status_code == 200 and r.headers["content-security-policy"] == routes.CSP
     assert r.headers["content-type"].startswith("text/html")
+
+
+# ----------------------------------------------------------------------------- ServeConfig
+
+
+@pytest.mark.parametrize("setting,fragment", [
+    ({"timeout": 0}, "timeout=0: must be above 0"),
+    ({"max_upload_mb": -1}, "max_upload_mb=-1"),
+    ({"max_explain": 0}, "max_explain=0: must be at least 1"),
+    ({"threads": 2.5}, "threads=2.5: must be an integer"),
+    ({"max_queue": "many"}, "max_queue='many': must be an integer"),
+    ({"work_pixels": float("nan")}, "work_pixels=nan"),
+    ({"backend": "gpu"}, "backend='gpu': use auto, torch, onnx, int8"),
+    ({"cors": [1]}, "cors: must be a list of strings"),
+])
+def test_serve_config_checks_every_declared_range(setting, fragment):
+    from wildfer.errors import WildferError
+    from wildfer.serve.app import create_app
+    from wildfer.serve.config import ServeConfig
+
+    with pytest.raises(WildferError, match=re.escape(fragment)):
+        create_app(**setting)
+    with pytest.raises(WildferError, match=re.escape(fragment)):
+        ServeConfig(**setting).check()
+
+
+def test_serve_config_is_what_the_app_uses():
+    from wildfer.serve.app import create_app
+    from wildfer.serve.config import ServeConfig
+
+    cfg = ServeConfig(model="fast", timeout=30, max_explain=4, cors=["http://a.example"])
+    app = create_app(config=cfg)
+    assert app.state.config == cfg and app.state.limits.timeout_s == 30 and app.state.limits.max_explain == 4
+    assert ServeConfig(**cfg.to_dict()) == cfg  # JSON-able round trip (the --workers processes read it)
+    assert create_app(model="fast", timeout=30, max_explain=4, cors=["http://a.example"]).state.config == cfg
+    with pytest.raises(TypeError):
+        create_app(config=cfg, timeout=5)
+    with pytest.raises(TypeError):
+        create_app(bogus=1)

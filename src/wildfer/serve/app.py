@@ -53,21 +53,12 @@ from fastapi import FastAPI, Request
 
 from .. import __version__
 from ..errors import ModelError
+from .config import SERVER_EXPLAIN_PIXELS, SERVER_MAX_PIXELS, SERVER_WORK_PIXELS, ServeConfig  # noqa: F401
 from .routes import Limits, LiveGate, Slots, detector_name, error_response, model_name, router
 from .worker import InferenceWorker
 
 log = logging.getLogger("wildfer.serve")
 
-#: Largest photo decoded by the server (pixels). Lower than the library's limit: a server
-#: decodes several photos at once, and 40 MP is already 120 MB of RGB.
-SERVER_MAX_PIXELS = 40_000_000
-#: Largest image the server works on (pixels): bigger photos are downscaled to this after
-#: decoding. The detector looks at 640 pixels anyway; this bounds the saliency maps, the
-#: overlay and the memory one request holds (a 40 MP overlay took 14 s and 3.5 GB).
-SERVER_WORK_PIXELS = 4_000_000
-#: The same for saliency maps: the overlay costs about 0.35 us of CPU per pixel here, and the
-#: per-face maps are 48 x 48 whatever the photo's size.
-SERVER_EXPLAIN_PIXELS = 1_000_000
 #: Host names a server answers to besides those it is given (``allowed_hosts``).
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -253,75 +244,38 @@ def _add_middleware(app: FastAPI, cors, allowed_hosts) -> None:
     app.add_middleware(HostCheck, allowed=[*LOCAL_HOSTS, *(allowed_hosts or ())])  # outermost: checked first
 
 
-def create_app(
-    recognizer=None,
-    model: str | None = None,
-    detector: str = "yunet",
-    *,
-    max_upload_mb: float = 10.0,
-    timeout: float = 10.0,
-    cors: list[str] | tuple[str, ...] | None = None,
-    max_pixels: int = SERVER_MAX_PIXELS,
-    max_batch: int = 8,
-    max_queue: int = 64,
-    decode_threads: int = 2,
-    torch_threads: int | None = None,
-    threads: int | None = None,
-    backend: str = "auto",
-    device: str = "auto",
-    work_pixels: int = SERVER_WORK_PIXELS,
-    explain_pixels: int = SERVER_EXPLAIN_PIXELS,
-    max_predict: int = 32,
-    max_explain: int = 2,
-    allowed_hosts: list[str] | tuple[str, ...] | None = None,
-) -> FastAPI:
+def create_app(recognizer=None, model: str | None = None, detector: str = "yunet", *,
+               config: ServeConfig | None = None, **settings) -> FastAPI:
     """Build the app. ``recognizer`` (anything following the Recognizer contract) is used as
     is; otherwise :func:`load_recognizer` (``model``, ``detector``, ``backend``) loads one
     once at startup.
 
-    Parameters
-    ----------
-    max_upload_mb: largest accepted photo file (413 beyond).
-    timeout: seconds a request may take from its first byte to its answer (408 / 504 beyond).
-    cors: origins allowed to call the API from other pages (CORS is off when empty).
-    max_pixels: largest decoded image (413 beyond; the decompression-bomb guard).
-    max_batch: most photos classified in one batch when requests arrive together.
-    max_queue: most requests waiting for the model (503 beyond).
-    decode_threads: threads decoding uploads and encoding PNGs.
-    torch_threads: torch's (and onnxruntime's) intra-op threads in this process (``None``:
-        leave torch as is); cores / (processes x threads) avoids oversubscription.
-    threads: inference threads, i.e. photos processed at once, sharing one copy of the model
-        (``None``: one per core; one when the detector is not thread-safe).
-    backend: the classifier's backend when the app loads its own model (``auto``, ``onnx``,
-        ``torch``).
-    device: where that classifier runs (``auto``, ``cpu``, ``cuda``, ``cuda:N``).
-    work_pixels: photos over this many pixels are downscaled to it before any model work (the
-        answer's boxes are in the photo's pixels).
-    explain_pixels: the same bound for ``/v1/explain`` (its PNG is the downscaled copy).
-    max_predict, max_explain: most requests in progress on ``/v1/predict`` and ``/v1/explain``
-        (503 with ``Retry-After`` beyond; a saliency map costs many forward passes).
-    allowed_hosts: ``Host`` names and addresses the server answers to, besides
-        :data:`LOCAL_HOSTS` (400 otherwise; see :class:`HostCheck`; ``["*"]``: any).
+    The settings are a :class:`~wildfer.serve.config.ServeConfig` (``config``), or its fields
+    as keywords (``create_app(model="wild", timeout=30, max_explain=4)``); either way they are
+    checked against their declared ranges before anything starts (a one-line
+    :class:`~wildfer.errors.WildferError`; an unknown keyword is a ``TypeError``).
     """
-    if max_upload_mb <= 0 or timeout <= 0:
-        raise ValueError("max_upload_mb and timeout must be positive")
-    for name, value in (("work_pixels", work_pixels), ("explain_pixels", explain_pixels), ("max_predict", max_predict),
-                        ("max_explain", max_explain)):
-        if int(value) < 1:
-            raise ValueError(f"{name} must be at least 1, got {value!r}")
+    if config is None:
+        config = ServeConfig(model=model, detector=detector, **settings)
+    elif settings or model is not None or detector != "yunet":
+        raise TypeError("create_app: give either config= or its settings as keywords, not both")
+    cfg = config.check()
     limits = Limits(
-        max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_pixels=int(max_pixels), timeout_s=float(timeout),
-        max_queue=int(max_queue), max_batch=int(max_batch), work_pixels=int(work_pixels),
-        explain_pixels=int(explain_pixels), max_predict=int(max_predict), max_explain=int(max_explain))
+        max_upload_bytes=int(cfg.max_upload_mb * 1024 * 1024), max_pixels=int(cfg.max_pixels),
+        timeout_s=float(cfg.timeout), max_queue=int(cfg.max_queue), max_batch=int(cfg.max_batch),
+        work_pixels=int(cfg.work_pixels), explain_pixels=int(cfg.explain_pixels), max_predict=int(cfg.max_predict),
+        max_explain=int(cfg.max_explain))
     app = FastAPI(title="wildfer", version=__version__, description=DESCRIPTION, docs_url=None, redoc_url=None,
                   lifespan=lifespan)
     app.state.recognizer = recognizer
-    app.state.startup = Startup(model, detector, backend, device, torch_threads, threads, decode_threads)
+    app.state.config = cfg
+    app.state.startup = Startup(cfg.model, cfg.detector, cfg.backend, cfg.device, cfg.torch_threads, cfg.threads,
+                                cfg.decode_threads)
     app.state.limits = limits
     app.state.slots = {"predict": Slots("predict", limits.max_predict), "explain": Slots("explain", limits.max_explain)}
     app.state.live = LiveGate()
     app.include_router(router)
-    _add_middleware(app, cors, allowed_hosts)
+    _add_middleware(app, cfg.cors, cfg.allowed_hosts)
     app.add_exception_handler(Exception, _internal_error)
     return app
 
