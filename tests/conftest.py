@@ -64,3 +64,19 @@ def cli():
         return code, out.getvalue() + err.getvalue()
 
     return run
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory):
+    """A small, untrained shallow FER2013 checkpoint (seeded): fast to load and run."""
+    import torch
+
+    from wildfer.labels import FER2013_CLASSES
+    from wildfer.models import create_model
+    from wildfer.models.loader import save_checkpoint
+
+    torch.manual_seed(0)
+    p = tmp_path_factory.mktemp("model") / "tiny.pt"
+    save_checkpoint(p, create_model("shallow", num_filters=8, hidden=32), arch="shallow",
+                    model_kwargs={"num_filters": 8, "hidden": 32}, classes=FER2013_CLASSES)
+    return p

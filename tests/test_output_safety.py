@@ -45,21 +45,6 @@ def one_line_error(result, *fragments: str, code: int = 2) -> str:
     return lines[0]
 
 
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory):
-    import torch
-
-    from wildfer.labels import FER2013_CLASSES
-    from wildfer.models import create_model
-    from wildfer.models.loader import save_checkpoint
-
-    torch.manual_seed(0)
-    p = tmp_path_factory.mktemp("model") / "tiny.pt"
-    save_checkpoint(p, create_model("shallow", num_filters=8, hidden=32), arch="shallow",
-                    model_kwargs={"num_filters": 8, "hidden": 32}, classes=FER2013_CLASSES)
-    return p
-
-
 @pytest.fixture
 def photos(tmp_path, wild_dir) -> Path:
     """A folder of three copies of a KDEF face."""

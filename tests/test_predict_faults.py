@@ -210,21 +210,6 @@ def test_corrupt_png_is_called_corrupt_not_unsupported(damage):
 # ----------------------------------------------------------------------------- wildfer predict
 
 
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory):
-    import torch
-
-    from wildfer.labels import FER2013_CLASSES
-    from wildfer.models import create_model
-    from wildfer.models.loader import save_checkpoint
-
-    torch.manual_seed(0)
-    p = tmp_path_factory.mktemp("model") / "tiny.pt"
-    save_checkpoint(p, create_model("shallow", num_filters=8, hidden=32), arch="shallow",
-                    model_kwargs={"num_filters": 8, "hidden": 32}, classes=FER2013_CLASSES)
-    return p
-
-
 def _noise_photos(folder: Path, n: int, size=(240, 320)) -> list[Path]:
     import numpy as np
     from PIL import Image

@@ -35,6 +35,13 @@ def _binaries() -> tuple[str, str]:
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
+    drv = _chromium(tmp_path_factory.mktemp("chromium-profile"))
+    yield drv
+    drv.quit()
+
+
+def _chromium(profile: Path, *extra: str):
+    """Headless Chromium under chromedriver, with the page's console logged; ``extra`` flags."""
     chrome, driver_path = _binaries()
     webdriver = pytest.importorskip("selenium.webdriver")
     from selenium.webdriver.chrome.service import Service
@@ -43,15 +50,13 @@ def browser(tmp_path_factory):
     opts.binary_location = chrome
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--disable-quic", "--disable-dev-shm-usage",
-                "--window-size=1280,900", "--force-device-scale-factor=1",
-                f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+                "--window-size=1280,900", "--force-device-scale-factor=1", f"--user-data-dir={profile}", *extra):
         opts.add_argument(arg)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     drv = webdriver.Chrome(service=Service(executable_path=driver_path), options=opts)
     drv.set_page_load_timeout(30)
     drv.set_script_timeout(30)
-    yield drv
-    drv.quit()
+    return drv
 
 
 @pytest.fixture(scope="module")
@@ -190,23 +195,10 @@ def camera_browser(tmp_path_factory, wild_dir):
     """Chromium whose camera is a fake one playing a clip of a real face (a KDEF portrait)."""
     from wildfer.wild.video import slideshow
 
-    chrome, driver_path = _binaries()
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
+    _binaries()  # skips first when there is no browser
     clip = slideshow([wild_dir / PORTRAIT], tmp_path_factory.mktemp("camera") / "face.y4m", fps=15, seconds=2)
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chrome
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--window-size=1280,900",
-                "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-video-capture={clip}",
-                f"--user-data-dir={tmp_path_factory.mktemp('chromium-camera-profile')}"):
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    drv = webdriver.Chrome(service=Service(executable_path=driver_path), options=opts)
-    drv.set_page_load_timeout(30)
-    drv.set_script_timeout(30)
+    drv = _chromium(tmp_path_factory.mktemp("chromium-camera-profile"), "--use-fake-ui-for-media-stream",
+                    "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={clip}")
     yield drv
     drv.quit()
 
