@@ -295,6 +295,39 @@ def test_other_writers_on_a_full_disk(tiny_ckpt, tmp_path, small_disk, command):
     assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]
 
 
+@pytest.mark.parametrize("command", ["explain-maps", "evaluate-out"])
+def test_folders_of_outputs_on_a_full_disk(tmp_path, small_disk, wild_dir, command):
+    """Commands that write a folder of files: one line naming the file that did not fit, no
+    half-written file, every file left whole."""
+    from PIL import Image
+
+    fer = bad.fer_csv(tmp_path, "fer.csv", rows=bad.good_rows(40))
+    out = small_disk / "out"
+    args = {"explain-maps": ["explain", "maps", wild_dir / KDEF_FACE, "--model", "fast", "--out", out],
+            "evaluate-out": ["evaluate", fer, "--model", "fast", "--out", out]}[command]
+    _fill(small_disk, 3_000)
+    rc, _, err = run_cli(*args)
+    assert rc != 0 and "Traceback" not in err, err
+    errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and str(small_disk) in errors[0], err
+    assert not list(small_disk.rglob("*partial*"))
+    for png in small_disk.rglob("*.png"):
+        with Image.open(png) as im:
+            im.load()
+
+
+def test_too_many_unusable_rows_is_an_error():
+    from wildfer.data.fer2013 import check_unreadable
+    from wildfer.errors import DataError
+
+    check_unreadable("m.csv", 10, 20)  # half: kept, the bad rows listed
+    check_unreadable("m.csv", 6, 9)  # a small set: judged only by "none usable"
+    with pytest.raises(DataError, match="11 of 20 rows could not be used"):
+        check_unreadable("m.csv", 11, 20, "a.jpg: file not found")
+    with pytest.raises(DataError, match="no row could be used"):
+        check_unreadable("m.csv", 3, 3)
+
+
 def test_training_on_a_full_disk_is_one_line(tmp_path, small_disk):
     fer = bad.fer_csv(tmp_path, "fer.csv", rows=bad.good_rows(60))
     run = small_disk / "run"
