@@ -76,8 +76,9 @@ def main() -> None:
     from wildfer.models.quantize import SUFFIX, WEIGHTS, export_int8
 
     if args.make:
+        train = load_dataset(FER, split="Training").images
         for name in args.models:
-            export_int8(load_model(name), WEIGHTS / f"{name}{SUFFIX}", FER)
+            export_int8(load_model(name), WEIGHTS / f"{name}{SUFFIX}", train)
     test = load_dataset(FER, split="PublicTest")
     result = {"torch_threads": 1, "int8_threads": "onnxruntime's default (one per core)",
               "machine": describe_machine(load_avg_before=[round(x, 2) for x in os.getloadavg()]),

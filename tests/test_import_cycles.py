@@ -1,9 +1,9 @@
 """wildfer's modules import each other without cycles.
 
-The graph holds the imports a module runs when it is imported: its top-level statements
-(also inside ``try`` / ``if`` / class bodies), not the imports inside functions, which are the
-deliberately lazy ones (torch, optional dependencies, heavy stages), nor ``if TYPE_CHECKING:``
-blocks.
+The graph holds every import a module makes: its top-level statements (also inside ``try`` /
+``if`` / class bodies) and the imports inside functions, which are lazy (torch, optional
+dependencies, heavy stages) but still tie the two modules into one: a cycle through a lazy
+import is a cycle. Only ``if TYPE_CHECKING:`` blocks (annotations) are left out.
 """
 
 from __future__ import annotations
@@ -30,20 +30,23 @@ def _is_type_checking(test: ast.expr) -> bool:
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
-def _top_level_imports(body: list[ast.stmt]):
-    """The import statements run when a module body runs (function bodies are not)."""
+def _imports(body: list[ast.stmt]):
+    """Every import statement of a module, in function bodies too, but not under
+    ``if TYPE_CHECKING:``."""
     for node in body:
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             yield node
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            continue
         elif isinstance(node, ast.If):
             if not _is_type_checking(node.test):
-                yield from _top_level_imports(node.body)
-            yield from _top_level_imports(node.orelse)
+                yield from _imports(node.body)
+            yield from _imports(node.orelse)
         else:
-            for field in ("body", "orelse", "finalbody", "handlers"):
-                yield from _top_level_imports(getattr(node, field, None) or [])
+            for field in ("body", "orelse", "finalbody", "handlers", "cases"):
+                for child in getattr(node, field, None) or []:
+                    if isinstance(child, ast.match_case):
+                        yield from _imports(child.body)
+                    elif isinstance(child, ast.stmt) or isinstance(child, ast.excepthandler):
+                        yield from _imports([child] if isinstance(child, ast.stmt) else child.body)
 
 
 def _package_of(module: str, path: Path) -> str:
@@ -51,10 +54,10 @@ def _package_of(module: str, path: Path) -> str:
 
 
 def imported_modules(module: str, path: Path, known: set[str]) -> set[str]:
-    """The modules of ``known`` that ``module`` imports at its top level."""
+    """The modules of ``known`` that ``module`` imports (anywhere but under TYPE_CHECKING)."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     found = set()
-    for node in _top_level_imports(tree.body):
+    for node in _imports(tree.body):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names if alias.name in known}
             continue
@@ -124,14 +127,15 @@ def test_detector_finds_a_cycle_in_a_synthetic_package(tmp_path):
     assert find_cycle(graph) == ["pkg.a", "pkg.b", "pkg.sub.c", "pkg.a"]
 
 
-def test_detector_skips_lazy_and_type_checking_imports(tmp_path):
+def test_detector_sees_lazy_imports_and_skips_type_checking(tmp_path):
     _write(tmp_path, {
         "pkg/__init__.py": "",
-        "pkg/a.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .b import B\n"
+        "pkg/a.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .c import C\n"
                     "def f():\n    from . import b\n",
         "pkg/b.py": "from . import a\ntry:\n    from .c import x\nexcept ImportError:\n    x = None\n",
-        "pkg/c.py": "x = 1\n",
+        "pkg/c.py": "x = 1\nclass K:\n    def g(self):\n        if True:\n            import pkg.d\n",
+        "pkg/d.py": "",
     })
     graph = import_graph(tmp_path, "pkg")
-    assert graph["pkg.a"] == set() and graph["pkg.b"] == {"pkg.a", "pkg.c"}
-    assert find_cycle(graph) is None
+    assert graph["pkg.a"] == {"pkg.b"} and graph["pkg.b"] == {"pkg.a", "pkg.c"} and graph["pkg.c"] == {"pkg.d"}
+    assert find_cycle(graph) == ["pkg.a", "pkg.b", "pkg.a"]

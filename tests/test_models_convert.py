@@ -135,7 +135,7 @@ def test_recognizer_cuts_each_model_its_own_way(zoo_path, wild_dir):
 def test_mixed_ensemble_averages_members_on_their_own_crops(zoo_path, wild_dir):
     """A 48-pixel grey member and a 112-pixel colour one: each face is cut twice, and the
     ensemble's probabilities are the mean of what each member says alone."""
-    from wildfer.models.ensemble import ensemble_classifier
+    from wildfer.models.loader import ensemble_classifier
     from wildfer.models.loader import load_model
     from wildfer.wild import Recognizer
 
@@ -223,7 +223,7 @@ def test_mixed_ensemble_runs_each_member_on_its_own_int8_graph(zoo_path, web_fac
 
 
 def test_a_teacher_that_cuts_faces_otherwise_is_read_from_its_own_crops(zoo_path):
-    from wildfer.models.ensemble import ensemble_classifier
+    from wildfer.models.loader import ensemble_classifier
     from wildfer.models.loader import load_model
     from wildfer.train.config import TrainConfig
     from wildfer.train.engine import teacher_reads_its_own_faces

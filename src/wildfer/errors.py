@@ -6,6 +6,13 @@ The CLI prints these as one line (no traceback) and exits with code 2.
 from __future__ import annotations
 
 
+def one_line(text) -> str:
+    """``text`` on one line: runs of whitespace (newlines, tabs) become one space, terminal colour codes go."""
+    import re
+
+    return " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(text)).split())
+
+
 def short(value, limit: int = 60) -> str:
     """``repr(value)`` cut to about ``limit`` characters, for echoing a user's value in an error
     line: a huge or deeply nested value is never formatted whole (:mod:`reprlib` cuts

@@ -28,6 +28,8 @@ _EXPORTS = {
     "list_models": "registry",
     "model_info": "registry",
     "register_model": "registry",
+    "ensemble_classifier": "loader",
+    "load_model": "loader",
     "freeze": "pretrained",
     "load_torchvision_weights": "pretrained",
 }
@@ -37,7 +39,7 @@ _SUBMODULES = frozenset(FAMILIES) | {
     "registry", "pretrained", "layers", "classifier", "loader", "ensemble", "complexity", "onnx", "quantize", "commands", "convert",
 }
 
-__all__ = ["create_model", "list_models", "model_info", "register_model", "registry", "freeze",
+__all__ = ["create_model", "list_models", "model_info", "register_model", "registry", "freeze", "load_model", "ensemble_classifier",
            "load_torchvision_weights"]
 
 

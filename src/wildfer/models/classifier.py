@@ -20,6 +20,7 @@ import torch.nn as nn
 
 from ..errors import ModelError
 from ..labels import FER2013_CLASSES
+from .runtime import DEVICES, resolve_device  # noqa: F401 - re-exported: where callers have always found them
 
 #: FER2013 pixel statistics used to normalise inputs (x / 255 - mean) / std.
 DEFAULT_PREPROCESS = {"size": 48, "mean": 0.5, "std": 0.25, "grayscale": True}
@@ -41,9 +42,6 @@ def face_view(preprocess: dict | None) -> tuple:
             None if template is None else tuple(tuple(float(v) for v in p) for p in template))
 
 
-#: the device names :func:`resolve_device` takes (and ``cuda:N``)
-DEVICES = ("auto", "cpu", "cuda")
-
 #: what computes a classifier's logits: its torch network or an onnxruntime session of it
 BACKENDS = ("torch", "onnx", "int8")
 
@@ -53,53 +51,6 @@ def check_backend(backend: str) -> str:
     if backend not in BACKENDS:
         raise ModelError(f"unknown backend {backend!r} ({' | '.join(BACKENDS)})")
     return backend
-
-
-def resolve_device(device: Any = "auto", backend: str = "torch") -> str:
-    """The device ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` names here, as ``"cpu"``
-    or ``"cuda:N"``, for the ``backend`` that computes (``"torch"`` or ``"onnx"``).
-
-    ``"auto"`` is the first CUDA GPU when the backend can use one (torch:
-    ``torch.cuda.is_available()``; onnx: onnxruntime's ``CUDAExecutionProvider``), else the CPU.
-    A CUDA device the backend cannot use, or an unknown name, is a :class:`ModelError`.
-    """
-    name = str(device).strip().lower() if device is not None else "auto"
-    if name not in DEVICES and not (name.startswith("cuda:") and name[5:].isdigit()):
-        raise ModelError(f"unknown device {str(device)!r}; use auto, cpu, cuda or cuda:N")
-    if name == "cpu":
-        return "cpu"
-    missing = _cuda_missing(backend)
-    if name == "auto":
-        return "cpu" if missing else "cuda:0"
-    if missing:
-        raise ModelError(f"device {name!r}: {missing}; use cpu or auto")
-    index = int(name[5:]) if ":" in name else 0
-    count = torch.cuda.device_count() if backend == "torch" else None
-    if count is not None and index >= count:
-        raise ModelError(f"device {name!r}: this machine has {count} CUDA device(s) (cuda:0 to cuda:{count - 1})")
-    return f"cuda:{index}"
-
-
-def _cuda_missing(backend: str) -> str | None:
-    """Why ``backend`` cannot run on a CUDA GPU here, or ``None`` when it can."""
-    if backend == "int8":
-        return "the int8 backend runs on the CPU only"
-    if backend == "onnx":
-        try:  # onnxruntime is optional and slow to import: only when asked about
-            from .onnx import import_onnxruntime
-
-            providers = import_onnxruntime().get_available_providers()
-        except ImportError:
-            return "onnxruntime is not installed"
-        if "CUDAExecutionProvider" not in providers:
-            return (f"onnxruntime has no CUDAExecutionProvider here (it has {', '.join(providers) or 'none'}; "
-                    f"the GPU build is the onnxruntime-gpu package)")
-        return None
-    if torch.cuda.is_available():
-        return None
-    if torch.version.cuda is None:
-        return f"this torch ({torch.__version__}) is built without CUDA"
-    return "torch finds no CUDA GPU on this machine (torch.cuda.is_available() is False)"
 
 
 #: the test-time augmentation modes :func:`tta_views` takes (``None`` and ``"none"``: no augmentation)

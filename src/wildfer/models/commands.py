@@ -177,11 +177,22 @@ def export(
         raise WildferError("--int8 needs --calibrate FACES (a FER2013 CSV or an image folder)")
     check_output_file(onnx, "--onnx", [model])  # before the model is loaded and traced
     clf = load_model(model)
-    path = export_int8(clf, onnx, calibrate) if int8 else export_onnx(clf, onnx, opset)
+    path = export_int8(clf, onnx, _calibration_images(calibrate)) if int8 else export_onnx(clf, onnx, opset)
     msg = f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)"
     if check:
         msg += f"; max |p_torch - p_onnx| = {_onnx_disagreement(clf, path):.2e}"
     Console().print(msg, soft_wrap=True, highlight=False, markup=False)
+
+
+def _calibration_images(faces: Path):
+    """The faces of a data set (any format ``load_dataset`` reads), its Training rows when it
+    has them: what an int8 graph's activation ranges are calibrated on."""
+    from ..data import load_dataset
+
+    data = load_dataset(faces)
+    if any(u.lower() == "training" for u in data.usages()):
+        data = data.split("Training")
+    return data.images
 
 
 def _onnx_disagreement(clf, path: Path) -> float:

@@ -23,7 +23,7 @@ import contextvars
 import json
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Collection, Sequence
 
 import numpy as np
 import torch
@@ -189,18 +189,22 @@ def class_map(member_classes: Sequence[str], classes: Sequence[str]) -> torch.Te
 
 def ensemble_classifier(members: Sequence, *, weights: Sequence[float] | None = None, tta: str | None = None,
                         crop: int = 44, name: str = "", classes: Sequence[str] | None = None,
-                        meta: dict | None = None, temperature: float | None = None) -> Classifier:
-    """One :class:`~wildfer.models.classifier.Classifier` from several (built-in names, checkpoint
-    or weights paths, or classifiers): their probabilities averaged over ``tta`` views.
-    ``classes``: the output classes (default: the first member's own). ``temperature``: the
-    averaged log-probabilities are divided by it (calibration, fitted on held-out faces)."""
-    # members may be ensembles, which the loader reads through this module
-    from .loader import load_model
-
+                        meta: dict | None = None, temperature: float | None = None,
+                        load: Callable[[str], Classifier] | None = None) -> Classifier:
+    """One :class:`~wildfer.models.classifier.Classifier` from several: their probabilities
+    averaged over ``tta`` views. Members are classifiers, or names and paths that ``load``
+    turns into classifiers (:func:`wildfer.models.loader.ensemble_classifier` passes
+    ``load_model``). ``classes``: the output classes (default: the first member's own).
+    ``temperature``: the averaged log-probabilities are divided by it (calibration, fitted on
+    held-out faces)."""
     if isinstance(members, (str, os.PathLike)):
         members = [members]
     tta = tta_mode(tta, "ensemble tta")
-    clfs = [m if isinstance(m, Classifier) else load_model(m) for m in members]
+    named = [m for m in members if not isinstance(m, Classifier)]
+    if named and load is None:
+        raise ModelError(f"ensemble member {named[0]!s}: a name or path needs a loader; use "
+                         "wildfer.models.loader.ensemble_classifier, or pass classifiers")
+    clfs = [m if isinstance(m, Classifier) else load(m) for m in members]
     if not clfs:
         raise ModelError("an ensemble needs at least one member")
     # members that compute on onnxruntime run their graphs; the ensemble's backend says which
@@ -274,8 +278,10 @@ _LOADING: contextvars.ContextVar[tuple[tuple[Path, str], ...]] = contextvars.Con
                                                                                          default=())
 
 
-def load_ensemble_spec(path: str | os.PathLike, name: str = "") -> Classifier:
-    """The classifier a spec file describes (member paths relative to the file; built-in names as they are)."""
+def load_ensemble_spec(path: str | os.PathLike, name: str = "", *, load: Callable[[str], Classifier],
+                       builtins: Collection[str] = ()) -> Classifier:
+    """The classifier a spec file describes, its members read by ``load`` (member paths relative
+    to the file; names in ``builtins`` as they are)."""
     path = Path(path)
     stack = _LOADING.get()
     key = path.resolve()
@@ -285,14 +291,12 @@ def load_ensemble_spec(path: str | os.PathLike, name: str = "") -> Classifier:
         raise SpecCycleError(f"{stack[start][1]}: ensemble specs form a cycle: {ring}")
     token = _LOADING.set(stack + ((key, str(path)),))
     try:
-        return _load_spec(path, name)
+        return _load_spec(path, name, load, set(builtins))
     finally:
         _LOADING.reset(token)
 
 
-def _load_spec(path: Path, name: str) -> Classifier:
-    from .loader import builtin_names
-
+def _load_spec(path: Path, name: str, load: Callable[[str], Classifier], builtins: set[str]) -> Classifier:
     try:
         spec = json.loads(path.read_text())
     except RecursionError:
@@ -309,12 +313,11 @@ def _load_spec(path: Path, name: str) -> Classifier:
         raise ModelError(f"{path}: \"crop\" must be a whole number of pixels, not {crop!r}")
     if classes is not None and (not isinstance(classes, list) or not all(isinstance(c, str) for c in classes)):
         raise ModelError(f"{path}: \"classes\" must be a list of class names, not {classes!r}")
-    builtins = builtin_names()
     resolved = [m if (m in builtins or os.path.isabs(m)) else str(path.parent / m) for m in members]
     try:
         return ensemble_classifier(resolved, weights=spec.get("weights"), tta=spec.get("tta"),
                                    crop=crop, name=name or str(path), classes=classes,
-                                   temperature=spec.get("temperature"),
+                                   temperature=spec.get("temperature"), load=load,
                                    meta={k: v for k, v in spec.items()
                                          if k not in ("members", "weights", "tta", "crop", "temperature")})
     except SpecCycleError:

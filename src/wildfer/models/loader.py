@@ -18,13 +18,15 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..errors import ModelError
+from ..errors import ModelError, one_line  # noqa: F401 - one_line re-exported: where callers have found it
 from ..jsonio import json_ready, write_json
 from ..labels import FER2013_CLASSES, class_alignment
 from ..paths import written_whole
 from . import PIPELINE_MODEL  # noqa: F401 - re-exported: where callers have always found it
 from .classifier import DEFAULT_PREPROCESS, Classifier, check_backend, resolve_device
-from .ensemble import is_ensemble_spec, load_ensemble_spec, load_spec_members
+from .ensemble import ensemble_classifier as _combine
+from .ensemble import is_ensemble_spec, load_spec_members
+from .ensemble import load_ensemble_spec as _load_spec_file
 from .registry import create_model, list_models
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -75,13 +77,6 @@ def save_checkpoint(path: str | os.PathLike, net: nn.Module, *, arch: str, model
     torch.save(ckpt, buf)
     with written_whole(path) as tmp:
         tmp.write_bytes(buf.getbuffer())
-
-
-def one_line(text: str) -> str:
-    """``text`` on one line: runs of whitespace (newlines, tabs) become one space, terminal colour codes go."""
-    import re
-
-    return " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(text)).split())
 
 
 def load_failure_reason(e: Exception, path: str | os.PathLike | None = None) -> str:
@@ -315,11 +310,23 @@ def switch_backend(clf: Classifier, backend: str, **kw) -> Classifier:
     return clf.with_backend(backend, **kw)
 
 
+def ensemble_classifier(members, **kw) -> Classifier:
+    """An ensemble of ``members`` (built-in names, checkpoint, weights or spec paths, or
+    classifiers), names loaded with :func:`load_model`; the keywords of
+    :func:`wildfer.models.ensemble.ensemble_classifier` (``weights``, ``tta``, ``crop``,
+    ``name``, ``classes``, ``meta``, ``temperature``)."""
+    return _combine(members, load=load_model, **kw)
+
+
+def load_ensemble_spec(path: str | os.PathLike, name: str = "") -> Classifier:
+    """The classifier an ensemble spec file describes, its members loaded with
+    :func:`load_model` (paths relative to the file; built-in names as they are)."""
+    return _load_spec_file(path, name, load=load_model, builtins=builtin_names())
+
+
 def _members_on(clf: Classifier, backend: str) -> Classifier:
     """An ensemble whose members cut faces differently, each member on its own ``backend``
     graph (ONNX or int8), loaded again by name."""
-    from .ensemble import ensemble_classifier
-
     kw = clf.model_kwargs
     members = [load_model(m, backend=backend) for m in kw["members"]]
     return ensemble_classifier(members, weights=kw.get("weights"), tta=kw.get("tta"), crop=kw.get("crop", 44),

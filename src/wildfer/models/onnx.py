@@ -16,15 +16,18 @@ import json
 import os
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from ..errors import ModelError
+from ..errors import ModelError, one_line
 from ..jsonio import dumps
 from ..paths import write_bytes_whole
-from .classifier import Classifier, resolve_device
-from .loader import load_model, one_line
+from .runtime import import_onnxruntime, onnx_providers, resolve_device, session_options  # noqa: F401 - re-exported
+
+if TYPE_CHECKING:
+    from .classifier import Classifier
 
 
 def onnx_opsets() -> tuple[int, int]:
@@ -57,52 +60,14 @@ def onnx_bytes(clf: Classifier, opset: int = 17) -> bytes:
     return model.SerializeToString()
 
 
-def export_onnx(model: Classifier | str | os.PathLike, out: str | os.PathLike, opset: int = 17) -> Path:
-    """Export a classifier (or a built-in name / checkpoint path) to an ONNX file."""
-    clf = model if isinstance(model, Classifier) else load_model(model)
+def export_onnx(model: Classifier, out: str | os.PathLike, opset: int = 17) -> Path:
+    """Export a classifier (``load_model(name)`` gives one for a built-in name or a checkpoint)
+    to an ONNX file, written whole."""
+    clf = model
+    if not hasattr(clf, "net"):
+        raise ModelError(f"export_onnx takes a classifier, not {type(model).__name__}: load it with "
+                         "wildfer.models.load_model first")
     return write_bytes_whole(out, onnx_bytes(clf, opset))
-
-
-def import_onnxruntime():
-    """``onnxruntime``, with its telemetry off.
-
-    The client that writes a device id and an event store into the user's cache starts when
-    the library loads and only obeys ``ORT_DISABLE_TELEMETRY``, which ``import wildfer`` sets
-    before that; the call below also stops the events the library would send later.
-    """
-    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
-    import onnxruntime as ort
-
-    ort.disable_telemetry_events()
-    return ort
-
-
-def onnx_providers(device: str) -> list:
-    """onnxruntime's providers for a resolved device (``"cpu"`` or ``"cuda:N"``), best first."""
-    if device.startswith("cuda"):
-        index = int(device.partition(":")[2] or 0)
-        return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
-
-
-def session_options(threads: int | None = None, spin: bool = True):
-    """onnxruntime session options: ``threads`` intra-op threads, pool threads that sleep
-    between calls unless ``spin``, every graph optimisation, and on an x86 CPU without VNNI
-    (:func:`wildfer.machine.has_vnni`) the exact int8 products: there onnxruntime's fast
-    uint8 x int8 kernels add pairs of products in 16 bits, which saturate and cost the int8
-    graphs 1 to 15 points of accuracy."""
-    from ..machine import has_vnni
-
-    ort = import_onnxruntime()
-    so = ort.SessionOptions()
-    if threads:
-        so.intra_op_num_threads = int(threads)
-    if not spin:  # idle pool threads sleep instead of spinning between calls
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    if not has_vnni():
-        so.add_session_config_entry("session.x64quantprecision", "1")
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return so
 
 
 class OnnxRunner:

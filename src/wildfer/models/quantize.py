@@ -20,12 +20,15 @@ import dataclasses
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import ModelError
 from ..paths import write_bytes_whole
-from .classifier import Classifier
+
+if TYPE_CHECKING:
+    from .classifier import Classifier
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 SUFFIX = ".int8.onnx"
@@ -70,15 +73,10 @@ def quantize_int8(clf: Classifier, faces: np.ndarray, *, batch: int = 32) -> byt
         return Path(out).read_bytes()
 
 
-def export_int8(clf: Classifier, out: str | os.PathLike, faces: str | os.PathLike) -> Path:
-    """Write the int8 graph of ``clf`` to ``out``, calibrated on the data set ``faces`` (any
-    format :func:`wildfer.data.load_dataset` reads; its Training rows when it has them)."""
-    from ..data import load_dataset
-
-    data = load_dataset(faces)
-    if any(u.lower() == "training" for u in data.usages()):
-        data = data.split("Training")
-    return write_bytes_whole(out, quantize_int8(clf, calibration_faces(data.images)))
+def export_int8(clf: Classifier, out: str | os.PathLike, faces: np.ndarray) -> Path:
+    """Write the int8 graph of ``clf`` to ``out``, calibrated on :data:`CALIBRATION_FACES` of
+    ``faces`` (uint8 ``N x H x W``, e.g. a data set's Training images; drawn seeded)."""
+    return write_bytes_whole(out, quantize_int8(clf, calibration_faces(faces)))
 
 
 def shipped_int8(name: str) -> Path:

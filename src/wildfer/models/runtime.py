@@ -1,0 +1,110 @@
+"""What runs a model, chosen without loading one: the device a backend computes on
+(:func:`resolve_device`) and onnxruntime's module, providers and session options.
+
+A leaf of :mod:`wildfer.models`: it imports no other module of the package (torch and
+onnxruntime are imported when a function needs them), so the classifier, the ONNX and int8
+runners and the loader all build on it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..errors import ModelError
+
+#: the device names :func:`resolve_device` takes (and ``cuda:N``)
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(device: Any = "auto", backend: str = "torch") -> str:
+    """The device ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` names here, as ``"cpu"``
+    or ``"cuda:N"``, for the ``backend`` that computes (``"torch"`` or ``"onnx"``).
+
+    ``"auto"`` is the first CUDA GPU when the backend can use one (torch:
+    ``torch.cuda.is_available()``; onnx: onnxruntime's ``CUDAExecutionProvider``), else the CPU.
+    A CUDA device the backend cannot use, or an unknown name, is a :class:`ModelError`.
+    """
+    name = str(device).strip().lower() if device is not None else "auto"
+    if name not in DEVICES and not (name.startswith("cuda:") and name[5:].isdigit()):
+        raise ModelError(f"unknown device {str(device)!r}; use auto, cpu, cuda or cuda:N")
+    if name == "cpu":
+        return "cpu"
+    missing = _cuda_missing(backend)
+    if name == "auto":
+        return "cpu" if missing else "cuda:0"
+    if missing:
+        raise ModelError(f"device {name!r}: {missing}; use cpu or auto")
+    index = int(name[5:]) if ":" in name else 0
+    if backend == "torch":
+        import torch
+    count = torch.cuda.device_count() if backend == "torch" else None
+    if count is not None and index >= count:
+        raise ModelError(f"device {name!r}: this machine has {count} CUDA device(s) (cuda:0 to cuda:{count - 1})")
+    return f"cuda:{index}"
+
+
+def _cuda_missing(backend: str) -> str | None:
+    """Why ``backend`` cannot run on a CUDA GPU here, or ``None`` when it can."""
+    if backend == "int8":
+        return "the int8 backend runs on the CPU only"
+    if backend == "onnx":
+        try:  # onnxruntime is optional and slow to import: only when asked about
+            providers = import_onnxruntime().get_available_providers()
+        except ImportError:
+            return "onnxruntime is not installed"
+        if "CUDAExecutionProvider" not in providers:
+            return (f"onnxruntime has no CUDAExecutionProvider here (it has {', '.join(providers) or 'none'}; "
+                    f"the GPU build is the onnxruntime-gpu package)")
+        return None
+    import torch
+
+    if torch.cuda.is_available():
+        return None
+    if torch.version.cuda is None:
+        return f"this torch ({torch.__version__}) is built without CUDA"
+    return "torch finds no CUDA GPU on this machine (torch.cuda.is_available() is False)"
+
+
+def import_onnxruntime():
+    """``onnxruntime``, with its telemetry off.
+
+    The client that writes a device id and an event store into the user's cache starts when
+    the library loads and only obeys ``ORT_DISABLE_TELEMETRY``, which ``import wildfer`` sets
+    before that; the call below also stops the events the library would send later.
+    """
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    import onnxruntime as ort
+
+    ort.disable_telemetry_events()
+    return ort
+
+
+def onnx_providers(device: str) -> list:
+    """onnxruntime's providers for a resolved device (``"cpu"`` or ``"cuda:N"``), best first."""
+    if device.startswith("cuda"):
+        index = int(device.partition(":")[2] or 0)
+        return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def session_options(threads: int | None = None, spin: bool = True):
+    """onnxruntime session options: ``threads`` intra-op threads, pool threads that sleep
+    between calls unless ``spin``, every graph optimisation, and on an x86 CPU without VNNI
+    (:func:`wildfer.machine.has_vnni`) the exact int8 products: there onnxruntime's fast
+    uint8 x int8 kernels add pairs of products in 16 bits, which saturate and cost the int8
+    graphs 1 to 15 points of accuracy."""
+    from ..machine import has_vnni
+
+    ort = import_onnxruntime()
+    so = ort.SessionOptions()
+    if threads:
+        so.intra_op_num_threads = int(threads)
+    if not spin:  # idle pool threads sleep instead of spinning between calls
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if not has_vnni():
+        so.add_session_config_entry("session.x64quantprecision", "1")
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return so
+
+
