@@ -2,8 +2,8 @@
 (``wildfer/<stage>/commands.py``); this file only assembles them under help panels.
 
 User mistakes (:class:`wildfer.errors.WildferError`) print one red line and exit with 2; a
-file system error (a full disk, a read-only folder, a name too long) prints one line naming the
-path and exits with 1. An error line is cut to :data:`MAX_ERROR_CHARS` characters.
+write that fails (a full disk, a name too long: :class:`wildfer.errors.OutputError` or any
+``OSError``) prints one line naming the path and exits with 1. An error line is cut to :data:`MAX_ERROR_CHARS` characters.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.text import Text
 
 from . import __version__
-from .errors import WildferError
+from .errors import OutputError, WildferError
 
 console = Console(stderr=True)
 
@@ -109,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         rv = app(args=args, standalone_mode=False)  # a command's typer.Exit(code) comes back as rv
+    except OutputError as e:  # a write that failed: the environment, not the user's input
+        _error(str(e))
+        return 1
     except WildferError as e:
         _error(str(e))
         return 2
