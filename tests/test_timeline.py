@@ -184,3 +184,18 @@ def test_slideshow_writes_a_y4m_camera_clip(tmp_path, wild_dir):
     assert len(data) == len(data.split(b"\n", 1)[0]) + 1 + 15 * (6 + 320 * 240 * 3 // 2)
     with pytest.raises(ImageError, match="even"):
         slideshow([wild_dir / "kdef_frontal" / "AF01HAS.JPG"], tmp_path / "odd.y4m", size=(321, 240))
+
+
+def test_a_timeline_written_again_leaves_no_stale_track(tmp_path):
+    from wildfer.labels import FER2013_CLASSES as labels
+    from wildfer.wild.timeline import TimelineWriter
+
+    (tmp_path / "tl").mkdir()
+    for name in ("track_7.csv", "track_7.png", "notes.txt"):
+        (tmp_path / "tl" / name).write_text("old")
+    with TimelineWriter(tmp_path / "tl", labels) as tl:
+        for k in range(6):
+            tl.add(_frame(k, [(0, "happy")], labels))
+    names = sorted(os.listdir(tmp_path / "tl"))
+    assert "track_7.csv" not in names and "track_7.png" not in names and "notes.txt" in names
+    assert "track_0.csv" in names

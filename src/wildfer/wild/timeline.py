@@ -190,10 +190,20 @@ class TimelineWriter:
             }
             write_json(self.folder / "timeline.json", summary)
             write_text_whole(self.folder / "summary.html", summary_html(summary))
+            self._remove_stale(keep)
             self.summary = summary
             return summary
         finally:
             self._rows_path.unlink(missing_ok=True)
+
+    def _remove_stale(self, keep: list[int]) -> None:
+        """Remove the per-track files an earlier timeline left in this folder for tracks this
+        one does not have (only files named as this class names them)."""
+        kept = {f"track_{t}.{ext}" for t in keep for ext in ("csv", "png")}
+        for p in self.folder.glob("track_*.*"):
+            stem = p.stem.removeprefix("track_")
+            if p.name not in kept and stem.isdigit() and p.suffix in (".csv", ".png"):
+                p.unlink(missing_ok=True)
 
     def abort(self) -> None:
         """Give up: close and remove the streamed rows (no per-track file is written), and
