@@ -199,3 +199,23 @@ def test_a_timeline_written_again_leaves_no_stale_track(tmp_path):
     names = sorted(os.listdir(tmp_path / "tl"))
     assert "track_7.csv" not in names and "track_7.png" not in names and "notes.txt" in names
     assert "track_0.csv" in names
+
+
+def test_ended_tracks_are_drawn_and_let_go(tmp_path):
+    """Memory follows the tracks on screen: a track not seen for end_after frames is plotted at
+    once and only its numbers stay."""
+    from wildfer.errors import WildferError
+    from wildfer.labels import FER2013_CLASSES as labels
+    from wildfer.wild.timeline import TimelineWriter
+
+    tl = TimelineWriter(tmp_path / "tl", labels, end_after=3)
+    for k in range(20):
+        tl.add(_frame(k, [(0, "happy")] if k < 8 else [(1, "sad")], labels))
+        if k == 13:
+            assert list(tl.tracks) == [1] and tl.ended[0][1] is True
+            assert (tmp_path / "tl" / "track_0.png").exists()
+    with pytest.raises(WildferError, match="seen again"):
+        tl.add(_frame(20, [(0, "happy")], labels))
+    s = tl.close()
+    assert [t["track"] for t in s["tracks"]] == [0, 1] and s["tracks"][0]["frames"] == 8
+    assert len(_csv(tmp_path / "tl" / "track_1.csv")) == 12

@@ -12,9 +12,11 @@
 - ``summary.html``: every kept track's plot and numbers and the scene plot on one page, and
   ``timeline.json``: the same numbers for programs.
 
-Rows go to a file as the frames come, so memory stays flat however long the video: per
+Rows go to a file as the frames come, and memory stays flat however long the video: per
 track only a bounded number of points is kept for its plot (:data:`MAX_PLOT_POINTS`, thinned
-by halving). The per-track files appear when the video is done, each written whole.
+by halving), and a track not seen for :data:`END_AFTER` processed frames has ended: its plot
+is drawn then and only its numbers stay. The per-track CSVs appear when the video is done,
+each written whole.
 
 **Short tracks.** A detector's false alarm or a face that crosses the picture makes a track
 of a few frames. A track is kept when it spans at least ``min_frames`` processed frames and
@@ -45,6 +47,9 @@ from ..paths import write_text_whole, written_whole
 MAX_PLOT_POINTS = 2000
 #: Side of the thumbnail kept per track (pixels).
 THUMB_SIDE = 96
+#: Processed frames after which a track not seen is over (more than the video tracker's
+#: ``max_age``, after which it never continues): its plot is drawn and its data let go.
+END_AFTER = 30
 #: The CSV columns before the classes' probabilities.
 TRACK_COLUMNS = ["time_s", "frame", "left", "top", "right", "bottom", "label"]
 
@@ -64,6 +69,7 @@ class TrackStats:
     times: list[float] = field(default_factory=list)
     probs: list[np.ndarray] = field(default_factory=list)
     step: int = 1  # every ``step``-th row goes to the plot series
+    last_index: int = 0  # the processed frame it was last seen in
 
     @property
     def seconds(self) -> float:
@@ -115,7 +121,7 @@ class TimelineWriter:
     """
 
     def __init__(self, folder: str | os.PathLike, labels, *, video: str = "", min_frames: int = 3,
-                 min_seconds: float = 0.5):
+                 min_seconds: float = 0.5, end_after: int = END_AFTER):
         if int(min_frames) < 1:
             raise WildferError(f"timeline: min_frames {min_frames}: must be 1 or more")
         if not math.isfinite(float(min_seconds)) or float(min_seconds) < 0:
@@ -124,7 +130,9 @@ class TimelineWriter:
         self.labels = tuple(labels)
         self.video = str(video)
         self.min_frames, self.min_seconds = int(min_frames), float(min_seconds)
-        self.tracks: dict[int, TrackStats] = {}
+        self.end_after = int(end_after)
+        self.tracks: dict[int, TrackStats] = {}  # the tracks still going
+        self.ended: dict[int, tuple[dict[str, Any], bool]] = {}  # track -> (its numbers, kept)
         self.scene: dict[int, Counter] = {}  # second -> label counts over the faces seen in it
         self.folder.mkdir(parents=True, exist_ok=True)
         self._rows_path = self.folder / ".rows.partial.csv"
@@ -144,11 +152,15 @@ class TimelineWriter:
         second = self.scene.setdefault(int(t), Counter())
         for f in frame["faces"]:
             tid = int(f["track"])
+            if tid in self.ended:
+                raise WildferError(f"timeline: track {tid} seen again after it ended; end_after must exceed the "
+                                   "tracker's max_age")
             sp = f["smoothed_probabilities"]
             p = np.array([sp[c] for c in self.labels], dtype=np.float32)
             label = f["smoothed_label"]
             st = self.tracks.setdefault(tid, TrackStats(tid, first_s=t))
             st.add(t, label, p)
+            st.last_index = self.n_frames
             second[label] += 1
             if frame_bgr is not None:
                 area = (f["box"][2] - f["box"][0]) * (f["box"][3] - f["box"][1])
@@ -158,6 +170,17 @@ class TimelineWriter:
                         st.thumb, st.thumb_area = thumb, a
             self._rows.writerow([tid, t, frame["frame"], *(round(float(v), 1) for v in f["box"]), label,
                                  *(round(float(v), 5) for v in p)])
+        for tid in [k for k, st in self.tracks.items() if self.n_frames - st.last_index > self.end_after]:
+            self._finish(tid)
+
+    def _finish(self, tid: int) -> None:
+        """A track that has ended: its plot is drawn now (when it is kept), and only its numbers
+        stay in memory, so memory follows the tracks on screen, not the length of the video."""
+        st = self.tracks.pop(tid)
+        kept = self.kept(st)
+        if kept:
+            _save_fig(plot_track(st, self.labels), self.folder / f"track_{tid}.png")
+        self.ended[tid] = (st.to_dict(self.labels), kept)
 
     # -- the rule for short tracks
 
@@ -171,11 +194,10 @@ class TimelineWriter:
         """Write every file of the folder; the timeline's summary (also ``timeline.json``)."""
         self._fh.close()
         try:
-            keep = sorted(t for t, st in self.tracks.items() if self.kept(st))
+            for tid in list(self.tracks):
+                self._finish(tid)
+            keep = sorted(t for t, (_, kept) in self.ended.items() if kept)
             self._split_rows(keep)
-            for tid in keep:
-                fig = plot_track(self.tracks[tid], self.labels)
-                _save_fig(fig, self.folder / f"track_{tid}.png")
             scene = self.scene_rows()
             _write_csv(self.folder / "scene.csv", ["second", "faces", *self.labels],
                        ([r["second"], r["faces"], *(r["shares"][c] for c in self.labels)] for r in scene))
@@ -183,9 +205,8 @@ class TimelineWriter:
             summary = {
                 "video": self.video, "labels": list(self.labels), "frames_processed": self.n_frames,
                 "rule": {"min_frames": self.min_frames, "min_seconds": self.min_seconds},
-                "tracks": [self.tracks[t].to_dict(self.labels) | {"csv": f"track_{t}.csv", "plot": f"track_{t}.png"}
-                           for t in keep],
-                "dropped": [self.tracks[t].to_dict(self.labels) for t in sorted(self.tracks) if t not in keep],
+                "tracks": [self.ended[t][0] | {"csv": f"track_{t}.csv", "plot": f"track_{t}.png"} for t in keep],
+                "dropped": [d for t, (d, kept) in sorted(self.ended.items()) if not kept],
                 "scene": {"csv": "scene.csv", "plot": "scene.png"},
             }
             write_json(self.folder / "timeline.json", summary)

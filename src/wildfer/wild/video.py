@@ -9,7 +9,7 @@ frames, which removes the frame-to-frame flicker of a per-frame classifier.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -34,7 +34,7 @@ class _Track:
     probs: deque = field(default_factory=deque)
     first: int = 0
     n: int = 0
-    labels: list[str] = field(default_factory=list)
+    labels: Counter = field(default_factory=Counter)  # smoothed label -> processed frames
 
 
 class IoUTracker:
@@ -90,7 +90,7 @@ class IoUTracker:
             f.track = tid
             p = np.mean(tr.probs, axis=0)
             sp = {c: float(v) for c, v in zip(self.labels, p)}
-            tr.labels.append(self.labels[int(np.argmax(p))])
+            tr.labels[self.labels[int(np.argmax(p))]] += 1
             smoothed.append(sp)
         for tid in [t for t, tr in self.tracks.items() if self._step - tr.last_seen > self.max_age]:
             self.finished.append(self.tracks.pop(tid))
@@ -100,8 +100,9 @@ class IoUTracker:
         """Every track: its id, how many processed frames it spans and its most common smoothed label."""
         out = []
         for tr in sorted(self.finished + list(self.tracks.values()), key=lambda t: t.id):
-            vals, counts = np.unique(tr.labels, return_counts=True)
-            out.append({"track": tr.id, "n_frames": tr.n, "label": str(vals[np.argmax(counts)]) if len(vals) else None})
+            top = max(tr.labels.values(), default=0)  # the most common; a tie goes to the first name in order
+            out.append({"track": tr.id, "n_frames": tr.n,
+                        "label": min(k for k, v in tr.labels.items() if v == top) if top else None})
         return out
 
 
