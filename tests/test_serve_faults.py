@@ -439,7 +439,7 @@ def test_request_heads_over_the_limit_are_refused(standin_server):
 def test_live_frames_are_bounded_per_client():
     """/v1/live: one frame at a time and at most LIVE_MAX_FPS a second per client (429 at
     once, never queued), frames over 1280 x 720 refused (413)."""
-    from wildfer.serve.routes import LIVE_MAX_FPS
+    from wildfer.serve.live import LIVE_MAX_FPS
 
     standin = StandIn()
     standin.release.clear()  # nothing is answered until released

@@ -7,6 +7,8 @@ Endpoints
                        image size; timings in milliseconds.
 ``POST /v1/explain``   same input -> a PNG saliency overlay, or JSON with ``?format=json``;
                        ``?method=gradcam|vanilla|smoothgrad|ig|occlusion``.
+``POST /v1/live``      one camera frame (the page's live mode) -> faces, answered fast; per
+                       client one frame at a time, at most 15 a second (:mod:`.live`).
 ``GET /v1/models``     the model (name, arch, classes), detector, explain methods, limits.
 ``GET /healthz``       liveness.
 ``GET /``              the web page (every asset served from this package: no CDN); ``HEAD``
@@ -54,7 +56,8 @@ from fastapi import FastAPI, Request
 from .. import __version__
 from ..errors import ModelError
 from .config import SERVER_EXPLAIN_PIXELS, SERVER_MAX_PIXELS, SERVER_WORK_PIXELS, ServeConfig  # noqa: F401
-from .routes import Limits, LiveGate, Slots, detector_name, error_response, model_name, router
+from .live import LiveGate, live_router
+from .routes import Limits, Slots, detector_name, error_response, model_name, router
 from .worker import InferenceWorker
 
 log = logging.getLogger("wildfer.serve")
@@ -275,6 +278,7 @@ def create_app(recognizer=None, model: str | None = None, detector: str = "yunet
     app.state.slots = {"predict": Slots("predict", limits.max_predict), "explain": Slots("explain", limits.max_explain)}
     app.state.live = LiveGate()
     app.include_router(router)
+    app.include_router(live_router)
     _add_middleware(app, cfg.cors, cfg.allowed_hosts)
     app.add_exception_handler(Exception, _internal_error)
     return app
