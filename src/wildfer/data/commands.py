@@ -134,9 +134,8 @@ def show(
     """Draw a grid of sample faces, one row per class."""
     from rich.console import Console
 
-    from .detect import select_split
-
     from ..paths import check_output_file
+    from .detect import select_split
 
     check_output_file(out, "--out", [path])
     data = select_split(_load(path, fer2013, classes, False), split)

@@ -162,7 +162,7 @@ def _read_image_file(p: Path, label: str) -> bytes:
     try:
         with open(p, "rb") as fh:
             head = fh.read(16)
-            if st.st_size > _SNIFF_BYTES and _format_of(head) is None and not head[:2] in _NETPBM:
+            if st.st_size > _SNIFF_BYTES and _format_of(head) is None and head[:2] not in _NETPBM:
                 raise ImageError(label, f"not an image ({st.st_size / 2**20:,.0f} MiB that begin like no image "
                                         "format)")
             return head + fh.read()
