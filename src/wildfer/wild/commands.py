@@ -80,7 +80,7 @@ def run_predict(paths, *, model=None, detector="yunet", mode="detect", out=None,
     from ..errors import WildferError
     from ..locks import output_lock
     from . import batch_predict as bp
-    from .recognizer import Recognizer, _saliency_methods
+    from .recognizer import Recognizer, check_saliency_method
     from .video import is_video_file
 
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -91,7 +91,7 @@ def run_predict(paths, *, model=None, detector="yunet", mode="detect", out=None,
     if resume and outputs.progress is None:
         raise WildferError("--resume needs the output to complete: give --json, --csv or --out")
     if saliency:
-        _saliency_methods()(saliency)  # fail early on an unknown method
+        check_saliency_method(saliency)  # fail early on an unknown method
     if timeline is not None:
         from ..paths import check_output_dir, check_outside
 

@@ -467,6 +467,12 @@ def _saliency_methods():
     return get_method
 
 
+def check_saliency_method(name: str) -> None:
+    """Raise a one-line error unless ``name`` is a saliency method :meth:`Recognizer.explain`
+    knows (a command checks it before loading a model)."""
+    _saliency_methods()(name)
+
+
 def reading_order(dets: list[Detection]) -> list[Detection]:
     """Sort faces as text is read: rows from top to bottom, each row left to right.
 
