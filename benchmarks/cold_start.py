@@ -11,7 +11,7 @@ The photo is a 1280 x 720 JPEG with one face (a KDEF portrait on a textured back
 ``benchmarks/wild_latency.py``). Peak memory is the child's maximum resident set (``wait4``).
 Also records whether torch was imported by the API path.
 
-Targets (issue: a torch-free inference core): <= 0.5 s and <= 150 MB on a 2-core CPU.
+Goals for an inference path without torch: <= 0.5 s and <= 150 MB on a 2-core CPU.
 
 Usage: ``python benchmarks/cold_start.py [--repeat 5] [--model M]``. Writes
 ``benchmarks/results/cold_start.json``.
