@@ -17,7 +17,8 @@ also when the run is interrupted (Ctrl-C: exit code 130 and a line saying how ma
 output holds); the progress file is removed once the outputs are complete. ``--resume`` keeps what an output
 already holds, skips those inputs and completes it. Annotated images, overlays, videos and the
 report are written under a temporary name in their folder and renamed when whole, so no file
-under its final name is ever half written.
+under its final name is ever half written. What is written (the progress file, the CSV, the
+report, the settings ``--resume`` checks) is :mod:`wildfer.wild.outputs`'.
 
 With ``workers`` > 1 (``--workers N``), batches of photos are processed by N local processes
 (forks of a forkserver where there is one, else spawned; each with one Recognizer, one torch
@@ -31,8 +32,6 @@ photo each is on and writes everything finished; a second Ctrl-C stops them at o
 from __future__ import annotations
 
 import contextlib
-import csv
-import json
 import os
 import signal
 import threading
@@ -45,15 +44,23 @@ from typing import Any, Callable, Iterator, NamedTuple
 
 from ..data.images import IMAGE_EXTENSIONS
 from ..errors import OutputError, WildferError
-from ..jsonio import dumps
-from ..paths import partial_path, write_text_whole, written_whole
-from .recognizer import top_labels
+from ..paths import partial_path, written_whole
+from .outputs import (  # noqa: F401 - re-exported: where callers have found them
+    CSV_COLUMNS,
+    PredictOutputs,
+    ResultWriter,
+    build_report,
+    check_same_settings,
+    complete_outputs,
+    predict_outputs,
+    read_progress,
+    read_settings,
+    record_kind,
+    record_rows,
+    run_settings,
+    settings_path,
+)
 from .video import VIDEO_EXTENSIONS, is_video_file
-
-#: The CSV's first columns; the classes' probabilities, ``flags`` and ``truncated`` follow. ``label2``
-#: and ``probability2`` are the second likeliest label and its probability.
-CSV_COLUMNS = ["path", "frame", "face", "track", "left", "top", "right", "bottom", "score", "label", "confidence",
-               "label2", "probability2"]
 
 
 def collect_inputs(paths: list[Path]) -> tuple[list[tuple[Path, Path]], list[dict[str, str]]]:
@@ -108,178 +115,6 @@ def _ctrl_c_after() -> Iterator[None]:
         signal.signal(signal.SIGINT, old)
     if pressed:
         raise KeyboardInterrupt
-
-
-# ----------------------------------------------------------------------------- records
-
-
-def record_kind(rec: dict[str, Any]) -> str:
-    """``"image"``, ``"video"`` or ``"unreadable"`` for one line of the progress file."""
-    if "error" in rec:
-        return "unreadable"
-    return "video" if rec.get("type") == "video" else "image"
-
-
-def read_progress(path: Path) -> list[dict[str, Any]]:
-    """The records of a progress file; a line cut off by a killed run (and anything after it)
-    is left out, so its input is done again."""
-    records = []
-    try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
-        return records
-    except (OSError, UnicodeDecodeError) as e:
-        raise WildferError(f"{path}: cannot read the results to resume ({e})") from None
-    for line in text.splitlines(keepends=True):
-        if not line.endswith("\n"):
-            break
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            break
-        if isinstance(rec, dict) and "path" in rec:
-            records.append(rec)
-    return records
-
-
-def read_settings(path: Path) -> dict[str, Any] | None:
-    """The settings line a progress file begins with (:class:`ResultWriter`), or None."""
-    try:
-        with open(path) as fh:
-            first = fh.readline()
-    except (OSError, UnicodeDecodeError):
-        return None
-    try:
-        head = json.loads(first)
-    except json.JSONDecodeError:
-        return None
-    return head.get("settings") if isinstance(head, dict) and isinstance(head.get("settings"), dict) else None
-
-
-def settings_path(output: Path) -> Path:
-    """Where a run without a JSON report (``--csv`` alone, ``--json x.jsonl``) keeps the
-    settings its results were made with (hidden, beside the output), so that ``--resume`` can
-    check them."""
-    return output.with_name(f".{output.name}.settings.json")
-
-
-def _read_settings_file(path: Path) -> dict[str, Any] | None:
-    try:
-        d = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    return d if isinstance(d, dict) else None
-
-
-def _option_text(key: str, value: Any) -> str:
-    if isinstance(value, bool):
-        return f"--{key.replace('_', '-')} {'on' if value else 'off'}"
-    return f"--{key.replace('_', '-')} {value}"
-
-
-def check_same_settings(where: Path, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
-    """Raise unless an output's results were made with ``new``'s settings (everything that
-    changes a result: model, detector, mode, detection size, TTA, backend, video stride)."""
-    if old is None:
-        raise WildferError(f"{where}: cannot resume, it does not record the settings its results were made with; "
-                           "write a new output")
-    diff = [k for k in new if old.get(k) != new[k]]
-    if diff:
-        was = ", ".join(_option_text(k, old.get(k)) for k in diff)
-        now = ", ".join(_option_text(k, new[k]) for k in diff)
-        raise WildferError(f"{where}: cannot resume, its results were made with {was}, not {now}; give the same "
-                           "options or a new output")
-
-
-def _read_report(path: Path, labels) -> list[dict[str, Any]]:
-    try:
-        rep = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        return []
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise WildferError(f"{path}: cannot resume, not a predict JSON report ({str(e)[:80]})") from None
-    if not isinstance(rep, dict) or not all(isinstance(rep.get(k, []), list) for k in ("images", "videos", "unreadable")):
-        raise WildferError(f"{path}: cannot resume, not a predict JSON report")
-    if rep.get("labels", list(labels)) != list(labels):
-        raise WildferError(f"{path}: cannot resume, it was made by a model with the classes {', '.join(rep['labels'])}, "
-                           f"not {', '.join(labels)}")
-    return [r for k in ("images", "videos", "unreadable") for r in rep.get(k, []) if isinstance(r, dict) and "path" in r]
-
-
-def _csv_rows(path: Path, labels) -> tuple[list[str], list[list[str]]] | None:
-    try:
-        with open(path, newline="") as fh:
-            rows = list(csv.reader(fh))
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise WildferError(f"{path}: cannot resume, not a readable CSV ({str(e)[:80]})") from None
-    if not rows or not rows[0] or rows[0][0] != "path":
-        raise WildferError(f"{path}: cannot resume, not a predict CSV (no 'path' column first)")
-    header = rows[0]
-    if header[:len(CSV_COLUMNS)] != CSV_COLUMNS:
-        raise WildferError(f"{path}: cannot resume, its columns do not begin {', '.join(CSV_COLUMNS)} as "
-                           "predict writes them; write a new CSV")
-    classes = header[len(CSV_COLUMNS):header.index("flags")] if "flags" in header else None
-    if classes != list(labels):
-        raise WildferError(f"{path}: cannot resume, its columns are not those of a model with the classes "
-                           f"{', '.join(labels)}")
-    return header, rows[1:]
-
-
-def _runner_up(face: dict[str, Any]) -> tuple[str, Any]:
-    """A face's second likeliest label and its probability, from its ``top2`` (a record written
-    before there was one: from its probabilities, ranked as ``top2`` is); empty for a one-class
-    model."""
-    top = face.get("top2") or [{"label": k, "probability": v} for k, v in top_labels(face["probabilities"], 2)]
-    return (top[1]["label"], top[1]["probability"]) if len(top) > 1 else ("", "")
-
-
-def _face_rows(record: dict[str, Any], labels, frame=None, truncated=False) -> list[list[Any]]:
-    rows = []
-    for i, f in enumerate(record["faces"]):
-        probs = f["probabilities"]
-        rows.append([record["path"], "" if frame is None else frame, i, f.get("track", ""), *f["box"], f["score"],
-                     f["label"], probs.get(f["label"], 0.0), *_runner_up(f), *[probs.get(c, 0.0) for c in labels],
-                     ";".join(f["flags"]), int(bool(truncated))])
-    return rows
-
-
-def record_rows(rec: dict[str, Any], labels) -> list[list[Any]]:
-    """The CSV rows of one record (a photo's faces, or every face of every processed frame)."""
-    kind = record_kind(rec)
-    if kind == "image":
-        return _face_rows(rec, labels, truncated=rec.get("truncated", False))
-    if kind == "video":
-        return [row for fr in rec["frames"] for row in _face_rows({"path": rec["path"], "faces": fr["faces"]}, labels,
-                                                                  frame=fr["frame"])]
-    return []
-
-
-def _records_from_csv(header: list[str], rows: list[list[str]]) -> list[dict[str, Any]]:
-    """Records rebuilt from a finished CSV (no progress file beside it): enough to count and
-    list its photos' faces. Photos without faces have no rows there and are done again."""
-    by_path: dict[str, dict[str, Any]] = {}
-    classes = header[len(CSV_COLUMNS):header.index("flags")]
-    for row in rows:
-        d = dict(zip(header, row))
-        if not d.get("path"):
-            continue
-        try:
-            face = {"box": [float(d[k]) for k in ("left", "top", "right", "bottom")], "score": float(d["score"]),
-                    "label": d["label"], "probabilities": {c: float(d[c]) for c in classes},
-                    "flags": [f for f in d.get("flags", "").split(";") if f]}
-        except (KeyError, ValueError):
-            raise WildferError(f"cannot resume: a row for {d['path']} in the CSV is damaged") from None
-        if d.get("frame", ""):
-            rec = by_path.setdefault(d["path"], {"path": d["path"], "type": "video", "frames": [], "tracks": []})
-            if not rec["frames"] or rec["frames"][-1]["frame"] != int(d["frame"]):
-                rec["frames"].append({"frame": int(d["frame"]), "faces": []})
-            rec["frames"][-1]["faces"].append(face)
-        else:
-            rec = by_path.setdefault(d["path"], {"path": d["path"], "faces": [], "truncated": d.get("truncated") == "1"})
-            rec["faces"].append(face)
-    return list(by_path.values())
 
 
 class _Names:
@@ -649,199 +484,6 @@ def run_in_workers(steps: list[list[PhotoJob] | VideoJob], workers: int, setting
         stop.set()
         run.close()
     return False
-
-
-class ResultWriter:
-    """Everything ``predict`` writes per finished input, flushed as it goes: the progress file
-    (one JSON line per input) and the CSV rows. ``done`` maps each input already in the
-    outputs (from an earlier run, with ``resume``) to its record."""
-
-    def __init__(self, progress: Path | None, csv_file: Path | None, labels, *, resume: bool,
-                 report: Path | None = None, inputs: set[str] = frozenset(), settings: dict[str, Any] | None = None,
-                 jsonl: Path | None = None):
-        self.progress, self.csv_file, self.labels, self.jsonl = progress, csv_file, list(labels), jsonl
-        self.settings = dict(settings or {})
-        records: list[dict[str, Any]] = []
-        if resume:
-            records, old, where = self._earlier(report)
-            if records and settings is not None:
-                check_same_settings(where, old, self.settings)
-        self.done = {r["path"]: r for r in records if r["path"] in inputs}
-        self._log = self._csv = self._csv_fh = None
-        # the settings: a first line of the progress file when it is ours, else (no report to hold
-        # them) a hidden file beside each output
-        head = [dumps({"settings": self.settings}) + "\n"] if settings is not None and jsonl is None else []
-        if settings is not None and report is None:
-            for out in (jsonl, csv_file):
-                if out is not None:
-                    write_text_whole(settings_path(out), dumps(self.settings, indent=1) + "\n")
-        if progress is not None:
-            progress.parent.mkdir(parents=True, exist_ok=True)
-            with written_whole(progress) as tmp:
-                tmp.write_text("".join(head + [dumps(r) + "\n" for r in self.done.values()]))
-            self._log = open(progress, "a")
-        if csv_file is not None:
-            kept: list[list[str]] = []
-            if resume:
-                old_rows = _csv_rows(csv_file, self.labels)
-                kept = [r for r in old_rows[1] if r and r[0] in self.done] if old_rows else []
-            csv_file.parent.mkdir(parents=True, exist_ok=True)
-            with written_whole(csv_file) as tmp, open(tmp, "w", newline="") as fh:
-                w = csv.writer(fh)
-                w.writerow([*CSV_COLUMNS, *self.labels, "flags", "truncated"])
-                w.writerows(kept)
-            self._csv_fh = open(csv_file, "a", newline="")
-            self._csv = csv.writer(self._csv_fh)
-
-    def _earlier(self, report: Path | None) -> tuple[list[dict[str, Any]], dict[str, Any] | None, Path]:
-        """What the outputs already hold: ``(records, the settings they were made with, the
-        file that says so)``, from the progress file, else the report, else the CSV."""
-        progress, csv_file = self.progress, self.csv_file
-        sidecar = _read_settings_file(settings_path(csv_file)) if csv_file is not None else None
-        if progress is not None and progress.exists():
-            old = _read_settings_file(settings_path(progress)) if progress == self.jsonl else read_settings(progress)
-            return read_progress(progress), old or sidecar, progress
-        if report is not None:
-            records = _read_report(report, self.labels)
-            old = None
-            if records:
-                rep = json.loads(Path(report).read_text())
-                old = rep.get("settings") if isinstance(rep.get("settings"), dict) else None
-            return records, old, report
-        if csv_file is not None:
-            rows = _csv_rows(csv_file, self.labels)
-            return (_records_from_csv(*rows) if rows else []), sidecar, csv_file
-        return [], None, Path()
-
-    def add(self, rec: dict[str, Any]) -> None:
-        """Write one finished input: its CSV rows first, then its progress line (an input
-        counts as done only once its line is there)."""
-        if self._csv is not None:
-            self._csv.writerows(record_rows(rec, self.labels))
-        if self._log is not None:
-            self._log.write(dumps(rec) + "\n")
-
-    def flush(self) -> None:
-        for fh in (self._csv_fh, self._log):
-            if fh is not None:
-                fh.flush()
-
-    def close(self) -> None:
-        for fh in (self._csv_fh, self._log):
-            if fh is not None:
-                fh.close()
-        self._csv_fh = self._log = self._csv = None
-
-
-class PredictOutputs(NamedTuple):
-    """Where a run writes: ``report`` the JSON report (a ``--json`` name not ending in
-    ``.jsonl``), ``progress`` the progress file, ``jsonl`` the progress file when it is itself
-    the output (``--json x.jsonl``)."""
-
-    out: Path | None
-    json_file: Path | None
-    csv_file: Path | None
-    report: Path | None
-    progress: Path | None
-    jsonl: Path | None
-    images: bool = False  # annotated images or saliency overlays are saved under ``out``
-
-    @property
-    def written(self) -> list[Path]:
-        """The result files a finished run leaves (annotated images aside)."""
-        return [p for p in (self.report, self.jsonl, self.csv_file) if p is not None]
-
-    def check(self) -> None:
-        """Every output path can be written, before any work (model loading included)."""
-        from ..paths import check_output_dir, check_output_file
-
-        if self.out is not None:
-            check_output_dir(self.out, "--out")
-        if self.json_file is not None:
-            check_output_file(self.json_file, "--json")
-        if self.csv_file is not None:
-            check_output_file(self.csv_file, "--csv")
-            if self.json_file is not None and Path(self.csv_file).resolve() == Path(self.json_file).resolve():
-                raise WildferError(f"--csv {self.csv_file}: is also the --json file; give two names")
-        if self.progress is not None and self.progress != self.json_file:
-            check_output_file(self.progress, "progress file")
-
-    def check_inputs(self, arguments: list[Path], files: list[Path]) -> None:
-        """No output is one of the input ``files``, and annotated images and overlays are not
-        saved inside a folder among the ``arguments`` (a later run would read them as photos)."""
-        from ..paths import check_not_input, check_outside
-
-        for path, what in ((self.json_file, "--json"), (self.csv_file, "--csv"), (self.progress, "progress file")):
-            if path is not None:
-                check_not_input(path, files, what)
-        if self.out is not None and self.images:
-            check_outside(self.out, arguments, "--out")
-
-    @property
-    def locked(self) -> list[Path]:
-        """The files one run writes alone (a second run on any of them is refused)."""
-        return [p for p in (self.report, self.progress, self.csv_file) if p is not None]
-
-
-def predict_outputs(out=None, json_file=None, csv_file=None, *, annotate=False, saliency=None) -> PredictOutputs:
-    """The outputs of a run: images and overlays need a folder (``predictions`` by default),
-    and a folder alone gets ``predictions.json`` in it; the progress file is beside the JSON
-    (or the CSV) output."""
-    out = Path(out) if out is not None else None
-    json_file = Path(json_file) if json_file is not None else None
-    csv_file = Path(csv_file) if csv_file is not None else None
-    if (annotate or saliency) and out is None:
-        out = Path("predictions")
-    if json_file is None and csv_file is None and out is not None:
-        json_file = out / "predictions.json"
-    report = json_file if json_file is not None and json_file.suffix.lower() != ".jsonl" else None
-    if json_file is not None:
-        progress = json_file if report is None else json_file.with_name(json_file.name + ".jsonl")
-    else:
-        progress = csv_file.with_name(csv_file.name + ".jsonl") if csv_file is not None else None
-    jsonl = json_file if report is None else None  # --json x.jsonl: the progress file is the output
-    return PredictOutputs(out, json_file, csv_file, report, progress, jsonl, bool(annotate or saliency))
-
-
-def build_report(rec, mode: str, inputs: list[tuple[Path, Path]], missing: list[dict[str, str]],
-                 records: dict[str, dict[str, Any]], *, complete: bool,
-                 settings: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The JSON report of a run: its records in input order, by kind, and their counts, and
-    the ``settings`` they were made with (:func:`run_settings`)."""
-    order = {str(src): i for i, (src, _) in enumerate(inputs)}
-    ordered = sorted(records.values(), key=lambda r: order.get(r["path"], len(order)))
-    images = [r for r in ordered if record_kind(r) == "image"]
-    videos = [r for r in ordered if record_kind(r) == "video"]
-    unreadable = missing + [r for r in ordered if record_kind(r) == "unreadable"]
-    return {
-        "model": rec.classifier.name or rec.classifier.arch, "detector": None if mode == "whole" else rec.detector.name,
-        "mode": mode, "labels": list(rec.labels), "complete": complete, **({"settings": settings} if settings else {}),
-        "images": images, "videos": videos,
-        "unreadable": unreadable,
-        "summary": {"images": len(images), "videos": len(videos), "faces": sum(len(r["faces"]) for r in images),
-                    "video_faces": sum(v.get("faces_total", sum(len(f["faces"]) for f in v["frames"])) for v in videos),
-                    "unreadable": len(unreadable), "truncated": sum(bool(r.get("truncated")) for r in images)},
-    }
-
-
-def run_settings(model, *, detector: str, mode: str, max_side: int, tta: bool, backend: str | None,
-                 video_stride: int) -> dict[str, Any]:
-    """Everything that changes a run's results, as its outputs record it for ``--resume``: the
-    model (a file by its absolute path), the detector, mode, detection size, TTA, backend and
-    video stride."""
-    model = str(model)
-    if Path(model).exists():
-        model = str(Path(model).resolve())
-    return {"model": model, "detector": detector, "mode": mode, "max_side": int(max_side), "tta": bool(tta),
-            "backend": backend or "torch", "video_stride": int(video_stride)}
-
-
-def complete_outputs(outputs: PredictOutputs, report: dict[str, Any]) -> None:
-    """Write the JSON report; once the run is complete, the progress file beside it goes."""
-    if outputs.report is not None:
-        write_text_whole(outputs.report, dumps(report, indent=1))
-    if outputs.progress is not None and outputs.progress != outputs.jsonl and report["complete"]:
-        outputs.progress.unlink(missing_ok=True)
 
 
 __all__ = ["PredictOutputs", "predict_outputs", "collect_inputs", "plan_steps", "run_steps", "build_report",
