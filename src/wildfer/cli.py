@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.text import Text
 
 from . import __version__
-from .errors import OutputError, WildferError
+from .errors import OutputError, WildferError, one_line
 
 console = Console(stderr=True)
 
@@ -87,7 +87,7 @@ for _mod, _panel in STAGES:
 def _error(message: str) -> None:
     """Print one error line, cut to :data:`MAX_ERROR_CHARS` (the message is literal text: a
     path such as ``a[/]b.csv`` or a class ``[happy]`` is no markup)."""
-    line = " ".join(str(message).split())
+    line = one_line(message)
     if len(line) > MAX_ERROR_CHARS:
         line = line[:MAX_ERROR_CHARS - 20] + f" ... ({len(line):,} characters)"
     console.print(Text.assemble(("error:", "bold red"), " ", line), highlight=False, soft_wrap=True)

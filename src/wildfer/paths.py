@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import stat
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -109,27 +108,6 @@ def check_outside(folder: str | os.PathLike, searched: Iterable, what: str) -> N
         if out == base or base in out.parents:
             raise WildferError(f"{_named(what, folder)}: is inside the input folder {src}, which is searched for "
                                "photos (a later run would read its own outputs); give a folder outside it")
-
-
-def check_input_file(path: str | os.PathLike, what: str = "", *, max_bytes: int | None = None) -> Path:
-    """Raise :class:`WildferError` unless ``path`` is a regular file (a FIFO or device would
-    block or never end when read whole) of at most ``max_bytes``."""
-    path = Path(path)
-    label = f"{_named(what, path)}" if what else str(path)
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise WildferError(f"{label}: not found") from None
-    except OSError as e:
-        raise WildferError(f"{label}: cannot read it ({e.strerror or e})") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise WildferError(f"{label}: is a folder, not a file")
-    if not stat.S_ISREG(st.st_mode):
-        raise WildferError(f"{label}: is not a regular file (a FIFO, device or socket is not read)")
-    if max_bytes is not None and st.st_size > max_bytes:
-        raise WildferError(f"{label}: {st.st_size / 2**20:,.0f} MiB, more than the {max_bytes / 2**20:,.0f} MiB "
-                           "read here")
-    return path
 
 
 # ----------------------------------------------------------------------------- writing whole

@@ -102,11 +102,12 @@ def check_same_settings(where: Path, old: dict[str, Any] | None, new: dict[str, 
                            "options or a new output")
 
 
-def _read_report(path: Path, labels) -> list[dict[str, Any]]:
+def _read_report(path: Path, labels) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """A report's records and the settings it recorded (None when it has none)."""
     try:
         rep = json.loads(Path(path).read_text())
     except FileNotFoundError:
-        return []
+        return [], None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise WildferError(f"{path}: cannot resume, not a predict JSON report ({str(e)[:80]})") from None
     if not isinstance(rep, dict) or not all(isinstance(rep.get(k, []), list) for k in ("images", "videos", "unreadable")):
@@ -114,7 +115,8 @@ def _read_report(path: Path, labels) -> list[dict[str, Any]]:
     if rep.get("labels", list(labels)) != list(labels):
         raise WildferError(f"{path}: cannot resume, it was made by a model with the classes {', '.join(rep['labels'])}, "
                            f"not {', '.join(labels)}")
-    return [r for k in ("images", "videos", "unreadable") for r in rep.get(k, []) if isinstance(r, dict) and "path" in r]
+    records = [r for k in ("images", "videos", "unreadable") for r in rep.get(k, []) if isinstance(r, dict) and "path" in r]
+    return records, rep.get("settings") if isinstance(rep.get("settings"), dict) else None
 
 
 def _csv_rows(path: Path, labels) -> tuple[list[str], list[list[str]]] | None:
@@ -244,11 +246,7 @@ class ResultWriter:
             old = _read_settings_file(settings_path(progress)) if progress == self.jsonl else read_settings(progress)
             return read_progress(progress), old or sidecar, progress
         if report is not None:
-            records = _read_report(report, self.labels)
-            old = None
-            if records:
-                rep = json.loads(Path(report).read_text())
-                old = rep.get("settings") if isinstance(rep.get("settings"), dict) else None
+            records, old = _read_report(report, self.labels)
             return records, old, report
         if csv_file is not None:
             rows = _csv_rows(csv_file, self.labels)
