@@ -91,7 +91,7 @@ def test_recognizer_reads_faces_with_the_int8_graph(wild_dir):
 
     photo = wild_dir / "kdef_frontal" / "AF01HAS.JPG"
     fp32, int8 = Recognizer(model="wild"), Recognizer(model="wild", backend="int8")
-    assert int8.classifier.backend == "int8" and fp32.classifier.backend == "torch"
+    assert int8.classifier.backend == "int8" and fp32.classifier.backend == "onnx"
     a, b = fp32.predict(photo).faces, int8.predict(photo).faces
     assert len(a) == len(b) == 1 and a[0].label == b[0].label
     assert abs(a[0].confidence - b[0].confidence) < 0.05 and a[0].probs != b[0].probs and a[0].box == b[0].box

@@ -57,3 +57,24 @@ class OutputError(WildferError):
 
 class ModelError(WildferError):
     """A model name, checkpoint or weights file is wrong or missing."""
+
+
+#: how to add what the light install leaves out
+TORCH_INSTALL = "pip install 'wildfer[train]'"
+
+
+class MissingTorch(ModelError):
+    """Something that needs torch (training, saliency maps, export, the ``torch`` backend) was
+    asked for in an installation without it. The message says what and how to install it."""
+
+    def __init__(self, what: str):
+        super().__init__(f"{what} needs torch, which this installation does not have: {TORCH_INSTALL}")
+
+
+def import_torch(what: str):
+    """``torch``, or a :class:`MissingTorch` naming ``what`` needed it."""
+    try:
+        import torch
+    except ImportError:
+        raise MissingTorch(what) from None
+    return torch

@@ -33,7 +33,8 @@ def evaluate_cmd(
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Torch CPU threads."),
     device: str = typer.Option("auto", "--device", help="Where the models run: auto (a CUDA GPU when there is "
                                "one, else the CPU), cpu, cuda or cuda:N."),
-    backend: str = typer.Option("torch", "--backend", help="How the models compute: torch, onnx (onnxruntime) or "
+    backend: str = typer.Option("auto", "--backend", help="How the models compute: auto (each model's default: "
+                                "built-ins on onnxruntime, checkpoints on torch), torch, onnx (onnxruntime) or "
                                 "int8 (the model's int8 graph on the CPU)."),
 ):
     """Accuracy, macro-F1, per-class precision/recall, top-2, confusion matrix and calibration (ECE, reliability diagram)."""
@@ -47,11 +48,15 @@ def evaluate_cmd(
     from ..models.loader import resolve_device
     from .core import evaluate, load_eval_data, print_report
 
-    device = resolve_device(device, check_backend(backend))  # a GPU that is not there is one line before the data is read
+    if backend != "auto":  # a GPU that is not there is one line before the data is read
+        device = resolve_device(device, check_backend(backend))
     if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+        try:
+            import torch
+        except ImportError:  # the light install: onnxruntime keeps its own threads
+            torch = None
+        if torch is not None:
+            torch.set_num_threads(threads)
     arrays = load_eval_data(data, split, dataset=dataset, ferplus_labels=ferplus_labels)
     report = evaluate(models, arrays, tta=tta, batch_size=batch_size, weights=w, save_probs_to=save_probs,
                       device=device, backend=backend)

@@ -44,7 +44,8 @@ def evaluate(models, arrays: FaceArrays, tta: str | None = None, batch_size: int
     ``tta`` and ``dataset``; with ``return_probs`` also ``probs`` (N x C numpy, not JSON).
     ``device``: where the classifiers run, ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``
     (``None``: given classifiers stay where they are, names load on the CPU); ``backend``: how
-    they compute, ``"torch"``, ``"onnx"`` or ``"int8"`` (``None``: given ones keep theirs).
+    they compute, ``"auto"``, ``"torch"``, ``"onnx"`` or ``"int8"`` (``None`` or ``"auto"``: given ones keep
+    theirs, names load on their default, :func:`~wildfer.models.loader.default_backend`).
     """
     tta = tta_mode(tta)
     if len(arrays) == 0:

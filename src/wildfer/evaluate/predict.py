@@ -122,10 +122,10 @@ def resolve_models(models, *, data_classes: Sequence[str] | None = None, device:
             out.append(load_saved_probs(str(m).strip()))
             continue
         if isinstance(m, (str, os.PathLike)):  # load_model finds a checkpoint's int8 graph beside it
-            clf = load_model(str(m).strip(), device=device or "cpu", backend=backend or "torch")
+            clf = load_model(str(m).strip(), device=device or "cpu", backend=backend or "auto")
         else:
             clf = m.to(device) if device is not None and isinstance(m, Classifier) else m
-            if backend is not None and isinstance(clf, Classifier) and backend != clf.backend:
+            if backend not in (None, "auto") and isinstance(clf, Classifier) and backend != clf.backend:
                 clf = clf.with_backend(backend, **({} if device is None else {"device": device}))
         if data_classes is not None and tuple(data_classes) == FER2013_CLASSES and tuple(clf.labels) != FER2013_CLASSES:
             if isinstance(clf, Classifier):

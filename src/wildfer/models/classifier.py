@@ -2,7 +2,10 @@
 stage (evaluate, explain, wild, serve) feeds faces the same way, and where it computes
 (:func:`resolve_device`).
 
-A value object every module may import; it imports none of the loaders, ensembles or ONNX code.
+A value object every module may import; it imports none of the loaders, ensembles or ONNX code,
+and not torch: a classifier whose backend is an ONNX graph (``onnx`` or ``int8``) reads faces
+with numpy and onnxruntime alone, and builds its torch network only when something asks for it
+(:attr:`Classifier.net`: saliency maps, training, the ``torch`` backend).
 Changing its device (:meth:`Classifier.to`) or backend (:meth:`Classifier.with_backend`)
 gives a new classifier and leaves this one as it was.
 """
@@ -12,15 +15,16 @@ from __future__ import annotations
 import copy
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
-import torch
-import torch.nn as nn
 
-from ..errors import ModelError
+from ..errors import ModelError, import_torch
 from ..labels import FER2013_CLASSES
 from .runtime import DEVICES, resolve_device  # noqa: F401 - re-exported: where callers have always found them
+
+if TYPE_CHECKING:
+    import torch
 
 #: FER2013 pixel statistics used to normalise inputs (x / 255 - mean) / std.
 DEFAULT_PREPROCESS = {"size": 48, "mean": 0.5, "std": 0.25, "grayscale": True}
@@ -119,20 +123,62 @@ def fold_classes(probabilities, class_map):
     return p / p.sum(1, keepdims=True).clip(1e-12, None)
 
 
+def ensemble_weights(weights: Sequence[float] | None, n: int) -> np.ndarray:
+    """``weights`` for ``n`` ensemble members, normalised to sum 1 (equal when ``None``)."""
+    if weights is None:
+        return np.full(n, 1.0 / n)
+    if isinstance(weights, (str, bytes)) or not isinstance(weights, (Sequence, np.ndarray)) or not all(
+            isinstance(x, (int, float, np.number)) and not isinstance(x, bool) for x in weights):
+        raise ModelError(f"ensemble weights must be a list of {n} numbers >= 0 with a positive sum, not {weights!r}")
+    w = np.asarray([float(x) for x in weights], dtype=np.float64)
+    if len(w) != n:
+        raise ModelError(f"{len(w)} ensemble weight(s) for {n} model(s): the weights must be {n} numbers >= 0 "
+                         f"with a positive sum, one per model")
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise ModelError(f"ensemble weights must be {n} numbers >= 0 with a positive sum, not {list(weights)}")
+    return w / w.sum()
+
+
 #: ITU-R 601 luma weights of R, G and B (FER2013's and OpenCV's grey conversion)
 LUMA = (0.299, 0.587, 0.114)
 
 
-def match_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
-    """A batch ``N x C x H x W`` with ``channels`` channels: grey (C = 1) repeated to three,
-    RGB (C = 3) turned grey with :data:`LUMA`; as it is when it has them already."""
+def match_channels(x, channels: int):
+    """A batch ``N x C x H x W`` (torch or numpy) with ``channels`` channels: grey (C = 1)
+    repeated to three, RGB (C = 3) turned grey with :data:`LUMA`; as it is when it has them."""
     if x.shape[1] == channels:
         return x
     if x.shape[1] == 1 and channels == 3:
-        return x.expand(-1, 3, -1, -1)
+        return np.repeat(x, 3, axis=1) if isinstance(x, np.ndarray) else x.expand(-1, 3, -1, -1)
     if x.shape[1] == 3 and channels == 1:
+        if isinstance(x, np.ndarray):
+            return np.tensordot(np.asarray(LUMA, x.dtype), x, axes=([0], [1]))[:, None]
         return (x * x.new_tensor(LUMA).view(1, 3, 1, 1)).sum(1, keepdim=True)
     raise ModelError(f"faces with {x.shape[1]} channels; this classifier reads {channels} (1 grey, 3 RGB)")
+
+
+def resize_planes(x: np.ndarray, size: int) -> np.ndarray:
+    """A float batch ``N x C x H x W`` resized to ``size`` x ``size`` (bilinear, pixel centres
+    aligned, no antialiasing: what ``torch.nn.functional.interpolate(..., "bilinear",
+    align_corners=False)`` computes)."""
+    import cv2
+
+    n, c, h, w = x.shape
+    if (h, w) == (size, size):
+        return x
+    planes = np.ascontiguousarray(x.reshape(n * c, h, w).transpose(1, 2, 0))
+    out = np.empty((size, size, n * c), np.float32)
+    for i in range(0, n * c, 512):  # OpenCV resizes at most 512 channels at once
+        part = cv2.resize(planes[:, :, i:i + 512], (size, size), interpolation=cv2.INTER_LINEAR)
+        out[:, :, i:i + 512] = part.reshape(size, size, -1)
+    return out.transpose(2, 0, 1).reshape(n, c, size, size)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of ``N x C`` logits, in float32."""
+    z = np.asarray(logits, np.float32)
+    z = np.exp(z - z.max(1, keepdims=True))
+    return z / z.sum(1, keepdims=True)
 
 
 @dataclass
@@ -141,9 +187,12 @@ class Classifier:
 
     ``predict_proba(faces)`` takes uint8 faces ``N x 48 x 48`` (or ``N x H x W`` that are
     resized; colour faces ``N x 3 x H x W``) and returns probabilities ``N x C`` as numpy.
+
+    ``module`` is the torch network, or ``None`` for a classifier that computes on a graph
+    (``runner``) and makes its network with ``build`` when :attr:`net` is first asked for.
     """
 
-    net: nn.Module
+    module: Any = None
     classes: tuple[str, ...] = FER2013_CLASSES
     preprocess: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_PREPROCESS))
     name: str = ""
@@ -157,9 +206,32 @@ class Classifier:
     #: where the backend computes, "cpu" or "cuda:N" (the onnx backend's torch net, kept for
     #: gradients, stays on the CPU)
     device: str = "cpu"
+    #: the float ONNX graph the weights were read from (built-ins), which the onnx backend runs
+    graph: str | None = None
+    #: makes the torch network when :attr:`net` is first asked for and ``module`` is None
+    build: Callable[[], Any] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
-        self.net.eval()
+        if self.module is not None:
+            self.module.eval()
+        elif self.runner is None and self.build is None:
+            raise ModelError(f"classifier {self.name!r} has neither a network nor a graph to compute with")
+
+    @property
+    def net(self):
+        """The torch network (``nn.Module``), made on first use for a classifier loaded as a graph
+        (a :class:`~wildfer.errors.MissingTorch` where torch is not installed)."""
+        if self.module is None:
+            if self.build is None:
+                raise ModelError(f"classifier {self.name!r} computes on an ONNX graph and has no torch network")
+            import_torch(f"the torch network of {self.name or 'this model'} (saliency maps, training, backend torch)")
+            self.module = self.build().eval()
+        return self.module
+
+    @property
+    def has_net(self) -> bool:
+        """Whether the torch network exists already (asking :attr:`net` would make it)."""
+        return self.module is not None
 
     def to(self, device: Any = "auto") -> Classifier:
         """This classifier on ``device`` (:func:`resolve_device`): itself when it is there already,
@@ -171,16 +243,23 @@ class Classifier:
             return self
         if self.backend == "onnx":
             return self.with_backend("onnx", threads=getattr(self.runner, "threads", None), device=target)
-        return dataclasses.replace(self, net=copy.deepcopy(self.net).to(target), device=target)
+        return dataclasses.replace(self, module=copy.deepcopy(self.net).to(target), device=target)
 
     def with_backend(self, backend: str, *, threads: int | None = None, device: Any = None) -> Classifier:
         """This classifier computing with ``backend`` on ``device`` (default: its own), as a new
         one: ``"onnx"`` runs an export of the network on onnxruntime with ``threads`` intra-op
         threads (:func:`wildfer.models.onnx.attach_onnx`; the network stays for gradients),
         ``"int8"`` runs the model's int8 graph there on the CPU
-        (:func:`wildfer.models.quantize.attach_int8`), ``"torch"`` runs the network itself."""
+        (:func:`wildfer.models.quantize.attach_int8`), ``"torch"`` runs the network itself.
+        A classifier loaded from a float graph (:attr:`graph`) runs that graph for ``"onnx"``."""
         check_backend(backend)
         device = self.device if device is None else device
+        if backend == "onnx" and self.graph:
+            from .runtime import OnnxRunner
+
+            target = resolve_device(device, "onnx")
+            return dataclasses.replace(self, runner=OnnxRunner(self.graph, threads=threads, device=target),
+                                       backend="onnx", device=target)
         if backend == "onnx":  # onnx.py and quantize.py build on this module
             from .onnx import attach_onnx
 
@@ -197,6 +276,7 @@ class Classifier:
     @property
     def input_device(self) -> torch.device:
         """Where :meth:`to_tensor` puts faces: the device of the torch network's weights."""
+        torch = import_torch("torch tensors of faces")
         for t in self.net.parameters():
             return t.device
         for t in self.net.buffers():
@@ -233,6 +313,7 @@ class Classifier:
         ones turned grey (ITU-R 601 luma) for a grey one. The one place faces move to the
         model's device: they travel as uint8, a quarter of the float bytes. ``view``: one of
         :attr:`face_views` (its size and channels; the normalisation stays this classifier's)."""
+        torch = import_torch("torch tensors of faces")
         size = self.size if view is None else int(view.get("size", self.size))
         channels = self.channels if view is None else (1 if view.get("grayscale", True) else 3)
         x = torch.as_tensor(np.asarray(faces) if not isinstance(faces, torch.Tensor) else faces)
@@ -246,31 +327,62 @@ class Classifier:
             x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
         return self.normalize(x)
 
+    def to_array(self, faces, view: dict | None = None) -> np.ndarray:
+        """What :meth:`to_tensor` makes, as a float32 numpy batch ``N x C x H x W`` on the CPU
+        (no torch): the input of this classifier's ONNX graph."""
+        size = self.size if view is None else int(view.get("size", self.size))
+        channels = self.channels if view is None else (1 if view.get("grayscale", True) else 3)
+        x = np.asarray(faces, dtype=np.float32)
+        if x.ndim == 2:
+            x = x[None]
+        if x.ndim == 3:
+            x = x[:, None]
+        x = resize_planes(match_channels(x * np.float32(1 / 255.0), channels), size)
+        mean, std = mean_std(self.preprocess)
+        return (x - np.float32(mean)) / np.float32(std)
+
     def normalize(self, x01: torch.Tensor) -> torch.Tensor:
         mean, std = mean_std(self.preprocess)
         return (x01 - mean) / std
 
-    @torch.inference_mode()
-    def logits(self, faces, batch_size: int = 256) -> torch.Tensor:
-        """Network outputs ``N x C`` for ``faces``, on the CPU whatever the device. ``faces`` is
-        one array, or a list of arrays (the same faces, one per :attr:`face_views`)."""
+    def graph_logits(self, faces, batch_size: int = 256) -> np.ndarray:
+        """The graph's outputs ``N x C`` (numpy) for ``faces``: one array, or a list of arrays
+        (one per :attr:`face_views`) for an ensemble whose members cut faces differently. Only
+        for a classifier computing on a graph (``runner``); torch is not used."""
+        if getattr(self.runner, "reads_faces", False):  # an ensemble of graphs: it cuts its own views
+            return self.runner.logits(faces, batch_size)
         if isinstance(faces, (list, tuple)):
-            return self._multi_view_logits(faces, batch_size)
-        if self.backend in ("onnx", "int8") and self.runner is not None:
-            x = self.to_tensor(faces, device="cpu")  # onnxruntime takes numpy and moves it itself
-            outs = [torch.from_numpy(self.runner(x[i : i + batch_size].numpy())) for i in range(0, x.shape[0], batch_size)]
+            views = self.face_views
+            if len(faces) != len(views):
+                raise ModelError(f"{len(faces)} face arrays for a classifier that reads {len(views)} views of each face")
+            if len(views) > 1:
+                raise ModelError(f"backend {self.backend!r} runs one graph on one view of each face; this classifier "
+                                 f"reads {len(views)}: load it with backend int8 (each member on its own graph) or torch")
+            faces = faces[0]
+        n = len(faces)
+        outs = [self.runner(self.to_array(faces[i:i + batch_size])) for i in range(0, n, batch_size)]
+        return np.concatenate(outs) if outs else np.zeros((0, len(self.classes)), np.float32)
+
+    def logits(self, faces, batch_size: int = 256) -> torch.Tensor:
+        """Network outputs ``N x C`` for ``faces`` as a torch tensor, on the CPU whatever the
+        device. ``faces`` is one array, or a list of arrays (the same faces, one per
+        :attr:`face_views`)."""
+        torch = import_torch("torch logits")
+        with torch.inference_mode():
+            if self.backend in ("onnx", "int8") and self.runner is not None:
+                return torch.from_numpy(np.ascontiguousarray(self.graph_logits(faces, batch_size)))
+            if isinstance(faces, (list, tuple)):
+                return self._multi_view_logits(faces, batch_size)
+            x = self.to_tensor(faces)
+            outs = [self.net(x[i : i + batch_size]).cpu() for i in range(0, x.shape[0], batch_size)]
             return torch.cat(outs) if outs else torch.zeros(0, len(self.classes))
-        x = self.to_tensor(faces)
-        outs = [self.net(x[i : i + batch_size]).cpu() for i in range(0, x.shape[0], batch_size)]
-        return torch.cat(outs) if outs else torch.zeros(0, len(self.classes))
 
     def _multi_view_logits(self, faces, batch_size: int) -> torch.Tensor:
+        import torch
+
         views = self.face_views
         if len(faces) != len(views):
             raise ModelError(f"{len(faces)} face arrays for a classifier that reads {len(views)} views of each face")
-        if self.runner is not None:
-            raise ModelError(f"backend {self.backend!r} runs one graph on one view of each face; this classifier "
-                             f"reads {len(views)}: load it with backend int8 (each member on its own graph) or torch")
         xs = [self.to_tensor(f, view=v) for f, v in zip(faces, views)]
         n = xs[0].shape[0]
         outs = [self.net([x[i : i + batch_size] for x in xs]).cpu() for i in range(0, n, batch_size)]
@@ -287,6 +399,11 @@ class Classifier:
         else:
             views = tta_views(np.asarray(faces), "flip") if tta else [faces]
         t = float(self.preprocess.get("temperature", 1.0))
+        if self.backend in ("onnx", "int8") and self.runner is not None:  # numpy and onnxruntime only
+            p = sum(softmax(self.graph_logits(v, batch_size) / np.float32(t)) for v in views) / len(views)
+            return fold_classes(p, self.class_map)
+        import torch
+
         p = sum(torch.softmax(self.logits(v, batch_size).float() / t, dim=1) for v in views) / len(views)
         return fold_classes(p.numpy(), self.class_map)
 

@@ -22,12 +22,17 @@ def models_list(
 
     from rich.console import Console
 
-    from ..errors import ModelError
+    from ..errors import MissingTorch, ModelError, import_torch
     from ..jsonio import write_json
-    from .complexity import complexity_table
     from .loader import BUILTIN, builtin_info
 
-    rows = complexity_table(pattern, num_classes=num_classes)
+    try:  # the architectures are torch modules; the built-ins need no torch
+        import_torch("the architectures table")
+        from .complexity import complexity_table
+
+        rows, missing = complexity_table(pattern, num_classes=num_classes), None
+    except MissingTorch as e:
+        rows, missing = [], e
     builtins = [builtin_info(n) for n in BUILTIN if not pattern or fnmatch.fnmatch(n, pattern)]
     builtins = [b for b in builtins if b["available"]]
     if not rows and not builtins:
@@ -37,6 +42,8 @@ def models_list(
         con.print(_architectures_table(rows))
     if builtins:
         con.print(_builtins_table(builtins))
+    if missing is not None:
+        Console(stderr=True, soft_wrap=True).print(str(missing), style="dim", markup=False, highlight=False)
     if json_out is not None:
         write_json(json_out, [r.to_dict() for r in rows])
 
@@ -64,7 +71,8 @@ def _builtins_table(builtins: list[dict]):
     table = Table(title=f"built-in trained models ({len(builtins)}): load_model(NAME), --model NAME; "
                         "'wildfer models info NAME' shows the model card")
     for col, just in (("name", "left"), ("architecture", "left"), ("classes", "right"),
-                      ("selection acc. (PublicTest unless noted)", "right"), ("weights", "right")):
+                      ("selection acc. (PublicTest unless noted)", "right"), ("weights", "right"),
+                      ("backend", "left")):
         table.add_column(col, justify=just)
     for b in builtins:
         arch = b["arch"] + (" of " + " + ".join(b["members"]) if b["members"] else "")
@@ -74,7 +82,7 @@ def _builtins_table(builtins: list[dict]):
         elif b["val_set"] != "PublicTest" and b["val_acc"]:
             acc += f" ({b['val_set']})"
         table.add_row(b["name"], arch, str(b["classes"]), acc,
-                      f"{b['weights_mb']:.1f} MB" if b["weights_mb"] else "(members')")
+                      f"{b['weights_mb']:.1f} MB" if b["weights_mb"] else "(members')", b["backend"])
     return table
 
 

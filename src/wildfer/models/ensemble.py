@@ -1,12 +1,15 @@
 """Ensembles with test-time augmentation as one network, so that every stage (evaluate, the wild
 pipeline, the service, ONNX export, gradient saliency) can use them like a single model.
 
-:class:`EnsembleNet` takes the normalised ``N x 1 x H x W`` batch a :class:`Classifier` feeds
+:class:`~wildfer.models.ensemble_net.EnsembleNet` (torch) takes the normalised ``N x 1 x H x W`` batch a :class:`Classifier` feeds
 any net, makes the TTA views (``"flip"``: the face and its mirror; ``"tencrop"``: four corners
 and the centre at ``crop`` of 48 pixels, resized back, each mirrored: exactly the views of
 ``wildfer evaluate --tta``), runs every member on every view, averages the softmax
 probabilities (by ``weights``) and returns their logarithm: ``softmax(output)`` is the
 ensemble's probability, so the rest of wildfer needs no special case.
+
+:class:`GraphEnsemble` computes the same with numpy when every member runs on an ONNX graph
+(the ``onnx`` and ``int8`` backends), so an ensemble of built-ins needs no torch.
 
 Members may differ in input normalisation and size and in classes (matched by name to the
 ensemble's and folded with :func:`wildfer.models.classifier.fold_classes`: a FER+ member's
@@ -26,9 +29,6 @@ from pathlib import Path
 from typing import Callable, Collection, Sequence
 
 import numpy as np
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
 from ..errors import ModelError
 from ..labels import class_alignment
@@ -37,154 +37,95 @@ from .classifier import (
     Classifier,
     face_view,
     fold_classes,
-    match_channels,
     mean_std,
-    mirror_index,
+    mirror,
+    resize_planes,
+    softmax,
+    ensemble_weights,  # noqa: F401 - re-exported: where callers have always found it
     tta_mode,
     tta_views,
 )
 
 ENSEMBLE_ARCH = "ensemble"
 
-
-def ensemble_weights(weights: Sequence[float] | None, n: int) -> np.ndarray:
-    """``weights`` for ``n`` ensemble members, normalised to sum 1 (equal when ``None``)."""
-    if weights is None:
-        return np.full(n, 1.0 / n)
-    if isinstance(weights, (str, bytes)) or not isinstance(weights, (Sequence, np.ndarray)) or not all(
-            isinstance(x, (int, float, np.number)) and not isinstance(x, bool) for x in weights):
-        raise ModelError(f"ensemble weights must be a list of {n} numbers >= 0 with a positive sum, not {weights!r}")
-    w = np.asarray([float(x) for x in weights], dtype=np.float64)
-    if len(w) != n:
-        raise ModelError(f"{len(w)} ensemble weight(s) for {n} model(s): the weights must be {n} numbers >= 0 "
-                         f"with a positive sum, one per model")
-    if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-        raise ModelError(f"ensemble weights must be {n} numbers >= 0 with a positive sum, not {list(weights)}")
-    return w / w.sum()
+#: the torch form's names, found here as before (:mod:`wildfer.models.ensemble_net`)
+_TORCH_NAMES = ("EnsembleNet", "RunnerNet", "class_map", "ensemble_net")
 
 
-class EnsembleNet(nn.Module):
-    """Weighted average of member probabilities over TTA views; outputs log-probabilities."""
+def __getattr__(name: str):
+    if name in _TORCH_NAMES:
+        from . import ensemble_net
 
-    #: Grad-CAM reads one conv layer in one forward pass; an ensemble runs several nets several times
-    cam_unsupported = ("Grad-CAM needs one conv layer seen once per face; an ensemble runs several nets on several "
-                       "views: use vanilla, smoothgrad, ig or occlusion, or explain one member")
+        return getattr(ensemble_net, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-    def __init__(self, members: Sequence[nn.Module], *, weights: Sequence[float] | None = None,
-                 tta: str | None = None, crop: int = 44, size: int = DEFAULT_PREPROCESS["size"],
-                 input_norm: tuple[float, float] = (DEFAULT_PREPROCESS["mean"], DEFAULT_PREPROCESS["std"]),
-                 member_norms: Sequence[tuple[float, float]] | None = None, member_sizes: Sequence[int] | None = None,
-                 class_maps: Sequence[torch.Tensor | None] | None = None,
-                 member_channels: Sequence[int] | None = None,
-                 member_inputs: Sequence[Sequence[int]] | None = None):
-        super().__init__()
-        if not members:
-            raise ModelError("an ensemble needs at least one member")
-        tta = tta_mode(tta, "ensemble tta")
-        n = len(members)
-        w = ensemble_weights(weights, n)
-        self.members = nn.ModuleList(members)
-        self.register_buffer("weights", torch.from_numpy(w).float(), persistent=False)
-        self.tta, self.crop, self.size = tta, int(crop), int(size)
+
+class GraphEnsemble:
+    """An ensemble's log-probabilities from members that compute on ONNX graphs, with numpy:
+    what :class:`~wildfer.models.ensemble_net.EnsembleNet` computes, without torch. It takes the
+    faces themselves (0-255, one array or one per view the ensemble's members cut), makes the
+    TTA views in pixels and lets each member normalise and resize its own (both linear, so the
+    order does not matter)."""
+
+    #: :meth:`Classifier.graph_logits` hands it the faces, not a normalised batch
+    reads_faces = True
+
+    def __init__(self, members: Sequence[Classifier], weights: np.ndarray, *, tta: str | None, crop: int, size: int,
+                 member_inputs: Sequence[Sequence[int]], class_maps: Sequence[np.ndarray | None]):
+        self.members, self.weights = list(members), np.asarray(weights, np.float64)
+        self.tta, self.crop, self.size = tta_mode(tta, "ensemble tta"), int(crop), int(size)
         if not 0 < self.crop <= self.size:
             raise ModelError(f"ensemble crop must be 1..{self.size}, not {crop}")
-        self.input_norm = (float(input_norm[0]), float(input_norm[1]))
-        self.member_norms = [tuple(map(float, m)) for m in (member_norms or [self.input_norm] * n)]
-        self.member_sizes = [int(s) for s in (member_sizes or [self.size] * n)]
-        self.member_channels = [int(c) for c in (member_channels or [1] * n)]  # grey 1, colour 3
-        # which of the input views (crops cut in different ways) each member reads, when the
-        # forward pass gets a list of views; one index, or several for a member that is itself
-        # an ensemble of several views
-        self.member_inputs = [[int(j) for j in ix] for ix in (member_inputs or [[0]] * n)]
-        maps = list(class_maps or [None] * n)
-        for i, m in enumerate(maps):  # buffers so .to(device) moves them; None = same classes
-            self.register_buffer(f"class_map_{i}", None if m is None else torch.as_tensor(m, dtype=torch.float32),
-                                 persistent=False)
-        self.register_buffer("flip_index", torch.from_numpy(mirror_index(self.size)), persistent=False)
-        self.in_chans = int(getattr(members[0], "in_chans", 1))
-        first = next(self.members.parameters(), None)
-        if first is not None:  # members already on a GPU: the buffers made above join them
-            self.to(first.device)
+        self.member_inputs = [list(ix) for ix in member_inputs]
+        self.class_maps = list(class_maps)
+        self.views = max(j for ix in self.member_inputs for j in ix) + 1
 
-    def views(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The TTA views (:func:`~wildfer.models.classifier.tta_views`) of a ``size`` x ``size``
-        batch, crops resized back to ``size`` (any pixel scale; bilinear resizing is linear, so it
-        commutes with the normalisation)."""
-        resize = None if self.crop == self.size else (
-            lambda v: F.interpolate(v, size=(self.size, self.size), mode="bilinear", align_corners=False))
-        return tta_views(x, self.tta, self.crop, flip=lambda a: a.index_select(-1, self.flip_index), resize=resize)
+    def logits(self, faces, batch_size: int = 256) -> np.ndarray:
+        """Log of the weighted mean, over members and TTA views, of the members' probabilities
+        of ``faces`` (one array, which every member reads, or a list with one per view)."""
+        single = not isinstance(faces, (list, tuple))
+        arrays = [_batch(f) for f in ([faces] if single else faces)]
+        if not single and len(arrays) != self.views:
+            raise ModelError(f"{len(arrays)} face arrays for an ensemble that reads {self.views} views of each face")
+        n = len(arrays[0])
+        outs = [self._log_mean([a[i:i + batch_size] for a in arrays], single, batch_size) for i in range(0, n, batch_size)]
+        classes = self.class_maps[0].shape[0] if self.class_maps[0] is not None else len(self.members[0].classes)
+        return np.concatenate(outs) if outs else np.zeros((0, classes), np.float32)
 
-    def forward(self, x: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
-        """Log-probabilities of a normalised batch, or of a list of batches: the same faces cut
-        in several ways (the views each member reads, :attr:`member_inputs`)."""
-        if isinstance(x, (list, tuple)):
-            return self._forward_views(list(x))
-        mean_in, std_in = self.input_norm
-        x01 = x * std_in + mean_in
-        if x01.shape[-1] != self.size or x01.shape[-2] != self.size:
-            x01 = F.interpolate(x01, size=(self.size, self.size), mode="bilinear", align_corners=False)
-        # one input view for every member (however the members cut faces themselves)
-        return self._average([[v] for v in self.views(x01)], [[0]] * len(self.members))
-
-    def _member_probabilities(self, i: int, net: nn.Module, v: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
-        """Member ``i``'s probabilities (on the ensemble's classes) of a 0-1 view, or of a list of
-        0-1 views for a member that reads several."""
-        mean, std, size = *self.member_norms[i], self.member_sizes[i]
-        if isinstance(v, list):  # an ensemble member of several views: its own input scaling
-            out = net([(t - mean) / std for t in v])
-        else:
-            if v.shape[-1] != size or v.shape[-2] != size:
-                v = F.interpolate(v, size=(size, size), mode="bilinear", align_corners=False)
-            out = net((match_channels(v, self.member_channels[i]) - mean) / std)
-        return fold_classes(torch.softmax(out.float(), dim=1), getattr(self, f"class_map_{i}"))
-
-    def _forward_views(self, xs: list[torch.Tensor]) -> torch.Tensor:
-        mean_in, std_in = self.input_norm
-        # the TTA views of every input view, as [tta view][input view]; crops scale with each side
-        per_input = []
-        for x in xs:
-            side = x.shape[-1]
-            crop = max(1, round(self.crop * side / self.size))
-            resize = None if crop == side else (
-                lambda v, s=side: F.interpolate(v, size=(s, s), mode="bilinear", align_corners=False))
-            per_input.append(tta_views(x * std_in + mean_in, self.tta, crop, flip=lambda a: a.flip(-1), resize=resize))
-        return self._average(list(zip(*per_input)), self.member_inputs)
-
-    def _average(self, augmented: Sequence[Sequence[torch.Tensor]], inputs: Sequence[Sequence[int]]) -> torch.Tensor:
-        """Log of the weighted mean, over members and TTA views, of the members' probabilities.
-        ``augmented[k][j]``: TTA view ``k`` of input view ``j``; member ``i`` reads the input views
-        ``inputs[i]`` (one tensor, or a list when it reads several)."""
+    def _log_mean(self, arrays: list[np.ndarray], single: bool, batch_size: int) -> np.ndarray:
+        if single:  # every member reads the one view, scaled to the ensemble's size first
+            x = resize_planes(arrays[0], self.size)
+            per_input = [tta_views(x, self.tta, self.crop, flip=mirror,
+                                   resize=None if self.crop == self.size else lambda v: resize_planes(v, self.size))]
+            inputs = [[0]] * len(self.members)
+        else:  # the crops of each view scale with its side
+            per_input = []
+            for x in arrays:
+                side = x.shape[-1]
+                crop = max(1, round(self.crop * side / self.size))
+                per_input.append(tta_views(x, self.tta, crop, flip=mirror,
+                                           resize=None if crop == side else lambda v, s=side: resize_planes(v, s)))
+            inputs = self.member_inputs
+        augmented = list(zip(*per_input))
         total = None
-        for i, net in enumerate(self.members):
+        for i, member in enumerate(self.members):
             ix = inputs[i]
             acc = None
             for views in augmented:
-                p = self._member_probabilities(i, net, views[ix[0]] if len(ix) == 1 else [views[j] for j in ix])
+                faces = views[ix[0]] if len(ix) == 1 else [views[j] for j in ix]
+                p = fold_classes(softmax(member.graph_logits(faces, batch_size)), self.class_maps[i])
                 acc = p if acc is None else acc + p
             part = self.weights[i] * acc / len(augmented)
             total = part if total is None else total + part
-        return torch.log(total.clamp_min(1e-12))
+        return np.log(np.clip(total, 1e-12, None)).astype(np.float32)
 
 
-class RunnerNet(nn.Module):
-    """A member that computes on onnxruntime (its int8 or ONNX graph) inside an ensemble, on the
-    CPU. Where gradients are asked for (saliency maps: an input that requires grad) its torch
-    network ``net`` computes instead, as a single classifier's does on those backends."""
-
-    def __init__(self, runner, net: nn.Module, in_chans: int):
-        super().__init__()
-        self.runner, self.net, self.in_chans = runner, net, in_chans
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled() and x.requires_grad:
-            return self.net(x)
-        return torch.from_numpy(self.runner(x.detach().cpu().float().numpy())).to(x.device)
-
-
-def class_map(member_classes: Sequence[str], classes: Sequence[str]) -> torch.Tensor | None:
-    """``C x C_member`` 0/1 matrix by class name (:func:`wildfer.labels.class_alignment`); ``None`` when they agree."""
-    m = class_alignment(member_classes, classes)
-    return None if m is None else torch.from_numpy(m).float()
+def _batch(faces) -> np.ndarray:
+    """Faces as a float32 ``N x C x H x W`` batch of 0-255 pixels (grey ``N x H x W`` gets C = 1)."""
+    x = np.asarray(faces, dtype=np.float32)
+    if x.ndim == 2:
+        x = x[None]
+    return x[:, None] if x.ndim == 3 else x
 
 
 def ensemble_classifier(members: Sequence, *, weights: Sequence[float] | None = None, tta: str | None = None,
@@ -207,9 +148,6 @@ def ensemble_classifier(members: Sequence, *, weights: Sequence[float] | None = 
     clfs = [m if isinstance(m, Classifier) else load(m) for m in members]
     if not clfs:
         raise ModelError("an ensemble needs at least one member")
-    # members that compute on onnxruntime run their graphs; the ensemble's backend says which
-    runners = {c.backend for c in clfs if c.backend != "torch" and c.runner is not None}
-    nets = [c.net if c.backend == "torch" or c.runner is None else RunnerNet(c.runner, c.net, c.channels) for c in clfs]
     classes = tuple(classes or clfs[0].classes)
     pre = dict(clfs[0].preprocess or DEFAULT_PREPROCESS)
     pre.pop("temperature", None)  # a member's calibration is its own
@@ -233,19 +171,29 @@ def ensemble_classifier(members: Sequence, *, weights: Sequence[float] | None = 
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0.05 <= temperature <= 20:
             raise ModelError(f"ensemble temperature must be a number in [0.05, 20], not {temperature!r}")
         pre["temperature"] = float(temperature)
-    net = EnsembleNet(
-        nets, weights=weights, tta=tta, crop=crop, size=size, input_norm=mean_std(pre),
-        member_norms=[mean_std(c.preprocess) for c in clfs],
-        member_sizes=[c.size for c in clfs], member_channels=[c.channels for c in clfs],
-        member_inputs=member_inputs, class_maps=[class_map(c.classes, classes) for c in clfs],
-    ).eval()
-    w = net.weights.tolist()
-    kwargs = {"members": [c.name or c.arch for c in clfs], "weights": [round(x, 6) for x in w], "tta": tta,
+    tta = tta_mode(tta, "ensemble tta")
+    w = ensemble_weights(weights, len(clfs))
+    if not 0 < int(crop) <= size:
+        raise ModelError(f"ensemble crop must be 1..{size}, not {crop}")
+
+    def build():
+        from .ensemble_net import ensemble_net
+
+        return ensemble_net(clfs, weights=w, tta=tta, crop=int(crop), size=size, input_norm=mean_std(pre),
+                            member_inputs=member_inputs, classes=classes)
+
+    kwargs = {"members": [c.name or c.arch for c in clfs], "weights": [round(float(x), 6) for x in w], "tta": tta,
               "crop": int(crop)}
-    return Classifier(net, classes, pre, name=name or "ensemble(" + ",".join(kwargs["members"]) + ")",
-                      arch=ENSEMBLE_ARCH, model_kwargs=kwargs, meta=dict(meta or {}, **kwargs),
-                      backend=runners.pop() if len(runners) == 1 and len(nets) == sum(
-                          isinstance(n, RunnerNet) for n in nets) else "torch")
+    common = dict(name=name or "ensemble(" + ",".join(kwargs["members"]) + ")", arch=ENSEMBLE_ARCH,
+                  model_kwargs=kwargs, meta=dict(meta or {}, **kwargs))
+    # members that all compute on onnxruntime with one backend: the ensemble does too, with numpy
+    backends = {c.backend for c in clfs}
+    if len(backends) == 1 and backends <= {"onnx", "int8"} and all(c.runner is not None for c in clfs):
+        maps = [class_alignment(c.classes, classes) for c in clfs]
+        runner = GraphEnsemble(clfs, w, tta=tta, crop=int(crop), size=size, member_inputs=member_inputs,
+                               class_maps=[None if m is None else m.astype(np.float32) for m in maps])
+        return Classifier(None, classes, pre, backend=backends.pop(), runner=runner, build=build, **common)
+    return Classifier(build(), classes, pre, **common)
 
 
 def is_ensemble_spec(path: str | os.PathLike) -> bool:

@@ -1,6 +1,12 @@
-"""Load and save models: training checkpoints (``.pt``), shipped weights (``.safetensors`` +
-``.json`` metadata) and the built-in models inside the package (``"default"``, ``"fast"``,
-``"ferplus"``, ...), each as a :class:`~wildfer.models.classifier.Classifier`.
+"""Load and save models: training checkpoints (``.pt``), weights graphs (``.onnx`` + ``.json``
+metadata: a float ONNX graph whose initialisers are the network's weights under their own names,
+:func:`wildfer.models.onnx.weights_graph_bytes`), ``.safetensors`` weights, and the built-in
+models inside the package (``"default"``, ``"fast"``, ``"ferplus"``, ...), each as a
+:class:`~wildfer.models.classifier.Classifier`.
+
+A built-in needs no torch: it runs its graph on onnxruntime (backend ``onnx``, or its int8
+graph), and reads the same weights into its torch network only when that is asked for.
+Checkpoints are torch files and need torch.
 """
 
 from __future__ import annotations
@@ -15,19 +21,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-import torch.nn as nn
 
-from ..errors import ModelError, one_line  # noqa: F401 - one_line re-exported: where callers have found it
+from ..errors import ModelError, import_torch, one_line  # noqa: F401 - one_line re-exported: where callers have found it
 from ..jsonio import json_ready, write_json
 from ..labels import FER2013_CLASSES, class_alignment
-from ..paths import written_whole
+from ..paths import write_bytes_whole, written_whole
 from . import PIPELINE_MODEL  # noqa: F401 - re-exported: where callers have always found it
-from .classifier import DEFAULT_PREPROCESS, Classifier, check_backend, resolve_device
+from .classifier import BACKENDS, DEFAULT_PREPROCESS, Classifier, check_backend, resolve_device
 from .ensemble import ensemble_classifier as _combine
 from .ensemble import is_ensemble_spec, load_spec_members
 from .ensemble import load_ensemble_spec as _load_spec_file
-from .registry import create_model, list_models
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
@@ -35,7 +38,7 @@ WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 def builtin_names() -> tuple[str, ...]:
     """The built-in models: one per JSON object naming an ``"arch"`` in :data:`WEIGHTS_DIR`
     (``NAME.json``, the metadata of ``NAME.safetensors``, or an ensemble spec with no weights of
-    its own, like ``accurate``), ordered by its ``"order"`` number (the README's order; none:
+    its own, like ``accurate``; ``NAME.onnx`` holds the weights of the others), ordered by its ``"order"`` number (the README's order; none:
     last), then by name."""
     found = []
     for path in WEIGHTS_DIR.glob("*.json"):
@@ -57,9 +60,10 @@ CHECKPOINT_FORMAT = "wildfer-checkpoint-v1"
 # ----------------------------------------------------------------------------- checkpoints
 
 
-def save_checkpoint(path: str | os.PathLike, net: nn.Module, *, arch: str, model_kwargs: dict, classes,
+def save_checkpoint(path: str | os.PathLike, net, *, arch: str, model_kwargs: dict, classes,
                     preprocess: dict | None = None, **extra) -> None:
     """Save a training checkpoint loadable with ``torch.load(weights_only=True)``."""
+    torch = import_torch("saving a checkpoint")
     state = {k: v.detach().cpu() for k, v in _unwrap(net).state_dict().items()}
     ckpt = {
         "format": CHECKPOINT_FORMAT,
@@ -113,6 +117,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         raise ModelError(f"{path}: checkpoint not found")
     if not path.is_file():
         raise ModelError(f"{path}: not a file")
+    torch = import_torch(f"{path}: a checkpoint")
     try:
         with warnings.catch_warnings():  # torch's notes on odd pickles: the error below says what matters
             warnings.simplefilter("ignore")
@@ -127,11 +132,11 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     return ckpt
 
 
-def _unwrap(net: nn.Module) -> nn.Module:
+def _unwrap(net):
     return net.module if hasattr(net, "module") else net
 
 
-def _build(arch: str, model_kwargs: dict, num_classes: int, in_chans: int, source: str | os.PathLike = "") -> nn.Module:
+def _build(arch: str, model_kwargs: dict, num_classes: int, in_chans: int, source: str | os.PathLike = ""):
     """The network a checkpoint or metadata file ``source`` describes (a :class:`ModelError` naming
     ``source`` when its architecture or keyword arguments build nothing)."""
     if not isinstance(model_kwargs or {}, dict):
@@ -139,6 +144,9 @@ def _build(arch: str, model_kwargs: dict, num_classes: int, in_chans: int, sourc
     kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in (model_kwargs or {}).items()}
     kw.pop("pretrained", None)  # ImageNet init file used in training; the weights come from the checkpoint
     in_chans = kw.pop("in_chans", in_chans)  # a config's model_kwargs may name it too (colour nets)
+    import_torch(f"{source}: the torch network")
+    from .registry import create_model
+
     try:
         return create_model(arch, num_classes=num_classes, in_chans=in_chans, **kw)
     except ModelError as e:
@@ -180,51 +188,120 @@ def export_weights(clf_or_ckpt, out: str | os.PathLike, *, half: bool = True, ca
         state[k] = v
     with written_whole(str(out) + ".safetensors") as tmp:
         tmp.write_bytes(save(state))  # bytes first: a full disk is then a plain OSError
-    meta = {
+    meta = _weights_meta(clf)
+    meta.update(card or {})
+    write_json(str(out) + ".json", meta)
+    return Path(str(out) + ".safetensors")
+
+
+def export_graph_weights(clf_or_ckpt, out: str | os.PathLike, *, half: bool = True, card: dict | None = None) -> Path:
+    """Write ``out.onnx``, the weights graph (:func:`wildfer.models.onnx.weights_graph_bytes`:
+    the float network as an ONNX graph whose initialisers are its state dict, fp16 by default),
+    and ``out.json`` metadata: what a built-in ships, one file for onnxruntime and torch."""
+    from .onnx import weights_graph_bytes
+
+    clf = clf_or_ckpt if isinstance(clf_or_ckpt, Classifier) else classifier_from_checkpoint(clf_or_ckpt)
+    out = Path(out)
+    if out.suffix == ".onnx":
+        out = out.with_suffix("")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = _weights_meta(clf)
+    meta.update(card or {})
+    path = write_bytes_whole(str(out) + ".onnx", weights_graph_bytes(clf, half=half, meta=meta))
+    write_json(str(out) + ".json", meta)
+    return path
+
+
+def _weights_meta(clf: Classifier) -> dict[str, Any]:
+    return {
         "arch": clf.arch,
         "model_kwargs": json_ready(clf.model_kwargs),
         "classes": list(clf.classes),
         "in_chans": int(getattr(clf.net, "in_chans", 1)),
         "preprocess": clf.preprocess,
     }
-    meta.update(card or {})
-    write_json(str(out) + ".json", meta)
-    return Path(str(out) + ".safetensors")
 
 
-def classifier_from_safetensors(path: str | os.PathLike, name: str = "") -> Classifier:
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    meta_path = path.with_suffix(".json")
-    if not path.exists():
-        raise ModelError(f"{path}: weights file not found")
+def _read_meta(weights: Path) -> dict[str, Any]:
+    """The metadata JSON beside a weights file (``W.json`` for ``W.safetensors`` or ``W.onnx``)."""
+    if not weights.exists():
+        raise ModelError(f"{weights}: weights file not found")
+    meta_path = weights.with_suffix(".json")
     if not meta_path.exists():
-        raise ModelError(f"{path}: metadata {meta_path.name} missing beside the weights")
+        raise ModelError(f"{weights}: metadata {meta_path.name} missing beside the weights")
     try:
         meta = json.loads(meta_path.read_text())
     except (OSError, ValueError, RecursionError) as e:
         raise ModelError(f"{meta_path}: unreadable weights metadata ({one_line(e)})") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("arch"), str):
         raise ModelError(f"{meta_path}: weights metadata must be a JSON object naming the \"arch\"")
+    return meta
+
+
+def _net_with(meta: dict, state: dict, source: Path):
+    """The network ``meta`` describes with the tensors of ``state`` (numpy arrays or tensors),
+    each cast to the network's own dtype."""
+    torch = import_torch(f"{source}: the torch network")
     classes = tuple(meta.get("classes") or FER2013_CLASSES)
-    net = _build(meta["arch"], meta.get("model_kwargs", {}), len(classes), int(meta.get("in_chans", 1)), meta_path)
+    net = _build(meta["arch"], meta.get("model_kwargs", {}), len(classes), int(meta.get("in_chans", 1)),
+                 source.with_suffix(".json"))
+    ref = net.state_dict()
+    state = {k: torch.from_numpy(np.array(v)) if isinstance(v, np.ndarray) else v for k, v in state.items()}
+    state = {k: v.to(ref[k].dtype) if k in ref else v for k, v in state.items()}
+    for k, v in ref.items():  # a counter the graph has no use for
+        if k.endswith("num_batches_tracked") and k not in state:
+            state[k] = v
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as e:
+        raise ModelError(f"{source}: weights do not fit architecture {meta['arch']!r} ({one_line(e)})") from None
+    return net
+
+
+def classifier_from_safetensors(path: str | os.PathLike, name: str = "") -> Classifier:
+    path = Path(path)
+    meta = _read_meta(path)
+    import_torch(f"{path}: safetensors weights")
+    from safetensors.torch import load_file
+
     try:
         state = load_file(str(path))
     except Exception as e:  # noqa: BLE001
         raise ModelError(f"{path}: cannot read safetensors ({one_line(e)})") from None
-    ref = net.state_dict()
-    state = {k: v.to(ref[k].dtype) if k in ref else v for k, v in state.items()}
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as e:
-        raise ModelError(f"{path}: weights do not fit architecture {meta['arch']!r} ({one_line(e)})") from None
-    return Classifier(net, classes, dict(meta.get("preprocess") or DEFAULT_PREPROCESS), name=name or str(path),
+    net = _net_with(meta, state, path)
+    return Classifier(net, tuple(meta.get("classes") or FER2013_CLASSES),
+                      dict(meta.get("preprocess") or DEFAULT_PREPROCESS), name=name or str(path),
                       arch=meta["arch"], model_kwargs=meta.get("model_kwargs", {}), meta=meta)
 
 
+def classifier_from_graph(path: str | os.PathLike, name: str = "") -> Classifier:
+    """A weights graph (``W.onnx`` with ``W.json`` beside it) as a classifier that builds its torch
+    network from the graph's initialisers when asked (:attr:`Classifier.net`); nothing is read
+    until a backend is chosen (:func:`load_model`)."""
+    path = Path(path)
+    meta = _read_meta(path)
+
+    def build():
+        from .onnx import graph_state_dict
+
+        return _net_with(meta, graph_state_dict(path), path)
+
+    return Classifier(None, tuple(meta.get("classes") or FER2013_CLASSES),
+                      dict(meta.get("preprocess") or DEFAULT_PREPROCESS), name=name or str(path),
+                      arch=meta["arch"], model_kwargs=meta.get("model_kwargs", {}), meta=meta, graph=str(path),
+                      build=build)
+
+
+def _weights_file(name: str) -> Path | None:
+    """A built-in's weights: its graph, or a ``.safetensors`` file; ``None`` for an ensemble."""
+    for suffix in (".onnx", ".safetensors"):
+        if (WEIGHTS_DIR / f"{name}{suffix}").exists():
+            return WEIGHTS_DIR / f"{name}{suffix}"
+    return None
+
+
 def _builtin_available(name: str, _seen: frozenset[str] = frozenset()) -> bool:
-    if (WEIGHTS_DIR / f"{name}.safetensors").exists():
+    if _weights_file(name) is not None:
         return True
     spec = WEIGHTS_DIR / f"{name}.json"
     if name in _seen or not is_ensemble_spec(spec):  # a spec that lists itself (through others) never loads
@@ -250,7 +327,7 @@ def builtin_info(name: str) -> dict[str, Any]:
         meta = json.loads(meta_path.read_text())
     except (OSError, ValueError):
         meta = {}
-    weights = WEIGHTS_DIR / f"{name}.safetensors"
+    weights = _weights_file(name)
     card = WEIGHTS_DIR / str(meta.get("model_card") or f"{name}.md")
     return {
         "name": name,
@@ -258,7 +335,8 @@ def builtin_info(name: str) -> dict[str, Any]:
         "arch": meta.get("arch", ""),
         "members": meta.get("members"),
         "classes": len(meta.get("classes") or FER2013_CLASSES),
-        "weights_mb": round(weights.stat().st_size / 1e6, 1) if weights.exists() else 0.0,
+        "weights_mb": round(weights.stat().st_size / 1e6, 1) if weights is not None else 0.0,
+        "backend": default_backend(name),
         "val_acc": meta.get("best_val_acc", meta.get("publictest_accuracy")),
         "val_set": meta.get("val_set", "PublicTest"),
         "card": str(card) if card.exists() else None,
@@ -266,38 +344,67 @@ def builtin_info(name: str) -> dict[str, Any]:
     }
 
 
+def default_backend(name_or_path: str | os.PathLike) -> str:
+    """The backend ``backend="auto"`` picks: a built-in's ``"backend"`` from its metadata (an
+    ensemble whose int8 graphs read every dev set within half a point of its float networks says
+    ``int8``), else ``onnx`` for anything that has a float graph (built-ins, weights graphs,
+    ensembles of them), else ``torch`` (checkpoints, safetensors files)."""
+    source = str(name_or_path)
+    names = builtin_names()
+    if source in names:
+        try:
+            meta = json.loads((WEIGHTS_DIR / f"{source}.json").read_text())
+        except (OSError, ValueError, RecursionError):
+            meta = {}
+        if meta.get("backend") in BACKENDS:
+            return meta["backend"]
+        if _weights_file(source) is not None:
+            return "onnx" if _weights_file(source).suffix == ".onnx" else "torch"
+        members = load_spec_members(WEIGHTS_DIR / f"{source}.json")
+        return "onnx" if members and all(m in names and default_backend(m) != "torch" for m in members) else "torch"
+    if source.endswith(".onnx") and Path(source).with_suffix(".json").is_file():
+        return "onnx"
+    return "torch"
+
+
 def load_model(name_or_path: str | os.PathLike = "default", *, classes: str | None = None,
-               backend: str = "torch", device: Any = "cpu") -> Classifier:
-    """A built-in name (``default``, ``fast``, ``ferplus``, ``default_resnet``, ``accurate``, ``wild``), a
-    ``.pt`` checkpoint, a ``.safetensors`` file (with its ``.json`` beside it), a run folder or
-    an ensemble spec ``.json`` (:mod:`wildfer.models.ensemble`): the first of :data:`RESOLVERS`
-    that accepts it loads it. Nothing is downloaded.
+               backend: str = "auto", device: Any = "cpu", threads: int | None = None) -> Classifier:
+    """A built-in name (``default``, ``fast``, ``ferplus``, ``default_resnet``, ``accurate``, ``wild``, ...),
+    a ``.pt`` checkpoint, a weights graph ``.onnx`` or a ``.safetensors`` file (with its ``.json``
+    beside it), a run folder or an ensemble spec ``.json`` (:mod:`wildfer.models.ensemble`): the
+    first of :data:`RESOLVERS` that accepts it loads it. Nothing is downloaded.
 
     ``classes="fer2013"`` maps an 8-class FER+ model's output to FER2013's 7 classes
     (contempt folded away, probabilities renormalised).
 
-    ``backend``: ``"torch"`` (default), ``"onnx"`` (an export on onnxruntime) or ``"int8"``
-    (the model's int8 graph: shipped for some built-ins, else ``<file>.int8.onnx`` beside the
-    weights file; :mod:`wildfer.models.quantize`).
+    ``backend``: ``"auto"`` (default: :func:`default_backend`, so built-ins run on onnxruntime
+    and need no torch), ``"torch"``, ``"onnx"`` (the float graph on onnxruntime: the shipped
+    one, else an export) or ``"int8"`` (the model's int8 graph: shipped for some built-ins, else
+    ``<file>.int8.onnx`` beside the weights file; :mod:`wildfer.models.quantize`).
 
     ``device``: where it computes, ``"cpu"`` (default), ``"cuda"``, ``"cuda:N"`` or ``"auto"``
     (a CUDA GPU when the backend can use one, else the CPU; :func:`resolve_device`), checked
-    before anything is read.
+    before anything is read. ``threads``: onnxruntime's intra-op threads for the graph backends
+    (``None``: its default).
     """
     if classes and classes.lower() != "fer2013":
         raise ModelError(f"classes={classes!r}: the only class mapping is 'fer2013' (FER2013's 7 classes)")
+    if backend == "auto":
+        backend = default_backend(name_or_path)
     target = resolve_device(device, check_backend(backend))
     clf = _resolve(str(name_or_path))
     if classes:
         clf = with_fer2013_classes(clf)
     if backend == "onnx":
-        return switch_backend(clf, "onnx", device=target)
+        return switch_backend(clf, "onnx", device=target, threads=threads)
     if backend == "int8":
         from .quantize import attach_int8
 
-        if len(clf.face_views) > 1:  # only an ensemble of members that cut faces differently
-            return _members_on(clf, "int8")
-        return attach_int8(clf, source=name_or_path)
+        if clf.arch == "ensemble":  # each member on its own graph
+            return _members_on(clf, "int8", threads)
+        return attach_int8(clf, threads=threads, source=name_or_path)
+    if clf.arch == "ensemble" and clf.runner is not None:  # its members loaded on graphs: on torch instead
+        clf = _members_on(clf, "torch")
     return _placed(clf, target)
 
 
@@ -305,8 +412,12 @@ def switch_backend(clf: Classifier, backend: str, **kw) -> Classifier:
     """``clf.with_backend(backend, **kw)``, except that an ensemble whose members cut faces
     differently gets each member on its own graph (:func:`_members_on`): one graph cannot take
     two crops of a face."""
-    if backend in ("onnx", "int8") and len(clf.face_views) > 1:
-        return _members_on(clf, backend)
+    if backend in ("onnx", "int8") and clf.arch == "ensemble":
+        if clf.runner is not None and clf.backend == backend and not kw.get("threads") \
+                and kw.get("device") in (None, clf.device):
+            return clf  # its members compute on those graphs already
+        if len(clf.face_views) > 1 or clf.runner is not None:
+            return _members_on(clf, backend, kw.get("threads"))
     return clf.with_backend(backend, **kw)
 
 
@@ -324,11 +435,12 @@ def load_ensemble_spec(path: str | os.PathLike, name: str = "") -> Classifier:
     return _load_spec_file(path, name, load=load_model, builtins=builtin_names())
 
 
-def _members_on(clf: Classifier, backend: str) -> Classifier:
-    """An ensemble whose members cut faces differently, each member on its own ``backend``
-    graph (ONNX or int8), loaded again by name."""
+def _members_on(clf: Classifier, backend: str, threads: int | None = None) -> Classifier:
+    """An ensemble with each member loaded again by name on ``backend``: on graphs (ONNX or
+    int8) the ensemble then computes with numpy (:class:`~wildfer.models.ensemble.GraphEnsemble`),
+    on torch it is one network."""
     kw = clf.model_kwargs
-    members = [load_model(m, backend=backend) for m in kw["members"]]
+    members = [load_model(m, backend=backend, threads=threads) for m in kw["members"]]
     return ensemble_classifier(members, weights=kw.get("weights"), tta=kw.get("tta"), crop=kw.get("crop", 44),
                                name=clf.name, classes=clf.classes, temperature=clf.preprocess.get("temperature"),
                                meta={k: v for k, v in clf.meta.items() if k not in kw})
@@ -342,12 +454,14 @@ def _resolve(source: str) -> Classifier:
 
 
 def _load_builtin(name: str) -> Classifier:
-    weights, spec = WEIGHTS_DIR / f"{name}.safetensors", WEIGHTS_DIR / f"{name}.json"
-    if weights.exists():
+    weights, spec = _weights_file(name), WEIGHTS_DIR / f"{name}.json"
+    if weights is not None and weights.suffix == ".onnx":
+        return classifier_from_graph(weights, name=name)
+    if weights is not None:
         return classifier_from_safetensors(weights, name=name)
     if is_ensemble_spec(spec):
         return load_ensemble_spec(spec, name=name)
-    raise ModelError(f"built-in model {name!r} is not in this installation (weights {weights} missing); "
+    raise ModelError(f"built-in model {name!r} is not in this installation (weights {WEIGHTS_DIR / name}.onnx missing); "
                      f"available: {', '.join(builtin_models()) or 'none'}")
 
 
@@ -380,17 +494,30 @@ RESOLVERS: tuple[tuple[Callable[[str], bool], Callable[[str], Classifier]], ...]
     (lambda s: s in builtin_names(), _load_builtin),
     (lambda s: s.endswith(".json") and is_ensemble_spec(s), load_ensemble_spec),
     (lambda s: s.endswith(".safetensors"), classifier_from_safetensors),
+    (lambda s: s.endswith(".onnx") and os.path.isfile(s) and os.path.isfile(s[:-5] + ".json"), classifier_from_graph),
     (lambda s: s.endswith(".onnx") and os.path.isfile(s), _load_quantised_graph),
     (os.path.isdir, _load_run_folder),
     (os.path.exists, classifier_from_checkpoint),
-    (lambda s: s in list_models(), _refuse_architecture),
+    (lambda s: s in _architectures(), _refuse_architecture),
 )
+
+
+def _architectures() -> list[str]:
+    try:
+        import_torch("the architecture registry")
+    except ModelError:
+        return []
+    from .registry import list_models
+
+    return list_models()
 
 
 def _placed(clf: Classifier, device: str) -> Classifier:
     """A classifier just loaded, on the resolved ``device``: its network is moved there, not
-    copied (nothing else holds it)."""
-    clf.net.to(device)
+    copied (nothing else holds it). A network still to be read from its graph is made on the
+    CPU when first used."""
+    if device != "cpu" or clf.has_net:
+        clf.net.to(device)
     return dataclasses.replace(clf, device=device)
 
 

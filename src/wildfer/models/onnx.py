@@ -24,7 +24,7 @@ import torch
 from ..errors import ModelError, one_line
 from ..jsonio import dumps
 from ..paths import write_bytes_whole
-from .runtime import import_onnxruntime, onnx_providers, resolve_device, session_options  # noqa: F401 - re-exported
+from .runtime import OnnxRunner, import_onnxruntime, onnx_providers, resolve_device, session_options  # noqa: F401 - re-exported
 
 if TYPE_CHECKING:
     from .classifier import Classifier
@@ -60,6 +60,90 @@ def onnx_bytes(clf: Classifier, opset: int = 17) -> bytes:
     return model.SerializeToString()
 
 
+#: the format a weights graph names in its metadata (:func:`weights_graph_bytes`)
+WEIGHTS_GRAPH_FORMAT = "wildfer-weights-graph-v1"
+
+
+def weights_graph_bytes(clf: Classifier, *, half: bool = True, meta: dict | None = None, opset: int = 17) -> bytes:
+    """The float ONNX graph of ``clf``'s network that also carries its weights for torch: no
+    batch norm is folded into a convolution, so every initialiser is one tensor of the state
+    dict under its own name (a tensor the exporter shares with another is named in the
+    ``state_aliases`` metadata). ``half``: weights stored as fp16 (running statistics stay
+    fp32), each cast to fp32 by the graph itself, so onnxruntime computes in fp32 with exactly
+    the weights torch reads back (:func:`graph_state_dict`). ``meta`` joins the metadata."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    net = clf.net.eval()
+    if half:  # the network computes with the weights the file will hold
+        net = copy.deepcopy(net)
+        with torch.no_grad():
+            for k, v in net.state_dict().items():
+                if v.is_floating_point() and "running_" not in k:
+                    v.copy_(v.half().float())
+    x = torch.zeros(1, clf.channels, clf.size, clf.size)
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, x, buf, dynamo=False, input_names=["input"], output_names=["logits"],
+                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset,
+                          do_constant_folding=False)  # folding would merge batch norms into convolutions
+    model = onnx.load_from_string(buf.getvalue())
+    state = {k: v.detach().cpu().numpy() for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
+    inits = {t.name: t for t in model.graph.initializer}
+    arrays = {name: numpy_helper.to_array(t) for name, t in inits.items()}
+    aliases = {}
+    for k, v in state.items():
+        if k in inits:
+            continue
+        same = next((n for n, a in arrays.items() if a.shape == v.shape and a.dtype == v.dtype and np.array_equal(a, v)), None)
+        if same is None:
+            raise ModelError(f"{clf.name or clf.arch}: the ONNX export lost weight {k}; it cannot carry the weights")
+        aliases[k] = same
+    if half:
+        casts = []
+        for name, t in list(inits.items()):
+            a = arrays[name]
+            if a.dtype != np.float32 or "running_" in name or name not in state:
+                continue
+            t.CopyFrom(numpy_helper.from_array(a.astype(np.float16), name))
+            cast = f"{name}::fp32"
+            for node in model.graph.node:
+                node.input[:] = [cast if i == name else i for i in node.input]
+            casts.append(helper.make_node("Cast", [name], [cast], to=onnx.TensorProto.FLOAT, name=f"cast:{name}"))
+        nodes = casts + list(model.graph.node)
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+    extra = {"classes": dumps(list(clf.classes)), "preprocess": dumps(clf.preprocess), "arch": clf.arch,
+             "producer": "wildfer", "format": WEIGHTS_GRAPH_FORMAT, "state_aliases": dumps(aliases),
+             "metadata": dumps(meta or {})}
+    for k, v in extra.items():
+        p = model.metadata_props.add()
+        p.key, p.value = k, v
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def graph_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The state dict a weights graph (:func:`weights_graph_bytes`) carries, as numpy arrays
+    (fp16 weights as they are stored: the loader casts each to its tensor's dtype)."""
+    import onnx
+    from onnx import numpy_helper
+
+    try:
+        model = onnx.load(str(path))
+    except Exception as e:  # noqa: BLE001 - a damaged file is the user's to replace
+        raise ModelError(f"{path}: cannot read ONNX graph ({one_line(e)})") from None
+    meta = {p.key: p.value for p in model.metadata_props}
+    if meta.get("format") != WEIGHTS_GRAPH_FORMAT:
+        raise ModelError(f"{path}: not a wildfer weights graph (no {WEIGHTS_GRAPH_FORMAT!r} in its metadata); "
+                         f"an exported graph runs with backend onnx only")
+    state = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    for k, same in json.loads(meta.get("state_aliases") or "{}").items():
+        state[k] = state[same]
+    return {k: v for k, v in state.items() if not k.startswith("onnx::")}
+
+
 def export_onnx(model: Classifier, out: str | os.PathLike, opset: int = 17) -> Path:
     """Export a classifier (``load_model(name)`` gives one for a built-in name or a checkpoint)
     to an ONNX file, written whole."""
@@ -68,34 +152,6 @@ def export_onnx(model: Classifier, out: str | os.PathLike, opset: int = 17) -> P
         raise ModelError(f"export_onnx takes a classifier, not {type(model).__name__}: load it with "
                          "wildfer.models.load_model first")
     return write_bytes_whole(out, onnx_bytes(clf, opset))
-
-
-class OnnxRunner:
-    """Logits from an ONNX model on onnxruntime: its CPU provider, or its CUDA provider for
-    ``device="cuda:N"`` (a :class:`ModelError` when that provider cannot start here)."""
-
-    def __init__(self, model: bytes | str | os.PathLike, threads: int | None = None, device: str = "cpu",
-                 spin: bool = True):
-        ort = import_onnxruntime()
-        so = session_options(threads, spin)
-        src = model if isinstance(model, bytes) else str(model)
-        shown = model if not isinstance(model, bytes) else "<onnx>"
-        self.threads, self.device = threads, device
-        try:
-            self.session = ort.InferenceSession(src, sess_options=so, providers=onnx_providers(device))
-        except Exception as e:  # noqa: BLE001
-            raise ModelError(f"{shown}: cannot load ONNX model ({one_line(e)})") from None
-        if device.startswith("cuda") and "CUDAExecutionProvider" not in self.session.get_providers():
-            # onnxruntime falls back to the CPU when the CUDA provider's libraries do not load
-            raise ModelError(f"device {device!r}: onnxruntime's CUDAExecutionProvider did not start here (CUDA or "
-                             f"cuDNN libraries missing?); use cpu or auto")
-        self.input_name = self.session.get_inputs()[0].name
-        meta = self.session.get_modelmeta().custom_metadata_map
-        self.classes = tuple(json.loads(meta["classes"])) if "classes" in meta else None
-        self.preprocess = json.loads(meta["preprocess"]) if "preprocess" in meta else None
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
 
 
 def attach_onnx(clf: Classifier, threads: int | None = None, device: str = "cpu") -> Classifier:
@@ -108,4 +164,4 @@ def attach_onnx(clf: Classifier, threads: int | None = None, device: str = "cpu"
     target = resolve_device(device, "onnx")
     runner = OnnxRunner(onnx_bytes(clf), threads=threads, device=target)
     net = clf.net if clf.input_device.type == "cpu" else copy.deepcopy(clf.net).to("cpu")
-    return dataclasses.replace(clf, net=net, runner=runner, backend="onnx", device=target)
+    return dataclasses.replace(clf, module=net, runner=runner, backend="onnx", device=target)

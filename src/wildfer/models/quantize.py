@@ -102,7 +102,7 @@ def attach_int8(clf: Classifier, threads: int | None = None, source: str | os.Pa
                 graph: str | os.PathLike | None = None) -> Classifier:
     """A new classifier computing ``clf``'s logits with its int8 graph on onnxruntime's CPU
     provider; the float torch network stays for saliency maps."""
-    from .onnx import OnnxRunner
+    from .runtime import OnnxRunner
 
     path = Path(graph) if graph else int8_graph(clf, source)
     # a face or a few per call, between detections: pool threads that spin while the photo is
@@ -110,5 +110,9 @@ def attach_int8(clf: Classifier, threads: int | None = None, source: str | os.Pa
     runner = OnnxRunner(path, threads=threads, device="cpu", spin=False)
     if runner.classes is not None and tuple(runner.classes) != tuple(clf.classes):
         raise ModelError(f"{path}: int8 graph's classes {runner.classes} differ from the model's {tuple(clf.classes)}")
-    net = clf.net if clf.input_device.type == "cpu" else copy.deepcopy(clf.net).to("cpu")
-    return dataclasses.replace(clf, net=net, runner=runner, backend="int8", device="cpu")
+    # the torch network, where there is one, stays for saliency maps (on the CPU); one still to
+    # be read from a weights graph is read when first asked for
+    net = clf.module
+    if net is not None and clf.input_device.type != "cpu":
+        net = copy.deepcopy(net).to("cpu")
+    return dataclasses.replace(clf, module=net, runner=runner, backend="int8", device="cpu")

@@ -8,10 +8,13 @@ runners and the loader all build on it.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
-from ..errors import ModelError
+import numpy as np
+
+from ..errors import ModelError, one_line
 
 #: the device names :func:`resolve_device` takes (and ``cuda:N``)
 DEVICES = ("auto", "cpu", "cuda")
@@ -57,13 +60,25 @@ def _cuda_missing(backend: str) -> str | None:
             return (f"onnxruntime has no CUDAExecutionProvider here (it has {', '.join(providers) or 'none'}; "
                     f"the GPU build is the onnxruntime-gpu package)")
         return None
-    import torch
-
+    try:
+        import torch
+    except ImportError:
+        return "torch is not installed (pip install 'wildfer[train]')"
     if torch.cuda.is_available():
         return None
     if torch.version.cuda is None:
         return f"this torch ({torch.__version__}) is built without CUDA"
     return "torch finds no CUDA GPU on this machine (torch.cuda.is_available() is False)"
+
+
+def has_torch() -> bool:
+    """Whether torch can be imported here (found without importing it)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):  # ValueError: sys.modules["torch"] is None
+        return False
 
 
 def import_onnxruntime():
@@ -108,3 +123,29 @@ def session_options(threads: int | None = None, spin: bool = True):
     return so
 
 
+class OnnxRunner:
+    """Logits from an ONNX model on onnxruntime: its CPU provider, or its CUDA provider for
+    ``device="cuda:N"`` (a :class:`ModelError` when that provider cannot start here)."""
+
+    def __init__(self, model: bytes | str | os.PathLike, threads: int | None = None, device: str = "cpu",
+                 spin: bool = True):
+        ort = import_onnxruntime()
+        so = session_options(threads, spin)
+        src = model if isinstance(model, bytes) else str(model)
+        shown = model if not isinstance(model, bytes) else "<onnx>"
+        self.threads, self.device = threads, device
+        try:
+            self.session = ort.InferenceSession(src, sess_options=so, providers=onnx_providers(device))
+        except Exception as e:  # noqa: BLE001
+            raise ModelError(f"{shown}: cannot load ONNX model ({one_line(e)})") from None
+        if device.startswith("cuda") and "CUDAExecutionProvider" not in self.session.get_providers():
+            # onnxruntime falls back to the CPU when the CUDA provider's libraries do not load
+            raise ModelError(f"device {device!r}: onnxruntime's CUDAExecutionProvider did not start here (CUDA or "
+                             f"cuDNN libraries missing?); use cpu or auto")
+        self.input_name = self.session.get_inputs()[0].name
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.classes = tuple(json.loads(meta["classes"])) if "classes" in meta else None
+        self.preprocess = json.loads(meta["preprocess"]) if "preprocess" in meta else None
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]

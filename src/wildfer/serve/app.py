@@ -143,25 +143,25 @@ def load_recognizer(model: str | None = None, detector: str = "yunet", backend: 
                     compute_threads: int | None = 1, device: str = "auto"):
     """The server's :class:`~wildfer.wild.Recognizer`: ``model`` with its classifier on
     onnxruntime (``backend="onnx"``), torch (``"torch"``), its int8 graph on the CPU
-    (``"int8"``), or onnxruntime when it can be exported and loaded here, torch otherwise
-    (``"auto"``). ``compute_threads`` is the onnxruntime intra-op thread count (None: its default).
+    (``"int8"``), or (``"auto"``) the model's own default (:func:`~wildfer.models.loader.default_backend`:
+    the int8 graphs of ``wild_ensemble``, the float graph of another built-in), else onnxruntime
+    when it can be exported and loaded here, torch otherwise. ``compute_threads`` is the
+    onnxruntime intra-op thread count (None: its default).
 
     ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``; checked before the model loads): with
     ``backend="auto"`` a GPU only torch can use is chosen over onnxruntime on the CPU."""
-    from ..models.loader import PIPELINE_MODEL, load_model, resolve_device, switch_backend
+    from ..models.loader import PIPELINE_MODEL, default_backend, load_model, resolve_device, switch_backend
     from ..wild import Recognizer
 
     model = PIPELINE_MODEL if model is None else model
     if backend not in BACKENDS:
         raise ModelError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    if backend == "auto" and default_backend(model) == "int8" and resolve_device(device, "onnx") == "cpu" \
+            and resolve_device(device if device != "auto" else "cpu", "int8") == "cpu":
+        backend = "int8"  # the model's own choice, unless a GPU was asked for
     if backend == "int8":
-        from ..models.quantize import attach_int8
-
         resolve_device(device, "int8")  # a GPU asked for is an error
-        clf = load_model(model)
-        if len(clf.face_views) > 1:  # an ensemble of members that cut faces differently: each its own graph
-            return Recognizer(model=switch_backend(clf, "int8"), detector=detector)
-        return Recognizer(model=attach_int8(clf, threads=compute_threads, source=model), detector=detector)
+        return Recognizer(model=load_model(model, backend="int8", threads=compute_threads), detector=detector)
     placed: dict[str, str] = {}  # backend -> the device it would run on
     refusal: ModelError | None = None
     for b in ("onnx", "torch") if backend == "auto" else (backend,):
@@ -174,9 +174,12 @@ def load_recognizer(model: str | None = None, detector: str = "yunet", backend: 
     use_onnx = "onnx" in placed and (backend == "onnx" or placed["onnx"] != "cpu" or placed.get("torch") in (None, "cpu"))
     if not use_onnx:
         return Recognizer(model=load_model(model, device=placed["torch"]), detector=detector)
-    clf = load_model(model)
     try:
-        clf = switch_backend(clf, "onnx", threads=compute_threads, device=placed["onnx"])
+        if default_backend(model) == "torch":  # a checkpoint: exported to onnxruntime here
+            clf = switch_backend(load_model(model, backend="torch"), "onnx", threads=compute_threads,
+                                 device=placed["onnx"])
+        else:
+            clf = load_model(model, backend="onnx", threads=compute_threads, device=placed["onnx"])
     except Exception as e:  # noqa: BLE001 - no onnxruntime, or a model that does not export
         if backend == "onnx" or "torch" not in placed:
             raise ModelError(f"model {model!r} cannot run on onnxruntime here ({str(e)[:150]})") from None

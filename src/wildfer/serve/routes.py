@@ -30,7 +30,8 @@ from fastapi.routing import APIRoute
 from starlette.requests import ClientDisconnect
 
 from .. import __version__
-from ..errors import WildferError
+from ..errors import MissingTorch, WildferError
+from ..models.runtime import has_torch
 from ..jsonio import json_ready
 from .uploads import MULTIPART_SLACK, UploadError, decode_image, extract_image_bytes, read_body, shrink_to
 from .worker import Abandoned, Busy, Expired, InferenceWorker
@@ -114,9 +115,10 @@ def error_response(status: int, message: str, code: str, headers: dict | None = 
 
 
 def model_explain_methods(clf) -> list[str]:
-    """The saliency methods this classifier supports (an ensemble has no single layer for Grad-CAM)."""
-    cam_ok = not getattr(getattr(clf, "net", None), "cam_unsupported", None)
-    return [m for m in EXPLAIN_METHODS if cam_ok or not m.startswith("gradcam")]
+    """The saliency methods this classifier supports (an ensemble has no single layer for Grad-CAM;
+    without torch there are none)."""
+    cam_ok = getattr(clf, "arch", "") != "ensemble" and not getattr(getattr(clf, "module", None), "cam_unsupported", None)
+    return [m for m in EXPLAIN_METHODS if cam_ok or not m.startswith("gradcam")] if has_torch() else []
 
 
 def model_name(rec) -> str:
@@ -414,8 +416,9 @@ async def explain(
     A photo over the server's `explain_pixels` is explained on a downscaled copy: the PNG is
     that copy (`X-Wildfer-Scale` says by how much), the JSON's boxes are in the photo's pixels.
     """
-    t0 = time.perf_counter()
-    deadline = Deadline(limits.timeout_s)
+    if not has_torch():
+        return error_response(501, str(MissingTorch("saliency maps")), "no_torch")
+    t0, deadline = time.perf_counter(), Deadline(limits.timeout_s)
     if method is None:
         method = ExplainMethod(model_explain_methods(getattr(recognizer, "classifier", None))[0])
     async with slots["explain"], ClientWatch(request) as watch:

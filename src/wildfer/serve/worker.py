@@ -26,6 +26,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import ModelError
+
 log = logging.getLogger("wildfer.serve")
 
 
@@ -110,8 +112,6 @@ class InferenceWorker:
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> "InferenceWorker":
         with self._lock:
-            if self._hook is None:
-                self._hook = _watch_forward_passes(self.recognizer)
             self._threads = [t for t in self._threads if t.is_alive()]
             while len(self._threads) < self.threads:
                 t = threading.Thread(target=self._run, name=f"wildfer-inference-{len(self._threads)}", daemon=True)
@@ -224,6 +224,13 @@ class InferenceWorker:
     def _do_explain(self, job: Job) -> None:
         job.started_at = time.monotonic()
         _running.job = job
+        if self._hook is None:  # the torch network is made for the first explanation, not at start
+            hook = _watch_forward_passes(self.recognizer)
+            with self._lock:
+                if self._hook is None:
+                    self._hook = hook
+                elif hook is not None:
+                    hook.remove()
         try:
             self._finish(job, lambda: self.recognizer.explain(job.image, **job.options))
         finally:
@@ -242,8 +249,12 @@ class InferenceWorker:
 
 def _watch_forward_passes(recognizer):
     """A forward pre-hook on the recognizer's torch network that stops an abandoned
-    explanation (:func:`check_abandoned`) at its next forward pass; None without a network."""
-    net = getattr(getattr(recognizer, "classifier", None), "net", None)
+    explanation (:func:`check_abandoned`) at its next forward pass; None without a network
+    (or without torch: the explanation then fails with its own message)."""
+    try:
+        net = getattr(getattr(recognizer, "classifier", None), "net", None)
+    except ModelError:
+        return None
     if net is None or not hasattr(net, "register_forward_pre_hook"):
         return None
     return net.register_forward_pre_hook(lambda module, args: check_abandoned())

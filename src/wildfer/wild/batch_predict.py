@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -331,17 +332,19 @@ def _start_worker(settings: dict[str, Any], saliency: str | None, stop, parent: 
     if parent is not None:
         _end_with(parent)
     import cv2
-    import torch
 
     from .detectors import create_detector
     from .recognizer import Recognizer
 
-    torch.set_num_threads(1)
-    with contextlib.suppress(RuntimeError):  # only settable before any inter-op work
-        torch.set_num_interop_threads(1)
+    torch = sys.modules.get("torch")  # preloaded by the forkserver where a model needs it
+    if torch is not None:
+        torch.set_num_threads(1)
+        with contextlib.suppress(RuntimeError):  # only settable before any inter-op work
+            torch.set_num_interop_threads(1)
     cv2.setNumThreads(1)
     detector = create_detector(settings["detector"], max_side=settings.get("max_side", 640), threads=1)
-    _WORKER.update(recognizer=Recognizer(**{**settings, "detector": detector}), saliency=saliency, stop=stop)
+    _WORKER.update(recognizer=Recognizer(**{**settings, "detector": detector, "threads": 1}), saliency=saliency,
+                   stop=stop)
 
 
 def _predict_batch(jobs: list[PhotoJob]) -> list[dict[str, Any]]:
@@ -360,11 +363,12 @@ def _stop_processes(pool) -> None:
         proc.terminate()
 
 
-def worker_context():
+def worker_context(torch: bool = False):
     """The multiprocessing context of the workers. Where there is a forkserver, it is started
-    now and imports torch and the pipeline while this process loads its own model, and each
-    worker is a fork of it: N workers start in about the time of one import, not N imports on
-    the same cores. It is started with Ctrl-C ignored, which it and its workers inherit."""
+    now and imports the pipeline (and torch, where the model computes with it) while this
+    process loads its own model, and each worker is a fork of it: N workers start in about the
+    time of one import, not N imports on the same cores. It is started with Ctrl-C ignored,
+    which it and its workers inherit."""
     import multiprocessing
 
     if "forkserver" not in multiprocessing.get_all_start_methods():
@@ -372,7 +376,7 @@ def worker_context():
     from multiprocessing import forkserver
 
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["torch", "wildfer.wild.recognizer", __name__])
+    ctx.set_forkserver_preload((["torch"] if torch else []) + ["wildfer.wild.recognizer", __name__])
     with no_interrupt():
         forkserver.ensure_running()
     return ctx

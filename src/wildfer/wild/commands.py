@@ -31,7 +31,7 @@ def predict(
     tta: bool = typer.Option(False, "--tta", help="Average each face with its mirror image."),
     resume: bool = typer.Option(False, "--resume", help="Complete the outputs of an interrupted run: keep what they hold and skip those photos."),
     device: str = typer.Option("auto", "--device", help="Where the classifier runs: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N."),
-    backend: str = typer.Option("torch", "--backend", help="How the classifier computes: torch, onnx (onnxruntime) or int8 (the model's int8 graph on the CPU, several times faster)."),
+    backend: str = typer.Option("auto", "--backend", help="How the classifier computes: auto (the model's default: built-ins on onnxruntime, wild_ensemble on its int8 graphs, checkpoints on torch), torch, onnx (onnxruntime) or int8 (the model's int8 graph on the CPU)."),
     engine: str = typer.Option("local", "--engine", help="local, or ray: photos through Ray Data on the cluster ray.init() finds (RAY_ADDRESS, else a local one), results in --json FILE.jsonl."),
     workers: int = typer.Option(1, "--workers", help="Local processes that photos are processed by, each loading the model once on one thread (videos stay in the main process); outputs are those of one process. Starting them takes a second or two, so it pays from about a hundred photos."),
 ):
@@ -46,7 +46,7 @@ def predict(
         extras = [o for o, v in (("--out", out), ("--csv", csv_file), ("--annotate", annotate), ("--timeline", timeline),
                                  ("--saliency", saliency), ("--resume", resume), ("--tta", tta),
                                  ("--device", device != "auto"), ("--workers", workers != 1),
-                                 ("--backend", backend != "torch")) if v]
+                                 ("--backend", backend != "auto")) if v]
         raise SystemExit(_predict_on_ray(paths, json_file, extras, model=model, detector=detector, mode=mode,
                                          max_side=max_side))
     code = run_predict(paths, model=model, detector=detector, mode=mode, out=out, json_file=json_file,
@@ -103,7 +103,12 @@ def run_predict(paths, *, model=None, detector="yunet", mode="detect", out=None,
         if not any(is_video_file(src) for src, _ in inputs):
             err.print("note: no video among the inputs; --timeline writes nothing", highlight=False)
     # the workers' processes get ready while this one loads its model
-    ctx = bp.worker_context() if workers > 1 and not all(is_video_file(src) for src, _ in inputs) else None
+    if workers > 1 and not all(is_video_file(src) for src, _ in inputs):
+        from ..models.loader import default_backend
+
+        ctx = bp.worker_context(torch=(backend if backend != "auto" else default_backend(model)) == "torch")
+    else:
+        ctx = None
     settings = dict(model=model, detector=detector, mode=mode, max_side=max_side, tta=tta, device=device,
                     backend=backend)
     with output_lock(outputs.locked):
@@ -250,7 +255,7 @@ def evaluate_wild_cmd(
     save_predictions: Optional[Path] = typer.Option(None, "--save-predictions", parser=file_arg, help="Write one CSV row per face: path, label, prediction, found, probabilities."),
     tta: bool = typer.Option(False, "--tta", help="Average each face with its mirror image (as predict --tta)."),
     device: str = typer.Option("auto", "--device", help="Where the classifier runs: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N."),
-    backend: str = typer.Option("torch", "--backend", help="How the classifier computes: torch, onnx (onnxruntime) or int8 (the model's int8 graph on the CPU)."),
+    backend: str = typer.Option("auto", "--backend", help="How the classifier computes: auto (the model's default: built-ins on onnxruntime, wild_ensemble on its int8 graphs, checkpoints on torch), torch, onnx (onnxruntime) or int8 (the model's int8 graph on the CPU)."),
 ):
     """Detection recall and accuracy of the wild pipeline on a labelled manifest."""
     from rich.console import Console
@@ -270,7 +275,7 @@ def evaluate_wild_cmd(
             check_output_file(f, what, [manifest]).parent.mkdir(parents=True, exist_ok=True)
     clf = load_model(model, classes=classes, device=device) if classes else model
     rec = Recognizer(model=clf, detector=detector, mode=mode, max_side=max_side, tta=tta, device=device,
-                     backend=check_backend(backend))
+                     backend=backend if backend == "auto" else check_backend(backend))
     with progress_bar(err) as bar:
         task = bar.add_task(f"evaluate {mode}", total=None)
         res = evaluate_wild(manifest, rec, iou=iou, limit=limit, split=split, save_predictions=save_predictions,

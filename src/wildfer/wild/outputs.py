@@ -373,7 +373,7 @@ def run_settings(model, *, detector: str, mode: str, max_side: int, tta: bool, b
     if Path(model).exists():
         model = str(Path(model).resolve())
     return {"model": model, "detector": detector, "mode": mode, "max_side": int(max_side), "tta": bool(tta),
-            "backend": backend or "torch", "video_stride": int(video_stride)}
+            "backend": backend or "auto", "video_stride": int(video_stride)}
 
 
 def complete_outputs(outputs: PredictOutputs, report: dict[str, Any]) -> None:

@@ -30,7 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import ModelError
+from ..errors import ModelError, import_torch
 from .align import AlignConfig, align_face, align_for, face_pixels, unwarp, whole_crop
 from .detectors import Detection, Detector, create_detector
 
@@ -266,17 +266,22 @@ class Recognizer:
     backend:
         How the classifier computes (:meth:`~wildfer.models.loader.Classifier.with_backend`):
         ``"torch"``, ``"onnx"`` or ``"int8"`` (its int8 graph on the CPU, several times faster,
-        within half a point on FER2013 PublicTest). ``None``: a given classifier keeps its own,
-        a named model runs on torch.
+        within half a point on FER2013 PublicTest). ``None`` or ``"auto"``: a given classifier
+        keeps its own, a named model runs on its default
+        (:func:`~wildfer.models.loader.default_backend`: ``wild_ensemble`` on its int8 graphs,
+        other built-ins on their float graphs, all on onnxruntime; checkpoints on torch).
+    threads:
+        onnxruntime's intra-op threads for a named model's graphs (``None``: its default).
     """
 
     def __init__(self, model: Any = None, detector: str | Detector = "yunet", mode: str = "detect", *,
                  max_side: int | None = 640, score_threshold: float | None = None, low_score: float = 0.7,
                  align: AlignConfig | None = None, max_faces: int | None = None, tta: bool = False,
-                 device: str | None = None, backend: str | None = None):
+                 device: str | None = None, backend: str | None = None, threads: int | None = None):
         from ..models.loader import PIPELINE_MODEL, Classifier, load_model, switch_backend
 
         model = PIPELINE_MODEL if model is None else model
+        backend = None if backend == "auto" else backend
         if mode not in MODES:
             raise ModelError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
         self.mode = mode
@@ -286,7 +291,8 @@ class Recognizer:
             if backend is not None and backend != model.backend:
                 self.classifier = switch_backend(self.classifier, backend, **placed)
         else:
-            self.classifier = load_model(model, **placed, **({} if backend is None else {"backend": backend}))
+            self.classifier = load_model(model, **placed, **({} if backend is None else {"backend": backend}),
+                                         threads=threads)
         if isinstance(detector, Detector):
             self.detector = detector
         else:
@@ -461,7 +467,9 @@ class Recognizer:
 
 
 def _saliency_methods():
-    """``wildfer.explain.get_method``, imported when a saliency map is first asked for."""
+    """``wildfer.explain.get_method``, imported when a saliency map is first asked for (a
+    :class:`~wildfer.errors.MissingTorch` without torch)."""
+    import_torch("saliency maps")
     from ..explain import get_method
 
     return get_method
