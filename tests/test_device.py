@@ -19,7 +19,7 @@ FACES = np.random.default_rng(0).integers(0, 256, size=(6, 48, 48), dtype=np.uin
 
 @pytest.fixture(scope="module")
 def clf():
-    return load_model("default")
+    return load_model("default", backend="torch")
 
 
 @pytest.fixture
@@ -58,9 +58,12 @@ def _one_line_error(excinfo) -> str:
 def test_cpu_and_auto_give_the_default_probabilities(clf, no_cuda):
     reference = clf.predict_proba(FACES)
     for device in ("cpu", "auto", "CPU", " auto "):
-        c = load_model("default", device=device)
+        c = load_model("default", device=device, backend="torch")
         assert c.device == "cpu"
         np.testing.assert_array_equal(c.predict_proba(FACES), reference)
+        g = load_model("default", device=device)  # backend auto: the weights graph on onnxruntime
+        assert g.device == "cpu" and g.backend == "onnx"
+        np.testing.assert_allclose(g.predict_proba(FACES), reference, atol=1e-6)
     assert clf.device == "cpu" and clf.to("cpu") is clf and clf.to("auto") is clf
 
 
@@ -94,8 +97,10 @@ def test_auto_picks_the_first_gpu_when_torch_has_one(two_gpus):
     with pytest.raises(ModelError) as e:
         resolve_device("cuda:2")
     assert "2 CUDA device(s)" in _one_line_error(e)
-    c = load_model("default", device="auto")
+    c = load_model("default", device="auto", backend="torch")
     assert two_gpus == ["cuda:0"] and c.device == "cpu"  # placing was recorded, not done
+    # backend auto runs the built-in's graph: onnxruntime has no GPU here, so the CPU
+    assert load_model("default", device="auto").device == "cpu" and two_gpus == ["cuda:0"]
 
 
 def test_to_another_device_gives_a_new_classifier_and_leaves_this_one(clf, monkeypatch):
@@ -169,7 +174,10 @@ def test_evaluate_device(clf, no_cuda):
     ref = evaluate(clf, arrays, return_probs=True)["probs"]
     for device in ("cpu", "auto"):
         np.testing.assert_array_equal(evaluate(clf, arrays, return_probs=True, device=device)["probs"], ref)
-        np.testing.assert_array_equal(evaluate("default", arrays, return_probs=True, device=device)["probs"], ref)
+        np.testing.assert_array_equal(evaluate("default", arrays, return_probs=True, device=device,
+                                               backend="torch")["probs"], ref)
+        np.testing.assert_allclose(evaluate("default", arrays, return_probs=True, device=device)["probs"], ref,
+                                   atol=1e-6)
     with pytest.raises(ModelError, match="CUDA"):
         evaluate("default", arrays, device="cuda")
 

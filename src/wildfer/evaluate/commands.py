@@ -45,11 +45,13 @@ def evaluate_cmd(
     models, w = _models_and_weights(model, ensemble, weights)
     _check_outputs(save_probs, json_out, out, inputs=[data])  # where the results go is checked before any face is read
     from ..models.classifier import check_backend
-    from ..models.loader import resolve_device
+    from ..models.loader import auto_backend, resolve_device
     from .core import evaluate, load_eval_data, print_report
 
     if backend != "auto":  # a GPU that is not there is one line before the data is read
         device = resolve_device(device, check_backend(backend))
+    elif models and isinstance(models[0], str) and not models[0].endswith(".npz"):
+        auto_backend(models[0], device)  # the same check for a GPU asked for by name
     if threads:
         try:
             import torch

@@ -367,6 +367,28 @@ def default_backend(name_or_path: str | os.PathLike) -> str:
     return "torch"
 
 
+def auto_backend(name_or_path: str | os.PathLike, device: Any = "cpu") -> str:
+    """What ``backend="auto"`` runs ``name_or_path`` on for ``device``: its
+    :func:`default_backend`, except that a CUDA GPU asked for by name (``"cuda"``, ``"cuda:N"``)
+    gets the float graph on onnxruntime's CUDA provider, else torch's GPU (int8 graphs run on
+    the CPU only); a :class:`ModelError` naming CUDA when neither can use one. ``"auto"`` and
+    ``"cpu"`` never import torch."""
+    from .runtime import has_torch
+
+    backend = default_backend(name_or_path)
+    name = str(device).strip().lower() if device is not None else "cpu"
+    if backend == "torch" or not name.startswith("cuda"):
+        return backend
+    try:
+        resolve_device(name, "onnx")
+        return "onnx"
+    except ModelError:
+        if not has_torch():
+            raise
+    resolve_device(name, "torch")
+    return "torch"
+
+
 def load_model(name_or_path: str | os.PathLike = "default", *, classes: str | None = None,
                backend: str = "auto", device: Any = "cpu", threads: int | None = None) -> Classifier:
     """A built-in name (``default``, ``fast``, ``ferplus``, ``default_resnet``, ``accurate``, ``wild``, ...),
@@ -390,7 +412,7 @@ def load_model(name_or_path: str | os.PathLike = "default", *, classes: str | No
     if classes and classes.lower() != "fer2013":
         raise ModelError(f"classes={classes!r}: the only class mapping is 'fer2013' (FER2013's 7 classes)")
     if backend == "auto":
-        backend = default_backend(name_or_path)
+        backend = auto_backend(name_or_path, device)
     target = resolve_device(device, check_backend(backend))
     clf = _resolve(str(name_or_path))
     if classes:

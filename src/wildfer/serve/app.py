@@ -156,9 +156,8 @@ def load_recognizer(model: str | None = None, detector: str = "yunet", backend: 
     model = PIPELINE_MODEL if model is None else model
     if backend not in BACKENDS:
         raise ModelError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
-    if backend == "auto" and default_backend(model) == "int8" and resolve_device(device, "onnx") == "cpu" \
-            and resolve_device(device if device != "auto" else "cpu", "int8") == "cpu":
-        backend = "int8"  # the model's own choice, unless a GPU was asked for
+    if backend == "auto" and default_backend(model) == "int8" and str(device).strip().lower() in ("auto", "cpu"):
+        backend = "int8"  # the model's own choice, unless a GPU was asked for by name
     if backend == "int8":
         resolve_device(device, "int8")  # a GPU asked for is an error
         return Recognizer(model=load_model(model, backend="int8", threads=compute_threads), detector=detector)
@@ -173,7 +172,7 @@ def load_recognizer(model: str | None = None, detector: str = "yunet", backend: 
         raise refusal
     use_onnx = "onnx" in placed and (backend == "onnx" or placed["onnx"] != "cpu" or placed.get("torch") in (None, "cpu"))
     if not use_onnx:
-        return Recognizer(model=load_model(model, device=placed["torch"]), detector=detector)
+        return Recognizer(model=load_model(model, device=placed["torch"], backend="torch"), detector=detector)
     try:
         if default_backend(model) == "torch":  # a checkpoint: exported to onnxruntime here
             clf = switch_backend(load_model(model, backend="torch"), "onnx", threads=compute_threads,

@@ -30,9 +30,13 @@ def _session(threads: int):
     global _SESSION
     if _SESSION is not None:
         return _SESSION
-    import onnx
+    try:
+        import onnx
+        from onnx.tools.update_model_dims import update_inputs_outputs_dims
+    except ImportError:
+        raise DetectorUnavailable("face detector 'centerface' needs the onnx package: "
+                                  "pip install 'wildfer[centerface]'") from None
     import onnxruntime as ort
-    from onnx.tools.update_model_dims import update_inputs_outputs_dims
 
     model = onnx.load(model_path())
     # the shipped graph has a fixed input size; make height and width free
