@@ -39,7 +39,7 @@ def real_recognizer():
         pytest.skip(f"wildfer.wild.Recognizer is not available ({e})")
     from wildfer.models.loader import WEIGHTS_DIR
 
-    if not (WEIGHTS_DIR / "default.safetensors").exists():
-        pytest.skip(f"built-in weights {WEIGHTS_DIR / 'default.safetensors'} missing (placed by the lead)")
+    if not (WEIGHTS_DIR / "default.onnx").exists():
+        pytest.skip(f"built-in weights {WEIGHTS_DIR / 'default.onnx'} missing (placed by the lead)")
     return Recognizer(model="default", detector="yunet")
 

@@ -352,7 +352,7 @@ def test_cli_default_model_from_any_folder(cli, small_csv, tmp_path, monkeypatch
     from wildfer.models.loader import builtin_models
 
     if "default" not in builtin_models():
-        pytest.skip("built-in weights src/wildfer/weights/default.safetensors not placed yet")
+        pytest.skip("built-in weights src/wildfer/weights/default.onnx not placed yet")
     monkeypatch.chdir(tmp_path)
     js = tmp_path / "d.json"
     code, text = cli(["evaluate", small_csv, "--json", js])  # --model defaults to the built-in "default"
@@ -374,7 +374,7 @@ def test_builtin_ferplus_has_eight_classes_and_folds_to_seven(fer2013):
     from wildfer.models.loader import builtin_models, load_model
 
     if "ferplus" not in builtin_models():
-        pytest.skip("built-in weights src/wildfer/weights/ferplus.safetensors not in this installation")
+        pytest.skip("built-in weights src/wildfer/weights/ferplus.onnx not in this installation")
     faces = fer2013.split("PublicTest").subset(np.arange(200))
     clf8 = load_model("ferplus")
     assert tuple(clf8.classes) == FERPLUS_CLASSES

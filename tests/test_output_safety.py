@@ -222,7 +222,7 @@ def test_a_report_records_its_settings(tiny_ckpt, photos, tmp_path):
     assert rc == 0, err
     s = json.loads((tmp_path / "r.json").read_text())["settings"]
     assert s == {"model": str(Path(tiny_ckpt).resolve()), "detector": "yunet", "mode": "detect", "max_side": 640,
-                 "tta": True, "backend": "torch", "video_stride": 5}
+                 "tta": True, "backend": "auto", "video_stride": 5}
 
 
 # ----------------------------------------------------------------------------- full disks

@@ -33,7 +33,7 @@ def test_wheel_carries_the_weights_and_predicts_offline_from_a_clean_venv(tmp_pa
     names = set(zipfile.ZipFile(wheel).namelist())
     for model in builtin_models():
         assert f"wildfer/weights/{model}.json" in names and f"wildfer/weights/{model}.md" in names
-    assert "wildfer/weights/wild.safetensors" in names and "wildfer/serve/static/index.html" in names
+    assert "wildfer/weights/wild.onnx" in names and "wildfer/serve/static/index.html" in names
     assert not [n for n in names if n.startswith(("tests/", "benchmarks/", "configs/"))]
     assert [n for n in names if n.endswith(".dist-info/licenses/LICENSE")]  # the MIT licence text
 

@@ -11,7 +11,7 @@ def default_clf():
     from wildfer.models.loader import builtin_models, load_model
 
     if "default" not in builtin_models():
-        pytest.skip("built-in default model not installed (src/wildfer/weights/default.safetensors missing)")
+        pytest.skip("built-in default model not installed (src/wildfer/weights/default.onnx missing)")
     return load_model("default")
 
 
@@ -49,7 +49,7 @@ def wild_clf():
     from wildfer.models.loader import builtin_models, load_model
 
     if "wild" not in builtin_models():
-        pytest.skip("built-in wild model not installed (src/wildfer/weights/wild.safetensors missing)")
+        pytest.skip("built-in wild model not installed (src/wildfer/weights/wild.onnx missing)")
     return load_model("wild")
 
 
@@ -60,7 +60,7 @@ def test_pipeline_uses_the_wild_ensemble(wild_clf):
     from wildfer.wild import Recognizer
 
     if "wild_ensemble" not in builtin_models():
-        pytest.skip("built-in wild_ensemble not installed (src/wildfer/weights/wild_mfn.safetensors missing)")
+        pytest.skip("built-in wild_ensemble not installed (src/wildfer/weights/wild_mfn.onnx missing)")
     assert PIPELINE_MODEL == "wild_ensemble"
     rec = Recognizer()
     assert rec.classifier.name == "wild_ensemble"

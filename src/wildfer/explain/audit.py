@@ -51,7 +51,7 @@ DEFAULT_AUDIT_METHODS = ("vanilla", "smoothgrad", "ig", "gradcam", "occlusion")
 def _with_net(model: Any, net: nn.Module) -> Any:
     """The same kind of object as ``model`` (Classifier or module) around ``net``."""
     if dataclasses.is_dataclass(model) and hasattr(model, "net"):
-        return dataclasses.replace(model, net=net)
+        return dataclasses.replace(model, module=net)
     return net
 
 

@@ -344,7 +344,7 @@ def builtin_info(name: str) -> dict[str, Any]:
     }
 
 
-def default_backend(name_or_path: str | os.PathLike) -> str:
+def default_backend(name_or_path: str | os.PathLike, _seen: frozenset[str] = frozenset()) -> str:
     """The backend ``backend="auto"`` picks: a built-in's ``"backend"`` from its metadata (an
     ensemble whose int8 graphs read every dev set within half a point of its float networks says
     ``int8``), else ``onnx`` for anything that has a float graph (built-ins, weights graphs,
@@ -361,7 +361,10 @@ def default_backend(name_or_path: str | os.PathLike) -> str:
         if _weights_file(source) is not None:
             return "onnx" if _weights_file(source).suffix == ".onnx" else "torch"
         members = load_spec_members(WEIGHTS_DIR / f"{source}.json")
-        return "onnx" if members and all(m in names and default_backend(m) != "torch" for m in members) else "torch"
+        if source in _seen or not members:  # a spec that lists itself never loads: the loader says why
+            return "torch"
+        graphs = all(m in names and default_backend(m, _seen | {source}) != "torch" for m in members)
+        return "onnx" if graphs else "torch"
     if source.endswith(".onnx") and Path(source).with_suffix(".json").is_file():
         return "onnx"
     return "torch"

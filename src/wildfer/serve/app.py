@@ -173,12 +173,12 @@ def load_recognizer(model: str | None = None, detector: str = "yunet", backend: 
     use_onnx = "onnx" in placed and (backend == "onnx" or placed["onnx"] != "cpu" or placed.get("torch") in (None, "cpu"))
     if not use_onnx:
         return Recognizer(model=load_model(model, device=placed["torch"], backend="torch"), detector=detector)
+    if default_backend(model) != "torch":  # a built-in: its float graphs
+        return Recognizer(model=load_model(model, backend="onnx", threads=compute_threads, device=placed["onnx"]),
+                          detector=detector)
+    clf = load_model(model, backend="torch")  # a checkpoint: exported to onnxruntime here
     try:
-        if default_backend(model) == "torch":  # a checkpoint: exported to onnxruntime here
-            clf = switch_backend(load_model(model, backend="torch"), "onnx", threads=compute_threads,
-                                 device=placed["onnx"])
-        else:
-            clf = load_model(model, backend="onnx", threads=compute_threads, device=placed["onnx"])
+        clf = switch_backend(clf, "onnx", threads=compute_threads, device=placed["onnx"])
     except Exception as e:  # noqa: BLE001 - no onnxruntime, or a model that does not export
         if backend == "onnx" or "torch" not in placed:
             raise ModelError(f"model {model!r} cannot run on onnxruntime here ({str(e)[:150]})") from None
