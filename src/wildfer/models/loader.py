@@ -414,6 +414,9 @@ def load_model(name_or_path: str | os.PathLike = "default", *, classes: str | No
     """
     if classes and classes.lower() != "fer2013":
         raise ModelError(f"classes={classes!r}: the only class mapping is 'fer2013' (FER2013's 7 classes)")
+    spec = _ensemble_spec(str(name_or_path))
+    if spec is not None:  # each member loaded once, on the backend asked for (auto: its own, or the spec's)
+        return _load_ensemble(spec, str(name_or_path), classes, backend, device, threads)
     if backend == "auto":
         backend = auto_backend(name_or_path, device)
     target = resolve_device(device, check_backend(backend))
@@ -425,12 +428,46 @@ def load_model(name_or_path: str | os.PathLike = "default", *, classes: str | No
     if backend == "int8":
         from .quantize import attach_int8
 
-        if clf.arch == "ensemble":  # each member on its own graph
-            return _members_on(clf, "int8", threads)
         return attach_int8(clf, threads=threads, source=name_or_path)
-    if clf.arch == "ensemble" and clf.runner is not None:  # its members loaded on graphs: on torch instead
-        clf = _members_on(clf, "torch")
     return _placed(clf, target)
+
+
+def _ensemble_spec(source: str) -> Path | None:
+    """The spec file of an ensemble ``source`` names: a built-in ensemble or a spec ``.json``."""
+    if source in builtin_names():
+        spec = WEIGHTS_DIR / f"{source}.json"
+        return spec if _weights_file(source) is None and is_ensemble_spec(spec) else None
+    return Path(source) if source.endswith(".json") and is_ensemble_spec(source) else None
+
+
+def _load_ensemble(spec: Path, source: str, classes: str | None, backend: str, device: Any,
+                   threads: int | None) -> Classifier:
+    """An ensemble spec loaded with every member on ``backend``: for ``auto``, the backend the
+    spec names (``wild_ensemble``'s int8 graphs) unless a GPU is asked for by name, else each
+    member's own (:func:`auto_backend`)."""
+    if backend == "auto" and default_backend(source) != "torch":
+        backend = auto_backend(source, device)
+    if backend != "auto":
+        resolve_device(device, check_backend(backend))
+
+    def member(m: str) -> Classifier:
+        return load_model(m, backend=backend, device=device, threads=threads)
+
+    name = source if source in builtin_names() else ""
+    clf = _load_spec_file(spec, name, load=member, builtins=builtin_names())
+    if classes:
+        clf = with_fer2013_classes(clf)
+    if clf.runner is None and clf.module is not None:  # one torch network, where its members' are
+        return dataclasses.replace(clf, device=_net_device(clf))
+    if clf.runner is not None:  # members on graphs: where the first computes
+        return dataclasses.replace(clf, device=clf.runner.members[0].device)
+    return clf
+
+
+def _net_device(clf: Classifier) -> str:
+    for t in clf.net.parameters():
+        return "cpu" if t.device.type == "cpu" else f"cuda:{t.device.index or 0}"
+    return "cpu"
 
 
 def switch_backend(clf: Classifier, backend: str, **kw) -> Classifier:
