@@ -13,8 +13,10 @@ Also records whether torch was imported by the API path.
 
 Goals for an inference path without torch: <= 0.5 s and <= 150 MB on a 2-core CPU.
 
-Usage: ``python benchmarks/cold_start.py [--repeat 5] [--model M]``. Writes
-``benchmarks/results/cold_start.json``.
+Usage: ``python benchmarks/cold_start.py [--repeat 5] [--model M] [--python PY]``. Writes
+``benchmarks/results/cold_start.json``. ``--python`` times another installation's interpreter
+(and the ``wildfer`` command beside it), e.g. a venv with the light install (no torch; the
+``import_torch`` case is then left out).
 """
 
 from __future__ import annotations
@@ -67,11 +69,14 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--model", default=None, help="default: the pipeline's model")
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--python", default=sys.executable, help="the interpreter to time (default: this one)")
     args = ap.parse_args()
     from wildfer.models import PIPELINE_MODEL
 
     model = args.model or PIPELINE_MODEL
-    wildfer_cli = str(Path(sys.executable).with_name("wildfer"))
+    python = args.python
+    wildfer_cli = str(Path(python).with_name("wildfer"))
+    has_torch = subprocess.run([python, "-c", "import torch"], capture_output=True).returncode == 0
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         one = photo(tmp / "one.jpg")
@@ -79,10 +84,11 @@ def main() -> None:
                "print(len(r.faces), 'torch' in sys.modules)")
         cases = {
             "cli": [wildfer_cli, "predict", str(one), "--model", model, "--json", str(tmp / "x.json")],
-            "api": [sys.executable, "-c", api],
-            "import_wildfer": [sys.executable, "-c", "import wildfer"],
-            "import_torch": [sys.executable, "-c", "import torch"],
+            "api": [python, "-c", api],
+            "import_wildfer": [python, "-c", "import wildfer"],
         }
+        if has_torch:
+            cases["import_torch"] = [python, "-c", "import torch"]
         results = {}
         for name, cmd in cases.items():
             run(cmd, tmp)  # once to warm the file cache
@@ -94,6 +100,7 @@ def main() -> None:
                 faces, torch_loaded = runs[-1][2].split()
                 results[name].update(faces=int(faces), torch_imported=torch_loaded == "True")
     out = {"benchmark": "cold_start", "model": model, "photo": "1280x720 JPEG, one face", "repeat": args.repeat,
+           "installation": {"python": python, "torch_installed": has_torch},
            "results": results, "targets": {"wall_s": 0.5, "peak_rss_mb": 150}, "machine": describe_machine()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1) + "\n")

@@ -117,7 +117,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file is the user's wrong file
-        from .loader import load_failure_reason
+        from .files import load_failure_reason
 
         raise ModelError(f"{path}: not a readable weights file ({load_failure_reason(e, path)})") from None
     for key in ("state_dict", "model", "model_state_dict"):

@@ -49,8 +49,7 @@ ASSETS = {
     "/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
     "/static/docs.js": ("docs.js", "text/javascript; charset=utf-8"),
     "/static/style.css": ("style.css", "text/css; charset=utf-8"),
-    "/favicon.svg": ("favicon.svg", "image/svg+xml"),
-    "/favicon.ico": ("favicon.svg", "image/svg+xml"),
+    "/favicon.svg": ("favicon.svg", "image/svg+xml"), "/favicon.ico": ("favicon.svg", "image/svg+xml"),
 }
 #: Content security policy of the pages: only this server's own scripts, styles and API.
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
@@ -115,8 +114,7 @@ def error_response(status: int, message: str, code: str, headers: dict | None = 
 
 
 def model_explain_methods(clf) -> list[str]:
-    """The saliency methods this classifier supports (an ensemble has no single layer for Grad-CAM;
-    without torch there are none)."""
+    """Saliency methods for this classifier (no Grad-CAM for an ensemble; none without torch)."""
     cam_ok = getattr(clf, "arch", "") != "ensemble" and not getattr(getattr(clf, "module", None), "cam_unsupported", None)
     return [m for m in EXPLAIN_METHODS if cam_ok or not m.startswith("gradcam")] if has_torch() else []
 

@@ -265,11 +265,9 @@ class Recognizer:
         alignment run on the CPU.
     backend:
         How the classifier computes (:meth:`~wildfer.models.loader.Classifier.with_backend`):
-        ``"torch"``, ``"onnx"`` or ``"int8"`` (its int8 graph on the CPU, several times faster,
-        within half a point on FER2013 PublicTest). ``None`` or ``"auto"``: a given classifier
-        keeps its own, a named model runs on its default
-        (:func:`~wildfer.models.loader.default_backend`: ``wild_ensemble`` on its int8 graphs,
-        other built-ins on their float graphs, all on onnxruntime; checkpoints on torch).
+        ``"torch"``, ``"onnx"`` or ``"int8"``. ``None`` or ``"auto"``: a given classifier keeps
+        its own, a named model runs on its default (:func:`~wildfer.models.loader.default_backend`:
+        ``wild_ensemble`` on its int8 graphs, other built-ins on their float graphs, checkpoints on torch).
     threads:
         onnxruntime's intra-op threads for a named model's graphs (``None``: its default).
     """
