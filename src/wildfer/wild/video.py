@@ -106,6 +106,56 @@ class IoUTracker:
         return out
 
 
+def read_frames(cap, *, keep: Callable[[int], bool], max_frames: int | None = None, ahead: int = 4):
+    """``(index, frame)`` for each frame of an open ``cv2.VideoCapture``, in order, read by a
+    thread at most ``ahead`` frames in front of the caller, so that decoding the next frames
+    overlaps the work on this one (OpenCV's decoder releases the GIL). A frame that ``keep(index)``
+    says is not needed is grabbed, not converted to BGR pixels, and comes as ``None``. Closing
+    the generator stops the thread; the caller releases the capture after that."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=ahead)
+    stop = threading.Event()
+    end = object()
+
+    def read() -> None:
+        i = 0
+        try:
+            while not stop.is_set() and (max_frames is None or i < max_frames):
+                if keep(i):
+                    ok, frame = cap.read()
+                else:
+                    ok, frame = cap.grab(), None
+                if not ok:
+                    break
+                q.put((i, frame))
+                i += 1
+        except BaseException as e:  # noqa: BLE001 - handed to the reading side
+            q.put(e)
+        finally:
+            q.put(end)
+
+    thread = threading.Thread(target=read, name="wildfer-video-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is end:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # let a reader blocked on a full queue finish
+            try:
+                q.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        thread.join()
+
+
 def process_video(rec, path, *, stride: int = 1, max_frames: int | None = None, annotate_to: str | Path | None = None,
                   window: int = 5, progress: Callable[[int, int], None] | None = None,
                   on_frame: Callable[[dict[str, Any], np.ndarray], None] | None = None,
@@ -138,16 +188,14 @@ def process_video(rec, path, *, stride: int = 1, max_frames: int | None = None, 
     frames: list[dict[str, Any]] = []
     writer = None
     shown = None
-    idx = n_processed = n_faces = 0
+    n_frames = n_processed = n_faces = 0
     width = height = 0
+    every = annotate_to is not None  # an annotated copy shows every frame
+    decoded = read_frames(cap, keep=lambda i: every or i % stride == 0, max_frames=max_frames)
     try:
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            if max_frames is not None and idx >= max_frames:
-                break
-            height, width = frame.shape[:2]
+        for idx, frame in decoded:
+            if frame is not None:
+                height, width = frame.shape[:2]
             if idx % stride == 0:
                 res = rec.predict(frame, bgr=True)
                 smoothed = tracker.update(res.faces)
@@ -172,18 +220,19 @@ def process_video(rec, path, *, stride: int = 1, max_frames: int | None = None, 
                 rgb = frame[:, :, ::-1]
                 drawn = np.asarray(annotate(rgb, shown)) if shown is not None and shown.faces else rgb
                 writer.write(np.ascontiguousarray(drawn[:, :, ::-1]))
-            idx += 1
+            n_frames = idx + 1
             if progress:
-                progress(idx, total)
+                progress(n_frames, total)
     finally:
+        decoded.close()  # its reader thread ends before the capture is released
         cap.release()
         if writer is not None:
             writer.release()
-    if idx == 0:
+    if n_frames == 0:
         raise ImageError(path, "video has no readable frames")
     return {
         "path": str(path), "type": "video", "fps": fps, "width": width, "height": height,
-        "frames_total": idx, "frames_processed": n_processed, "faces_total": n_faces, "stride": stride,
+        "frames_total": n_frames, "frames_processed": n_processed, "faces_total": n_faces, "stride": stride,
         "frames": frames, "tracks": tracker.summary(),
     }
 
