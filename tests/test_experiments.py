@@ -17,7 +17,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 @pytest.mark.parametrize("kind", ["optimizers", "architectures"])
 def test_shipped_configs_equal_builtin_defaults(kind):
     """`wildfer experiment X` without --config runs exactly configs/experiments/X.yaml."""
-    from wildfer.evaluate.experiments import DEFAULTS, load_experiment_config
+    from wildfer.train.experiments import DEFAULTS, load_experiment_config
 
     shipped = yaml.safe_load((ROOT / "configs" / "experiments" / f"{kind}.yaml").read_text())
     assert shipped == DEFAULTS[kind]
@@ -25,7 +25,7 @@ def test_shipped_configs_equal_builtin_defaults(kind):
 
 
 def test_architectures_config_lists_the_study_five_plus_ours():
-    from wildfer.evaluate.experiments import DEFAULTS, STUDY_ARCHITECTURES
+    from wildfer.train.experiments import DEFAULTS, STUDY_ARCHITECTURES
     from wildfer.models import list_models
 
     models = DEFAULTS["architectures"]["models"]
@@ -37,7 +37,7 @@ def test_architectures_config_lists_the_study_five_plus_ours():
 
 
 def test_override_precedence_base_quick_cli(tmp_path):
-    from wildfer.evaluate.experiments import _train_config, load_experiment_config
+    from wildfer.train.experiments import _train_config, load_experiment_config
 
     cfg = load_experiment_config("architectures", None, ["epochs=3", "model_kwargs.width=0.5", "out=x"])
     assert cfg["out"] == "x"
@@ -86,7 +86,7 @@ def test_optimizers_quick(cli, fer2013_csv, tmp_path):
 
 
 def test_architectures_quick(cli, fer2013_csv, tmp_path):
-    from wildfer.evaluate.experiments import DEFAULTS, STUDY_ARCHITECTURES, complexity
+    from wildfer.train.experiments import DEFAULTS, STUDY_ARCHITECTURES, complexity
 
     out = tmp_path / "arch"
     code, text = cli(["experiment", "architectures", "--quick", "--out", out, "--no-progress", f"data={fer2013_csv}",
@@ -161,7 +161,7 @@ def test_architectures_resume_reuses_finished_and_continues_unfinished(cli, fer2
     assert code == 0 and "resumed from last.pt" in _flat(text), text
     again = json.loads((out / "mini_xception" / "summary.json").read_text())
     assert again["epochs_run"] == 2 and again["best_val_acc"] == first["mini_xception"]["best_val_acc"]
-    _, epochs = __import__("wildfer.evaluate.experiments", fromlist=["read_metrics"]).read_metrics(out / "mini_xception")
+    _, epochs = __import__("wildfer.train.experiments", fromlist=["read_metrics"]).read_metrics(out / "mini_xception")
     assert [e["epoch"] for e in epochs] == [0, 1]  # the log is continued, not restarted or doubled
 
     # without --resume the folder is trained afresh

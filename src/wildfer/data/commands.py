@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from ..paths import file_arg, written_whole
+from ..paths import file_arg
 
 
 def info_dict(data, path: Path) -> dict:
@@ -151,11 +151,9 @@ def save_grid(data, out: Path, per_class: int = 8, seed: int = 0, title: str = "
 
     from ..errors import WildferError
 
-    import matplotlib
+    from ..figures import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     rng = np.random.default_rng(seed)
     n_rows = len(data.classes)
     fig, axes = plt.subplots(
@@ -175,16 +173,10 @@ def save_grid(data, out: Path, per_class: int = 8, seed: int = 0, title: str = "
         axes[r, 0].set_ylabel(f"{name}\n({len(idx):,})", rotation=0, ha="right", va="center", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    out = Path(out)
     try:
-        with written_whole(out) as tmp:
-            fig.savefig(tmp, dpi=100)
+        return save_figure(fig, out, dpi=100)
     except ValueError as e:
         raise WildferError(f"{out}: cannot write the grid ({e})") from None
-    finally:
-        plt.close(fig)
-    return out
 
 
 def register(app: typer.Typer, panel: str) -> None:

@@ -13,28 +13,11 @@ from typing import Sequence
 
 import numpy as np
 
-from ..paths import written_whole
+from ..figures import pyplot, save_figure
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: str | Path) -> Path:
-    """Lay ``fig`` out, write it to ``path`` (making the folder), close it; returns the path."""
-    fig.tight_layout()
-    path = Path(path)
-    try:
-        with written_whole(path) as tmp:
-            fig.savefig(tmp)
-    finally:
-        _plt().close(fig)
-    return path
+_plt = pyplot
+_save = save_figure
 
 
 def plot_confusion(confusion: Sequence[Sequence[float]], labels: Sequence[str], path: str | Path,

@@ -11,28 +11,18 @@ from typing import Sequence
 
 import numpy as np
 
+from ..figures import pyplot, save_figure
 from ..paths import written_whole
 
 
 def _mpl():
     import matplotlib
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return matplotlib, plt
+    return matplotlib, pyplot()
 
 
 def _save(fig, path: str | os.PathLike, *, dpi: int) -> Path:
-    """Lay ``fig`` out, write it to ``path`` as PNG (making the folder), close it; returns the path."""
-    fig.tight_layout()
-    path = Path(path)
-    try:
-        with written_whole(path) as tmp:
-            fig.savefig(tmp, dpi=dpi)
-    finally:
-        _mpl()[1].close(fig)
-    return path
+    return save_figure(fig, path, dpi=dpi)
 
 
 def to_numpy_map(m) -> np.ndarray:

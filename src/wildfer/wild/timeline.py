@@ -41,6 +41,7 @@ import numpy as np
 
 from ..errors import WildferError
 from ..jsonio import write_json
+from ..figures import pyplot, save_figure
 from ..paths import write_text_whole, written_whole
 
 #: Points kept per track for its plot; beyond, every other point is dropped (the CSV keeps all).
@@ -297,21 +298,11 @@ COLOURS = {"angry": "#d62728", "disgust": "#8c564b", "fear": "#9467bd", "happy":
            "surprise": "#2ca02c", "neutral": "#7f7f7f", "contempt": "#e377c2"}
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+_plt = pyplot
 
 
 def _save_fig(fig, path: Path) -> None:
-    try:
-        with written_whole(path) as tmp:
-            fig.savefig(tmp, dpi=100)
-    finally:
-        _plt().close(fig)
+    save_figure(fig, path, dpi=100, tight=False)
 
 
 def plot_track(st: TrackStats, labels) -> Any:
