@@ -14,7 +14,8 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import DataError
-from .fer2013 import _READ_ERRORS, USAGES, FaceArrays, _open_text, usage_name, usages_present
+from .csvfiles import _READ_ERRORS, _open_text
+from .fer2013 import USAGES, FaceArrays, usage_name, usages_present
 from .paths import data_path, not_found_hint
 
 FORMATS = ("fer2013", "ferplus", "manifest", "folder")

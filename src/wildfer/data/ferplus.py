@@ -38,7 +38,8 @@ import numpy as np
 
 from ..errors import DataError
 from ..labels import FER2013_CLASSES, FERPLUS_CLASSES, class_alignment
-from .fer2013 import FaceArrays, csv_rows, load_fer2013, require_file
+from .csvfiles import csv_rows, require_file
+from .fer2013 import FaceArrays, load_fer2013
 
 #: Vote columns of ``fer2013new.csv``, in file order (the 8 emotions are FERPLUS_CLASSES' order).
 VOTE_COLUMNS = (

@@ -33,7 +33,8 @@ from PIL import Image
 
 from ..errors import DataError, ImageError
 from ..labels import FER2013_CLASSES, FERPLUS_CLASSES, normalize_label
-from .fer2013 import SPLIT_NAMES, FaceArrays, check_unreadable, csv_rows, require_file, usage_name
+from .csvfiles import check_unreadable, csv_rows, require_file
+from .fer2013 import SPLIT_NAMES, FaceArrays, usage_name
 from .images import is_image_file, read_image, to_gray
 from .paths import data_path, not_found_hint
 

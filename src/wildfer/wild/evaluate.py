@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..data.fer2013 import check_unreadable, csv_rows, require_file
+from ..data.csvfiles import check_unreadable, csv_rows, require_file
 from ..data.paths import data_path, not_found_hint
 from ..errors import DataError, WildferError
 from ..labels import FER2013_CLASSES, FERPLUS_CLASSES, normalize_label
