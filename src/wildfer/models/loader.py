@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import ModelError, import_torch, one_line  # noqa: F401 - one_line re-exported: where callers have found it
 from ..labels import FER2013_CLASSES, class_alignment
 from . import PIPELINE_MODEL  # noqa: F401 - re-exported: where callers have always found it
-from .classifier import BACKENDS, Classifier, check_backend, resolve_device
+from .classifier import DEFAULT_PREPROCESS, BACKENDS, Classifier, check_backend, resolve_device  # noqa: F401 - DEFAULT_PREPROCESS re-exported
 from .ensemble import ensemble_classifier as _combine
 from .ensemble import is_ensemble_spec, load_spec_members
 from .ensemble import load_ensemble_spec as _load_spec_file
