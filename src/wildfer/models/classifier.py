@@ -174,6 +174,15 @@ def resize_planes(x: np.ndarray, size: int) -> np.ndarray:
     return out.transpose(2, 0, 1).reshape(n, c, size, size)
 
 
+def pixel_batch(faces) -> np.ndarray:
+    """Faces as a float32 ``N x C x H x W`` batch of 0-255 pixels (one grey face ``H x W`` and grey
+    faces ``N x H x W`` get C = 1)."""
+    x = np.asarray(faces, dtype=np.float32)
+    if x.ndim == 2:
+        x = x[None]
+    return x[:, None] if x.ndim == 3 else x
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise softmax of ``N x C`` logits, in float32."""
     z = np.asarray(logits, np.float32)
@@ -332,12 +341,7 @@ class Classifier:
         (no torch): the input of this classifier's ONNX graph."""
         size = self.size if view is None else int(view.get("size", self.size))
         channels = self.channels if view is None else (1 if view.get("grayscale", True) else 3)
-        x = np.asarray(faces, dtype=np.float32)
-        if x.ndim == 2:
-            x = x[None]
-        if x.ndim == 3:
-            x = x[:, None]
-        x = resize_planes(match_channels(x * np.float32(1 / 255.0), channels), size)
+        x = resize_planes(match_channels(pixel_batch(faces) * np.float32(1 / 255.0), channels), size)
         mean, std = mean_std(self.preprocess)
         return (x - np.float32(mean)) / np.float32(std)
 

@@ -39,6 +39,7 @@ from .classifier import (
     fold_classes,
     mean_std,
     mirror,
+    pixel_batch,
     resize_planes,
     softmax,
     ensemble_weights,  # noqa: F401 - re-exported: where callers have always found it
@@ -84,7 +85,7 @@ class GraphEnsemble:
         """Log of the weighted mean, over members and TTA views, of the members' probabilities
         of ``faces`` (one array, which every member reads, or a list with one per view)."""
         single = not isinstance(faces, (list, tuple))
-        arrays = [_batch(f) for f in ([faces] if single else faces)]
+        arrays = [pixel_batch(f) for f in ([faces] if single else faces)]
         if not single and len(arrays) != self.views:
             raise ModelError(f"{len(arrays)} face arrays for an ensemble that reads {self.views} views of each face")
         n = len(arrays[0])
@@ -118,14 +119,6 @@ class GraphEnsemble:
             part = self.weights[i] * acc / len(augmented)
             total = part if total is None else total + part
         return np.log(np.clip(total, 1e-12, None)).astype(np.float32)
-
-
-def _batch(faces) -> np.ndarray:
-    """Faces as a float32 ``N x C x H x W`` batch of 0-255 pixels (grey ``N x H x W`` gets C = 1)."""
-    x = np.asarray(faces, dtype=np.float32)
-    if x.ndim == 2:
-        x = x[None]
-    return x[:, None] if x.ndim == 3 else x
 
 
 def ensemble_classifier(members: Sequence, *, weights: Sequence[float] | None = None, tta: str | None = None,
@@ -171,10 +164,7 @@ def ensemble_classifier(members: Sequence, *, weights: Sequence[float] | None = 
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0.05 <= temperature <= 20:
             raise ModelError(f"ensemble temperature must be a number in [0.05, 20], not {temperature!r}")
         pre["temperature"] = float(temperature)
-    tta = tta_mode(tta, "ensemble tta")
     w = ensemble_weights(weights, len(clfs))
-    if not 0 < int(crop) <= size:
-        raise ModelError(f"ensemble crop must be 1..{size}, not {crop}")
 
     def build():
         from .ensemble_net import ensemble_net
@@ -184,8 +174,9 @@ def ensemble_classifier(members: Sequence, *, weights: Sequence[float] | None = 
 
     kwargs = {"members": [c.name or c.arch for c in clfs], "weights": [round(float(x), 6) for x in w], "tta": tta,
               "crop": int(crop)}
+    # where the members compute (the first one's device: an ensemble's network joins its members')
     common = dict(name=name or "ensemble(" + ",".join(kwargs["members"]) + ")", arch=ENSEMBLE_ARCH,
-                  model_kwargs=kwargs, meta=dict(meta or {}, **kwargs))
+                  model_kwargs=kwargs, meta=dict(meta or {}, **kwargs), device=clfs[0].device)
     # members that all compute on onnxruntime with one backend: the ensemble does too, with numpy
     backends = {c.backend for c in clfs}
     if len(backends) == 1 and backends <= {"onnx", "int8"} and all(c.runner is not None for c in clfs):

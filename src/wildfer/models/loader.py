@@ -129,8 +129,9 @@ def default_backend(name_or_path: str | os.PathLike, _seen: frozenset[str] = fro
             meta = {}
         if meta.get("backend") in BACKENDS:
             return meta["backend"]
-        if _weights_file(source) is not None:
-            return "onnx" if _weights_file(source).suffix == ".onnx" else "torch"
+        weights = _weights_file(source)
+        if weights is not None:
+            return "onnx" if weights.suffix == ".onnx" else "torch"
         members = load_spec_members(WEIGHTS_DIR / f"{source}.json")
         if source in _seen or not members:  # a spec that lists itself never loads: the loader says why
             return "torch"
@@ -226,19 +227,7 @@ def _load_ensemble(spec: Path, source: str, classes: str | None, backend: str, d
 
     name = source if source in builtin_names() else ""
     clf = _load_spec_file(spec, name, load=member, builtins=builtin_names())
-    if classes:
-        clf = with_fer2013_classes(clf)
-    if clf.runner is None and clf.module is not None:  # one torch network, where its members' are
-        return dataclasses.replace(clf, device=_net_device(clf))
-    if clf.runner is not None:  # members on graphs: where the first computes
-        return dataclasses.replace(clf, device=clf.runner.members[0].device)
-    return clf
-
-
-def _net_device(clf: Classifier) -> str:
-    for t in clf.net.parameters():
-        return "cpu" if t.device.type == "cpu" else f"cuda:{t.device.index or 0}"
-    return "cpu"
+    return with_fer2013_classes(clf) if classes else clf
 
 
 def switch_backend(clf: Classifier, backend: str, **kw) -> Classifier:
@@ -287,13 +276,11 @@ def _resolve(source: str) -> Classifier:
 
 
 def _load_builtin(name: str) -> Classifier:
-    weights, spec = _weights_file(name), WEIGHTS_DIR / f"{name}.json"
+    weights = _weights_file(name)
     if weights is not None and weights.suffix == ".onnx":
         return classifier_from_graph(weights, name=name)
     if weights is not None:
         return classifier_from_safetensors(weights, name=name)
-    if is_ensemble_spec(spec):
-        return load_ensemble_spec(spec, name=name)
     raise ModelError(f"built-in model {name!r} is not in this installation (weights {WEIGHTS_DIR / name}.onnx missing); "
                      f"available: {', '.join(builtin_models()) or 'none'}")
 
@@ -322,10 +309,11 @@ def _refuse_architecture(arch: str) -> Classifier:
     )
 
 
-#: what :func:`load_model` accepts, as ``(accepts(source), load(source))`` pairs tried in order
+#: what :func:`load_model` accepts, as ``(accepts(source), load(source))`` pairs tried in order,
+#: after ensemble specs (built-in or ``.json``: :func:`_ensemble_spec`), whose members are loaded
+#: on the backend asked for
 RESOLVERS: tuple[tuple[Callable[[str], bool], Callable[[str], Classifier]], ...] = (
     (lambda s: s in builtin_names(), _load_builtin),
-    (lambda s: s.endswith(".json") and is_ensemble_spec(s), load_ensemble_spec),
     (lambda s: s.endswith(".safetensors"), classifier_from_safetensors),
     (lambda s: s.endswith(".onnx") and os.path.isfile(s) and os.path.isfile(s[:-5] + ".json"), classifier_from_graph),
     (lambda s: s.endswith(".onnx") and os.path.isfile(s), _load_quantised_graph),
