@@ -143,11 +143,7 @@ def export_weights(clf_or_ckpt, out: str | os.PathLike, *, half: bool = True, ca
     """Write ``out.safetensors`` (fp16 by default) and ``out.json`` metadata."""
     from safetensors.torch import save
 
-    clf = clf_or_ckpt if isinstance(clf_or_ckpt, Classifier) else classifier_from_checkpoint(clf_or_ckpt)
-    out = Path(out)
-    if out.suffix == ".safetensors":
-        out = out.with_suffix("")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    clf, out, meta = _export_target(clf_or_ckpt, out, ".safetensors", card)
     state = {}
     for k, v in clf.net.state_dict().items():
         v = v.detach().cpu().contiguous()
@@ -156,8 +152,6 @@ def export_weights(clf_or_ckpt, out: str | os.PathLike, *, half: bool = True, ca
         state[k] = v
     with written_whole(str(out) + ".safetensors") as tmp:
         tmp.write_bytes(save(state))  # bytes first: a full disk is then a plain OSError
-    meta = _weights_meta(clf)
-    meta.update(card or {})
     write_json(str(out) + ".json", meta)
     return Path(str(out) + ".safetensors")
 
@@ -168,26 +162,29 @@ def export_graph_weights(clf_or_ckpt, out: str | os.PathLike, *, half: bool = Tr
     and ``out.json`` metadata: what a built-in ships, one file for onnxruntime and torch."""
     from .onnx import weights_graph_bytes
 
-    clf = clf_or_ckpt if isinstance(clf_or_ckpt, Classifier) else classifier_from_checkpoint(clf_or_ckpt)
-    out = Path(out)
-    if out.suffix == ".onnx":
-        out = out.with_suffix("")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    meta = _weights_meta(clf)
-    meta.update(card or {})
+    clf, out, meta = _export_target(clf_or_ckpt, out, ".onnx", card)
     path = write_bytes_whole(str(out) + ".onnx", weights_graph_bytes(clf, half=half, meta=meta))
     write_json(str(out) + ".json", meta)
     return path
 
 
-def _weights_meta(clf: Classifier) -> dict[str, Any]:
-    return {
+def _export_target(clf_or_ckpt, out: str | os.PathLike, suffix: str, card: dict | None):
+    """What an export writes: the classifier (a checkpoint path is loaded), the output path
+    without ``suffix`` (its folder made) and the metadata JSON, ``card`` on top."""
+    clf = clf_or_ckpt if isinstance(clf_or_ckpt, Classifier) else classifier_from_checkpoint(clf_or_ckpt)
+    out = Path(out)
+    if out.suffix == suffix:
+        out = out.with_suffix("")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
         "arch": clf.arch,
         "model_kwargs": json_ready(clf.model_kwargs),
         "classes": list(clf.classes),
         "in_chans": int(getattr(clf.net, "in_chans", 1)),
         "preprocess": clf.preprocess,
     }
+    meta.update(card or {})
+    return clf, out, meta
 
 
 def _read_meta(weights: Path) -> dict[str, Any]:

@@ -40,20 +40,32 @@ def onnx_opsets() -> tuple[int, int]:
 
 
 def onnx_bytes(clf: Classifier, opset: int = 17) -> bytes:
-    net = clf.net.eval()
-    x = torch.zeros(1, clf.channels, clf.size, clf.size, device=clf.input_device)  # the faces to_tensor gives it
+    return _with_metadata(_exported(clf, clf.net.eval(), opset), clf)
+
+
+def _exported(clf: Classifier, net, opset: int, *, fold: bool = True):
+    """``net`` (``clf``'s network, or a copy of it) exported as an ONNX ``ModelProto`` with a
+    dynamic batch, from the faces :meth:`Classifier.to_tensor` gives it; ``fold``: constant
+    folding, which also merges batch norms into convolutions."""
+    import onnx
+
+    x = torch.zeros(1, clf.channels, clf.size, clf.size, device=clf.input_device)
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             net, x, buf, dynamo=False, input_names=["input"], output_names=["logits"],
             dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset,
+            do_constant_folding=fold,
         )
-    import onnx
+    return onnx.load_from_string(buf.getvalue())
 
-    model = onnx.load_from_string(buf.getvalue())
+
+def _with_metadata(model, clf: Classifier, **extra: str) -> bytes:
+    """``model`` serialised with ``clf``'s classes, preprocessing and architecture (what
+    :class:`~wildfer.models.runtime.OnnxRunner` reads back) and ``extra`` in its metadata."""
     meta = {"classes": dumps(list(clf.classes)), "preprocess": dumps(clf.preprocess),
-            "arch": clf.arch, "producer": "wildfer"}
+            "arch": clf.arch, "producer": "wildfer", **extra}
     for k, v in meta.items():
         p = model.metadata_props.add()
         p.key, p.value = k, v
@@ -81,14 +93,7 @@ def weights_graph_bytes(clf: Classifier, *, half: bool = True, meta: dict | None
             for k, v in net.state_dict().items():
                 if v.is_floating_point() and "running_" not in k:
                     v.copy_(v.half().float())
-    x = torch.zeros(1, clf.channels, clf.size, clf.size)
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, x, buf, dynamo=False, input_names=["input"], output_names=["logits"],
-                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset,
-                          do_constant_folding=False)  # folding would merge batch norms into convolutions
-    model = onnx.load_from_string(buf.getvalue())
+    model = _exported(clf, net, opset, fold=False)  # every batch norm stays a tensor of its own
     state = {k: v.detach().cpu().numpy() for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
     inits = {t.name: t for t in model.graph.initializer}
     arrays = {name: numpy_helper.to_array(t) for name, t in inits.items()}
@@ -114,14 +119,9 @@ def weights_graph_bytes(clf: Classifier, *, half: bool = True, meta: dict | None
         nodes = casts + list(model.graph.node)
         del model.graph.node[:]
         model.graph.node.extend(nodes)
-    extra = {"classes": dumps(list(clf.classes)), "preprocess": dumps(clf.preprocess), "arch": clf.arch,
-             "producer": "wildfer", "format": WEIGHTS_GRAPH_FORMAT, "state_aliases": dumps(aliases),
-             "metadata": dumps(meta or {})}
-    for k, v in extra.items():
-        p = model.metadata_props.add()
-        p.key, p.value = k, v
     onnx.checker.check_model(model)
-    return model.SerializeToString()
+    return _with_metadata(model, clf, format=WEIGHTS_GRAPH_FORMAT, state_aliases=dumps(aliases),
+                          metadata=dumps(meta or {}))
 
 
 def graph_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
