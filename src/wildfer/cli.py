@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.text import Text
 
 from . import __version__
-from .errors import OutputError, WildferError, one_line
+from .errors import EXTRAS, OutputError, WildferError, missing_module, one_line
 
 console = Console(stderr=True)
 
@@ -116,12 +116,10 @@ def main(argv: list[str] | None = None) -> int:
         _error(str(e))
         return 2
     except ImportError as e:  # a module of an extra the light install leaves out
-        extra = _EXTRAS.get((e.name or "").partition(".")[0])
-        if extra is None:
+        module = (e.name or "").partition(".")[0]
+        if module not in EXTRAS:
             raise
-        what = f"wildfer {args[0]}" if args else "this command"
-        _error(f"{what} needs {e.name.partition('.')[0]}, which this installation does not have: "
-               f"pip install 'wildfer[{extra}]'")
+        _error(missing_module(f"wildfer {args[0]}" if args else "this command", module))
         return 2
     except RecursionError:
         _error("an input is nested too deeply to read (a config or JSON file thousands of levels deep?)")
@@ -147,10 +145,6 @@ def main(argv: list[str] | None = None) -> int:
             return e.exit_code
         raise
     return rv if isinstance(rv, int) else 0
-
-
-#: module -> the extra that installs it
-_EXTRAS = {"torch": "train", "onnx": "train", "safetensors": "train", "ray": "ray", "captum": "captum"}
 
 
 def _usage_error_types() -> tuple[type, ...]:

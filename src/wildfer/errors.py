@@ -59,8 +59,15 @@ class ModelError(WildferError):
     """A model name, checkpoint or weights file is wrong or missing."""
 
 
-#: how to add what the light install leaves out
+#: module -> the extra that installs it (what the light install leaves out)
+EXTRAS = {"torch": "train", "onnx": "train", "safetensors": "train", "ray": "ray", "captum": "captum"}
+#: how to add torch to the light install
 TORCH_INSTALL = "pip install 'wildfer[train]'"
+
+
+def missing_module(what: str, module: str = "torch") -> str:
+    """The line that says ``what`` needs ``module`` (one of :data:`EXTRAS`) and how to install it."""
+    return f"{what} needs {module}, which this installation does not have: pip install 'wildfer[{EXTRAS[module]}]'"
 
 
 class MissingTorch(ModelError):
@@ -68,7 +75,7 @@ class MissingTorch(ModelError):
     asked for in an installation without it. The message says what and how to install it."""
 
     def __init__(self, what: str):
-        super().__init__(f"{what} needs torch, which this installation does not have: {TORCH_INSTALL}")
+        super().__init__(missing_module(what))
 
 
 def import_torch(what: str):
