@@ -16,14 +16,10 @@ import numpy as np
 from ..figures import pyplot, save_figure
 
 
-_plt = pyplot
-_save = save_figure
-
-
 def plot_confusion(confusion: Sequence[Sequence[float]], labels: Sequence[str], path: str | Path,
                    title: str = "Confusion matrix (row-normalised)") -> Path:
     """Heatmap of the row-normalised ``confusion`` (counts or fractions) to ``path`` (PNG)."""
-    plt = _plt()
+    plt = pyplot()
     cm = np.asarray(confusion, dtype=np.float64)
     rows = cm.sum(1, keepdims=True)
     norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
@@ -41,12 +37,12 @@ def plot_confusion(confusion: Sequence[Sequence[float]], labels: Sequence[str], 
                     color="white" if v > 0.55 else "black")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     ax.set_title(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_reliability(calibration: dict, ece: float, path: str | Path, title: str = "Reliability diagram") -> Path:
     """Reliability diagram from :func:`wildfer.evaluate.metrics.calibration_bins` output."""
-    plt = _plt()
+    plt = pyplot()
     edges = np.asarray(calibration["edges"])
     width = np.diff(edges)
     centers = edges[:-1] + width / 2
@@ -68,4 +64,4 @@ def plot_reliability(calibration: dict, ece: float, path: str | Path, title: str
     axh.bar(centers, count, width=width, color="gray", edgecolor="black")
     axh.set_xlabel("confidence (top-1 probability)")
     axh.set_ylabel("samples")
-    return _save(fig, path)
+    return save_figure(fig, path)

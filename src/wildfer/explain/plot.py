@@ -21,10 +21,6 @@ def _mpl():
     return matplotlib, pyplot()
 
 
-def _save(fig, path: str | os.PathLike, *, dpi: int) -> Path:
-    return save_figure(fig, path, dpi=dpi)
-
-
 def to_numpy_map(m) -> np.ndarray:
     """A single map (``H x W``, ``1 x H x W`` or ``C x H x W``; tensor or array) -> ``H x W``
     of ``|map|`` summed over channels."""
@@ -134,7 +130,7 @@ def save_grid(
                 ax.set_ylabel(str(row_labels[i]), fontsize=8, rotation=0, ha="right", va="center")
     if title:
         fig.suptitle(title, fontsize=10)
-    return _save(fig, path, dpi=dpi)
+    return save_figure(fig, path, dpi=dpi)
 
 
 def plot_lines(
@@ -167,7 +163,7 @@ def plot_lines(
         ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncol=2)
-    return _save(fig, path, dpi=110)
+    return save_figure(fig, path, dpi=110)
 
 
 def plot_curves(
@@ -189,7 +185,7 @@ def plot_curves(
         ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, path, dpi=110)
+    return save_figure(fig, path, dpi=110)
 
 
 def region_picture(face, regions: dict[str, np.ndarray], *, alpha: float = 0.45) -> np.ndarray:

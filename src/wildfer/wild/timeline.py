@@ -180,7 +180,7 @@ class TimelineWriter:
         st = self.tracks.pop(tid)
         kept = self.kept(st)
         if kept:
-            _save_fig(plot_track(st, self.labels), self.folder / f"track_{tid}.png")
+            save_figure(plot_track(st, self.labels), self.folder / f"track_{tid}.png", dpi=100, tight=False)
         self.ended[tid] = (st.to_dict(self.labels), kept)
 
     # -- the rule for short tracks
@@ -202,7 +202,7 @@ class TimelineWriter:
             scene = self.scene_rows()
             _write_csv(self.folder / "scene.csv", ["second", "faces", *self.labels],
                        ([r["second"], r["faces"], *(r["shares"][c] for c in self.labels)] for r in scene))
-            _save_fig(plot_scene(scene, self.labels), self.folder / "scene.png")
+            save_figure(plot_scene(scene, self.labels), self.folder / "scene.png", dpi=100, tight=False)
             summary = {
                 "video": self.video, "labels": list(self.labels), "frames_processed": self.n_frames,
                 "rule": {"min_frames": self.min_frames, "min_seconds": self.min_seconds},
@@ -298,17 +298,10 @@ COLOURS = {"angry": "#d62728", "disgust": "#8c564b", "fear": "#9467bd", "happy":
            "surprise": "#2ca02c", "neutral": "#7f7f7f", "contempt": "#e377c2"}
 
 
-_plt = pyplot
-
-
-def _save_fig(fig, path: Path) -> None:
-    save_figure(fig, path, dpi=100, tight=False)
-
-
 def plot_track(st: TrackStats, labels) -> Any:
     """A track's figure: one line per class (smoothed probability over time), the face's
     thumbnail, and a bar per class of the share of time the track spent in it."""
-    plt = _plt()
+    plt = pyplot()
     fig = plt.figure(figsize=(9, 3.2))
     ax = fig.add_axes((0.07, 0.16, 0.58, 0.64))
     t = np.asarray(st.times)
@@ -342,7 +335,7 @@ def plot_track(st: TrackStats, labels) -> Any:
 
 def plot_scene(rows: list[dict[str, Any]], labels) -> Any:
     """The share of the faces seen in each expression, per second (stacked areas)."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 2.6))
     if rows:
         # each second's shares hold until the next second ("post" steps): the last one too
