@@ -104,9 +104,10 @@ def run_predict(paths, *, model=None, detector="yunet", mode="detect", out=None,
             err.print("note: no video among the inputs; --timeline writes nothing", highlight=False)
     # the workers' processes get ready while this one loads its model
     if workers > 1 and not all(is_video_file(src) for src, _ in inputs):
-        from ..models.loader import default_backend
+        from ..models.loader import auto_backend
 
-        ctx = bp.worker_context(torch=(backend if backend != "auto" else default_backend(model)) == "torch")
+        computes = backend if backend not in (None, "auto") else auto_backend(model, device)
+        ctx = bp.worker_context(torch=computes == "torch")
     else:
         ctx = None
     settings = dict(model=model, detector=detector, mode=mode, max_side=max_side, tta=tta, device=device,
