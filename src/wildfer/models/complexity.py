@@ -16,7 +16,7 @@ from functools import lru_cache
 import torch
 import torch.nn as nn
 
-from .registry import create_model, list_models, model_info
+from .registry import create_model, factory_kwargs, list_models, model_info
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def model_complexity(name: str, num_classes: int = 7, **kw) -> Complexity:
 
     Cached per process (the registry does not change while it runs).
     """
-    frozen = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in kw.items()))
+    frozen = tuple(sorted(factory_kwargs(kw).items()))
     return _complexity(name, num_classes, frozen)
 
 

@@ -109,7 +109,7 @@ def _build(arch: str, model_kwargs: dict, num_classes: int, in_chans: int, sourc
     ``source`` when its architecture or keyword arguments build nothing)."""
     if not isinstance(model_kwargs or {}, dict):
         raise ModelError(f"{source}: model_kwargs must be a mapping, not {model_kwargs!r}")
-    kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in (model_kwargs or {}).items()}
+    kw = dict(model_kwargs or {})  # create_model takes JSON's lists as tuples
     kw.pop("pretrained", None)  # ImageNet init file used in training; the weights come from the checkpoint
     in_chans = kw.pop("in_chans", in_chans)  # a config's model_kwargs may name it too (colour nets)
     import_torch(f"{source}: the torch network")

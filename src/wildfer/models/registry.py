@@ -90,9 +90,17 @@ def model_info(name: str) -> ModelInfo:
     return _REGISTRY[name]
 
 
+def factory_kwargs(model_kwargs: dict | None) -> dict:
+    """``model_kwargs`` as a factory takes them: the lists a JSON or YAML file gives (block
+    widths, repeats) as tuples, which also makes them hashable."""
+    return {k: (tuple(v) if isinstance(v, list) else v) for k, v in (model_kwargs or {}).items()}
+
+
 def create_model(name: str, num_classes: int = 7, in_chans: int | None = None, **kwargs) -> nn.Module:
-    """Build a registered model. ``in_chans`` defaults to the architecture's own (1 for 48x48)."""
+    """Build a registered model. ``in_chans`` defaults to the architecture's own (1 for 48x48);
+    ``kwargs`` go to its factory through :func:`factory_kwargs`."""
     info = model_info(name)
+    kwargs = factory_kwargs(kwargs)
     if in_chans is None:
         in_chans = info.in_chans
     model = info.factory(num_classes=num_classes, in_chans=in_chans, **kwargs)

@@ -271,27 +271,11 @@ def _run_seconds(sidecar: Path, epochs: list[dict]) -> float:
 
 def complexity(name: str, model_kwargs: dict | None = None, num_classes: int = 7) -> dict[str, Any]:
     """Parameters and multiply-adds of one forward pass of a single image at the model's input
-    size (:mod:`wildfer.models.complexity` when present, else torch's FLOP counter; MACs = FLOPs/2)."""
-    kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in (model_kwargs or {}).items()}
-    try:
-        from ..models.complexity import model_complexity
-    except ImportError:
-        model_complexity = None
-    if model_complexity is not None:
-        c = model_complexity(name, num_classes=num_classes, **kw)
-        return {"params": int(c.params), "macs": int(c.macs), "input_size": int(c.input_size)}
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
+    size (:func:`wildfer.models.complexity.model_complexity`)."""
+    from ..models.complexity import model_complexity
 
-    from ..models.registry import create_model, model_info
-
-    info = model_info(name)
-    net = create_model(name, num_classes=num_classes, **kw).eval()
-    x = torch.zeros(1, int(getattr(net, "in_chans", info.in_chans)), info.input_size, info.input_size)
-    with torch.no_grad(), FlopCounterMode(display=False) as fc:
-        net(x)
-    return {"params": sum(p.numel() for p in net.parameters()), "macs": int(fc.get_total_flops() // 2),
-            "input_size": int(info.input_size)}
+    c = model_complexity(name, num_classes=num_classes, **(model_kwargs or {}))
+    return {"params": int(c.params), "macs": int(c.macs), "input_size": int(c.input_size)}
 
 
 # ----------------------------------------------------------------------------- optimizers
