@@ -52,7 +52,7 @@ def wild_probabilities(clf, manifest: Path, split: str | None) -> tuple[np.ndarr
 
 def fer_probabilities(clf, csv_path: Path) -> tuple[np.ndarray, np.ndarray]:
     from wildfer.data import load_dataset
-    from wildfer.data.detect import select_split
+    from wildfer.data.formats import select_split
 
     faces = select_split(load_dataset(csv_path), "PublicTest")
     return clf.predict_proba(faces.images).astype(np.float64), faces.labels

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from wildfer.data.detect import detect_format, load_dataset
+from wildfer.data.formats import detect_format, load_dataset
 from wildfer.data.folders import face_from_image, load_image_folder, load_manifest, skipped_summary
 from wildfer.errors import DataError, ImageError
 from wildfer.labels import FER2013_CLASSES, FERPLUS_CLASSES

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from wildfer.data import load_dataset
-from wildfer.data.detect import select_split
+from wildfer.data.formats import select_split
 from wildfer.data.ferplus import VOTE_COLUMNS
 from wildfer.errors import DataError
 from wildfer.labels import FER2013_CLASSES
@@ -139,7 +139,7 @@ def test_face_arrays_split_takes_usage_names_strictly(three_copies):
 
 
 def test_split_rows_is_the_rule_select_split_applies():
-    from wildfer.data.detect import split_rows
+    from wildfer.data.formats import split_rows
 
     usage = np.array(["Training", "PublicTest", "Training", "fold1"])
     assert split_rows(usage, None) is None and split_rows(usage, "all") is None

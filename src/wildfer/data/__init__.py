@@ -5,7 +5,7 @@
 >>> val = load_dataset("faces.csv", "val")         # a manifest's split column  # doctest: +SKIP
 
 :func:`load_dataset` reads every format (``dataset=`` forces one) and selects rows by one
-split rule (:func:`wildfer.data.detect.select_split`). Everything loads into
+split rule (:func:`wildfer.data.formats.select_split`). Everything loads into
 :class:`FaceArrays` (N x 48 x 48 uint8 images, labels, usage).
 Torch adapters (:class:`FaceDataset`, :func:`make_loader`) import torch lazily.
 """
@@ -23,7 +23,7 @@ __all__ = [
 
 _LAZY = {
     "load_ferplus": "ferplus",
-    "load_dataset": "detect",
+    "load_dataset": "formats",
     "FaceDataset": "torchdata",
     "make_loader": "torchdata",
 }

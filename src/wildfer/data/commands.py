@@ -37,7 +37,7 @@ def info_dict(data, path: Path) -> dict:
 
 
 def _load(path: Path, fer2013: Optional[Path], classes: Optional[str], no_cache: bool):
-    from .detect import load_dataset
+    from .formats import load_dataset
 
     return load_dataset(path, fer2013=fer2013, classes=classes, use_cache=not no_cache)
 
@@ -135,7 +135,7 @@ def show(
     from rich.console import Console
 
     from ..paths import check_output_file
-    from .detect import select_split
+    from .formats import select_split
 
     check_output_file(out, "--out", [path])
     data = select_split(_load(path, fer2013, classes, False), split)

@@ -96,7 +96,7 @@ class FaceArrays:
 
         Any other name is a :class:`DataError` (a ``ValueError``) listing the available ones;
         split names such as ``train`` or ``val`` are for
-        :func:`~wildfer.data.detect.select_split`, which maps them by :func:`usage_name`.
+        :func:`~wildfer.data.formats.select_split`, which maps them by :func:`usage_name`.
         """
         available = list(dict.fromkeys([*USAGES, *self.usages()]))
         known = {u.lower() for u in available}

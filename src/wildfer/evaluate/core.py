@@ -87,7 +87,7 @@ def load_eval_data(path: str | os.PathLike, split: str | None = "PublicTest", *,
       faces unless ``split`` names one of its usages (the default ``"PublicTest"`` takes all
       the faces of a folder or manifest without that split).
     """
-    from ..data.detect import detect_format, load_dataset, select_split
+    from ..data.formats import detect_format, load_dataset, select_split
 
     path = Path(path)
     if not path.exists():

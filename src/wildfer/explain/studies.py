@@ -84,10 +84,10 @@ def stratified_subset(labels: np.ndarray, per_class: int, seed: int = 0) -> np.n
 
 
 def load_data(path: str | Path, split: str | None = "PublicTest"):
-    """Any data set :func:`wildfer.data.detect.load_dataset` reads, restricted to ``split``
-    (:func:`~wildfer.data.detect.select_split`) when it has several splits (a folder without
+    """Any data set :func:`wildfer.data.formats.load_dataset` reads, restricted to ``split``
+    (:func:`~wildfer.data.formats.select_split`) when it has several splits (a folder without
     splits is used whole)."""
-    from ..data.detect import load_dataset, select_split
+    from ..data.formats import load_dataset, select_split
 
     data = load_dataset(path)
     if len(data.usages()) > 1:

@@ -30,7 +30,7 @@ from typing import Callable
 import numpy as np
 
 from ..data import cache as data_cache
-from ..data.detect import split_rows
+from ..data.formats import split_rows
 from ..data.fer2013 import USAGES, FaceArrays, usage_name
 from ..data.paths import data_path
 from ..errors import WildferError
@@ -49,7 +49,7 @@ def crop_manifest(manifest: str | Path, *, split: str | None = None, detector: s
                   progress: Callable[[int, int], None] | None = None) -> FaceArrays:
     """The labelled faces of ``manifest`` as :class:`~wildfer.data.fer2013.FaceArrays` of
     aligned crops (FER2013's 7 classes): the rows of ``split`` by the one split rule
-    (:func:`~wildfer.data.detect.split_rows`: ``train`` keeps the rows whose ``split`` is
+    (:func:`~wildfer.data.formats.split_rows`: ``train`` keeps the rows whose ``split`` is
     ``train`` or ``Training``, a row without one counts as ``Training``); every row with
     ``split=None`` or ``"all"``. ``colour``: RGB crops (``N x 3 x size x size``) for a
     classifier of colour faces, instead of grey ones.
