@@ -170,7 +170,7 @@ def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
     from ..models.loader import one_line
 
     try:
-        return create_model(cfg.model, num_classes=num_classes, **_kw(cfg.model_kwargs))
+        return create_model(cfg.model, num_classes=num_classes, **(cfg.model_kwargs or {}))
     except (TypeError, ValueError, RuntimeError) as e:
         raise WildferError(f"model={cfg.model} with model_kwargs={cfg.model_kwargs}: cannot be built ({one_line(e)})") from None
 
@@ -234,7 +234,3 @@ def resume_state(last: Path, cfg: TrainConfig, model: nn.Module, opt: torch.opti
         raise WildferError(f"{last}: training state does not fit this run's optimizer={cfg.optimizer} "
                            f"({type(e).__name__}: {one_line(e)})") from None
     return start_epoch, best, history, bad_epochs
-
-
-def _kw(d: dict) -> dict:
-    return {k: (tuple(v) if isinstance(v, list) else v) for k, v in (d or {}).items()}
