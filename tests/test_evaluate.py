@@ -288,7 +288,7 @@ def test_cli_ensemble_and_tencrop(cli, small_csv, checkpoints, tmp_path):
     (["--model", "shallow"], "architecture, not trained weights"),
     (["--model", "no_such.pt"], "no such built-in model"),
     (["--split", "PrivateTest"], "no rows with usage 'PrivateTest'"),
-    (["--tta", "rotate"], "--tta must be flip or tencrop"),
+    (["--tta", "rotate"], "--tta must be none, flip or tencrop, not 'rotate'"),
 ])
 def test_cli_user_mistakes_are_one_line(cli, small_csv, checkpoints, args, message):
     full = ["evaluate", small_csv] + (args if "--model" in args else ["--model", checkpoints[0], *args])

@@ -24,7 +24,7 @@ def evaluate_cmd(
                                               "and TTA (ensemble search without rerunning networks)."),
     split: Optional[str] = typer.Option(None, "--split", help="Usage to evaluate (PublicTest, PrivateTest, Training, all). "
                                                                "Default: PublicTest for CSVs, every face for folders and manifests."),
-    tta: Optional[str] = typer.Option(None, "--tta", help="Test-time augmentation: flip or tencrop."),
+    tta: Optional[str] = typer.Option(None, "--tta", help="Test-time augmentation: flip, tencrop or none."),
     ferplus_labels: Optional[Path] = typer.Option(None, "--ferplus-labels", help="fer2013new.csv: evaluate on FER+ majority labels (8 classes)."),
     dataset: str = typer.Option("fer2013", "--dataset", help="fer2013 or ferplus (looks for fer2013new.csv beside DATA)."),
     json_out: Optional[Path] = typer.Option(None, "--json", parser=file_arg, help="Write the full report as JSON."),
@@ -40,8 +40,10 @@ def evaluate_cmd(
     """Accuracy, macro-F1, per-class precision/recall, top-2, confusion matrix and calibration (ECE, reliability diagram)."""
     from rich.console import Console
 
+    from ..models.classifier import tta_mode
+
     console = Console()
-    tta = _tta_option(tta)
+    tta = tta_mode(tta, "--tta")
     models, w = _models_and_weights(model, ensemble, weights)
     _check_outputs(save_probs, json_out, out, inputs=[data])  # where the results go is checked before any face is read
     from ..models.classifier import check_backend
@@ -65,17 +67,6 @@ def evaluate_cmd(
     _report_skipped(report, arrays, console)
     print_report(report, console)
     _write_outputs(report, console, save_probs=save_probs, json_out=json_out, out=out)
-
-
-def _tta_option(tta: str | None) -> str | None:
-    """``--tta``: flip, tencrop, or none."""
-    from ..errors import WildferError
-
-    if tta is not None and tta.lower() in ("none", ""):
-        return None
-    if tta is not None and tta not in ("flip", "tencrop"):
-        raise WildferError(f"--tta must be flip or tencrop, not {tta!r}")
-    return tta
 
 
 def _models_and_weights(model, ensemble, weights) -> tuple[list[str], list[float] | None]:

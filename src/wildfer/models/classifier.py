@@ -62,9 +62,10 @@ TTA_MODES = (None, "none", "flip", "tencrop")
 
 
 def tta_mode(tta: str | None, what: str = "tta") -> str | None:
-    """``tta`` as ``"flip"``, ``"tencrop"`` or ``None`` (for ``None``, ``""`` and ``"none"``);
-    any other value is a :class:`ModelError` naming ``what``."""
-    if tta in (None, "", "none"):
+    """``tta`` as ``"flip"``, ``"tencrop"`` or ``None`` (for ``None``, ``""`` and ``"none"`` in
+    any case); any other value is a :class:`ModelError` naming ``what``. Every option and
+    argument that takes a TTA mode is checked here."""
+    if tta is None or (isinstance(tta, str) and tta.lower() in ("", "none")):
         return None
     if tta not in TTA_MODES:
         raise ModelError(f"{what} must be none, flip or tencrop, not {tta!r}")
