@@ -45,7 +45,10 @@ def x():
 
 
 def test_registry_names_and_errors():
+    from wildfer.explain import SALIENCY_METHODS
+
     assert set(["vanilla", "smoothgrad", "ig", "gradcam", "occlusion"]) <= set(list_methods())
+    assert set(SALIENCY_METHODS) <= set(list_methods())  # the list the commands and the service offer
     assert get_method("integrated_gradients") is IntegratedGradients
     assert get_method("Grad-CAM") is GradCAM
     assert get_method("gradcam++") is GradCAMPlusPlus

@@ -122,6 +122,9 @@ def test_overlay_and_grid(tmp_path):
     assert (ov[40, 40] == 128).all()  # no saliency: the face unchanged
     assert not (ov[15, 15] == 128).all()  # saliency: coloured
     assert normalize_map(np.zeros((4, 4))).max() == 0
+    peak = np.random.default_rng(0).random((12, 12)).astype(np.float32)  # percentile 100: by the maximum
+    by_max = peak / peak.max()
+    assert np.array_equal(normalize_map(peak, 100.0).astype(np.float32), by_max)
     p = save_grid([[face, ov], [None, region_picture(face, template_regions(48))]], tmp_path / "g.png",
                   row_labels=["a", "b"], col_labels=["face", "map"], title="t")
     im = Image.open(p)

@@ -22,6 +22,10 @@ from __future__ import annotations
 
 import importlib
 
+#: the saliency methods offered by name (the audit's default, the service's ``?method=``, the
+#: commands' defaults), in that order; importing it imports no torch
+SALIENCY_METHODS = ("vanilla", "smoothgrad", "ig", "gradcam", "occlusion")
+
 _EXPORTS = {
     "Attribution": "methods",
     "VanillaGradient": "methods",
@@ -49,7 +53,7 @@ _EXPORTS = {
     "run_audit": "audit",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted([*_EXPORTS, "SALIENCY_METHODS"])
 
 
 def __getattr__(name: str):

@@ -28,6 +28,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import WildferError
+from . import SALIENCY_METHODS
 from .methods import (
     MethodError,
     as_module,
@@ -45,7 +46,6 @@ AUDIT_PARAMS: dict[str, dict[str, Any]] = {
     "ig": {"steps": 16},
     "occlusion": {"window": 12, "stride": 6},
 }
-DEFAULT_AUDIT_METHODS = ("vanilla", "smoothgrad", "ig", "gradcam", "occlusion")
 
 
 def _with_net(model: Any, net: nn.Module) -> Any:
@@ -58,7 +58,7 @@ def _with_net(model: Any, net: nn.Module) -> Any:
 def _method_specs(methods: Sequence[str] | Mapping[str, Mapping[str, Any]] | None) -> dict[str, dict[str, Any]]:
     """``["vanilla", "ig"]`` or ``{"ig": {"steps": 8}}`` -> ``{canonical name: params}``."""
     if methods is None:
-        methods = DEFAULT_AUDIT_METHODS
+        methods = SALIENCY_METHODS
     if isinstance(methods, str):
         methods = [m for m in methods.split(",") if m.strip()]
     out: dict[str, dict[str, Any]] = {}

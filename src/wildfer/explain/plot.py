@@ -32,9 +32,15 @@ def to_numpy_map(m) -> np.ndarray:
     return a
 
 
-def normalize_map(m, percentile: float = 99.0) -> np.ndarray:
-    """``|map|`` scaled to [0, 1] by its ``percentile``-th value (clipped above), so a few
-    extreme gradient pixels do not wash out the rest. An all-zero map stays zero."""
+#: the value of a map that pictures show at full strength: its 99th percentile, so a few extreme
+#: gradient pixels do not wash out the rest
+MAP_PERCENTILE = 99.0
+
+
+def normalize_map(m, percentile: float = MAP_PERCENTILE) -> np.ndarray:
+    """``|map|`` (summed over channels) scaled to [0, 1] by its ``percentile``-th value, clipped
+    above; ``percentile=100`` divides by the maximum, nothing clipped. An all-zero map stays zero.
+    The one scaling of saliency maps for display."""
     a = to_numpy_map(m)
     hi = float(np.percentile(a, percentile)) if a.size else 0.0
     if hi <= 0:
@@ -61,7 +67,7 @@ def face_to_gray(face) -> np.ndarray:
     return f
 
 
-def overlay(face, saliency, *, cmap: str = "jet", alpha: float = 0.6, percentile: float = 99.0) -> np.ndarray:
+def overlay(face, saliency, *, cmap: str = "jet", alpha: float = 0.6, percentile: float = MAP_PERCENTILE) -> np.ndarray:
     """Blend a colour-mapped saliency map on a grayscale face: ``H x W x 3`` uint8 RGB.
 
     The heatmap's opacity follows the saliency (``alpha`` at the strongest pixels, none where
