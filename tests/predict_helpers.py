@@ -13,7 +13,7 @@ from pathlib import Path
 def interrupt_after(args: list[str], progress: Path, n_done: int, env: dict, wait_s: float = 180) -> tuple[int, str, list[str]]:
     """Start ``wildfer ARGS``, send SIGINT once ``progress`` (predict's JSONL progress file)
     holds ``n_done`` records; return (exit code, stderr, the paths recorded before the signal)."""
-    from wildfer.wild.batch_predict import read_progress
+    from wildfer.batch.outputs import read_progress
 
     # SIGINT back to its default in the child: a shell starts background jobs with it ignored,
     # and Python then never turns it into KeyboardInterrupt

@@ -9,8 +9,8 @@ import pytest
 
 @dataclass
 class FakeResult:
-    """What a Recognizer stand-in's predict / explain returns: an ImageResult / ExplainResult
-    look-alike whose faces are ``(box)`` holders, each read as happy."""
+    """What a Recognizer stand-in's predict (or its explain stand-in) returns: an ImageResult /
+    ExplainResult look-alike whose faces are ``(box)`` holders, each read as happy."""
 
     width: int
     height: int

@@ -118,8 +118,10 @@ def test_api_refuses_broken_image(recognizer, photos, case):
 
 
 def _pixels(recognizer, path) -> np.ndarray:
-    """The RGB photo the pipeline worked on (explain returns it beside the heat map)."""
-    return recognizer.explain(path).image.astype(int)
+    """The RGB photo the pipeline worked on (explain_photo returns it beside the heat map)."""
+    from wildfer import explain_photo
+
+    return explain_photo(recognizer, path).image.astype(int)
 
 
 def test_api_pixels_of_awkward_images(recognizer, photos):

@@ -366,7 +366,7 @@ def test_a_read_only_disk_is_one_line(tiny_ckpt, photos, tmp_path, readonly_disk
 
 def test_an_unreadable_annotated_video_is_an_error(tmp_path):
     from wildfer.errors import OutputError
-    from wildfer.wild.batch_predict import check_video_written
+    from wildfer.batch.steps import check_video_written
 
     junk = tmp_path / "v.mp4"
     junk.write_bytes(b"\0" * 1000)
@@ -391,7 +391,7 @@ def _marked(mark: str) -> list[int]:
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc to find the processes")
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_workers_end_with_a_killed_run(tmp_path, wild_dir, sig):
-    from wildfer.wild.batch_predict import read_progress
+    from wildfer.batch.outputs import read_progress
 
     src = tmp_path / "in"
     src.mkdir()

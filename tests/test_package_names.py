@@ -22,6 +22,7 @@ EXPORT_MAPS = {
     "wildfer.data": "_LAZY",
     "wildfer.evaluate": "_WHERE",
     "wildfer.serve": "_HOMES",
+    "wildfer.batch": "_EXPORTS",
 }
 
 #: package -> its attribute listing the submodules reachable as attributes.

@@ -365,7 +365,7 @@ def test_interrupted_video_leaves_no_file_under_its_final_name(tmp_path, tiny_ck
     import numpy as np
 
     from wildfer.wild import recognizer
-    from wildfer.wild.commands import run_predict
+    from wildfer.batch.commands import run_predict
 
     video = tmp_path / "clip.avi"
     w = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (160, 120))

@@ -115,10 +115,10 @@ def test_workers_below_one_is_one_line(cli, tmp_path, workers):
 def test_plan_names_every_input_in_input_order(tmp_path):
     """Output names are chosen before any work, for readable and unreadable photos alike, so
     each process saves under the name a single process would, and batches never span a video."""
-    from wildfer.wild.batch_predict import PhotoJob, VideoJob, _Names, batch_jobs, plan_jobs
+    from wildfer.batch.plan import OutputNames, PhotoJob, VideoJob, batch_jobs, plan_jobs
 
     inputs = [(tmp_path / n, Path(n)) for n in ("a.jpg", "a.png", "b.jpg", "c.mp4", "d.jpg")]
-    jobs = plan_jobs(inputs, _Names(tmp_path / "o"), annotate=True, saliency="gradcam")
+    jobs = plan_jobs(inputs, OutputNames(tmp_path / "o"), annotate=True, saliency="gradcam")
     assert [j.annotated.name for j in jobs] == ["a.annotated.jpg", "a_1.annotated.jpg", "b.annotated.jpg",
                                                 "c.annotated.mp4", "d.annotated.jpg"]
     assert jobs[1].overlay.name == "a_1.gradcam.jpg" and isinstance(jobs[3], VideoJob)
@@ -195,7 +195,7 @@ def test_a_worker_killed_is_one_line_and_resume_completes(cli, tmp_path):
     hang or a traceback; what was finished is kept for --resume."""
     from PIL import Image
 
-    from wildfer.wild.batch_predict import read_progress
+    from wildfer.batch.outputs import read_progress
 
     rng = np.random.default_rng(1)
     src = tmp_path / "in"

@@ -34,8 +34,9 @@ KDEF = "kdef_frontal/AF01HAS.JPG"
 
 class StandIn:
     """Follows the Recognizer contract. Records the shape of every image it is given;
-    ``explain`` waits for ``release`` (set by default), or runs ``passes`` forward passes of a
-    tiny torch network when ``passes`` is set (counted in ``done``)."""
+    ``explain`` (what :func:`standin_explain` gives the server) waits for ``release`` (set by
+    default), or runs ``passes`` forward passes of a tiny torch network when ``passes`` is set
+    (counted in ``done``)."""
 
     class detector:  # noqa: N801
         name, thread_safe = "none", True
@@ -70,6 +71,11 @@ class StandIn:
             self.done += 1
             time.sleep(self.pass_s)
         return FakeResult(image.shape[1], image.shape[0], method=method)
+
+
+def standin_explain(recognizer, image, method="gradcam"):
+    """``/v1/explain``'s work on a :class:`StandIn` (in place of :func:`wildfer.explain_photo`)."""
+    return recognizer.explain(image, method=method)
 
 
 def png(width: int, height: int, mode: str = "L") -> bytes:
@@ -144,7 +150,7 @@ def test_large_photo_boxes_come_back_in_photo_pixels(recognizer, wild_dir):
 
 def test_recognizer_never_sees_more_than_work_pixels():
     rec = StandIn()
-    app = create_app(rec, timeout=30, work_pixels=200_000, explain_pixels=100_000)
+    app = create_app(rec, timeout=30, work_pixels=200_000, explain_pixels=100_000, explain=standin_explain)
     with ServerThread(app) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
         assert post(c, png(3000, 2000)).status_code == 200
         assert post(c, png(300, 200)).status_code == 200
@@ -166,7 +172,7 @@ def test_work_copy_keeps_the_truncated_mark():
 def test_explain_concurrency_cap_answers_503_with_retry_after():
     rec = StandIn()
     rec.release.clear()
-    app = create_app(rec, timeout=30, max_explain=1, threads=2)
+    app = create_app(rec, timeout=30, max_explain=1, threads=2, explain=standin_explain)
     with ServerThread(app) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
         first = {}
         t = threading.Thread(target=lambda: first.update(r=post(httpx.Client(base_url=srv.url, timeout=30),
@@ -189,7 +195,7 @@ def test_abandoned_explanation_stops_running(how):
     its network's next forward pass instead of running to the end."""
     rec = StandIn(passes=600, pass_s=0.01)  # 6 s or more of work when nobody stops it
     limit = 1.5
-    app = create_app(rec, timeout=limit if how == "time_limit" else 30)
+    app = create_app(rec, timeout=limit if how == "time_limit" else 30, explain=standin_explain)
     with ServerThread(app) as srv:
         with httpx.Client(base_url=srv.url, timeout=limit if how == "client_gone" else 30) as c:
             if how == "client_gone":
@@ -445,8 +451,7 @@ def test_live_frames_are_bounded_per_client():
     standin.release.clear()  # nothing is answered until released
     slow = type("Slow", (), {"detector": StandIn.detector, "classifier": standin.classifier,
                              "predict": lambda self, im, bgr=False: (standin.release.wait(30), standin.predict(im))[1],
-                             "predict_batch": lambda self, ims: [self.predict(i) for i in ims],
-                             "explain": standin.explain})()
+                             "predict_batch": lambda self, ims: [self.predict(i) for i in ims]})()
     frame = png(640, 480, "RGB")
     with ServerThread(create_app(slow, timeout=30)) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
         out = {}

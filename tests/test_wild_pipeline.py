@@ -90,7 +90,7 @@ def test_predict_one_face_contract(kdef_ref, clf):
 
 
 def test_top2_in_the_face_dict_and_csv_rows():
-    from wildfer.wild.batch_predict import CSV_COLUMNS, record_rows
+    from wildfer.batch.records import CSV_COLUMNS, record_rows
     from wildfer.wild.recognizer import FaceResult
 
     probs = {"angry": 0.1, "happy": 0.123456789, "sad": 0.7, "fear": 0.123456789, "neutral": 0.0}
@@ -152,7 +152,9 @@ def test_whole_mode_is_one_face_covering_the_photo(clf, kdef):
 
 def test_explain_puts_maps_back_on_the_face(rec, kdef, kdef_ref):
     pytest.importorskip("wildfer.explain.methods")
-    ex = rec.explain(kdef, method="gradcam")
+    from wildfer import explain_photo
+
+    ex = explain_photo(rec, kdef, method="gradcam")
     assert ex.heatmap.shape == (381, 281) and ex.heatmap.dtype == np.float32
     assert 0.0 <= ex.heatmap.min() and 0.9 < ex.heatmap.max() <= 1.0
     # nothing outside the face's crop square (the crop is about 1.3x the box)

@@ -6,10 +6,11 @@
 ['happy']
 >>> clf = wildfer.load_model("default")                     # doctest: +SKIP
 >>> maps = wildfer.get_method("smoothgrad")(clf).attribute(faces)   # doctest: +SKIP
+>>> wildfer.explain_photo(rec, "photo.jpg", method="gradcam").overlay()   # doctest: +SKIP
 
 The names below are imported on first use, so ``import wildfer`` and ``wildfer --help`` stay
 fast; each stage also has its own package (``wildfer.data``, ``.models``, ``.train``,
-``.evaluate``, ``.explain``, ``.wild``, ``.serve``).
+``.evaluate``, ``.explain``, ``.wild``, ``.serve``, ``.batch``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ _EXPORTS = {
     "create_detector": "wildfer.wild",
     "list_detectors": "wildfer.wild",
     "evaluate_wild": "wildfer.wild",
+    "explain_photo": "wildfer.photo_maps",
     # models
     "load_model": "wildfer.models.loader",
     "create_model": "wildfer.models",
@@ -58,7 +60,7 @@ _EXPORTS = {
 }
 
 #: the stage packages, importable as attributes too (``wildfer.explain.SmoothGrad``).
-SUBPACKAGES = ("data", "models", "train", "evaluate", "explain", "wild", "serve")
+SUBPACKAGES = ("data", "models", "train", "evaluate", "explain", "wild", "serve", "batch")
 
 __all__ = ["__version__", *_EXPORTS]
 

@@ -32,13 +32,15 @@ app = typer.Typer(
     add_completion=False,
 )
 
-#: (module, help panel) for every stage; each module has ``register(app, panel)``.
+#: (module, help panel) for every stage; each module has ``register(app, panel)`` (and takes
+#: what :data:`LENT` gives it).
 STAGES = [
     ("wildfer.data.commands", "Data"),
     ("wildfer.models.commands", "Models"),
     ("wildfer.train.commands", "Train"),
     ("wildfer.evaluate.commands", "Evaluate"),
     ("wildfer.explain.commands", "Explain"),
+    ("wildfer.batch.commands", "Predict"),
     ("wildfer.wild.commands", "Predict"),
     ("wildfer.serve.commands", "Serve"),
 ]
@@ -80,8 +82,20 @@ def _info_text(value) -> str:
     return "none" if value is None else str(value)
 
 
+def _whole_photo_maps(*args, **kwargs):
+    """``wildfer explain maps --detect``: :func:`wildfer.photo_maps.maps_on_photos`, imported when used."""
+    from .photo_maps import maps_on_photos
+
+    return maps_on_photos(*args, **kwargs)
+
+
+#: What the command line lends a stage's ``register`` (keyword arguments by module): work that
+#: composes stages which do not import each other (explain's ``maps --detect`` finds faces with
+#: the wild pipeline).
+LENT = {"wildfer.explain.commands": {"whole_photos": _whole_photo_maps}}
+
 for _mod, _panel in STAGES:
-    importlib.import_module(_mod).register(app, _panel)
+    importlib.import_module(_mod).register(app, _panel, **LENT.get(_mod, {}))
 
 
 def _error(message: str) -> None:

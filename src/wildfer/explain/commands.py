@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import typer
 
-from ..paths import check_output_dir, file_arg, write_text_whole, written_whole
+from ..paths import check_output_dir, file_arg, write_text_whole
 from typer.core import TyperGroup
 
 
@@ -74,37 +74,49 @@ def _balanced_indices(labels, n: int, seed: int):
     return np.sort(np.random.default_rng(seed).permutation(idx)[:n])
 
 
-def maps(
-    input: Path = typer.Argument(..., help="A face image, a folder of face images, or a data set "  # noqa: A002
-                                 "(fer2013.csv[.gz], FER+ CSV, manifest)."),
-    model: str = _MODEL_OPT,
-    method: str = typer.Option("vanilla,smoothgrad,gradcam", "--method", help="Comma-separated: vanilla, "
-                               "smoothgrad, ig, gradcam, gradcam++, occlusion."),
-    out: Path = typer.Option(Path("explain_out"), "--out", "-o", help="Output folder."),
-    per_class: int = typer.Option(2, "--per-class", min=1, help="For a data set: typical faces per class."),
-    split: str = _SPLIT_OPT,
-    target: str = typer.Option("pred", "--target", help="Class to explain: pred (predicted), true "
-                               "(data set label) or a class name."),
-    detect: bool = typer.Option(False, "--detect", help="Whole photos: detect and align faces first "
-                                "(wildfer.wild.Recognizer) and paint the maps back on the photo."),
-    no_overlays: bool = typer.Option(False, "--no-overlays", help="Only the grid, maps.npz and index.json."),
-):
-    """Saliency maps for an image, a folder or N faces per class of a data set: a grid (rows = faces, columns = methods), one overlay per face and method, maps.npz, index.json."""
-    from .studies import explain_images, faces_from_input, parse_methods
+def maps_command(whole_photos: Callable | None = None):
+    """The ``maps`` command. ``--detect`` runs ``whole_photos(input, model, methods, out,
+    console)``: finding faces in whole photos is the wild stage's, which explain does not
+    import, so the command line lends it (:func:`wildfer.photo_maps.maps_on_photos`); without
+    it ``--detect`` is refused."""
 
-    check_output_dir(out, "--out")
-    console = _console()
-    methods = parse_methods(method)
-    if detect:
-        _maps_detect(input, model, methods, out, console)
-        return
-    clf = _load(model)
-    faces = faces_from_input(input, size=clf.size, split=split, per_class=per_class)
-    for p, problem in faces.skipped:
-        console.print(f"[yellow]skipped[/] {p}: {problem}", highlight=False)
-    idx = explain_images(clf, faces, methods, out, target=target, overlays=not no_overlays)
-    console.print(f"{idx['n']} faces x {len(methods)} methods -> {out}/{idx['grids'][0]}"
-                  + (f" (+{len(idx['grids']) - 1} pages)" if len(idx["grids"]) > 1 else ""), highlight=False)
+    def maps(
+        input: Path = typer.Argument(..., help="A face image, a folder of face images, or a data set "  # noqa: A002
+                                     "(fer2013.csv[.gz], FER+ CSV, manifest)."),
+        model: str = _MODEL_OPT,
+        method: str = typer.Option("vanilla,smoothgrad,gradcam", "--method", help="Comma-separated: vanilla, "
+                                   "smoothgrad, ig, gradcam, gradcam++, occlusion."),
+        out: Path = typer.Option(Path("explain_out"), "--out", "-o", help="Output folder."),
+        per_class: int = typer.Option(2, "--per-class", min=1, help="For a data set: typical faces per class."),
+        split: str = _SPLIT_OPT,
+        target: str = typer.Option("pred", "--target", help="Class to explain: pred (predicted), true "
+                                   "(data set label) or a class name."),
+        detect: bool = typer.Option(False, "--detect", help="Whole photos: detect and align faces first "
+                                    "(wildfer.wild.Recognizer) and paint the maps back on the photo."),
+        no_overlays: bool = typer.Option(False, "--no-overlays", help="Only the grid, maps.npz and index.json."),
+    ):
+        """Saliency maps for an image, a folder or N faces per class of a data set: a grid (rows = faces, columns = methods), one overlay per face and method, maps.npz, index.json."""
+        from .studies import explain_images, faces_from_input, parse_methods
+
+        check_output_dir(out, "--out")
+        console = _console()
+        methods = parse_methods(method)
+        if detect:
+            if whole_photos is None:
+                from ..errors import WildferError
+
+                raise WildferError("--detect: this command line has no face detector to lend explain")
+            whole_photos(input, model, methods, out, console)
+            return
+        clf = _load(model)
+        faces = faces_from_input(input, size=clf.size, split=split, per_class=per_class)
+        for p, problem in faces.skipped:
+            console.print(f"[yellow]skipped[/] {p}: {problem}", highlight=False)
+        idx = explain_images(clf, faces, methods, out, target=target, overlays=not no_overlays)
+        console.print(f"{idx['n']} faces x {len(methods)} methods -> {out}/{idx['grids'][0]}"
+                      + (f" (+{len(idx['grids']) - 1} pages)" if len(idx["grids"]) > 1 else ""), highlight=False)
+
+    return maps
 
 
 def epochs(
@@ -370,70 +382,9 @@ def _audit_section(models, ds, n: int, out: Path, say) -> list[str]:
     return md
 
 
-def face_region_shares(face, size: int) -> dict[str, float] | None:
-    """Region shares of a detected face's saliency, with masks from its own 5 landmarks
-    (moved into the aligned crop by the face's photo -> crop transform); ``None`` when the
-    face has no landmarks or no map."""
-    import numpy as np
-
-    from .regions import landmark_regions, region_shares
-
-    if face.landmarks is None or face.saliency is None or face.transform is None:
-        return None
-    lm = np.asarray(face.landmarks, dtype=np.float64).reshape(-1, 2)
-    m = np.asarray(face.transform, dtype=np.float64)[:2]
-    lm_crop = lm @ m[:, :2].T + m[:, 2]
-    regions = landmark_regions(lm_crop, (size, size))
-    shares = region_shares(face.saliency, regions)
-    if any(v != v for v in shares.values()):  # an all-zero map (e.g. Grad-CAM below ReLU): no shares
-        return None
-    return {k: round(v, 4) for k, v in shares.items()}
-
-
-def _maps_detect(input: Path, model: str, methods: list[str], out: Path, console) -> None:  # noqa: A002
-    """``--detect``: whole photos through the Recognizer, maps painted back on each photo;
-    ``detect.json`` lists every face with its label and, per method, the share of saliency
-    per face region measured with the face's own landmarks."""
-    from ..data.images import is_image_file
-    from ..errors import DataError, WildferError
-    from ..wild import Recognizer
-
-    if input.is_dir():
-        files = sorted(p for p in input.rglob("*") if p.is_file() and is_image_file(p))
-    elif input.exists():
-        files = [input]
-    else:
-        raise DataError(input, "not found")
-    if not files:
-        raise DataError(input, "no image files")
-    rec = Recognizer(model=model)
-    size = rec.classifier.size
-    out.mkdir(parents=True, exist_ok=True)
-    done, report = 0, []
-    for f in files:
-        entry = {"path": str(f), "faces": []}
-        for m in methods:
-            try:
-                res = rec.explain(str(f), method=m)
-            except WildferError as e:
-                console.print(f"[yellow]skipped[/] {f}: {e}", highlight=False)
-                entry["error"] = str(e)
-                break
-            with written_whole(out / f"{f.stem}_{m.replace('+', 'p')}.png") as tmp:
-                res.overlay().save(tmp)
-            for i, face in enumerate(res.faces):
-                if len(entry["faces"]) <= i:
-                    entry["faces"].append({"box": [round(float(v), 1) for v in face.box], "label": face.label,
-                                           "region_shares": {}})
-                entry["faces"][i]["region_shares"][m] = face_region_shares(face, size)
-        else:
-            done += 1
-        report.append(entry)
-    _write_json(out / "detect.json", report)
-    console.print(f"{done}/{len(files)} photos x {len(methods)} methods -> {out}", highlight=False)
-
-
-def register(app: typer.Typer, panel: str) -> None:
+def register(app: typer.Typer, panel: str, *, whole_photos: Callable | None = None) -> None:
+    """``wildfer explain`` and its sub-commands; ``whole_photos`` does ``maps --detect``
+    (:func:`maps_command`)."""
     sub = typer.Typer(
         cls=_DefaultToMaps,
         help="Saliency maps (vanilla gradient, SmoothGrad, Integrated Gradients, Grad-CAM, occlusion) and tests "
@@ -441,6 +392,6 @@ def register(app: typer.Typer, panel: str) -> None:
         no_args_is_help=True,
     )
     app.add_typer(sub, name="explain", rich_help_panel=panel)
-    for name, command in (("maps", maps), ("epochs", epochs), ("compare", compare), ("audit", audit),
+    for name, command in (("maps", maps_command(whole_photos)), ("epochs", epochs), ("compare", compare), ("audit", audit),
                           ("regions", regions), ("report", report)):
         sub.command(name)(command)

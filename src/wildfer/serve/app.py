@@ -222,8 +222,8 @@ async def lifespan(app: FastAPI):
         rec = load_recognizer(start.model, start.detector, start.backend, compute_threads=start.torch_threads or 1,
                               device=start.device)
         app.state.recognizer = rec
-    app.state.worker = InferenceWorker(rec, max_batch=limits.max_batch, max_queue=limits.max_queue,
-                                       threads=start.threads or os.cpu_count() or 1).start()
+    app.state.worker = InferenceWorker(rec, explain=app.state.explain, max_batch=limits.max_batch,
+                                       max_queue=limits.max_queue, threads=start.threads or os.cpu_count() or 1).start()
     app.state.pool = ThreadPoolExecutor(max_workers=max(1, start.decode_threads), thread_name_prefix="wildfer-decode")
     app.state.started = time.time()
     log.info("wildfer serving model %s with detector %s", model_name(rec), detector_name(rec))
@@ -250,10 +250,11 @@ def _add_middleware(app: FastAPI, cors, allowed_hosts) -> None:
 
 
 def create_app(recognizer=None, model: str | None = None, detector: str = "yunet", *,
-               config: ServeConfig | None = None, **settings) -> FastAPI:
+               config: ServeConfig | None = None, explain=None, **settings) -> FastAPI:
     """Build the app. ``recognizer`` (anything following the Recognizer contract) is used as
     is; otherwise :func:`load_recognizer` (``model``, ``detector``, ``backend``) loads one
-    once at startup.
+    once at startup. ``explain(recognizer, image, method=...)`` makes ``/v1/explain``'s maps
+    (default :func:`wildfer.photo_maps.explain_photo`).
 
     The settings are a :class:`~wildfer.serve.config.ServeConfig` (``config``), or its fields
     as keywords (``create_app(model="wild", timeout=30, max_explain=4)``); either way they are
@@ -273,6 +274,7 @@ def create_app(recognizer=None, model: str | None = None, detector: str = "yunet
     app = FastAPI(title="wildfer", version=__version__, description=DESCRIPTION, docs_url=None, redoc_url=None,
                   lifespan=lifespan)
     app.state.recognizer = recognizer
+    app.state.explain = explain
     app.state.config = cfg
     app.state.startup = Startup(cfg.model, cfg.detector, cfg.backend, cfg.device, cfg.torch_threads, cfg.threads,
                                 cfg.decode_threads)

@@ -6,8 +6,8 @@ process with one inference thread per core uses every core with one copy of the 
 memory. Detectors that are not known to be thread-safe (``thread_safe`` not set on the
 detector, e.g. OpenCV's Haar cascade) get one thread. Requests that wait together are
 *micro-batched*: up to ``max_batch`` decoded photos go through ``Recognizer.predict_batch``
-in one call, so the classifier sees all their faces as one batch. Explanations (gradients)
-run one at a time per thread.
+in one call, so the classifier sees all their faces as one batch. Explanations (gradients,
+:func:`wildfer.photo_maps.explain_photo`) run one at a time per thread.
 
 Every job carries a deadline. A job whose client already gave up (timeout -> 504, or the
 connection closed) is dropped before it starts, and an explanation already running stops at
@@ -79,7 +79,10 @@ class InferenceWorker:
     Parameters
     ----------
     recognizer:
-        An object with ``predict_batch(images)`` and ``explain(image, method=...)``.
+        An object with ``predict(image)`` and ``predict_batch(images)``.
+    explain:
+        What an explanation job runs, ``explain(recognizer, image, method=...)``; ``None``:
+        :func:`wildfer.photo_maps.explain_photo` (saliency maps painted on the photo).
     max_batch:
         Most photos passed to one ``predict_batch`` call.
     max_queue:
@@ -89,8 +92,11 @@ class InferenceWorker:
         marked ``thread_safe``.
     """
 
-    def __init__(self, recognizer, *, max_batch: int = 8, max_queue: int = 64, threads: int = 1):
+    def __init__(self, recognizer, *, explain=None, max_batch: int = 8, max_queue: int = 64, threads: int = 1):
+        if explain is None:
+            from ..photo_maps import explain_photo as explain
         self.recognizer = recognizer
+        self.explain = explain
         self.max_batch = max(1, int(max_batch))
         self.max_queue = max(1, int(max_queue))
         threads = max(1, int(threads))
@@ -232,7 +238,7 @@ class InferenceWorker:
                 elif hook is not None:
                     hook.remove()
         try:
-            self._finish(job, lambda: self.recognizer.explain(job.image, **job.options))
+            self._finish(job, lambda: self.explain(self.recognizer, job.image, **job.options))
         finally:
             _running.job = None
 

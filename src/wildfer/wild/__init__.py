@@ -1,4 +1,4 @@
-"""Wild photos: find, align, classify and explain every face.
+"""Wild photos: find, align and classify every face.
 
 >>> from wildfer.wild import Recognizer
 >>> rec = Recognizer(model="default", detector="yunet")     # doctest: +SKIP
@@ -8,7 +8,8 @@ Pieces: :mod:`~wildfer.wild.detectors` (face detectors behind one interface),
 :mod:`~wildfer.wild.align` (FER2013-framed 48 x 48 crops), :mod:`~wildfer.wild.search` (the
 fallback when nothing is found), :mod:`~wildfer.wild.recognizer` (the pipeline),
 :mod:`~wildfer.wild.evaluate` (labelled manifests), :mod:`~wildfer.wild.video` (tracks and
-smoothing), :mod:`~wildfer.wild.annotate` (drawing results).
+smoothing), :mod:`~wildfer.wild.annotate` (drawing results). Saliency maps of the faces of a
+photo, painted back on it, are :func:`wildfer.explain_photo`'s (:mod:`wildfer.photo_maps`).
 """
 
 from __future__ import annotations

@@ -30,8 +30,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import ModelError, import_torch
-from .align import AlignConfig, align_face, align_for, face_pixels, unwarp, whole_crop
+from ..errors import ModelError
+from .align import AlignConfig, align_face, align_for, face_pixels, whole_crop
 from .detectors import Detection, Detector, create_detector
 
 MODES = ("detect", "search", "whole")
@@ -121,55 +121,6 @@ class ImageResult:
             "timings_ms": {k: round(float(v), 2) for k, v in self.timings.items()},
         })
         return d
-
-
-@dataclass
-class ExplainResult:
-    """Saliency maps for every face of a photo, placed back on the photo.
-
-    ``heatmap`` is ``height x width`` float32 in [0, 1] (the per-face maps, each scaled to a
-    maximum of 1, warped back through the inverse of the face's alignment; where faces
-    overlap the larger value wins). Each face's own 48 x 48 map is ``faces[i].saliency``.
-    """
-
-    width: int
-    height: int
-    mode: str
-    method: str
-    faces: list[FaceResult]
-    heatmap: np.ndarray
-    image: np.ndarray = field(repr=False)
-    timings: dict[str, float] = field(default_factory=dict)
-    truncated: bool = False  # as ImageResult's: the file ended early and decoded with filler
-
-    def overlay(self, alpha: float = 0.55, cmap: str = "jet", boxes: bool = True) -> "Image.Image":  # noqa: F821
-        """The photo with the heat map blended in (weight ``alpha x heat``), as an RGB PIL image."""
-        from matplotlib import colormaps
-        from PIL import Image, ImageDraw
-
-        h = np.clip(self.heatmap, 0, 1)
-        colour = colormaps[cmap](h)[..., :3] * 255.0
-        w = (alpha * h)[..., None]
-        out = (self.image.astype(np.float32) * (1 - w) + colour * w).clip(0, 255).astype(np.uint8)
-        img = Image.fromarray(out)
-        if boxes and self.faces:
-            draw = ImageDraw.Draw(img)
-            lw = max(1, round(max(self.width, self.height) / 400))
-            for f in self.faces:
-                draw.rectangle([round(v) for v in f.box], outline=(255, 255, 255), width=lw)
-        return img
-
-    def to_dict(self) -> dict[str, Any]:
-        faces = []
-        for f in self.faces:
-            d = f.to_dict()
-            d["saliency"] = None if f.saliency is None else np.round(f.saliency, 3).tolist()
-            faces.append(d)
-        return {
-            "width": int(self.width), "height": int(self.height), "mode": self.mode, "method": self.method,
-            "faces": faces, "truncated": bool(self.truncated),
-            "timings_ms": {k: round(float(v), 2) for k, v in self.timings.items()},
-        }
 
 
 @dataclass
@@ -346,49 +297,6 @@ class Recognizer:
                                    keep_frames=keep_frames, on_frame=tl.add)
         return VideoResult(record, timeline_dir=Path(timeline), timeline_summary=tl.summary)
 
-    def explain(self, image, method: str = "gradcam", bgr: bool = False, **params) -> ExplainResult:
-        """Predict, then explain each face's predicted label with a saliency ``method``
-        (``wildfer.explain``: ``gradcam``, ``vanilla``, ``smoothgrad``, ``ig`` ...), the maps
-        warped back onto the photo."""
-        get_method = _saliency_methods()
-        work = self._prepare(image, bgr=bgr, keep_rgb=True)
-        res = self._classify([work])[0]
-        t0 = time.perf_counter()
-        heat = np.zeros((res.height, res.width), dtype=np.float32)
-        if res.faces:
-            import torch
-
-            clf = self.classifier
-            x = clf.to_tensor(np.stack([f.crop for f in res.faces]))
-            targets = []
-            with torch.inference_mode():
-                raw = clf.net(x).argmax(1).tolist()
-            for f, r in zip(res.faces, raw):
-                targets.append(clf.classes.index(f.label) if f.label in clf.classes else int(r))
-            cls = get_method(method)
-            try:
-                attributer = cls(clf.net, **params)
-            except TypeError as e:
-                raise ModelError(f"saliency method {method!r}: {e}") from None
-            maps = attributer.attribute(x, target=targets).detach().float().cpu().numpy()
-            maps = maps.reshape(maps.shape[0], -1, maps.shape[-2], maps.shape[-1])
-            for f, mp in zip(res.faces, maps):
-                m = np.abs(mp).sum(0) if (mp < 0).any() or mp.shape[0] > 1 else mp[0]
-                m = m.astype(np.float32)
-                if m.shape != (self.align.size, self.align.size):
-                    import cv2
-
-                    m = cv2.resize(m, (self.align.size, self.align.size), interpolation=cv2.INTER_LINEAR)
-                top = float(m.max())
-                m = m / top if top > 0 else np.zeros_like(m)
-                f.saliency = m
-                heat = np.maximum(heat, unwarp(m, f.transform, res.width, res.height))
-        timings = dict(res.timings)
-        timings["explain"] = (time.perf_counter() - t0) * 1e3
-        timings["total"] = timings.get("total", 0.0) + timings["explain"]
-        return ExplainResult(res.width, res.height, res.mode, str(method), res.faces, np.clip(heat, 0, 1),
-                             work.rgb, timings, res.truncated)
-
     # -- steps
     def _prepare(self, image, bgr: bool = False, keep_rgb: bool = False, name: str | None = None) -> PreparedPhoto:
         """Decode, detect and align one photo (no classifier)."""
@@ -464,21 +372,6 @@ class Recognizer:
         return out
 
 
-def _saliency_methods():
-    """``wildfer.explain.get_method``, imported when a saliency map is first asked for (a
-    :class:`~wildfer.errors.MissingTorch` without torch)."""
-    import_torch("saliency maps")
-    from ..explain import get_method
-
-    return get_method
-
-
-def check_saliency_method(name: str) -> None:
-    """Raise a one-line error unless ``name`` is a saliency method :meth:`Recognizer.explain`
-    knows (a command checks it before loading a model)."""
-    _saliency_methods()(name)
-
-
 def reading_order(dets: list[Detection]) -> list[Detection]:
     """Sort faces as text is read: rows from top to bottom, each row left to right.
 
@@ -497,4 +390,4 @@ def reading_order(dets: list[Detection]) -> list[Detection]:
     return [d for row in rows for d in sorted(row, key=lambda d: d.box[0])]
 
 
-__all__ = ["Recognizer", "FaceResult", "ImageResult", "ExplainResult", "MODES", "reading_order"]
+__all__ = ["Recognizer", "FaceResult", "ImageResult", "MODES", "reading_order"]

@@ -1,36 +1,25 @@
 """Batch inference past one machine on Ray Data: the wild pipeline (detect, align, classify)
-as a pool of actors over a Ray Dataset of images, one :class:`~wildfer.wild.Recognizer` per actor.
+as a pool of actors over a Ray Dataset of images, one :class:`~wildfer.wild.Recognizer` per
+actor; the public names are re-exported by :mod:`wildfer.batch`.
 
->>> import ray
->>> from wildfer import batch
->>> ray.init()                       # a local Ray; ray.init(address="ray://HEAD:10001") for a cluster
->>> ds = batch.read_images("photos/")               # a folder, a list of files, "s3://bucket/prefix/"
->>> out = batch.predict_dataset(ds, model="wild")   # lazy: nothing runs until it is consumed
->>> batch.write_jsonl(out, "predictions.jsonl")     # doctest: +SKIP  (or out.write_parquet("s3://..."))
-
-Each output row is one photo with the fields of ``wildfer predict``'s JSON records: ``path``,
-``width``, ``height``, ``mode``, ``truncated``, ``faces`` (JSON text in the dataset, so every row
-has one schema in Parquet; objects again in :func:`write_jsonl`), and ``error`` (empty, or the
-one-line reason an unreadable photo was skipped). ``ray`` is an optional extra:
-``pip install 'wildfer[ray]'``.
+Each output row is one photo's record in the table form of :mod:`wildfer.batch.records`
+(:data:`COLUMNS`): ``path``, ``width``, ``height``, ``mode``, ``truncated``, ``faces`` (JSON
+text in the dataset, so every row has one schema in Parquet; objects again in
+:func:`write_jsonl`), and ``error`` (empty, or the one-line reason an unreadable photo was
+skipped). ``ray`` is an optional extra: ``pip install 'wildfer[ray]'``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
-from .data.images import IMAGE_EXTENSIONS
-from .errors import WildferError
-from .jsonio import dumps
+from ..data.images import IMAGE_EXTENSIONS
+from ..errors import WildferError
+from ..jsonio import dumps
+from .records import COLUMNS, error_record, photo_row, row_record
 
-# wildfer is offline: Ray's usage statistics stay off unless a user turns them on
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-
-#: Columns of every row :func:`predict_dataset` returns.
-COLUMNS = ("path", "width", "height", "mode", "truncated", "faces", "error")
 
 
 def _ray():
@@ -66,7 +55,7 @@ class Predictor:
                  max_side: int = 640):
         import torch
 
-        from .wild import Recognizer
+        from ..wild import Recognizer
 
         torch.set_num_threads(max(1, int(threads)))
         self.recognizer = Recognizer(model=model, detector=detector, mode=mode, max_side=max_side)
@@ -82,12 +71,10 @@ class Predictor:
     def row(self, data: bytes, path: str) -> dict[str, Any]:
         """One photo's result row; an unreadable photo gets its one-line ``error`` and no faces."""
         try:
-            res = self.recognizer.predict(data).to_dict()
+            rec = {**self.recognizer.predict(data).to_dict(), "path": path}
         except WildferError as e:
-            return {"path": path, "width": 0, "height": 0, "mode": self.recognizer.mode, "truncated": False,
-                    "faces": "[]", "error": f"{path}: {getattr(e, 'problem', e)}"}
-        return {"path": path, "width": res["width"], "height": res["height"], "mode": res["mode"],
-                "truncated": res["truncated"], "faces": dumps(res["faces"]), "error": ""}
+            rec = error_record(path, f"{path}: {getattr(e, 'problem', e)}")
+        return photo_row(rec, self.recognizer.mode)
 
 
 def predict_dataset(ds, *, model: Any = None, detector: str = "yunet", mode: str = "detect", max_side: int = 640,
@@ -114,14 +101,9 @@ def predict_dataset(ds, *, model: Any = None, detector: str = "yunet", mode: str
 
 
 def record(row: dict[str, Any]) -> dict[str, Any]:
-    """A result row as ``wildfer predict`` writes a photo: ``faces`` as objects, and an
-    unreadable photo as ``{"path", "error"}``."""
-    if row.get("error"):
-        return {"path": row["path"], "error": row["error"]}
-    rec = {c: row[c] for c in COLUMNS if c != "error"}
-    rec["width"], rec["height"], rec["truncated"] = int(rec["width"]), int(rec["height"]), bool(rec["truncated"])
-    rec["faces"] = json.loads(row["faces"])
-    return rec
+    """A result row as ``wildfer predict`` writes a photo (:func:`~wildfer.batch.records.row_record`):
+    ``faces`` as objects, and an unreadable photo as ``{"path", "error"}``."""
+    return row_record(row)
 
 
 def write_jsonl(ds, path: str | os.PathLike) -> int:
@@ -154,7 +136,7 @@ def predict_paths(paths: list, json_file: str | os.PathLike, *, model: Any = Non
     on the Ray cluster ``ray.init()`` finds (``RAY_ADDRESS``, or a local one), written to
     ``json_file`` as JSON Lines. Returns the exit code, 1 only when no photo could be read
     (as the local path)."""
-    from .paths import check_output_file
+    from ..paths import check_output_file
 
     json_file = Path(json_file)
     if json_file.suffix.lower() != ".jsonl":
@@ -171,3 +153,6 @@ def predict_paths(paths: list, json_file: str | os.PathLike, *, model: Any = Non
     good, bad = _stream_jsonl(out, json_file)
     echo(f"done: {good + bad} photo(s) on Ray, {bad} unreadable; results written to {json_file}")
     return 0 if good or not bad else 1
+
+
+__all__ = ["COLUMNS", "Predictor", "read_images", "predict_dataset", "record", "write_jsonl", "predict_paths"]

@@ -1,34 +1,63 @@
-"""What ``wildfer predict`` writes, and reads back to resume: the progress file (one JSON line
-per finished input, after a line of settings), the CSV (one row per face), the JSON report and
-the settings the results were made with (:func:`run_settings`), checked by ``--resume``
-(:func:`check_same_settings`). The run itself (inputs, batches, worker processes) is
-:mod:`wildfer.wild.batch_predict`'s.
+"""What ``wildfer predict`` writes as it goes, and reads back to resume: the progress file (one
+JSON line per finished input, after a line of settings), the CSV (one row per face), the JSON
+report and the settings the results were made with (:func:`run_settings`), checked by
+``--resume`` (:func:`check_same_settings`); and the guards that keep Ctrl-C from cutting them
+(:func:`no_interrupt`, :func:`ctrl_c_after`). What a record holds is
+:mod:`wildfer.batch.records`'.
+
+Results are written as they are made: every finished input is one line of a progress file
+beside the JSON output (``out.json`` -> ``out.json.jsonl``; a ``--json`` name ending in
+``.jsonl`` is that file itself, and stays the output) and its CSV rows are appended, both
+flushed as each input is finished. The JSON report is assembled from the progress file at the
+end, and also when the run is interrupted; the progress file is removed once the outputs are
+complete.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import signal
+import threading
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Iterator, NamedTuple
 
 from ..errors import WildferError
 from ..jsonio import dumps
 from ..paths import write_text_whole, written_whole
-from .recognizer import top_labels
+from .records import CSV_COLUMNS, record_rows, records_from_csv
 
 
-#: The CSV's first columns; the classes' probabilities, ``flags`` and ``truncated`` follow. ``label2``
-#: and ``probability2`` are the second likeliest label and its probability.
-CSV_COLUMNS = ["path", "frame", "face", "track", "left", "top", "right", "bottom", "score", "label", "confidence",
-               "label2", "probability2"]
+@contextlib.contextmanager
+def no_interrupt() -> Iterator[None]:
+    """Hold Ctrl-C off while the outputs are completed (a second Ctrl-C must not cut the
+    report it is waiting for)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
-def record_kind(rec: dict[str, Any]) -> str:
-    """``"image"``, ``"video"`` or ``"unreadable"`` for one line of the progress file."""
-    if "error" in rec:
-        return "unreadable"
-    return "video" if rec.get("type") == "video" else "image"
+@contextlib.contextmanager
+def ctrl_c_after() -> Iterator[None]:
+    """Hold a Ctrl-C until the block ends, then raise it (the records of one batch are
+    written all or none, so none is written twice after an interruption)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pressed: list[int] = []
+    old = signal.signal(signal.SIGINT, lambda *_: pressed.append(1))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+    if pressed:
+        raise KeyboardInterrupt
 
 
 def read_progress(path: Path) -> list[dict[str, Any]]:
@@ -140,61 +169,6 @@ def _csv_rows(path: Path, labels) -> tuple[list[str], list[list[str]]] | None:
     return header, rows[1:]
 
 
-def _runner_up(face: dict[str, Any]) -> tuple[str, Any]:
-    """A face's second likeliest label and its probability, from its ``top2`` (a record written
-    before there was one: from its probabilities, ranked as ``top2`` is); empty for a one-class
-    model."""
-    top = face.get("top2") or [{"label": k, "probability": v} for k, v in top_labels(face["probabilities"], 2)]
-    return (top[1]["label"], top[1]["probability"]) if len(top) > 1 else ("", "")
-
-
-def _face_rows(record: dict[str, Any], labels, frame=None, truncated=False) -> list[list[Any]]:
-    rows = []
-    for i, f in enumerate(record["faces"]):
-        probs = f["probabilities"]
-        rows.append([record["path"], "" if frame is None else frame, i, f.get("track", ""), *f["box"], f["score"],
-                     f["label"], probs.get(f["label"], 0.0), *_runner_up(f), *[probs.get(c, 0.0) for c in labels],
-                     ";".join(f["flags"]), int(bool(truncated))])
-    return rows
-
-
-def record_rows(rec: dict[str, Any], labels) -> list[list[Any]]:
-    """The CSV rows of one record (a photo's faces, or every face of every processed frame)."""
-    kind = record_kind(rec)
-    if kind == "image":
-        return _face_rows(rec, labels, truncated=rec.get("truncated", False))
-    if kind == "video":
-        return [row for fr in rec["frames"] for row in _face_rows({"path": rec["path"], "faces": fr["faces"]}, labels,
-                                                                  frame=fr["frame"])]
-    return []
-
-
-def _records_from_csv(header: list[str], rows: list[list[str]]) -> list[dict[str, Any]]:
-    """Records rebuilt from a finished CSV (no progress file beside it): enough to count and
-    list its photos' faces. Photos without faces have no rows there and are done again."""
-    by_path: dict[str, dict[str, Any]] = {}
-    classes = header[len(CSV_COLUMNS):header.index("flags")]
-    for row in rows:
-        d = dict(zip(header, row))
-        if not d.get("path"):
-            continue
-        try:
-            face = {"box": [float(d[k]) for k in ("left", "top", "right", "bottom")], "score": float(d["score"]),
-                    "label": d["label"], "probabilities": {c: float(d[c]) for c in classes},
-                    "flags": [f for f in d.get("flags", "").split(";") if f]}
-        except (KeyError, ValueError):
-            raise WildferError(f"cannot resume: a row for {d['path']} in the CSV is damaged") from None
-        if d.get("frame", ""):
-            rec = by_path.setdefault(d["path"], {"path": d["path"], "type": "video", "frames": [], "tracks": []})
-            if not rec["frames"] or rec["frames"][-1]["frame"] != int(d["frame"]):
-                rec["frames"].append({"frame": int(d["frame"]), "faces": []})
-            rec["frames"][-1]["faces"].append(face)
-        else:
-            rec = by_path.setdefault(d["path"], {"path": d["path"], "faces": [], "truncated": d.get("truncated") == "1"})
-            rec["faces"].append(face)
-    return list(by_path.values())
-
-
 class ResultWriter:
     """Everything ``predict`` writes per finished input, flushed as it goes: the progress file
     (one JSON line per input) and the CSV rows. ``done`` maps each input already in the
@@ -250,7 +224,7 @@ class ResultWriter:
             return records, old, report
         if csv_file is not None:
             rows = _csv_rows(csv_file, self.labels)
-            return (_records_from_csv(*rows) if rows else []), sidecar, csv_file
+            return (records_from_csv(*rows) if rows else []), sidecar, csv_file
         return [], None, Path()
 
     def add(self, rec: dict[str, Any]) -> None:
@@ -343,27 +317,6 @@ def predict_outputs(out=None, json_file=None, csv_file=None, *, annotate=False, 
     return PredictOutputs(out, json_file, csv_file, report, progress, jsonl, bool(annotate or saliency))
 
 
-def build_report(rec, mode: str, inputs: list[tuple[Path, Path]], missing: list[dict[str, str]],
-                 records: dict[str, dict[str, Any]], *, complete: bool,
-                 settings: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The JSON report of a run: its records in input order, by kind, and their counts, and
-    the ``settings`` they were made with (:func:`run_settings`)."""
-    order = {str(src): i for i, (src, _) in enumerate(inputs)}
-    ordered = sorted(records.values(), key=lambda r: order.get(r["path"], len(order)))
-    images = [r for r in ordered if record_kind(r) == "image"]
-    videos = [r for r in ordered if record_kind(r) == "video"]
-    unreadable = missing + [r for r in ordered if record_kind(r) == "unreadable"]
-    return {
-        "model": rec.classifier.name or rec.classifier.arch, "detector": None if mode == "whole" else rec.detector.name,
-        "mode": mode, "labels": list(rec.labels), "complete": complete, **({"settings": settings} if settings else {}),
-        "images": images, "videos": videos,
-        "unreadable": unreadable,
-        "summary": {"images": len(images), "videos": len(videos), "faces": sum(len(r["faces"]) for r in images),
-                    "video_faces": sum(v.get("faces_total", sum(len(f["faces"]) for f in v["frames"])) for v in videos),
-                    "unreadable": len(unreadable), "truncated": sum(bool(r.get("truncated")) for r in images)},
-    }
-
-
 def run_settings(model, *, detector: str, mode: str, max_side: int, tta: bool, backend: str | None,
                  video_stride: int) -> dict[str, Any]:
     """Everything that changes a run's results, as its outputs record it for ``--resume``: the
@@ -384,6 +337,5 @@ def complete_outputs(outputs: PredictOutputs, report: dict[str, Any]) -> None:
         outputs.progress.unlink(missing_ok=True)
 
 
-__all__ = ["CSV_COLUMNS", "PredictOutputs", "ResultWriter", "build_report", "check_same_settings", "complete_outputs",
-           "predict_outputs", "read_progress", "read_settings", "record_kind", "record_rows", "run_settings",
-           "settings_path"]
+__all__ = ["PredictOutputs", "ResultWriter", "check_same_settings", "complete_outputs", "ctrl_c_after",
+           "no_interrupt", "predict_outputs", "read_progress", "read_settings", "run_settings", "settings_path"]
