@@ -569,35 +569,45 @@ def face_png(path: Path, seed: int = 0, size: tuple[int, int] = (60, 60)) -> Pat
     return _save(Image.fromarray(px), path)
 
 
-#: manifest rows: (path, label, box, problem fragment or None for a good row)
+#: manifest rows: (path, label, box, problem fragment or None for a good row); each bad one is
+#: skipped and listed, the good ones load
 MANIFEST_ROWS = [
     ("img/a.png", "happy", "", None),
     ("img/missing.png", "happy", "", "not found"),
     ("img/b.png", "sad", "10,10,50,50", None),
-    ("img/b.png", "sad", "50,10,10,50", "empty"),          # right < left
-    ("img/b.png", "sad", "ten,10,50,50", "need 4 numbers"),
     ("img/b.png", "sad", "500,500,600,600", "outside"),    # beyond the 60 x 60 image
     ("img/b.png", "sad", "10,10,10.4,30", "less than one pixel"),  # inside, but rounds to 0 wide
-    ("img/b.png", "sad", "nan,10,50,50", "bad box"),
-    ("img/b.png", "sad", "-inf,10,50,50", "bad box"),
     ("img/c.png", "surprised", "", None),                  # normalised to surprise
-    ("img/c.png", "bored", "", "unknown label"),
     ("img/notes.png", "angry", "", "not an image"),
     ("img/empty.png", "angry", "", "empty"),
+]
+
+#: malformed manifest rows (path, label, box, the problem every manifest loader states): any one
+#: of them stops a load with one line naming its row
+MANIFEST_BAD_ROWS = [
+    ("img/b.png", "sad", "50,10,10,50", "bad box '50,10,10,50': empty (right <= left or bottom <= top)"),
+    ("img/b.png", "sad", "ten,10,50,50", "bad box 'ten,10,50,50': needs 4 numbers, left,top,right,bottom"),
+    ("img/b.png", "sad", "10,,50,50", "bad box '10,,50,50': needs 4 numbers, left,top,right,bottom"),
+    ("img/b.png", "sad", "nan,10,50,50", "bad box 'nan,10,50,50': not all finite numbers"),
+    ("img/b.png", "sad", "-inf,10,50,50", "bad box '-inf,10,50,50': not all finite numbers"),
+    ("img/c.png", "bored", "", "unknown label 'bored' (known: angry, contempt, disgust, fear, happy, neutral, sad, "
+                               "surprise)"),
+    ("img/c.png", "", "", "empty label"),
     ("", "angry", "", "empty path"),
 ]
 
 
-def manifest(folder: Path) -> Path:
-    """A manifest with good rows beside missing images, bad boxes and unknown labels
-    (:data:`MANIFEST_ROWS`; 3 good rows)."""
+def manifest(folder: Path, bad_row: tuple[str, str, str, str] | None = None) -> Path:
+    """A manifest with good rows beside missing, broken and non-image files and boxes off their
+    image (:data:`MANIFEST_ROWS`; 3 good rows), and ``bad_row`` (one of
+    :data:`MANIFEST_BAD_ROWS`) after them."""
     folder = Path(folder)
     for i, name in enumerate(("a", "b", "c")):
         face_png(folder / "img" / f"{name}.png", seed=i)
     (folder / "img" / "notes.png").write_text("not a png")
     (folder / "img" / "empty.png").write_bytes(b"")
     lines = ["path,label,left,top,right,bottom"]
-    for path, label, box, _ in MANIFEST_ROWS:
+    for path, label, box, _ in MANIFEST_ROWS + ([bad_row] if bad_row else []):
         lines.append(f"{path},{label},{box if box else ',,,'}")
     p = folder / "manifest.csv"
     p.write_text("\n".join(lines) + "\n")

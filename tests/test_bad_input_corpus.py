@@ -373,6 +373,14 @@ def test_manifest_good_rows_beside_bad(tmp_path):
     assert [s[0] for s in report["skipped"]] == [e[0] for e in expected]
 
 
+@pytest.mark.parametrize("bad_row", bad.MANIFEST_BAD_ROWS, ids=[r[3].split(":")[0] for r in bad.MANIFEST_BAD_ROWS])
+def test_manifest_malformed_row_is_one_line(tmp_path, bad_row):
+    path = bad.manifest(tmp_path, bad_row)
+    where = f"{path}, row {len(bad.MANIFEST_ROWS) + 1}: {bad_row[3]}"
+    assert_one_line_error(run_cli("data", "info", path), where)
+    assert_one_line_error(run_cli("evaluate", path, "--model", "fast"), where)
+
+
 def test_image_folder_good_images_beside_bad(tmp_path):
     root, n_good, bad_names = bad.image_folder(tmp_path)
     code, out, err = run_cli("data", "info", root, "--json", tmp_path / "info.json")

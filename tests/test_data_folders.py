@@ -1,11 +1,13 @@
-"""Image folders and manifests: both folder layouts, label normalisation, crops, and bad items
-(truncated, missing, not an image, unknown label, bad box) skipped and reported, never lost."""
+"""Image folders and manifests: both folder layouts, label normalisation, crops, bad images
+(truncated, missing, not an image, a box outside the image) skipped and reported, never lost, and
+a malformed manifest row refused with one line naming it."""
 
 from __future__ import annotations
 
 import csv
 from pathlib import Path
 
+import badinput as bad
 import numpy as np
 import pytest
 from PIL import Image
@@ -138,7 +140,7 @@ def boxed_image(path: Path) -> Path:
     return path
 
 
-def test_manifest_with_boxes_and_bad_rows(tmp_path):
+def test_manifest_with_boxes_and_bad_images(tmp_path):
     boxed_image(tmp_path / "img" / "box.png")
     save(tmp_path / "img" / "plain.jpg", 200, mode="RGB")
     truncated_jpeg(tmp_path / "img" / "broken.jpg")
@@ -148,27 +150,48 @@ def test_manifest_with_boxes_and_bad_rows(tmp_path):
         ["img/plain.jpg", "sadness", "", "", "", "", "s2"],
         ["img/missing.jpg", "angry", "", "", "", "", "s3"],
         ["img/broken.jpg", "fear", "", "", "", "", "s4"],
-        ["img/plain.jpg", "bored", "", "", "", "", "s5"],
-        ["img/plain.jpg", "happy", "a", "b", "c", "d", "s6"],
-        ["img/plain.jpg", "happy", 50, 50, 40, 60, "s7"],
-        ["img/plain.jpg", "happy", 500, 500, 600, 600, "s8"],
-        [str(absolute), "neutral", "", "", "", "", "s9"],
+        ["img/plain.jpg", "happy", 500, 500, 600, 600, "s5"],
+        ["img/plain.jpg", "happy", 10, 10, 10.4, 30, "s6"],
+        [str(absolute), "neutral", "", "", "", "", "s7"],
     ])
     d = load_manifest(m)
     assert [d.classes[i] for i in d.labels] == ["happy", "sad", "neutral"]
-    assert d.rows.tolist() == [1, 2, 9]
+    assert d.rows.tolist() == [1, 2, 7]
     assert d.images[0].min() == 255  # cropped to the white box exactly
     assert int(d.images[1].mean()) == 200 and int(d.images[2].mean()) == 33
     problems = [problem for _, problem in d.meta["skipped"]]
-    assert len(problems) == 6
+    assert len(problems) == 4
     assert problems[0].startswith("row 3: file not found")
     assert problems[1].startswith("row 4: ") and ("truncated" in problems[1] or "decode" in problems[1])
-    assert problems[2].startswith("row 5: unknown label 'bored'")
-    assert problems[3].startswith("row 6: bad box")
-    assert problems[4].startswith("row 7: bad box") and "empty" in problems[4]
-    assert problems[5].startswith("row 8: box") and "outside" in problems[5]
+    assert problems[2] == "row 5: box (500, 500, 600, 600) lies outside the 60x50 image"
+    assert problems[3].startswith("row 6: box") and "less than one pixel" in problems[3]
     assert str(tmp_path / "img" / "missing.jpg") == d.meta["skipped"][0][0]
     assert detect_format(m) == "manifest"
+
+
+@pytest.mark.parametrize("path,label,box,problem", bad.MANIFEST_BAD_ROWS)
+def test_a_malformed_manifest_row_is_one_line_naming_it(tmp_path, path, label, box, problem):
+    """A row the manifest itself gets wrong stops the load: skipping it would train on a
+    manifest that says something else."""
+    save(tmp_path / "img" / "a.png", 10)
+    m = tmp_path / "m.csv"
+    m.write_text(f"path,label,left,top,right,bottom,split\nimg/a.png,happy,,,,,train\n{path},{label},{box or ',,,'},\n")
+    for load in (load_manifest, load_dataset):
+        with pytest.raises(DataError) as ei:
+            load(m)
+        assert str(ei.value) == f"{m}, row 2: {problem}"
+
+
+def test_a_label_outside_the_classes_asked_for_is_skipped(tmp_path):
+    save(tmp_path / "a.png", 10)
+    save(tmp_path / "b.png", 20)
+    (tmp_path / "m.csv").write_text("path,label\na.png,happy\nb.png,contempt\n")
+    d = load_manifest(tmp_path / "m.csv", classes="fer2013")
+    assert len(d) == 1 and d.meta["skipped"] == [(str(tmp_path / "b.png"), "row 2: unknown label 'contempt' "
+                                                  f"(known: {', '.join(FER2013_CLASSES)})")]
+    assert load_manifest(tmp_path / "m.csv").classes == FERPLUS_CLASSES
+    custom = load_manifest(tmp_path / "m.csv", classes=["happy", "contempt"])  # a list: its names are labels too
+    assert custom.classes == ("happy", "contempt") and custom.labels.tolist() == [0, 1]
 
 
 def test_manifest_usage_column_and_gzip(tmp_path):
@@ -186,8 +209,11 @@ def test_manifest_usage_column_and_gzip(tmp_path):
     "content, problem",
     [
         ("", "file is empty"),
-        ("file_name,emotion_name\nx.png,happy\n", "wrong header"),
-        ("path,label,left,top\nx.png,happy,1,2\n", "all four columns"),
+        ("file_name,emotion_name\nx.png,happy\n", "row 0: wrong header 'file_name,emotion_name': no path column"),
+        ("path,subject\nx.png,s1\n", "row 0: wrong header 'path,subject': no label column"),
+        ("path,label,left,top\nx.png,happy,1,2\n", "row 0: wrong header 'path,label,left,top': a box needs all four columns"),
+        ("path,boxes_left_top_w_h\nx.png,\"1,2,3,4\"\n", "has no labels"),
+        ("path,label,split,usage\nx.png,happy,train,train\n", "both a split and a usage column"),
         ("path,label\n", "no data rows"),
     ],
 )

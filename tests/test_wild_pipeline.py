@@ -452,7 +452,7 @@ def test_cli_evaluate_wild_split_and_predictions(cli, ckpt, wild_dir, tmp_path):
     probs = [float(faces[0][f"p_{c}"]) for c in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")]
     assert sum(probs) == pytest.approx(1.0, abs=1e-3) and faces[0]["prediction"] != "missed"
     assert faces[2]["p_happy"] == ""
-    code, text = cli(["evaluate-wild", man, "--model", ckpt, "--split", "test"])
-    assert code == 2 and "no rows with split 'test'" in text and "Traceback" not in text
+    code, text = cli(["evaluate-wild", man, "--model", ckpt, "--split", "private"])
+    assert code == 2 and "no 'private' rows" in text and "Traceback" not in text
     code, text = cli(["evaluate-wild", man, "--model", ckpt, "--save-predictions", tmp_path])
     assert code == 2 and "is a folder" in text

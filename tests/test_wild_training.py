@@ -41,11 +41,16 @@ def test_read_manifest_split(split_manifest, tmp_path):
     train = read_manifest(split_manifest, split="train")
     assert len(train) == 6 and {it.split for it in train} == {"train"}
     assert len(read_manifest(split_manifest, split="VAL")) == 3
-    with pytest.raises(DataError, match=r"no rows with split 'test' \(splits: train, val\)"):
-        read_manifest(split_manifest, split="test")
+    # the one split rule of every data loader: test and val both name PublicTest
+    assert read_manifest(split_manifest, split="test") == read_manifest(split_manifest, split="val")
+    with pytest.raises(DataError, match=r"no 'private' rows \(no rows with usage 'PrivateTest'\); "
+                                        r"splits present: Training, PublicTest, or 'all'"):
+        read_manifest(split_manifest, split="private")
     plain = tmp_path / "plain.csv"
     plain.write_text("path,label\na.jpg,happy\nb.jpg,sad\n")
-    assert len(read_manifest(plain, split="val")) == 2  # no split column: every row
+    assert len(read_manifest(plain, split="train")) == len(read_manifest(plain, split="all")) == 2  # no split: Training
+    with pytest.raises(DataError, match=r"no 'val' rows .*splits present: Training, or 'all'"):
+        read_manifest(plain, split="val")
 
 
 def test_crop_manifest_cache_and_bad_photos(split_manifest, tmp_path, monkeypatch):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import badinput as bad
 import numpy as np
 import pytest
 
@@ -191,17 +192,74 @@ def test_read_manifest_formats(tmp_path):
 
 
 @pytest.mark.parametrize("text,problem", [
-    ("file,label\na.jpg,happy\n", "no 'path' column"),
-    ("path,label\na.jpg,happy\nb.jpg,bored\n", "row 2: unknown expression 'bored'"),
-    ("path,label,left,top,right,bottom\na.jpg,sad,10,10,5,20\n", "row 1: box"),
-    ("path,label,left,top,right,bottom\na.jpg,sad,1,x,5,20\n", "row 1: box values"),
-    ("path,label,left,top,right,bottom\na.jpg,sad,nan,nan,nan,nan\n", r"row 1: box values \['nan', .* are not all finite"),
-    ("path,label\n", "no faces"),
+    ("name,label\na.jpg,happy\n", "row 0: wrong header 'name,label': no path column"),
+    ("path,n_faces\na.jpg,1\n", "row 0: wrong header 'path,n_faces': no label column"),
+    ("path,label,boxes_left_top_w_h\na.jpg,happy,\"1,2,3,4\"\n", "row 0: .* is the detection-only layout"),
+    ("path,label\na.jpg,happy\nb.jpg,bored\n", "row 2: unknown label 'bored'"),
+    ("path,label,left,top,right,bottom\na.jpg,sad,10,10,5,20\n", r"row 1: bad box '10,10,5,20': empty"),
+    ("path,label,left,top,right,bottom\na.jpg,sad,1,x,5,20\n", "row 1: bad box '1,x,5,20': needs 4 numbers"),
+    ("path,label,left,top,right,bottom\na.jpg,sad,nan,nan,nan,nan\n", "row 1: bad box 'nan,nan,nan,nan': not all finite"),
+    ('path,boxes_left_top_w_h\ng.jpg,"10,20,30"\n', "row 1: bad box '10,20,30': needs 4 numbers, left,top,width,height"),
+    ('path,boxes_left_top_w_h\ng.jpg,"10,20,0,5"\n', r"row 1: bad box '10,20,0,5': empty \(width or height <= 0\)"),
+    ("path,boxes_left_top_w_h\ng.jpg,\n", "no faces: no row has boxes"),
+    ("path,label\n", "no data rows after the header"),
 ])
 def test_read_manifest_errors_name_the_row(tmp_path, text, problem):
     (tmp_path / "m.csv").write_text(text)
     with pytest.raises(DataError, match=problem):
         read_manifest(tmp_path / "m.csv")
+
+
+@pytest.mark.parametrize("header,line,problem", [
+    *(("path,label,left,top,right,bottom", f"{p},{lab},{box or ',,,'}", f"row 2: {problem}")
+      for p, lab, box, problem in bad.MANIFEST_BAD_ROWS),
+    ("path,label,left,top", "b.png,sad,1,2", "row 0: wrong header 'path,label,left,top': a box needs all four columns"),
+    ("path,emotion,split,usage", "b.png,sad,train,train", "both a split and a usage column"),
+    ("path,boxes_left_top_w_h", "b.png,\"1,2,3,4\"", "no label column"),
+])
+def test_every_manifest_reader_gives_a_bad_row_the_same_line(tmp_path, header, line, problem):
+    """Training faces (``load_manifest``), wild evaluation (``read_manifest``) and wild crops
+    (``crop_manifest``) read a manifest with one reader: the same bad row, the same error line."""
+    from wildfer.data.folders import load_manifest
+    from wildfer.wild.crops import crop_manifest
+
+    man = tmp_path / "m.csv"
+    fields = len(header.split(","))
+    man.write_text(f"{header}\na.png,happy{',' * (fields - 2)}\n{line}\n")
+    messages = []
+    for read in (load_manifest, crop_manifest, lambda m: read_manifest(m, labelled=True)):
+        with pytest.raises(DataError) as ei:
+            read(man)
+        messages.append(str(ei.value))
+    assert len(set(messages)) == 1 and messages[0].startswith(f"{man}, row ") and problem in messages[0]
+    if "boxes_left_top_w_h" not in header:  # the evaluator takes a detection-only manifest; the others need labels
+        with pytest.raises(DataError) as ei:
+            read_manifest(man)
+        assert str(ei.value) == messages[0]
+
+
+def test_every_manifest_reader_takes_the_same_rows(tmp_path):
+    """Paths relative to the manifest's folder, label aliases, boxes and usages come out the same
+    from the training loader and the evaluator's reader."""
+    from PIL import Image
+
+    from wildfer.data.folders import load_manifest
+
+    (tmp_path / "img").mkdir()
+    for name in ("a", "b", "c"):
+        Image.new("L", (40, 40), 90).save(tmp_path / "img" / f"{name}.png")
+    man = tmp_path / "m.csv"
+    man.write_text("Image,Expression,Left,Top,Right,Bottom,Usage,subject\n"
+                   "img/a.png,Happiness,1,2,30,35,train,s1\nimg/b.png,anger,,,,,valid,s2\n"
+                   f"{tmp_path / 'img' / 'c.png'},surprised,,,,,,s3\n")
+    items = read_manifest(man)
+    faces = load_manifest(man)
+    assert [str(it.path) for it in items] == faces.paths.tolist() == [str(tmp_path / "img" / f"{n}.png") for n in "abc"]
+    assert [it.label for it in items] == [faces.classes[i] for i in faces.labels] == ["happy", "angry", "surprise"]
+    assert [it.usage for it in items] == faces.usage.tolist() == ["Training", "PublicTest", "Training"]
+    assert [it.row for it in items] == faces.rows.tolist() == [1, 2, 3]
+    assert items[0].box == (1, 2, 30, 35) and items[1].box is None
+    assert [it.row for it in read_manifest(man, split="val")] == [2]
 
 
 def test_match_faces_iou_and_largest():
@@ -302,3 +360,8 @@ def test_crop_manifest_chooses_rows_by_the_split_rule(tmp_path, monkeypatch):
     assert len(crops.crop_manifest(man, split=None, cache=False)) == 4
     with pytest.raises(DataError, match="no 'private' rows .*splits present: Training, PublicTest"):
         crops.crop_manifest(man, split="private", cache=False)
+    # the evaluator's reader keeps the same rows by the same rule, and says the same of a missing split
+    assert [it.row for it in read_manifest(man, split="train")] == [1, 2, 4]
+    assert [it.row for it in read_manifest(man, split="val")] == [3]
+    with pytest.raises(DataError, match="no 'private' rows .*splits present: Training, PublicTest"):
+        read_manifest(man, split="private")

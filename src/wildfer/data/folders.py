@@ -9,17 +9,17 @@ Two layouts of folders are understood:
   :data:`~wildfer.data.fer2013.SPLIT_NAMES` (``train`` -> ``Training``, ``val`` / ``test`` ->
   ``PublicTest``, ``private`` -> ``PrivateTest`` ...).
 
-A manifest is a CSV with a header holding ``path,label`` and optionally
-``left,top,right,bottom`` (a face box in pixels) and ``usage``; paths are relative to the
-manifest's folder (absolute paths are kept). Other columns are ignored.
+A manifest (``path,label[,left,top,right,bottom][,split]``) is read by
+:func:`wildfer.data.manifest.read_manifest`, with its rules for columns, paths, labels, boxes
+and splits; a malformed header or row is a :class:`DataError` naming the row.
 
 Class names are normalised (:func:`wildfer.labels.normalize_label`: ``anger`` -> ``angry``,
 ``happiness`` -> ``happy`` ...). Each image is read with :func:`read_image`, turned to
 grayscale, cropped to its box when it has one, and resized to ``size x size``.
 
-Bad items never stop a load and are never dropped silently: an unreadable, truncated or
-missing image, an unknown label, a bad box, or a file that is not an image is skipped and
-listed in ``meta["skipped"]`` as ``(path, problem)``.
+Bad images never stop a load and are never dropped silently: an unreadable, truncated or
+missing image, a box outside its image, a file that is not an image, or a label outside the
+classes asked for is skipped and listed in ``meta["skipped"]`` as ``(path, problem)``.
 """
 
 from __future__ import annotations
@@ -33,14 +33,11 @@ from PIL import Image
 
 from ..errors import DataError, ImageError
 from ..labels import FER2013_CLASSES, FERPLUS_CLASSES, normalize_label
-from .csvfiles import check_unreadable, csv_rows, require_file
-from .fer2013 import SPLIT_NAMES, FaceArrays, usage_name
+from .csvfiles import check_unreadable
+from .fer2013 import SPLIT_NAMES, FaceArrays
 from .images import is_image_file, read_image, to_gray
+from .manifest import KNOWN_LABELS, box_outside, read_manifest, row_usage
 from .paths import data_path, not_found_hint
-
-_PATH_COLUMNS = ("path", "file", "filename", "image", "image_path")
-_LABEL_COLUMNS = ("label", "emotion", "expression", "class")
-_BOX_COLUMNS = ("left", "top", "right", "bottom")
 
 
 def resolve_classes(labels: Iterable[str], classes: str | Sequence[str] | None = None) -> tuple[str, ...]:
@@ -81,8 +78,9 @@ def face_from_image(src, box: Sequence[float] | None = None, size: int = 48, *, 
             raise ImageError(label, f"bad box (left={left:g}, top={top:g}, right={right:g}, bottom={bottom:g}): empty")
         x0, y0 = max(0, int(round(left))), max(0, int(round(top)))
         x1, y1 = min(w, int(round(right))), min(h, int(round(bottom)))
-        if right <= 0 or bottom <= 0 or left >= w or top >= h:
-            raise ImageError(label, f"box ({left:g}, {top:g}, {right:g}, {bottom:g}) lies outside the {w}x{h} image")
+        outside = box_outside((left, top, right, bottom), w, h)
+        if outside:
+            raise ImageError(label, outside)
         if x1 - x0 < 1 or y1 - y0 < 1:
             raise ImageError(label, f"box ({left:g}, {top:g}, {right:g}, {bottom:g}) covers less than one pixel")
         gray = gray[y0:y1, x0:x1]
@@ -96,24 +94,20 @@ def face_from_image(src, box: Sequence[float] | None = None, size: int = 48, *, 
 
 
 def _assemble(
-    items: list[tuple[Path, str, str, tuple | None, int | None, str | None]],
+    items: list[tuple[Path, str, str, tuple | None, int | None]],
     skipped: list[tuple[str, str]],
     classes: str | Sequence[str] | None,
     size: int,
     source: Path,
     meta: dict,
 ) -> FaceArrays:
-    """Read every ``(path, label, usage, box, row, problem)`` item into FaceArrays, skipping
-    bad ones in item order (an item with a ``problem`` is skipped at once)."""
-    normalised = [normalize_label(it[1]) for it in items if it[5] is None]
-    names = resolve_classes(normalised, classes)
+    """Read every ``(path, label, usage, box, row)`` item into FaceArrays, skipping bad ones in
+    item order."""
+    names = resolve_classes([normalize_label(it[1]) for it in items], classes)
     index = {c: i for i, c in enumerate(names)}
     images, labels, usages, rows, paths = [], [], [], [], []
-    for path, raw_label, usage, box, row, problem in items:
+    for path, raw_label, usage, box, row in items:
         where = f"row {row}: " if row is not None else ""
-        if problem is not None:
-            skipped.append((str(path), f"{where}{problem}"))
-            continue
         lab = normalize_label(raw_label)
         if lab not in index:
             skipped.append((str(path), f"{where}unknown label {raw_label!r} (known: {', '.join(names)})"))
@@ -163,7 +157,7 @@ def _class_dir_items(class_dir: Path, usage: str, skipped: list) -> list:
         if not is_image_file(f):
             skipped.append((str(f), f"not an image file ({f.suffix or 'no extension'})"))
             continue
-        items.append((f, class_dir.name, usage, None, None, None))
+        items.append((f, class_dir.name, usage, None, None))
     return items
 
 
@@ -228,56 +222,18 @@ def load_manifest(
     size: int = 48,
     usage: str = "Training",
 ) -> FaceArrays:
-    """Load a manifest CSV (``path,label[,left,top,right,bottom][,usage]``; header required).
+    """Load a manifest CSV (``path,label[,left,top,right,bottom][,split]``) read by
+    :func:`wildfer.data.manifest.read_manifest`; ``usage`` is the usage of rows without a split.
 
-    A malformed manifest (empty, no header, no ``path`` / ``label`` column, truncated) raises
-    :class:`DataError`; a bad row (missing or unreadable image, unknown label, bad box) is
-    skipped and listed in ``meta["skipped"]`` with its row number (header = row 0).
+    A malformed manifest or row (no ``path`` / ``label`` column, an empty path, an unknown
+    label, a bad box) raises :class:`DataError` naming the row (header = row 0); a row whose
+    image is missing or unreadable, whose box lies outside its image, or whose label is not one
+    of ``classes`` is skipped and listed in ``meta["skipped"]`` with its row number.
     """
-    path = require_file(path, "a manifest CSV")
-    base = path.parent
-    skipped: list[tuple[str, str]] = []
-    items: list = []
-    with csv_rows(path) as (header, rows):
-        cols = [h.strip().lower() for h in header]
-        ipath = next((cols.index(c) for c in _PATH_COLUMNS if c in cols), None)
-        ilabel = next((cols.index(c) for c in _LABEL_COLUMNS if c in cols), None)
-        if ipath is None or ilabel is None:
-            raise DataError(
-                path, f"wrong header {','.join(header)[:80]!r}; expected 'path,label[,left,top,right,bottom]'", row=0
-            )
-        ibox = [cols.index(c) if c in cols else None for c in _BOX_COLUMNS]
-        if any(i is not None for i in ibox) and any(i is None for i in ibox):
-            raise DataError(path, "a box needs all four columns left,top,right,bottom", row=0)
-        iusage = next((cols.index(c) for c in ("usage", "split") if c in cols), None)
-        for row_no, row in rows:
-            if len(row) <= max(ipath, ilabel):
-                items.append((path, "", usage, None, row_no, f"expected {len(cols)} columns, got {len(row)}"))
-                continue
-            rel = row[ipath].strip()
-            if not rel:
-                items.append((path, "", usage, None, row_no, "empty path"))
-                continue
-            img_path = Path(rel) if Path(rel).is_absolute() else base / rel
-            box = None
-            if ibox[0] is not None:
-                vals = [row[i].strip() if i < len(row) else "" for i in ibox]  # type: ignore[operator]
-                if any(vals):
-                    try:
-                        box = tuple(float(v) for v in vals)
-                    except ValueError:
-                        items.append((img_path, "", usage, None, row_no, f"bad box {','.join(vals)!r} (need 4 numbers)"))
-                        continue
-                    if not all(np.isfinite(box)):
-                        items.append((img_path, "", usage, None, row_no, f"bad box {','.join(vals)!r}"))
-                        continue
-            u = usage
-            if iusage is not None and iusage < len(row) and row[iusage].strip():
-                u = usage_name(row[iusage])
-            items.append((img_path, row[ilabel], u, box, row_no, None))
-    if not items:
-        raise DataError(path, "no data rows after the header")
-    return _assemble(items, skipped, classes, size, path, {"format": "manifest"})
+    known = None if classes is None or isinstance(classes, str) else [normalize_label(c) for c in classes]
+    faces = read_manifest(path, labelled=True, known=None if known is None else KNOWN_LABELS | set(known))
+    items = [(it.path, it.label, row_usage(it.split, usage), it.box, it.row) for it in faces]
+    return _assemble(items, [], classes, size, data_path(path), {"format": "manifest"})
 
 
 def skipped_summary(data: FaceArrays, limit: int = 10) -> list[str]:

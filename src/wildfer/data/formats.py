@@ -1,7 +1,8 @@
 """Recognise what a data path is (FER2013 CSV, FER+ CSV, manifest, image folder) and load it.
 
 :func:`load_dataset` is the one entry point for every format: ``wildfer data``, ``evaluate`` and
-``explain`` read their data through it, and :func:`select_split` picks rows by the one split rule (:func:`split_rows`).
+``explain`` read their data through it, and :func:`~wildfer.data.splits.select_split` picks rows by the one split
+rule (:func:`~wildfer.data.splits.split_rows`, both importable from here too).
 """
 
 from __future__ import annotations
@@ -11,14 +12,16 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-
 from ..errors import DataError
 from .csvfiles import _READ_ERRORS, _open_text
-from .fer2013 import USAGES, FaceArrays, usage_name, usages_present
+from .fer2013 import FaceArrays
+from .manifest import LABEL_COLUMNS, LAYOUT, PATH_COLUMNS
 from .paths import data_path, not_found_hint
+from .splits import select_split, split_rows
 
 FORMATS = ("fer2013", "ferplus", "manifest", "folder")
+
+__all__ = ["FORMATS", "detect_format", "find_fer2013_beside", "load_dataset", "select_split", "split_rows"]
 
 
 def _header(path: Path) -> list[str]:
@@ -54,14 +57,12 @@ def detect_format(path: str | os.PathLike) -> str:
         return "fer2013"
     if "usage" in cols and "image name" in cols and "neutral" in cols:
         return "ferplus"
-    if any(c in cols for c in ("path", "file", "filename", "image", "image_path")) and any(
-        c in cols for c in ("label", "emotion", "expression", "class")
-    ):
+    if any(c in cols for c in PATH_COLUMNS) and any(c in cols for c in LABEL_COLUMNS):
         return "manifest"
     raise DataError(
         path,
         f"unrecognised data file (header {','.join(cols)[:80]!r}); expected FER2013 'emotion,pixels,Usage', "
-        "FER+ 'Usage,Image name,neutral,...', or a manifest 'path,label[,left,top,right,bottom]'",
+        f"FER+ 'Usage,Image name,neutral,...', or a manifest '{LAYOUT}'",
         row=0,
     )
 
@@ -78,35 +79,6 @@ def find_fer2013_beside(ferplus_csv: str | os.PathLike) -> Path:
         f"FER+ holds labels only; its images come from FER2013, and no fer2013.csv or fer2013.csv.gz "
         f"is in {folder}: pass --fer2013 PATH",
     )
-
-
-def split_rows(usage: np.ndarray, split: str | Sequence[str] | None, source: str | os.PathLike = "data"
-               ) -> np.ndarray | None:
-    """Which rows of ``usage`` (one usage name per row) ``split`` (a name or several) keeps, by
-    the one split rule: a name stands for the usage :func:`~wildfer.data.fer2013.usage_name`
-    gives it (case-insensitive; ``train`` -> ``Training``, ``val`` / ``test`` -> ``PublicTest``,
-    ``private`` -> ``PrivateTest``); ``None`` (the result too) or ``"all"`` keeps every row. A
-    split with no rows is a :class:`DataError` for ``source`` listing the splits present (and
-    saying "unknown split" of a name that is neither a FER2013 usage nor a split name)."""
-    names = [split] if isinstance(split, str) else list(split or ())
-    if not names or any(n.strip().lower() == "all" for n in names):
-        return None
-    present = usages_present(usage)
-    have = {u.lower() for u in present}
-    usages = [usage_name(n) for n in names]
-    for name, u in zip(names, usages):
-        if u.lower() not in have:
-            why = f"no rows with usage {u!r}" if u in USAGES else "unknown split"
-            raise DataError(source, f"no {name!r} rows ({why}); "
-                                    f"splits present: {', '.join(present) or 'none'}, or 'all'")
-    return np.isin(np.char.lower(np.asarray(usage).astype(str)), [u.lower() for u in usages])
-
-
-def select_split(data: FaceArrays, split: str | Sequence[str] | None) -> FaceArrays:
-    """``data``'s rows whose usage is ``split`` (a name or several), by the one split rule
-    (:func:`split_rows`)."""
-    rows = split_rows(data.usage, split, data.source or "data")
-    return data if rows is None else data.subset(rows)
 
 
 def _ferplus_files(path: Path, labels: str | os.PathLike | None,

@@ -22,7 +22,7 @@ def evaluate_wild_cmd(
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N faces."),
     max_side: int = typer.Option(640, "--max-side", min=32, help="Longer side photos are downscaled to for detection."),
     classes: Optional[str] = typer.Option(None, "--classes", help="fer2013: fold an 8-class FER+ model's contempt away (7 classes, as the manifest's labels)."),
-    split: Optional[str] = typer.Option(None, "--split", help="Only rows whose split column holds this value (train, val ...); all rows when the manifest has no split column."),
+    split: Optional[str] = typer.Option(None, "--split", help="Only the rows of this split (train, val ...) by the split rule of every data loader: val and test are PublicTest, a row without a split is Training."),
     save_predictions: Optional[Path] = typer.Option(None, "--save-predictions", parser=file_arg, help="Write one CSV row per face: path, label, prediction, found, probabilities."),
     tta: bool = typer.Option(False, "--tta", help="Average each face with its mirror image (as predict --tta)."),
     device: str = typer.Option("auto", "--device", help="Where the classifier runs: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N."),

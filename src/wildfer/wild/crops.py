@@ -5,8 +5,8 @@
 >>> train.images.shape, train.meta["n_found"]                   # doctest: +SKIP
 ((3348, 48, 48), 3321)
 
-Each photo of a manifest (``path,label[,left,top,right,bottom][,split]``, see
-:func:`wildfer.wild.evaluate.read_manifest`) is decoded and searched by the detector once;
+Each photo of a labelled manifest (``path,label[,left,top,right,bottom][,split]``, read by
+:func:`wildfer.data.manifest.read_manifest`) is decoded and searched by the detector once;
 every labelled face is matched to a detection (as :func:`~wildfer.wild.evaluate.match_faces`
 does: by IoU with its box or lying inside it; the largest detection when the row has no box) and cut out with the pipeline's alignment, so a model
 trained on these crops sees faces framed exactly as :class:`~wildfer.wild.Recognizer` will
@@ -30,14 +30,15 @@ from typing import Callable
 import numpy as np
 
 from ..data import cache as data_cache
-from ..data.formats import split_rows
-from ..data.fer2013 import USAGES, FaceArrays, usage_name
+from ..data.fer2013 import FaceArrays
+from ..data.manifest import ManifestItem, read_manifest, row_usage
 from ..data.paths import data_path
+from ..data.splits import split_rows
 from ..errors import WildferError
 from ..labels import FER2013_CLASSES
 from .align import AlignConfig, align_face, face_pixels
 from .detectors import Detection, create_detector
-from .evaluate import ManifestItem, match_faces, read_manifest
+from .evaluate import match_faces
 
 #: bump when the crop recipe changes, so old cache files are not reused
 CROP_VERSION = 3  # 3: detector "yunet" is the ONNX graph (float boxes, not the C build's integers)
@@ -49,7 +50,7 @@ def crop_manifest(manifest: str | Path, *, split: str | None = None, detector: s
                   progress: Callable[[int, int], None] | None = None) -> FaceArrays:
     """The labelled faces of ``manifest`` as :class:`~wildfer.data.fer2013.FaceArrays` of
     aligned crops (FER2013's 7 classes): the rows of ``split`` by the one split rule
-    (:func:`~wildfer.data.formats.split_rows`: ``train`` keeps the rows whose ``split`` is
+    (:func:`~wildfer.data.splits.split_rows`: ``train`` keeps the rows whose ``split`` is
     ``train`` or ``Training``, a row without one counts as ``Training``); every row with
     ``split=None`` or ``"all"``. ``colour``: RGB crops (``N x 3 x size x size``) for a
     classifier of colour faces, instead of grey ones.
@@ -62,7 +63,7 @@ def crop_manifest(manifest: str | Path, *, split: str | None = None, detector: s
     manifest = data_path(manifest)
     recipe = {"v": CROP_VERSION, "detector": detector, "max_side": max_side, "iou": iou, "align": asdict(align)}
     salt = json.dumps({**recipe, "colour": True} if colour else recipe, sort_keys=True)
-    items = read_manifest(manifest)  # validates the manifest before any cache lookup or detection
+    items = read_manifest(manifest, labelled=True)  # validates the manifest before any cache lookup or detection
     directory = data_cache.cache_dir(cache_dir) / "wild_crops"
     key = data_cache.file_key(manifest, salt)
     arrays = data_cache.load(key, directory) if cache else None
@@ -80,8 +81,7 @@ def _crop_items(items: list[ManifestItem], detector: str, max_side: int, align: 
     det = create_detector(detector, max_side=max_side)
     by_photo: dict[Path, list[int]] = {}
     for k, it in enumerate(items):
-        if it.label is not None:
-            by_photo.setdefault(it.path, []).append(k)
+        by_photo.setdefault(it.path, []).append(k)
     n, size = len(items), align.size
     images = np.zeros((n, 3, size, size) if colour else (n, size, size), dtype=np.uint8)
     landmarks = np.full((n, 5, 2), np.nan, dtype=np.float32)
@@ -125,8 +125,7 @@ def _crop_items(items: list[ManifestItem], detector: str, max_side: int, align: 
 
 
 def _to_faces(a: dict[str, np.ndarray], manifest: Path, split: str | None) -> FaceArrays:
-    # a row's usage as every manifest loader reads it: its split named by usage_name, else Training
-    usage = np.array([usage_name(u) if u.strip() else USAGES[0] for u in a["usage"].astype(str)], dtype=str)
+    usage = np.array([row_usage(u) for u in a["usage"].astype(str)], dtype=str)
     rows = split_rows(usage, split, manifest)
     if rows is None:
         rows = np.ones(len(usage), dtype=bool)

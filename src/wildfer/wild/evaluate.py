@@ -1,14 +1,16 @@
 """Evaluate the wild pipeline on a labelled manifest: how many faces are found, how many are
 classified right.
 
-Manifest formats (CSV with a header; image paths relative to the manifest's folder):
+The manifest is read by :func:`wildfer.data.manifest.read_manifest` (re-exported here, with
+:class:`~wildfer.data.manifest.ManifestItem`), under the rules of every manifest loader:
 
 * ``path,label[,left,top,right,bottom][,split]``: one labelled face per row (more columns,
   such as ``subject``, are ignored). Without a box the face is the photo's largest detection.
-  ``split`` (or ``usage``) names the subset a row belongs to (``train``, ``val`` ...): with
-  ``split=...`` only those rows are read; a manifest without the column gives all its rows.
-* ``path,n_faces,boxes_left_top_w_h[,...]``: the group-photo layout, boxes ``l,t,w,h;l,t,w,h``
-  and no labels (detection recall only). Rows without boxes are skipped.
+  ``split`` (or ``usage``) names the subset a row belongs to; ``split=...`` keeps the rows of
+  that split by the one split rule (``val`` / ``test`` -> ``PublicTest``, a row without a
+  split is ``Training``).
+* ``path,boxes_left_top_w_h[,...]``: the group-photo layout, boxes ``l,t,w,h;l,t,w,h``
+  and no labels (detection recall only). Rows without boxes hold no faces.
 
 A labelled face is *found* when a detection overlaps its box with IoU >= ``iou`` or lies
 inside a looser labelled box (see :func:`match_faces`; one detection per face, best matches
@@ -21,7 +23,6 @@ counted in ``n_search`` and scored separately (``accuracy_search``).
 from __future__ import annotations
 
 import csv
-import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
@@ -30,101 +31,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..data.csvfiles import check_unreadable, csv_rows, require_file
-from ..data.paths import data_path, not_found_hint
-from ..errors import DataError, WildferError
-from ..labels import FER2013_CLASSES, FERPLUS_CLASSES, normalize_label
+from ..data.csvfiles import check_unreadable
+from ..data.manifest import ManifestItem, box_outside, read_manifest
+from ..errors import WildferError
 from .detectors import box_inside, box_iou
 
 MISSED = "missed"
-_KNOWN = set(FER2013_CLASSES) | set(FERPLUS_CLASSES)
-
-
-@dataclass
-class ManifestItem:
-    """One labelled (or box-only) face of a manifest."""
-
-    path: Path
-    label: str | None
-    box: tuple[float, float, float, float] | None
-    row: int
-    split: str | None = None
-
-
-def read_manifest(manifest: str | Path, split: str | None = None) -> list[ManifestItem]:
-    """Parse a manifest (see the module docstring) into one item per face; with ``split``,
-    only the rows whose ``split`` column holds that value (case-insensitive)."""
-    manifest = data_path(manifest)
-    if not manifest.exists():
-        raise DataError(manifest, f"manifest {not_found_hint(manifest)}")
-    manifest = require_file(manifest, "a manifest CSV")
-    root = manifest.parent
-    items: list[ManifestItem] = []
-    # the CSV reading rules (gzip, UTF-8, damaged quoting, oversized fields) of every data loader
-    with csv_rows(manifest) as (header, reader):
-        cols = [c.strip().lower() for c in header]
-        if "path" not in cols:
-            raise DataError(manifest, f"no 'path' column (columns: {', '.join(cols) or 'none'}); expected "
-                            "path,label[,left,top,right,bottom]")
-        label_col = next((c for c in ("label", "emotion", "expression") if c in cols), None)
-        box_cols = ("left", "top", "right", "bottom")
-        has_box = all(c in cols for c in box_cols)
-        groups = "boxes_left_top_w_h" in cols
-        split_col = next((c for c in ("split", "usage") if c in cols), None)
-        wanted = None if split is None or split_col is None else split.strip().lower()
-        seen_splits: set[str] = set()
-        if label_col is None and not groups:
-            raise DataError(manifest, "no 'label' column (and no 'boxes_left_top_w_h' column for detection only)")
-        for i, values in reader:  # row numbers as every wildfer loader counts them (header = 0)
-            row = {c: (values[j] if j < len(values) else "").strip() for j, c in enumerate(cols)}
-            row_split = row.get(split_col, "") if split_col else None
-            if row_split is not None:
-                seen_splits.add(row_split.lower())
-            if wanted is not None and (row_split or "").lower() != wanted:
-                continue
-            if not row.get("path"):
-                raise DataError(manifest, "empty path", row=i)
-            path = root / row["path"]
-            label = None
-            if label_col is not None:
-                if not row.get(label_col):
-                    raise DataError(manifest, f"empty {label_col}", row=i)
-                label = normalize_label(row[label_col])
-                if label not in _KNOWN:
-                    raise DataError(manifest, f"unknown expression {row[label_col]!r} (known: "
-                                    f"{', '.join(sorted(_KNOWN))})", row=i)
-            if groups and label_col is None:
-                spec = row.get("boxes_left_top_w_h", "")
-                if not spec:
-                    continue
-                for part in spec.split(";"):
-                    v = _numbers(part.split(","), manifest, i, 4)
-                    items.append(ManifestItem(path, None, (v[0], v[1], v[0] + v[2], v[1] + v[3]), i, row_split))
-                continue
-            box = None
-            if has_box and any(row.get(c) for c in box_cols):
-                v = _numbers([row.get(c, "") for c in box_cols], manifest, i, 4)
-                if v[2] <= v[0] or v[3] <= v[1]:
-                    raise DataError(manifest, f"box {v} has right <= left or bottom <= top", row=i)
-                box = (v[0], v[1], v[2], v[3])
-            items.append(ManifestItem(path, label, box, i, row_split))
-    if not items and wanted is not None:
-        raise DataError(manifest, f"no rows with split {split!r} (splits: {', '.join(sorted(seen_splits)) or 'none'})")
-    if not items:
-        raise DataError(manifest, "manifest has no faces")
-    return items
-
-
-def _numbers(parts, manifest, row, n) -> list[float]:
-    try:
-        v = [float(p) for p in parts]
-    except ValueError:
-        raise DataError(manifest, f"box values {parts} are not numbers", row=row) from None
-    if len(v) != n:
-        raise DataError(manifest, f"box needs {n} numbers, got {len(v)}", row=row)
-    if not all(math.isfinite(x) for x in v):
-        raise DataError(manifest, f"box values {parts} are not all finite numbers", row=row)
-    return v
 
 
 def match_faces(items: list[ManifestItem], dets, iou: float = 0.3, inside: float = 0.7) -> list[int | None]:
@@ -184,7 +96,7 @@ def evaluate_wild(manifest: str | Path, recognizer=None, *, model: Any = None, m
 
     ``recognizer`` (a :class:`~wildfer.wild.Recognizer`) is used as is; otherwise one is
     built from ``model``, ``detector``, ``mode`` and ``recognizer_kw``. ``split`` keeps the
-    rows of that split (see :func:`read_manifest`), ``limit`` the first ``limit`` faces.
+    rows of that split (see :func:`~wildfer.data.manifest.read_manifest`), ``limit`` the first ``limit`` faces.
     ``save_predictions`` writes one CSV row per face (path, label, prediction, found, one
     probability column per class). ``progress(done, total)`` is called after each photo.
     """
@@ -254,12 +166,10 @@ def _match_photos(rec, items: list[ManifestItem], iou: float,
         if work is not None:
             m.n_detections += len(work.dets)
             for k in ks:
-                b = items[k].box
-                if b is not None and (b[2] <= 0 or b[3] <= 0 or b[0] >= work.width or b[1] >= work.height):
+                outside = items[k].box and box_outside(items[k].box, work.width, work.height)
+                if outside:
                     m.bad_rows.add(k)
-                    m.unreadable.append({"path": str(path), "error": f"{path}, row {items[k].row}: box "
-                                         f"({', '.join(f'{v:g}' for v in b)}) lies outside the "
-                                         f"{work.width}x{work.height} photo"})
+                    m.unreadable.append({"path": str(path), "error": f"{path}, row {items[k].row}: {outside}"})
             ks = [k for k in ks if k not in m.bad_rows]
             # the whole-photo path has one "face", the photo: it stands for the photo's labelled face
             faces = [replace(items[k], box=None) if rec.mode == "whole" else items[k] for k in ks]
@@ -359,3 +269,6 @@ def write_predictions(path: str | Path, items: list[ManifestItem], pred: list[st
                         *(f"{v:.5f}" if f else "" for v in pr)])
     tmp.replace(path)
     return path
+
+
+__all__ = ["evaluate_wild", "match_faces", "read_manifest", "ManifestItem", "write_predictions", "MISSED"]
