@@ -4,8 +4,9 @@
 >>> train = load_dataset("fer2013.csv.gz", "train")                      # doctest: +SKIP
 >>> val = load_dataset("faces.csv", "val")         # a manifest's split column  # doctest: +SKIP
 
-:func:`load_dataset` reads every format (``dataset=`` forces one) and selects rows by one
-split rule (:func:`wildfer.data.formats.select_split`). Everything loads into
+:func:`load_dataset` reads every format (``dataset=`` forces one, :mod:`wildfer.data.formats`)
+and selects rows by one split rule (:func:`wildfer.data.splits.select_split`). Every manifest is
+read by :func:`read_manifest` (:mod:`wildfer.data.manifest`). Everything loads into
 :class:`FaceArrays` (N x 48 x 48 uint8 images, labels, usage).
 Torch adapters (:class:`FaceDataset`, :func:`make_loader`) import torch lazily.
 """
@@ -17,6 +18,8 @@ __all__ = [
     "load_fer2013",
     "load_ferplus",
     "load_dataset",
+    "read_manifest",
+    "select_split",
     "FaceDataset",
     "make_loader",
 ]
@@ -24,6 +27,8 @@ __all__ = [
 _LAZY = {
     "load_ferplus": "ferplus",
     "load_dataset": "formats",
+    "read_manifest": "manifest",
+    "select_split": "splits",
     "FaceDataset": "torchdata",
     "make_loader": "torchdata",
 }
