@@ -6,7 +6,6 @@ audit and the face-region table.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Callable, List, Optional
 
@@ -39,14 +38,6 @@ def _load(spec: str):
     return load_model(spec)
 
 
-def _write_json(path: Path, obj) -> None:
-    """Write a command's JSON report; a report that is a mapping also gets the ``machine`` record."""
-    from ..machine import machine
-    from ..jsonio import write_json
-
-    write_json(path, {**obj, "machine": machine()} if isinstance(obj, dict) else obj)
-
-
 def _write_markdown(path: Path, text: str, console) -> None:
     """Write a ``--md`` report (making its folder) and say where."""
     write_text_whole(path, text)
@@ -61,17 +52,6 @@ _SPLIT_OPT = typer.Option("PublicTest", "--split", help="Rows of a data set to u
 def _say(console):
     """A ``progress`` callback printing dim lines on ``console``."""
     return lambda s: console.print(f"[dim]{s}[/]", highlight=False)
-
-
-def _balanced_indices(labels, n: int, seed: int):
-    """``n`` faces balanced over the classes (fixed seed), sorted."""
-    import numpy as np
-
-    from .studies import stratified_subset
-
-    k = max(1, math.ceil(n / max(1, len(np.unique(labels)))))
-    idx = stratified_subset(labels, k, seed)
-    return np.sort(np.random.default_rng(seed).permutation(idx)[:n])
 
 
 def maps_command(whole_photos: Callable | None = None):
@@ -179,20 +159,22 @@ def audit(
 ):
     """Can the maps be trusted? Cascading parameter randomization (Adebayo et al. 2018) and deletion / insertion faithfulness against random maps."""
     from .audit import audit_markdown, run_audit
+    from .reports import balanced_indices, write_audit_json
     from .studies import load_data, parse_methods
 
     console = _console()
     names = parse_methods(methods)
     clf = _load(model)
     ds = load_data(data, split)
-    idx = _balanced_indices(ds.labels, n, seed)
+    idx = balanced_indices(ds.labels, n, seed)
     rep = run_audit(clf, ds.images[idx], names, threshold=threshold, steps=steps, n_random=random_seeds, seed=seed,
                     randomization=not no_randomization, progress=_say(console))
     rep["model"] = model
     rep["data"] = {"path": str(data), "split": split, "n": int(len(idx)), "seed": seed}
     _print_audit(rep, console)
     if json_out:
-        _write_audit_json(json_out, rep, console)
+        write_audit_json(json_out, rep)
+        console.print(f"wrote {json_out}", highlight=False)
     if md_out:
         _write_markdown(md_out, audit_markdown(rep), console)
 
@@ -217,19 +199,6 @@ def _print_audit(rep: dict, console) -> None:
                   f"[red]not better than random[/]: {', '.join(worse)}"))
 
 
-def _write_audit_json(json_out: Path, rep: dict, console) -> None:
-    """The audit report as JSON, with its deletion and insertion curves plotted beside it."""
-    from .plot import plot_curves
-
-    _write_json(json_out, rep)
-    fa = rep["faithfulness"]
-    for kind, title in (("deletion", "deletion (lower is better)"), ("insertion", "insertion (higher is better)")):
-        curves = {m: r[f"{kind}_curve"] for m, r in fa["methods"].items()}
-        curves["random"] = fa["random"][f"{kind}_curve"]
-        plot_curves(curves, json_out.with_name(f"{json_out.stem}_{kind}.png"), title=title)
-    console.print(f"wrote {json_out}", highlight=False)
-
-
 def regions(
     model: List[str] = typer.Option(["default"], "--model", "-m", help="A model; repeat for several."),
     data: Path = typer.Option(..., "--data", help="fer2013.csv[.gz] (or another data set)."),
@@ -243,6 +212,7 @@ def regions(
     """Share of saliency on brows, eyes, nose, mouth, the rest of the face and outside it, per class and per model, against each region's share of the area."""
     from rich.console import Console
 
+    from .reports import region_tables, write_report_json
     from .studies import model_label, parse_methods, region_markdown, region_table
 
     console = _console()
@@ -255,34 +225,13 @@ def regions(
     rep = region_table(models, data, methods=methods, split=split, per_class=per_class, target=target,
                        progress=_say(console))
     out_console = Console()
-    for tb in _region_tables(rep):
+    for tb in region_tables(rep):
         out_console.print(tb)
     if json_out:
-        _write_json(json_out, rep)
+        write_report_json(json_out, rep)
         console.print(f"wrote {json_out}", highlight=False)
     if md_out:
         _write_markdown(md_out, region_markdown(rep), console)
-
-
-def _region_tables(rep: dict) -> list:
-    """One table per model and method: the share of saliency per region and class, overall, and the area."""
-    from rich.table import Table
-
-    from .regions import REGIONS
-
-    tables = []
-    for name, entry in rep["models"].items():
-        for m, e in entry["methods"].items():
-            tb = Table(title=f"{name} - {m}: share of saliency per region", title_justify="left")
-            tb.add_column("class")
-            for r in REGIONS:
-                tb.add_column(r, justify="right")
-            for cls, sh in e["per_class"].items():
-                tb.add_row(cls, *[f"{sh[r]:.3f}" for r in REGIONS])
-            tb.add_row("[bold]all[/]", *[f"[bold]{e['all'][r]:.3f}[/]" for r in REGIONS])
-            tb.add_row("[dim]area[/]", *[f"[dim]{rep['area'][r]:.3f}[/]" for r in REGIONS])
-            tables.append(tb)
-    return tables
 
 
 def report(
@@ -297,89 +246,17 @@ def report(
     audit_n: int = typer.Option(0, "--audit", min=0, help="Also audit each run's best.pt on this many faces (0: no)."),
 ):
     """Everything for the README in one command: per run the saliency-over-epochs figure, then the region table and the side-by-side figure of all runs (and the audit with --audit N); report.md gathers the tables."""
-    from .studies import compare_models, load_data, parse_methods, region_markdown, region_table
+    from .reports import saliency_report
+    from .studies import parse_methods
 
     check_output_dir(out, "--out")
     console = _console()
-    say = _say(console)
     methods = parse_methods(method)
     models = [(r.name, _load(str(r))) for r in runs]
-    out.mkdir(parents=True, exist_ok=True)
-    md = ["# Saliency report", "", f"Data: `{data}` ({split}). Runs: {', '.join(f'`{r}`' for r in runs)}.", ""]
-    ds = load_data(data, split)
-    md += _template_section(ds, out)
-    for r in runs:
-        md += _epochs_section(r, data, out, method=epochs_method, split=split, n_regions=n_regions, console=console)
-    reg = region_table(models, data, methods=methods, split=split, per_class=per_class, progress=say)
-    _write_json(out / "regions.json", reg)
-    write_text_whole(out / "regions.md", region_markdown(reg))
-    md += ["## Face regions", "", region_markdown(reg)]
-    cmp_rep = compare_models(models, data, out / "compare", methods=[epochs_method], split=split)
-    md += ["## The same faces, side by side", "", f"![compare](compare/{cmp_rep['grid']})", ""]
-    if audit_n > 0:
-        md += _audit_section(models, ds, audit_n, out, say)
-    write_text_whole(out / "report.md", "\n".join(md) + "\n")
-    console.print(f"wrote {out / 'report.md'}", highlight=False)
-
-
-def _template_section(ds, out: Path) -> list[str]:
-    """The region template drawn on the data's mean face (to check it by eye): template.png
-    and its report lines."""
-    import numpy as np
-
-    from .plot import region_picture, save_grid
-    from .regions import template_regions
-
-    mean_face = ds.images.astype(np.float64).mean(0)
-    mean_u8 = np.clip((mean_face - mean_face.min()) / max(1e-6, np.ptp(mean_face)) * 255, 0, 255).astype(np.uint8)
-    save_grid([[mean_u8, region_picture(mean_u8, template_regions(mean_u8.shape))]], out / "template.png",
-              col_labels=[f"mean of {len(ds)} faces", "regions"], cell_inches=2.5)
-    return ["Face-region template on the mean face: ![template](template.png)", ""]
-
-
-_EPOCH_REGIONS = ("eyes", "brows", "nose", "mouth", "face_other", "outside")
-
-
-def _epochs_section(run: Path, data: Path, out: Path, *, method: str, split: str, n_regions: int,
-                    console) -> list[str]:
-    """A run's saliency-over-epochs figure and table; nothing for a run without epoch checkpoints."""
-    from ..errors import ModelError
-    from .studies import epoch_checkpoints, epochs_study
-
-    try:
-        epoch_checkpoints(run)
-    except ModelError as e:  # a run without epoch checkpoints just has no figure
-        console.print(f"[yellow]no epochs figure for {run}[/]: {e}", highlight=False)
-        return []
-    rep = epochs_study(run, data, out / f"{run.name}_epochs", method=method, split=split, n_regions=n_regions,
-                       progress=_say(console))
-    md = [f"## {run.name}: {method} saliency over training", "",
-          f"![epochs]({run.name}_epochs/{rep['grid']}) ![regions]({run.name}_epochs/{rep['plot']})", "",
-          "| epoch | val acc | eyes | brows | nose | mouth | rest of face | outside | key regions |",
-          "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for e in rep["epochs"]:
-        sh = e["shares"]
-        acc = f"{e['val_acc']:.3f}" if e["val_acc"] is not None else "-"
-        md.append(f"| {e['epoch']} | {acc} | " + " | ".join(f"{sh[k]:.3f}" for k in _EPOCH_REGIONS)
-                  + f" | {e['key_share']:.3f} |")
-    md += ["| area | | " + " | ".join(f"{rep['area_shares'][k]:.3f}" for k in _EPOCH_REGIONS)
-           + f" | {rep['key_area_share']:.3f} |", ""]
-    return md
-
-
-def _audit_section(models, ds, n: int, out: Path, say) -> list[str]:
-    """Each model audited on ``n`` balanced faces: NAME_audit.json / .md and the report lines."""
-    from .audit import audit_markdown, run_audit
-
-    idx = _balanced_indices(ds.labels, n, 0)
-    md: list[str] = []
-    for name, clf in models:
-        rep = run_audit(clf, ds.images[idx], progress=say)
-        rep["model"] = name
-        _write_json(out / f"{name}_audit.json", rep)
-        write_text_whole(out / f"{name}_audit.md", audit_markdown(rep))
-        md += ["## Audit", "", audit_markdown(rep)]
-    return md
+    path = saliency_report(runs, models, data, out, split=split, methods=methods, epochs_method=epochs_method,
+                           per_class=per_class, n_regions=n_regions, audit_n=audit_n, progress=_say(console),
+                           warn=lambda s: console.print(s, highlight=False))
+    console.print(f"wrote {path}", highlight=False)
 
 
 def register(app: typer.Typer, panel: str, *, whole_photos: Callable | None = None) -> None:
