@@ -139,3 +139,18 @@ def test_detector_sees_lazy_imports_and_skips_type_checking(tmp_path):
     graph = import_graph(tmp_path, "pkg")
     assert graph["pkg.a"] == {"pkg.b"} and graph["pkg.b"] == {"pkg.a", "pkg.c"} and graph["pkg.c"] == {"pkg.d"}
     assert find_cycle(graph) == ["pkg.a", "pkg.b", "pkg.a"]
+
+
+def _under(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+def test_wild_and_explain_do_not_import_each_other_or_the_top_layer():
+    """wild imports neither explain nor the top layer (batch, photo_maps, serve); explain does
+    not import wild: what composes them (saliency maps on photos, batch prediction) is above both."""
+    graph = import_graph(SRC, "wildfer")
+    above_wild = ("wildfer.explain", "wildfer.batch", "wildfer.photo_maps", "wildfer.serve", "wildfer.cli")
+    wrong = sorted(f"{m} -> {d}" for m, deps in graph.items() for d in deps
+                   if (_under(m, "wildfer.wild") and any(_under(d, p) for p in above_wild))
+                   or (_under(m, "wildfer.explain") and _under(d, "wildfer.wild")))
+    assert not wrong, "imports against the layers: " + ", ".join(wrong)

@@ -183,6 +183,8 @@ def test_info_and_models_without_torch(env, tmp_path):
 @pytest.mark.parametrize("args", [
     ["train", "--config", "x.yaml"],
     ["explain", "maps", "x.yaml", "--model", "default", "--out", "m.png"],
+    ["explain", "maps", "x.yaml", "--detect", "--out", "m"],
+    ["predict", "x.yaml", "--saliency", "gradcam", "--json", "p.json"],
     ["export", "default", "--onnx", "d.onnx"],
 ])
 def test_a_command_that_needs_torch_says_so_in_one_line(env, tmp_path, args):
