@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..models.classifier import DEFAULT_PREPROCESS
+from ..models.classifier import DEFAULT_PREPROCESS, normalize_input, scale_pixels
 from .fer2013 import FaceArrays
 
 AugmentFn = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
@@ -81,10 +81,10 @@ class FaceDataset(Dataset):
         if index < 0:
             index += len(self)
         img = self.arrays.images[index]
-        x = torch.from_numpy(np.ascontiguousarray(img)).to(torch.float32).div_(255.0).unsqueeze(0)
+        x = scale_pixels(torch.from_numpy(np.ascontiguousarray(img)).to(torch.float32)).unsqueeze(0)
         if self.augment is not None:
             x = self.augment(x, self.sample_generator(index))
-        x = (x - self.mean) / self.std
+        x = normalize_input(x, (self.mean, self.std))
         if self.soft:
             y = torch.from_numpy(np.asarray(self.arrays.soft[index], dtype=np.float32))
         else:

@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import WildferError
-from ..models.classifier import mean_std
+from ..models.classifier import mean_std, normalize_input
 
 TargetLike = Union[int, Sequence[int], np.ndarray, torch.Tensor, None]
 BaselineLike = Union[str, float, torch.Tensor]
@@ -138,8 +138,7 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 def black_value(model: Any) -> float:
     """The network-input value of a black pixel (``(0 - mean) / std`` of the preprocessing)."""
-    mean, std = mean_std(getattr(model, "preprocess", None))
-    return (0.0 - mean) / std
+    return normalize_input(0.0, mean_std(getattr(model, "preprocess", None)))
 
 
 def make_baseline(x: torch.Tensor, baseline: BaselineLike, *, model: Any = None, blur_sigma: float = 4.0) -> torch.Tensor:

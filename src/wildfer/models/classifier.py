@@ -36,6 +36,26 @@ def mean_std(preprocess: dict | None) -> tuple[float, float]:
     return float(pre["mean"]), float(pre["std"])
 
 
+def scale_pixels(pixels):
+    """0-255 pixels (a float numpy array or torch tensor) in the range 0-1, where every
+    network input starts: ``pixels / 255``."""
+    return pixels / 255.0
+
+
+def normalize_input(x01, norm: tuple[float, float]):
+    """0-1 pixels (numpy or torch) as network input: ``(x01 - mean) / std``, with ``norm`` the
+    ``(mean, std)`` of :func:`mean_std`. The one formula of input normalisation, for inference
+    (numpy and torch), training tensors and ensembles alike."""
+    mean, std = norm
+    return (x01 - mean) / std
+
+
+def denormalize_input(x, norm: tuple[float, float]):
+    """Network input back to 0-1 pixels: the inverse of :func:`normalize_input`."""
+    mean, std = norm
+    return x * std + mean
+
+
 def face_view(preprocess: dict | None) -> tuple:
     """What decides how faces are cut for a preprocessing record: ``(size, colour, alignment,
     template)``. Classifiers whose records give the same view read the same crops."""
@@ -316,6 +336,13 @@ class Classifier:
         views = self.preprocess.get("views")
         return [dict(v) for v in views] if views else [dict(self.preprocess)]
 
+    def _view_input(self, view: dict | None) -> tuple[int, int]:
+        """``(size, channels)`` of the faces the network reads in ``view`` (one of
+        :attr:`face_views`; ``None``: this classifier's own)."""
+        if view is None:
+            return self.size, self.channels
+        return int(view.get("size", self.size)), (1 if view.get("grayscale", True) else 3)
+
     def to_tensor(self, faces, device: Any = None, view: dict | None = None) -> torch.Tensor:
         """uint8/float faces (grey N x H x W, or N x C x H x W with C = 1 or 3, 0-255) ->
         normalised float tensor on ``device`` (default: the network's, :attr:`input_device`),
@@ -324,15 +351,14 @@ class Classifier:
         model's device: they travel as uint8, a quarter of the float bytes. ``view``: one of
         :attr:`face_views` (its size and channels; the normalisation stays this classifier's)."""
         torch = import_torch("torch tensors of faces")
-        size = self.size if view is None else int(view.get("size", self.size))
-        channels = self.channels if view is None else (1 if view.get("grayscale", True) else 3)
+        size, channels = self._view_input(view)
         x = torch.as_tensor(np.asarray(faces) if not isinstance(faces, torch.Tensor) else faces)
         x = x.to(self.input_device if device is None else device)
         if x.dim() == 2:
             x = x[None]
         if x.dim() == 3:
             x = x[:, None]
-        x = match_channels(x.float() / 255.0, channels)
+        x = match_channels(scale_pixels(x.float()), channels)
         if x.shape[-1] != size or x.shape[-2] != size:
             x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
         return self.normalize(x)
@@ -340,15 +366,12 @@ class Classifier:
     def to_array(self, faces, view: dict | None = None) -> np.ndarray:
         """What :meth:`to_tensor` makes, as a float32 numpy batch ``N x C x H x W`` on the CPU
         (no torch): the input of this classifier's ONNX graph."""
-        size = self.size if view is None else int(view.get("size", self.size))
-        channels = self.channels if view is None else (1 if view.get("grayscale", True) else 3)
-        x = resize_planes(match_channels(pixel_batch(faces) * np.float32(1 / 255.0), channels), size)
-        mean, std = mean_std(self.preprocess)
-        return (x - np.float32(mean)) / np.float32(std)
+        size, channels = self._view_input(view)
+        return self.normalize(resize_planes(match_channels(scale_pixels(pixel_batch(faces)), channels), size))
 
-    def normalize(self, x01: torch.Tensor) -> torch.Tensor:
-        mean, std = mean_std(self.preprocess)
-        return (x01 - mean) / std
+    def normalize(self, x01):
+        """0-1 pixels (numpy or torch) as this classifier's network input (:func:`normalize_input`)."""
+        return normalize_input(x01, mean_std(self.preprocess))
 
     def graph_logits(self, faces, batch_size: int = 256) -> np.ndarray:
         """The graph's outputs ``N x C`` (numpy) for ``faces``: one array, or a list of arrays

@@ -14,8 +14,8 @@ import torch.nn.functional as F
 
 from ..errors import ModelError
 from ..labels import class_alignment
-from .classifier import (DEFAULT_PREPROCESS, Classifier, ensemble_weights, fold_classes, match_channels, mean_std,
-                         mirror_index, tta_mode, tta_views)
+from .classifier import (DEFAULT_PREPROCESS, Classifier, denormalize_input, ensemble_weights, fold_classes,
+                         match_channels, mean_std, mirror_index, normalize_input, tta_mode, tta_views)
 
 
 class EnsembleNet(nn.Module):
@@ -74,8 +74,7 @@ class EnsembleNet(nn.Module):
         in several ways (the views each member reads, :attr:`member_inputs`)."""
         if isinstance(x, (list, tuple)):
             return self._forward_views(list(x))
-        mean_in, std_in = self.input_norm
-        x01 = x * std_in + mean_in
+        x01 = denormalize_input(x, self.input_norm)
         if x01.shape[-1] != self.size or x01.shape[-2] != self.size:
             x01 = F.interpolate(x01, size=(self.size, self.size), mode="bilinear", align_corners=False)
         # one input view for every member (however the members cut faces themselves)
@@ -84,17 +83,16 @@ class EnsembleNet(nn.Module):
     def _member_probabilities(self, i: int, net: nn.Module, v: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
         """Member ``i``'s probabilities (on the ensemble's classes) of a 0-1 view, or of a list of
         0-1 views for a member that reads several."""
-        mean, std, size = *self.member_norms[i], self.member_sizes[i]
+        norm, size = self.member_norms[i], self.member_sizes[i]
         if isinstance(v, list):  # an ensemble member of several views: its own input scaling
-            out = net([(t - mean) / std for t in v])
+            out = net([normalize_input(t, norm) for t in v])
         else:
             if v.shape[-1] != size or v.shape[-2] != size:
                 v = F.interpolate(v, size=(size, size), mode="bilinear", align_corners=False)
-            out = net((match_channels(v, self.member_channels[i]) - mean) / std)
+            out = net(normalize_input(match_channels(v, self.member_channels[i]), norm))
         return fold_classes(torch.softmax(out.float(), dim=1), getattr(self, f"class_map_{i}"))
 
     def _forward_views(self, xs: list[torch.Tensor]) -> torch.Tensor:
-        mean_in, std_in = self.input_norm
         # the TTA views of every input view, as [tta view][input view]; crops scale with each side
         per_input = []
         for x in xs:
@@ -102,7 +100,8 @@ class EnsembleNet(nn.Module):
             crop = max(1, round(self.crop * side / self.size))
             resize = None if crop == side else (
                 lambda v, s=side: F.interpolate(v, size=(s, s), mode="bilinear", align_corners=False))
-            per_input.append(tta_views(x * std_in + mean_in, self.tta, crop, flip=lambda a: a.flip(-1), resize=resize))
+            x01 = denormalize_input(x, self.input_norm)
+            per_input.append(tta_views(x01, self.tta, crop, flip=lambda a: a.flip(-1), resize=resize))
         return self._average(list(zip(*per_input)), self.member_inputs)
 
     def _average(self, augmented: Sequence[Sequence[torch.Tensor]], inputs: Sequence[Sequence[int]]) -> torch.Tensor:

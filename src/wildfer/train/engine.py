@@ -32,7 +32,7 @@ from ..data.fer2013 import FaceArrays
 from ..data.torchdata import MixedEpochSampler, ShardedSampler, dist_info
 from ..errors import WildferError
 from ..jsonio import write_json
-from ..models.classifier import mean_std
+from ..models.classifier import mean_std, normalize_input, scale_pixels
 from ..paths import check_output_dir
 from .callbacks import (
     Callback,
@@ -130,12 +130,11 @@ class Trainer:
         x = torch.from_numpy(np.ascontiguousarray(images))
         if device is not None:
             x = x.to(device, non_blocking=True)  # uint8 over the bus: a quarter of the float bytes
-        x = x.float().div_(255.0)
+        x = scale_pixels(x.float())
         return x.unsqueeze(1) if x.dim() == 3 else x  # grey N x H x W; colour faces are N x 3 x H x W
 
     def _normalize(self, x: torch.Tensor) -> torch.Tensor:
-        mean, std = self.norm
-        return (x - mean) / std
+        return normalize_input(x, self.norm)
 
     def _autocast(self):
         if self.device.type == "cuda" and self.cfg.amp:

@@ -36,7 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..labels import FER2013_CLASSES
-from ..models.classifier import DEFAULT_PREPROCESS
+from ..models.classifier import DEFAULT_PREPROCESS, mean_std, normalize_input, scale_pixels
 
 #: per check, the setting an architecture runs at when no ``model_kwargs`` are given
 CHEAP_KWARGS: dict[str, dict[str, dict]] = {
@@ -89,7 +89,7 @@ def _tiny_batch(n: int, data: str | os.PathLike | None, seed: int) -> tuple[torc
         images = torch.randint(0, 256, (n, side, side), generator=g).float()
         labels = torch.randint(0, len(FER2013_CLASSES), (n,), generator=g)
         source = f"{n} random images (FER2013 not found)"
-    x = (images[:, None] / 255.0 - DEFAULT_PREPROCESS["mean"]) / DEFAULT_PREPROCESS["std"]
+    x = normalize_input(scale_pixels(images[:, None]), mean_std(None))
     return x, labels, source
 
 
