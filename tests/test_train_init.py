@@ -83,3 +83,19 @@ def test_init_without_classes_keeps_a_fresh_head(source_run):
     net = create_model("shallow", num_classes=8, num_filters=4, hidden=16)
     report = init_from(net, str(source_run), classes=None)
     assert report["mapped"] == [] and len(report["skipped"]) == 2
+
+
+def test_a_trainer_is_cheap_to_make_and_sets_up_once(tmp_path):
+    """The constructor checks the config only: the data are read, the model built and the
+    process set up by setup(), which fit() calls and which returns the same state again."""
+    lazy = Trainer(_cfg(tmp_path, "lazy", data=str(tmp_path / "missing.csv")))
+    assert lazy.state is None and not hasattr(lazy, "train_data") and not (tmp_path / "lazy").exists()
+    with pytest.raises(WildferError, match="missing.csv"):
+        lazy.setup()  # the data set is looked for only now
+    trainer = Trainer(_cfg(tmp_path, "given"), train=_arrays(32, FER2013_CLASSES, "Training", 4),
+                      val=_arrays(16, FER2013_CLASSES, "PublicTest", 5))
+    state = trainer.setup()
+    assert trainer.setup() is state and state.net is state.model and state.loss is not None
+    assert trainer.num_classes == 7 and len(trainer.train_data) == 32 and not (tmp_path / "given").exists()
+    summary = trainer.fit()
+    assert summary["epochs_run"] == 1 and trainer.state is state and (tmp_path / "given" / "best.pt").exists()

@@ -179,6 +179,7 @@ def test_train_with_ferplus_soft_labels_and_wild_data(cli, fer2013_csv, ferplus_
                       subset=40, val_subset=30, wild_data=str(split_manifest), epochs=1, batch_size=8,
                       out=str(tmp_path / "soft"))
     trainer = Trainer(cfg)
+    trainer.setup()
     data = trainer.train_data
     assert tuple(data.classes) == ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
     assert data.soft.shape == (len(data), 7) and np.allclose(data.soft.sum(1), 1, atol=1e-5)
@@ -231,6 +232,7 @@ def test_train_larger_faces(fer2013_csv, split_manifest, wild_dir, tmp_path, mon
     cfg = TrainConfig(model="vggfer_small", model_kwargs=kw, data=str(fer2013_csv), subset=40, val_subset=30,
                       wild_data=str(split_manifest), epochs=1, batch_size=8, out=str(tmp_path / "run"))
     trainer = Trainer(cfg)
+    trainer.setup()
     assert trainer.train_data.images.shape == (45, 64, 64) and trainer.val_data.images.shape == (2, 64, 64)
     assert trainer.extra_val["fer"].images.shape == (30, 64, 64)
     wild = crop_manifest(split_manifest, split="train", align=AlignConfig(size=64))
@@ -268,6 +270,7 @@ def test_train_colour_faces(fer2013_csv, split_manifest, wild_dir, tmp_path, mon
     cfg = TrainConfig(**{**grey.to_dict(), "colour": True, "model_kwargs": {"fc": 16, "in_chans": 3},
                          "init": str(tmp_path / "grey" / "best.pt"), "out": str(tmp_path / "run")})
     trainer = Trainer(cfg)
+    state = trainer.setup()
     imgs = trainer.train_data.images
     assert imgs.shape == (45, 3, 48, 48) and trainer.val_data.images.shape == (2, 3, 48, 48)
     assert (imgs[:40, 0] == imgs[:40, 1]).all() and (imgs[:40, 1] == imgs[:40, 2]).all()  # FER2013: R = G = B
@@ -278,7 +281,6 @@ def test_train_colour_faces(fer2013_csv, split_manifest, wild_dir, tmp_path, mon
     assert not (imgs[40, 0] == imgs[40, 2]).all()
 
     # the grey net's first layer / 3 on each channel: a grey face gives the grey net's logits
-    state = trainer._build_state()
     src = load_model(tmp_path / "grey" / "best.pt")
     faces = trainer.extra_val["fer"].images[:4]
     with torch.no_grad():

@@ -1,8 +1,9 @@
 """The training engine: ``Trainer(TrainConfig).fit()``.
 
-One loop for every experiment: build the model (:mod:`.setup`: data, init, frozen parameters),
-optimizer and schedule (:mod:`.optim`), maybe
-resume from ``last.pt``, then per epoch :meth:`Trainer.train_epoch` and :meth:`Trainer.validate`,
+One loop for every experiment. The constructor only checks the config; :meth:`Trainer.setup`
+(which :meth:`Trainer.fit` calls) reads the data and builds the model (:mod:`.setup`: data,
+init, frozen parameters), optimizer and schedule (:mod:`.optim`), maybe resumed from
+``last.pt``; then per epoch :meth:`Trainer.train_epoch` and :meth:`Trainer.validate`,
 with the loss -- label smoothing, mixup / cutmix, class weights, knowledge distillation -- from
 :mod:`.losses` and logging, checkpoints (exact resume), the time budget and early stopping as
 callbacks (:mod:`.callbacks`). bf16 autocast + channels_last on CPU and AMP on CUDA, and DDP
@@ -78,6 +79,16 @@ __all__ = ["Trainer", "init_from", "load_training_data", "add_wild_data", "build
 
 
 class Trainer:
+    """One training run of ``cfg``: ``Trainer(cfg).fit()``.
+
+    Constructing a trainer checks the config and works out where it runs (rank, device), and
+    nothing more: no data is read, no process group joined, nothing written. :meth:`setup`
+    does the work once -- threads, the process group under ``torchrun``, the seed, the data
+    (``train`` / ``val`` when given, else ``cfg``'s), the model, optimizer, schedule and loss,
+    the state of ``last.pt`` with ``resume`` -- and :meth:`fit` calls it. After it the trainer
+    has ``train_data``, ``val_data``, ``extra_val``, ``classes``, ``num_classes`` and ``state``.
+    """
+
     def __init__(self, cfg: TrainConfig, *, train: FaceArrays | None = None, val: FaceArrays | None = None,
                  resume: bool = False, console=None):
         self.cfg = cfg
@@ -88,14 +99,46 @@ class Trainer:
             raise WildferError(f"{Path(cfg.out) / 'last.pt'}: nothing to resume (no last.pt in {cfg.out})")
         self.rank, self.local_rank, self.world = dist_info()
         self.distributed = self.world > 1
+        self.is_main = self.rank == 0
         self.console = console
-        if cfg.threads:
-            torch.set_num_threads(int(cfg.threads))
         if cfg.device == "auto":
             self.device = torch.device(f"cuda:{self.local_rank}" if torch.cuda.is_available() else "cpu")
         else:
             self.device = torch.device(cfg.device if cfg.device != "cuda" else f"cuda:{self.local_rank}")
+        self.norm = mean_std(cfg.preprocess())  # the architecture's input scaling
+        self.out = Path(cfg.out)
+        self.state: TrainState | None = None
+        self._data_given = (train, val)
         self._owns_process_group = False
+        if not self.is_main and console is not None and hasattr(console, "quiet"):
+            console.quiet = True  # under DDP only rank 0 speaks (progress bar, epoch lines, the caller's summary)
+
+    # -- setting up ---------------------------------------------------------------------------
+    def setup(self) -> TrainState:
+        """The state a fit starts from, made on the first call and returned by later ones: this
+        process set up (:meth:`_setup_process`), the data read (:meth:`_setup_data`), then the
+        model, optimizer and schedule (:meth:`_build_state`), wrapped in DDP under ``torchrun``,
+        with the run's loss and augmentation."""
+        if self.state is not None:
+            return self.state
+        self._setup_process()
+        self._setup_data()
+        state = self._build_state()
+        state.net = state.model
+        if self.distributed:
+            state.net = nn.parallel.DistributedDataParallel(
+                state.model, device_ids=[self.local_rank] if self.device.type == "cuda" else None)
+        state.loss = self._make_loss()
+        state.augment = Augment(**self.cfg.aug) if self.cfg.augment else None
+        self.state = state
+        return state
+
+    def _setup_process(self) -> None:
+        """Torch's threads, the process group under ``torchrun`` (gloo on CPU, nccl on GPU), the
+        GPU, bf16 autocast on the CPU (:func:`~.setup.cpu_bf16`) and the seeds."""
+        cfg = self.cfg
+        if cfg.threads:
+            torch.set_num_threads(int(cfg.threads))
         if self.distributed and not torch.distributed.is_initialized():
             backend = "nccl" if self.device.type == "cuda" else "gloo"
             torch.distributed.init_process_group(backend)
@@ -103,9 +146,15 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
             torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
-        self.norm = mean_std(cfg.preprocess())  # the architecture's input scaling
         self.cpu_bf16 = cpu_bf16(cfg.bf16, self.device.type == "cpu" and self.rank == 0)
         seed_everything(cfg.seed)
+
+    def _setup_data(self) -> None:
+        """The training and validation faces as the network reads them: the arrays given, else
+        ``cfg``'s data set (:func:`~.setup.load_training_data`), at ``cfg.face_side()``, in
+        colour with ``cfg.colour``, with ``cfg.wild_data``'s crops (:func:`~.setup.add_wild_data`)."""
+        cfg = self.cfg
+        train, val = self._data_given
         if train is None or val is None:
             tr, va = load_training_data(cfg)
             train = train if train is not None else tr
@@ -120,10 +169,6 @@ class Trainer:
         self.train_data, self.val_data = train, val
         self.classes = tuple(train.classes)
         self.num_classes = len(self.classes)
-        self.out = Path(cfg.out)
-        self.is_main = self.rank == 0
-        if not self.is_main and console is not None and hasattr(console, "quiet"):
-            console.quiet = True  # under DDP only rank 0 speaks (progress bar, epoch lines, the caller's summary)
 
     # -- pieces -----------------------------------------------------------------------------
     def _batch_tensor(self, images: np.ndarray, device: torch.device | None = None) -> torch.Tensor:
@@ -177,7 +222,7 @@ class Trainer:
         return {"loss": loss_sum / max(1, count), "acc": correct / max(1, count), "n": int(count)}
 
 
-    # -- building a fit -----------------------------------------------------------------------
+    # -- what setup builds --------------------------------------------------------------------
     def _build_state(self) -> TrainState:
         """The model (initialised from ``cfg.init``), optimizer, schedule and generator of a fit,
         and with ``resume`` the training state of ``last.pt``."""
@@ -287,14 +332,9 @@ class Trainer:
 
     # -- the loop -----------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
-        """Train for ``cfg.epochs`` (or until a callback stops the run); the run's summary."""
-        state = self._build_state()
-        state.net = state.model
-        if self.distributed:
-            state.net = nn.parallel.DistributedDataParallel(
-                state.model, device_ids=[self.local_rank] if self.device.type == "cuda" else None)
-        state.loss = self._make_loss()
-        state.augment = Augment(**self.cfg.aug) if self.cfg.augment else None
+        """Train for ``cfg.epochs`` (or until a callback stops the run) from :meth:`setup`'s
+        state; the run's summary."""
+        state = self.setup()
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             save_config(self.cfg, self.out / "config.yaml")
