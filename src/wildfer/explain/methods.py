@@ -37,7 +37,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import (  # noqa: F401 - the helpers re-exported: where callers have always found them
+from .base import (  # noqa: F401 - the helpers re-exported for callers
     Attribution,
     Attributions,
     BaselineLike,

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import ModelError, import_torch
 from ..labels import FER2013_CLASSES
-from .runtime import DEVICES, resolve_device  # noqa: F401 - re-exported: where callers have always found them
+from .runtime import DEVICES, resolve_device  # noqa: F401 - re-exported for callers
 
 if TYPE_CHECKING:
     import torch

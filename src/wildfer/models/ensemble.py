@@ -42,14 +42,14 @@ from .classifier import (
     pixel_batch,
     resize_planes,
     softmax,
-    ensemble_weights,  # noqa: F401 - re-exported: where callers have always found it
+    ensemble_weights,  # noqa: F401 - re-exported for callers
     tta_mode,
     tta_views,
 )
 
 ENSEMBLE_ARCH = "ensemble"
 
-#: the torch form's names, found here as before (:mod:`wildfer.models.ensemble_net`)
+#: the torch form's names, found here too (:mod:`wildfer.models.ensemble_net`)
 _TORCH_NAMES = ("EnsembleNet", "RunnerNet", "class_map", "ensemble_net")
 
 

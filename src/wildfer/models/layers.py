@@ -17,7 +17,7 @@ class PooledLinearHead(nn.Module):
     """Base for nets ending in global average pooling, dropout and a linear classifier.
 
     Subclasses call :meth:`build_head` after building their trunk (so parameters are created,
-    and drawn from the random generator, in the same order as before) and end ``forward``
+    and drawn from the random generator, trunk first, then the head) and end ``forward``
     with :meth:`forward_head` (timm's name for the same step).
     """
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import ModelError, import_torch, one_line  # noqa: F401 - one_line re-exported: where callers have found it
 from ..labels import FER2013_CLASSES, class_alignment
-from . import PIPELINE_MODEL  # noqa: F401 - re-exported: where callers have always found it
+from . import PIPELINE_MODEL  # noqa: F401 - re-exported for callers
 from .classifier import DEFAULT_PREPROCESS, BACKENDS, Classifier, check_backend, resolve_device  # noqa: F401 - DEFAULT_PREPROCESS re-exported
 from .ensemble import ensemble_classifier as _combine
 from .ensemble import is_ensemble_spec, load_spec_members
@@ -50,7 +50,7 @@ def builtin_names() -> tuple[str, ...]:
 
 #: the built-in models of this installation's weights folder, as :func:`builtin_names` finds them
 BUILTIN = builtin_names()
-from .files import (  # noqa: F401 - re-exported: where callers have always found them
+from .files import (  # noqa: F401 - re-exported for callers
     CHECKPOINT_FORMAT,
     classifier_from_checkpoint,
     classifier_from_graph,

@@ -56,7 +56,7 @@ from .losses import (
     soft_cross_entropy,
 )
 from .optim import LRSchedule, make_optimizer
-from .setup import (  # noqa: F401 - importable from here as before
+from .setup import (  # noqa: F401 - importable from here too
     add_wild_data,
     build_model,
     cpu_bf16,
@@ -71,7 +71,7 @@ from .setup import (  # noqa: F401 - importable from here as before
 
 __all__ = ["Trainer", "init_from", "load_training_data", "add_wild_data", "build_model", "resume_state",
            "RESUME_KEYS", "seed_everything",
-           # the loss and optimizer pieces, importable from here as before
+           # the loss and optimizer pieces, importable from here too
            "LRSchedule", "make_optimizer", "class_weight_vector", "partial_distillation", "soft_cross_entropy"]
 
 
