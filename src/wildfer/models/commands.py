@@ -1,5 +1,6 @@
-"""``wildfer models list``, ``wildfer models info NAME`` and ``wildfer export`` (kept apart from
-wildfer.models.onnx so the CLI starts without importing torch)."""
+"""``wildfer models list``, ``wildfer models info NAME`` and ``wildfer models convert`` (kept apart
+from wildfer.models.onnx so the CLI starts without importing torch). ``wildfer export``, which
+reads a data set for ``--int8``, is :mod:`wildfer.train.commands`'s."""
 
 from __future__ import annotations
 
@@ -158,66 +159,6 @@ def _print_pretrained_check(con, name: str, num_classes: int, pretrained: Path) 
               soft_wrap=True, highlight=False)
 
 
-def export(
-    model: str = typer.Argument(..., help="Built-in name (default, fast, ferplus), checkpoint .pt or .safetensors."),
-    onnx: Path = typer.Option(..., "--onnx", parser=file_arg, help="Where to write the ONNX file."),
-    opset: int = typer.Option(17, help="ONNX opset."),
-    check: bool = typer.Option(True, help="Compare torch and onnxruntime probabilities on random faces."),
-    int8: bool = typer.Option(False, "--int8", help="Write the int8 graph (static QDQ quantisation) instead; "
-                              "name it MODEL.int8.onnx beside the weights file for backend int8."),
-    calibrate: Optional[Path] = typer.Option(None, "--calibrate", help="Faces whose activations set the int8 "
-                                             "ranges (a FER2013 / FER+ CSV or an image folder; its Training rows "
-                                             "when it has them; 512 drawn, seeded)."),
-):
-    """Export a model to ONNX (dynamic batch; class names in the metadata)."""
-    from rich.console import Console
-
-    from ..errors import WildferError
-    from ..paths import check_output_file
-    from .loader import load_model
-    from .onnx import export_onnx, onnx_opsets
-    from .quantize import export_int8
-
-    lo, hi = onnx_opsets()
-    if not lo <= opset <= hi:
-        raise WildferError(f"--opset {opset}: this torch exports ONNX opsets {lo} to {hi}")
-    if int8 and calibrate is None:
-        raise WildferError("--int8 needs --calibrate FACES (a FER2013 CSV or an image folder)")
-    check_output_file(onnx, "--onnx", [model])  # before the model is loaded and traced
-    clf = load_model(model)
-    path = export_int8(clf, onnx, _calibration_images(calibrate)) if int8 else export_onnx(clf, onnx, opset)
-    msg = f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)"
-    if check:
-        msg += f"; max |p_torch - p_onnx| = {_onnx_disagreement(clf, path):.2e}"
-    Console().print(msg, soft_wrap=True, highlight=False, markup=False)
-
-
-def _calibration_images(faces: Path):
-    """The faces of a data set (any format ``load_dataset`` reads), its Training rows when it
-    has them: what an int8 graph's activation ranges are calibrated on."""
-    from ..data import load_dataset
-
-    data = load_dataset(faces)
-    if any(u.lower() == "training" for u in data.usages()):
-        data = data.split("Training")
-    return data.images
-
-
-def _onnx_disagreement(clf, path: Path) -> float:
-    """The largest difference between torch's and onnxruntime's probabilities on 16 random faces."""
-    import numpy as np
-
-    from .onnx import OnnxRunner
-
-    rng = np.random.default_rng(0)
-    faces = rng.integers(0, 256, size=(16, clf.size, clf.size), dtype=np.uint8)
-    p_torch = clf.predict_proba(faces)
-    logits = OnnxRunner(path)(clf.to_tensor(faces).numpy())
-    p_onnx = np.exp(logits - logits.max(1, keepdims=True))
-    p_onnx /= p_onnx.sum(1, keepdims=True)
-    return float(np.abs(p_torch - p_onnx).max())
-
-
 def models_convert(
     source: Path = typer.Argument(..., help="The OpenCV model zoo's int8 expression graph "
                                   "(facial_expression_recognition_mobilefacenet_2022july_int8.onnx)."),
@@ -251,4 +192,3 @@ def register(app: typer.Typer, panel: str) -> None:
     sub.command("info")(models_info)
     sub.command("convert")(models_convert)
     app.add_typer(sub, name="models", rich_help_panel=panel)
-    app.command("export", rich_help_panel=panel)(export)

@@ -1,4 +1,6 @@
-"""``wildfer train`` and the ``wildfer experiment ...`` sub-group (the study's experiments, which train)."""
+"""``wildfer train``, the ``wildfer experiment ...`` sub-group (the study's experiments, which
+train) and ``wildfer export`` (a trained model as an ONNX graph, or an int8 graph calibrated on a
+data set's faces: here, where a data set may be read, not in wildfer.models)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,8 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+
+from ..paths import file_arg
 
 
 def train(
@@ -101,7 +105,67 @@ def architectures_cmd(
                       progress=progress, resume=resume)
 
 
+def export(
+    model: str = typer.Argument(..., help="Built-in name (default, fast, ferplus), checkpoint .pt or .safetensors."),
+    onnx: Path = typer.Option(..., "--onnx", parser=file_arg, help="Where to write the ONNX file."),
+    opset: int = typer.Option(17, help="ONNX opset."),
+    check: bool = typer.Option(True, help="Compare torch and onnxruntime probabilities on random faces."),
+    int8: bool = typer.Option(False, "--int8", help="Write the int8 graph (static QDQ quantisation) instead; "
+                              "name it MODEL.int8.onnx beside the weights file for backend int8."),
+    calibrate: Optional[Path] = typer.Option(None, "--calibrate", help="Faces whose activations set the int8 "
+                                             "ranges (a FER2013 / FER+ CSV or an image folder; its Training rows "
+                                             "when it has them; 512 drawn, seeded)."),
+):
+    """Export a model to ONNX (dynamic batch; class names in the metadata)."""
+    from rich.console import Console
+
+    from ..errors import WildferError
+    from ..models.loader import load_model
+    from ..models.onnx import export_onnx, onnx_opsets
+    from ..models.quantize import export_int8
+    from ..paths import check_output_file
+
+    lo, hi = onnx_opsets()
+    if not lo <= opset <= hi:
+        raise WildferError(f"--opset {opset}: this torch exports ONNX opsets {lo} to {hi}")
+    if int8 and calibrate is None:
+        raise WildferError("--int8 needs --calibrate FACES (a FER2013 CSV or an image folder)")
+    check_output_file(onnx, "--onnx", [model])  # before the model is loaded and traced
+    clf = load_model(model)
+    path = export_int8(clf, onnx, _calibration_images(calibrate)) if int8 else export_onnx(clf, onnx, opset)
+    msg = f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)"
+    if check:
+        msg += f"; max |p_torch - p_onnx| = {_onnx_disagreement(clf, path):.2e}"
+    Console().print(msg, soft_wrap=True, highlight=False, markup=False)
+
+
+def _calibration_images(faces: Path):
+    """The faces of a data set (any format ``load_dataset`` reads), its Training rows when it
+    has them: what an int8 graph's activation ranges are calibrated on."""
+    from ..data import load_dataset
+
+    data = load_dataset(faces)
+    if any(u.lower() == "training" for u in data.usages()):
+        data = data.split("Training")
+    return data.images
+
+
+def _onnx_disagreement(clf, path: Path) -> float:
+    """The largest difference between torch's and onnxruntime's probabilities on 16 random faces."""
+    import numpy as np
+
+    from ..models.classifier import softmax
+    from ..models.runtime import OnnxRunner
+
+    rng = np.random.default_rng(0)
+    faces = rng.integers(0, 256, size=(16, clf.size, clf.size), dtype=np.uint8)
+    p_torch = clf.predict_proba(faces)
+    p_onnx = softmax(OnnxRunner(path)(clf.to_tensor(faces).numpy()))
+    return float(np.abs(p_torch - p_onnx).max())
+
+
 def register(app: typer.Typer, panel: str) -> None:
+    app.command("export", rich_help_panel="Models")(export)  # beside `wildfer models`, as the help lists it
     app.command("train", rich_help_panel=panel)(train)
     exp = typer.Typer(help="The study's experiments: update rules and architectures under one budget.",
                       no_args_is_help=True)
