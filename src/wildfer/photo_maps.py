@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import ModelError, import_torch
+from .explain.plot import normalize_map
 from .wild.align import unwarp
 from .wild.recognizer import FaceResult
 
@@ -129,8 +130,7 @@ def explain_photo(recognizer, image, method: str = "gradcam", bgr: bool = False,
                 import cv2
 
                 m = cv2.resize(m, (size, size), interpolation=cv2.INTER_LINEAR)
-            top = float(m.max())
-            m = m / top if top > 0 else np.zeros_like(m)
+            m = normalize_map(m, percentile=100.0).astype(np.float32)
             f.saliency = m
             heat = np.maximum(heat, unwarp(m, f.transform, res.width, res.height))
     timings = dict(res.timings)

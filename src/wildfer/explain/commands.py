@@ -12,6 +12,7 @@ from typing import Callable, List, Optional
 import typer
 
 from ..paths import check_output_dir, file_arg, write_text_whole
+from . import SALIENCY_METHODS
 from typer.core import TyperGroup
 
 
@@ -147,7 +148,7 @@ def audit(
     data: Path = typer.Option(..., "--data", help="fer2013.csv[.gz] (or another data set) for the faces."),
     split: str = _SPLIT_OPT,
     n: int = typer.Option(64, "--n", min=1, help="Faces (balanced over classes, fixed seed)."),
-    methods: str = typer.Option("vanilla,smoothgrad,ig,gradcam,occlusion", "--methods", help="Comma-separated."),
+    methods: str = typer.Option(",".join(SALIENCY_METHODS), "--methods", help="Comma-separated."),
     threshold: float = typer.Option(0.5, "--threshold", help="Flag a method whose Spearman stays above this "
                                     "with every layer randomized."),
     steps: int = typer.Option(24, "--steps", min=1, help="Deletion / insertion steps."),

@@ -6,8 +6,7 @@ What the handlers share comes from dependencies that read ``request.app.state``:
 decode threads), :func:`get_slots` (each endpoint's cap on requests in progress) and
 :func:`get_started`. :func:`wildfer.serve.app.create_app` puts them there; a test mounts
 :data:`router` on a bare ``FastAPI()`` and replaces them with ``app.dependency_overrides``.
-The routes answer an :class:`~wildfer.serve.uploads.UploadError` themselves
-(:class:`UploadErrorRoute`), so they need no exception handler from the app.
+The routes answer an ``UploadError`` themselves (:class:`UploadErrorRoute`): no app handler.
 """
 
 from __future__ import annotations
@@ -31,13 +30,14 @@ from starlette.requests import ClientDisconnect
 
 from .. import __version__
 from ..errors import MissingTorch, WildferError
+from ..explain import SALIENCY_METHODS
 from ..models.runtime import has_torch
 from ..jsonio import json_ready
 from .uploads import MULTIPART_SLACK, UploadError, decode_image, extract_image_bytes, read_body, shrink_to
 from .worker import Abandoned, Busy, Expired, InferenceWorker
 
-#: Saliency methods accepted by ``/v1/explain`` (names of ``wildfer.explain``'s methods).
-EXPLAIN_METHODS = ("gradcam", "vanilla", "smoothgrad", "ig", "occlusion")
+#: Saliency methods accepted by ``/v1/explain``: ``wildfer.explain``'s, Grad-CAM first (the page's default).
+EXPLAIN_METHODS = ("gradcam", *(m for m in SALIENCY_METHODS if m != "gradcam"))
 #: Seconds a client is asked to wait (``Retry-After``) when an endpoint is full.
 RETRY_AFTER_S = 1
 
