@@ -236,3 +236,20 @@ def test_a_teacher_that_cuts_faces_otherwise_is_read_from_its_own_crops(zoo_path
     assert teacher_reads_its_own_faces(ensemble_classifier(["default", zoo]), student)
     assert student.face_side() == 112 and student.preprocess()["align"] == "template"
     assert grey.face_side() == 48 and "align" not in grey.preprocess()
+
+
+def test_a_smaller_input_keeps_the_template_framing():
+    """A MobileFaceNet trained at 96 px cuts its faces as the 112-px template does, scaled: a face
+    whose landmarks sit on the 112 template maps onto the 96 crop by a plain 96/112 scaling."""
+    from wildfer.models.mobilefacenet import TEMPLATE_112
+    from wildfer.train.config import TrainConfig
+    from wildfer.wild.align import align_for, face_transform
+    from wildfer.wild.detectors import Detection
+
+    pts = np.asarray(TEMPLATE_112, dtype=np.float64)
+    face = Detection(box=(20.0, 20.0, 92.0, 100.0), score=1.0, landmarks=pts)
+    for side in (112, 96, 64):
+        pre = TrainConfig(model="mobilefacenet", colour=True, model_kwargs={"input_size": side}).preprocess()
+        assert pre["size"] == side
+        m = face_transform(face, align_for(pre))
+        np.testing.assert_allclose(m, [[side / 112, 0, 0], [0, side / 112, 0]], atol=1e-3)

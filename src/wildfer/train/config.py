@@ -133,8 +133,13 @@ class TrainConfig:
     def preprocess(self) -> dict[str, Any]:
         """The preprocessing record of this run's checkpoints: the architecture's normalisation and
         alignment (FER2013's unless it declares its own) at :meth:`face_side` pixels, grey or
-        (``colour``) RGB."""
-        return {**self._arch_preprocess(), "size": self.face_side(), "grayscale": not self.colour}
+        (``colour``) RGB. A five-point template, given in a face of the architecture's size, is
+        scaled to :meth:`face_side` with it, so a smaller input keeps the same framing."""
+        pre, side = self._arch_preprocess(), self.face_side()
+        if pre.get("template") is not None and side != int(pre["size"]):
+            k = side / float(pre["size"])
+            pre = {**pre, "template": [[round(x * k, 4), round(y * k, 4)] for x, y in pre["template"]]}
+        return {**pre, "size": side, "grayscale": not self.colour}
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
