@@ -158,7 +158,7 @@ def profile_stages(photos: list[tuple[str, bytes]], model: str, backend: str, re
             if crops:
                 rec.classifier.predict_proba(np.stack(crops))
             t5 = clock()
-            res = rec._classify([rec._prepare(rgb)])[0]  # the result to serialise (not timed)
+            res = rec.classify_prepared([rec.prepare(rgb)])[0]  # the result to serialise (not timed)
             t6 = clock()
             JSONResponse(json_ready(res.to_dict()))
             t7 = clock()
@@ -169,11 +169,11 @@ def profile_stages(photos: list[tuple[str, bytes]], model: str, backend: str, re
                     acc[k] += v
     n = reps * len(bodies)
     out = {k: round(v / n * 1e3, 2) for k, v in acc.items()}
-    works = [rec._prepare(decode_image(extract_image_bytes(b, c, 50 << 20), 40_000_000)) for b, c in bodies[:8]]
-    rec._classify(works)
+    works = [rec.prepare(decode_image(extract_image_bytes(b, c, 50 << 20), 40_000_000)) for b, c in bodies[:8]]
+    rec.classify_prepared(works)
     t0 = clock()
     for _ in range(reps):
-        rec._classify(works)
+        rec.classify_prepared(works)
     out["classify_in_batches_of_8"] = round((clock() - t0) / (reps * len(works)) * 1e3, 2)
     out["total_one_by_one"] = round(sum(out[k] for k in ("multipart", "decode", "detect", "align", "classify_1", "json")), 2)
     out["faces_per_photo"] = round(faces / n, 2)

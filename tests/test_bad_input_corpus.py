@@ -503,7 +503,7 @@ def no_work(monkeypatch):
     def refuse(*a, **k):
         raise AssertionError("work started before the output paths were checked")
 
-    monkeypatch.setattr(Recognizer, "_prepare", refuse)
+    monkeypatch.setattr(Recognizer, "prepare", refuse)
     monkeypatch.setattr(core, "evaluate", refuse)
 
 

@@ -101,8 +101,8 @@ def explain_photo(recognizer, image, method: str = "gradcam", bgr: bool = False,
     array, RGB or BGR with ``bgr=True``), then explain each face's predicted label with a
     saliency ``method`` (``params``: its keywords), the maps warped back onto the photo."""
     import_torch("saliency maps")
-    work = recognizer._prepare(image, bgr=bgr, keep_rgb=True)  # noqa: SLF001 - the photo is painted on
-    res = recognizer._classify([work])[0]  # noqa: SLF001
+    work = recognizer.prepare(image, bgr=bgr, keep_rgb=True)  # the photo is painted on
+    res = recognizer.classify_prepared([work])[0]
     t0 = time.perf_counter()
     heat = np.zeros((res.height, res.width), dtype=np.float32)
     if res.faces:

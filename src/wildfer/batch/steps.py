@@ -32,11 +32,11 @@ def photo_records(rec, jobs: list[PhotoJob], *, saliency: str | None = None, sto
         if stop is not None and stop.is_set():
             break
         try:
-            works.append(rec._prepare(job.path, keep_rgb=job.annotated is not None))  # noqa: SLF001
+            works.append(rec.prepare(job.path, keep_rgb=job.annotated is not None))
             kept.append(job)
         except WildferError as e:
             yield error_record(job.path, e)
-    for job, work, res in zip(kept, works, rec._classify(works)):  # noqa: SLF001
+    for job, work, res in zip(kept, works, rec.classify_prepared(works)):
         if job.annotated is not None or job.overlay is not None:
             if stop is not None and stop.is_set():
                 return

@@ -158,7 +158,7 @@ def _match_photos(rec, items: list[ManifestItem], iou: float,
     m = PhotoMatches([None] * len(items), [False] * len(items), [False] * len(items), len(by_image), 0, [])
     for done, (path, ks) in enumerate(by_image.items(), start=1):
         try:
-            work = rec._prepare(path)  # noqa: SLF001 - detection + alignment, classified later in one batch
+            work = rec.prepare(path)  # detection + alignment, classified later in one batch
         except WildferError as e:
             m.unreadable.append({"path": str(path), "error": str(e)})
             m.bad_rows.update(ks)

@@ -273,8 +273,8 @@ class Recognizer:
 
     def predict_batch(self, images: Sequence, bgr: bool = False) -> list[ImageResult]:
         """Faces in many photos; the classifier runs once over all their faces."""
-        works = [self._prepare(im, bgr=bgr) for im in images]
-        return self._classify(works)
+        works = [self.prepare(im, bgr=bgr) for im in images]
+        return self.classify_prepared(works)
 
     def predict_video(self, path, *, stride: int = 1, timeline=None, max_frames: int | None = None,
                       min_track_frames: int = 3, min_track_seconds: float = 0.5, keep_frames: bool = True,
@@ -297,9 +297,10 @@ class Recognizer:
                                    keep_frames=keep_frames, on_frame=tl.add)
         return VideoResult(record, timeline_dir=Path(timeline), timeline_summary=tl.summary)
 
-    # -- steps
-    def _prepare(self, image, bgr: bool = False, keep_rgb: bool = False, name: str | None = None) -> PreparedPhoto:
-        """Decode, detect and align one photo (no classifier)."""
+    # -- the two steps of predict_batch, for callers that classify many photos' faces at once
+    def prepare(self, image, bgr: bool = False, keep_rgb: bool = False, name: str | None = None) -> PreparedPhoto:
+        """Decode, detect and align one photo, without classifying it (:meth:`classify_prepared`
+        does); ``keep_rgb`` keeps the decoded photo on the result, to paint on."""
         import os
 
         from ..data.images import is_truncated, read_image
@@ -341,8 +342,9 @@ class Recognizer:
         timings = {"decode": (t1 - t0) * 1e3, "detect": (t2 - t1) * 1e3, "align": (t3 - t2) * 1e3}
         return PreparedPhoto(w, h, dets, crops, mats, timings, rgb if keep_rgb else None, path, truncated, views)
 
-    def _classify(self, works: list[PreparedPhoto]) -> list[ImageResult]:
-        """Run the classifier once over the crops of all ``works`` and build the results."""
+    def classify_prepared(self, works: list[PreparedPhoto]) -> list[ImageResult]:
+        """Run the classifier once over the crops of all ``works`` (from :meth:`prepare`) and
+        build one result per photo."""
         crops = [wk.face_input(k) for wk in works for k in range(len(wk.crops))]
         t0 = time.perf_counter()
         probs = (self.classifier.predict_proba(stack_faces(crops), tta=self.tta) if crops
