@@ -20,7 +20,7 @@ from fastapi import FastAPI  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 from wildfer.errors import WildferError  # noqa: E402
-from wildfer.serve import routes  # noqa: E402
+from wildfer.serve import pages, routes  # noqa: E402
 from wildfer.serve.routes import Limits, Slots  # noqa: E402
 from wildfer.serve.worker import Busy, Expired, Job  # noqa: E402
 from serve_helpers import FakeResult  # noqa: E402
@@ -197,7 +197,7 @@ def test_healthz_follows_the_worker(mount):
 
 def test_page_is_served_with_its_policy(mount):
     r = mount(FakeWorker()).get("/")
-    assert r.status_code == 200 and r.headers["content-security-policy"] == routes.CSP
+    assert r.status_code == 200 and r.headers["content-security-policy"] == pages.CSP
     assert r.headers["content-type"].startswith("text/html")
 
 

@@ -6,20 +6,19 @@ What the handlers share comes from dependencies that read ``request.app.state``:
 decode threads), :func:`get_slots` (each endpoint's cap on requests in progress) and
 :func:`get_started`. :func:`wildfer.serve.app.create_app` puts them there; a test mounts
 :data:`router` on a bare ``FastAPI()`` and replaces them with ``app.dependency_overrides``.
-The routes answer an ``UploadError`` themselves (:class:`UploadErrorRoute`): no app handler.
+The routes answer an :class:`~wildfer.serve.uploads.UploadError` themselves
+(:class:`UploadErrorRoute`), so they need no exception handler from the app.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import io
 import json
 import time
 from concurrent.futures import Executor
 from enum import Enum
-from importlib import resources
 from typing import Annotated, Any, Optional
 
 import numpy as np
@@ -33,6 +32,7 @@ from ..errors import MissingTorch, WildferError
 from ..explain import SALIENCY_METHODS
 from ..models.runtime import has_torch
 from ..jsonio import json_ready
+from .pages import ASSETS, asset_endpoint
 from .uploads import MULTIPART_SLACK, UploadError, decode_image, extract_image_bytes, read_body, shrink_to
 from .worker import Abandoned, Busy, Expired, InferenceWorker
 
@@ -40,22 +40,6 @@ from .worker import Abandoned, Busy, Expired, InferenceWorker
 EXPLAIN_METHODS = ("gradcam", *(m for m in SALIENCY_METHODS if m != "gradcam"))
 #: Seconds a client is asked to wait (``Retry-After``) when an endpoint is full.
 RETRY_AFTER_S = 1
-
-#: The page's assets: URL path -> (file in ``wildfer/serve/static``, media type). A fixed
-#: table: the client's path is only ever a key in it, never a file system path.
-ASSETS = {
-    "/": ("index.html", "text/html; charset=utf-8"),
-    "/docs": ("docs.html", "text/html; charset=utf-8"),
-    "/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
-    "/static/docs.js": ("docs.js", "text/javascript; charset=utf-8"),
-    "/static/style.css": ("style.css", "text/css; charset=utf-8"),
-    "/favicon.svg": ("favicon.svg", "image/svg+xml"), "/favicon.ico": ("favicon.svg", "image/svg+xml"),
-}
-#: Content security policy of the pages: only this server's own scripts, styles and API.
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
-       "media-src 'self' blob: mediastream:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
-       "frame-ancestors 'none'; form-action 'self'")
-
 
 class ExplainMethod(str, Enum):
     gradcam = "gradcam"
@@ -114,7 +98,8 @@ def error_response(status: int, message: str, code: str, headers: dict | None = 
 
 
 def model_explain_methods(clf) -> list[str]:
-    """Saliency methods for this classifier (no Grad-CAM for an ensemble; none without torch)."""
+    """The saliency methods this classifier supports (an ensemble has no single layer for Grad-CAM;
+    without torch there are none)."""
     cam_ok = getattr(clf, "arch", "") != "ensemble" and not getattr(getattr(clf, "module", None), "cam_unsupported", None)
     return [m for m in EXPLAIN_METHODS if cam_ok or not m.startswith("gradcam")] if has_torch() else []
 
@@ -478,23 +463,5 @@ async def healthz(recognizer: RecognizerDep, worker: WorkerDep, started: Started
 # ----------------------------------------------------------------------------- page
 
 
-@functools.cache
-def load_assets() -> dict[str, tuple[bytes, str]]:
-    """:data:`ASSETS` read from the package: URL path -> (body, media type)."""
-    root = resources.files("wildfer.serve") / "static"
-    return {url: ((root / name).read_bytes(), mt) for url, (name, mt) in ASSETS.items()}
-
-
-def _asset_endpoint(url: str):
-    def asset() -> Response:
-        body, mt = load_assets()[url]
-        headers = {"Cache-Control": "no-cache"}
-        if mt.startswith("text/html"):
-            headers["Content-Security-Policy"] = CSP
-        return Response(body, media_type=mt, headers=headers)
-
-    return asset
-
-
-for _url in ASSETS:
-    router.add_api_route(_url, _asset_endpoint(_url), methods=["GET", "HEAD"], include_in_schema=False)
+for _url in ASSETS:  # the page and its static files
+    router.add_api_route(_url, asset_endpoint(_url), methods=["GET", "HEAD"], include_in_schema=False)
