@@ -102,7 +102,15 @@ def explain_photo(recognizer, image, method: str = "gradcam", bgr: bool = False,
     saliency ``method`` (``params``: its keywords), the maps warped back onto the photo."""
     import_torch("saliency maps")
     work = recognizer.prepare(image, bgr=bgr, keep_rgb=True)  # the photo is painted on
-    res = recognizer.classify_prepared([work])[0]
+    return explain_prepared(recognizer, work, recognizer.classify_prepared([work])[0], method, **params)
+
+
+def explain_prepared(recognizer, work, res, method: str = "gradcam", **params) -> ExplainResult:
+    """:func:`explain_photo` for a photo ``recognizer`` has already prepared (``work``, from
+    :meth:`~wildfer.wild.Recognizer.prepare` with ``keep_rgb=True``) and classified (``res``):
+    each face's predicted label explained, the maps set on ``res``'s faces and painted on the
+    photo, without decoding or detecting it again."""
+    import_torch("saliency maps")
     t0 = time.perf_counter()
     heat = np.zeros((res.height, res.width), dtype=np.float32)
     if res.faces:
@@ -207,5 +215,5 @@ def maps_on_photos(input: Path, model: str, methods: list[str], out: Path, conso
     console.print(f"{done}/{len(files)} photos x {len(methods)} methods -> {out}", highlight=False)
 
 
-__all__ = ["ExplainResult", "explain_photo", "check_saliency_method", "saliency_method", "face_region_shares",
+__all__ = ["ExplainResult", "explain_photo", "explain_prepared", "check_saliency_method", "saliency_method", "face_region_shares",
            "maps_on_photos"]

@@ -32,7 +32,7 @@ def photo_records(rec, jobs: list[PhotoJob], *, saliency: str | None = None, sto
         if stop is not None and stop.is_set():
             break
         try:
-            works.append(rec.prepare(job.path, keep_rgb=job.annotated is not None))
+            works.append(rec.prepare(job.path, keep_rgb=job.annotated is not None or job.overlay is not None))
             kept.append(job)
         except WildferError as e:
             yield error_record(job.path, e)
@@ -44,9 +44,9 @@ def photo_records(rec, jobs: list[PhotoJob], *, saliency: str | None = None, sto
                 with written_whole(job.annotated) as tmp:
                     draw(work.rgb, res).save(tmp, quality=90)
             if job.overlay is not None:
-                from ..photo_maps import explain_photo
+                from ..photo_maps import explain_prepared
 
-                ex = explain_photo(rec, job.path, method=saliency)
+                ex = explain_prepared(rec, work, res, method=saliency)  # the photo as detected above
                 with written_whole(job.overlay) as tmp:
                     ex.overlay().save(tmp, quality=90)
         yield res.to_dict()
