@@ -21,7 +21,6 @@ from ..jsonio import dumps
 from .records import COLUMNS, error_record, photo_row, row_record
 
 
-
 def _ray():
     try:
         import ray
