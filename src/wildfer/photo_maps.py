@@ -194,12 +194,18 @@ def maps_on_photos(input: Path, model: str, methods: list[str], out: Path, conso
     done, report = 0, []
     for f in files:
         entry = {"path": str(f), "faces": []}
+        try:  # each photo decoded, detected and classified once, then explained by every method
+            work = rec.prepare(str(f), keep_rgb=True)
+            found = rec.classify_prepared([work])[0]
+        except WildferError as e:
+            _skipped(console, f, entry, e)
+            report.append(entry)
+            continue
         for m in methods:
             try:
-                res = explain_photo(rec, str(f), method=m)
+                res = explain_prepared(rec, work, found, method=m)
             except WildferError as e:
-                console.print(f"[yellow]skipped[/] {f}: {e}", highlight=False)
-                entry["error"] = str(e)
+                _skipped(console, f, entry, e)
                 break
             with written_whole(out / f"{f.stem}_{m.replace('+', 'p')}.png") as tmp:
                 res.overlay().save(tmp)
@@ -215,5 +221,12 @@ def maps_on_photos(input: Path, model: str, methods: list[str], out: Path, conso
     console.print(f"{done}/{len(files)} photos x {len(methods)} methods -> {out}", highlight=False)
 
 
-__all__ = ["ExplainResult", "explain_photo", "explain_prepared", "check_saliency_method", "saliency_method", "face_region_shares",
-           "maps_on_photos"]
+def _skipped(console, path, entry: dict, error) -> None:
+    """A photo of ``explain maps --detect`` that could not be read or explained: said, and its
+    one-line reason kept in its ``detect.json`` entry."""
+    console.print(f"[yellow]skipped[/] {path}: {error}", highlight=False)
+    entry["error"] = str(error)
+
+
+__all__ = ["ExplainResult", "explain_photo", "explain_prepared", "check_saliency_method", "saliency_method",
+           "face_region_shares", "maps_on_photos"]
