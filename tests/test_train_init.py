@@ -78,6 +78,26 @@ def test_fine_tuning_run_starts_from_the_source(source_run, tmp_path):
                 assert torch.allclose(out[k][i], src[k][FER2013_CLASSES.index(c)]), (k, c)
 
 
+def test_init_skip_keeps_named_tensors_fresh(source_run):
+    """init_skip=["fc2."]: the source's trunk with a fresh head, even where the head would map."""
+    src = torch.load(source_run / "best.pt", map_location="cpu", weights_only=True)["state_dict"]
+    torch.manual_seed(7)
+    net = create_model("shallow", num_classes=7, num_filters=4, hidden=16)
+    fresh = {k: v.clone() for k, v in net.state_dict().items() if k.startswith("fc2.")}
+    assert fresh
+    report = init_from(net, str(source_run), FER2013_CLASSES, skip=["fc2."])
+    own = net.state_dict()
+    assert sorted(report["skipped"]) == sorted(fresh) and report["mapped"] == []
+    for k, v in fresh.items():
+        assert torch.equal(own[k], v) and not torch.equal(own[k], src[k].to(v.dtype)), k
+    for k in report["loaded"]:
+        assert torch.equal(own[k], src[k].to(own[k].dtype)), k
+    with pytest.raises(WildferError, match="init_skip: 'fc9.' names no tensor"):
+        init_from(net, str(source_run), FER2013_CLASSES, skip=["fc9."])
+    with pytest.raises(WildferError, match="init_skip"):
+        _cfg(source_run.parent, "x", init_skip=["fc2."]).check()  # no init= to skip tensors of
+
+
 def test_init_without_classes_keeps_a_fresh_head(source_run):
     torch.manual_seed(0)
     net = create_model("shallow", num_classes=8, num_filters=4, hidden=16)

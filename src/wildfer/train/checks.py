@@ -104,6 +104,8 @@ def check_config(cfg) -> None:
     if cfg.teacher and cfg.teacher_cache and (cfg.mixup > 0 or cfg.cutmix > 0):
         raise WildferError("teacher_cache=true holds the teacher's logits for unmixed faces; "
                            "set mixup=0 and cutmix=0, or teacher_cache=false")
+    if cfg.init_skip and not cfg.init:
+        raise WildferError("config key init_skip: names tensors of init=, which is not set")
     check_model_kwargs(cfg.model, cfg.model_kwargs)
     check_colour(cfg)
     check_aug(cfg.aug)

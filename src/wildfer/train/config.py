@@ -85,6 +85,9 @@ class TrainConfig:
     # start from trained weights (checkpoint, run folder or built-in name such as "default");
     # tensors whose shape differs -- the classifier head when the class count changes -- start fresh
     init: str | None = None
+    # tensors of ``init`` that keep their fresh initialisation: those whose names start with one
+    # of these prefixes (e.g. ["fc."]: a fresh classifier head on the pretrained trunk)
+    init_skip: list[str] = field(default_factory=list)
     # parameters that do not learn: those whose names start with one of these prefixes (e.g.
     # ["conv1", "dw_conv1", "blocks.0."]: a pretrained trunk's first layers; ["*"]: all but "fc")
     freeze: list[str] = field(default_factory=list)

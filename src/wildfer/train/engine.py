@@ -229,7 +229,7 @@ class Trainer:
         cfg = self.cfg
         model = build_model(cfg, self.num_classes).to(self.device)
         if cfg.init and not self.resume:
-            self.init_report = init_from(model, cfg.init, self.classes)
+            self.init_report = init_from(model, cfg.init, self.classes, cfg.init_skip)
         freeze_parameters(model, cfg.freeze)
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)

@@ -76,25 +76,31 @@ def add_wild_data(cfg: TrainConfig, train: FaceArrays, val: FaceArrays) -> tuple
 # ----------------------------------------------------------------------------- init
 
 
-def init_from(model: nn.Module, source: str, classes: tuple[str, ...] | None = None) -> dict[str, list[str]]:
+def init_from(model: nn.Module, source: str, classes: tuple[str, ...] | None = None,
+              skip: list[str] | tuple[str, ...] = ()) -> dict[str, list[str]]:
     """Copy the weights of ``source`` (checkpoint, run folder or built-in name) into ``model``.
 
     Fine-tuning across label sets is the point: tensors whose name or shape does not match keep
     their fresh initialisation, except a grey net's first convolution in a colour one
     (:func:`grey_to_colour`) and the per-class rows of the output layer when ``classes``
     (the new model's) and the source's share class names: those rows are copied by name (FER+'s
-    8 classes -> FER2013's 7 keeps every class but contempt; listed as ``mapped``). A source of
-    another architecture, where almost nothing matches, is a user mistake and says so.
+    8 classes -> FER2013's 7 keeps every class but contempt; listed as ``mapped``). Tensors whose
+    names start with one of the ``skip`` prefixes are not copied at all (``["fc."]``: a fresh
+    head on the source's trunk); a prefix that names no tensor of the model is an error. A source
+    of another architecture, where almost nothing matches, is a user mistake and says so.
     Returns the names that were ``loaded``, ``mapped`` and ``skipped``.
     """
     from ..models.loader import load_model
 
     clf = load_model(str(data_path(source)))  # a relative path may live under $WILDFER_DATA
-    src = clf.net.state_dict()
     own = model.state_dict()
+    for prefix in skip:
+        if not any(k.startswith(prefix) for k in own):
+            raise WildferError(f"init_skip: {prefix!r} names no tensor of {getattr(model, 'wildfer_name', 'the model')}")
+    src = {k: v for k, v in clf.net.state_dict().items() if not k.startswith(tuple(skip))}
     loaded = [k for k, v in src.items() if k in own and own[k].shape == v.shape]
     n_params = sum(v.numel() for k, v in own.items() if k in loaded)
-    if n_params < 0.5 * sum(v.numel() for v in own.values()):
+    if n_params < 0.5 * sum(v.numel() for k, v in own.items() if not k.startswith(tuple(skip))):
         raise WildferError(
             f"init={source}: only {len(loaded)} of {len(own)} tensors match this model; "
             "is it the same architecture (see `wildfer models info`)?"
