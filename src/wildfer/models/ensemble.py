@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextvars
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Collection, Sequence
 
@@ -67,12 +66,7 @@ class GraphEnsemble:
     what :class:`~wildfer.models.ensemble_net.EnsembleNet` computes, without torch. It takes the
     faces themselves (0-255, one array or one per view the ensemble's members cut), makes the
     TTA views in pixels and lets each member normalise and resize its own (both linear, so the
-    order does not matter).
-
-    With ``workers`` above 1, that many members compute at the same time (onnxruntime lets go of
-    Python's lock while it runs): :func:`wildfer.models.loader.load_model` gives each member of
-    an ensemble a share of the cores (:func:`member_threads`) and sets it. The probabilities are
-    summed in member order whatever the order the members finish in."""
+    order does not matter)."""
 
     #: :meth:`Classifier.graph_logits` hands it the faces, not a normalised batch
     reads_faces = True
@@ -86,16 +80,6 @@ class GraphEnsemble:
         self.member_inputs = [list(ix) for ix in member_inputs]
         self.class_maps = list(class_maps)
         self.views = max(j for ix in self.member_inputs for j in ix) + 1
-        self.workers = 1  # members computed at once (the loader sets it: member_threads)
-        self._pool: tuple[int, ThreadPoolExecutor] | None = None
-
-    def _map(self, fn, items: list) -> list:
-        """``[fn(x) for x in items]``, on :attr:`workers` threads when there is more than one."""
-        if self.workers < 2 or len(items) < 2:
-            return [fn(x) for x in items]
-        if self._pool is None or self._pool[0] != os.getpid():  # a forked child makes its own threads
-            self._pool = (os.getpid(), ThreadPoolExecutor(self.workers, thread_name_prefix="wildfer-ensemble"))
-        return list(self._pool[1].map(fn, items))
 
     def logits(self, faces, batch_size: int = 256) -> np.ndarray:
         """Log of the weighted mean, over members and TTA views, of the members' probabilities
@@ -124,37 +108,17 @@ class GraphEnsemble:
                                            resize=None if crop == side else lambda v, s=side: resize_planes(v, s)))
             inputs = self.member_inputs
         augmented = list(zip(*per_input))
-
-        def member_probs(i: int) -> np.ndarray:
-            ix, acc = inputs[i], None
+        total = None
+        for i, member in enumerate(self.members):
+            ix = inputs[i]
+            acc = None
             for views in augmented:
                 faces = views[ix[0]] if len(ix) == 1 else [views[j] for j in ix]
-                p = fold_classes(softmax(self.members[i].graph_logits(faces, batch_size)), self.class_maps[i])
+                p = fold_classes(softmax(member.graph_logits(faces, batch_size)), self.class_maps[i])
                 acc = p if acc is None else acc + p
-            return self.weights[i] * acc / len(augmented)
-
-        total = None
-        for part in self._map(member_probs, list(range(len(self.members)))):
+            part = self.weights[i] * acc / len(augmented)
             total = part if total is None else total + part
         return np.log(np.clip(total, 1e-12, None)).astype(np.float32)
-
-
-def cpu_cores() -> int:
-    """The cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def member_threads(threads: int | None, members: int) -> tuple[int | None, int]:
-    """How an ensemble of ``members`` graphs spends ``threads`` (``None``: every core): each
-    member's intra-op threads and how many members compute at once. Members take turns, each
-    with all of ``threads``, when there are fewer threads than members."""
-    total = cpu_cores() if threads is None else int(threads)
-    if members < 2 or total < members:
-        return threads, 1
-    return max(1, total // members), members
 
 
 def ensemble_classifier(members: Sequence, *, weights: Sequence[float] | None = None, tta: str | None = None,

@@ -27,7 +27,6 @@ from .classifier import DEFAULT_PREPROCESS, BACKENDS, Classifier, check_backend,
 from .ensemble import ensemble_classifier as _combine
 from .ensemble import is_ensemble_spec, load_spec_members
 from .ensemble import load_ensemble_spec as _load_spec_file
-from .ensemble import GraphEnsemble, member_threads
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
@@ -222,30 +221,13 @@ def _load_ensemble(spec: Path, source: str, classes: str | None, backend: str, d
         backend = auto_backend(source, device)
     if backend != "auto":
         resolve_device(device, check_backend(backend))
-    share, workers = member_threads(threads, _member_count(spec))  # graph members at once, a share each
 
     def member(m: str) -> Classifier:
-        return load_model(m, backend=backend, device=device, threads=share)
+        return load_model(m, backend=backend, device=device, threads=threads)
 
     name = source if source in builtin_names() else ""
-    clf = _concurrent(_load_spec_file(spec, name, load=member, builtins=builtin_names()), workers)
+    clf = _load_spec_file(spec, name, load=member, builtins=builtin_names())
     return with_fer2013_classes(clf) if classes else clf
-
-
-def _concurrent(clf: Classifier, workers: int) -> Classifier:
-    """``clf``, its members computing ``workers`` at a time when it is an ensemble of graphs."""
-    if isinstance(clf.runner, GraphEnsemble):
-        clf.runner.workers = workers
-    return clf
-
-
-def _member_count(spec: Path) -> int:
-    """How many members an ensemble spec names (1 when it cannot be read: loading it says why)."""
-    try:
-        members = json.loads(spec.read_text()).get("members")
-    except (OSError, ValueError, RecursionError, AttributeError):
-        return 1
-    return len(members) if isinstance(members, list) else 1
 
 
 def switch_backend(clf: Classifier, backend: str, **kw) -> Classifier:
@@ -280,12 +262,10 @@ def _members_on(clf: Classifier, backend: str, threads: int | None = None) -> Cl
     int8) the ensemble then computes with numpy (:class:`~wildfer.models.ensemble.GraphEnsemble`),
     on torch it is one network."""
     kw = clf.model_kwargs
-    share, workers = member_threads(threads, len(kw["members"]))
-    members = [load_model(m, backend=backend, threads=share) for m in kw["members"]]
-    return _concurrent(ensemble_classifier(members, weights=kw.get("weights"), tta=kw.get("tta"),
-                                           crop=kw.get("crop", 44), name=clf.name, classes=clf.classes,
-                                           temperature=clf.preprocess.get("temperature"),
-                                           meta={k: v for k, v in clf.meta.items() if k not in kw}), workers)
+    members = [load_model(m, backend=backend, threads=threads) for m in kw["members"]]
+    return ensemble_classifier(members, weights=kw.get("weights"), tta=kw.get("tta"), crop=kw.get("crop", 44),
+                               name=clf.name, classes=clf.classes, temperature=clf.preprocess.get("temperature"),
+                               meta={k: v for k, v in clf.meta.items() if k not in kw})
 
 
 def _resolve(source: str) -> Classifier:
