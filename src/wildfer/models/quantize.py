@@ -105,9 +105,7 @@ def attach_int8(clf: Classifier, threads: int | None = None, source: str | os.Pa
     from .runtime import OnnxRunner
 
     path = Path(graph) if graph else int8_graph(clf, source)
-    # a face or a few per call, between detections: pool threads that spin while the photo is
-    # decoded and searched would take a core from the rest of the pipeline
-    runner = OnnxRunner(path, threads=threads, device="cpu", spin=False)
+    runner = OnnxRunner(path, threads=threads, device="cpu")  # pool threads sleep between calls
     if runner.classes is not None and tuple(runner.classes) != tuple(clf.classes):
         raise ModelError(f"{path}: int8 graph's classes {runner.classes} differ from the model's {tuple(clf.classes)}")
     # the torch network, where there is one, stays for saliency maps (on the CPU); one still to
