@@ -42,7 +42,7 @@ def _refuse_packed(path: Path) -> None:
         try:
             with gzip.open(path, "rb") as gz:
                 head = gz.read(512)
-        except _READ_ERRORS:
+        except READ_ERRORS:
             return  # a damaged gzip: the reader says where
     kind = next((k for magic, k in _PACKED if head.startswith(magic)), None)
     if kind is None and head[:3] == b"BZh" and head[4:10] == b"1AY&SY":
@@ -53,7 +53,7 @@ def _refuse_packed(path: Path) -> None:
         raise DataError(path, f"is {kind}, not a CSV file: extract the CSV from it first")
 
 
-def _open_text(path: Path):
+def open_text(path: Path):
     """Text handle on a plain or gzipped file (sniffed by magic bytes, not by name)."""
     _refuse_packed(path)
     with open(path, "rb") as fh:
@@ -63,7 +63,7 @@ def _open_text(path: Path):
     return open(path, "r", encoding="utf-8-sig", newline="")
 
 
-def _open_bytes(path: Path):
+def open_bytes(path: Path):
     """Binary line iterator on a plain or gzipped file (sniffed by magic bytes)."""
     _refuse_packed(path)
     with open(path, "rb") as fh:
@@ -74,7 +74,7 @@ def _open_bytes(path: Path):
 
 
 #: Errors a damaged file raises while being read (zlib.error is not an OSError).
-_READ_ERRORS = (OSError, EOFError, zlib.error, csv.Error)
+READ_ERRORS = (OSError, EOFError, zlib.error, csv.Error)
 
 
 def require_file(path: str | os.PathLike, kind: str = "a CSV file") -> Path:
@@ -132,7 +132,7 @@ def csv_rows(path: Path) -> Iterator[tuple[list[str], _CsvRows]]:
     and manifest readers (FER2013's own reader works on bytes, for speed).
     """
     try:
-        fh = _open_text(path)
+        fh = open_text(path)
     except OSError as e:
         raise DataError(path, f"cannot open: {e}") from None
     with fh:
@@ -146,7 +146,7 @@ def csv_rows(path: Path) -> Iterator[tuple[list[str], _CsvRows]]:
                 raise DataError(path, "file is empty (no header)") from None
             rows.reader, rows.row_no = reader, 0
             yield header, rows
-        except _READ_ERRORS as e:
+        except READ_ERRORS as e:
             raise DataError(path, f"file is corrupt or truncated ({str(e) or type(e).__name__})", row=rows.row_no + 1) from None
         except UnicodeDecodeError:
             raise DataError(path, "not a UTF-8 text CSV file", row=rows.row_no + 1) from None

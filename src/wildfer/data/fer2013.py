@@ -31,8 +31,8 @@ from ..labels import FER2013_CLASSES
 from . import cache as _cache
 from .paths import data_path, not_found_hint
 from .csvfiles import (  # noqa: F401 - check_unreadable, csv_rows and require_file re-exported
-    _open_bytes,
-    _READ_ERRORS,
+    open_bytes,
+    READ_ERRORS,
     check_unreadable,
     csv_rows,
     require_file,
@@ -231,14 +231,14 @@ def parse_fer2013_csv(path: str | os.PathLike) -> dict[str, np.ndarray]:
     rows: list[int] = []
     n_classes = len(FER2013_CLASSES)
     try:
-        fh = _open_bytes(path)
+        fh = open_bytes(path)
     except OSError as e:
         raise DataError(path, f"cannot open: {e}") from None
     row_no = 0
     with fh:
         try:
             first = fh.readline()
-        except _READ_ERRORS as e:
+        except READ_ERRORS as e:
             raise DataError(path, f"file is corrupt or truncated ({e})", row=0) from None
         if not first.strip():
             raise DataError(path, "file is empty (no header)")
@@ -281,7 +281,7 @@ def parse_fer2013_csv(path: str | os.PathLike) -> dict[str, np.ndarray]:
                     usage.append(u)
                 else:
                     usage.append("Training")
-        except _READ_ERRORS as e:
+        except READ_ERRORS as e:
             raise DataError(path, f"file is corrupt or truncated ({str(e) or type(e).__name__})", row=row_no + 1) from None
     if not labels:
         raise DataError(path, "no data rows after the header")

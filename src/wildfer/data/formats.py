@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import DataError
-from .csvfiles import _READ_ERRORS, _open_text
+from .csvfiles import READ_ERRORS, open_text
 from .fer2013 import FaceArrays
 from .manifest import LABEL_COLUMNS, LAYOUT, PATH_COLUMNS
 from .paths import data_path, not_found_hint
@@ -30,11 +30,11 @@ def _header(path: Path) -> list[str]:
     if path.stat().st_size == 0:
         raise DataError(path, "file is empty")
     try:
-        with _open_text(path) as fh:
+        with open_text(path) as fh:
             line = fh.readline()
     except UnicodeDecodeError:
         raise DataError(path, "not a text CSV file (is it an image or an archive?)", row=0) from None
-    except _READ_ERRORS as e:
+    except READ_ERRORS as e:
         raise DataError(path, f"file is corrupt or truncated ({str(e) or type(e).__name__})", row=0) from None
     if not line.strip():
         raise DataError(path, "file is empty (no header)")
