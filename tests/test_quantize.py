@@ -179,8 +179,8 @@ def test_exact_int8_products_where_the_cpu_has_no_vnni(monkeypatch):
 @pytest.mark.parametrize("backend", ["onnx", "int8"])
 def test_graph_sessions_sleep_between_calls(backend):
     """Every classifier graph's pool threads sleep between calls: threads left spinning after
-    one member of an ensemble took the cores from the next (wild_ensemble's float graphs read
-    a face in 35 ms instead of 17 on a 2-core CPU)."""
+    one member of an ensemble took the cores from the next (a one-face photo through
+    wild_ensemble's float graphs: 52.2 ms instead of 37.7 ms on a 2-core CPU)."""
     from wildfer.models.loader import builtin_models
 
     if "wild_ensemble" not in builtin_models():

@@ -129,9 +129,10 @@ class OnnxRunner:
 
     Its pool threads sleep between calls unless ``spin``: a classifier runs between other
     work (decoding, detection, an ensemble's other members), and threads left spinning after
-    a call take the cores from it. With spinning on, ``wild_ensemble``'s float graphs read one
-    face in 35 ms instead of 17 ms on a 2-core CPU (the second member waits for the first's
-    threads to stop spinning)."""
+    a call take the cores from it. With spinning on, a one-face 720p photo took 52.2 ms instead
+    of 37.7 ms through ``wild_ensemble``'s float graphs on a 2-core CPU: its second member waited
+    for the first's threads (``benchmarks/results/wild_latency_spinning_epyc.json`` and
+    ``wild_latency_backends_epyc.json``)."""
 
     def __init__(self, model: bytes | str | os.PathLike, threads: int | None = None, device: str = "cpu",
                  spin: bool = False):
