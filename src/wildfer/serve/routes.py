@@ -41,12 +41,8 @@ EXPLAIN_METHODS = ("gradcam", *(m for m in SALIENCY_METHODS if m != "gradcam"))
 #: Seconds a client is asked to wait (``Retry-After``) when an endpoint is full.
 RETRY_AFTER_S = 1
 
-class ExplainMethod(str, Enum):
-    gradcam = "gradcam"
-    vanilla = "vanilla"
-    smoothgrad = "smoothgrad"
-    ig = "ig"
-    occlusion = "occlusion"
+#: ``/v1/explain``'s ``method`` values: :data:`EXPLAIN_METHODS`, one table for both
+ExplainMethod = Enum("ExplainMethod", {m: m for m in EXPLAIN_METHODS}, type=str)
 
 
 class ExplainFormat(str, Enum):
