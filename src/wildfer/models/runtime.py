@@ -103,9 +103,9 @@ def onnx_providers(device: str) -> list:
     return ["CPUExecutionProvider"]
 
 
-def session_options(threads: int | None = None, spin: bool = True):
+def session_options(threads: int | None = None, spin: bool = False):
     """onnxruntime session options: ``threads`` intra-op threads, pool threads that sleep
-    between calls unless ``spin``, every graph optimisation, and on an x86 CPU without VNNI
+    between calls unless ``spin`` (see :class:`OnnxRunner`), every graph optimisation, and on an x86 CPU without VNNI
     (:func:`wildfer.machine.has_vnni`) the exact int8 products: there onnxruntime's fast
     uint8 x int8 kernels add pairs of products in 16 bits, which saturate and cost the int8
     graphs 1 to 15 points of accuracy."""

@@ -93,14 +93,14 @@ def init_from(model: nn.Module, source: str, classes: tuple[str, ...] | None = N
     from ..models.loader import load_model
 
     clf = load_model(str(data_path(source)))  # a relative path may live under $WILDFER_DATA
-    own = model.state_dict()
+    own, skip = model.state_dict(), tuple(skip)
     for prefix in skip:
         if not any(k.startswith(prefix) for k in own):
             raise WildferError(f"init_skip: {prefix!r} names no tensor of {getattr(model, 'wildfer_name', 'the model')}")
-    src = {k: v for k, v in clf.net.state_dict().items() if not k.startswith(tuple(skip))}
+    src = {k: v for k, v in clf.net.state_dict().items() if not k.startswith(skip)}
     loaded = [k for k, v in src.items() if k in own and own[k].shape == v.shape]
     n_params = sum(v.numel() for k, v in own.items() if k in loaded)
-    if n_params < 0.5 * sum(v.numel() for k, v in own.items() if not k.startswith(tuple(skip))):
+    if n_params < 0.5 * sum(v.numel() for k, v in own.items() if not k.startswith(skip)):
         raise WildferError(
             f"init={source}: only {len(loaded)} of {len(own)} tensors match this model; "
             "is it the same architecture (see `wildfer models info`)?"
