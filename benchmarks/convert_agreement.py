@@ -3,9 +3,10 @@ model zoo's int8 graph on real web faces, and what both read zero-shot.
 
 The ExpW ``val`` faces are cut on the zoo's five-point template at 112 px in colour (the crop
 cache, ``wildfer.wild.crops``). Three outputs per face: the int8 graph on onnxruntime (batch 1,
-as the graph is built), the float PyTorch net, and the float net with the graph's activation
-roundings emulated (``wildfer.models.convert.round_like_graph``). Writes argmax agreement with
-the graph, mean and largest logit differences, and each one's accuracy on the ExpW labels.
+as the graph is built), the float PyTorch net, and the float net with the graph's arithmetic
+emulated (``wildfer.models.convert.round_like_graph``: integer convolutions and residual adds).
+Writes argmax agreement with the graph, mean and largest logit differences, and each one's
+accuracy on the ExpW labels.
 
 Usage: ``python benchmarks/convert_agreement.py [--out benchmarks/results/convert_agreement.json]``
 """

@@ -10,7 +10,9 @@ biased convolutions and no batch norm. Convolutions and PReLUs are matched in gr
 which is the network's forward order; a graph of another shape is a :class:`ModelError`.
 
 The result differs from the int8 graph by its rounding only: the graph also rounds every
-activation to 8 bits, the float net does not (``tests/test_models_convert.py`` measures it).
+activation to 8 bits, the float net does not. :func:`round_like_graph` makes the float net
+compute as the graph does (integer convolutions, onnxruntime's x86 residual adds), which gives
+the graph's logits exactly (``tests/test_models_convert.py``, ``benchmarks/convert_agreement.py``).
 """
 
 from __future__ import annotations
@@ -125,7 +127,8 @@ def activation_grids(path: str | Path) -> dict[str, list]:
     activations, in graph order: ``input``, after each convolution (``convs``; a quantised one
     adds its input and weight scales), each PReLU
     (``prelus``, ``None`` where the graph keeps the value in float), each residual add
-    (``adds``), and the classifier's input, product and output (``fc``)."""
+    (``adds``: the output's grid, then the shortcut's and the block's), and the classifier's input,
+    product and output (``fc``)."""
     nodes, t = read_onnx_tensors(path)
     quantize_of = {n.input[0]: (t[n.input[1]], t[n.input[2]]) for n in nodes if n.op_type == "QuantizeLinear"}
     grids: dict[str, list] = {"input": [], "convs": [], "prelus": [], "adds": [], "fc": []}
@@ -144,7 +147,7 @@ def activation_grids(path: str | Path) -> dict[str, list]:
             if len(grids["fc"]) == 2:
                 grids["fc"].append((t[n.input[6]], t[n.input[7]]))
             else:
-                grids["adds"].append((t[n.input[6]], t[n.input[7]]))
+                grids["adds"].append(tuple(t[n.input[i]] for i in (6, 7, 1, 2, 4, 5)))
     return grids
 
 
@@ -175,9 +178,28 @@ def _integer_conv(m: torch.nn.Conv2d, x: torch.Tensor, grid) -> torch.Tensor:
     return (q - float(y_zp)) * float(y_scale)
 
 
+def _qlinear_add(a: torch.Tensor, b: torch.Tensor, grid) -> torch.Tensor:
+    """A residual add as onnxruntime's QLinearAdd computes it on x86 (its AVX2 kernel): both
+    inputs' 8-bit integers scaled onto the output grid in float32 by fused multiply-adds, then
+    rounded to even. Adding the dequantised values instead moves about one output in 10,000 by
+    a step, which compounds over the later layers."""
+    c_scale, c_zp, a_scale, a_zp, b_scale, b_zp = grid
+    f32 = np.float32
+    ratio_a, ratio_b = f32(f32(a_scale) / f32(c_scale)), f32(f32(b_scale) / f32(c_scale))
+    fixed = f32(f32(int(c_zp)) - f32(f32(ratio_a * f32(int(a_zp))) + f32(ratio_b * f32(int(b_zp)))))
+    qa = torch.round(a / float(a_scale)).double() + int(a_zp)
+    qb = torch.round(b / float(b_scale)).double() + int(b_zp)
+    # float64 holds each product and sum exactly, so one cast to float32 rounds as a fused multiply-add does
+    partial = (qb * float(ratio_b) + float(fixed)).float().double()
+    value = (qa * float(ratio_a) + partial).float()
+    lo, hi = (0, 255) if np.asarray(c_zp).dtype == np.uint8 else (-128, 127)
+    return (torch.clamp(torch.round(value), lo, hi) - int(c_zp)) * float(c_scale)
+
+
 def round_like_graph(net: MobileFaceNet, path: str | Path) -> list:
-    """Hooks that make ``net`` round its activations where the int8 graph at ``path`` does, so
-    its outputs can be compared with the graph's to the last step (the conversion's check).
+    """Hooks that make ``net`` compute as the int8 graph at ``path`` does (its activations on
+    the graph's 8-bit grids, integer convolutions, onnxruntime's x86 residual adds), so its
+    outputs can be compared with the graph's exactly (the conversion's check).
     Returns the hook handles: ``for h in handles: h.remove()`` undoes it."""
     g = activation_grids(path)
     convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
@@ -191,9 +213,13 @@ def round_like_graph(net: MobileFaceNet, path: str | Path) -> list:
             handles.append(m.register_forward_hook(lambda m, a, out, grid=grid: _integer_conv(m, a[0], grid)))
         else:
             handles.append(m.register_forward_hook(lambda m, a, out, grid=grid: _round_to(out, grid)))
-    for mods, grids in ((prelus, g["prelus"]), (adds, g["adds"])):
-        for m, grid in zip(mods, grids):
-            handles.append(m.register_forward_hook(lambda m, a, out, grid=grid: _round_to(out, grid)))
+    for m, grid in zip(prelus, g["prelus"]):
+        handles.append(m.register_forward_hook(lambda m, a, out, grid=grid: _round_to(out, grid)))
+    for m, grid in zip(adds, g["adds"]):
+        block: dict[str, torch.Tensor] = {}  # the block's rounded output, kept for the add
+        handles.append(m.conv[-1].register_forward_hook(lambda m, a, out, block=block: block.update(y=out)))
+        handles.append(m.register_forward_hook(
+            lambda m, a, out, grid=grid, block=block: _qlinear_add(a[0], block.pop("y"), grid)))
     fc_in, fc_mm, fc_out = g["fc"]
 
     def fc_rounded(m, a, out):
