@@ -373,21 +373,21 @@ def test_interrupted_video_leaves_no_file_under_its_final_name(tmp_path, tiny_ck
         w.write(np.full((120, 160, 3), 20 * k, np.uint8))
     w.release()
     calls = {"n": 0}
-    real = recognizer.Recognizer.predict
+    real = recognizer.Recognizer.classify_prepared  # each frame's faces are classified on the caller's thread
 
-    def predict(self, image, bgr=False):
+    def classify_prepared(self, works):
         calls["n"] += 1
         if calls["n"] == 4:
             raise KeyboardInterrupt
-        return real(self, image, bgr=bgr)
+        return real(self, works)
 
-    monkeypatch.setattr(recognizer.Recognizer, "predict", predict)
+    monkeypatch.setattr(recognizer.Recognizer, "classify_prepared", classify_prepared)
     out = tmp_path / "o"
     code = run_predict([video], model=str(tiny_ckpt), out=out, annotate=True, video_stride=1)
     assert code == 130 and calls["n"] == 4
     # no video, whole or partial: the report and the progress file that --resume reads
     assert sorted(p.name for p in out.rglob("*")) == ["predictions.json", "predictions.json.jsonl"]
-    monkeypatch.setattr(recognizer.Recognizer, "predict", real)
+    monkeypatch.setattr(recognizer.Recognizer, "classify_prepared", real)
     assert run_predict([video], model=str(tiny_ckpt), out=out, annotate=True, video_stride=1, resume=True) == 0
     cap = cv2.VideoCapture(str(out / "clip.annotated.mp4"))
     assert cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 10

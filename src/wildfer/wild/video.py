@@ -5,6 +5,10 @@ tracker links each face to the track whose last box overlaps it most (IoU >= 0.3
 per track, greedy, best overlaps first); a track not seen for ``max_age`` processed frames
 ends. Along a track the probabilities are averaged over the last ``window`` processed
 frames, which removes the frame-to-frame flicker of a per-frame classifier.
+
+Three stages overlap on their own threads: one thread decodes the frames ahead
+(:func:`read_frames`), another detects and aligns the faces of the frames to process
+(:func:`detect_ahead`), and the caller's thread classifies them, tracks and writes, in frame order.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 from collections import Counter, deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -106,12 +110,11 @@ class IoUTracker:
         return out
 
 
-def read_frames(cap, *, keep: Callable[[int], bool], max_frames: int | None = None, ahead: int = 4):
-    """``(index, frame)`` for each frame of an open ``cv2.VideoCapture``, in order, read by a
-    thread at most ``ahead`` frames in front of the caller, so that decoding the next frames
-    overlaps the work on this one (OpenCV's decoder releases the GIL). A frame that ``keep(index)``
-    says is not needed is grabbed, not converted to BGR pixels, and comes as ``None``. Closing
-    the generator stops the thread; the caller releases the capture after that."""
+def run_ahead(source: Iterable, *, ahead: int = 4, name: str = "wildfer-ahead") -> Iterator:
+    """The items of ``source``, in order, produced by a thread at most ``ahead`` items in front
+    of the caller, so that making the next items overlaps the work on this one (OpenCV and
+    onnxruntime release the GIL). An error raised by ``source`` reaches the caller. Closing the
+    returned generator stops the thread, and the thread closes ``source`` before it ends."""
     import queue
     import threading
 
@@ -119,41 +122,80 @@ def read_frames(cap, *, keep: Callable[[int], bool], max_frames: int | None = No
     stop = threading.Event()
     end = object()
 
-    def read() -> None:
-        i = 0
+    def produce() -> None:
         try:
-            while not stop.is_set() and (max_frames is None or i < max_frames):
-                if keep(i):
-                    ok, frame = cap.read()
-                else:
-                    ok, frame = cap.grab(), None
-                if not ok:
+            for item in source:
+                q.put(item)
+                if stop.is_set():
                     break
-                q.put((i, frame))
-                i += 1
         except BaseException as e:  # noqa: BLE001 - handed to the reading side
             q.put(e)
         finally:
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
             q.put(end)
 
-    thread = threading.Thread(target=read, name="wildfer-video-reader", daemon=True)
+    thread = threading.Thread(target=produce, name=name, daemon=True)
     thread.start()
-    try:
-        while True:
-            item = q.get()
-            if item is end:
+
+    def items() -> Iterator:
+        try:
+            while True:
+                item = q.get()
+                if item is end:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            while thread.is_alive():  # let a producer blocked on a full queue finish
+                try:
+                    q.get(timeout=0.05)
+                except queue.Empty:
+                    pass
+            thread.join()
+
+    return items()
+
+
+def read_frames(cap, *, keep: Callable[[int], bool], max_frames: int | None = None, ahead: int = 4) -> Iterator:
+    """``(index, frame)`` for each frame of an open ``cv2.VideoCapture``, in order, read by a
+    thread at most ``ahead`` frames in front of the caller (:func:`run_ahead`). A frame that
+    ``keep(index)`` says is not needed is grabbed, not converted to BGR pixels, and comes as
+    ``None``. Closing the generator stops the thread; the caller releases the capture after that."""
+
+    def frames() -> Iterator:
+        i = 0
+        while max_frames is None or i < max_frames:
+            if keep(i):
+                ok, frame = cap.read()
+            else:
+                ok, frame = cap.grab(), None
+            if not ok:
                 return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():  # let a reader blocked on a full queue finish
-            try:
-                q.get(timeout=0.05)
-            except queue.Empty:
-                pass
-        thread.join()
+            yield i, frame
+            i += 1
+
+    return run_ahead(frames(), ahead=ahead, name="wildfer-video-reader")
+
+
+def detect_ahead(rec, frames: Iterator, *, work: Callable[[int], bool], ahead: int = 2) -> Iterator:
+    """``(index, frame, prepared)`` for each ``(index, frame)`` of ``frames``: the frames for
+    which ``work(index)`` holds are detected and aligned (``rec.prepare``) by a thread ahead of
+    the caller, which classifies them (``rec.classify_prepared``), so detection of the next
+    frame overlaps classification of this one; other frames come with ``None``. Closing the
+    generator stops the thread and closes ``frames``."""
+
+    def prepared() -> Iterator:
+        try:
+            for idx, frame in frames:
+                yield idx, frame, rec.prepare(frame, bgr=True) if work(idx) else None
+        finally:
+            frames.close()
+
+    return run_ahead(prepared(), ahead=ahead, name="wildfer-video-detector")
 
 
 def process_video(rec, path, *, stride: int = 1, max_frames: int | None = None, annotate_to: str | Path | None = None,
@@ -192,12 +234,13 @@ def process_video(rec, path, *, stride: int = 1, max_frames: int | None = None, 
     width = height = 0
     every = annotate_to is not None  # an annotated copy shows every frame
     decoded = read_frames(cap, keep=lambda i: every or i % stride == 0, max_frames=max_frames)
+    prepared = detect_ahead(rec, decoded, work=lambda i: i % stride == 0)
     try:
-        for idx, frame in decoded:
+        for idx, frame, work in prepared:
             if frame is not None:
                 height, width = frame.shape[:2]
-            if idx % stride == 0:
-                res = rec.predict(frame, bgr=True)
+            if work is not None:
+                res = rec.classify_prepared([work])[0]
                 smoothed = tracker.update(res.faces)
                 faces = []
                 for f, sp in zip(res.faces, smoothed):
@@ -224,7 +267,7 @@ def process_video(rec, path, *, stride: int = 1, max_frames: int | None = None, 
             if progress:
                 progress(n_frames, total)
     finally:
-        decoded.close()  # its reader thread ends before the capture is released
+        prepared.close()  # its thread and the reader's end before the capture is released
         cap.release()
         if writer is not None:
             writer.release()
