@@ -74,7 +74,7 @@ def main() -> None:
     from wildfer.models import PIPELINE_MODEL
 
     model = args.model or PIPELINE_MODEL
-    python = args.python
+    python = os.path.abspath(args.python)  # the runs start in a temporary folder; a venv's symlink is kept
     wildfer_cli = str(Path(python).with_name("wildfer"))
     has_torch = subprocess.run([python, "-c", "import torch"], capture_output=True).returncode == 0
     with tempfile.TemporaryDirectory() as tmp:
