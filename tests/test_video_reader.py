@@ -137,6 +137,19 @@ def test_a_detector_error_and_stopping_early_end_both_threads(clip):
     assert _pipeline_threads() == 0
 
 
+def test_a_pipeline_dropped_before_its_first_frame_starts_no_thread(clip):
+    class Rec:
+        def prepare(self, frame, bgr=False):
+            raise AssertionError("no frame was asked for")
+
+    cap = cv2.VideoCapture(str(clip))
+    items = detect_ahead(Rec(), read_frames(cap, keep=lambda i: True), work=lambda i: True)
+    assert _pipeline_threads() == 0
+    items.close()
+    cap.release()  # safe: no reader thread holds the capture
+    assert _pipeline_threads() == 0
+
+
 def test_a_failing_frame_callback_stops_the_pipeline(wild_dir, tmp_path):
     from wildfer.wild import Recognizer
 

@@ -114,7 +114,8 @@ def run_ahead(source: Iterable, *, ahead: int = 4, name: str = "wildfer-ahead") 
     """The items of ``source``, in order, produced by a thread at most ``ahead`` items in front
     of the caller, so that making the next items overlaps the work on this one (OpenCV and
     onnxruntime release the GIL). An error raised by ``source`` reaches the caller. Closing the
-    returned generator stops the thread, and the thread closes ``source`` before it ends."""
+    generator stops the thread, and the thread closes ``source`` before it ends. Nothing starts
+    before the first item is asked for, so a generator dropped unstarted leaves no thread."""
     import queue
     import threading
 
@@ -138,26 +139,22 @@ def run_ahead(source: Iterable, *, ahead: int = 4, name: str = "wildfer-ahead") 
 
     thread = threading.Thread(target=produce, name=name, daemon=True)
     thread.start()
-
-    def items() -> Iterator:
-        try:
-            while True:
-                item = q.get()
-                if item is end:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            stop.set()
-            while thread.is_alive():  # let a producer blocked on a full queue finish
-                try:
-                    q.get(timeout=0.05)
-                except queue.Empty:
-                    pass
-            thread.join()
-
-    return items()
+    try:
+        while True:
+            item = q.get()
+            if item is end:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # let a producer blocked on a full queue finish
+            try:
+                q.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        thread.join()
 
 
 def read_frames(cap, *, keep: Callable[[int], bool], max_frames: int | None = None, ahead: int = 4) -> Iterator:
