@@ -181,8 +181,8 @@ def _integer_conv(m: torch.nn.Conv2d, x: torch.Tensor, grid) -> torch.Tensor:
 def _qlinear_add(a: torch.Tensor, b: torch.Tensor, grid) -> torch.Tensor:
     """A residual add as onnxruntime's QLinearAdd computes it on x86 (its AVX2 kernel): both
     inputs' 8-bit integers scaled onto the output grid in float32 by fused multiply-adds, then
-    rounded to even. Adding the dequantised values instead moves about one output in 10,000 by
-    a step, which compounds over the later layers."""
+    rounded to even. Adding the dequantised values instead is a step off for some input pairs,
+    and those steps compound over the later layers."""
     c_scale, c_zp, a_scale, a_zp, b_scale, b_zp = grid
     f32 = np.float32
     ratio_a, ratio_b = f32(f32(a_scale) / f32(c_scale)), f32(f32(b_scale) / f32(c_scale))
