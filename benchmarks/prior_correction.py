@@ -46,12 +46,10 @@ def read_predictions(path: Path, classes: list[str]) -> tuple[np.ndarray, np.nda
     return y, found, probs
 
 
-def training_prior(classes: list[str], wild_ratio: float) -> np.ndarray:
-    """The class shares of a wild recipe's training faces: ExpW ``train`` and FER2013
-    ``Training`` mixed ``wild_ratio : 1 - wild_ratio``."""
-    from wildfer.data.fer2013 import load_fer2013
-
-    fer = load_fer2013(DATA / "fer2013" / "fer2013.csv.gz").split("Training")
+def training_prior(fer, classes: list[str], wild_ratio: float) -> np.ndarray:
+    """The class shares of a wild recipe's training faces: ExpW ``train`` and the ``Training``
+    faces of ``fer`` (FER2013) mixed ``wild_ratio : 1 - wild_ratio``."""
+    fer = fer.split("Training")
     fer_share = np.bincount(fer.labels, minlength=len(classes)) / len(fer.labels)
     with open(DATA / "wild" / "expw.csv", newline="", encoding="utf-8") as f:
         expw = [r["label"] for r in csv.DictReader(f) if r["split"] == "train"]
@@ -78,11 +76,13 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "prior_correction.json")
     args = ap.parse_args()
 
+    from wildfer.data.fer2013 import load_fer2013
     from wildfer.evaluate.predict import load_saved_probs
     from wildfer.labels import FER2013_CLASSES
 
     classes = list(FER2013_CLASSES)
-    prior = training_prior(classes, args.wild_ratio)
+    fer = load_fer2013(DATA / "fer2013" / "fer2013.csv.gz")  # read once: its Training prior, its PublicTest labels
+    prior = training_prior(fer, classes, args.wild_ratio)
     data: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for name, fname in SETS.items():
         read = [read_predictions(m / fname, classes) for m in args.member]
@@ -90,9 +90,7 @@ def main() -> None:
         if any(not np.array_equal(r[0], y) for r in read):
             raise SystemExit(f"{fname}: the members' files list other faces")
         data[name] = (y, found & np.logical_and.reduce([r[1] for r in read]), np.mean([r[2] for r in read], axis=0))
-    from wildfer.data.fer2013 import load_fer2013
-
-    pt = load_fer2013(DATA / "fer2013" / "fer2013.csv.gz").split("PublicTest")
+    pt = fer.split("PublicTest")
     saved = [load_saved_probs(m / "probs_publictest.npz") for m in args.member]
     order = [[list(s.labels).index(c) for c in classes] for s in saved]
     data["publictest"] = (np.asarray(pt.labels), np.ones(len(pt.labels), bool),
