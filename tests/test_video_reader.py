@@ -125,12 +125,12 @@ def test_a_detector_error_and_stopping_early_end_both_threads(clip):
     cap.release()
     assert _pipeline_threads() == 0
 
-    class Slow:
+    class Shapes:
         def prepare(self, frame, bgr=False):
             return frame.shape
 
     cap = cv2.VideoCapture(str(clip))
-    items = detect_ahead(Slow(), read_frames(cap, keep=lambda i: True, ahead=1), work=lambda i: True, ahead=1)
+    items = detect_ahead(Shapes(), read_frames(cap, keep=lambda i: True, ahead=1), work=lambda i: True, ahead=1)
     assert next(items)[0] == 0
     items.close()  # both threads may be blocked on full queues: they still end
     cap.release()
