@@ -1,10 +1,12 @@
-"""The light install: inference with no torch.
+"""The light install: inference with no torch and no scikit-learn.
 
-Each check runs wildfer in a fresh process whose imports of torch fail (a ``sitecustomize``
-on its path), so it means the same in the full test environment as in a venv made with
-``pip install wildfer`` alone, where ``make test`` runs this file too
+Each check runs wildfer in a fresh process whose imports of torch and scikit-learn fail (a
+``sitecustomize`` on its path), so it means the same in the full test environment as in a venv
+made with ``pip install wildfer`` alone, where ``make test`` runs this file too
 (``pytest --noconftest tests/test_light_install.py``): commands and the Python API work for
-every built-in, and ``torch`` is never imported; what needs torch says so in one line.
+every built-in, and ``torch`` is never imported; what needs torch or scikit-learn (the
+``[train]`` and ``[eval]`` extras) says so in one line. The evaluation commands are also run
+with scikit-learn and without torch (``pip install 'wildfer[eval]'``) where it is installed.
 
 Self-contained (no conftest): the photo is the portrait that ships inside matplotlib.
 """
@@ -24,28 +26,48 @@ import pytest
 BLOCK = textwrap.dedent('''
     import sys
 
-    class _NoTorch:
-        """Imports of torch fail, as where it is not installed."""
+    class _Absent:
+        """Imports of these modules fail, as where they are not installed."""
+
+        def __init__(self, modules):
+            self.modules = modules
 
         def find_spec(self, name, path=None, target=None):
-            if name.partition(".")[0] == "torch":
+            if name.partition(".")[0] in self.modules:
                 raise ModuleNotFoundError(f"No module named {name!r}", name=name)
             return None
 
-    sys.meta_path.insert(0, _NoTorch())
+    sys.meta_path.insert(0, _Absent(MODULES))
 ''')
 
 INSTALL = "pip install 'wildfer[train]'"
+EVAL_INSTALL = "pip install 'wildfer[eval]'"
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    site = tmp_path_factory.mktemp("notorch")
-    (site / "sitecustomize.py").write_text(BLOCK)
+def _env(tmp_path_factory, modules: tuple[str, ...]) -> dict:
+    site = tmp_path_factory.mktemp("absent")
+    (site / "sitecustomize.py").write_text(BLOCK.replace("MODULES", repr(modules)))
     e = dict(os.environ)
     e["PYTHONPATH"] = os.pathsep.join([str(site)] + [p for p in e.get("PYTHONPATH", "").split(os.pathsep) if p])
     e.pop("WILDFER_DATA", None)
     return e
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """The base install: no torch, no scikit-learn."""
+    return _env(tmp_path_factory, ("torch", "sklearn"))
+
+
+@pytest.fixture(scope="module")
+def eval_env(tmp_path_factory):
+    """The base install with the [eval] extra: scikit-learn, no torch."""
+    import importlib.util
+
+    if importlib.util.find_spec("sklearn") is None:
+        pytest.skip("scikit-learn (the [eval] extra) is not installed here; the base install's evaluate is "
+                    "test_evaluate_says_it_needs_the_eval_extra")
+    return _env(tmp_path_factory, ("torch",))
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +91,8 @@ def wildfer(env, *args, cwd: Path, timeout: float = 300) -> subprocess.Completed
 def test_the_block_works(env, tmp_path):
     r = py(env, "import torch", tmp_path)
     assert r.returncode != 0 and "No module named 'torch'" in r.stderr
+    r = py(env, "import sklearn.metrics", tmp_path)
+    assert r.returncode != 0 and "No module named 'sklearn" in r.stderr
 
 
 def test_recognizer_reads_a_photo_without_torch(env, tmp_path, photo):
@@ -148,23 +172,41 @@ def test_predict_command_photos_folders_workers_resume_and_video(env, tmp_path, 
     assert (tmp_path / "tl" / "clip" / "summary.html").is_file()
 
 
-def test_evaluate_and_evaluate_wild_without_torch(env, tmp_path, photo):
+def _eval_inputs(tmp_path: Path, photo: Path) -> tuple[Path, Path]:
     import numpy as np
 
     manifest = tmp_path / "m.csv"
     manifest.write_text(f"path,label\n{photo},neutral\n")
-    r = wildfer(env, "evaluate-wild", manifest, "--json", "w.json", cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
-    assert json.loads((tmp_path / "w.json").read_text())["detection_recall"] == 1.0
-
     rng = np.random.default_rng(0)
     rows = ["emotion,pixels,Usage"] + [f"{i % 7},{' '.join(map(str, rng.integers(0, 256, 48 * 48)))},PublicTest"
                                        for i in range(30)]
     (tmp_path / "fer.csv").write_text("\n".join(rows) + "\n")
-    r = wildfer(env, "evaluate", "fer.csv", "--split", "PublicTest", "--model", "fast", "--json", "e.json",
+    return manifest, tmp_path / "fer.csv"
+
+
+def test_evaluate_and_evaluate_wild_with_the_eval_extra_without_torch(eval_env, tmp_path, photo):
+    manifest, fer = _eval_inputs(tmp_path, photo)
+    r = wildfer(eval_env, "evaluate-wild", manifest, "--json", "w.json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "w.json").read_text())["detection_recall"] == 1.0
+    r = wildfer(eval_env, "evaluate", fer, "--split", "PublicTest", "--model", "fast", "--json", "e.json",
                 cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "e.json").read_text())["n"] == 30
+    r = py(eval_env, "import sys, wildfer.wild.evaluate, wildfer.evaluate.core; assert 'torch' not in sys.modules",
+           tmp_path)
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("command", ["evaluate-wild", "evaluate"])
+def test_evaluate_says_it_needs_the_eval_extra(env, tmp_path, photo, command):
+    manifest, fer = _eval_inputs(tmp_path, photo)
+    args = [manifest] if command == "evaluate-wild" else [fer, "--split", "PublicTest", "--model", "fast"]
+    r = wildfer(env, command, *args, "--json", "r.json", cwd=tmp_path)
+    assert r.returncode == 2
+    lines = [line for line in r.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and f"wildfer {command} needs scikit-learn" in lines[0] and EVAL_INSTALL in lines[0], r.stderr
+    assert not (tmp_path / "r.json").exists()
 
 
 def test_info_and_models_without_torch(env, tmp_path):

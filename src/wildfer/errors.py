@@ -60,14 +60,20 @@ class ModelError(WildferError):
 
 
 #: module -> the extra that installs it (what the light install leaves out)
-EXTRAS = {"torch": "train", "onnx": "train", "safetensors": "train", "ray": "ray", "captum": "captum"}
+EXTRAS = {"torch": "train", "onnx": "train", "safetensors": "train", "scipy": "train", "sklearn": "eval", "ray": "ray",
+          "captum": "captum"}
 #: how to add torch to the light install
 TORCH_INSTALL = "pip install 'wildfer[train]'"
 
 
+#: module -> the name it is installed by, where they differ
+PACKAGES = {"sklearn": "scikit-learn"}
+
+
 def missing_module(what: str, module: str = "torch") -> str:
     """The line that says ``what`` needs ``module`` (one of :data:`EXTRAS`) and how to install it."""
-    return f"{what} needs {module}, which this installation does not have: pip install 'wildfer[{EXTRAS[module]}]'"
+    return (f"{what} needs {PACKAGES.get(module, module)}, which this installation does not have: "
+            f"pip install 'wildfer[{EXTRAS[module]}]'")
 
 
 class MissingTorch(ModelError):

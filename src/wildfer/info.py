@@ -54,7 +54,7 @@ def environment() -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "packages": {d: _version(d) for d in ("torch", "numpy", "opencv-python-headless", "onnxruntime", "yuface",
-                                               "fastapi", "uvicorn")},
+                                               "fastapi", "uvicorn", "scikit-learn")},
         "torch": torch_info,
         "onnxruntime": onnx,
         "detector": {"default": "yunet", "active": create_detector("yunet").name, "available": available_detectors()},

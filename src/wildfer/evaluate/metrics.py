@@ -12,6 +12,8 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+# the [eval] extra; imported with the module, so a command fails before its work, not after
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support, top_k_accuracy_score
 
 #: Number of equal-width confidence bins for ECE and the reliability diagram.
 ECE_BINS = 15
@@ -58,8 +60,6 @@ def compute_metrics(y_true, probs, labels: Sequence[str], n_bins: int = ECE_BINS
     ``confusion_normalized`` (rows sum to 1; rows with no samples are zeros), ``ece``,
     ``calibration`` (per-bin numbers), ``nll`` (mean negative log-likelihood).
     """
-    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support, top_k_accuracy_score
-
     y_true = np.asarray(y_true, dtype=np.int64)
     probs = np.asarray(probs, dtype=np.float64)
     labels = list(labels)

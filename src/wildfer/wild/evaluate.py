@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+# the [eval] extra; imported with the module, so evaluate-wild fails before its work, not after
+from sklearn.metrics import confusion_matrix, f1_score
 
 from ..data.csvfiles import check_unreadable
 from ..data.manifest import ManifestItem, box_outside, read_manifest
@@ -230,8 +232,6 @@ def _label_metrics(y_true: list[str], y_pred: list[str], labels: tuple[str, ...]
                    search: list[bool], by_iou: list[bool]) -> dict[str, Any]:
     """Recall, accuracy (overall, of found faces, by detector and by search), macro-F1 and the
     confusion matrix (with a ``missed`` column) over the labelled faces."""
-    from sklearn.metrics import confusion_matrix, f1_score
-
     present = [c for c in labels if c in set(y_true)] + sorted(set(y_true) - set(labels))
     correct = [t == p for t, p in zip(y_true, y_pred)]
     cols = present + [MISSED]
