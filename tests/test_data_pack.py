@@ -1,4 +1,5 @@
-"""FER2013 packs (``wildfer data pack``): the same arrays as the CSV, smaller, read everywhere the CSV is."""
+"""FER2013 packs (``wildfer data pack``): the same arrays as the CSV, smaller, read everywhere the CSV is;
+and the faces a training run adds to FER2013's (``extra_train_data``)."""
 
 from __future__ import annotations
 
@@ -110,3 +111,34 @@ def test_xz_pack_holds_med_residuals_and_old_packs_still_read(small_csv, tmp_pat
     # the raw .npz keeps plain pixels (read without decoding)
     with np.load(save_pack(data, tmp_path / "raw.npz")) as z:
         assert "images" in z.files and np.array_equal(z["images"], data.images)
+
+
+def test_extra_training_faces_join_the_training_split(small_csv, tmp_path):
+    """``extra_train_data``: a manifest's faces (any size) follow FER2013's training faces,
+    resized to 48 pixels, ``extra_train_repeat`` times; validation is untouched."""
+    from PIL import Image
+
+    from wildfer.errors import WildferError
+    from wildfer.train.checks import check_config
+    from wildfer.train.config import TrainConfig
+    from wildfer.train.engine import load_training_data
+
+    rows = ["path,label"]
+    for i, label in enumerate(["disgust", "disgust", "fear"]):
+        Image.fromarray(np.full((64, 64), 40 * (i + 1), np.uint8)).save(tmp_path / f"f{i}.png")
+        rows.append(f"f{i}.png,{label}")
+    (tmp_path / "extra.csv").write_text("\n".join(rows) + "\n")
+    base_train, base_val = load_training_data(TrainConfig(data=str(small_csv)))
+    train, val = load_training_data(TrainConfig(data=str(small_csv), extra_train_data=[str(tmp_path / "extra.csv")],
+                                                extra_train_repeat=2))
+    assert len(base_train) == 20 and len(train) == 26 and train.images.shape[1:] == (48, 48)
+    assert np.array_equal(train.images[:20], base_train.images)
+    assert list(train.labels[20:]) == [1, 1, 2, 1, 1, 2]
+    assert train.images[20, 0, 0] == 40 and train.images[25, 0, 0] == 120
+    assert np.array_equal(val.images, base_val.images)
+
+    (tmp_path / "other.csv").write_text("path,label\nf0.png,contempt\nf1.png,happy\n")
+    with pytest.raises(WildferError, match="extra_train_data .*other.csv: classes"):
+        load_training_data(TrainConfig(data=str(small_csv), extra_train_data=[str(tmp_path / "other.csv")]))
+    with pytest.raises(WildferError, match="extra_train_repeat=0"):
+        check_config(TrainConfig(extra_train_repeat=0))

@@ -41,6 +41,7 @@ RANGES: dict[str, _Rule] = {
     "epochs": _at_least(1),
     "batch_size": _at_least(1),
     "subset": ((lambda v: v >= 1), ">= 1 (rows to train on), or null for all"),
+    "extra_train_repeat": ((lambda v: v >= 1), ">= 1 (times each extra_train_data face is used)"),
     "val_subset": ((lambda v: v >= 1), ">= 1 (rows to validate on), or null for all"),
     "wild_ratio": _within(0, 1),
     "lr": _at_least(0),  # 0: a run that only measures (the weights stay as they start)

@@ -39,6 +39,12 @@ class TrainConfig:
     ferplus_classes: str = "ferplus"
     train_split: str = "Training"
     val_split: str = "PublicTest"
+    # more labelled faces for the training split, with FER2013's classes (any format
+    # wildfer.data.load_dataset reads, every row; e.g. ckplus48/ckplus48.csv): they join the
+    # FER2013 side of the mix, resized to its faces, each face extra_train_repeat times (a
+    # small set, such as CK+'s 927 posed faces, is otherwise a few dozen faces an epoch)
+    extra_train_data: list[str] = field(default_factory=list)
+    extra_train_repeat: int = 1
     subset: int | None = None  # use only the first N training rows (quick runs / tests)
     val_subset: int | None = None
     # wild photos mixed into training: a manifest (path,label[,left,top,right,bottom],split) whose

@@ -32,7 +32,9 @@ def seed_everything(seed: int) -> None:
 def load_training_data(cfg: TrainConfig) -> tuple[FaceArrays, FaceArrays]:
     """Training and validation arrays for ``cfg.dataset`` (fer2013 or ferplus), through
     :func:`wildfer.data.load_dataset` and its split rule (``train`` / ``Training``, ``val`` /
-    ``PublicTest`` ...); a split the data lacks is a :class:`~wildfer.errors.DataError`."""
+    ``PublicTest`` ...); a split the data lacks is a :class:`~wildfer.errors.DataError`.
+    Every face of ``cfg.extra_train_data`` follows the training split's (same classes, resized to
+    its faces), ``cfg.extra_train_repeat`` times."""
     from ..data import load_dataset
     from ..data.formats import select_split
 
@@ -46,6 +48,14 @@ def load_training_data(cfg: TrainConfig) -> tuple[FaceArrays, FaceArrays]:
     train, val = select_split(full, cfg.train_split), select_split(full, cfg.val_split)
     if cfg.subset:
         train = train.subset(np.arange(min(cfg.subset, len(train))))
+    extra = [load_dataset(p) for p in cfg.extra_train_data]
+    for p, part in zip(cfg.extra_train_data, extra):
+        if tuple(part.classes) != tuple(train.classes):
+            raise WildferError(f"extra_train_data {p}: classes {list(part.classes)}, the training data's are "
+                               f"{list(train.classes)}")
+    if extra:
+        side = train.images.shape[-1]
+        train = FaceArrays.concat(train, *(part.resized(side) for part in extra for _ in range(cfg.extra_train_repeat)))
     if cfg.val_subset:
         val = val.subset(np.arange(min(cfg.val_subset, len(val))))
     return train, val
