@@ -33,21 +33,15 @@ COVERAGES = (0.5, 0.8, 1.0)
 
 def wild_probabilities(clf, manifest: Path, split: str | None) -> tuple[np.ndarray, np.ndarray, int]:
     """``(probabilities, label indices, missed)`` of the faces the pipeline finds in ``manifest``."""
-    import csv
-
     from wildfer.wild import Recognizer
-    from wildfer.wild.evaluate import evaluate_wild
+    from wildfer.wild.evaluate import evaluate_wild, read_predictions
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "predictions.csv"
         evaluate_wild(manifest, Recognizer(clf), split=split, save_predictions=out)
-        with open(out, newline="") as f:
-            rows = list(csv.DictReader(f))
-    labels = list(clf.labels)
-    found = [r for r in rows if r["found"] == "1" and r["label"] in labels]
-    p = np.array([[float(r[f"p_{c}"]) for c in labels] for r in found], dtype=np.float64)
-    y = np.array([labels.index(r["label"]) for r in found])
-    return p, y, sum(r["found"] != "1" for r in rows)
+        y, found, p = read_predictions(out, clf.labels)
+    keep = found & (y >= 0)
+    return p[keep], y[keep], int((~found).sum())
 
 
 def fer_probabilities(clf, csv_path: Path) -> tuple[np.ndarray, np.ndarray]:

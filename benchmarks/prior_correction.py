@@ -35,17 +35,6 @@ from common import DATA, ROOT, describe_machine
 SETS = {"expw_val": "pred_expw_val.csv", "lfw": "pred_lfw.csv", "kdef_frontal": "pred_kdef.csv"}
 
 
-def read_predictions(path: Path, classes: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Labels (index, -1 for a class outside ``classes``), found (bool) and probabilities (a
-    missed face's are uniform) from a file of ``evaluate-wild --save-predictions``."""
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    y = np.array([classes.index(r["label"]) if r["label"] in classes else -1 for r in rows])
-    found = np.array([r["found"] == "1" for r in rows])
-    probs = np.array([[float(r[f"p_{c}"]) if r["found"] == "1" else 1.0 / len(classes) for c in classes] for r in rows])
-    return y, found, probs
-
-
 def training_prior(fer, classes: list[str], wild_ratio: float) -> np.ndarray:
     """The class shares of a wild recipe's training faces: ExpW ``train`` and the ``Training``
     faces of ``fer`` (FER2013) mixed ``wild_ratio : 1 - wild_ratio``."""
@@ -79,6 +68,7 @@ def main() -> None:
     from wildfer.data.fer2013 import load_fer2013
     from wildfer.evaluate.predict import load_saved_probs
     from wildfer.labels import FER2013_CLASSES
+    from wildfer.wild.evaluate import read_predictions
 
     classes = list(FER2013_CLASSES)
     fer = load_fer2013(DATA / "fer2013" / "fer2013.csv.gz")  # read once: its Training prior, its PublicTest labels

@@ -452,6 +452,19 @@ def test_cli_evaluate_wild_split_and_predictions(cli, ckpt, wild_dir, tmp_path):
     probs = [float(faces[0][f"p_{c}"]) for c in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")]
     assert sum(probs) == pytest.approx(1.0, abs=1e-3) and faces[0]["prediction"] != "missed"
     assert faces[2]["p_happy"] == ""
+    # read back as arrays (what the benchmarks that combine saved predictions use)
+    from wildfer.errors import WildferError
+    from wildfer.wild.evaluate import read_predictions
+
+    classes = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+    y, found, p = read_predictions(tmp_path / "faces.csv", classes)
+    assert list(y) == [classes.index(rows[0]["label"]), classes.index(rows[3]["label"]), classes.index("sad")]
+    assert list(found) == [True, True, False] and p.shape == (3, 7)
+    assert np.allclose(p[0], probs) and np.allclose(p[2], 1 / 7)
+    assert list(read_predictions(tmp_path / "faces.csv", ("happy", "sad"))[0]) == [
+        ("happy", "sad").index(f["label"]) if f["label"] in ("happy", "sad") else -1 for f in faces]
+    with pytest.raises(WildferError, match="columns missing: p_contempt"):
+        read_predictions(tmp_path / "faces.csv", classes + ("contempt",))
     code, text = cli(["evaluate-wild", man, "--model", ckpt, "--split", "private"])
     assert code == 2 and "no 'private' rows" in text and "Traceback" not in text
     code, text = cli(["evaluate-wild", man, "--model", ckpt, "--save-predictions", tmp_path])

@@ -271,4 +271,23 @@ def write_predictions(path: str | Path, items: list[ManifestItem], pred: list[st
     return path
 
 
-__all__ = ["evaluate_wild", "match_faces", "read_manifest", "ManifestItem", "write_predictions", "MISSED"]
+def read_predictions(path: str | Path, labels: tuple[str, ...] | list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A :func:`write_predictions` file back as arrays over ``labels``: the true label's index
+    (-1 for a label outside them), found (bool) and the probabilities (N x C; a missed face's
+    are uniform, as a guess would be)."""
+    labels = list(labels)
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    missing = [f"p_{c}" for c in labels if rows and f"p_{c}" not in rows[0]]
+    if missing or (rows and not {"label", "found"} <= set(rows[0])):
+        raise WildferError(f"{path}: not a file of evaluate-wild --save-predictions over {labels} "
+                           f"(columns missing: {', '.join(missing) or 'label / found'})")
+    y = np.array([labels.index(r["label"]) if r["label"] in labels else -1 for r in rows], dtype=np.int64)
+    found = np.array([r["found"] == "1" for r in rows], dtype=bool)
+    probs = np.array([[float(r[f"p_{c}"]) if r["found"] == "1" else 1.0 / len(labels) for c in labels]
+                      for r in rows], dtype=np.float64).reshape(len(rows), len(labels))
+    return y, found, probs
+
+
+__all__ = ["evaluate_wild", "match_faces", "read_manifest", "ManifestItem", "write_predictions", "read_predictions",
+           "MISSED"]
