@@ -65,8 +65,8 @@ def eval_env(tmp_path_factory):
     import importlib.util
 
     if importlib.util.find_spec("sklearn") is None:
-        pytest.skip("scikit-learn (the [eval] extra) is not installed here; the base install's evaluate is "
-                    "test_evaluate_says_it_needs_the_eval_extra")
+        pytest.skip("scikit-learn (the [eval] extra) is not installed here; what evaluate says without it is "
+                    "checked by test_evaluate_says_it_needs_the_eval_extra")
     return _env(tmp_path_factory, ("torch",))
 
 
