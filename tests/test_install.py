@@ -34,7 +34,7 @@ def test_info_json_names_versions_detector_and_backends(capsys):
     assert env["python"] == ".".join(map(str, sys.version_info[:3]))
     assert env["packages"]["torch"]
     assert env["detector"]["active"] in env["detector"]["available"]
-    assert env["backends"]["predict"] == "int8"  # the pipeline model's default: its members' int8 graphs
+    assert env["backends"]["predict"] == "onnx"  # the pipeline model's default: its members' float graphs
     assert "wild" in env["models"]["builtin"]
     assert {"wild", "default", "fast"} <= set(env["models"]["int8"]) <= set(env["models"]["builtin"])
 

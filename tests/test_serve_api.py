@@ -570,7 +570,7 @@ def test_wildfer_serve_command(recognizer, kdef):
         with socket.socket() as s:  # bound to 127.0.0.1 only: 127.0.0.2 is another address
             assert s.connect_ex(("127.0.0.2", srv.port)) != 0
         m = httpx.get(srv.url + "/v1/models").json()
-        assert m["model"]["backend"] == "int8"  # the pipeline model's default: its members' int8 graphs
+        assert m["model"]["backend"] == "onnx"  # the pipeline model's default: its members' float graphs
         h = httpx.get(srv.url + "/healthz").json()
         assert h["threads"] == (os.cpu_count() or 1) and h["completed"] == 1 and h["inference_cpu_s"] > 0
 

@@ -215,8 +215,8 @@ def _ensemble_spec(source: str) -> Path | None:
 def _load_ensemble(spec: Path, source: str, classes: str | None, backend: str, device: Any,
                    threads: int | None) -> Classifier:
     """An ensemble spec loaded with every member on ``backend``: for ``auto``, the backend the
-    spec names (``wild_ensemble``'s int8 graphs) unless a GPU is asked for by name, else each
-    member's own (:func:`auto_backend`)."""
+    spec names (``int8`` where its int8 graphs keep every dev set within half a point) unless a
+    GPU is asked for by name, else each member's own (:func:`auto_backend`)."""
     if backend == "auto" and default_backend(source) != "torch":
         backend = auto_backend(source, device)
     if backend != "auto":

@@ -144,7 +144,7 @@ def load_recognizer(model: str | None = None, detector: str = "yunet", backend: 
     """The server's :class:`~wildfer.wild.Recognizer`: ``model`` with its classifier on
     onnxruntime (``backend="onnx"``), torch (``"torch"``), its int8 graph on the CPU
     (``"int8"``), or (``"auto"``) the model's own default (:func:`~wildfer.models.loader.default_backend`:
-    the int8 graphs of ``wild_ensemble``, the float graph of another built-in), else onnxruntime
+    a built-in's float graphs, or the int8 ones its metadata names), else onnxruntime
     when it can be exported and loaded here, torch otherwise. ``compute_threads`` is the
     onnxruntime intra-op thread count (None: its default).
 

@@ -218,7 +218,7 @@ class Recognizer:
         How the classifier computes (:meth:`~wildfer.models.loader.Classifier.with_backend`):
         ``"torch"``, ``"onnx"`` or ``"int8"``. ``None`` or ``"auto"``: a given classifier keeps
         its own, a named model runs on its default (:func:`~wildfer.models.loader.default_backend`:
-        ``wild_ensemble`` on its int8 graphs, other built-ins on their float graphs, checkpoints on torch).
+        built-ins on their float graphs, or the int8 ones their metadata names; checkpoints on torch).
     threads:
         onnxruntime's intra-op threads for a named model's graphs (``None``: its default).
     """
