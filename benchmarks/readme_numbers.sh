@@ -57,7 +57,7 @@ if [[ $what == all || $what == wild ]]; then
   done
   # the pipeline's model, wild_ensemble (wild + the RAF-DB MobileFaceNet wild_mfn, each on its own
   # crop), float and int8 (each member on its own int8 graph); wild_mfn alone is scored in its
-  # trial folder, benchmarks/results/train_wild_trials/mfn_full/
+  # trial folder, benchmarks/results/train_wild_trials/mfn_fer2013_then_wild_r40/
   for m in wild_ensemble; do
     for backend in torch int8; do
       sfx=""; [[ $backend == int8 ]] && sfx="_int8"
