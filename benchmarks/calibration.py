@@ -70,7 +70,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="default benchmarks/results/calibration_<model>.json")
     args = ap.parse_args()
 
-    from wildfer.evaluate.calibration import expected_calibration_error, fit_temperature, risk_coverage
+    from wildfer.evaluate.calibration import expected_calibration_error, fit_temperature, risk_coverage, temperature_nll
     from wildfer.models.loader import load_model
 
     clf = load_model(args.model)
@@ -83,7 +83,8 @@ def main() -> None:
     p, y = fer_probabilities(clf, DATA / "fer2013" / "fer2013.csv.gz")
     sets["fer2013_publictest"] = (p, y, 0)
     p_val, y_val, _ = sets["expw_val"]
-    fitted = fit_temperature(np.log(np.clip(p_val, 1e-7, 1.0)), y_val)
+    log_val = np.log(np.clip(p_val, 1e-7, 1.0))  # what scaled() divides by the temperature
+    fitted = fit_temperature(log_val, y_val)
     t = fitted if args.temperature is None else args.temperature
     result = {"model": args.model, "machine": describe_machine(), "date": time.strftime("%Y-%m-%d"),
               "temperature_fitted_on_expw_val": round(fitted, 4), "temperature": round(t, 4),
@@ -98,10 +99,9 @@ def main() -> None:
             "risk_coverage_before": risk_coverage(p, y, COVERAGES),
             "risk_coverage_after": risk_coverage(after, y, COVERAGES),
         }
-    labels = np.arange(len(y_val))
     result["expw_val_sweep"] = [
         {"temperature": s, "ece": round(expected_calibration_error(scaled(p_val, s), y_val), 4),
-         "nll": round(float(-np.mean(np.log(np.clip(scaled(p_val, s)[labels, y_val], 1e-12, None)))), 4)}
+         "nll": round(temperature_nll(log_val, y_val, s), 4)}
         for s in (*SWEEP, round(t, 4))]
     result["seconds"] = round(time.time() - t0, 1)
     safe = Path(args.model).stem if ("/" in args.model or "." in args.model) else args.model

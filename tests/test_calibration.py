@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wildfer.evaluate.calibration import expected_calibration_error, fit_temperature, risk_coverage
+from wildfer.evaluate.calibration import expected_calibration_error, fit_temperature, risk_coverage, temperature_nll
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -35,6 +35,23 @@ def test_fit_temperature_recovers_the_temperature_the_labels_were_drawn_with(t0)
     t = fit_temperature(logits, labels)
     assert t == pytest.approx(t0, rel=0.10)
     assert nll(t) < nll(t * 1.05) and nll(t) < nll(t / 1.05)  # the minimum: a little either side is worse
+
+
+def test_temperature_nll_is_the_log_loss_fit_temperature_minimises():
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0.0, 2.0, (400, 5))
+    labels = _draw_labels(_softmax(logits / 1.5), rng)
+    for temp in (0.5, 1.0, 2.0):
+        p = _softmax(logits / temp)
+        assert temperature_nll(logits, labels, temp) == pytest.approx(-np.mean(np.log(p[np.arange(400), labels])))
+    # log-probabilities give the same losses as the logits they came from
+    log_p = np.log(_softmax(logits))
+    assert temperature_nll(log_p, labels, 0.7) == pytest.approx(temperature_nll(logits, labels, 0.7))
+    t = fit_temperature(logits, labels)
+    assert temperature_nll(logits, labels, t) <= min(temperature_nll(logits, labels, t * f) for f in (0.95, 1.05))
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="temperature"):
+            temperature_nll(logits, labels, bad)
 
 
 def test_fit_temperature_is_deterministic_and_stays_within_bounds():

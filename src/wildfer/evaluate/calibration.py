@@ -83,8 +83,17 @@ def _labels(values, n: int, c: int) -> np.ndarray:
 # ----------------------------------------------------------------------------- temperature
 
 
+def temperature_nll(logits, labels, temperature: float) -> float:
+    """Mean negative log-likelihood of ``softmax(logits / temperature)`` at ``labels``: what
+    :func:`fit_temperature` minimises (``logits`` may be log-probabilities)."""
+    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature: expected a number > 0, got {temperature!r}")
+    z = _scores(logits, "logits")
+    return _nll(z, _labels(labels, *z.shape), float(temperature))
+
+
 def _nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
-    """Mean negative log-likelihood of ``softmax(logits / temperature)`` at ``labels``."""
+    """:func:`temperature_nll` of checked arrays (the inner loop of :func:`fit_temperature`)."""
     z = logits / temperature
     top = z.max(1)
     log_norm = top + np.log(np.exp(z - top[:, None]).sum(1))
@@ -180,4 +189,4 @@ def risk_coverage(probabilities, labels, coverages: Sequence[float] = (0.5, 0.8,
     return out
 
 
-__all__ = ["fit_temperature", "expected_calibration_error", "risk_coverage"]
+__all__ = ["fit_temperature", "temperature_nll", "expected_calibration_error", "risk_coverage"]
