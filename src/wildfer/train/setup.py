@@ -55,7 +55,8 @@ def load_training_data(cfg: TrainConfig) -> tuple[FaceArrays, FaceArrays]:
                                f"{list(train.classes)}")
     if extra:
         side = train.images.shape[-1]
-        train = FaceArrays.concat(train, *(part.resized(side) for part in extra for _ in range(cfg.extra_train_repeat)))
+        resized = [part.resized(side) for part in extra]  # once per data set, then repeated
+        train = FaceArrays.concat(train, *(part for part in resized for _ in range(cfg.extra_train_repeat)))
     if cfg.val_subset:
         val = val.subset(np.arange(min(cfg.val_subset, len(val))))
     return train, val
