@@ -137,3 +137,52 @@ def test_ensemble_buffers_follow_members_already_on_another_device():
     net = EnsembleNet(members, tta="flip")
     assert {b.device.type for b in net.buffers()} == {"meta"}
     assert net.flip_index.device == torch.device("meta")
+
+
+def test_spec_backends_put_float_and_int8_graphs_side_by_side(tmp_path, faces):
+    """A spec's ``"backends"`` says what ``backend="auto"`` runs each member on: an int8 member
+    beside a float one computes with numpy on both graphs (backend ``mixed``); a backend asked
+    for by name puts every member on it; a bad list is one line naming the file."""
+    from wildfer.models.classifier import backend_label
+    from wildfer.models.loader import builtin_models, load_model
+
+    if not {"default", "fast"} <= set(builtin_models()):
+        pytest.skip("built-in default / fast weights not installed")
+    spec = tmp_path / "pair.json"
+    spec.write_text(json.dumps({"arch": "ensemble", "members": ["default", "fast"], "weights": [2, 1],
+                                "backends": ["int8", "onnx"]}))
+    ens = load_model(spec)
+    assert ens.backend == "mixed" and not ens.has_net
+    assert [m.backend for m in ens.runner.members] == ["int8", "onnx"]
+    assert ens.meta["member_backends"] == ["int8", "onnx"] and "backends" not in ens.meta
+    assert ens.backend_label == "mixed (default int8, fast onnx)"
+    assert backend_label("onnx", {"a": "int8"}) == "onnx"
+    want = (2 * load_model("default", backend="int8").predict_proba(faces)
+            + load_model("fast", backend="onnx").predict_proba(faces)) / 3
+    assert np.abs(ens.predict_proba(faces) - want).max() < 1e-5
+    assert ens.to("cpu") is ens
+    with pytest.raises(ModelError, match="CPU only"):
+        ens.to("cuda")
+    for backend in ("onnx", "int8"):
+        every = load_model(spec, backend=backend)
+        assert every.backend == backend and {m.backend for m in every.runner.members} == {backend}
+    for bad in (["int8"], ["int8", "fp4"], "int8"):
+        spec.write_text(json.dumps({"arch": "ensemble", "members": ["default", "fast"], "backends": bad}))
+        with pytest.raises(ModelError, match=r'pair\.json: "backends" must list one of torch, onnx, int8'):
+            load_model(spec)
+
+
+def test_builtin_pipeline_model_runs_wild_on_int8_and_wild_mfn_on_float():
+    """``wild_ensemble``'s spec puts ``wild`` on its int8 graph (within half a point of float on
+    every dev set, and a third of the float graph's memory) and ``wild_mfn`` on its float one."""
+    from wildfer.models.loader import builtin_info, builtin_models, default_backend, load_model, member_backends
+
+    if "wild_ensemble" not in builtin_models():
+        pytest.skip("built-in wild_ensemble not installed")
+    assert default_backend("wild_ensemble") == "mixed"
+    assert member_backends("wild_ensemble") == {"wild": "int8", "wild_mfn": "onnx"}
+    assert builtin_info("wild_ensemble")["member_backends"] == {"wild": "int8", "wild_mfn": "onnx"}
+    assert member_backends("wild") is None and member_backends("accurate") is None
+    clf = load_model("wild_ensemble")
+    assert clf.backend == "mixed" and [m.backend for m in clf.runner.members] == ["int8", "onnx"]
+    assert clf.preprocess["temperature"] == load_model("wild_ensemble", backend="onnx").preprocess["temperature"]

@@ -34,7 +34,9 @@ def test_info_json_names_versions_detector_and_backends(capsys):
     assert env["python"] == ".".join(map(str, sys.version_info[:3]))
     assert env["packages"]["torch"]
     assert env["detector"]["active"] in env["detector"]["available"]
-    assert env["backends"]["predict"] == "onnx"  # the pipeline model's default: its members' float graphs
+    # the pipeline model's default: wild on its int8 graph, wild_mfn on its float one
+    assert env["backends"]["predict"] == "mixed"
+    assert env["backends"]["members"] == {"wild": "int8", "wild_mfn": "onnx"}
     assert "wild" in env["models"]["builtin"]
     assert {"wild", "default", "fast"} <= set(env["models"]["int8"]) <= set(env["models"]["builtin"])
 

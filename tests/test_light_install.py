@@ -107,7 +107,7 @@ def test_recognizer_reads_a_photo_without_torch(env, tmp_path, photo):
     """), tmp_path)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout.strip().splitlines()[-1])
-    assert out["name"] == "wild_ensemble" and out["backend"] == "onnx"
+    assert out["name"] == "wild_ensemble" and out["backend"] == "mixed"
     assert len(out["labels"]) == 1 and out["sum"] == [1.0]
 
 
@@ -214,7 +214,8 @@ def test_info_and_models_without_torch(env, tmp_path):
     assert r.returncode == 0, r.stderr
     info = json.loads(r.stdout)
     assert info["torch"]["installed"] is False and INSTALL in info["torch"]["install"]
-    assert info["backends"]["predict"] == "onnx"
+    assert info["backends"]["predict"] == "mixed"
+    assert info["backends"]["members"] == {"wild": "int8", "wild_mfn": "onnx"}
     r = wildfer(env, "models", "list", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "wild_ensemble" in r.stdout and INSTALL in r.stderr

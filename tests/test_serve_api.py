@@ -355,6 +355,10 @@ def test_load_recognizer_backends():
     assert int8.backend == "int8" and int8.device == "cpu"
     with pytest.raises(ModelError, match="CPU only"):
         load_recognizer("default", backend="int8", device="cuda")
+    pipeline = load_recognizer(compute_threads=1).classifier  # wild_ensemble: wild int8 beside wild_mfn float
+    assert pipeline.backend == "mixed" and pipeline.device == "cpu"
+    assert pipeline.member_backends == {"wild": "int8", "wild_mfn": "onnx"}
+    assert load_recognizer(backend="onnx").classifier.backend == "onnx"
     with pytest.raises(ModelError, match="unknown backend"):
         load_recognizer("default", backend="tensorflow")
 
@@ -570,7 +574,9 @@ def test_wildfer_serve_command(recognizer, kdef):
         with socket.socket() as s:  # bound to 127.0.0.1 only: 127.0.0.2 is another address
             assert s.connect_ex(("127.0.0.2", srv.port)) != 0
         m = httpx.get(srv.url + "/v1/models").json()
-        assert m["model"]["backend"] == "onnx"  # the pipeline model's default: its members' float graphs
+        # the pipeline model's default: wild on its int8 graph, wild_mfn on its float one
+        assert m["model"]["backend"] == "mixed"
+        assert m["model"]["member_backends"] == {"wild": "int8", "wild_mfn": "onnx"}
         h = httpx.get(srv.url + "/healthz").json()
         assert h["threads"] == (os.cpu_count() or 1) and h["completed"] == 1 and h["inference_cpu_s"] > 0
 

@@ -27,7 +27,7 @@ def environment() -> dict:
     from . import __version__
     from .data.cache import cache_dir
     from .errors import TORCH_INSTALL
-    from .models.loader import PIPELINE_MODEL, builtin_models, default_backend, resolve_device
+    from .models.loader import PIPELINE_MODEL, builtin_models, default_backend, member_backends, resolve_device
     from .models.quantize import shipped_int8
     from .wild.detectors import available_detectors, create_detector
 
@@ -59,7 +59,8 @@ def environment() -> dict:
         "onnxruntime": onnx,
         "detector": {"default": "yunet", "active": create_detector("yunet").name, "available": available_detectors()},
         # what --backend auto (every command's default) runs the pipeline's model on
-        "backends": {"predict": default_backend(PIPELINE_MODEL), "serve": default_backend(PIPELINE_MODEL)},
+        "backends": {"predict": default_backend(PIPELINE_MODEL), "serve": default_backend(PIPELINE_MODEL),
+                     "members": member_backends(PIPELINE_MODEL)},
         # what device="auto" (the commands' --device default) picks here, per backend
         "device": {"auto": resolve_device("auto") if torch is not None else "cpu",
                    "auto onnx": resolve_device("auto", backend="onnx")},

@@ -39,7 +39,7 @@ def predict(
     tta: bool = typer.Option(False, "--tta", help="Average each face with its mirror image."),
     resume: bool = typer.Option(False, "--resume", help="Complete the outputs of an interrupted run: keep what they hold and skip those photos."),
     device: str = typer.Option("auto", "--device", help="Where the classifier runs: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N."),
-    backend: str = typer.Option("auto", "--backend", help="How the classifier computes: auto (the model's default: built-ins on their float graphs on onnxruntime, checkpoints on torch), torch, onnx (onnxruntime) or int8 (the model's int8 graph on the CPU)."),
+    backend: str = typer.Option("auto", "--backend", help="How the classifier computes: auto (the model's default: built-ins on their float graphs on onnxruntime, wild_ensemble's wild member on its int8 graph, checkpoints on torch), torch, onnx (onnxruntime) or int8 (the model's int8 graph on the CPU)."),
     engine: str = typer.Option("local", "--engine", help="local, or ray: photos through Ray Data on the cluster ray.init() finds (RAY_ADDRESS, else a local one), results in --json FILE.jsonl."),
     workers: int = typer.Option(1, "--workers", help="Local processes that photos are processed by, each loading the model once on one thread (videos stay in the main process); outputs are those of one process. Starting them takes a second or two, so it pays from about a hundred photos."),
 ):

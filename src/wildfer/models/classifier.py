@@ -69,6 +69,21 @@ def face_view(preprocess: dict | None) -> tuple:
 #: what computes a classifier's logits: its torch network or an onnxruntime session of it
 BACKENDS = ("torch", "onnx", "int8")
 
+#: an ensemble whose members compute on onnxruntime, some on float graphs and some on int8 ones
+#: (an ensemble spec's ``"backends"``): not a backend to ask for, the label such an ensemble carries
+MIXED = "mixed"
+
+#: the backends whose classifiers compute on onnxruntime with numpy (a ``runner``), no torch
+GRAPH_BACKENDS = ("onnx", "int8", MIXED)
+
+
+def backend_label(backend: str, members: dict[str, str] | None = None) -> str:
+    """``backend`` as people read it: a mixed ensemble's with each member's, ``mixed (wild int8,
+    wild_mfn onnx)``."""
+    if backend != MIXED or not members:
+        return backend
+    return f"{MIXED} ({', '.join(f'{m} {b}' for m, b in members.items())})"
+
 
 def check_backend(backend: str) -> str:
     """``backend`` when it is one of :data:`BACKENDS`, else a :class:`ModelError` naming them."""
@@ -231,7 +246,7 @@ class Classifier:
     meta: dict[str, Any] = field(default_factory=dict)
     class_map: np.ndarray | None = None  # optional C_out x C_net matrix (e.g. FER+ 8 -> FER2013 7)
     out_classes: tuple[str, ...] | None = None
-    backend: str = "torch"  # "torch", "onnx" or "int8" (see with_backend)
+    backend: str = "torch"  # "torch", "onnx" or "int8" (see with_backend); an ensemble's may be MIXED
     runner: Any = None  # the onnxruntime runner of the onnx and int8 backends
     #: where the backend computes, "cpu" or "cuda:N" (the onnx backend's torch net, kept for
     #: gradients, stays on the CPU)
@@ -257,6 +272,17 @@ class Classifier:
             import_torch(f"the torch network of {self.name or 'this model'} (saliency maps, training, backend torch)")
             self.module = self.build().eval()
         return self.module
+
+    @property
+    def member_backends(self) -> dict[str, str] | None:
+        """What each member of a mixed ensemble computes on (``{"wild": "int8", ...}``), else ``None``."""
+        names, backends = self.model_kwargs.get("members") or [], self.meta.get("member_backends") or []
+        return dict(zip(names, backends)) if self.backend == MIXED and len(names) == len(backends) else None
+
+    @property
+    def backend_label(self) -> str:
+        """:attr:`backend`, with each member's for a mixed ensemble (:func:`backend_label`)."""
+        return backend_label(self.backend, self.member_backends)
 
     @property
     def has_net(self) -> bool:
@@ -397,7 +423,7 @@ class Classifier:
         :attr:`face_views`)."""
         torch = import_torch("torch logits")
         with torch.inference_mode():
-            if self.backend in ("onnx", "int8") and self.runner is not None:
+            if self.backend in GRAPH_BACKENDS and self.runner is not None:
                 return torch.from_numpy(np.ascontiguousarray(self.graph_logits(faces, batch_size)))
             if isinstance(faces, (list, tuple)):
                 return self._multi_view_logits(faces, batch_size)
@@ -427,7 +453,7 @@ class Classifier:
         else:
             views = tta_views(np.asarray(faces), "flip") if tta else [faces]
         t = float(self.preprocess.get("temperature", 1.0))
-        if self.backend in ("onnx", "int8") and self.runner is not None:  # numpy and onnxruntime only
+        if self.backend in GRAPH_BACKENDS and self.runner is not None:  # numpy and onnxruntime only
             p = sum(softmax(self.graph_logits(v, batch_size) / np.float32(t)) for v in views) / len(views)
             return fold_classes(p, self.class_map)
         import torch

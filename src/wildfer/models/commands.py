@@ -69,6 +69,8 @@ def _builtins_table(builtins: list[dict]):
     """The built-in trained models: architecture, classes, selection accuracy, weights size."""
     from rich.table import Table
 
+    from .classifier import backend_label
+
     table = Table(title=f"built-in trained models ({len(builtins)}): load_model(NAME), --model NAME; "
                         "'wildfer models info NAME' shows the model card")
     for col, just in (("name", "left"), ("architecture", "left"), ("classes", "right"),
@@ -83,7 +85,8 @@ def _builtins_table(builtins: list[dict]):
         elif b["val_set"] != "PublicTest" and b["val_acc"]:
             acc += f" ({b['val_set']})"
         table.add_row(b["name"], arch, str(b["classes"]), acc,
-                      f"{b['weights_mb']:.1f} MB" if b["weights_mb"] else "(members')", b["backend"])
+                      f"{b['weights_mb']:.1f} MB" if b["weights_mb"] else "(members')",
+                      backend_label(b["backend"], b["member_backends"]))
     return table
 
 

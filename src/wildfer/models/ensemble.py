@@ -9,7 +9,7 @@ probabilities (by ``weights``) and returns their logarithm: ``softmax(output)`` 
 ensemble's probability, so the rest of wildfer needs no special case.
 
 :class:`GraphEnsemble` computes the same with numpy when every member runs on an ONNX graph
-(the ``onnx`` and ``int8`` backends), so an ensemble of built-ins needs no torch.
+(the ``onnx`` and ``int8`` backends, mixed or not), so an ensemble of built-ins needs no torch.
 
 Members may differ in input normalisation and size and in classes (matched by name to the
 ensemble's and folded with :func:`wildfer.models.classifier.fold_classes`: a FER+ member's
@@ -18,6 +18,8 @@ contempt is folded away).
 Spec files (``.json``) name the members and the averaging:
 ``{"arch": "ensemble", "members": ["default", "runs/b/best.pt"], "weights": [1, 1], "tta": "tencrop"}``
 (paths relative to the file); the built-in ``accurate`` is one (``weights/accurate.json``).
+``"backends": ["int8", "onnx"]`` (optional, one per member) says what ``backend="auto"`` runs
+each member on: float and int8 graphs may mix (the ensemble's backend is then ``"mixed"``).
 """
 
 from __future__ import annotations
@@ -33,7 +35,10 @@ import numpy as np
 from ..errors import ModelError
 from ..labels import class_alignment
 from .classifier import (
+    BACKENDS,
     DEFAULT_PREPROCESS,
+    GRAPH_BACKENDS,
+    MIXED,
     Classifier,
     face_view,
     fold_classes,
@@ -177,13 +182,17 @@ def ensemble_classifier(members: Sequence, *, weights: Sequence[float] | None = 
     # where the members compute (the first one's device: an ensemble's network joins its members')
     common = dict(name=name or "ensemble(" + ",".join(kwargs["members"]) + ")", arch=ENSEMBLE_ARCH,
                   model_kwargs=kwargs, meta=dict(meta or {}, **kwargs), device=clfs[0].device)
-    # members that all compute on onnxruntime with one backend: the ensemble does too, with numpy
+    # members that all compute on onnxruntime graphs: the ensemble does too, with numpy; its
+    # backend is theirs, or MIXED when float and int8 graphs sit side by side
     backends = {c.backend for c in clfs}
-    if len(backends) == 1 and backends <= {"onnx", "int8"} and all(c.runner is not None for c in clfs):
+    if backends <= set(GRAPH_BACKENDS) and all(c.runner is not None for c in clfs):
         maps = [class_alignment(c.classes, classes) for c in clfs]
         runner = GraphEnsemble(clfs, w, tta=tta, crop=int(crop), size=size, member_inputs=member_inputs,
                                class_maps=[None if m is None else m.astype(np.float32) for m in maps])
-        return Classifier(None, classes, pre, backend=backends.pop(), runner=runner, build=build, **common)
+        backend = backends.pop() if len(backends) == 1 else MIXED
+        if backend == MIXED:
+            common["meta"]["member_backends"] = [c.backend for c in clfs]
+        return Classifier(None, classes, pre, backend=backend, runner=runner, build=build, **common)
     return Classifier(build(), classes, pre, **common)
 
 
@@ -207,6 +216,22 @@ def load_spec_members(path: str | os.PathLike) -> list[str]:
     return [m for m in members if isinstance(m, str)] if isinstance(members, list) else []
 
 
+def spec_backends(spec: dict, path: str | os.PathLike = "ensemble spec") -> list[str] | None:
+    """A spec's ``"backends"``: one backend per member (``"onnx"``, ``"int8"`` or ``"torch"``),
+    what ``backend="auto"`` runs each member on, so float and int8 graphs can sit side by side;
+    ``None`` when the spec names none. A list of the wrong length or with an unknown backend is
+    a :class:`ModelError` naming the file."""
+    backends = spec.get("backends")
+    if backends is None:
+        return None
+    members = spec.get("members")
+    if not isinstance(backends, list) or not all(b in BACKENDS for b in backends) \
+            or not isinstance(members, list) or len(backends) != len(members):
+        raise ModelError(f"{path}: \"backends\" must list one of {', '.join(BACKENDS)} for each member, "
+                         f"not {backends!r}")
+    return list(backends)
+
+
 class SpecCycleError(ModelError):
     """Ensemble specs that list each other in a ring (or a spec that lists itself)."""
 
@@ -217,10 +242,12 @@ _LOADING: contextvars.ContextVar[tuple[tuple[Path, str], ...]] = contextvars.Con
                                                                                          default=())
 
 
-def load_ensemble_spec(path: str | os.PathLike, name: str = "", *, load: Callable[[str], Classifier],
-                       builtins: Collection[str] = ()) -> Classifier:
-    """The classifier a spec file describes, its members read by ``load`` (member paths relative
-    to the file; names in ``builtins`` as they are)."""
+def load_ensemble_spec(path: str | os.PathLike, name: str = "", *,
+                       load: Callable[[str, str | None], Classifier], builtins: Collection[str] = ()) -> Classifier:
+    """The classifier a spec file describes, its members read by ``load(member, backend)``
+    (member paths relative to the file; names in ``builtins`` as they are; ``backend``: the
+    member's entry in the spec's ``"backends"``, what ``backend="auto"`` runs it on, or ``None``
+    when the spec names none)."""
     path = Path(path)
     stack = _LOADING.get()
     key = path.resolve()
@@ -235,7 +262,7 @@ def load_ensemble_spec(path: str | os.PathLike, name: str = "", *, load: Callabl
         _LOADING.reset(token)
 
 
-def _load_spec(path: Path, name: str, load: Callable[[str], Classifier], builtins: set[str]) -> Classifier:
+def _load_spec(path: Path, name: str, load: Callable[[str, str | None], Classifier], builtins: set[str]) -> Classifier:
     try:
         spec = json.loads(path.read_text())
     except RecursionError:
@@ -252,13 +279,15 @@ def _load_spec(path: Path, name: str, load: Callable[[str], Classifier], builtin
         raise ModelError(f"{path}: \"crop\" must be a whole number of pixels, not {crop!r}")
     if classes is not None and (not isinstance(classes, list) or not all(isinstance(c, str) for c in classes)):
         raise ModelError(f"{path}: \"classes\" must be a list of class names, not {classes!r}")
+    backends = spec_backends(spec, path)
     resolved = [m if (m in builtins or os.path.isabs(m)) else str(path.parent / m) for m in members]
     try:
-        return ensemble_classifier(resolved, weights=spec.get("weights"), tta=spec.get("tta"),
+        clfs = [load(m, b) for m, b in zip(resolved, backends or [None] * len(resolved))]
+        return ensemble_classifier(clfs, weights=spec.get("weights"), tta=spec.get("tta"),
                                    crop=crop, name=name or str(path), classes=classes,
-                                   temperature=spec.get("temperature"), load=load,
+                                   temperature=spec.get("temperature"),
                                    meta={k: v for k, v in spec.items()
-                                         if k not in ("members", "weights", "tta", "crop", "temperature")})
+                                         if k not in ("members", "weights", "tta", "crop", "temperature", "backends")})
     except SpecCycleError:
         raise  # names its files already
     except ModelError as e:

@@ -23,9 +23,9 @@ import numpy as np
 from ..errors import ModelError, import_torch, one_line  # noqa: F401 - one_line re-exported: where callers have found it
 from ..labels import FER2013_CLASSES, class_alignment
 from . import PIPELINE_MODEL  # noqa: F401 - re-exported for callers
-from .classifier import DEFAULT_PREPROCESS, BACKENDS, Classifier, check_backend, resolve_device  # noqa: F401 - DEFAULT_PREPROCESS re-exported
+from .classifier import DEFAULT_PREPROCESS, BACKENDS, MIXED, Classifier, check_backend, resolve_device  # noqa: F401 - DEFAULT_PREPROCESS re-exported
 from .ensemble import ensemble_classifier as _combine
-from .ensemble import is_ensemble_spec, load_spec_members
+from .ensemble import is_ensemble_spec, load_spec_members, spec_backends
 from .ensemble import load_ensemble_spec as _load_spec_file
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -108,6 +108,7 @@ def builtin_info(name: str) -> dict[str, Any]:
         "classes": len(meta.get("classes") or FER2013_CLASSES),
         "weights_mb": round(weights.stat().st_size / 1e6, 1) if weights is not None else 0.0,
         "backend": default_backend(name),
+        "member_backends": member_backends(name),
         "val_acc": meta.get("best_val_acc", meta.get("publictest_accuracy")),
         "val_set": meta.get("val_set", "PublicTest"),
         "card": str(card) if card.exists() else None,
@@ -118,8 +119,10 @@ def builtin_info(name: str) -> dict[str, Any]:
 def default_backend(name_or_path: str | os.PathLike, _seen: frozenset[str] = frozenset()) -> str:
     """The backend ``backend="auto"`` picks: a built-in's ``"backend"`` from its metadata (an
     ensemble whose int8 graphs read every dev set within half a point of its float networks says
-    ``int8``), else ``onnx`` for anything that has a float graph (built-ins, weights graphs,
-    ensembles of them), else ``torch`` (checkpoints, safetensors files)."""
+    ``int8``), or ``mixed`` for a built-in ensemble whose ``"backends"`` put some members on
+    float graphs and some on int8 ones, else ``onnx`` for anything that has a float graph
+    (built-ins, weights graphs, ensembles of them), else ``torch`` (checkpoints, safetensors
+    files)."""
     source = str(name_or_path)
     names = builtin_names()
     if source in names:
@@ -129,6 +132,9 @@ def default_backend(name_or_path: str | os.PathLike, _seen: frozenset[str] = fro
             meta = {}
         if meta.get("backend") in BACKENDS:
             return meta["backend"]
+        chosen = set(meta.get("backends") or []) if isinstance(meta.get("backends"), list) else set()
+        if chosen and chosen <= {"onnx", "int8"}:
+            return chosen.pop() if len(chosen) == 1 else MIXED
         weights = _weights_file(source)
         if weights is not None:
             return "onnx" if weights.suffix == ".onnx" else "torch"
@@ -140,6 +146,21 @@ def default_backend(name_or_path: str | os.PathLike, _seen: frozenset[str] = fro
     if source.endswith(".onnx") and Path(source).with_suffix(".json").is_file():
         return "onnx"
     return "torch"
+
+
+def member_backends(name: str) -> dict[str, str] | None:
+    """What ``backend="auto"`` runs each member of the built-in ensemble ``name`` on, when its
+    spec names that per member (``"backends"``); ``None`` otherwise."""
+    if name not in builtin_names():
+        return None
+    try:
+        spec = json.loads((WEIGHTS_DIR / f"{name}.json").read_text())
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(spec, dict) or not is_ensemble_spec(WEIGHTS_DIR / f"{name}.json"):
+        return None
+    backends = spec_backends(spec, WEIGHTS_DIR / f"{name}.json")
+    return dict(zip(spec["members"], backends)) if backends else None
 
 
 def auto_backend(name_or_path: str | os.PathLike, device: Any = "cpu") -> str:
@@ -215,15 +236,19 @@ def _ensemble_spec(source: str) -> Path | None:
 def _load_ensemble(spec: Path, source: str, classes: str | None, backend: str, device: Any,
                    threads: int | None) -> Classifier:
     """An ensemble spec loaded with every member on ``backend``: for ``auto``, the backend the
-    spec names (``int8`` where its int8 graphs keep every dev set within half a point) unless a
-    GPU is asked for by name, else each member's own (:func:`auto_backend`)."""
+    spec names (``int8`` where its int8 graphs keep every dev set within half a point; with
+    ``"backends"``, each member's entry) unless a GPU is asked for by name, else each member's
+    own (:func:`auto_backend`)."""
     if backend == "auto" and default_backend(source) != "torch":
         backend = auto_backend(source, device)
-    if backend != "auto":
+    if backend == MIXED:
+        resolve_device(device, MIXED)
+    elif backend != "auto":
         resolve_device(device, check_backend(backend))
 
-    def member(m: str) -> Classifier:
-        return load_model(m, backend=backend, device=device, threads=threads)
+    def member(m: str, chosen: str | None) -> Classifier:
+        own = (chosen or "auto") if backend in ("auto", MIXED) else backend
+        return load_model(m, backend=own, device=device, threads=threads)
 
     name = source if source in builtin_names() else ""
     clf = _load_spec_file(spec, name, load=member, builtins=builtin_names())
@@ -254,7 +279,8 @@ def ensemble_classifier(members, **kw) -> Classifier:
 def load_ensemble_spec(path: str | os.PathLike, name: str = "") -> Classifier:
     """The classifier an ensemble spec file describes, its members loaded with
     :func:`load_model` (paths relative to the file; built-in names as they are)."""
-    return _load_spec_file(path, name, load=load_model, builtins=builtin_names())
+    return _load_spec_file(path, name, load=lambda m, chosen: load_model(m, backend=chosen or "auto"),
+                           builtins=builtin_names())
 
 
 def _members_on(clf: Classifier, backend: str, threads: int | None = None) -> Classifier:

@@ -51,6 +51,8 @@ def _cuda_missing(backend: str) -> str | None:
     """Why ``backend`` cannot run on a CUDA GPU here, or ``None`` when it can."""
     if backend == "int8":
         return "the int8 backend runs on the CPU only"
+    if backend == "mixed":
+        return "an ensemble with members on int8 graphs runs on the CPU only"
     if backend == "onnx":
         try:  # onnxruntime is optional and slow to import: only when asked about
             providers = import_onnxruntime().get_available_providers()

@@ -144,23 +144,25 @@ def load_recognizer(model: str | None = None, detector: str = "yunet", backend: 
     """The server's :class:`~wildfer.wild.Recognizer`: ``model`` with its classifier on
     onnxruntime (``backend="onnx"``), torch (``"torch"``), its int8 graph on the CPU
     (``"int8"``), or (``"auto"``) the model's own default (:func:`~wildfer.models.loader.default_backend`:
-    a built-in's float graphs, or the int8 ones its metadata names), else onnxruntime
+    a built-in's float graphs, or the int8 ones its metadata names, for all members or some), else onnxruntime
     when it can be exported and loaded here, torch otherwise. ``compute_threads`` is the
     onnxruntime intra-op thread count (None: its default).
 
     ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``; checked before the model loads): with
     ``backend="auto"`` a GPU only torch can use is chosen over onnxruntime on the CPU."""
-    from ..models.loader import PIPELINE_MODEL, default_backend, load_model, resolve_device, switch_backend
+    from ..models.loader import MIXED, PIPELINE_MODEL, default_backend, load_model, resolve_device, switch_backend
     from ..wild import Recognizer
 
     model = PIPELINE_MODEL if model is None else model
     if backend not in BACKENDS:
         raise ModelError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
-    if backend == "auto" and default_backend(model) == "int8" and str(device).strip().lower() in ("auto", "cpu"):
-        backend = "int8"  # the model's own choice, unless a GPU was asked for by name
-    if backend == "int8":
-        resolve_device(device, "int8")  # a GPU asked for is an error
-        return Recognizer(model=load_model(model, backend="int8", threads=compute_threads), detector=detector)
+    own = default_backend(model)
+    if backend == "auto" and own in ("int8", MIXED) and str(device).strip().lower() in ("auto", "cpu"):
+        backend = own  # the model's own choice (int8 graphs, or some members on them), unless a GPU was asked for by name
+    if backend in ("int8", MIXED):
+        resolve_device(device, backend)  # a GPU asked for is an error
+        return Recognizer(model=load_model(model, backend="int8" if backend == "int8" else "auto", device="cpu",
+                                           threads=compute_threads), detector=detector)
     placed: dict[str, str] = {}  # backend -> the device it would run on
     refusal: ModelError | None = None
     for b in ("onnx", "torch") if backend == "auto" else (backend,):

@@ -95,7 +95,7 @@ def _announce(rec, model: str, host: str, port: int, workers: int, threads: int,
 
     where = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
     Console(stderr=True).print(
-        f"wildfer: model [bold]{model}[/] ({getattr(rec.classifier, 'arch', '')} on {rec.classifier.backend}, "
+        f"wildfer: model [bold]{model}[/] ({getattr(rec.classifier, 'arch', '')} on {rec.classifier.backend_label}, "
         f"{rec.classifier.device}), detector {rec.detector.name}, {workers} process(es) x {threads} thread(s); "
         f"page {where}/ , API reference {where}/docs" + (f"; CORS for {', '.join(cors)}" if cors else ""),
         highlight=False)

@@ -435,6 +435,7 @@ async def models(limits: LimitsDep, recognizer: RecognizerDep):
             "classes": list(getattr(clf, "labels", ()) or ()),
             "input_size": int(getattr(clf, "size", 48)),
             "backend": str(getattr(clf, "backend", "") or ""),
+            "member_backends": getattr(clf, "member_backends", None),  # a mixed ensemble's, per member
             "device": str(getattr(clf, "device", "cpu") or "cpu"),
         },
         "detector": detector_name(recognizer),

@@ -26,7 +26,7 @@ def evaluate_wild_cmd(
     save_predictions: Optional[Path] = typer.Option(None, "--save-predictions", parser=file_arg, help="Write one CSV row per face: path, label, prediction, found, probabilities."),
     tta: bool = typer.Option(False, "--tta", help="Average each face with its mirror image (as predict --tta)."),
     device: str = typer.Option("auto", "--device", help="Where the classifier runs: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N."),
-    backend: str = typer.Option("auto", "--backend", help="How the classifier computes: auto (the model's default: built-ins on their float graphs on onnxruntime, checkpoints on torch), torch, onnx (onnxruntime) or int8 (the model's int8 graph on the CPU)."),
+    backend: str = typer.Option("auto", "--backend", help="How the classifier computes: auto (the model's default: built-ins on their float graphs on onnxruntime, wild_ensemble's wild member on its int8 graph, checkpoints on torch), torch, onnx (onnxruntime) or int8 (the model's int8 graph on the CPU)."),
 ):
     """Detection recall and accuracy of the wild pipeline on a labelled manifest."""
     from rich.console import Console
