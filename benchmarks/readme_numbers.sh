@@ -59,8 +59,8 @@ if [[ $what == all || $what == wild ]]; then
   # crop), float and int8 (each member on its own int8 graph); wild_mfn alone is scored in its
   # trial folder, benchmarks/results/train_wild_trials/mfn_fer2013_then_wild_r40/
   for m in wild_ensemble; do
-    for backend in torch int8; do
-      sfx=""; [[ $backend == int8 ]] && sfx="_int8"
+    for backend in torch int8 auto; do  # auto: its default, wild int8 beside wild_mfn float
+      sfx=""; [[ $backend != torch ]] && sfx="_$backend"
       $W evaluate-wild $D/wild/expw.csv --split val --model $m --backend $backend --json $R/wild_expw_val_detect_${m}${sfx}.json
       for set in lfw kdef_frontal; do
         $W evaluate-wild $D/wild/$set.csv --model $m --backend $backend --json $R/wild_${set}_detect_${m}${sfx}.json

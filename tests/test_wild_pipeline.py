@@ -300,6 +300,7 @@ def test_evaluate_wild_metrics(rec, clf, wild_dir, tmp_path):
     # the missing photo's row is listed and left out, as every data loader does; the blank
     # photo is read, and its face is missed
     assert r["n"] == 8 and r["n_found"] == 7 and r["n_search"] == 0
+    assert r["backend"] == rec.classifier.backend_label
     assert r["detection_recall"] == pytest.approx(7 / 8)
     assert [u["path"] for u in r["unreadable"]] == [str(tmp_path / "missing.png")]
     assert 0 <= r["accuracy"] <= r["accuracy_found"] * 7 / 8 + 1e-9

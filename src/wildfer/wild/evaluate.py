@@ -209,6 +209,7 @@ def _run_summary(manifest, split, rec, iou: float, items: list[ManifestItem], m:
         "manifest": str(manifest),
         "split": split,
         "model": rec.classifier.name or rec.classifier.arch,
+        "backend": getattr(rec.classifier, "backend_label", None),
         "mode": rec.mode,
         "detector": None if rec.mode == "whole" else rec.detector.name,
         "max_side": None if rec.mode == "whole" else rec.detector.max_side,
