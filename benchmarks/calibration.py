@@ -86,7 +86,8 @@ def main() -> None:
     log_val = np.log(np.clip(p_val, 1e-7, 1.0))  # what scaled() divides by the temperature
     fitted = fit_temperature(log_val, y_val)
     t = fitted if args.temperature is None else args.temperature
-    result = {"model": args.model, "machine": describe_machine(), "date": time.strftime("%Y-%m-%d"),
+    result = {"model": args.model, "backend": clf.backend_label, "machine": describe_machine(),
+              "date": time.strftime("%Y-%m-%d"),
               "temperature_fitted_on_expw_val": round(fitted, 4), "temperature": round(t, 4),
               "temperature_in_card": shipped_t, "sets": {}}
     for name, (p, y, missed) in sets.items():

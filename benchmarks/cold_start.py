@@ -13,7 +13,7 @@ Also records whether torch was imported by the API path.
 
 Goals for an inference path without torch: <= 0.5 s and <= 150 MB on a 2-core CPU.
 
-Usage: ``python benchmarks/cold_start.py [--repeat 5] [--model M] [--python PY]``. Writes
+Usage: ``python benchmarks/cold_start.py [--repeat 5] [--model M] [--backend B] [--python PY]``. Writes
 ``benchmarks/results/cold_start.json``. ``--python`` times another installation's interpreter
 (and the ``wildfer`` command beside it), e.g. a venv with the light install (no torch; the
 ``import_torch`` case is then left out).
@@ -68,6 +68,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--model", default=None, help="default: the pipeline's model")
+    ap.add_argument("--backend", default="auto", help="the classifier's backend (default: the model's own)")
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--python", default=sys.executable, help="the interpreter to time (default: this one)")
     args = ap.parse_args()
@@ -80,10 +81,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         one = photo(tmp / "one.jpg")
-        api = (f"import sys, wildfer; r = wildfer.Recognizer(model={model!r}).predict({str(one)!r}); "
-               "print(len(r.faces), 'torch' in sys.modules)")
+        api = (f"import sys, wildfer; r = wildfer.Recognizer(model={model!r}, backend={args.backend!r})"
+               f".predict({str(one)!r}); print(len(r.faces), 'torch' in sys.modules)")
         cases = {
-            "cli": [wildfer_cli, "predict", str(one), "--model", model, "--json", str(tmp / "x.json")],
+            "cli": [wildfer_cli, "predict", str(one), "--model", model, "--backend", args.backend,
+                    "--json", str(tmp / "x.json")],
             "api": [python, "-c", api],
             "import_wildfer": [python, "-c", "import wildfer"],
         }
@@ -99,7 +101,7 @@ def main() -> None:
             if name == "api":
                 faces, torch_loaded = runs[-1][2].split()
                 results[name].update(faces=int(faces), torch_imported=torch_loaded == "True")
-    out = {"benchmark": "cold_start", "model": model, "photo": "1280x720 JPEG, one face", "repeat": args.repeat,
+    out = {"benchmark": "cold_start", "model": model, "backend": args.backend, "photo": "1280x720 JPEG, one face", "repeat": args.repeat,
            "installation": {"python": python, "torch_installed": has_torch},
            "results": results, "targets": {"wall_s": 0.5, "peak_rss_mb": 150}, "machine": describe_machine()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
