@@ -2,7 +2,10 @@
 
 A classifier's ONNX export is quantised once with calibration faces (weights per channel to
 int8, activations to uint8 with percentile ranges), and onnxruntime then runs its
-convolutions with integer kernels (VNNI on CPUs that have it)::
+convolutions with integer kernels (VNNI on CPUs that have it). Depthwise convolutions
+(one filter per channel, as in MobileFaceNet) stay in float: each output there rests on nine
+weights, too few for int8 rounding to average out, and they are a small share of the
+multiply-adds (:func:`depthwise_convs`)::
 
     wildfer export wild --int8 --calibrate $WILDFER_DATA/fer2013/fer2013.csv.gz --onnx wild.int8.onnx
 
@@ -44,9 +47,26 @@ def calibration_faces(faces: np.ndarray, n: int = CALIBRATION_FACES, seed: int =
     return faces[np.random.default_rng(seed).choice(len(faces), n, replace=False)]
 
 
+def depthwise_convs(graph) -> list[str]:
+    """The names of the depthwise ``Conv`` nodes of an ONNX ``graph`` (``group`` equal to the
+    input channels, more than one): :func:`quantize_int8` keeps them in float."""
+    shapes = {t.name: t for t in graph.initializer}
+    names = []
+    for node in graph.node:
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        if node.op_type != "Conv" or group <= 1 or len(node.input) < 2 or node.input[1] not in shapes:
+            continue
+        w = shapes[node.input[1]]  # out_channels x in_channels / group x kH x kW
+        if w.dims[1] == 1 and group == w.dims[0]:
+            names.append(node.name)
+    return names
+
+
 def quantize_int8(clf: Classifier, faces: np.ndarray, *, batch: int = 32) -> bytes:
     """The int8 (QDQ) ONNX graph of ``clf``, its activation ranges calibrated on ``faces``
-    (uint8 ``N x H x W`` in the classifier's input size, as :meth:`Classifier.to_tensor` takes)."""
+    (uint8 ``N x H x W`` in the classifier's input size, as :meth:`Classifier.to_tensor` takes).
+    Depthwise convolutions stay in float (:func:`depthwise_convs`)."""
+    import onnx
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quant_pre_process, quantize_static)
 
@@ -69,7 +89,8 @@ def quantize_int8(clf: Classifier, faces: np.ndarray, *, batch: int = 32) -> byt
         quant_pre_process(fp32, pre)
         quantize_static(pre, out, Faces(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.Percentile)
+                        calibrate_method=CalibrationMethod.Percentile,
+                        nodes_to_exclude=depthwise_convs(onnx.load(pre).graph))
         return Path(out).read_bytes()
 
 
