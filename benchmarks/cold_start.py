@@ -101,7 +101,8 @@ def main() -> None:
             if name == "api":
                 faces, torch_loaded = runs[-1][2].split()
                 results[name].update(faces=int(faces), torch_imported=torch_loaded == "True")
-    out = {"benchmark": "cold_start", "model": model, "backend": args.backend, "photo": "1280x720 JPEG, one face", "repeat": args.repeat,
+    out = {"benchmark": "cold_start", "model": model, "backend": args.backend, "photo": "1280x720 JPEG, one face",
+           "repeat": args.repeat,
            "installation": {"python": python, "torch_installed": has_torch},
            "results": results, "targets": {"wall_s": 0.5, "peak_rss_mb": 150}, "machine": describe_machine()}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -128,8 +128,9 @@ def throughput(files: list[str], workers: int, model_path: str | None, max_side:
 
 
 #: (model, backend, max_side) settings measured; the first is the pipeline as it ships
-SETTINGS = [(None, "auto", 640), (None, "int8", 640), (None, "onnx", 640), (None, "torch", 640), ("wild", "int8", 640),
-            ("wild", "onnx", 640), ("fast", "int8", 640), ("fast", "onnx", 640), (None, "auto", 320)]
+SETTINGS = [(None, "auto", 640), (None, "int8", 640), (None, "onnx", 640), (None, "torch", 640),
+            ("wild", "int8", 640), ("wild", "onnx", 640), ("fast", "int8", 640), ("fast", "onnx", 640),
+            (None, "auto", 320)]
 GOALS_MS = {("one_face_720p", None): 40.0, ("one_face_720p", "fast"): 20.0, ("ten_faces_720p", None): 150.0}
 
 
