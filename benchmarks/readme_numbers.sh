@@ -51,9 +51,11 @@ if [[ $what == all || $what == wild ]]; then
   $W evaluate-wild $D/wild/expw.csv --split val --model ferplus --classes fer2013 --json $R/wild_expw_val_detect_ferplus.json
   $W evaluate $D/fer2013/fer2013.csv.gz --model wild --split PublicTest --json $R/eval_wild_publictest.json
   # flip TTA inside the pipeline (predict --tta): twice the classifier's cost
-  $W evaluate-wild $D/wild/expw.csv --split val --model wild --tta --json $R/wild_expw_val_detect_wild_tta.json
-  for set in lfw kdef_frontal; do
-    $W evaluate-wild $D/wild/$set.csv --model wild --tta --json $R/wild_${set}_detect_wild_tta.json
+  for m in wild wild_ensemble; do
+    $W evaluate-wild $D/wild/expw.csv --split val --model $m --tta --json $R/wild_expw_val_detect_${m}_tta.json
+    for set in lfw kdef_frontal; do
+      $W evaluate-wild $D/wild/$set.csv --model $m --tta --json $R/wild_${set}_detect_${m}_tta.json
+    done
   done
   # the pipeline's model, wild_ensemble (wild + the RAF-DB MobileFaceNet wild_mfn, each on its own
   # crop), float and int8 (each member on its own int8 graph); wild_mfn alone is scored in its
