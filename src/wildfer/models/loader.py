@@ -25,7 +25,7 @@ from ..labels import FER2013_CLASSES, class_alignment
 from . import PIPELINE_MODEL  # noqa: F401 - re-exported for callers
 from .classifier import DEFAULT_PREPROCESS, BACKENDS, MIXED, Classifier, check_backend, resolve_device  # noqa: F401 - DEFAULT_PREPROCESS re-exported
 from .ensemble import ensemble_classifier as _combine
-from .ensemble import is_ensemble_spec, load_spec_members, spec_backends
+from .ensemble import ENSEMBLE_ARCH, is_ensemble_spec, load_spec_members, spec_backends
 from .ensemble import load_ensemble_spec as _load_spec_file
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -132,7 +132,7 @@ def default_backend(name_or_path: str | os.PathLike, _seen: frozenset[str] = fro
             meta = {}
         if meta.get("backend") in BACKENDS:
             return meta["backend"]
-        chosen = set(meta.get("backends") or []) if isinstance(meta.get("backends"), list) else set()
+        chosen = set(_spec_backends(source, meta) or ())
         if chosen and chosen <= {"onnx", "int8"}:
             return chosen.pop() if len(chosen) == 1 else MIXED
         weights = _weights_file(source)
@@ -157,10 +157,16 @@ def member_backends(name: str) -> dict[str, str] | None:
         spec = json.loads((WEIGHTS_DIR / f"{name}.json").read_text())
     except (OSError, ValueError, RecursionError):
         return None
-    if not isinstance(spec, dict) or not is_ensemble_spec(WEIGHTS_DIR / f"{name}.json"):
-        return None
-    backends = spec_backends(spec, WEIGHTS_DIR / f"{name}.json")
+    backends = _spec_backends(name, spec)
     return dict(zip(spec["members"], backends)) if backends else None
+
+
+def _spec_backends(name: str, meta: Any) -> list[str] | None:
+    """The ``"backends"`` of the built-in ensemble ``name`` whose spec is ``meta``, checked
+    (:func:`~wildfer.models.ensemble.spec_backends`); ``None`` for other built-ins."""
+    if not isinstance(meta, dict) or meta.get("arch") != ENSEMBLE_ARCH:
+        return None
+    return spec_backends(meta, WEIGHTS_DIR / f"{name}.json")
 
 
 def auto_backend(name_or_path: str | os.PathLike, device: Any = "cpu") -> str:

@@ -175,7 +175,7 @@ def load_recognizer(model: str | None = None, detector: str = "yunet", backend: 
     use_onnx = "onnx" in placed and (backend == "onnx" or placed["onnx"] != "cpu" or placed.get("torch") in (None, "cpu"))
     if not use_onnx:
         return Recognizer(model=load_model(model, device=placed["torch"], backend="torch"), detector=detector)
-    if default_backend(model) != "torch":  # a built-in: its float graphs
+    if own != "torch":  # a built-in: its float graphs
         return Recognizer(model=load_model(model, backend="onnx", threads=compute_threads, device=placed["onnx"]),
                           detector=detector)
     clf = load_model(model, backend="torch")  # a checkpoint: exported to onnxruntime here
