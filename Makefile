@@ -1,7 +1,7 @@
 # Two commands do all set-up on a fresh machine:
 #   make run   - create .venv, install wildfer, run the main job (predict on a photo with the built-in model)
 #   make test  - create .venv, install wildfer + train, test, docs and ray extras, run the test suite;
-#                then the inference tests again in .venv-light, the light install (no torch)
+#                then the inference tests again in .venv-light, the light install (no torch, no matplotlib)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN     = $(VENV)/bin
@@ -39,7 +39,8 @@ run: venv
 test: venv $(LIGHT)/.installed
 	$(BIN)/python -m pytest -q
 	! $(LIGHT)/bin/python -c "import torch" 2>/dev/null
-	$(LIGHT)/bin/python -m pytest -q -p no:cacheprovider --noconftest tests/test_light_install.py
+	! $(LIGHT)/bin/python -c "import matplotlib" 2>/dev/null
+	WILDFER_TEST_PHOTO="$(PHOTO)" $(LIGHT)/bin/python -m pytest -q -p no:cacheprovider --noconftest tests/test_light_install.py
 
 bench: venv
 	for b in $$(grep -l -- '"--quick"' benchmarks/*.py); do OMP_NUM_THREADS=2 $(BIN)/python $$b --quick || exit 1; done

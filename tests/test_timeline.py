@@ -119,6 +119,31 @@ def test_short_tracks_are_dropped_by_the_rule(tmp_path):
     assert int(scene[0]["faces"]) == 10 + 2 + 4 and float(scene[0]["angry"]) == pytest.approx(2 / 16, abs=1e-4)
 
 
+def test_without_plots_the_folder_keeps_its_numbers_and_drops_earlier_plots(tmp_path):
+    """Where matplotlib is not installed (``plots=False``, the light install's default): the same
+    CSVs, timeline.json and summary.html, no PNG, and the plots an earlier timeline drew in the
+    folder are removed rather than left beside numbers they no longer show."""
+    from wildfer.labels import FER2013_CLASSES as labels
+    from wildfer.wild.timeline import TimelineWriter
+
+    def write(plots):
+        with TimelineWriter(tmp_path / "tl", labels, plots=plots) as tl:
+            for k in range(12):
+                tl.add(_frame(k, [(0, "happy" if k < 9 else "sad")], labels))
+        return tl.summary
+
+    drawn = write(True)
+    assert drawn["plots"] is True and drawn["tracks"][0]["plot"] == "track_0.png"
+    bare = write(False)
+    assert sorted(os.listdir(tmp_path / "tl")) == ["scene.csv", "summary.html", "timeline.json", "track_0.csv"]
+    assert bare["plots"] is False and bare["tracks"][0]["plot"] is None and bare["scene"]["plot"] is None
+    assert {k: v for k, v in bare["tracks"][0].items() if k != "plot"} == \
+        {k: v for k, v in drawn["tracks"][0].items() if k != "plot"}
+    assert json.loads((tmp_path / "tl" / "timeline.json").read_text())["plots"] is False
+    page = (tmp_path / "tl" / "summary.html").read_text()
+    assert "<img" not in page and "wildfer[plots]" in page and 'href="track_0.csv"' in page
+
+
 def test_memory_stays_bounded_on_long_videos(tmp_path):
     from wildfer.labels import FER2013_CLASSES as labels
     from wildfer.wild.timeline import MAX_PLOT_POINTS, TimelineWriter

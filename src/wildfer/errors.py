@@ -61,7 +61,7 @@ class ModelError(WildferError):
 
 #: module -> the extra that installs it (what the light install leaves out)
 EXTRAS = {"torch": "train", "onnx": "train", "safetensors": "train", "scipy": "train", "sklearn": "eval", "ray": "ray",
-          "captum": "captum"}
+          "captum": "captum", "matplotlib": "plots"}
 #: how to add torch to the light install
 TORCH_INSTALL = "pip install 'wildfer[train]'"
 

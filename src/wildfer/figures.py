@@ -1,7 +1,9 @@
 """Figures: headless pyplot, and one way to write a figure (whole, then closed) for every plot
 wildfer makes (evaluation reports, saliency pictures, timelines, data grids, experiments).
 
-A leaf: matplotlib is imported when a figure is first made.
+A leaf: matplotlib is imported when a figure is first made. It comes with the ``[plots]``
+extra (and with ``[eval]`` and ``[train]``), not with the light install: :func:`has_matplotlib`
+says whether it is there without importing it.
 """
 
 from __future__ import annotations
@@ -10,6 +12,16 @@ import os
 from pathlib import Path
 
 from .paths import written_whole
+
+
+def has_matplotlib() -> bool:
+    """Whether matplotlib is installed (looked up, not imported)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("matplotlib") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def pyplot():

@@ -12,6 +12,10 @@
 - ``summary.html``: every kept track's plot and numbers and the scene plot on one page, and
   ``timeline.json``: the same numbers for programs.
 
+The plots need matplotlib (the ``[plots]`` extra; ``[eval]`` and ``[train]`` have it too).
+Without it the folder holds the same CSVs, ``timeline.json`` and ``summary.html`` (its tables,
+and a line saying how to add the plots), and no PNG: ``timeline.json`` has ``"plots": false``.
+
 Rows go to a file as the frames come, and memory stays flat however long the video: per
 track only a bounded number of points is kept for its plot (:data:`MAX_PLOT_POINTS`, thinned
 by halving), and a track not seen for :data:`END_AFTER` processed frames has ended: its plot
@@ -41,7 +45,7 @@ import numpy as np
 
 from ..errors import WildferError
 from ..jsonio import write_json
-from ..figures import pyplot, save_figure
+from ..figures import has_matplotlib, pyplot, save_figure
 from ..paths import write_text_whole, written_whole
 
 #: Points kept per track for its plot; beyond, every other point is dropped (the CSV keeps all).
@@ -51,6 +55,8 @@ THUMB_SIDE = 96
 #: Processed frames after which a track not seen is over (more than the video tracker's
 #: ``max_age``, after which it never continues): its plot is drawn and its data let go.
 END_AFTER = 30
+#: How to add the plots to an installation without matplotlib.
+PLOTS_INSTALL = "pip install 'wildfer[plots]'"
 #: The CSV columns before the classes' probabilities.
 TRACK_COLUMNS = ["time_s", "frame", "left", "top", "right", "bottom", "label"]
 
@@ -122,7 +128,7 @@ class TimelineWriter:
     """
 
     def __init__(self, folder: str | os.PathLike, labels, *, video: str = "", min_frames: int = 3,
-                 min_seconds: float = 0.5, end_after: int = END_AFTER):
+                 min_seconds: float = 0.5, end_after: int = END_AFTER, plots: bool | None = None):
         if int(min_frames) < 1:
             raise WildferError(f"timeline: min_frames {min_frames}: must be 1 or more")
         if not math.isfinite(float(min_seconds)) or float(min_seconds) < 0:
@@ -132,6 +138,7 @@ class TimelineWriter:
         self.video = str(video)
         self.min_frames, self.min_seconds = int(min_frames), float(min_seconds)
         self.end_after = int(end_after)
+        self.plots = has_matplotlib() if plots is None else bool(plots)
         self.tracks: dict[int, TrackStats] = {}  # the tracks still going
         self.ended: dict[int, tuple[dict[str, Any], bool]] = {}  # track -> (its numbers, kept)
         self.scene: dict[int, Counter] = {}  # second -> label counts over the faces seen in it
@@ -179,7 +186,7 @@ class TimelineWriter:
         stay in memory, so memory follows the tracks on screen, not the length of the video."""
         st = self.tracks.pop(tid)
         kept = self.kept(st)
-        if kept:
+        if kept and self.plots:
             save_figure(plot_track(st, self.labels), self.folder / f"track_{tid}.png", dpi=100, tight=False)
         self.ended[tid] = (st.to_dict(self.labels), kept)
 
@@ -202,13 +209,15 @@ class TimelineWriter:
             scene = self.scene_rows()
             _write_csv(self.folder / "scene.csv", ["second", "faces", *self.labels],
                        ([r["second"], r["faces"], *(r["shares"][c] for c in self.labels)] for r in scene))
-            save_figure(plot_scene(scene, self.labels), self.folder / "scene.png", dpi=100, tight=False)
+            if self.plots:
+                save_figure(plot_scene(scene, self.labels), self.folder / "scene.png", dpi=100, tight=False)
             summary = {
                 "video": self.video, "labels": list(self.labels), "frames_processed": self.n_frames,
-                "rule": {"min_frames": self.min_frames, "min_seconds": self.min_seconds},
-                "tracks": [self.ended[t][0] | {"csv": f"track_{t}.csv", "plot": f"track_{t}.png"} for t in keep],
+                "rule": {"min_frames": self.min_frames, "min_seconds": self.min_seconds}, "plots": self.plots,
+                "tracks": [self.ended[t][0] | {"csv": f"track_{t}.csv",
+                                               "plot": f"track_{t}.png" if self.plots else None} for t in keep],
                 "dropped": [d for t, (d, kept) in sorted(self.ended.items()) if not kept],
-                "scene": {"csv": "scene.csv", "plot": "scene.png"},
+                "scene": {"csv": "scene.csv", "plot": "scene.png" if self.plots else None},
             }
             write_json(self.folder / "timeline.json", summary)
             write_text_whole(self.folder / "summary.html", summary_html(summary))
@@ -220,8 +229,11 @@ class TimelineWriter:
 
     def _remove_stale(self, keep: list[int]) -> None:
         """Remove the per-track files an earlier timeline left in this folder for tracks this
-        one does not have (only files named as this class names them)."""
-        kept = {f"track_{t}.{ext}" for t in keep for ext in ("csv", "png")}
+        one does not have, and its plots where this one draws none (only files named as this class
+        names them)."""
+        kept = {f"track_{t}.{ext}" for t in keep for ext in (("csv", "png") if self.plots else ("csv",))}
+        if not self.plots:
+            (self.folder / "scene.png").unlink(missing_ok=True)
         for p in self.folder.glob("track_*.*"):
             stem = p.stem.removeprefix("track_")
             if p.name not in kept and stem.isdigit() and p.suffix in (".csv", ".png"):
@@ -359,8 +371,16 @@ def summary_html(summary: dict[str, Any]) -> str:
         f"<tr><td>{t['track']}</td><td>{t['start_s']:.1f}</td><td>{t['end_s']:.1f}</td><td>{t['frames']}</td>"
         f"<td>{e(str(t['label']))}</td>" + "".join(f"<td>{t['shares'][c]:.0%}</td>" for c in labels) + "</tr>"
         for t in summary["tracks"])
-    plots = "".join(f'<figure><img src="{e(t["plot"])}" alt="track {t["track"]}"><figcaption>track {t["track"]}: '
-                    f'<a href="{e(t["csv"])}">{e(t["csv"])}</a></figcaption></figure>' for t in summary["tracks"])
+    drawn = summary.get("plots", True)
+    if drawn:
+        plots = "".join(f'<figure><img src="{e(t["plot"])}" alt="track {t["track"]}"><figcaption>track {t["track"]}: '
+                        f'<a href="{e(t["csv"])}">{e(t["csv"])}</a></figcaption></figure>' for t in summary["tracks"])
+    else:
+        links = ", ".join(f'<a href="{e(t["csv"])}">{e(t["csv"])}</a>' for t in summary["tracks"])
+        plots = f"<p>Per track: {links}.</p>" if links else ""
+    scene = ('<img src="scene.png" alt="share of faces in each expression per second">' if drawn else
+             f'<p>The plots need matplotlib: {e(PLOTS_INSTALL)}. The numbers are in '
+             '<a href="scene.csv">scene.csv</a> and each track\'s CSV.</p>')
     rule = summary["rule"]
     dropped = summary["dropped"]
     note = (f"<p>{len(dropped)} short track(s) dropped (fewer than {rule['min_frames']} processed frames or "
@@ -373,7 +393,7 @@ table{{border-collapse:collapse}}td,th{{padding:2px 8px;text-align:right;border-
 </head><body>
 <h1>Expressions over time: {e(Path(summary['video']).name)}</h1>
 <p>{summary['frames_processed']} processed frames, {len(summary['tracks'])} track(s).</p>
-<h2>The scene</h2><img src="scene.png" alt="share of faces in each expression per second">
+<h2>The scene</h2>{scene}
 <h2>Tracks</h2>
 <table><tr><th>track</th><th>start s</th><th>end s</th><th>frames</th><th>mostly</th>{head}</tr>{rows}</table>
 {note}{plots}
