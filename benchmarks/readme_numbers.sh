@@ -71,8 +71,8 @@ if [[ $what == all || $what == wild ]]; then
          --json $R/eval_${m}${sfx}_publictest.json
     done
   done
-  # its calibration: temperature on ExpW val, ECE and risk-coverage on every dev set
-  .venv/bin/python benchmarks/calibration.py --model wild_ensemble
+  # its calibration: temperature and class bias on ExpW val, ECE and risk-coverage on every dev set
+  .venv/bin/python benchmarks/calibration.py --model wild_ensemble --class-bias
   for set in lfw kdef_frontal; do
     $W evaluate-wild $D/wild/$set.csv --model wild --json $R/wild_${set}_detect_wild.json
     for mode in whole detect; do

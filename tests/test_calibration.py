@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wildfer.evaluate.calibration import expected_calibration_error, fit_temperature, risk_coverage, temperature_nll
+from wildfer.evaluate.calibration import (expected_calibration_error, fit_temperature, fit_temperature_bias,
+                                          risk_coverage, temperature_bias_nll, temperature_nll)
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -62,6 +63,55 @@ def test_fit_temperature_is_deterministic_and_stays_within_bounds():
     assert fit_temperature(logits, labels, bounds=(0.5, 3.0)) == pytest.approx(0.5, rel=1e-5)
     wrong = logits.argmin(1)  # always the least likely class: T as large as allowed
     assert fit_temperature(logits, wrong, bounds=(0.5, 3.0)) == pytest.approx(3.0, rel=1e-5)
+
+
+# ----------------------------------------------------------------------------- temperature and class bias
+
+
+def test_fit_temperature_bias_recovers_the_temperature_and_the_prior_shift():
+    """Labels drawn from softmax(z / T0 + b0): the fit (no penalty) finds T0 and b0 (up to the
+    constant that changes no probability), and its loss is the least nearby."""
+    rng = np.random.default_rng(5)
+    logits = rng.normal(0.0, 2.0, (30000, 5))
+    b0 = np.array([0.6, -0.4, 0.1, -0.5, 0.2])
+    labels = _draw_labels(_softmax(logits / 1.6 + b0), rng)
+    t, b = fit_temperature_bias(logits, labels, l2=0.0)
+    assert t == pytest.approx(1.6, rel=0.05)
+    assert b.sum() == pytest.approx(0.0, abs=1e-9)
+    assert np.abs(b - (b0 - b0.mean())).max() < 0.06
+    best = temperature_bias_nll(logits, labels, t, b)
+    for dt, db in ((1.03, 0), (1 / 1.03, 0), (1, 0.05 * np.eye(5)[0]), (1, -0.05 * np.eye(5)[3])):
+        assert best < temperature_bias_nll(logits, labels, t * dt, b + db)
+    # a constant added to every class changes nothing
+    assert temperature_bias_nll(logits, labels, t, b + 3.0) == pytest.approx(best)
+
+
+def test_the_class_bias_penalty_shrinks_it_and_without_a_shift_it_stays_near_zero():
+    rng = np.random.default_rng(6)
+    logits = rng.normal(0.0, 2.0, (2000, 4))
+    labels = _draw_labels(_softmax(logits / 0.8 + np.array([0.5, 0.0, 0.0, -0.5])), rng)
+    sizes = [np.abs(fit_temperature_bias(logits, labels, l2=l2)[1]).max() for l2 in (0.0, 0.05, 1.0)]
+    assert sizes[0] > sizes[1] > sizes[2] and sizes[2] < 0.1
+    fair = _draw_labels(_softmax(logits / 0.8), rng)
+    t, b = fit_temperature_bias(logits, fair, l2=0.0)
+    assert np.abs(b).max() < 0.15 and t == pytest.approx(fit_temperature(logits, fair), rel=0.05)
+    # the penalised loss is what the fit minimises
+    t, b = fit_temperature_bias(logits, labels, l2=0.05)
+    best = temperature_bias_nll(logits, labels, t, b, l2=0.05)
+    assert best < temperature_bias_nll(logits, labels, t, b * 1.2, l2=0.05)
+    assert best < temperature_bias_nll(logits, labels, t, b * 0.8, l2=0.05)
+    assert fit_temperature_bias(logits, labels)[0] == fit_temperature_bias(logits, labels)[0]  # deterministic
+
+
+def test_fit_temperature_bias_checks_its_arguments():
+    logits, labels = np.zeros((4, 3)), [0, 1, 2, 0]
+    for kw, match in (({"l2": -1.0}, "l2"), ({"l2": float("nan")}, "l2"), ({"bounds": (2.0, 1.0)}, "bounds")):
+        with pytest.raises(ValueError, match=match):
+            fit_temperature_bias(logits, labels, **kw)
+    with pytest.raises(ValueError, match="class_bias: expected 3 finite numbers"):
+        temperature_bias_nll(logits, labels, 1.0, [0.0, 1.0])
+    with pytest.raises(ValueError, match="labels"):
+        fit_temperature_bias(logits, [0, 1, 5, 0])
 
 
 # ----------------------------------------------------------------------------- ECE

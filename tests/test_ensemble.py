@@ -172,6 +172,34 @@ def test_spec_backends_put_float_and_int8_graphs_side_by_side(tmp_path, faces):
             load_model(spec)
 
 
+def test_spec_calibration_divides_by_the_temperature_and_adds_the_class_bias(tmp_path, faces):
+    """A spec's ``"temperature"`` and ``"class_bias"`` calibrate the averaged log-probabilities,
+    the same on torch and on the graphs, whatever backend the members are loaded on again;
+    a bad bias is one line naming the file."""
+    from wildfer.models.loader import builtin_models, load_model
+
+    if not {"default", "fast"} <= set(builtin_models()):
+        pytest.skip("built-in default / fast weights not installed")
+    bias = [0.3, -0.2, 0.0, 0.1, -0.4, 0.25, -0.05]
+    spec = tmp_path / "pair.json"
+    spec.write_text(json.dumps({"arch": "ensemble", "members": ["default", "fast"], "temperature": 0.8,
+                                "class_bias": bias}))
+    raw = (load_model("default", backend="onnx").predict_proba(faces)
+           + load_model("fast", backend="onnx").predict_proba(faces)) / 2
+    z = np.log(raw) / 0.8 + np.array(bias)
+    want = np.exp(z - z.max(1, keepdims=True))
+    want /= want.sum(1, keepdims=True)
+    for backend in ("onnx", "torch"):
+        ens = load_model(spec, backend=backend)
+        assert ens.preprocess["class_bias"] == bias and "class_bias" not in ens.meta
+        assert np.abs(ens.predict_proba(faces) - want).max() < 1e-4, backend
+    assert (want.argmax(1) != raw.argmax(1)).any() or np.abs(want - raw).max() > 0.01  # the bias did something
+    for bad in ([0.1] * 6, [0.1] * 6 + [float("nan")], [0.0] * 6 + [9.0], "0.1", [True] * 7):
+        spec.write_text(json.dumps({"arch": "ensemble", "members": ["default", "fast"], "class_bias": bad}))
+        with pytest.raises(ModelError, match=r"pair\.json: .*class_bias must be 7 numbers"):
+            load_model(spec)
+
+
 def test_builtin_pipeline_model_runs_wild_on_int8_and_wild_mfn_on_float():
     """``wild_ensemble``'s spec puts ``wild`` on its int8 graph (within half a point of float on
     every dev set, and a third of the float graph's memory) and ``wild_mfn`` on its float one."""
@@ -186,3 +214,6 @@ def test_builtin_pipeline_model_runs_wild_on_int8_and_wild_mfn_on_float():
     clf = load_model("wild_ensemble")
     assert clf.backend == "mixed" and [m.backend for m in clf.runner.members] == ["int8", "onnx"]
     assert clf.preprocess["temperature"] == load_model("wild_ensemble", backend="onnx").preprocess["temperature"]
+    # calibrated on ExpW val: a temperature and a bias per class (benchmarks/calibration.py --class-bias)
+    assert len(clf.preprocess["class_bias"]) == 7 and abs(sum(clf.preprocess["class_bias"])) < 1e-3
+    assert clf.preprocess["class_bias"] == load_model("wild_ensemble", backend="torch").preprocess["class_bias"]

@@ -446,19 +446,22 @@ class Classifier:
         """Probabilities ``N x C`` (numpy) of ``faces`` (one array, or one per :attr:`face_views`);
         ``tta``: averaged with those of their mirror images. A ``class_map`` folds them onto
         :attr:`labels` (:func:`fold_classes`). A ``temperature`` in the preprocessing record
-        (calibration) divides the logits first."""
+        (calibration) divides the logits first, and a ``class_bias`` (one number per class of
+        :attr:`classes`) is added to them."""
         if isinstance(faces, (list, tuple)):
             faces = [np.asarray(f) for f in faces]
             views = [faces, [mirror(f) for f in faces]] if tta else [faces]
         else:
             views = tta_views(np.asarray(faces), "flip") if tta else [faces]
         t = float(self.preprocess.get("temperature", 1.0))
+        bias = np.asarray(self.preprocess.get("class_bias", np.zeros(len(self.classes))), dtype=np.float32)
         if self.backend in GRAPH_BACKENDS and self.runner is not None:  # numpy and onnxruntime only
-            p = sum(softmax(self.graph_logits(v, batch_size) / np.float32(t)) for v in views) / len(views)
+            p = sum(softmax(self.graph_logits(v, batch_size) / np.float32(t) + bias) for v in views) / len(views)
             return fold_classes(p, self.class_map)
         import torch
 
-        p = sum(torch.softmax(self.logits(v, batch_size).float() / t, dim=1) for v in views) / len(views)
+        b = torch.from_numpy(bias)
+        p = sum(torch.softmax(self.logits(v, batch_size).float() / t + b, dim=1) for v in views) / len(views)
         return fold_classes(p.numpy(), self.class_map)
 
     def predict(self, faces, **kw) -> list[str]:

@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import contextvars
 import json
+import math
 import os
 from pathlib import Path
 from typing import Callable, Collection, Sequence
 
 import numpy as np
 
-from ..errors import ModelError
+from ..errors import ModelError, short
 from ..labels import class_alignment
 from .classifier import (
     BACKENDS,
@@ -126,16 +127,37 @@ class GraphEnsemble:
         return np.log(np.clip(total, 1e-12, None)).astype(np.float32)
 
 
+#: The preprocessing record's calibration: what :meth:`Classifier.predict_proba` applies to the
+#: logits (divided by ``temperature``, ``class_bias`` added), the ensemble's own, never a member's.
+CALIBRATION_KEYS = ("temperature", "class_bias")
+#: The largest class bias accepted (a larger one would pin a class whatever the face).
+MAX_CLASS_BIAS = 5.0
+
+
+def checked_class_bias(values, n_classes: int) -> list[float]:
+    """``values`` as ``n_classes`` finite numbers within :data:`MAX_CLASS_BIAS`, else a one-line
+    :class:`ModelError`."""
+    ok = (isinstance(values, (list, tuple)) and len(values) == n_classes
+          and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                  and abs(v) <= MAX_CLASS_BIAS for v in values))
+    if not ok:
+        raise ModelError(f"ensemble class_bias must be {n_classes} numbers (one per class) within "
+                         f"+-{MAX_CLASS_BIAS:g}, not {short(values)}")
+    return [float(v) for v in values]
+
+
 def ensemble_classifier(members: Sequence, *, weights: Sequence[float] | None = None, tta: str | None = None,
                         crop: int = 44, name: str = "", classes: Sequence[str] | None = None,
                         meta: dict | None = None, temperature: float | None = None,
+                        class_bias: Sequence[float] | None = None,
                         load: Callable[[str], Classifier] | None = None) -> Classifier:
     """One :class:`~wildfer.models.classifier.Classifier` from several: their probabilities
     averaged over ``tta`` views. Members are classifiers, or names and paths that ``load``
     turns into classifiers (:func:`wildfer.models.loader.ensemble_classifier` passes
     ``load_model``). ``classes``: the output classes (default: the first member's own).
-    ``temperature``: the averaged log-probabilities are divided by it (calibration, fitted on
-    held-out faces)."""
+    ``temperature``: the averaged log-probabilities are divided by it, and ``class_bias`` (one
+    number per output class) added to them (calibration, fitted on held-out faces:
+    :func:`wildfer.evaluate.calibration.fit_temperature_bias`)."""
     if isinstance(members, (str, os.PathLike)):
         members = [members]
     tta = tta_mode(tta, "ensemble tta")
@@ -148,7 +170,8 @@ def ensemble_classifier(members: Sequence, *, weights: Sequence[float] | None = 
         raise ModelError("an ensemble needs at least one member")
     classes = tuple(classes or clfs[0].classes)
     pre = dict(clfs[0].preprocess or DEFAULT_PREPROCESS)
-    pre.pop("temperature", None)  # a member's calibration is its own
+    for key in CALIBRATION_KEYS:  # a member's calibration is its own
+        pre.pop(key, None)
     pre["grayscale"] = all(c.channels == 1 for c in clfs)  # colour faces when any member reads them
     size = int(pre.get("size", DEFAULT_PREPROCESS["size"]))
     # the distinct ways the members cut faces: with more than one, each face comes as one crop per view
@@ -159,7 +182,7 @@ def ensemble_classifier(members: Sequence, *, weights: Sequence[float] | None = 
         for v in c.face_views:
             keys = [face_view(u) for u in views]
             if face_view(v) not in keys:
-                views.append({k: val for k, val in v.items() if k not in ("views", "temperature")})
+                views.append({k: val for k, val in v.items() if k not in ("views", *CALIBRATION_KEYS)})
                 keys.append(face_view(v))
             ix.append(keys.index(face_view(v)))
         member_inputs.append(ix)
@@ -169,6 +192,8 @@ def ensemble_classifier(members: Sequence, *, weights: Sequence[float] | None = 
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0.05 <= temperature <= 20:
             raise ModelError(f"ensemble temperature must be a number in [0.05, 20], not {temperature!r}")
         pre["temperature"] = float(temperature)
+    if class_bias is not None:
+        pre["class_bias"] = checked_class_bias(class_bias, len(classes))
     w = ensemble_weights(weights, len(clfs))
 
     def build():
@@ -285,9 +310,9 @@ def _load_spec(path: Path, name: str, load: Callable[[str, str | None], Classifi
         clfs = [load(m, b) for m, b in zip(resolved, backends or [None] * len(resolved))]
         return ensemble_classifier(clfs, weights=spec.get("weights"), tta=spec.get("tta"),
                                    crop=crop, name=name or str(path), classes=classes,
-                                   temperature=spec.get("temperature"),
+                                   temperature=spec.get("temperature"), class_bias=spec.get("class_bias"),
                                    meta={k: v for k, v in spec.items()
-                                         if k not in ("members", "weights", "tta", "crop", "temperature", "backends")})
+                                         if k not in ("members", "weights", "tta", "crop", "backends", *CALIBRATION_KEYS)})
     except SpecCycleError:
         raise  # names its files already
     except ModelError as e:

@@ -278,7 +278,7 @@ def ensemble_classifier(members, **kw) -> Classifier:
     """An ensemble of ``members`` (built-in names, checkpoint, weights or spec paths, or
     classifiers), names loaded with :func:`load_model`; the keywords of
     :func:`wildfer.models.ensemble.ensemble_classifier` (``weights``, ``tta``, ``crop``,
-    ``name``, ``classes``, ``meta``, ``temperature``)."""
+    ``name``, ``classes``, ``meta``, ``temperature``, ``class_bias``)."""
     return _combine(members, load=load_model, **kw)
 
 
@@ -297,6 +297,7 @@ def _members_on(clf: Classifier, backend: str, threads: int | None = None) -> Cl
     members = [load_model(m, backend=backend, threads=threads) for m in kw["members"]]
     return ensemble_classifier(members, weights=kw.get("weights"), tta=kw.get("tta"), crop=kw.get("crop", 44),
                                name=clf.name, classes=clf.classes, temperature=clf.preprocess.get("temperature"),
+                               class_bias=clf.preprocess.get("class_bias"),
                                meta={k: v for k, v in clf.meta.items() if k not in kw})
 
 
