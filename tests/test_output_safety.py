@@ -204,7 +204,8 @@ def test_resume_with_other_settings_is_refused(tiny_ckpt, photos, tmp_path, outp
     assert rc == 0, err
     before = out.read_bytes()
     for extra, fragment in ((["--tta"], "--tta off"), (["--max-side", "320"], "--max-side 640"),
-                            (["--model", "fast"], "--model"), (["--mode", "whole"], "--mode detect")):
+                            (["--model", "fast"], "--model"), (["--mode", "whole"], "--mode detect"),
+                            (["--unsure-below", "0.5"], "--unsure-below 0.0")):
         args = ["predict", photos, opt, out, "--resume", *extra]
         if "--model" not in extra:
             args += ["--model", tiny_ckpt]
@@ -222,7 +223,22 @@ def test_a_report_records_its_settings(tiny_ckpt, photos, tmp_path):
     assert rc == 0, err
     s = json.loads((tmp_path / "r.json").read_text())["settings"]
     assert s == {"model": str(Path(tiny_ckpt).resolve()), "detector": "yunet", "mode": "detect", "max_side": 640,
-                 "tta": True, "backend": "auto", "video_stride": 5}
+                 "tta": True, "backend": "auto", "video_stride": 5, "unsure_below": 0.0}
+
+
+def test_outputs_that_do_not_record_the_unsure_threshold_resume_as_made_without_it(tiny_ckpt, photos, tmp_path):
+    """A report written before the ``unsure`` threshold was recorded was made without one (0):
+    --resume completes it as it is, and refuses another threshold."""
+    out = tmp_path / "r.json"
+    rc, _, err = run_cli("predict", photos, "--model", tiny_ckpt, "--json", out)
+    assert rc == 0, err
+    rep = json.loads(out.read_text())
+    del rep["settings"]["unsure_below"]
+    out.write_text(json.dumps(rep))
+    rc, _, err = run_cli("predict", photos, "--model", tiny_ckpt, "--json", out, "--resume")
+    assert rc == 0 and "3 photo(s)" in err, err
+    one_line_error(run_cli("predict", photos, "--model", tiny_ckpt, "--json", out, "--resume", "--unsure-below", "0.3"),
+                   "cannot resume", "--unsure-below 0.0")
 
 
 # ----------------------------------------------------------------------------- full disks

@@ -254,6 +254,27 @@ def test_search_fallback_finds_tight_low_res_faces(clf, fer2013):
             assert 0 <= l < rr <= 48 and 0 <= t < b <= 48 and (rr - l) > 20  # the face, not a fragment
 
 
+def test_faces_below_the_unsure_threshold_are_flagged_and_keep_their_label(clf, rec, wild_dir):
+    """``unsure_below``: a face whose likeliest label is less probable than it is flagged
+    ``"unsure"`` (in its JSON too); nothing else about it changes. Out of [0, 1] is one line."""
+    from wildfer.errors import WildferError
+    from wildfer.wild import Recognizer
+
+    plain = rec.predict(wild_dir / CROWD)
+    tops = sorted(max(f.probs.values()) for f in plain.faces)
+    cut = tops[len(tops) // 2]  # about half the faces are less sure than this
+    unsure = Recognizer(model=clf, detector=rec.detector, unsure_below=cut).predict(wild_dir / CROWD)
+    assert len(unsure.faces) == len(plain.faces)
+    for a, b in zip(plain.faces, unsure.faces):
+        assert (a.box, a.label, a.probs) == (b.box, b.label, b.probs) and "unsure" not in a.flags
+        assert ("unsure" in b.flags) == (max(b.probs.values()) < cut)
+        assert b.to_dict()["flags"] == b.flags and [x for x in b.flags if x != "unsure"] == a.flags
+    assert 0 < sum("unsure" in f.flags for f in unsure.faces) < len(unsure.faces)
+    for bad in (-0.1, 1.5, float("nan"), True, "0.5"):
+        with pytest.raises(WildferError, match="unsure_below .*: must be a probability from 0 to 1"):
+            Recognizer(model=clf, detector=rec.detector, unsure_below=bad)
+
+
 def test_crowd_photo_has_30_plus_faces_in_reading_order(rec, wild_dir):
     res = rec.predict(wild_dir / CROWD)
     n = len(res.faces)

@@ -37,6 +37,7 @@ def predict(
     max_side: int = typer.Option(640, "--max-side", min=32, help="Longer side photos are downscaled to for detection."),
     batch: int = typer.Option(16, "--batch", min=1, help="Photos whose faces are classified in one batch."),
     tta: bool = typer.Option(False, "--tta", help="Average each face with its mirror image."),
+    unsure_below: float = typer.Option(0.0, "--unsure-below", help="Flag faces whose likeliest label's probability is below this (0 to 1) as unsure; 0.47 flags about half of web faces, and 64% of the rest are right with wild_ensemble."),
     resume: bool = typer.Option(False, "--resume", help="Complete the outputs of an interrupted run: keep what they hold and skip those photos."),
     device: str = typer.Option("auto", "--device", help="Where the classifier runs: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N."),
     backend: str = typer.Option("auto", "--backend", help="How the classifier computes: auto (the model's default: built-ins on their float graphs on onnxruntime, wild_ensemble's wild member on its int8 graph, checkpoints on torch), torch, onnx (onnxruntime) or int8 (the model's int8 graph on the CPU)."),
@@ -54,13 +55,13 @@ def predict(
         extras = [o for o, v in (("--out", out), ("--csv", csv_file), ("--annotate", annotate), ("--timeline", timeline),
                                  ("--saliency", saliency), ("--resume", resume), ("--tta", tta),
                                  ("--device", device != "auto"), ("--workers", workers != 1),
-                                 ("--backend", backend != "auto")) if v]
+                                 ("--backend", backend != "auto"), ("--unsure-below", unsure_below != 0)) if v]
         raise SystemExit(_predict_on_ray(paths, json_file, extras, model=model, detector=detector, mode=mode,
                                          max_side=max_side))
     code = run_predict(paths, model=model, detector=detector, mode=mode, out=out, json_file=json_file,
                        csv_file=csv_file, annotate=annotate, saliency=saliency, video_stride=video_stride,
                        max_side=max_side, batch=batch, tta=tta, resume=resume, device=device,
-                       workers=workers, backend=backend, timeline=timeline)
+                       workers=workers, backend=backend, timeline=timeline, unsure_below=unsure_below)
     if code:
         # SystemExit, not typer.Exit: click in non-standalone mode returns Exit's code
         # instead of raising it, and wildfer.cli.main would turn it into 0
@@ -80,13 +81,13 @@ def _predict_on_ray(paths, json_file, extras: list[str], **settings) -> int:
 
 def run_predict(paths, *, model=None, detector="yunet", mode="detect", out=None, json_file=None, csv_file=None,
                 annotate=False, saliency=None, video_stride=5, max_side=640, batch=16, tta=False,
-                resume=False, device=None, workers=1, backend=None, timeline=None) -> int:
+                resume=False, device=None, workers=1, backend=None, timeline=None, unsure_below=0.0) -> int:
     """``wildfer predict`` on ``paths`` with a progress bar and a summary; the exit code."""
     from rich.console import Console
 
     from ..errors import WildferError
     from ..locks import output_lock
-    from ..wild.recognizer import Recognizer
+    from ..wild.recognizer import Recognizer, checked_unsure_below
     from ..wild.video import is_video_file
     from .outputs import ResultWriter, complete_outputs, no_interrupt, predict_outputs, read_progress, run_settings
     from .plan import collect_inputs, plan_steps
@@ -94,6 +95,7 @@ def run_predict(paths, *, model=None, detector="yunet", mode="detect", out=None,
 
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise WildferError(f"--workers {workers}: give the number of processes, 1 or more")
+    checked_unsure_below(unsure_below, "--unsure-below")
     err = Console(stderr=True)
     outputs = predict_outputs(out, json_file, csv_file, annotate=annotate, saliency=saliency)
     outputs.check()
@@ -129,11 +131,12 @@ def run_predict(paths, *, model=None, detector="yunet", mode="detect", out=None,
     else:
         ctx = None
     settings = dict(model=model, detector=detector, mode=mode, max_side=max_side, tta=tta, device=device,
-                    backend=backend)
+                    backend=backend, unsure_below=unsure_below)
     with output_lock(outputs.locked):
         rec = Recognizer(**settings)
         made_with = run_settings(model or PIPELINE_MODEL, detector=rec.detector.name if mode != "whole" else None,
-                                 mode=mode, max_side=max_side, tta=tta, backend=backend, video_stride=video_stride)
+                                 mode=mode, max_side=max_side, tta=tta, backend=backend, video_stride=video_stride,
+                                 unsure_below=unsure_below)
         writer = ResultWriter(outputs.progress, outputs.csv_file, rec.labels, resume=resume,
                               report=outputs.report, inputs={str(src) for src, _ in inputs}, settings=made_with,
                               jsonl=outputs.jsonl)

@@ -117,12 +117,18 @@ def _option_text(key: str, value: Any) -> str:
     return f"--{key.replace('_', '-')} {value}"
 
 
+#: settings that outputs written before they existed do not record, and the value those were made with
+UNRECORDED = {"unsure_below": 0.0}
+
+
 def check_same_settings(where: Path, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
     """Raise unless an output's results were made with ``new``'s settings (everything that
-    changes a result: model, detector, mode, detection size, TTA, backend, video stride)."""
+    changes a result: model, detector, mode, detection size, TTA, backend, video stride, the
+    ``unsure`` threshold)."""
     if old is None:
         raise WildferError(f"{where}: cannot resume, it does not record the settings its results were made with; "
                            "write a new output")
+    old = {**UNRECORDED, **old}
     diff = [k for k in new if old.get(k) != new[k]]
     if diff:
         was = ", ".join(_option_text(k, old.get(k)) for k in diff)
@@ -318,15 +324,15 @@ def predict_outputs(out=None, json_file=None, csv_file=None, *, annotate=False, 
 
 
 def run_settings(model, *, detector: str, mode: str, max_side: int, tta: bool, backend: str | None,
-                 video_stride: int) -> dict[str, Any]:
+                 video_stride: int, unsure_below: float = 0.0) -> dict[str, Any]:
     """Everything that changes a run's results, as its outputs record it for ``--resume``: the
-    model (a file by its absolute path), the detector, mode, detection size, TTA, backend and
-    video stride."""
+    model (a file by its absolute path), the detector, mode, detection size, TTA, backend, video
+    stride and the ``unsure`` threshold."""
     model = str(model)
     if Path(model).exists():
         model = str(Path(model).resolve())
     return {"model": model, "detector": detector, "mode": mode, "max_side": int(max_side), "tta": bool(tta),
-            "backend": backend or "auto", "video_stride": int(video_stride)}
+            "backend": backend or "auto", "video_stride": int(video_stride), "unsure_below": float(unsure_below)}
 
 
 def complete_outputs(outputs: PredictOutputs, report: dict[str, Any]) -> None:

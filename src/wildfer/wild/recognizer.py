@@ -30,7 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import ModelError
+from ..errors import ModelError, WildferError
 from .align import AlignConfig, align_face, align_for, face_pixels, whole_crop
 from .detectors import Detection, Detector, create_detector
 
@@ -54,7 +54,9 @@ class FaceResult:
     eye, nose, right and left mouth corner) in pixels of the original photo (after EXIF
     orientation). ``flags`` lists caveats: ``"small"`` (face narrower than the alignment's
     ``min_face``), ``"low_score"`` (detection score below the recognizer's ``low_score``),
-    ``"search"`` (found by the search fallback), ``"whole"`` (whole-photo mode).
+    ``"search"`` (found by the search fallback), ``"whole"`` (whole-photo mode), ``"unsure"``
+    (its top probability is below the recognizer's ``unsure_below``: a face to leave unanswered
+    when only sure answers are wanted).
     ``crop`` is the face the classifier saw (48 x 48 grey for FER2013's nets, 3 x side x side
     for a classifier of colour faces) and ``transform`` the photo -> crop matrix.
     """
@@ -180,6 +182,14 @@ def stack_faces(inputs: list) -> np.ndarray | list[np.ndarray]:
 # ----------------------------------------------------------------------------- recognizer
 
 
+def checked_unsure_below(value, name: str = "unsure_below") -> float:
+    """``value`` as a probability threshold in [0, 1], else a one-line :class:`WildferError`
+    naming it ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+        raise WildferError(f"{name} {value!r}: must be a probability from 0 to 1")
+    return float(value)
+
+
 class Recognizer:
     """Detect, align and classify every face of a photo.
 
@@ -203,6 +213,11 @@ class Recognizer:
         Detector confidence below which detections are dropped (``None``: the detector's default).
     low_score:
         Faces kept with a detection score below this are flagged ``"low_score"``.
+    unsure_below:
+        Faces whose likeliest label has a probability below this (0 to 1; default 0, none) are
+        flagged ``"unsure"``; their label stays the likeliest. ``wild_ensemble`` is calibrated on
+        web faces, so its probabilities can be read as such: at 0.47 about half of ExpW's web
+        faces are flagged, and 64% of the others are right (docs/wild.md, risk-coverage).
     align:
         The crop framing (:class:`~wildfer.wild.align.AlignConfig`); defaults measured on FER2013.
     max_faces:
@@ -225,6 +240,7 @@ class Recognizer:
 
     def __init__(self, model: Any = None, detector: str | Detector = "yunet", mode: str = "detect", *,
                  max_side: int | None = 640, score_threshold: float | None = None, low_score: float = 0.7,
+                 unsure_below: float = 0.0,
                  align: AlignConfig | None = None, max_faces: int | None = None, tta: bool = False,
                  device: str | None = None, backend: str | None = None, threads: int | None = None):
         from ..models.loader import PIPELINE_MODEL, Classifier, load_model, switch_backend
@@ -250,6 +266,7 @@ class Recognizer:
                 kw["score_threshold"] = score_threshold
             self.detector = create_detector(detector, **kw)
         self.low_score = float(low_score)
+        self.unsure_below = checked_unsure_below(unsure_below)
         # one framing per way the classifier cuts faces (an ensemble may mix several); the
         # first is the one shown, explained and reported
         self.aligns = [align_for(v, align) for v in self.classifier.face_views]
@@ -363,7 +380,7 @@ class Recognizer:
                     score=float(d.score),
                     probs={c: float(v) for c, v in zip(labels, p)},
                     label=labels[int(np.argmax(p))],
-                    flags=list(d.flags),
+                    flags=list(d.flags) + (["unsure"] if float(p.max()) < self.unsure_below else []),
                     crop=crop,
                     transform=m,
                 ))
