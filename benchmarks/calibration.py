@@ -128,6 +128,8 @@ def main() -> None:
     ap.add_argument("--l2", type=float, default=0.02, help="the class bias's L2 penalty (with --class-bias)")
     ap.add_argument("--out", type=Path, default=None, help="default benchmarks/results/calibration_<model>.json")
     args = ap.parse_args()
+    if args.class_bias and args.temperature is not None:
+        ap.error("--class-bias fits the temperature too: give --temperature or --class-bias, not both")
 
     from wildfer.evaluate.calibration import (expected_calibration_error, fit_temperature, fit_temperature_bias,
                                               risk_coverage, temperature_nll)

@@ -87,6 +87,17 @@ def _labels(values, n: int, c: int) -> np.ndarray:
 # ----------------------------------------------------------------------------- temperature
 
 
+def _bounds(bounds) -> tuple[float, float]:
+    """``bounds`` on the temperature as ``(low, high)`` with ``0 < low < high``."""
+    try:
+        low, high = (float(b) for b in bounds)
+    except (TypeError, ValueError):
+        raise ValueError(f"bounds: expected (low, high) with 0 < low < high, got {bounds!r}") from None
+    if not (math.isfinite(low) and math.isfinite(high) and 0.0 < low < high):
+        raise ValueError(f"bounds: expected (low, high) with 0 < low < high, got {bounds!r}")
+    return low, high
+
+
 def temperature_nll(logits, labels, temperature: float) -> float:
     """Mean negative log-likelihood of ``softmax(logits / temperature)`` at ``labels``: what
     :func:`fit_temperature` minimises (``logits`` may be log-probabilities)."""
@@ -115,12 +126,7 @@ def fit_temperature(logits, labels, *, bounds: tuple[float, float] = (0.05, 20.0
     """
     z = _scores(logits, "logits")
     y = _labels(labels, *z.shape)
-    try:
-        low, high = (float(b) for b in bounds)
-    except (TypeError, ValueError):
-        raise ValueError(f"bounds: expected (low, high) with 0 < low < high, got {bounds!r}") from None
-    if not (math.isfinite(low) and math.isfinite(high) and 0.0 < low < high):
-        raise ValueError(f"bounds: expected (low, high) with 0 < low < high, got {bounds!r}")
+    low, high = _bounds(bounds)
 
     def loss(log_t: float) -> float:
         return _nll(z, y, math.exp(log_t))
@@ -216,12 +222,7 @@ def fit_temperature_bias(logits, labels, *, l2: float = 0.02,
     z = _scores(logits, "logits")
     y = _labels(labels, *z.shape)
     l2 = _l2(l2)
-    try:
-        low, high = (float(b) for b in bounds)
-    except (TypeError, ValueError):
-        raise ValueError(f"bounds: expected (low, high) with 0 < low < high, got {bounds!r}") from None
-    if not (math.isfinite(low) and math.isfinite(high) and 0.0 < low < high):
-        raise ValueError(f"bounds: expected (low, high) with 0 < low < high, got {bounds!r}")
+    low, high = _bounds(bounds)
     c = z.shape[1]
     a_low, a_high = 1.0 / high, 1.0 / low
     theta = np.concatenate([[min(max(1.0, a_low), a_high)], np.zeros(c)])
