@@ -2,7 +2,8 @@
 
 For each ``alpha`` the network ``(1 - alpha) * start + alpha * tuned`` (every floating-point
 tensor, batch-norm statistics included; both must have the same architecture, and ``tuned``
-must have been fine-tuned from ``start``: ``init=`` in its recipe) is scored where the wild
+must have been fine-tuned from ``start`` (``init=`` in its recipe), or from the same network
+as ``start``: at ``alpha = 0.5`` two such siblings make a weight soup) is scored where the wild
 models are scored: ExpW ``val``, LFW and KDEF frontal through the pipeline (``wildfer
 evaluate-wild``, a missed face counts as wrong), and FER2013 PublicTest (``wildfer evaluate``).
 ``alpha = 0`` is ``start``, ``1`` is ``tuned``. One model, so no ensemble's extra cost.
@@ -12,7 +13,8 @@ Usage::
     python benchmarks/wild_interpolate.py --start default --tuned runs/wild_from_default_fp32/best.pt \\
         --alpha 0.25 0.5 0.75
 
--> ``benchmarks/results/wild_interpolate.json``.
+-> ``benchmarks/results/wild_interpolate.json``. ``--keep DIR`` also keeps each network as
+``DIR/alpha_<alpha>.pt``, to score it in an ensemble.
 """
 
 from __future__ import annotations
@@ -69,13 +71,16 @@ def main() -> None:
     ap.add_argument("--tuned", required=True, help="the fine-tuned checkpoint (same architecture)")
     ap.add_argument("--alpha", type=float, nargs="+", default=[0.25, 0.5, 0.75])
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "wild_interpolate.json"))
+    ap.add_argument("--keep", type=Path, default=None, help="keep each interpolated checkpoint in this folder")
     args = ap.parse_args()
     if not Path(args.tuned).is_file():
         raise SystemExit(f"{args.tuned}: no such checkpoint (give the best.pt of a run fine-tuned from --start)")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        where = args.keep or Path(tmp)
+        where.mkdir(parents=True, exist_ok=True)
         for alpha in args.alpha:
-            path = interpolated(args.start, args.tuned, alpha, Path(tmp) / f"alpha_{alpha}.pt")
+            path = interpolated(args.start, args.tuned, alpha, where / f"alpha_{alpha}.pt")
             rows.append({"alpha": alpha, **score(str(path))})
             print(json.dumps({"alpha": alpha, **{k: round(100 * v["accuracy"], 1) for k, v in rows[-1].items()
                                                  if isinstance(v, dict)}}), flush=True)
