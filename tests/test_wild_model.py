@@ -82,6 +82,14 @@ def test_wild_model_reads_web_faces_better_than_default(wild_clf, default_clf, w
     assert w["n"] == d["n"] == 240 and w["detection_recall"] >= 0.98
     assert w["accuracy"] >= d["accuracy"] + 0.06, (w["accuracy"], d["accuracy"])
     assert w["macro_f1"] > d["macro_f1"]
+    # how far its probabilities can be trusted: the surer half of the faces is read better than
+    # all of them, and answering every face found is accuracy_found
+    cal = w["calibration"]
+    assert cal["n"] == w["n_found"]
+    half, most, every = cal["risk_coverage"]
+    assert (half["coverage"], most["coverage"], every["coverage"]) == (0.5, 0.8, 1.0)
+    assert half["accuracy"] > most["accuracy"] > every["accuracy"] and half["threshold"] > most["threshold"]
+    assert every["accuracy"] == pytest.approx(w["accuracy_found"], abs=1e-4) and 0 < cal["ece"] < 0.25
 
 
 def test_cli_predict_groups_with_the_wild_model(cli, wild_dir, tmp_path):

@@ -74,6 +74,11 @@ def _metrics_table(res: dict, title: str):
               "macro_f1", "images_per_s"):
         v = res.get(k)
         table.add_row(k, "-" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v)))
+    cal = res.get("calibration")
+    if cal:
+        table.add_row("ece (faces found)", f"{cal['ece']:.4f}")
+        for r in cal["risk_coverage"][:-1]:
+            table.add_row(f"accuracy of the {r['coverage']:.0%} surest", f"{r['accuracy']:.4f} (p >= {r['threshold']:.2f})")
     return table
 
 

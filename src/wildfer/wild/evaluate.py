@@ -17,7 +17,10 @@ inside a looser labelled box (see :func:`match_faces`; one detection per face, b
 first), or, without a box, when the photo has any detection (the largest is taken);
 ``detection_recall_iou`` counts the IoU matches alone. ``accuracy`` counts every labelled face, a missed face as
 wrong; ``accuracy_found`` only the found ones. Faces found by the search fallback are
-counted in ``n_search`` and scored separately (``accuracy_search``).
+counted in ``n_search`` and scored separately (``accuracy_search``). ``calibration`` says how
+far the probabilities of the found faces can be trusted: their expected calibration error and
+the accuracy when only the 50% / 80% most confident are answered (the top probability each
+starts at is a threshold for ``Recognizer(unsure_below=...)``).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from sklearn.metrics import confusion_matrix, f1_score
 from ..data.csvfiles import check_unreadable
 from ..data.manifest import ManifestItem, box_outside, read_manifest
 from ..errors import WildferError
+from ..evaluate.calibration import expected_calibration_error, risk_coverage
 from .detectors import box_inside, box_iou
 
 MISSED = "missed"
@@ -129,12 +133,32 @@ def evaluate_wild(manifest: str | Path, recognizer=None, *, model: Any = None, m
     labelled = [k for k in range(len(items)) if items[k].label is not None]
     if not labelled:
         out.update({"accuracy": None, "accuracy_found": None, "accuracy_search": None, "macro_f1": None,
-                    "labels": list(labels), "confusion": None, "confusion_columns": None, "per_class": {}})
+                    "labels": list(labels), "confusion": None, "confusion_columns": None, "per_class": {},
+                    "calibration": None})
         return out
     out.update(_label_metrics([items[k].label for k in labelled], [pred[k] for k in labelled], labels,
                               [found[k] for k in labelled], [matches.via_search[k] for k in labelled],
                               [matches.by_iou[k] for k in labelled]))
+    scored = [k for k in labelled if found[k] and items[k].label in labels]
+    out["calibration"] = _calibration(face_probs[scored], [labels.index(items[k].label) for k in scored])
     return out
+
+
+#: the shares of the faces found, most confident first, that ``risk_coverage`` answers
+COVERAGES = (0.5, 0.8, 1.0)
+
+
+def _calibration(probs: np.ndarray, y: list[int]) -> dict[str, Any] | None:
+    """How far the found faces' probabilities can be trusted: the expected calibration error
+    and the accuracy when only the 50% / 80% / 100% most confident faces are answered, with the
+    top probability each share starts at (:func:`wildfer.evaluate.calibration.risk_coverage`)."""
+    if not y:
+        return None
+    p = np.asarray(probs, dtype=np.float64)
+    p = p / p.sum(1, keepdims=True)  # float32 rows, summed again in float64
+    return {"n": len(y), "ece": round(expected_calibration_error(p, y), 4),
+            "risk_coverage": [{k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()}
+                              for r in risk_coverage(p, y, COVERAGES)]}
 
 
 @dataclass
