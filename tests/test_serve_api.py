@@ -325,6 +325,16 @@ def test_openapi_docs_and_page_are_offline(client):
         assert client.get(url).status_code == 404
 
 
+def test_app_flags_unsure_faces_of_the_model_it_loads(kdef):
+    """``unsure_below`` (``wildfer serve --unsure-below``) reaches the recognizer the app loads:
+    a face less sure than it carries the flag ``unsure``, with its label and probabilities."""
+    for threshold, flagged in ((1.0, True), (0.0, False)):
+        with ServerThread(create_app(model="fast", unsure_below=threshold)) as srv, \
+                httpx.Client(base_url=srv.url, timeout=60) as c:
+            face = post_file(c, jpeg_bytes(kdef)).json()["faces"][0]
+            assert ("unsure" in face["flags"]) is flagged and face["label"] == face["top2"][0]["label"]
+
+
 def test_app_loads_its_own_model_at_startup(recognizer, kdef):
     """create_app(model=...) without a recognizer loads it once in the lifespan (the path of
     `wildfer serve --workers N`)."""

@@ -213,6 +213,7 @@ def test_page_is_served_with_its_policy(mount):
     ({"work_pixels": float("nan")}, "work_pixels=nan"),
     ({"backend": "gpu"}, "backend='gpu': use auto, torch, onnx, int8"),
     ({"cors": [1]}, "cors: must be a list of strings"),
+    ({"unsure_below": 1.5}, "unsure_below=1.5: must be at least 0 and at most 1"),
 ])
 def test_serve_config_checks_every_declared_range(setting, fragment):
     from wildfer.errors import WildferError

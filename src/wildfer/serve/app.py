@@ -140,7 +140,7 @@ BACKENDS = ("auto", "onnx", "torch", "int8")
 
 
 def load_recognizer(model: str | None = None, detector: str = "yunet", backend: str = "auto",
-                    compute_threads: int | None = 1, device: str = "auto"):
+                    compute_threads: int | None = 1, device: str = "auto", unsure_below: float = 0.0):
     """The server's :class:`~wildfer.wild.Recognizer`: ``model`` with its classifier on
     onnxruntime (``backend="onnx"``), torch (``"torch"``), its int8 graph on the CPU
     (``"int8"``), or (``"auto"``) the model's own default (:func:`~wildfer.models.loader.default_backend`:
@@ -149,11 +149,16 @@ def load_recognizer(model: str | None = None, detector: str = "yunet", backend: 
     onnxruntime intra-op thread count (None: its default).
 
     ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``; checked before the model loads): with
-    ``backend="auto"`` a GPU only torch can use is chosen over onnxruntime on the CPU."""
+    ``backend="auto"`` a GPU only torch can use is chosen over onnxruntime on the CPU.
+    ``unsure_below``: the recognizer's threshold for the ``unsure`` flag."""
     from ..models.loader import MIXED, PIPELINE_MODEL, default_backend, load_model, resolve_device, switch_backend
     from ..wild import Recognizer
 
     model = PIPELINE_MODEL if model is None else model
+
+    def made(clf):
+        return Recognizer(model=clf, detector=detector, unsure_below=unsure_below)
+
     if backend not in BACKENDS:
         raise ModelError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
     own = default_backend(model)
@@ -161,8 +166,8 @@ def load_recognizer(model: str | None = None, detector: str = "yunet", backend: 
         backend = own  # the model's own choice (int8 graphs, or some members on them), unless a GPU was asked for by name
     if backend in ("int8", MIXED):
         resolve_device(device, backend)  # a GPU asked for is an error
-        return Recognizer(model=load_model(model, backend="int8" if backend == "int8" else "auto", device="cpu",
-                                           threads=compute_threads), detector=detector)
+        return made(load_model(model, backend="int8" if backend == "int8" else "auto", device="cpu",
+                               threads=compute_threads))
     placed: dict[str, str] = {}  # backend -> the device it would run on
     refusal: ModelError | None = None
     for b in ("onnx", "torch") if backend == "auto" else (backend,):
@@ -174,10 +179,9 @@ def load_recognizer(model: str | None = None, detector: str = "yunet", backend: 
         raise refusal
     use_onnx = "onnx" in placed and (backend == "onnx" or placed["onnx"] != "cpu" or placed.get("torch") in (None, "cpu"))
     if not use_onnx:
-        return Recognizer(model=load_model(model, device=placed["torch"], backend="torch"), detector=detector)
+        return made(load_model(model, device=placed["torch"], backend="torch"))
     if own != "torch":  # a built-in: its float graphs
-        return Recognizer(model=load_model(model, backend="onnx", threads=compute_threads, device=placed["onnx"]),
-                          detector=detector)
+        return made(load_model(model, backend="onnx", threads=compute_threads, device=placed["onnx"]))
     clf = load_model(model, backend="torch")  # a checkpoint: exported to onnxruntime here
     try:
         clf = switch_backend(clf, "onnx", threads=compute_threads, device=placed["onnx"])
@@ -186,7 +190,7 @@ def load_recognizer(model: str | None = None, detector: str = "yunet", backend: 
             raise ModelError(f"model {model!r} cannot run on onnxruntime here ({str(e)[:150]})") from None
         log.info("onnxruntime unavailable for %s (%s); classifying with torch", model, e)
         clf = clf.to(placed["torch"])
-    return Recognizer(model=clf, detector=detector)
+    return made(clf)
 
 
 #: The API's description on ``/openapi.json`` and the ``/docs`` page.
@@ -207,6 +211,7 @@ class Startup:
     torch_threads: int | None
     threads: int | None
     decode_threads: int
+    unsure_below: float = 0.0
 
 
 @asynccontextmanager
@@ -222,7 +227,7 @@ async def lifespan(app: FastAPI):
     rec = app.state.recognizer
     if rec is None:
         rec = load_recognizer(start.model, start.detector, start.backend, compute_threads=start.torch_threads or 1,
-                              device=start.device)
+                              device=start.device, unsure_below=start.unsure_below)
         app.state.recognizer = rec
     app.state.worker = InferenceWorker(rec, explain=app.state.explain, max_batch=limits.max_batch,
                                        max_queue=limits.max_queue, threads=start.threads or os.cpu_count() or 1).start()
@@ -279,7 +284,7 @@ def create_app(recognizer=None, model: str | None = None, detector: str = "yunet
     app.state.explain = explain
     app.state.config = cfg
     app.state.startup = Startup(cfg.model, cfg.detector, cfg.backend, cfg.device, cfg.torch_threads, cfg.threads,
-                                cfg.decode_threads)
+                                cfg.decode_threads, cfg.unsure_below)
     app.state.limits = limits
     app.state.slots = {"predict": Slots("predict", limits.max_predict), "explain": Slots("explain", limits.max_explain)}
     app.state.live = LiveGate()

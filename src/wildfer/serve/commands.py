@@ -40,6 +40,7 @@ def serve(
                                              "Off by default."),
     max_upload_mb: float = typer.Option(10.0, "--max-upload-mb", min=0.01, help="Largest accepted photo (MB); 413 beyond."),
     timeout: float = typer.Option(10.0, "--timeout", min=0.1, help="Seconds per request; 504 beyond."),
+    unsure_below: float = typer.Option(0.0, "--unsure-below", help="Flag faces whose likeliest label's probability is below this (0 to 1) as unsure."),
     max_megapixels: float = typer.Option(40.0, "--max-megapixels", min=0.01, help="Largest decoded image (MP); 413 beyond."),
     max_queue: int = typer.Option(64, "--max-queue", min=1, help="Requests waiting for the model before 503."),
     max_explain: int = typer.Option(2, "--max-explain", min=1, help="Saliency requests in progress at once "
@@ -52,8 +53,10 @@ def serve(
     log_level: str = typer.Option("info", "--log-level", help="uvicorn log level (debug, info, warning, error)."),
 ):
     """Serve the model over HTTP: POST /v1/predict, /v1/explain; GET /v1/models, /healthz; the page at /."""
+    from ..wild.recognizer import checked_unsure_below
     from .runner import check_port
 
+    checked_unsure_below(unsure_below, "--unsure-below")
     check_port(host, port)  # a busy port is a one-line error before the model loads
     cors = _split(cors)
     hosts = [host] + _split(allowed_host)
@@ -61,13 +64,13 @@ def serve(
     settings = dict(model=model, detector=detector, max_upload_mb=max_upload_mb, timeout=timeout,
                     cors=cors, max_pixels=int(max_megapixels * 1e6), max_queue=max_queue,
                     torch_threads=compute, threads=threads, backend=backend, device=device,
-                    max_explain=max_explain,
+                    max_explain=max_explain, unsure_below=unsure_below,
                     allowed_hosts=hosts)
     # Load once here: a wrong model, detector or backend is a one-line error before any socket opens.
     from .app import load_recognizer
 
-    rec = load_recognizer(model, detector, backend, compute_threads=compute, device=device)
-    _announce(rec, model, host, port, workers, threads, cors)
+    rec = load_recognizer(model, detector, backend, compute_threads=compute, device=device, unsure_below=unsure_below)
+    _announce(rec, model, host, port, workers, threads, cors, unsure_below)
     common = dict(log_level=log_level, limit_concurrency=max_queue + 64, server_header=False)
     if workers == 1:
         _serve_in_process(rec, settings, host, port, common)
@@ -90,14 +93,16 @@ def _thread_counts(workers: int, threads: int | None) -> tuple[int, int]:
     return threads, max(1, cores // (workers * threads))
 
 
-def _announce(rec, model: str, host: str, port: int, workers: int, threads: int, cors: list[str]) -> None:
+def _announce(rec, model: str, host: str, port: int, workers: int, threads: int, cors: list[str],
+              unsure_below: float = 0.0) -> None:
     from rich.console import Console
 
     where = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
     Console(stderr=True).print(
         f"wildfer: model [bold]{model}[/] ({getattr(rec.classifier, 'arch', '')} on {rec.classifier.backend_label}, "
         f"{rec.classifier.device}), detector {rec.detector.name}, {workers} process(es) x {threads} thread(s); "
-        f"page {where}/ , API reference {where}/docs" + (f"; CORS for {', '.join(cors)}" if cors else ""),
+        f"page {where}/ , API reference {where}/docs" + (f"; CORS for {', '.join(cors)}" if cors else "")
+        + (f"; faces under probability {unsure_below:g} flagged unsure" if unsure_below else ""),
         highlight=False)
 
 

@@ -52,6 +52,9 @@ class ServeConfig:
     max_predict, max_explain: most requests in progress on ``/v1/predict`` and ``/v1/explain``
         (503 with ``Retry-After`` beyond).
     allowed_hosts: ``Host`` names and addresses the server answers to besides the local ones.
+    unsure_below: faces whose likeliest label is less probable than this are flagged ``unsure``
+        (``Recognizer(unsure_below=...)``; 0, the default, flags none). Applies to the model the
+        app loads, not to a recognizer it is given.
     """
 
     model: str | None = None
@@ -72,6 +75,7 @@ class ServeConfig:
     max_predict: int = field(default=32, metadata={"range": (1, 100_000)})
     max_explain: int = field(default=2, metadata={"range": (1, 10_000)})
     allowed_hosts: tuple[str, ...] = ()
+    unsure_below: float = field(default=0.0, metadata={"range": (0.0, 1.0)})
 
     def __post_init__(self):
         # lists (from JSON or the CLI) are kept as tuples, so a config is hashable and frozen
