@@ -75,20 +75,16 @@ def scaled(p: np.ndarray, temperature: float, bias: np.ndarray | float = 0.0) ->
 
 
 def scores(p: np.ndarray, y: np.ndarray, missed: int, labels) -> dict:
-    """Accuracy and macro-F1 with the ``missed`` faces counted as wrong, and recall per class."""
+    """Accuracy with the ``missed`` faces counted as wrong; macro-F1 and recall per class over
+    the faces found (a missed face's class is unknown here)."""
+    from sklearn.metrics import f1_score, recall_score
+
     pred = p.argmax(1)
-    n = len(y) + missed
-    recall, f1 = {}, []
-    for k, c in enumerate(labels):
-        true = int((y == k).sum())  # a missed face's class is unknown here: recall is over faces found
-        hit = int(((pred == k) & (y == k)).sum())
-        said = int((pred == k).sum())
-        if true:
-            recall[c] = round(hit / true, 3)
-            prec = hit / said if said else 0.0
-            f1.append(2 * prec * (hit / true) / (prec + hit / true) if hit else 0.0)
-    return {"accuracy": round(float((pred == y).sum() / n), 4), "macro_f1_found": round(float(np.mean(f1)), 4),
-            "recall_found": recall}
+    present = [k for k in range(len(labels)) if (y == k).any()]
+    recall = recall_score(y, pred, labels=present, average=None, zero_division=0)
+    return {"accuracy": round(float((pred == y).sum() / (len(y) + missed)), 4),
+            "macro_f1_found": round(float(f1_score(y, pred, labels=present, average="macro", zero_division=0)), 4),
+            "recall_found": {labels[k]: round(float(r), 3) for k, r in zip(present, recall)}}
 
 
 def cross_validation(p: np.ndarray, y: np.ndarray, missed: int, labels) -> dict:

@@ -87,6 +87,13 @@ def _labels(values, n: int, c: int) -> np.ndarray:
 # ----------------------------------------------------------------------------- temperature
 
 
+def _temperature(value) -> float:
+    """``value`` as a temperature: a finite number > 0."""
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ValueError(f"temperature: expected a number > 0, got {value!r}")
+    return float(value)
+
+
 def _bounds(bounds) -> tuple[float, float]:
     """``bounds`` on the temperature as ``(low, high)`` with ``0 < low < high``."""
     try:
@@ -101,10 +108,9 @@ def _bounds(bounds) -> tuple[float, float]:
 def temperature_nll(logits, labels, temperature: float) -> float:
     """Mean negative log-likelihood of ``softmax(logits / temperature)`` at ``labels``: what
     :func:`fit_temperature` minimises (``logits`` may be log-probabilities)."""
-    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"temperature: expected a number > 0, got {temperature!r}")
+    temperature = _temperature(temperature)
     z = _scores(logits, "logits")
-    return _nll(z, _labels(labels, *z.shape), float(temperature))
+    return _nll(z, _labels(labels, *z.shape), temperature)
 
 
 def _nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
@@ -159,12 +165,11 @@ GRADIENT_TOLERANCE = 1e-10
 def temperature_bias_nll(logits, labels, temperature: float, class_bias, *, l2: float = 0.0) -> float:
     """Mean negative log-likelihood of ``softmax(logits / temperature + class_bias)`` at
     ``labels``, plus ``l2 x |class_bias|^2``: what :func:`fit_temperature_bias` minimises."""
-    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"temperature: expected a number > 0, got {temperature!r}")
+    temperature = _temperature(temperature)
     z = _scores(logits, "logits")
     y = _labels(labels, *z.shape)
     b = _bias(class_bias, z.shape[1])
-    return _bias_loss(z, y, 1.0 / float(temperature), b, _l2(l2))[0]
+    return _bias_loss(z, y, 1.0 / temperature, b, _l2(l2))[0]
 
 
 def _bias(values, c: int) -> np.ndarray:
