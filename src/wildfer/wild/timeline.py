@@ -43,7 +43,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..errors import WildferError
+from ..errors import EXTRAS, WildferError
 from ..jsonio import write_json
 from ..figures import has_matplotlib, pyplot, save_figure
 from ..paths import write_text_whole, written_whole
@@ -56,7 +56,7 @@ THUMB_SIDE = 96
 #: ``max_age``, after which it never continues): its plot is drawn and its data let go.
 END_AFTER = 30
 #: How to add the plots to an installation without matplotlib.
-PLOTS_INSTALL = "pip install 'wildfer[plots]'"
+PLOTS_INSTALL = f"pip install 'wildfer[{EXTRAS['matplotlib']}]'"
 #: The CSV columns before the classes' probabilities.
 TRACK_COLUMNS = ["time_s", "frame", "left", "top", "right", "bottom", "label"]
 
