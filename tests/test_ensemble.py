@@ -200,6 +200,32 @@ def test_spec_calibration_divides_by_the_temperature_and_adds_the_class_bias(tmp
             load_model(spec)
 
 
+def test_a_checkpoints_own_calibration_is_applied_and_checked(tmp_path, faces):
+    """A single model's preprocessing record may carry a temperature and a class bias
+    (calibration): ``predict_proba`` applies them, and a bad one is one line naming the file
+    when the model is loaded, not a wrong probability or a traceback later."""
+    from wildfer.models.loader import load_model, save_checkpoint
+
+    c = _shallow(0)
+    raw = c.predict_proba(faces)
+    bias = [0.5, -0.5, 0.0, 0.2, -0.1, 0.3, -0.2]
+    path = tmp_path / "calibrated.pt"
+    save_checkpoint(path, c.net, arch="shallow", model_kwargs=c.model_kwargs, classes=c.classes,
+                    preprocess={**c.preprocess, "temperature": 2.0, "class_bias": bias})
+    z = np.log(raw) / 2.0 + np.array(bias)
+    want = np.exp(z - z.max(1, keepdims=True))
+    want /= want.sum(1, keepdims=True)
+    assert np.abs(load_model(path).predict_proba(faces) - want).max() < 1e-5
+    for key, bad, says in (("temperature", 0.0, r"temperature must be a number in \[0.05, 20\], not 0.0"),
+                           ("temperature", "2", r"temperature must be a number in \[0.05, 20\], not '2'"),
+                           ("class_bias", bias[:6], r"class_bias must be 7 numbers \(one per class\)"),
+                           ("class_bias", [float("inf")] * 7, r"class_bias must be 7 numbers")):
+        save_checkpoint(path, c.net, arch="shallow", model_kwargs=c.model_kwargs, classes=c.classes,
+                        preprocess={**c.preprocess, key: bad})
+        with pytest.raises(ModelError, match=r"calibrated\.pt: " + says):
+            load_model(path)
+
+
 def test_builtin_pipeline_model_runs_wild_on_int8_and_wild_mfn_on_float():
     """``wild_ensemble``'s spec puts ``wild`` on its int8 graph (within half a point of float on
     every dev set, and a third of the float graph's memory) and ``wild_mfn`` on its float one."""

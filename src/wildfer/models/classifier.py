@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import ModelError, import_torch
+from ..errors import ModelError, import_torch, short
 from ..labels import FER2013_CLASSES
 from .runtime import DEVICES, resolve_device  # noqa: F401 - re-exported for callers
 
@@ -64,6 +65,36 @@ def face_view(preprocess: dict | None) -> tuple:
     template = pre.get("template") if align == "template" else None
     return (int(pre["size"]), not pre.get("grayscale", True), align,
             None if template is None else tuple(tuple(float(v) for v in p) for p in template))
+
+
+#: The preprocessing record's calibration: what :meth:`Classifier.predict_proba` applies to the
+#: logits (divided by ``temperature``, ``class_bias`` added). An ensemble's is its own, never a member's.
+CALIBRATION_KEYS = ("temperature", "class_bias")
+#: The temperatures accepted: a smaller one makes every face certain, a larger one every face a tie.
+TEMPERATURE_RANGE = (0.05, 20.0)
+#: The largest class bias accepted (a larger one would pin a class whatever the face).
+MAX_CLASS_BIAS = 5.0
+
+
+def checked_temperature(value, what: str = "temperature") -> float:
+    """``value`` as a float within :data:`TEMPERATURE_RANGE`, else a one-line :class:`ModelError`
+    that starts with ``what``."""
+    lo, hi = TEMPERATURE_RANGE
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+        raise ModelError(f"{what} must be a number in [{lo:g}, {hi:g}], not {short(value)}")
+    return float(value)
+
+
+def checked_class_bias(values, n_classes: int, what: str = "class_bias") -> list[float]:
+    """``values`` as ``n_classes`` finite numbers within :data:`MAX_CLASS_BIAS`, else a one-line
+    :class:`ModelError` that starts with ``what``."""
+    ok = (isinstance(values, (list, tuple)) and len(values) == n_classes
+          and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                  and abs(v) <= MAX_CLASS_BIAS for v in values))
+    if not ok:
+        raise ModelError(f"{what} must be {n_classes} numbers (one per class) within "
+                         f"+-{MAX_CLASS_BIAS:g}, not {short(values)}")
+    return [float(v) for v in values]
 
 
 #: what computes a classifier's logits: its torch network or an onnxruntime session of it
@@ -261,6 +292,11 @@ class Classifier:
             self.module.eval()
         elif self.runner is None and self.build is None:
             raise ModelError(f"classifier {self.name!r} has neither a network nor a graph to compute with")
+        pre, who = self.preprocess or {}, self.name or "model"
+        if pre.get("temperature") is not None:  # a checkpoint's or graph's record is a user's file too
+            checked_temperature(pre["temperature"], f"{who}: temperature")
+        if pre.get("class_bias") is not None:
+            checked_class_bias(pre["class_bias"], len(self.classes), f"{who}: class_bias")
 
     @property
     def net(self):

@@ -26,21 +26,23 @@ from __future__ import annotations
 
 import contextvars
 import json
-import math
 import os
 from pathlib import Path
 from typing import Callable, Collection, Sequence
 
 import numpy as np
 
-from ..errors import ModelError, short
+from ..errors import ModelError
 from ..labels import class_alignment
 from .classifier import (
     BACKENDS,
+    CALIBRATION_KEYS,
     DEFAULT_PREPROCESS,
     GRAPH_BACKENDS,
     MIXED,
     Classifier,
+    checked_class_bias,
+    checked_temperature,
     face_view,
     fold_classes,
     mean_std,
@@ -127,25 +129,6 @@ class GraphEnsemble:
         return np.log(np.clip(total, 1e-12, None)).astype(np.float32)
 
 
-#: The preprocessing record's calibration: what :meth:`Classifier.predict_proba` applies to the
-#: logits (divided by ``temperature``, ``class_bias`` added), the ensemble's own, never a member's.
-CALIBRATION_KEYS = ("temperature", "class_bias")
-#: The largest class bias accepted (a larger one would pin a class whatever the face).
-MAX_CLASS_BIAS = 5.0
-
-
-def checked_class_bias(values, n_classes: int) -> list[float]:
-    """``values`` as ``n_classes`` finite numbers within :data:`MAX_CLASS_BIAS`, else a one-line
-    :class:`ModelError`."""
-    ok = (isinstance(values, (list, tuple)) and len(values) == n_classes
-          and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                  and abs(v) <= MAX_CLASS_BIAS for v in values))
-    if not ok:
-        raise ModelError(f"ensemble class_bias must be {n_classes} numbers (one per class) within "
-                         f"+-{MAX_CLASS_BIAS:g}, not {short(values)}")
-    return [float(v) for v in values]
-
-
 def ensemble_classifier(members: Sequence, *, weights: Sequence[float] | None = None, tta: str | None = None,
                         crop: int = 44, name: str = "", classes: Sequence[str] | None = None,
                         meta: dict | None = None, temperature: float | None = None,
@@ -189,11 +172,9 @@ def ensemble_classifier(members: Sequence, *, weights: Sequence[float] | None = 
     if len(views) > 1:
         pre["views"] = views
     if temperature is not None:
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0.05 <= temperature <= 20:
-            raise ModelError(f"ensemble temperature must be a number in [0.05, 20], not {temperature!r}")
-        pre["temperature"] = float(temperature)
+        pre["temperature"] = checked_temperature(temperature, "ensemble temperature")
     if class_bias is not None:
-        pre["class_bias"] = checked_class_bias(class_bias, len(classes))
+        pre["class_bias"] = checked_class_bias(class_bias, len(classes), "ensemble class_bias")
     w = ensemble_weights(weights, len(clfs))
 
     def build():
