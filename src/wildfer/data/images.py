@@ -65,8 +65,9 @@ def _flat_last_block(img: Image.Image) -> bool:
     decoder fills missing blocks with; the cheap test before :func:`_scan_runs_out`."""
     if getattr(img, "layer", None) is None or img.mode not in ("L", "RGB", "CMYK"):
         return False
-    mw = 8 * max(h for _, h, _, _ in img.layer)
-    mh = 8 * max(v for _, _, v, _ in img.layer)
+    s = decode_scale(img)  # a block is 8 / s pixels of a JPEG decoded at 1/s of its size
+    mw = max(1, 8 * max(h for _, h, _, _ in img.layer) // s)
+    mh = max(1, 8 * max(v for _, _, v, _ in img.layer) // s)
     w, h = img.size
     # the far half of the block: chroma upsampling blends its near rows and columns with the
     # decoded blocks before it
@@ -89,10 +90,30 @@ def _scan_runs_out(img: Image.Image, data: bytes) -> bool:
         return False
     try:
         with Image.open(io.BytesIO(data[:eoi] + _SCAN_FILLER + data[eoi:])) as probe:
+            if decode_scale(img) > 1:  # decoded the same way, at the same scale
+                probe.draft(probe.mode, _draft_size(probe.size, decode_scale(img)))
             probe.load()
             return not np.array_equal(np.asarray(probe), np.asarray(img))
     except Exception:  # noqa: BLE001 - the filler broke the decoder: the scan did read it
         return True
+
+
+#: The reductions a JPEG can be decoded at (libjpeg's scaled inverse DCT: 1/2, 1/4 and 1/8 of
+#: its size for a fraction of the work of decoding it whole).
+DECODE_SCALES = (8, 4, 2)
+
+
+def decode_scale(img: Image.Image) -> int:
+    """The reduction ``img`` was decoded at: 1, or 2, 4 or 8 for a JPEG decoded at that
+    fraction of its size (:func:`open_image`'s ``min_side``); its pixel ``(x, y)`` covers the
+    file's ``(x * scale, y * scale)``."""
+    config = getattr(img, "decoderconfig", None) if img.format == "JPEG" else None
+    return int(config[0]) if config and int(config[0]) > 1 else 1
+
+
+def _draft_size(size: tuple[int, int], scale: int) -> tuple[int, int]:
+    """The size to ask :meth:`PIL.Image.Image.draft` for so that it decodes at 1/``scale``."""
+    return max(1, size[0] // scale), max(1, size[1] // scale)
 
 
 def _jpeg_truncated(img: Image.Image, data: bytes | None) -> bool:
@@ -173,11 +194,21 @@ def _read_image_file(p: Path, label: str) -> bytes:
 _NETPBM = {f"P{k}".encode() for k in range(1, 8)}
 
 
-def open_image(src, *, name: str | None = None, max_pixels: int = MAX_PIXELS) -> Image.Image:
+def open_image(src, *, name: str | None = None, max_pixels: int = MAX_PIXELS, min_side: int = 0,
+               scale: int | None = None) -> Image.Image:
     """Open ``src`` (path, bytes, file object or PIL image) as an RGB PIL image.
 
     A JPEG that ended early (see the module docstring) has ``info["truncated"] = True``.
+
+    ``min_side``: a JPEG file (RGB or grey) is decoded at the smallest of 1/2, 1/4 and 1/8 of
+    its size whose longer side is still at least ``min_side`` pixels, for a fraction of the
+    work (0: whole); ``scale`` asks for one reduction instead (1, 2, 4 or 8). The image's
+    ``info["decode_scale"]`` says which (its pixels cover that many of the file's, along
+    each side) and ``info["full_size"]`` the photo's size decoded whole, after EXIF rotation.
+    Other formats, and images given as PIL images, decode whole.
     """
+    if scale is not None and scale not in (1, *DECODE_SCALES):
+        raise ValueError(f"scale must be 1, 2, 4 or 8, not {scale!r}")
     label = name or (str(src) if isinstance(src, (str, os.PathLike)) else "<image>")
     truncated = False
     if isinstance(src, Image.Image):
@@ -205,6 +236,10 @@ def open_image(src, *, name: str | None = None, max_pixels: int = MAX_PIXELS) ->
                 w, h = img.size
                 if w * h > max_pixels:
                     raise ImageError(label, f"image too large ({w}x{h} = {w * h / 1e6:.0f} MP > {max_pixels / 1e6:.0f} MP limit)")
+                full_size = img.size
+                reduce_by = _reduction(img, min_side, scale)
+                if reduce_by > 1:
+                    img.draft(img.mode, _draft_size(img.size, reduce_by))
                 img.load()
         except ImageError:
             raise
@@ -224,14 +259,35 @@ def open_image(src, *, name: str | None = None, max_pixels: int = MAX_PIXELS) ->
         raise ImageError(label, f"image too large ({img.size[0]}x{img.size[1]})")
     if img.size[0] == 0 or img.size[1] == 0:
         raise ImageError(label, "image has zero size")
+    if isinstance(src, Image.Image):  # the caller's image, as it is
+        reduced, full_size = 1, img.size
+    else:
+        reduced = decode_scale(img)
+    stored = img.size
     try:
         img = ImageOps.exif_transpose(img)
     except Exception:  # noqa: BLE001 - a broken EXIF block must not lose the picture
         pass
+    if img.size != stored and img.size == stored[::-1]:  # turned a quarter: so is the whole photo
+        full_size = full_size[::-1]
     rgb = _to_rgb(img)
     if truncated:
         rgb.info["truncated"] = True
+    rgb.info["decode_scale"] = reduced
+    rgb.info["full_size"] = tuple(full_size)
     return rgb
+
+
+def _reduction(img: Image.Image, min_side: int, scale: int | None) -> int:
+    """What :func:`open_image` decodes ``img`` (opened, not loaded) at: 1 (whole), or the JPEG
+    reduction asked for (``scale``) or the largest that keeps the longer side >= ``min_side``."""
+    if img.format != "JPEG" or img.mode not in ("RGB", "L") or len(getattr(img, "tile", ())) != 1:
+        return 1
+    if scale is not None:
+        return scale
+    if min_side <= 0:
+        return 1
+    return next((s for s in DECODE_SCALES if max(img.size) // s >= min_side), 1)
 
 
 def read_image(src, *, bgr: bool = False, name: str | None = None, max_pixels: int = MAX_PIXELS) -> np.ndarray:
@@ -250,6 +306,20 @@ def read_image(src, *, bgr: bool = False, name: str | None = None, max_pixels: i
     img = open_image(src, name=name, max_pixels=max_pixels)
     rgb = np.asarray(img)
     return rgb.view(TruncatedImage) if is_truncated(img) else rgb
+
+
+def read_image_scaled(src, *, min_side: int = 0, scale: int | None = None, bgr: bool = False,
+                      name: str | None = None, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, int, tuple[int, int]]:
+    """:func:`read_image` that may decode a large JPEG at a fraction of its size
+    (:func:`open_image`'s ``min_side`` and ``scale``): ``(rgb, scale, (width, height))``, with
+    ``scale`` the reduction it was decoded at (1: whole; pixel ``(x, y)`` covers the photo's
+    ``(x * scale, y * scale)``) and the photo's full size. Arrays and PIL images come whole."""
+    if isinstance(src, np.ndarray):
+        rgb = read_image(src, bgr=bgr, name=name)
+        return rgb, 1, (rgb.shape[1], rgb.shape[0])
+    img = open_image(src, name=name, max_pixels=max_pixels, min_side=min_side, scale=scale)
+    rgb = np.asarray(img)
+    return (rgb.view(TruncatedImage) if is_truncated(img) else rgb), img.info["decode_scale"], img.info["full_size"]
 
 
 def array_to_rgb(a: np.ndarray, *, bgr: bool = False, name: str = "<array>") -> np.ndarray:

@@ -138,7 +138,7 @@ class Detector:
                 continue
             if (sx, sy) != (1.0, 1.0):
                 d = d.scaled(sx, sy)
-            d = _clip(d, w, h)
+            d = clip_detection(d, w, h)
             if d.width >= 1 and d.height >= 1:
                 out.append(d)
         out.sort(key=lambda d: -d.score)
@@ -153,7 +153,8 @@ class Detector:
         return f"{type(self).__name__}(max_side={self.max_side}, score_threshold={self.score_threshold})"
 
 
-def _clip(d: Detection, w: int, h: int) -> Detection:
+def clip_detection(d: Detection, w: int, h: int) -> Detection:
+    """``d`` with its box inside a ``w x h`` photo (landmarks as they are)."""
     l, t, r, b = d.box
     box = (float(min(max(l, 0), w)), float(min(max(t, 0), h)), float(min(max(r, 0), w)), float(min(max(b, 0), h)))
     return Detection(box, float(d.score), d.landmarks, d.flags)
