@@ -205,7 +205,8 @@ def test_resume_with_other_settings_is_refused(tiny_ckpt, photos, tmp_path, outp
     before = out.read_bytes()
     for extra, fragment in ((["--tta"], "--tta off"), (["--max-side", "320"], "--max-side 640"),
                             (["--model", "fast"], "--model"), (["--mode", "whole"], "--mode detect"),
-                            (["--unsure-below", "0.5"], "--unsure-below 0.0")):
+                            (["--unsure-below", "0.5"], "--unsure-below 0.0"),
+                            (["--full-decode"], "--full-decode off")):
         args = ["predict", photos, opt, out, "--resume", *extra]
         if "--model" not in extra:
             args += ["--model", tiny_ckpt]
@@ -223,7 +224,7 @@ def test_a_report_records_its_settings(tiny_ckpt, photos, tmp_path):
     assert rc == 0, err
     s = json.loads((tmp_path / "r.json").read_text())["settings"]
     assert s == {"model": str(Path(tiny_ckpt).resolve()), "detector": "yunet", "mode": "detect", "max_side": 640,
-                 "tta": True, "backend": "auto", "video_stride": 5, "unsure_below": 0.0}
+                 "tta": True, "backend": "auto", "video_stride": 5, "unsure_below": 0.0, "full_decode": False}
 
 
 def test_outputs_that_do_not_record_the_unsure_threshold_resume_as_made_without_it(tiny_ckpt, photos, tmp_path):
@@ -239,6 +240,22 @@ def test_outputs_that_do_not_record_the_unsure_threshold_resume_as_made_without_
     assert rc == 0 and "3 photo(s)" in err, err
     one_line_error(run_cli("predict", photos, "--model", tiny_ckpt, "--json", out, "--resume", "--unsure-below", "0.3"),
                    "cannot resume", "--unsure-below 0.0")
+
+
+def test_outputs_that_do_not_record_whole_decoding_resume_with_full_decode(tiny_ckpt, photos, tmp_path):
+    """A report written before large JPEGs were decoded reduced was made decoding every photo
+    whole: --resume completes it with --full-decode, and says so without it."""
+    out = tmp_path / "r.json"
+    rc, _, err = run_cli("predict", photos, "--model", tiny_ckpt, "--json", out, "--full-decode")
+    assert rc == 0, err
+    rep = json.loads(out.read_text())
+    assert rep["settings"]["full_decode"] is True
+    del rep["settings"]["full_decode"]
+    out.write_text(json.dumps(rep))
+    one_line_error(run_cli("predict", photos, "--model", tiny_ckpt, "--json", out, "--resume"),
+                   "cannot resume", "--full-decode on, not --full-decode off")
+    rc, _, err = run_cli("predict", photos, "--model", tiny_ckpt, "--json", out, "--resume", "--full-decode")
+    assert rc == 0 and "3 photo(s)" in err, err
 
 
 # ----------------------------------------------------------------------------- full disks

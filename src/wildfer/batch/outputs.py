@@ -118,13 +118,14 @@ def _option_text(key: str, value: Any) -> str:
 
 
 #: settings that outputs written before they existed do not record, and the value those were made with
-UNRECORDED = {"unsure_below": 0.0}
+#: (photos were decoded whole before large JPEGs were decoded reduced)
+UNRECORDED = {"unsure_below": 0.0, "full_decode": True}
 
 
 def check_same_settings(where: Path, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
     """Raise unless an output's results were made with ``new``'s settings (everything that
     changes a result: model, detector, mode, detection size, TTA, backend, video stride, the
-    ``unsure`` threshold)."""
+    ``unsure`` threshold, whole decoding)."""
     if old is None:
         raise WildferError(f"{where}: cannot resume, it does not record the settings its results were made with; "
                            "write a new output")
@@ -324,15 +325,16 @@ def predict_outputs(out=None, json_file=None, csv_file=None, *, annotate=False, 
 
 
 def run_settings(model, *, detector: str, mode: str, max_side: int, tta: bool, backend: str | None,
-                 video_stride: int, unsure_below: float = 0.0) -> dict[str, Any]:
+                 video_stride: int, unsure_below: float = 0.0, full_decode: bool = False) -> dict[str, Any]:
     """Everything that changes a run's results, as its outputs record it for ``--resume``: the
     model (a file by its absolute path), the detector, mode, detection size, TTA, backend, video
-    stride and the ``unsure`` threshold."""
+    stride, the ``unsure`` threshold and whether photos are decoded whole."""
     model = str(model)
     if Path(model).exists():
         model = str(Path(model).resolve())
     return {"model": model, "detector": detector, "mode": mode, "max_side": int(max_side), "tta": bool(tta),
-            "backend": backend or "auto", "video_stride": int(video_stride), "unsure_below": float(unsure_below)}
+            "backend": backend or "auto", "video_stride": int(video_stride), "unsure_below": float(unsure_below),
+            "full_decode": bool(full_decode)}
 
 
 def complete_outputs(outputs: PredictOutputs, report: dict[str, Any]) -> None:
