@@ -238,11 +238,12 @@ class Recognizer:
     threads:
         onnxruntime's intra-op threads for a named model's graphs (``None``: its default).
     full_decode:
-        Decode every photo whole. By default a JPEG file at least twice ``max_side`` is decoded
-        at 1/2, 1/4 or 1/8 of its size (libjpeg's scaled decoding: a 12-megapixel photo in a
-        quarter of the time), as small as detection allows, then again less reduced where a
-        face would get fewer than :data:`MIN_SOURCE_PIXELS` photo pixels per crop pixel; boxes,
-        landmarks and crop matrices are in the photo's full-size pixels either way.
+        Decode every photo whole. By default a JPEG file at least twice ``max_side`` across is
+        decoded at 1/2, 1/4 or 1/8 of its size (libjpeg's scaled decoding: a 12-megapixel photo
+        in a fifth of the time), the most reduced that stays twice ``max_side``, then again less
+        reduced where a face would get fewer than :data:`MIN_SOURCE_PIXELS` decoded pixels per
+        crop pixel; boxes, landmarks and crop matrices are in the photo's full-size pixels
+        either way. A photo kept to paint on (``prepare(keep_rgb=True)``) is decoded whole.
     """
 
     def __init__(self, model: Any = None, detector: str | Detector = "yunet", mode: str = "detect", *,
