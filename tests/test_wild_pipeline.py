@@ -415,8 +415,12 @@ def test_cli_evaluate_wild_json(cli, ckpt, wild_dir, tmp_path):
     r = json.loads((tmp_path / "r.json").read_text())
     for k in ("detection_recall", "accuracy", "accuracy_found", "macro_f1", "n", "n_found", "labels", "confusion", "n_search"):
         assert k in r
-    assert r["n"] == 5 and r["detection_recall"] == 1.0
+    assert r["n"] == 5 and r["detection_recall"] == 1.0 and r["full_decode"] is False
     assert {"date", "cpu", "cores", "python", "torch", "gpu"} <= set(r["machine"]), r["machine"]
+    code, text = cli(["evaluate-wild", man, "--model", ckpt, "--json", tmp_path / "w.json", "--full-decode"])
+    assert code == 0, text
+    whole = json.loads((tmp_path / "w.json").read_text())
+    assert whole["full_decode"] is True and whole["accuracy"] == r["accuracy"]  # LFW photos are small: decoded whole
     code, text = cli(["evaluate-wild", tmp_path / "nope.csv", "--model", ckpt])
     assert code == 2 and "manifest not found" in text
 

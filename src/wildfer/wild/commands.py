@@ -25,6 +25,7 @@ def evaluate_wild_cmd(
     split: Optional[str] = typer.Option(None, "--split", help="Only the rows of this split (train, val ...) by the split rule of every data loader: val and test are PublicTest, a row without a split is Training."),
     save_predictions: Optional[Path] = typer.Option(None, "--save-predictions", parser=file_arg, help="Write one CSV row per face: path, label, prediction, found, probabilities."),
     tta: bool = typer.Option(False, "--tta", help="Average each face with its mirror image (as predict --tta)."),
+    full_decode: bool = typer.Option(False, "--full-decode", help="Decode every photo whole (as predict --full-decode; by default a JPEG at least twice --max-side across is decoded reduced)."),
     device: str = typer.Option("auto", "--device", help="Where the classifier runs: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N."),
     backend: str = typer.Option("auto", "--backend", help="How the classifier computes: auto (the model's default: built-ins on their float graphs on onnxruntime, wild_ensemble's wild member on its int8 graph, checkpoints on torch), torch, onnx (onnxruntime) or int8 (the model's int8 graph on the CPU)."),
 ):
@@ -46,7 +47,7 @@ def evaluate_wild_cmd(
             check_output_file(f, what, [manifest]).parent.mkdir(parents=True, exist_ok=True)
     clf = load_model(model, classes=classes, device=device) if classes else model
     rec = Recognizer(model=clf, detector=detector, mode=mode, max_side=max_side, tta=tta, device=device,
-                     backend=backend if backend == "auto" else check_backend(backend))
+                     backend=backend if backend == "auto" else check_backend(backend), full_decode=full_decode)
     with progress_bar(err) as bar:
         task = bar.add_task(f"evaluate {mode}", total=None)
         res = evaluate_wild(manifest, rec, iou=iou, limit=limit, split=split, save_predictions=save_predictions,

@@ -241,6 +241,7 @@ def _run_summary(manifest, split, rec, iou: float, items: list[ManifestItem], m:
         "align": {"margin": rec.align.margin, "center_y": rec.align.center_y, "rotate": rec.align.rotate,
                   "size": rec.align.size, "template": rec.align.template is not None, "views": len(rec.aligns)},
         "tta": rec.tta,
+        "full_decode": rec.full_decode,
         "n": n,
         "n_images": m.n_images,
         "n_found": n_found,
