@@ -37,7 +37,6 @@ import numpy as np
 
 from common import DATA, ROOT, WILD_SETS, describe_machine
 
-COVERAGES = (0.5, 0.8, 1.0)
 #: temperatures at which ExpW val's ECE and negative log-likelihood are also reported: how much
 #: the binned ECE moves between neighbouring temperatures (its noise on a few hundred faces)
 SWEEP = (0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0, 1.1)
@@ -160,8 +159,8 @@ def main() -> None:
             "ece_before": round(expected_calibration_error(p, y), 4),
             "ece_after": round(expected_calibration_error(after, y), 4),
             "ece_temperature_alone": round(expected_calibration_error(scaled(p, fitted), y), 4),
-            "risk_coverage_before": risk_coverage(p, y, COVERAGES),
-            "risk_coverage_after": risk_coverage(after, y, COVERAGES),
+            "risk_coverage_before": risk_coverage(p, y),
+            "risk_coverage_after": risk_coverage(after, y),
         }
         if args.class_bias:
             result["sets"][name] |= {"before": scores(p, y, missed, clf.labels),

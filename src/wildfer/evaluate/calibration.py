@@ -279,7 +279,12 @@ def expected_calibration_error(probabilities, labels, bins: int = ECE_BINS) -> f
 # ----------------------------------------------------------------------------- selective prediction
 
 
-def risk_coverage(probabilities, labels, coverages: Sequence[float] = (0.5, 0.8, 1.0)) -> list[dict[str, Any]]:
+#: The shares of the faces, most confident first, that :func:`risk_coverage` answers by default
+#: (the rows of the risk-coverage tables in the docs, and of ``evaluate-wild``'s ``calibration``).
+COVERAGES = (0.5, 0.8, 1.0)
+
+
+def risk_coverage(probabilities, labels, coverages: Sequence[float] = COVERAGES) -> list[dict[str, Any]]:
     """Accuracy when only the surest fraction of the samples is answered.
 
     For each coverage ``c`` in (0, 1], the ``n = ceil(c x N)`` samples with the highest top-1
@@ -311,5 +316,5 @@ def risk_coverage(probabilities, labels, coverages: Sequence[float] = (0.5, 0.8,
     return out
 
 
-__all__ = ["fit_temperature", "temperature_nll", "fit_temperature_bias", "temperature_bias_nll",
+__all__ = ["COVERAGES", "fit_temperature", "temperature_nll", "fit_temperature_bias", "temperature_bias_nll",
            "expected_calibration_error", "risk_coverage"]

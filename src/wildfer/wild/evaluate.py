@@ -144,10 +144,6 @@ def evaluate_wild(manifest: str | Path, recognizer=None, *, model: Any = None, m
     return out
 
 
-#: the shares of the faces found, most confident first, that ``risk_coverage`` answers
-COVERAGES = (0.5, 0.8, 1.0)
-
-
 def _calibration(probs: np.ndarray, y: list[int]) -> dict[str, Any] | None:
     """How far the found faces' probabilities can be trusted: the expected calibration error
     and the accuracy when only the 50% / 80% / 100% most confident faces are answered, with the
@@ -158,7 +154,7 @@ def _calibration(probs: np.ndarray, y: list[int]) -> dict[str, Any] | None:
     p = p / p.sum(1, keepdims=True)  # float32 rows, summed again in float64
     return {"n": len(y), "ece": round(expected_calibration_error(p, y), 4),
             "risk_coverage": [{k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()}
-                              for r in risk_coverage(p, y, COVERAGES)]}
+                              for r in risk_coverage(p, y)]}
 
 
 @dataclass
