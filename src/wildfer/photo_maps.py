@@ -90,10 +90,49 @@ def saliency_method(name: str):
     return get_method(name)
 
 
-def check_saliency_method(name: str) -> None:
+def check_saliency_method(name: str, classifier=None, **params) -> None:
     """Raise a one-line error unless ``name`` is a saliency method :func:`explain_photo`
-    knows (a command checks it before loading a model)."""
+    knows (a command checks it before loading a model) and, given the ``classifier``, one
+    that can explain it with ``params`` (before any photo is read)."""
+    from .explain.methods import canonical_name
+
     saliency_method(name)
+    if classifier is None:
+        return
+    why = _cannot_explain(canonical_name(name), classifier, params)
+    if why:
+        raise ModelError(f"saliency method {name!r}: {why}")
+
+
+def saliency_methods_for(classifier, methods=None) -> list[str]:
+    """Those of ``methods`` (default: :data:`wildfer.explain.SALIENCY_METHODS`) that can
+    explain the faces of a photo read by ``classifier``: Grad-CAM needs one network seen
+    once per face, and a classifier that reads each face in several crops (an ensemble whose
+    members align faces their own ways) is explained by the methods that treat each pixel on
+    its own (:data:`~wildfer.explain.base.PACKED_METHODS`)."""
+    from .explain import SALIENCY_METHODS
+
+    return [m for m in (SALIENCY_METHODS if methods is None else methods) if not _cannot_explain(m, classifier, {})]
+
+
+def _cannot_explain(method: str, classifier, params: dict) -> str | None:
+    """Why ``method`` (a canonical name) cannot explain ``classifier``'s faces, or None."""
+    if method.startswith("gradcam"):
+        reason = getattr(getattr(classifier, "module", None), "cam_unsupported", None)
+        if reason or getattr(classifier, "arch", "") == "ensemble":
+            return reason or "Grad-CAM needs one network seen once per face, and an ensemble runs several"
+    views = len(getattr(classifier, "face_views", None) or [None])
+    if views > 1:
+        from .explain.base import PACKED_BASELINES, PACKED_METHODS
+
+        if method not in PACKED_METHODS:
+            return (f"{getattr(classifier, 'name', '') or 'this model'} reads each face in {views} crops, one per "
+                    f"member; use {', '.join(PACKED_METHODS)}, which explain every crop at once")
+        baseline = params.get("baseline", "zeros")
+        if method == "ig" and isinstance(baseline, str) and baseline.lower() not in PACKED_BASELINES:
+            return (f"baseline {baseline!r} compares neighbouring pixels, and this model reads each face in "
+                    f"{views} crops: use zeros, black or a number")
+    return None
 
 
 def explain_photo(recognizer, image, method: str = "gradcam", bgr: bool = False, **params) -> ExplainResult:
@@ -117,27 +156,42 @@ def explain_prepared(recognizer, work, res, method: str = "gradcam", **params) -
         import torch
 
         clf = recognizer.classifier
-        x = clf.to_tensor(np.stack([f.crop for f in res.faces]))
+        cls = saliency_method(method)
+        if work.views is None:
+            net, x = clf.net, clf.to_tensor(np.stack([f.crop for f in res.faces]))
+        else:  # every crop the classifier reads of each face, explained at once
+            check_saliency_method(method, clf, **params)
+            from .explain.base import PackedInputs
+
+            xs = [clf.to_tensor(np.stack([v[j] for v in work.views]), view=fv) for j, fv in enumerate(clf.face_views)]
+            net = PackedInputs(clf.net, [tuple(t.shape[1:]) for t in xs], preprocess=clf.preprocess)
+            x = net.pack(xs)
         targets = []
         with torch.inference_mode():
-            raw = clf.net(x).argmax(1).tolist()
+            raw = net(x).argmax(1).tolist()
         for f, r in zip(res.faces, raw):
             targets.append(clf.classes.index(f.label) if f.label in clf.classes else int(r))
-        cls = saliency_method(method)
         try:
-            attributer = cls(clf.net, **params)
+            attributer = cls(net, **params)
         except TypeError as e:
             raise ModelError(f"saliency method {method!r}: {e}") from None
-        maps = attributer.attribute(x, target=targets).detach().float().cpu().numpy()
-        maps = maps.reshape(maps.shape[0], -1, maps.shape[-2], maps.shape[-1])
+        maps = attributer.attribute(x, target=targets).detach().float()
         size = recognizer.align.size
-        for f, mp in zip(res.faces, maps):
-            m = np.abs(mp).sum(0) if (mp < 0).any() or mp.shape[0] > 1 else mp[0]
-            m = m.astype(np.float32)
-            if m.shape != (size, size):
-                import cv2
+        if work.views is None:
+            maps = maps.cpu().numpy()
+            per_face = [[_flat_map(mp.reshape(-1, *mp.shape[-2:]))] for mp in maps]
+        else:
+            views = [v.cpu().numpy() for v in net.unpack(maps)]
+            per_face = [[_flat_map(v[i]) for v in views] for i in range(len(res.faces))]
+        for i, (f, ms) in enumerate(zip(res.faces, per_face)):
+            if work.views is None:
+                m = ms[0]
+                if m.shape != (size, size):
+                    import cv2
 
-                m = cv2.resize(m, (size, size), interpolation=cv2.INTER_LINEAR)
+                    m = cv2.resize(m, (size, size), interpolation=cv2.INTER_LINEAR)
+            else:
+                m = in_first_view(ms, work.view_mats[i])
             m = normalize_map(m, percentile=100.0).astype(np.float32)
             f.saliency = m
             heat = np.maximum(heat, unwarp(m, f.transform, res.width, res.height))
@@ -146,6 +200,52 @@ def explain_prepared(recognizer, work, res, method: str = "gradcam", **params) -
     timings["total"] = timings.get("total", 0.0) + timings["explain"]
     return ExplainResult(res.width, res.height, res.mode, str(method), res.faces, np.clip(heat, 0, 1),
                          work.rgb, timings, res.truncated)
+
+
+def _flat_map(mp: np.ndarray) -> np.ndarray:
+    """One face's ``C x H x W`` attribution as an ``H x W`` float32 map: the channel itself for
+    one channel of evidence, else the absolute values' per-pixel maximum (as the gradient
+    methods take over colour channels) or, where signs mix, their sum."""
+    if mp.shape[0] == 1 and not (mp < 0).any():
+        return mp[0].astype(np.float32)
+    a = np.abs(mp)
+    return (a.sum(0) if (mp < 0).any() else a.max(0)).astype(np.float32)
+
+
+def in_first_view(maps, mats) -> np.ndarray:
+    """One face's maps in each of the crops its classifier read (``maps[k]``, the square crop
+    cut from the photo by ``mats[k]``) as one map in the first crop's pixels.
+
+    Each map is carried there through ``mats[0] @ inverse(mats[k])`` and divided by the
+    area one of its pixels covers there, so a view adds what it attributes to each part of
+    the face however finely it was cut (a 112-pixel crop's map, summed over the 48-pixel
+    crop's pixels); the views' maps are then summed. A finer map is first area-averaged to
+    about the first crop's scale, so its detail is pooled, not sampled.
+    """
+    import cv2
+
+    first = np.asarray(maps[0], np.float32)
+    size = first.shape[0]
+    to_first = _affine3(mats[0])
+    out = first.copy()
+    for m, mat in zip(maps[1:], mats[1:]):
+        m = np.asarray(m, np.float32)
+        a = to_first @ np.linalg.inv(_affine3(mat))  # view k pixels -> first view pixels
+        area = abs(float(np.linalg.det(a[:2, :2])))  # first-view pixels one view-k pixel covers
+        scale = area ** 0.5
+        if scale < 1.0:  # pool the finer map first (means of r x r pixels), then carry the pooled grid
+            n = max(1, round(m.shape[1] * scale))
+            r = m.shape[1] / n
+            m = cv2.resize(m, (n, n), interpolation=cv2.INTER_AREA)
+            a = a @ np.array([[r, 0.0, 0.5 * r - 0.5], [0.0, r, 0.5 * r - 0.5], [0.0, 0.0, 1.0]])
+        out += cv2.warpAffine(m, a[:2], (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                              borderValue=0.0) / max(area, 1e-12)
+    return out
+
+
+def _affine3(m) -> np.ndarray:
+    m = np.asarray(m, np.float64)
+    return m if m.shape == (3, 3) else np.vstack([m[:2], [0.0, 0.0, 1.0]])
 
 
 # ----------------------------------------------------------------------------- explain maps --detect
@@ -189,7 +289,16 @@ def maps_on_photos(input: Path, model: str, methods: list[str], out: Path, conso
     if not files:
         raise DataError(input, "no image files")
     rec = Recognizer(model=model)
-    size = rec.classifier.size
+    size = rec.align.size
+    usable = saliency_methods_for(rec.classifier, methods)
+    for m in methods:
+        if m not in usable:
+            if len(usable) == 0:
+                check_saliency_method(m, rec.classifier)  # the one-line reason, before any photo
+            console.print(f"[yellow]note[/] {m} cannot explain {model}: "
+                          f"{_cannot_explain(m, rec.classifier, {})}; the maps use {', '.join(usable)}",
+                          highlight=False)
+    methods = usable
     out.mkdir(parents=True, exist_ok=True)
     done, report = 0, []
     for f in files:
@@ -229,4 +338,4 @@ def _skipped(console, path, entry: dict, error) -> None:
 
 
 __all__ = ["ExplainResult", "explain_photo", "explain_prepared", "check_saliency_method", "saliency_method",
-           "face_region_shares", "maps_on_photos"]
+           "saliency_methods_for", "in_first_view", "face_region_shares", "maps_on_photos"]

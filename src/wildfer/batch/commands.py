@@ -138,6 +138,10 @@ def run_predict(paths, *, model=None, detector="yunet", mode="detect", out=None,
                     backend=backend, unsure_below=unsure_below, full_decode=bool(full_decode))
     with output_lock(outputs.locked):
         rec = Recognizer(**settings)
+        if saliency:
+            from ..photo_maps import check_saliency_method
+
+            check_saliency_method(saliency, rec.classifier)  # one that can explain this model, before any photo
         made_with = run_settings(model or PIPELINE_MODEL, detector=rec.detector.name if mode != "whole" else None,
                                  mode=mode, max_side=max_side, tta=tta, backend=backend, video_stride=video_stride,
                                  unsure_below=unsure_below, full_decode=full_decode)

@@ -74,6 +74,54 @@ def grad_enabled() -> Iterator[None]:
         yield
 
 
+class PackedInputs(nn.Module):
+    """A network that reads several inputs, seen by a saliency method as one.
+
+    ``net`` takes a list of batches, ``N x C_k x H_k x W_k`` with ``shapes[k] = (C_k, H_k, W_k)``
+    (the same faces cut in several ways, as an ensemble whose members align faces their own
+    ways reads them). :meth:`pack` lays each face's inputs, flattened, side by side in one
+    ``N x 1 x 1 x L`` tensor; this module's forward pass unpacks it and runs ``net``; a map
+    of the packed input splits back into one map per input (:meth:`unpack`).
+
+    Methods that treat each input value on its own mean the same on the packed input: the
+    gradient, SmoothGrad (noise per value, its scale from the face's whole range) and
+    Integrated Gradients from a constant baseline. Methods that look at neighbouring pixels
+    (Grad-CAM, occlusion, a blurred baseline) do not: :data:`PACKED_METHODS`.
+    """
+
+    def __init__(self, net: nn.Module, shapes: Sequence[Sequence[int]], preprocess: dict | None = None):
+        super().__init__()
+        self.inner = net  # not ``net``: as_module reads a model's ``net`` as the module to explain
+        self.shapes = [tuple(int(v) for v in s) for s in shapes]
+        if not self.shapes or any(len(s) != 3 for s in self.shapes):
+            raise MethodError(f"packed inputs need one (C, H, W) shape per input, not {shapes!r}")
+        self.sizes = [math.prod(s) for s in self.shapes]
+        self.preprocess = preprocess  # the input scaling every input shares (black_value reads it)
+
+    def pack(self, xs: Sequence[torch.Tensor]) -> torch.Tensor:
+        """``xs`` (one batch per input, shaped as ``shapes``) as one ``N x 1 x 1 x L`` batch."""
+        if len(xs) != len(self.shapes) or any(tuple(x.shape[1:]) != s for x, s in zip(xs, self.shapes)):
+            raise MethodError(f"packed inputs: expected batches shaped {self.shapes}, got "
+                              f"{[tuple(x.shape[1:]) for x in xs]}")
+        return torch.cat([x.reshape(x.shape[0], -1) for x in xs], dim=1)[:, None, None, :]
+
+    def unpack(self, packed: torch.Tensor) -> list[torch.Tensor]:
+        """A packed batch (or a map of one, ``N x 1 x 1 x L``) as one batch per input."""
+        flat = packed.reshape(packed.shape[0], -1)
+        if flat.shape[1] != sum(self.sizes):
+            raise MethodError(f"packed inputs: {flat.shape[1]} values a face, not {sum(self.sizes)}")
+        return [part.reshape(-1, *s) for part, s in zip(torch.split(flat, self.sizes, dim=1), self.shapes)]
+
+    def forward(self, packed: torch.Tensor) -> torch.Tensor:
+        return self.inner(self.unpack(packed))
+
+
+#: The methods that mean the same on :class:`PackedInputs` (their canonical names), and the
+#: baselines Integrated Gradients may start from there.
+PACKED_METHODS = ("vanilla", "smoothgrad", "ig")
+PACKED_BASELINES = ("zeros", "zero", "black")
+
+
 def _device(net: nn.Module) -> torch.device:
     for p in net.parameters():
         return p.device

@@ -66,7 +66,8 @@ ERRORS = {
     408: {"description": "The body took longer than the time limit to arrive."},
     413: {"description": "Upload over the size limit, or image over the pixel limit."},
     415: {"description": "Not an image content type."},
-    422: {"description": "No image in the request, or it does not decode (truncated, corrupt)."},
+    422: {"description": "No image in the request, or it does not decode (truncated, corrupt); a saliency "
+                         "method the model cannot use."},
     503: {"description": "Server busy (queue full, or the endpoint's requests in progress at its cap); "
                            "retry after the seconds in `Retry-After`."},
     504: {"description": "Processing took longer than the time limit."},
@@ -94,10 +95,12 @@ def error_response(status: int, message: str, code: str, headers: dict | None = 
 
 
 def model_explain_methods(clf) -> list[str]:
-    """The saliency methods this classifier supports (an ensemble has no single layer for Grad-CAM;
-    without torch there are none)."""
-    cam_ok = getattr(clf, "arch", "") != "ensemble" and not getattr(getattr(clf, "module", None), "cam_unsupported", None)
-    return [m for m in EXPLAIN_METHODS if cam_ok or not m.startswith("gradcam")] if has_torch() else []
+    """The saliency methods this classifier supports (:func:`wildfer.photo_maps.saliency_methods_for`:
+    an ensemble has no single layer for Grad-CAM, and one that reads each face in several crops
+    is explained by the gradient methods; without torch there are none)."""
+    from ..photo_maps import saliency_methods_for
+
+    return saliency_methods_for(clf, EXPLAIN_METHODS) if has_torch() else []
 
 
 def model_name(rec) -> str:
@@ -398,8 +401,17 @@ async def explain(
     if not has_torch():
         return error_response(501, str(MissingTorch("saliency maps")), "no_torch")
     t0, deadline = time.perf_counter(), Deadline(limits.timeout_s)
+    clf = getattr(recognizer, "classifier", None)
+    usable = model_explain_methods(clf)
     if method is None:
-        method = ExplainMethod(model_explain_methods(getattr(recognizer, "classifier", None))[0])
+        method = ExplainMethod(usable[0])
+    elif method.value not in usable and clf is not None:  # said before the upload is read
+        from ..photo_maps import check_saliency_method
+
+        try:
+            check_saliency_method(method.value, clf)
+        except WildferError as e:
+            return error_response(422, str(e), "method_unsupported")
     async with slots["explain"], ClientWatch(request) as watch:
         photo, steps = await receive_image(request, deadline, watch, limits, pool, limits.explain_pixels)
         ex, queue_ms = await run_job(worker, "explain", photo, deadline, watch.gone, method=method.value)

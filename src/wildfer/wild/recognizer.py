@@ -167,6 +167,8 @@ class PreparedPhoto:
     #: per face, its crop in each of the classifier's face views (the first is ``crops``'s);
     #: ``None`` when the classifier reads one view
     views: list[tuple[np.ndarray, ...]] | None = None
+    #: per face, the photo -> crop matrix of each view (the first is ``mats``'s); ``None`` with ``views``
+    view_mats: list[tuple[np.ndarray, ...]] | None = None
 
     def face_input(self, k: int):
         """What the classifier reads of face ``k``: its crop, or its crops in every view."""
@@ -388,9 +390,11 @@ class Recognizer:
                     d.flags.append("low_score")
         crops, mats = [c[0][0] for c in cut], [c[0][1] for c in cut]
         views = [tuple(v[0] for v in c) for c in cut] if len(self.aligns) > 1 else None
+        view_mats = [tuple(v[1] for v in c) for c in cut] if len(self.aligns) > 1 else None
         t3 = time.perf_counter()
         timings = {"decode": (t1 - t0 + redecode) * 1e3, "detect": (t2 - t1 - redecode) * 1e3, "align": (t3 - t2) * 1e3}
-        return PreparedPhoto(w, h, dets, crops, mats, timings, rgb if keep_rgb else None, path, truncated, views)
+        return PreparedPhoto(w, h, dets, crops, mats, timings, rgb if keep_rgb else None, path, truncated, views,
+                             view_mats)
 
     def _scale_for(self, dets: list[Detection], scale: int) -> int:
         """The largest reduction (``scale`` or less, a power of two) at which every face of
