@@ -72,3 +72,34 @@ def test_export_cli_missing_checkpoint(tmp_path, cli):
     code, out = cli(["export", tmp_path / "nope.pt", "--onnx", tmp_path / "x.onnx"])
     assert code == 2
     assert "nope.pt" in out and "Traceback" not in out
+
+
+def test_an_ensemble_of_graph_members_exports_its_networks_not_a_constant(tmp_path):
+    """Members computing on onnxruntime inside an ensemble are traced through their torch
+    networks: the graph reads its input and gives the ensemble's probabilities."""
+    from wildfer.models.ensemble import ensemble_classifier
+
+    members = [attach_onnx(_classifier("shallow", seed=s)) for s in (0, 1)]
+    ens = ensemble_classifier(members, name="pair")
+    faces = np.random.default_rng(3).integers(0, 256, size=(11, 48, 48), dtype=np.uint8)
+    runner = OnnxRunner(export_onnx(ens, tmp_path / "pair.onnx"))
+    p_onnx = torch.softmax(torch.from_numpy(runner(ens.to_tensor(faces).numpy())), 1).numpy()
+    assert np.abs(p_onnx - ens.predict_proba(faces)).max() < 1e-4
+    assert np.abs(p_onnx[0] - p_onnx[1]).max() > 1e-3  # not one answer for every face
+
+
+def test_an_ensemble_of_several_crops_is_refused_in_one_line(tmp_path, cli):
+    code, out = cli(["export", "wild_ensemble", "--onnx", tmp_path / "w.onnx"])
+    assert code == 2 and "Traceback" not in out
+    assert "reads each face in 2 crops (48 px grey and 112 px colour)" in " ".join(out.split())
+    assert not (tmp_path / "w.onnx").exists()
+
+
+def test_an_exported_graph_given_as_a_model_says_what_it_is(tmp_path):
+    from wildfer.errors import ModelError
+    from wildfer.models import load_model
+
+    path = export_onnx(_classifier("shallow"), tmp_path / "m.onnx")
+    pytest.importorskip("onnx")
+    with pytest.raises(ModelError, match="written by 'wildfer export'"):
+        load_model(str(path), backend="torch")

@@ -55,6 +55,13 @@ def read_onnx_tensors(path: str | Path):
         model = onnx.load(str(path))
     except Exception as e:  # onnx raises DecodeError and others for a file that is not a graph
         raise ModelError(f"{path}: not an ONNX graph ({type(e).__name__})") from None
+    meta = {p.key: p.value for p in model.metadata_props}
+    if meta.get("producer") == "wildfer":  # wildfer's own graph, not the zoo's
+        if meta.get("format"):
+            raise ModelError(f"{path}: a weights graph needs its {path.stem}.json beside it")
+        raise ModelError(f"{path}: a graph written by 'wildfer export', to run on onnxruntime as it is (its input "
+                         "and classes are in its metadata); --model and load_model read a weights graph (a .onnx "
+                         "with its .json beside it) or the OpenCV zoo's int8 MobileFaceNet")
     inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     return list(model.graph.node), inits
 

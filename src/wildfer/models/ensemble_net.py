@@ -122,7 +122,8 @@ class EnsembleNet(nn.Module):
 
 class RunnerNet(nn.Module):
     """A member that computes on onnxruntime (its int8 or ONNX graph) inside an ensemble, on the
-    CPU. Where gradients are asked for (saliency maps: an input that requires grad) its torch
+    CPU. Where gradients are asked for (saliency maps: an input that requires grad) or the
+    ensemble is traced (ONNX export: a graph's answer would be traced as a constant) its torch
     network ``net`` computes instead, as a single classifier's does on those backends."""
 
     def __init__(self, runner, net: nn.Module, in_chans: int):
@@ -130,7 +131,7 @@ class RunnerNet(nn.Module):
         self.runner, self.net, self.in_chans = runner, net, in_chans
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled() and x.requires_grad:
+        if torch.jit.is_tracing() or (torch.is_grad_enabled() and x.requires_grad):
             return self.net(x)
         return torch.from_numpy(self.runner(x.detach().cpu().float().numpy())).to(x.device)
 

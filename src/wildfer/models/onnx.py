@@ -49,6 +49,12 @@ def _exported(clf: Classifier, net, opset: int, *, fold: bool = True):
     folding, which also merges batch norms into convolutions."""
     import onnx
 
+    views = getattr(clf, "face_views", None) or []
+    if len(views) > 1:
+        sizes = " and ".join(f"{v['size']} px {'grey' if v.get('grayscale') else 'colour'}" for v in views)
+        raise ModelError(f"{clf.name or clf.arch} reads each face in {len(views)} crops ({sizes}), one per member; "
+                         "an ONNX graph of it would need one input per crop, which wildfer's graphs do not "
+                         "have: export each member instead")
     x = torch.zeros(1, clf.channels, clf.size, clf.size, device=clf.input_device)
     buf = io.BytesIO()
     with warnings.catch_warnings():
@@ -58,7 +64,10 @@ def _exported(clf: Classifier, net, opset: int, *, fold: bool = True):
             dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset,
             do_constant_folding=fold,
         )
-    return onnx.load_from_string(buf.getvalue())
+    model = onnx.load_from_string(buf.getvalue())
+    if not model.graph.input:  # the output did not depend on the input: a constant is no model
+        raise ModelError(f"{clf.name or clf.arch}: the traced network does not read its input; no graph written")
+    return model
 
 
 def _with_metadata(model, clf: Classifier, **extra: str) -> bytes:
