@@ -135,10 +135,12 @@ def test_the_explained_network_computes_the_photos_probabilities(ensemble_rec, c
 
 def test_methods_that_cannot_read_several_crops_are_refused_before_any_work(ensemble_rec, couple):
     from wildfer.errors import ModelError
-    from wildfer.photo_maps import check_saliency_method, explain_photo, saliency_methods_for
+    from wildfer.photo_maps import check_saliency_method, default_saliency_method, explain_photo, saliency_methods_for
 
     clf = ensemble_rec.classifier
     assert saliency_methods_for(clf) == ["vanilla", "smoothgrad", "ig"]
+    assert default_saliency_method(clf) == "vanilla"
+    assert explain_photo(ensemble_rec, str(couple)).method == "vanilla"  # the documented call, no method named
     for method, why in (("gradcam", "Grad-CAM"), ("occlusion", "reads each face in 2 crops")):
         with pytest.raises(ModelError, match=why):
             check_saliency_method(method, clf)
@@ -147,6 +149,7 @@ def test_methods_that_cannot_read_several_crops_are_refused_before_any_work(ense
     check_saliency_method("ig", clf, baseline="black")
     single = pytest.importorskip("wildfer.wild").Recognizer(model="wild").classifier
     assert saliency_methods_for(single) == ["vanilla", "smoothgrad", "ig", "gradcam", "occlusion"]
+    assert default_saliency_method(single) == "gradcam"
 
 
 def test_command_line_refuses_or_drops_a_method_the_model_cannot_use(cli, couple, tmp_path):

@@ -6,7 +6,7 @@
 ['happy']
 >>> clf = wildfer.load_model("default")                     # doctest: +SKIP
 >>> maps = wildfer.get_method("smoothgrad")(clf).attribute(faces)   # doctest: +SKIP
->>> wildfer.explain_photo(rec, "photo.jpg", method="gradcam").overlay()   # doctest: +SKIP
+>>> wildfer.explain_photo(rec, "photo.jpg").overlay()      # doctest: +SKIP
 
 The names below are imported on first use, so ``import wildfer`` and ``wildfer --help`` stay
 fast; each stage also has its own package (``wildfer.data``, ``.models``, ``.train``,

@@ -4,8 +4,8 @@ face's predicted label on its aligned crop, and the maps are painted back on the
 
 >>> import wildfer
 >>> rec = wildfer.Recognizer()                                        # doctest: +SKIP
->>> ex = wildfer.explain_photo(rec, "group.jpg", method="gradcam")    # doctest: +SKIP
->>> ex.overlay().save("group_gradcam.jpg")                            # doctest: +SKIP
+>>> ex = wildfer.explain_photo(rec, "group.jpg")                      # doctest: +SKIP
+>>> ex.overlay().save("group_saliency.jpg")                           # doctest: +SKIP
 
 The composition of two stages (wild below explain), so it lives above both: neither imports
 the other. It serves ``/v1/explain``, ``wildfer predict --saliency`` and
@@ -135,21 +135,31 @@ def _cannot_explain(method: str, classifier, params: dict) -> str | None:
     return None
 
 
-def explain_photo(recognizer, image, method: str = "gradcam", bgr: bool = False, **params) -> ExplainResult:
+def default_saliency_method(classifier) -> str:
+    """Grad-CAM where ``classifier`` is one network, else the first of the other methods that
+    can explain it (the gradient, for an ensemble)."""
+    from .explain import SALIENCY_METHODS
+
+    return saliency_methods_for(classifier, ("gradcam", *(m for m in SALIENCY_METHODS if m != "gradcam")))[0]
+
+
+def explain_photo(recognizer, image, method: str | None = None, bgr: bool = False, **params) -> ExplainResult:
     """Predict the faces of one photo with ``recognizer`` (a path, bytes, PIL image or numpy
     array, RGB or BGR with ``bgr=True``), then explain each face's predicted label with a
-    saliency ``method`` (``params``: its keywords), the maps warped back onto the photo."""
+    saliency ``method`` (``params``: its keywords; default :func:`default_saliency_method`),
+    the maps warped back onto the photo."""
     import_torch("saliency maps")
     work = recognizer.prepare(image, bgr=bgr, keep_rgb=True)  # the photo is painted on
     return explain_prepared(recognizer, work, recognizer.classify_prepared([work])[0], method, **params)
 
 
-def explain_prepared(recognizer, work, res, method: str = "gradcam", **params) -> ExplainResult:
+def explain_prepared(recognizer, work, res, method: str | None = None, **params) -> ExplainResult:
     """:func:`explain_photo` for a photo ``recognizer`` has already prepared (``work``, from
     :meth:`~wildfer.wild.Recognizer.prepare` with ``keep_rgb=True``) and classified (``res``):
     each face's predicted label explained, the maps set on ``res``'s faces and painted on the
     photo, without decoding or detecting it again."""
     import_torch("saliency maps")
+    method = default_saliency_method(recognizer.classifier) if method is None else method
     t0 = time.perf_counter()
     heat = np.zeros((res.height, res.width), dtype=np.float32)
     if res.faces:
@@ -338,4 +348,4 @@ def _skipped(console, path, entry: dict, error) -> None:
 
 
 __all__ = ["ExplainResult", "explain_photo", "explain_prepared", "check_saliency_method", "saliency_method",
-           "saliency_methods_for", "in_first_view", "face_region_shares", "maps_on_photos"]
+           "saliency_methods_for", "default_saliency_method", "in_first_view", "face_region_shares", "maps_on_photos"]
