@@ -159,6 +159,53 @@ def test_recognizer_never_sees_more_than_work_pixels():
     assert rec.shapes[1][:2] == (200, 300)  # a photo under the bound is not touched
 
 
+def _phone_jpeg(orientation: int = 1, size=(4032, 3024)) -> bytes:
+    from PIL import Image
+
+    noise = np.random.default_rng(0).integers(0, 256, (size[1] // 16, size[0] // 16, 3), dtype=np.uint8)
+    img = Image.fromarray(noise).resize(size, Image.BICUBIC)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=90, exif=exif.tobytes())
+    return buf.getvalue()
+
+
+def test_a_large_jpeg_is_decoded_reduced_to_the_work_copy():
+    """A 12-megapixel JPEG against a 4-megapixel work copy: decoded at 1/2 (3 MP, at least
+    MIN_WORK_SHARE of it) with its full size, after any EXIF quarter turn; whole when the
+    reduced copy would be too small, for other formats, and when no minimum is given."""
+    from wildfer.data.images import is_truncated
+    from wildfer.serve.uploads import MIN_WORK_SHARE, decode_image, decode_photo, shrink_to
+
+    data = _phone_jpeg()
+    least = int(4_000_000 * MIN_WORK_SHARE)
+    rgb, size = decode_photo(data, 40_000_000, least)
+    assert rgb.shape == (1512, 2016, 3) and size == (4032, 3024)
+    whole = decode_image(data, 40_000_000)
+    assert whole.shape == (3024, 4032, 3)
+    assert np.abs(shrink_to(whole, 1512 * 2016).astype(int) - rgb).mean() < 2  # the same picture
+    assert decode_photo(data, 40_000_000, 4_000_000)[0].shape == (3024, 4032, 3)  # 1/2 keeps only 3 MP
+    assert decode_photo(data, 40_000_000)[0].shape == (3024, 4032, 3)
+    assert decode_photo(data, 40_000_000, 700_000)[0].shape == (756, 1008, 3)  # 1/4
+    turned, size = decode_photo(_phone_jpeg(orientation=6), 40_000_000, least)
+    assert turned.shape == (2016, 1512, 3) and size == (3024, 4032)
+    rgb, size = decode_photo(png(4000, 3000), 40_000_000, least)
+    assert rgb.shape == (3000, 4000, 3) and size == (4000, 3000)
+    cut = data[: len(data) // 2] + b"\xff\xd9"  # ended early, with an end marker
+    rgb, size = decode_photo(cut, 40_000_000, least)
+    assert rgb.shape == (1512, 2016, 3) and is_truncated(rgb) and size == (4032, 3024)
+
+
+def test_the_service_reports_a_reduced_decode_in_the_photos_pixels():
+    rec = StandIn()
+    app = create_app(rec, timeout=30)
+    with ServerThread(app) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
+        js = post(c, _phone_jpeg(orientation=6), ctype="image/jpeg").json()
+    assert rec.shapes[0][:2] == (2016, 1512)
+    assert (js["width"], js["height"], js["scale"]) == (3024, 4032, 0.5)
+
+
 def test_work_copy_keeps_the_truncated_mark():
     from wildfer.data.images import TruncatedImage, is_truncated
     from wildfer.serve.uploads import shrink_to

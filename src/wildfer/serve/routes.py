@@ -33,7 +33,8 @@ from ..explain import SALIENCY_METHODS
 from ..models.runtime import has_torch
 from ..jsonio import json_ready
 from .pages import ASSETS, asset_endpoint
-from .uploads import MULTIPART_SLACK, UploadError, decode_image, extract_image_bytes, read_body, shrink_to
+from .uploads import (MIN_WORK_SHARE, MULTIPART_SLACK, UploadError, decode_photo, extract_image_bytes, read_body,
+                      shrink_to)
 from .worker import Abandoned, Busy, Expired, InferenceWorker
 
 #: Saliency methods accepted by ``/v1/explain``: ``wildfer.explain``'s, Grad-CAM first (the page's default).
@@ -212,9 +213,11 @@ class PhotoOnServer:
 
 def _prepare_photo(body: bytes, content_type: str | None, limit: int, max_pixels: int,
                    work_pixels: int) -> PhotoOnServer:
-    """Request body -> image bytes -> decoded photo -> its work copy (on a decode thread)."""
-    rgb = decode_image(extract_image_bytes(body, content_type, limit), max_pixels)
-    h, w = rgb.shape[:2]
+    """Request body -> image bytes -> decoded photo -> its work copy (on a decode thread). A
+    large JPEG is decoded reduced where that keeps :data:`~wildfer.serve.uploads.MIN_WORK_SHARE`
+    of ``work_pixels`` (:func:`~wildfer.serve.uploads.decode_photo`)."""
+    rgb, (w, h) = decode_photo(extract_image_bytes(body, content_type, limit), max_pixels,
+                               int(work_pixels * MIN_WORK_SHARE))
     return PhotoOnServer(w, h, shrink_to(rgb, work_pixels))
 
 

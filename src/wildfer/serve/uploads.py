@@ -190,8 +190,24 @@ def extract_image_bytes(body: bytes, content_type: str | None, limit: int) -> by
     return data
 
 
+#: The JPEG reductions OpenCV decodes at (libjpeg's scaled inverse DCT), largest first.
+REDUCED_READS = {8: "IMREAD_REDUCED_COLOR_8", 4: "IMREAD_REDUCED_COLOR_4", 2: "IMREAD_REDUCED_COLOR_2"}
+#: A JPEG upload is decoded at 1/2, 1/4 or 1/8 of its size when that copy keeps at least this
+#: share of the pixels the server works on (``work_pixels``): a 12-megapixel phone photo becomes
+#: a 3-megapixel copy, decoded reduced, instead of a 4-megapixel one decoded whole and shrunk.
+MIN_WORK_SHARE = 0.5
+
+
 def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
-    """Bytes -> ``H x W x 3`` uint8 RGB (EXIF-rotated); 413 over ``max_pixels``, 422 if undecodable.
+    """Bytes -> ``H x W x 3`` uint8 RGB (EXIF-rotated), decoded whole (:func:`decode_photo`)."""
+    return decode_photo(data, max_pixels)[0]
+
+
+def decode_photo(data: bytes, max_pixels: int, min_pixels: int = 0) -> tuple[np.ndarray, tuple[int, int]]:
+    """Bytes -> ``(H x W x 3 uint8 RGB, (width, height))``, EXIF-rotated; 413 over
+    ``max_pixels``, 422 if undecodable. ``(width, height)`` is the photo's size; the array is
+    the photo itself, or, for a JPEG with at least ``min_pixels`` pixels left at 1/2, 1/4 or
+    1/8 of its size, the most reduced of those copies that keeps them (0: always whole).
 
     The size is read from the header first, so a decompression bomb is refused before any
     pixel is decoded. Complete RGB / grayscale JPEGs (the usual upload) are decoded by OpenCV,
@@ -204,12 +220,15 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
 
     from ..data.images import TruncatedImage, jpeg_cut_short, read_image
 
+    turned = False
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(io.BytesIO(data)) as probe:
                 w, h = probe.size
                 fmt, mode = probe.format, probe.mode
+                if fmt == "JPEG":  # EXIF orientations 5-8 turn the photo a quarter
+                    turned = probe.getexif().get(0x0112, 1) in (5, 6, 7, 8)
     except UnidentifiedImageError:  # read_image below says what is wrong (a corrupt PNG, not an image ...)
         w = h = 0
         fmt = mode = None
@@ -220,22 +239,28 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
     if w * h > max_pixels:
         raise UploadError(413, f"image too large: {w}x{h} = {w * h / 1e6:.1f} MP, the limit is {max_pixels / 1e6:.0f} MP",
                           "too_many_pixels")
+    size = (h, w) if turned else (w, h)
     if fmt == "JPEG" and mode in ("RGB", "L") and data.endswith(b"\xff\xd9"):
-        rgb = _cv2_jpeg(data)
+        # libjpeg's copy at 1/k is ceil(w / k) x ceil(h / k)
+        reduce = next((k for k in REDUCED_READS if 0 < min_pixels <= -(-w // k) * -(-h // k)), 1)
+        rgb = _cv2_jpeg(data, reduce)
         if rgb is not None:  # a JPEG cut short but ending in an end marker decodes here too
-            return rgb.view(TruncatedImage) if jpeg_cut_short(data, rgb) else rgb
+            return (rgb.view(TruncatedImage) if jpeg_cut_short(data, rgb) else rgb), size
     try:
-        return read_image(data, name="upload", max_pixels=max_pixels)
+        rgb = read_image(data, name="upload", max_pixels=max_pixels)
     except ImageError as e:
         status = 413 if "too large" in e.problem else 422
         raise UploadError(status, f"cannot decode the upload: {e.problem}", "not_an_image") from None
+    return rgb, (rgb.shape[1], rgb.shape[0])
 
 
-def _cv2_jpeg(data: bytes) -> np.ndarray | None:
-    """A complete JPEG decoded by OpenCV as RGB (EXIF orientation applied), or None."""
+def _cv2_jpeg(data: bytes, reduce: int = 1) -> np.ndarray | None:
+    """A complete JPEG decoded by OpenCV as RGB (EXIF orientation applied), at 1/``reduce`` of
+    its size (1, 2, 4 or 8), or None."""
     import cv2
 
-    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    flag = cv2.IMREAD_COLOR if reduce == 1 else getattr(cv2, REDUCED_READS[reduce])
+    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flag)
     if bgr is None or bgr.ndim != 3 or bgr.shape[2] != 3:
         return None
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
