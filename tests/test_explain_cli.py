@@ -101,6 +101,22 @@ def test_maps_single_image_and_class_target(cli, mini, tmp_path):
     assert (out / "face1_ig.png").exists() and (out / "face1_occlusion.png").exists()
 
 
+def test_maps_of_an_ensemble_leave_grad_cam_out_with_a_note(cli, mini, tmp_path):
+    """An ensemble has no single network for Grad-CAM: the default methods go on without it
+    and say so; Grad-CAM alone is refused in one line before anything is written."""
+    spec = tmp_path / "pair.json"
+    spec.write_text(json.dumps({"arch": "ensemble", "members": [str(mini["ckpt"]), str(mini["ckpt1"])]}))
+    out = tmp_path / "pair"
+    code, text = cli(["explain", mini["imgs"] / "face1.png", "-m", spec, "--out", out])
+    assert code == 0, text
+    assert "gradcam cannot explain" in " ".join(text.split())
+    assert sorted(p.name for p in out.glob("face1_*.png")) == ["face1_smoothgrad.png", "face1_vanilla.png"]
+    code, text = cli(["explain", mini["imgs"] / "face1.png", "-m", spec, "--method", "gradcam", "--out",
+                      tmp_path / "none"])
+    assert code == 2 and "Grad-CAM" in text and "Traceback" not in text
+    assert not (tmp_path / "none").exists()
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

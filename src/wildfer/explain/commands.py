@@ -55,6 +55,22 @@ def _say(console):
     return lambda s: console.print(f"[dim]{s}[/]", highlight=False)
 
 
+def _usable_methods(clf, methods: list[str], model: str, console) -> list[str]:
+    """``methods`` less Grad-CAM where the model has no single network for it (an ensemble),
+    each dropped with a note; the one-line reason when nothing is left."""
+    from .methods import MethodError, as_module
+
+    reason = getattr(as_module(clf), "cam_unsupported", None)
+    kept = [m for m in methods if not (reason and m.startswith("gradcam"))]
+    if not kept:
+        raise MethodError(reason)
+    for m in methods:
+        if m not in kept:
+            console.print(f"[yellow]note[/] {m} cannot explain {model}: {reason}; the maps use {', '.join(kept)}",
+                          highlight=False)
+    return kept
+
+
 def maps_command(whole_photos: Callable | None = None):
     """The ``maps`` command. ``--detect`` runs ``whole_photos(input, model, methods, out,
     console)``: finding faces in whole photos is the wild stage's, which explain does not
@@ -90,6 +106,7 @@ def maps_command(whole_photos: Callable | None = None):
             whole_photos(input, model, methods, out, console)
             return
         clf = _load(model)
+        methods = _usable_methods(clf, methods, model, console)
         faces = faces_from_input(input, size=clf.size, split=split, per_class=per_class)
         for p, problem in faces.skipped:
             console.print(f"[yellow]skipped[/] {p}: {problem}", highlight=False)
