@@ -56,6 +56,28 @@ def scores(y: np.ndarray, found: np.ndarray, pred: np.ndarray, classes: list[str
             "recall": {classes[k]: round(float((pred[y == k] == k).mean()), 3) for k in present}}
 
 
+def member_probabilities(members: list[Path], classes: list[str], fer) -> dict[str, tuple]:
+    """Per dev set: ``(labels, found by every member, probabilities M x N x C)`` from the
+    members' saved predictions (the files the module docstring lists), missed faces' rows
+    uniform; ``fer`` gives PublicTest's labels."""
+    from wildfer.evaluate.predict import load_saved_probs
+    from wildfer.wild.evaluate import read_predictions
+
+    data: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    for name, fname in SETS.items():
+        read = [read_predictions(m / fname, classes) for m in members]
+        y, found = read[0][0], read[0][1]
+        if any(not np.array_equal(r[0], y) for r in read):
+            raise SystemExit(f"{fname}: the members' files list other faces")
+        data[name] = (y, found & np.logical_and.reduce([r[1] for r in read]), np.stack([r[2] for r in read]))
+    pt = fer.split("PublicTest")
+    saved = [load_saved_probs(m / "probs_publictest.npz") for m in members]
+    order = [[list(s.labels).index(c) for c in classes] for s in saved]
+    data["publictest"] = (np.asarray(pt.labels), np.ones(len(pt.labels), bool),
+                          np.stack([s.probs[:, o] for s, o in zip(saved, order)]))
+    return data
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--member", action="append", type=Path, required=True,
@@ -66,25 +88,13 @@ def main() -> None:
     args = ap.parse_args()
 
     from wildfer.data.fer2013 import load_fer2013
-    from wildfer.evaluate.predict import load_saved_probs
     from wildfer.labels import FER2013_CLASSES
-    from wildfer.wild.evaluate import read_predictions
 
     classes = list(FER2013_CLASSES)
     fer = load_fer2013(DATA / "fer2013" / "fer2013.csv.gz")  # read once: its Training prior, its PublicTest labels
     prior = training_prior(fer, classes, args.wild_ratio)
-    data: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-    for name, fname in SETS.items():
-        read = [read_predictions(m / fname, classes) for m in args.member]
-        y, found = read[0][0], read[0][1]
-        if any(not np.array_equal(r[0], y) for r in read):
-            raise SystemExit(f"{fname}: the members' files list other faces")
-        data[name] = (y, found & np.logical_and.reduce([r[1] for r in read]), np.mean([r[2] for r in read], axis=0))
-    pt = fer.split("PublicTest")
-    saved = [load_saved_probs(m / "probs_publictest.npz") for m in args.member]
-    order = [[list(s.labels).index(c) for c in classes] for s in saved]
-    data["publictest"] = (np.asarray(pt.labels), np.ones(len(pt.labels), bool),
-                          np.mean([s.probs[:, o] for s, o in zip(saved, order)], axis=0))
+    data = {name: (y, found, np.mean(probs, axis=0))
+            for name, (y, found, probs) in member_probabilities(args.member, classes, fer).items()}
 
     rows = []
     for tau in (float(t) for t in args.taus.split(",")):
