@@ -72,6 +72,14 @@ def test_cli_writes_a_timeline_per_track(cli, clip, tmp_path, rec):
     assert not list(out.rglob("*partial*"))
 
 
+def test_saliency_says_videos_get_no_overlay(cli, clip, tmp_path):
+    out = tmp_path / "o"
+    code, text = cli(["predict", clip, "--model", "fast", "--saliency", "vanilla", "--out", out])
+    assert code == 0, text
+    assert "--saliency paints photos, not video frames; the 1 video(s) get no overlay" in " ".join(text.split())
+    assert not [p for p in out.iterdir() if p.name != "predictions.json"]
+
+
 def test_the_plot_has_seven_series_that_match_the_csv(clip, tmp_path, rec):
     from wildfer.wild.timeline import TrackStats, plot_track, read_track_csv
 

@@ -125,6 +125,10 @@ def run_predict(paths, *, model=None, detector="yunet", mode="detect", out=None,
         elif not has_matplotlib():
             err.print(f"note: the timelines' plots need matplotlib ({PLOTS_INSTALL}); without it they hold the "
                       "CSVs, timeline.json and summary.html", highlight=False, markup=False, soft_wrap=True)
+    videos = sum(is_video_file(src) for src, _ in inputs)
+    if saliency and videos:
+        err.print(f"note: --saliency paints photos, not video frames; the {videos} video(s) get no overlay",
+                  highlight=False)
     # the workers' processes get ready while this one loads its model
     if workers > 1 and not all(is_video_file(src) for src, _ in inputs):
         from ..models.loader import auto_backend
