@@ -220,15 +220,12 @@ def decode_photo(data: bytes, max_pixels: int, min_pixels: int = 0) -> tuple[np.
 
     from ..data.images import TruncatedImage, jpeg_cut_short, read_image
 
-    turned = False
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(io.BytesIO(data)) as probe:
                 w, h = probe.size
                 fmt, mode = probe.format, probe.mode
-                if fmt == "JPEG":  # EXIF orientations 5-8 turn the photo a quarter
-                    turned = probe.getexif().get(0x0112, 1) in (5, 6, 7, 8)
     except UnidentifiedImageError:  # read_image below says what is wrong (a corrupt PNG, not an image ...)
         w = h = 0
         fmt = mode = None
@@ -239,12 +236,13 @@ def decode_photo(data: bytes, max_pixels: int, min_pixels: int = 0) -> tuple[np.
     if w * h > max_pixels:
         raise UploadError(413, f"image too large: {w}x{h} = {w * h / 1e6:.1f} MP, the limit is {max_pixels / 1e6:.0f} MP",
                           "too_many_pixels")
-    size = (h, w) if turned else (w, h)
     if fmt == "JPEG" and mode in ("RGB", "L") and data.endswith(b"\xff\xd9"):
         # libjpeg's copy at 1/k is ceil(w / k) x ceil(h / k)
         reduce = next((k for k in REDUCED_READS if 0 < min_pixels <= -(-w // k) * -(-h // k)), 1)
         rgb = _cv2_jpeg(data, reduce)
         if rgb is not None:  # a JPEG cut short but ending in an end marker decodes here too
+            turned = (rgb.shape[1] > rgb.shape[0]) != (w > h) and rgb.shape[0] != rgb.shape[1]  # EXIF turned it
+            size = (rgb.shape[1], rgb.shape[0]) if reduce == 1 else (h, w) if turned else (w, h)
             return (rgb.view(TruncatedImage) if jpeg_cut_short(data, rgb) else rgb), size
     try:
         rgb = read_image(data, name="upload", max_pixels=max_pixels)
