@@ -119,3 +119,17 @@ def test_a_trainer_is_cheap_to_make_and_sets_up_once(tmp_path):
     assert trainer.num_classes == 7 and len(trainer.train_data) == 32 and not (tmp_path / "given").exists()
     summary = trainer.fit()
     assert summary["epochs_run"] == 1 and trainer.state is state and (tmp_path / "given" / "best.pt").exists()
+
+
+def test_a_builtin_name_is_that_model_beside_a_data_folder_of_the_same_name(tmp_path, monkeypatch):
+    """init=wild names the built-in model even where $WILDFER_DATA holds the wild photos' folder."""
+    from wildfer.models import load_model
+
+    (tmp_path / "fast").mkdir()
+    monkeypatch.setenv("WILDFER_DATA", str(tmp_path))
+    ref = load_model("fast", backend="torch")
+    model = create_model(ref.arch, **ref.model_kwargs)
+    report = init_from(model, "fast", tuple(ref.classes))
+    assert report["loaded"] and not report["skipped"]
+    mine, theirs = model.state_dict(), ref.net.state_dict()
+    assert all(torch.equal(mine[k], theirs[k]) for k in theirs)

@@ -101,9 +101,12 @@ def init_from(model: nn.Module, source: str, classes: tuple[str, ...] | None = N
     of another architecture, where almost nothing matches, is a user mistake and says so.
     Returns the names that were ``loaded``, ``mapped`` and ``skipped``.
     """
-    from ..models.loader import load_model
+    from ..models.loader import builtin_names, load_model
 
-    clf = load_model(str(data_path(source)))  # a relative path may live under $WILDFER_DATA
+    # a relative path may live under $WILDFER_DATA; a built-in name is that model, even where
+    # $WILDFER_DATA has a folder of the same name (its "wild" photos beside the model "wild")
+    builtin = source in builtin_names() and not Path(source).exists()
+    clf = load_model(source if builtin else str(data_path(source)))
     own, skip = model.state_dict(), tuple(skip)
     for prefix in skip:
         if not any(k.startswith(prefix) for k in own):
