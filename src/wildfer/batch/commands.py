@@ -115,22 +115,22 @@ def run_predict(paths, *, model=None, detector="yunet", mode="detect", out=None,
         check_output_dir(timeline, "--timeline")
     inputs, missing = collect_inputs(paths)
     outputs.check_inputs(paths, [src for src, _ in inputs])
+    videos = sum(is_video_file(src) for src, _ in inputs)
     if timeline is not None:
         from ..figures import has_matplotlib
         from ..wild.timeline import PLOTS_INSTALL
 
         check_outside(timeline, paths, "--timeline")
-        if not any(is_video_file(src) for src, _ in inputs):
+        if not videos:
             err.print("note: no video among the inputs; --timeline writes nothing", highlight=False)
         elif not has_matplotlib():
             err.print(f"note: the timelines' plots need matplotlib ({PLOTS_INSTALL}); without it they hold the "
                       "CSVs, timeline.json and summary.html", highlight=False, markup=False, soft_wrap=True)
-    videos = sum(is_video_file(src) for src, _ in inputs)
     if saliency and videos:
         err.print(f"note: --saliency paints photos, not video frames; the {videos} video(s) get no overlay",
                   highlight=False)
     # the workers' processes get ready while this one loads its model
-    if workers > 1 and not all(is_video_file(src) for src, _ in inputs):
+    if workers > 1 and videos < len(inputs):
         from ..models.loader import auto_backend
         from .pool import worker_context
 

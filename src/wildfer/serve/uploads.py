@@ -190,8 +190,6 @@ def extract_image_bytes(body: bytes, content_type: str | None, limit: int) -> by
     return data
 
 
-#: The JPEG reductions OpenCV decodes at (libjpeg's scaled inverse DCT), largest first.
-REDUCED_READS = {8: "IMREAD_REDUCED_COLOR_8", 4: "IMREAD_REDUCED_COLOR_4", 2: "IMREAD_REDUCED_COLOR_2"}
 #: A JPEG upload is decoded at 1/2, 1/4 or 1/8 of its size when that copy keeps at least this
 #: share of the pixels the server works on (``work_pixels``): a 12-megapixel phone photo becomes
 #: a 3-megapixel copy, decoded reduced, instead of a 4-megapixel one decoded whole and shrunk.
@@ -218,7 +216,7 @@ def decode_photo(data: bytes, max_pixels: int, min_pixels: int = 0) -> tuple[np.
     """
     from PIL import Image, UnidentifiedImageError
 
-    from ..data.images import TruncatedImage, jpeg_cut_short, read_image
+    from ..data.images import DECODE_SCALES, TruncatedImage, jpeg_cut_short, read_image
 
     try:
         with warnings.catch_warnings():
@@ -238,7 +236,7 @@ def decode_photo(data: bytes, max_pixels: int, min_pixels: int = 0) -> tuple[np.
                           "too_many_pixels")
     if fmt == "JPEG" and mode in ("RGB", "L") and data.endswith(b"\xff\xd9"):
         # libjpeg's copy at 1/k is ceil(w / k) x ceil(h / k)
-        reduce = next((k for k in REDUCED_READS if 0 < min_pixels <= -(-w // k) * -(-h // k)), 1)
+        reduce = next((k for k in DECODE_SCALES if 0 < min_pixels <= -(-w // k) * -(-h // k)), 1)
         rgb = _cv2_jpeg(data, reduce)
         if rgb is not None:  # a JPEG cut short but ending in an end marker decodes here too
             turned = (rgb.shape[1] > rgb.shape[0]) != (w > h) and rgb.shape[0] != rgb.shape[1]  # EXIF turned it
@@ -254,10 +252,10 @@ def decode_photo(data: bytes, max_pixels: int, min_pixels: int = 0) -> tuple[np.
 
 def _cv2_jpeg(data: bytes, reduce: int = 1) -> np.ndarray | None:
     """A complete JPEG decoded by OpenCV as RGB (EXIF orientation applied), at 1/``reduce`` of
-    its size (1, 2, 4 or 8), or None."""
+    its size (1, or one of :data:`~wildfer.data.images.DECODE_SCALES`), or None."""
     import cv2
 
-    flag = cv2.IMREAD_COLOR if reduce == 1 else getattr(cv2, REDUCED_READS[reduce])
+    flag = cv2.IMREAD_COLOR if reduce == 1 else getattr(cv2, f"IMREAD_REDUCED_COLOR_{reduce}")
     bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flag)
     if bgr is None or bgr.ndim != 3 or bgr.shape[2] != 3:
         return None

@@ -31,8 +31,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import ModelError, WildferError
-from .align import (AlignConfig, align_for, channels_first, crop_scale, face_pixels, face_transform, warp_crop,
-                    whole_crop, whole_transform)
+from .align import (AlignConfig, align_face, align_for, crop_scale, face_pixels, face_transform, whole_crop,
+                    whole_transform)
 from .detectors import Detection, Detector, clip_detection, create_detector
 
 MODES = ("detect", "search", "whole")
@@ -376,11 +376,8 @@ class Recognizer:
             if dets:
                 pixels = {c: face_pixels(rgb, c) for c in set(self.colours)}
                 for d in dets:
-                    faces = []
-                    for a, c in zip(self.aligns, self.colours):
-                        m = face_transform(d, a, self.detector.name)
-                        faces.append((channels_first(warp_crop(pixels[c], m, a.size)), _in_photo(m, scale)))
-                    cut.append(faces)
+                    faces = [align_face(pixels[c], d, a, self.detector.name) for a, c in zip(self.aligns, self.colours)]
+                    cut.append([(crop, _in_photo(m, scale)) for crop, m in faces])
             if scale > 1:  # boxes and landmarks in the photo's own pixels
                 dets = [clip_detection(d.scaled(scale), w, h) for d in dets]
             for d in dets:
