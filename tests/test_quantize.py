@@ -97,6 +97,9 @@ def test_depthwise_convolutions_stay_float(tmp_path):
     quantised = [n for n in convs if n.input[1] in made_by and made_by[n.input[1]].op_type == "DequantizeLinear"]
     assert len(convs) - len(quantised) == dw and len(quantised) > 0
     assert all(next((a.i for a in n.attribute if a.name == "group"), 1) == 1 for n in quantised)
+    # PReLUs stay float too, each written as a maximum after quantisation
+    ops = [n.op_type for n in graph.node]
+    assert "PRelu" not in ops and ops.count("Max") == sum(isinstance(m, torch.nn.PReLU) for m in net.modules())
 
 
 @pytest.mark.parametrize("name", ["wild", "default", "fast", "wild_mfn"])

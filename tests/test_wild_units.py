@@ -365,3 +365,21 @@ def test_crop_manifest_chooses_rows_by_the_split_rule(tmp_path, monkeypatch):
     assert [it.row for it in read_manifest(man, split="val")] == [3]
     with pytest.raises(DataError, match="no 'private' rows .*splits present: Training, PublicTest"):
         read_manifest(man, split="private")
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+@pytest.mark.parametrize("bgr", [False, True])
+def test_arrays_in_either_channel_order_give_the_same_rgb(channels, bgr):
+    """A frame handed over as an array (OpenCV's BGR, with or without alpha, or RGB) reads as
+    the RGB image it shows, contiguous, whether or not the array itself is."""
+    from wildfer.data.images import read_image
+
+    rgb = np.random.default_rng(channels).integers(0, 256, size=(9, 13, 3), dtype=np.uint8)
+    a = rgb[:, :, ::-1] if bgr else rgb
+    if channels == 4:
+        a = np.concatenate([a, np.full((9, 13, 1), 200, np.uint8)], axis=2)
+    wider = np.zeros((9, 20, channels), np.uint8)
+    wider[:, :13] = a
+    for arr in (np.ascontiguousarray(a), wider[:, :13]):  # the second, a view with rows 20 pixels apart
+        out = read_image(arr, bgr=bgr)
+        assert out.flags.c_contiguous and out.dtype == np.uint8 and np.array_equal(out, rgb)

@@ -65,12 +65,13 @@ def depthwise_convs(graph) -> list[str]:
 def quantize_int8(clf: Classifier, faces: np.ndarray, *, batch: int = 32) -> bytes:
     """The int8 (QDQ) ONNX graph of ``clf``, its activation ranges calibrated on ``faces``
     (uint8 ``N x H x W`` in the classifier's input size, as :meth:`Classifier.to_tensor` takes).
-    Depthwise convolutions stay in float (:func:`depthwise_convs`)."""
+    Depthwise convolutions stay in float (:func:`depthwise_convs`), and so do PReLUs, each
+    written as a maximum after quantisation (:func:`~wildfer.models.onnx.prelus_as_max`)."""
     import onnx
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quant_pre_process, quantize_static)
 
-    from .onnx import onnx_bytes
+    from .onnx import onnx_bytes, prelus_as_max
 
     if len(faces) == 0:
         raise ModelError("int8 calibration needs at least one face")
@@ -85,13 +86,15 @@ def quantize_int8(clf: Classifier, faces: np.ndarray, *, batch: int = 32) -> byt
 
     with tempfile.TemporaryDirectory() as tmp:
         fp32, pre, out = (os.path.join(tmp, f) for f in ("fp32.onnx", "pre.onnx", "int8.onnx"))
-        Path(fp32).write_bytes(onnx_bytes(clf))
+        Path(fp32).write_bytes(onnx_bytes(clf, max_prelus=False))
         quant_pre_process(fp32, pre)
         quantize_static(pre, out, Faces(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.Percentile,
                         nodes_to_exclude=depthwise_convs(onnx.load(pre).graph))
-        return Path(out).read_bytes()
+        model = onnx.load(out)
+        prelus_as_max(model)
+        return model.SerializeToString()
 
 
 def export_int8(clf: Classifier, out: str | os.PathLike, faces: np.ndarray) -> Path:
