@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import DATA, ROOT, describe_machine
+from common import DATA, ROOT, describe_machine, write_result
 
 OUT = ROOT / "benchmarks" / "results" / "cold_start.json"
 
@@ -105,8 +105,7 @@ def main() -> None:
            "repeat": args.repeat,
            "installation": {"python": python, "torch_installed": has_torch},
            "results": results, "targets": {"wall_s": 0.5, "peak_rss_mb": 150}, "machine": describe_machine()}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1) + "\n")
+    write_result(args.out, out)
     print(json.dumps({k: {m: v[m] for m in ("wall_s_median", "peak_rss_mb_median")} for k, v in results.items()}))
 
 

@@ -29,6 +29,14 @@ except ImportError:  # run from a checkout without an installed wildfer
     from wildfer.machine import FEATURES, cpu_model, machine as describe_machine
 
 
+def write_result(path: Path, record: dict, *, indent: int = 1) -> Path:
+    """Write a benchmark's ``record`` as JSON to ``path`` (its folder made), whole or not at all:
+    an interrupted run leaves the previous result in place."""
+    from wildfer.paths import write_bytes_whole
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return write_bytes_whole(path, (json.dumps(record, indent=indent) + "\n").encode())
+
 
 def run_threads(client, concurrency: int) -> float:
     """Run ``client`` in ``concurrency`` threads at once; the wall seconds until all are done."""

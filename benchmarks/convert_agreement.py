@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import DATA, ROOT, describe_machine
+from common import DATA, ROOT, describe_machine, write_result
 
 ZOO = DATA / "pretrained" / "opencv_zoo_fer" / "facial_expression_recognition_mobilefacenet_2022july_int8.onnx"
 
@@ -63,8 +63,7 @@ def main() -> None:
                         "mean_abs_logit_difference": round(float(diff.mean()), 4),
                         "max_abs_logit_difference": round(float(diff.max()), 4), "accuracy": accuracy(out)}
     result["seconds"] = round(time.time() - t0, 1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.out, result, indent=2)
     print(json.dumps({k: v for k, v in result.items() if k != "machine"}))
 
 

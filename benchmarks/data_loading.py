@@ -14,7 +14,6 @@ load average and the CPU time of each load as well).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -22,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import DATA, describe_machine
+from common import DATA, describe_machine, write_result
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "data_loading.json"
@@ -103,8 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         cached_under_target=max(cached_wall) < TARGET_CACHED_S,
         loadavg_after=list(os.getloadavg()),
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=2) + "\n")
+    write_result(args.out, res, indent=2)
     verdict = "OK" if res["cached_under_target"] else "SLOWER THAN TARGET"
     print(f"cached max {res['cached_max_s']:.3f} s (target < {TARGET_CACHED_S} s): {verdict}; wrote {args.out}")
     return 0 if res["cached_under_target"] else 1

@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 from pathlib import Path
 
 import numpy as np
 
-from common import DATA, ROOT, describe_machine
+from common import DATA, ROOT, describe_machine, write_result
 from prior_correction import member_probabilities, scores
 
 L2 = 0.02
@@ -156,8 +155,7 @@ def main() -> None:
               flush=True)
     out = {"benchmark": "ensemble_combination", "members": names, "l2": L2, "folds": FOLDS, "shuffles": SHUFFLES,
            "rows": rows, "machine": describe_machine()}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1) + "\n")
+    write_result(args.out, out)
     print(f"wrote {args.out}")
 
 

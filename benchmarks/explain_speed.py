@@ -18,7 +18,6 @@ thread (``OMP_NUM_THREADS=1``) is what one idle core of this CPU gives.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -27,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import DATA, describe_machine
+from common import DATA, describe_machine, write_result
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "explain_speed.json"
@@ -104,8 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": describe_machine(threads=torch.get_num_threads(), load_average_1m=round(os.getloadavg()[0], 2)),
         "results": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_result(args.out, report, indent=2)
     print(f"wrote {args.out}")
     return 0
 

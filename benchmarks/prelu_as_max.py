@@ -14,14 +14,13 @@ Writes ``benchmarks/results/prelu_as_max.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
 
-from common import DATA, ROOT, describe_machine
+from common import DATA, ROOT, describe_machine, write_result
 
 OUT = ROOT / "benchmarks" / "results" / "prelu_as_max.json"
 WEIGHTS = ROOT / "src" / "wildfer" / "weights"
@@ -106,8 +105,7 @@ def main() -> None:
                 print(row)
     record = {"benchmark": "prelu_as_max", "faces": int(len(x)), "runs": args.runs, "results": results,
               "machine": describe_machine()}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=1) + "\n")
+    write_result(args.out, record)
     print(f"wrote {args.out}")
 
 

@@ -25,12 +25,11 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 from pathlib import Path
 
 import numpy as np
 
-from common import DATA, ROOT, describe_machine
+from common import DATA, ROOT, describe_machine, write_result
 
 SETS = {"expw_val": "pred_expw_val.csv", "lfw": "pred_lfw.csv", "kdef_frontal": "pred_kdef.csv"}
 
@@ -108,8 +107,7 @@ def main() -> None:
     out = {"benchmark": "prior_correction", "members": [m.name for m in args.member], "wild_ratio": args.wild_ratio,
            "training_prior": {c: round(float(p), 4) for c, p in zip(classes, prior)}, "rows": rows,
            "machine": describe_machine()}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1) + "\n")
+    write_result(args.out, out)
     print(f"wrote {args.out}")
 
 

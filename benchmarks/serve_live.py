@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import DATA, ROOT, describe_machine
+from common import DATA, ROOT, describe_machine, write_result
 
 OUT = ROOT / "benchmarks" / "results" / "serve_live.json"
 
@@ -84,8 +84,7 @@ def main() -> None:
         "frames_answered": samples[-1]["frames"], "samples": samples,
         "targets": {"fps_min": 10, "latency_ms_max": 150}, "machine": describe_machine(),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1) + "\n")
+    write_result(args.out, out)
     print(json.dumps({k: out[k] for k in ("model", "camera", "fps_median", "latency_ms_median")}))
 
 

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import DATA, describe_machine, run_threads
+from common import DATA, describe_machine, run_threads, write_result
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "serve_load.json"
@@ -322,8 +322,7 @@ def main(argv=None) -> int:
     r = res["results"]
     res["goal"] = {**GOAL, "met": bool(r["photos_per_s"] >= GOAL["photos_per_s_min"] and errors == 0 and done == n_req
                                        and r["rss_mb"]["growth_second_half"] <= GOAL["rss_growth_second_half_mb_max"])}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=2) + "\n")
+    write_result(args.out, res, indent=2)
     print(json.dumps({k: r[k] for k in ("completed", "photos_per_s", "latency_ms", "errors", "server_cpu_ms_per_photo",
                                         "server_inference_cpu_ms_per_photo")}, indent=None))
     if profile:

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import describe_machine, run_threads
+from common import describe_machine, run_threads, write_result
 from serve_load import cpu_note, load_photos, rss_mb
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -263,8 +263,7 @@ def main(argv=None) -> int:
     r = res["results"]
     res["goal"] = {**GOAL, "met": bool(server_errors == 0 and health.get("status") == "ok"
                                        and r["rss_mb"]["growth_second_half"] <= GOAL["rss_growth_second_half_mb_max"])}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=2) + "\n")
+    write_result(args.out, res, indent=2)
     print(json.dumps({"server_errors": server_errors, "good_latency_ms": r["good_latency_ms"],
                       "status_counts": counts, "slow_headers_closed_after_s": cut_after,
                       "rss_growth_second_half_mb": r["rss_mb"]["growth_second_half"], "goal_met": res["goal"]["met"]}))

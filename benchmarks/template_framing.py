@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import DATA, ROOT, WILD_SETS, describe_machine
+from common import DATA, ROOT, WILD_SETS, describe_machine, write_result
 
 OUT = ROOT / "benchmarks" / "results" / "template_framing.json"
 
@@ -71,8 +71,7 @@ def main() -> None:
         every_shift += shifts
     result["all"] = {"side_over_box_width": stats(every_scale), "centre_shift_over_box_height": stats(every_shift)}
     result["seconds"] = round(time.time() - t0, 1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.out, result, indent=2)
     print(json.dumps(result["all"]))
 
 

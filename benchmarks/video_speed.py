@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import DATA, ROOT, describe_machine
+from common import DATA, ROOT, describe_machine, write_result
 
 OUT = ROOT / "benchmarks" / "results" / "video_speed.json"
 PHOTO = DATA / "wild" / "groups" / "deepface_couple.jpg"
@@ -65,8 +65,7 @@ def main() -> None:
     out = {"benchmark": "video_speed", "clip": f"1280x720, {FPS:g} frames/s, {args.seconds:g} s, two faces "
            f"({PHOTO.name} with a slow zoom)", "stride": 1, "repeat": args.repeat, "results": results,
            "goal": {"frames_per_s": 90}, "machine": describe_machine()}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1) + "\n")
+    write_result(args.out, out)
     print(f"wrote {args.out}")
 
 

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import DATA, ROOT, describe_machine
+from common import DATA, ROOT, describe_machine, write_result
 
 OUT = ROOT / "benchmarks" / "results" / "video_timeline.json"
 
@@ -87,8 +87,7 @@ def main() -> None:
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "machine": describe_machine(),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1) + "\n")
+    write_result(args.out, out)
     print(json.dumps({k: out[k] for k in ("samples", "rss_growth_mb", "rss_growth_last_mb", "peak_rss_mb")}, indent=1))
 
 

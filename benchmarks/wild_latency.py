@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import DATA, describe_machine
+from common import DATA, describe_machine, write_result
 
 ROOT = Path(__file__).resolve().parent.parent
 WILD = DATA / "wild"
@@ -210,8 +210,7 @@ def main() -> None:
     result["note"] = ("Detector yunet (the shipped YuNet graph on onnxruntime, 1 thread); the classifier on "
                       "torch with 1 thread, or its int8 or float graph on onnxruntime. Other jobs on the machine inflate "
                       "wall-clock numbers; cpu_median_ms is the process's CPU time.")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    write_result(args.out, result)
     print(json.dumps(result["goals"], indent=1))
     print(f"wrote {args.out}")
 

@@ -7,6 +7,7 @@ import datetime as dt
 import json
 
 import badinput as bad
+import pytest
 
 FIELDS = {"date", "cpu", "cpu_features", "cores", "platform", "python", "wildfer", "torch", "gpu"}
 
@@ -38,6 +39,24 @@ def test_benchmarks_share_the_record():
     from wildfer.machine import machine
 
     assert common.describe_machine is machine
+
+
+def test_benchmarks_write_their_results_whole(tmp_path, monkeypatch):
+    """A benchmark's JSON appears whole under its name (its folder made), and a record that
+    cannot be written leaves the previous result as it was."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "common.py"
+    spec = importlib.util.spec_from_file_location("bench_common", path)
+    common = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(common)
+    out = tmp_path / "results" / "b.json"
+    common.write_result(out, {"a": [1, 2]})
+    assert json.loads(out.read_text()) == {"a": [1, 2]} and out.read_text().endswith("\n")
+    with pytest.raises(TypeError):
+        common.write_result(out, {"a": object()})
+    assert json.loads(out.read_text()) == {"a": [1, 2]} and [p.name for p in out.parent.iterdir()] == ["b.json"]
 
 
 def test_evaluate_json_records_the_machine(cli, tmp_path):
