@@ -186,22 +186,17 @@ def explain_prepared(recognizer, work, res, method: str | None = None, **params)
         except TypeError as e:
             raise ModelError(f"saliency method {method!r}: {e}") from None
         maps = attributer.attribute(x, target=targets).detach().float()
-        size = recognizer.align.size
-        if work.views is None:
-            maps = maps.cpu().numpy()
-            per_face = [[_flat_map(mp.reshape(-1, *mp.shape[-2:]))] for mp in maps]
+        if work.views is None:  # each face's map, in its crop's pixels
+            size = recognizer.align.size
+            face_maps = [_flat_map(mp.reshape(-1, *mp.shape[-2:])) for mp in maps.cpu().numpy()]
+            if face_maps and face_maps[0].shape != (size, size):
+                import cv2
+
+                face_maps = [cv2.resize(m, (size, size), interpolation=cv2.INTER_LINEAR) for m in face_maps]
         else:
             views = [v.cpu().numpy() for v in net.unpack(maps)]
-            per_face = [[_flat_map(v[i]) for v in views] for i in range(len(res.faces))]
-        for i, (f, ms) in enumerate(zip(res.faces, per_face)):
-            if work.views is None:
-                m = ms[0]
-                if m.shape != (size, size):
-                    import cv2
-
-                    m = cv2.resize(m, (size, size), interpolation=cv2.INTER_LINEAR)
-            else:
-                m = in_first_view(ms, work.view_mats[i])
+            face_maps = [in_first_view([_flat_map(v[i]) for v in views], mats) for i, mats in enumerate(work.view_mats)]
+        for f, m in zip(res.faces, face_maps):
             m = normalize_map(m, percentile=100.0).astype(np.float32)
             f.saliency = m
             heat = np.maximum(heat, unwarp(m, f.transform, res.width, res.height))
@@ -286,6 +281,7 @@ def maps_on_photos(input: Path, model: str, methods: list[str], out: Path, conso
     of saliency per face region measured with the face's own landmarks."""
     from .data.images import is_image_file
     from .errors import DataError, WildferError
+    from .explain.commands import usable_methods
     from .jsonio import write_json
     from .paths import written_whole
     from .wild import Recognizer
@@ -300,15 +296,7 @@ def maps_on_photos(input: Path, model: str, methods: list[str], out: Path, conso
         raise DataError(input, "no image files")
     rec = Recognizer(model=model)
     size = rec.align.size
-    usable = saliency_methods_for(rec.classifier, methods)
-    for m in methods:
-        if m not in usable:
-            if len(usable) == 0:
-                check_saliency_method(m, rec.classifier)  # the one-line reason, before any photo
-            console.print(f"[yellow]note[/] {m} cannot explain {model}: "
-                          f"{_cannot_explain(m, rec.classifier, {})}; the maps use {', '.join(usable)}",
-                          highlight=False)
-    methods = usable
+    methods = usable_methods(methods, lambda m: _cannot_explain(m, rec.classifier, {}), model, console)
     out.mkdir(parents=True, exist_ok=True)
     done, report = 0, []
     for f in files:

@@ -55,18 +55,19 @@ def _say(console):
     return lambda s: console.print(f"[dim]{s}[/]", highlight=False)
 
 
-def _usable_methods(clf, methods: list[str], model: str, console) -> list[str]:
-    """``methods`` less Grad-CAM where the model has no single network for it (an ensemble),
-    each dropped with a note; the one-line reason when nothing is left."""
-    from .methods import MethodError, as_module
+def usable_methods(methods: list[str], why: Callable[[str], str | None], model: str, console) -> list[str]:
+    """``methods`` less those ``why(method)`` gives a reason against (Grad-CAM for an ensemble),
+    each dropped with a note naming the reason; when none is left, the first one's reason as a
+    one-line error, before any map is made."""
+    from .methods import MethodError
 
-    reason = getattr(as_module(clf), "cam_unsupported", None)
-    kept = [m for m in methods if not (reason and m.startswith("gradcam"))]
+    reasons = {m: why(m) for m in methods}
+    kept = [m for m in methods if not reasons[m]]
     if not kept:
-        raise MethodError(reason)
+        raise MethodError(f"saliency method {methods[0]!r}: {reasons[methods[0]]}")
     for m in methods:
-        if m not in kept:
-            console.print(f"[yellow]note[/] {m} cannot explain {model}: {reason}; the maps use {', '.join(kept)}",
+        if reasons[m]:
+            console.print(f"[yellow]note[/] {m} cannot explain {model}: {reasons[m]}; the maps use {', '.join(kept)}",
                           highlight=False)
     return kept
 
@@ -105,8 +106,12 @@ def maps_command(whole_photos: Callable | None = None):
                 raise WildferError("--detect: this command line has no face detector to lend explain")
             whole_photos(input, model, methods, out, console)
             return
+        from .methods import as_module
+
         clf = _load(model)
-        methods = _usable_methods(clf, methods, model, console)
+        cam_unsupported = getattr(as_module(clf), "cam_unsupported", None)
+        methods = usable_methods(methods, lambda m: cam_unsupported if m.startswith("gradcam") else None, model,
+                                 console)
         faces = faces_from_input(input, size=clf.size, split=split, per_class=per_class)
         for p, problem in faces.skipped:
             console.print(f"[yellow]skipped[/] {p}: {problem}", highlight=False)
