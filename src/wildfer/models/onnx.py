@@ -79,14 +79,13 @@ def _exported(clf: Classifier, net, opset: int, *, fold: bool = True, max_prelus
 _VALUE_KEEPING = ("Cast", "Unsqueeze", "Reshape", "Identity")
 
 
-def _constant_values(graph, name: str) -> np.ndarray | None:
-    """The values of tensor ``name`` of ``graph`` when it is a constant (an initialiser or a
-    ``Constant`` node, through casts and reshapes), else ``None``."""
+def _constant_values(name: str, inits: dict, producers: dict) -> np.ndarray | None:
+    """The values of tensor ``name`` when it is a constant (an initialiser of ``inits`` or a
+    ``Constant`` node, through casts and reshapes; ``producers``: the node making each tensor),
+    else ``None``."""
     from onnx import numpy_helper
 
-    inits = {t.name: t for t in graph.initializer}
-    producers = {o: n for n in graph.node for o in n.output}
-    for _ in range(len(graph.node) + 1):
+    for _ in range(len(producers) + 1):
         if name in inits:
             return numpy_helper.to_array(inits[name])
         node = producers.get(name)
@@ -112,9 +111,11 @@ def prelus_as_max(model) -> int:
     from onnx import helper
 
     graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    producers = {o: n for n in graph.node for o in n.output}
     nodes, done = [], 0
     for node in graph.node:
-        slopes = _constant_values(graph, node.input[1]) if node.op_type == "PRelu" else None
+        slopes = _constant_values(node.input[1], inits, producers) if node.op_type == "PRelu" else None
         if slopes is None or slopes.size == 0 or not (slopes.max() <= 1 or slopes.min() >= 1):
             nodes.append(node)
             continue
