@@ -257,9 +257,11 @@ def process_video(rec, path, *, stride: int = 1, max_frames: int | None = None, 
                 if writer is None:
                     Path(annotate_to).parent.mkdir(parents=True, exist_ok=True)
                     writer = cv2.VideoWriter(str(annotate_to), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-                rgb = frame[:, :, ::-1]
-                drawn = np.asarray(annotate(rgb, shown)) if shown is not None and shown.faces else rgb
-                writer.write(np.ascontiguousarray(drawn[:, :, ::-1]))
+                if shown is not None and shown.faces:
+                    drawn = np.asarray(annotate(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), shown))
+                    writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+                else:
+                    writer.write(frame)
             n_frames = idx + 1
             if progress:
                 progress(n_frames, total)
@@ -304,12 +306,12 @@ def slideshow(images, out: str | Path, *, fps: float = 10.0, seconds: float = 2.
             write = fh.write
         try:
             for im in images:
-                rgb = read_image(im)
-                base = min(w / rgb.shape[1], h / rgb.shape[0])
+                bgr = cv2.cvtColor(read_image(im), cv2.COLOR_RGB2BGR)
+                base = min(w / bgr.shape[1], h / bgr.shape[0])
                 for k in range(n):
                     s = base * (1.0 + zoom * k / max(1, n - 1))
-                    m = np.array([[s, 0, (w - s * rgb.shape[1]) / 2], [0, s, (h - s * rgb.shape[0]) / 2]], np.float32)
-                    write(cv2.warpAffine(np.ascontiguousarray(rgb[:, :, ::-1]), m, (w, h), flags=cv2.INTER_LINEAR))
+                    m = np.array([[s, 0, (w - s * bgr.shape[1]) / 2], [0, s, (h - s * bgr.shape[0]) / 2]], np.float32)
+                    write(cv2.warpAffine(bgr, m, (w, h), flags=cv2.INTER_LINEAR))
         finally:
             fh.close() if y4m else fh.release()
     return Path(out)
